@@ -1,0 +1,167 @@
+//! The laws against paper figures, and the fit against known constants.
+
+use fmlab_scaling::*;
+
+fn close(actual: f64, expected: f64, rel: f64) -> bool {
+    ((actual - expected) / expected).abs() <= rel
+}
+
+#[test]
+fn chinchilla_closed_form_at_gopher_budget() {
+    let opt = CHINCHILLA.optimal(5.76e23).unwrap();
+    assert!(close(opt.params, 32.2e9, 0.005), "{}", opt.params);
+    assert!(close(opt.tokens, 2.98e12, 0.005), "{}", opt.tokens);
+    assert!(close(opt.flops, 5.76e23, 1e-12));
+    // Approach 3's exponent a ≈ 0.46 (Hoffmann et al. table 2 prints 0.46).
+    assert!((CHINCHILLA.params_exponent() - 0.4516).abs() < 1e-3);
+}
+
+#[test]
+fn frontier_inverses_agree() {
+    for law in [LawKind::Chinchilla, LawKind::Epoch, LawKind::Kaplan] {
+        for c in [1e18, 1e21, 5.76e23, 1e26] {
+            let opt = law.optimal(c).unwrap();
+            let by_n = law.optimal_for_params(opt.params).unwrap();
+            let by_d = law.optimal_for_tokens(opt.tokens).unwrap();
+            assert!(close(by_n.tokens, opt.tokens, 1e-9), "{law:?} {c}");
+            assert!(close(by_d.params, opt.params, 1e-9), "{law:?} {c}");
+        }
+    }
+}
+
+#[test]
+fn epoch_and_chinchilla_disagree_on_tokens_per_param() {
+    // The Epoch refit puts the optimum near 20 tokens per parameter, as approaches 1 and 2
+    // did; approach 3 as printed asks for several times more data per parameter at this
+    // budget. A planner must show which law it used.
+    let c = 1e23;
+    let chin = CHINCHILLA.optimal(c).unwrap().tokens_per_param;
+    let epoch = EPOCH.optimal(c).unwrap().tokens_per_param;
+    assert!(chin > 2.0 * epoch, "{epoch} vs {chin}");
+    assert!((15.0..35.0).contains(&epoch), "{epoch}");
+}
+
+#[test]
+fn kaplan_frontier_exponent() {
+    let small = KAPLAN.optimal(1e20).unwrap();
+    let big = KAPLAN.optimal(1e22).unwrap();
+    let exponent = (big.params / small.params).log10() / 2.0;
+    assert!((exponent - 0.73).abs() < 1e-9);
+    // Kaplan's single-variable laws at their constants give 1 nat.
+    assert!((KAPLAN.loss_params(8.8e13).unwrap() - 1.0).abs() < 1e-12);
+    assert!((KAPLAN.loss_tokens(5.4e13).unwrap() - 1.0).abs() < 1e-12);
+}
+
+#[test]
+fn data_constrained_effective_data() {
+    let dc = DATA_CONSTRAINED;
+    // One pass: nothing is lost.
+    assert_eq!(dc.effective_tokens(1e9, 1e9).unwrap(), 1e9);
+    // Four epochs (three repeats) are worth 3.726 epochs: "up to 4 epochs ≈ fresh data".
+    let four = dc.effective_tokens(4e9, 1e9).unwrap() / 1e9;
+    let expected = 1.0 + 15.39 * (1.0 - (-3.0f64 / 15.39).exp());
+    assert!((four - expected).abs() < 1e-12);
+    assert!(four > 3.7 && four < 4.0);
+    // Forever: the value saturates at U·(1 + R*).
+    let many = dc.effective_tokens(1e15, 1e9).unwrap() / 1e9;
+    assert!((many - 16.39).abs() < 1e-3);
+    // With plentiful unique data the optimum is Chinchilla's.
+    let c = 1e21;
+    let free = dc.optimal(c, 1e15).unwrap();
+    let chin = CHINCHILLA.optimal(c).unwrap();
+    assert!(close(free.params, chin.params, 1e-3), "{} {}", free.params, chin.params);
+    // With scarce data, excess parameters decay faster than repeated tokens (R*_N < R*_D):
+    // the optimum spends the compute on more epochs of a smaller model, and the loss rises.
+    let scarce = dc.optimal(c, chin.tokens / 20.0).unwrap();
+    assert!(scarce.params < 0.9 * chin.params, "{} vs {}", scarce.params, chin.params);
+    assert!(scarce.loss > chin.loss);
+}
+
+#[test]
+fn inference_aware_optimum() {
+    let target = CHINCHILLA.optimal(1e22).unwrap().loss;
+    // Without inference the optimum is the compute-optimal model.
+    let none = inference_optimal(&CHINCHILLA, target, 0.0).unwrap();
+    assert!(close(none.params, none.chinchilla.params, 1e-3), "{} {}", none.params, none.chinchilla.params);
+    assert!(close(none.train_tokens, none.chinchilla.tokens, 1e-3));
+    // Serving many tokens favours a smaller model trained longer, at lower total compute.
+    let heavy = inference_optimal(&CHINCHILLA, target, 1e13).unwrap();
+    assert!(heavy.params < 0.8 * heavy.chinchilla.params);
+    assert!(heavy.train_tokens > heavy.chinchilla.tokens);
+    assert!(heavy.total_flops < heavy.chinchilla_total_flops);
+    assert!((CHINCHILLA.loss(heavy.params, heavy.train_tokens).unwrap() - target).abs() < 1e-9);
+    assert!(matches!(
+        inference_optimal(&CHINCHILLA, 1.5, 1e12),
+        Err(Error::Unreachable { .. })
+    ));
+}
+
+#[test]
+fn cost_and_mfu() {
+    let a100 = Hardware::named("A100").unwrap();
+    let cost = run_cost(3.14e23, &a100, 1024, 0.5, Some(2.0)).unwrap();
+    let seconds = 3.14e23 / (312e12 * 0.5 * 1024.0);
+    assert!(close(cost.seconds, seconds, 1e-12));
+    assert!(close(cost.device_hours, seconds * 1024.0 / 3600.0, 1e-12));
+    assert!(close(cost.energy_kwh, cost.device_hours * 0.4, 1e-12));
+    assert!(close(cost.cost.unwrap(), 2.0 * cost.device_hours, 1e-12));
+    assert!(run_cost(1e20, &a100, 0, 0.5, None).unwrap_err().to_string().contains("devices"));
+    assert!(run_cost(1e20, &a100, 1, 1.5, None).unwrap_err().to_string().contains("mfu"));
+    assert!(Hardware::named("tpu9").is_err());
+    // PaLM 540B: 238.3k tokens/s on 6144 TPU v4 chips (275 TFLOP/s) is 46.2% MFU.
+    let m = mfu(238.3e3, 540.35e9, 118, 48, 256, 2048, 6144.0 * 275e12).unwrap();
+    assert!((m - 0.462).abs() < 0.002, "{m}");
+}
+
+/// A small seeded generator so the synthetic runs are the same on every machine.
+struct SplitMix(u64);
+impl SplitMix {
+    fn next_f64(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn normal(&mut self) -> f64 {
+        let (u, v) = (self.next_f64().max(1e-300), self.next_f64());
+        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+    }
+}
+
+#[test]
+fn fit_recovers_known_constants() {
+    let truth = ParametricLaw { e: 1.82, a: 482.0, b: 2085.0, alpha: 0.35, beta: 0.37 };
+    let mut rng = SplitMix(7);
+    let mut runs = Vec::new();
+    for i in 0..8 {
+        for j in 0..8 {
+            let n = 1e7 * 10f64.powf(i as f64 * 3.0 / 7.0);
+            let d = 1e8 * 10f64.powf(j as f64 * 4.0 / 7.0);
+            let loss = truth.loss(n, d).unwrap() * (1.0 + 0.002 * rng.normal());
+            runs.push(Run { params: n, tokens: d, loss });
+        }
+    }
+    let fitted = fit(&runs, &FitOptions::default()).unwrap();
+    let l = fitted.law;
+    assert!(close(l.e, truth.e, 0.01), "E {}", l.e);
+    assert!(close(l.alpha, truth.alpha, 0.02), "alpha {}", l.alpha);
+    assert!(close(l.beta, truth.beta, 0.02), "beta {}", l.beta);
+    assert!((fitted.a - l.beta / (l.alpha + l.beta)).abs() < 1e-12);
+    assert_eq!(fitted.starts, 4500);
+}
+
+#[test]
+fn fit_rejects_bad_runs() {
+    let run = |loss| Run { params: 1e8, tokens: 1e9, loss };
+    assert!(matches!(fit(&[run(3.0); 3], &FitOptions::default()), Err(Error::TooFewRuns { .. })));
+    let err = fit(&[run(3.0), run(-1.0), run(3.0), run(3.0), run(3.0)], &FitOptions::default());
+    assert!(err.unwrap_err().to_string().contains("run 1"));
+}
+
+#[test]
+fn out_of_range_inputs_are_named() {
+    assert!(CHINCHILLA.optimal(-1.0).unwrap_err().to_string().contains("compute"));
+    assert!(CHINCHILLA.loss(0.0, 1e9).unwrap_err().to_string().contains("params"));
+    assert!(DATA_CONSTRAINED.effective_tokens(1e9, f64::NAN).unwrap_err().to_string().contains("unique"));
+}

@@ -1,0 +1,46 @@
+//! fmlab-formats against real files, crafted files and hostile files.
+
+mod fuzz;
+mod gguf;
+mod hf_config;
+mod real_models;
+mod safetensors;
+
+use std::path::PathBuf;
+
+/// A reference model fetched by `scripts/fetch-models.sh`; the test fails, naming the
+/// script, when it is missing.
+pub fn model(file: &str) -> PathBuf {
+    let dir = std::env::var_os("FMLAB_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/fmlab/models"));
+    let path = dir.join(file);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `bash scripts/fetch-models.sh` (README's test command does)",
+        path.display()
+    );
+    path
+}
+
+pub fn fixture(name: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// SplitMix64: a tiny seeded generator, the same on every machine.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+}

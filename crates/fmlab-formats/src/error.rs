@@ -9,12 +9,10 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: {source}")]
-    InFile {
-        path: PathBuf,
-        #[source]
-        source: Box<Error>,
-    },
+    /// Another error, with the path of the file it happened in. The inner error is part
+    /// of the message rather than a `source`, so that printing the chain says it once.
+    #[error("{path}: {error}")]
+    InFile { path: PathBuf, error: Box<Error> },
     #[error("truncated file: {what} needs {needed} bytes at offset {offset}, but the file has {available} there")]
     Truncated {
         what: String,
@@ -32,7 +30,7 @@ pub enum Error {
     UnknownTensorType { tensor: String, type_id: u32 },
     #[error("{what}: not valid UTF-8")]
     InvalidUtf8 { what: String },
-    #[error("{what}: count {count} cannot fit in the {available} bytes left in the file")]
+    #[error("{what} is {count}, more than the {available} bytes left in the file can hold (truncated or corrupt file)")]
     CountTooLarge {
         what: String,
         count: u64,
@@ -97,7 +95,7 @@ impl Error {
             Error::Io { .. } | Error::InFile { .. } => self,
             other => Error::InFile {
                 path: path.into(),
-                source: Box::new(other),
+                error: Box::new(other),
             },
         }
     }

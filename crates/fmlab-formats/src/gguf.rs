@@ -425,10 +425,11 @@ impl Gguf {
         for _ in 0..kv_count {
             let key = r.string("metadata key")?;
             let type_id = r.u32(&format!("type of {key:?}"))?;
-            let value_type = ValueType::from_id(type_id).ok_or_else(|| Error::UnknownValueType {
-                key: key.clone(),
-                type_id,
-            })?;
+            let value_type =
+                ValueType::from_id(type_id).ok_or_else(|| Error::UnknownValueType {
+                    key: key.clone(),
+                    type_id,
+                })?;
             let value = r.value(&key, value_type, 0)?;
             if key_index.insert(key.clone(), metadata.len()).is_some() {
                 return Err(Error::DuplicateKey(key));
@@ -474,7 +475,10 @@ impl Gguf {
             })?;
             let offset = r.u64(&format!("tensor {name:?} offset"))?;
             let info = tensor_info(name, dims, ggml_type, offset, alignment)?;
-            if tensor_index.insert(info.name.clone(), tensors.len()).is_some() {
+            if tensor_index
+                .insert(info.name.clone(), tensors.len())
+                .is_some()
+            {
                 return Err(Error::DuplicateTensor(info.name));
             }
             tensors.push(info);
@@ -579,7 +583,7 @@ fn tensor_info(
         .ok_or_else(|| shape_err(format!("shape {dims:?} overflows 64-bit element counts")))?;
     let (block_elements, block_bytes) = ggml_type.block();
     let row = dims.first().copied().unwrap_or(1);
-    if row % block_elements != 0 {
+    if !row.is_multiple_of(block_elements) {
         return Err(shape_err(format!(
             "row length {row} is not a multiple of the {} block size {block_elements}",
             ggml_type.name()
@@ -588,7 +592,7 @@ fn tensor_info(
     let n_bytes = (n_elements / block_elements)
         .checked_mul(block_bytes)
         .ok_or_else(|| shape_err(format!("shape {dims:?} overflows 64-bit byte counts")))?;
-    if offset % alignment != 0 {
+    if !offset.is_multiple_of(alignment) {
         return Err(shape_err(format!(
             "data offset {offset} is not a multiple of the alignment {alignment}"
         )));
@@ -693,10 +697,11 @@ impl<'a> Reader<'a> {
                     });
                 }
                 let type_id = self.u32(key)?;
-                let element = ValueType::from_id(type_id).ok_or_else(|| Error::UnknownValueType {
-                    key: key.to_string(),
-                    type_id,
-                })?;
+                let element =
+                    ValueType::from_id(type_id).ok_or_else(|| Error::UnknownValueType {
+                        key: key.to_string(),
+                        type_id,
+                    })?;
                 let count = self.u64(key)?;
                 self.check_count(&format!("array {key:?}"), count, element.min_size())?;
                 // The count is bounded by the bytes left; the capacity is capped further so that a

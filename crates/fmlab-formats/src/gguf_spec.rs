@@ -103,9 +103,7 @@ pub fn spec_from_gguf(g: &Gguf) -> Result<ModelSpec> {
             let global_every = g
                 .get_u64(&key("attention.sliding_window_pattern"))?
                 .unwrap_or(6);
-            let local_rope_base = g
-                .get_f64(&key("rope.freq_base_swa"))?
-                .unwrap_or(10_000.0);
+            let local_rope_base = g.get_f64(&key("rope.freq_base_swa"))?.unwrap_or(10_000.0);
             spec.sliding_window = Some(SlidingWindow {
                 window,
                 global_every,

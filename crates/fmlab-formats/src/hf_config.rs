@@ -165,7 +165,14 @@ fn gemma3(root: &Map<String, Value>) -> Result<ModelSpec> {
                 .map(|(i, _)| i as u64 + 1)
                 .collect();
             match globals.first() {
-                Some(&first) if globals.iter().enumerate().all(|(i, &g)| g == first * (i as u64 + 1)) => first,
+                Some(&first)
+                    if globals
+                        .iter()
+                        .enumerate()
+                        .all(|(i, &g)| g == first * (i as u64 + 1)) =>
+                {
+                    first
+                }
                 None => 0,
                 _ => {
                     return Err(invalid(

@@ -60,7 +60,13 @@ impl GgufWriter {
     }
 
     /// Adds a tensor with `dims` in ggml order and `data` already in `ggml_type`'s layout.
-    pub fn tensor(&mut self, name: &str, dims: &[u64], ggml_type: GgmlType, data: Vec<u8>) -> Result<&mut Self> {
+    pub fn tensor(
+        &mut self,
+        name: &str,
+        dims: &[u64],
+        ggml_type: GgmlType,
+        data: Vec<u8>,
+    ) -> Result<&mut Self> {
         let (block_elements, block_bytes) = ggml_type.block();
         let n: u64 = dims.iter().product();
         if dims.first().copied().unwrap_or(1) % block_elements != 0
@@ -158,7 +164,10 @@ impl Value {
     pub fn strings<S: AsRef<str>>(items: &[S]) -> Value {
         Value::Array(
             ValueType::String,
-            items.iter().map(|s| Value::String(s.as_ref().to_string())).collect(),
+            items
+                .iter()
+                .map(|s| Value::String(s.as_ref().to_string()))
+                .collect(),
         )
     }
 }
@@ -182,7 +191,11 @@ pub fn safetensors_bytes(
         if n != data.len() as u64 {
             return Err(Error::TensorShape {
                 tensor: name.to_string(),
-                reason: format!("{} bytes do not hold shape {shape:?} of {}", data.len(), dtype.name()),
+                reason: format!(
+                    "{} bytes do not hold shape {shape:?} of {}",
+                    data.len(),
+                    dtype.name()
+                ),
             });
         }
         header.insert(

@@ -70,7 +70,10 @@ pub struct FitResult {
 pub fn fit(runs: &[Run], options: &FitOptions) -> Result<FitResult> {
     let mut usable = Vec::with_capacity(runs.len());
     for (index, r) in runs.iter().enumerate() {
-        if ![r.params, r.tokens, r.loss].iter().all(|v| v.is_finite() && *v > 0.0) {
+        if ![r.params, r.tokens, r.loss]
+            .iter()
+            .all(|v| v.is_finite() && *v > 0.0)
+        {
             return Err(Error::InvalidRun {
                 index,
                 params: r.params,
@@ -123,7 +126,11 @@ pub fn fit(runs: &[Run], options: &FitOptions) -> Result<FitResult> {
                 for &a in &options.log_as {
                     for &b in &options.log_bs {
                         starts += 1;
-                        let m = lbfgs(&mut objective, &[a, b, e, alpha, beta], options.max_iterations);
+                        let m = lbfgs(
+                            &mut objective,
+                            &[a, b, e, alpha, beta],
+                            options.max_iterations,
+                        );
                         if m.value.is_finite() && best.as_ref().is_none_or(|(_, v)| m.value < *v) {
                             best = Some((m.x, m.value));
                         }
@@ -133,10 +140,7 @@ pub fn fit(runs: &[Run], options: &FitOptions) -> Result<FitResult> {
         }
     }
     let Some((theta, value)) = best else {
-        return Err(Error::TooFewRuns {
-            needed: 5,
-            got: 0,
-        });
+        return Err(Error::TooFewRuns { needed: 5, got: 0 });
     };
     let law = ParametricLaw {
         e: theta[2].exp(),

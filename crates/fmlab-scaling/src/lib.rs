@@ -22,8 +22,8 @@ mod optimize;
 pub use fit::{fit, FitOptions, FitResult, Run};
 pub use hardware::{mfu, run_cost, Hardware, RunCost, HARDWARE};
 pub use laws::{
-    inference_optimal, Allocation, DataConstrained, DataConstrainedPoint, InferenceOptimum, KaplanLaw, LawKind,
-    ParametricLaw, CHINCHILLA, DATA_CONSTRAINED, EPOCH, KAPLAN,
+    inference_optimal, Allocation, DataConstrained, DataConstrainedPoint, InferenceOptimum,
+    KaplanLaw, LawKind, ParametricLaw, CHINCHILLA, DATA_CONSTRAINED, EPOCH, KAPLAN,
 };
 
 /// Errors: inputs outside the domain of a law, or a fit that cannot run.
@@ -37,7 +37,9 @@ pub enum Error {
     },
     #[error("target loss {target} is unreachable: the law's floor is {floor} (E + A/N^α with N → ∞ and D → ∞)")]
     Unreachable { target: f64, floor: f64 },
-    #[error("run {index}: params {params}, tokens {tokens} and loss {loss} must all be finite and > 0")]
+    #[error(
+        "run {index}: params {params}, tokens {tokens} and loss {loss} must all be finite and > 0"
+    )]
     InvalidRun {
         index: usize,
         params: f64,
@@ -46,7 +48,9 @@ pub enum Error {
     },
     #[error("fitting needs at least {needed} runs; got {got}")]
     TooFewRuns { needed: usize, got: usize },
-    #[error("unknown hardware {0:?} (known: a100, h100, h200, cpu, or a peak FLOP/s such as 1.5e11)")]
+    #[error(
+        "unknown hardware {0:?} (known: a100, h100, h200, cpu, or a peak FLOP/s such as 1.5e11)"
+    )]
     UnknownHardware(String),
 }
 

@@ -35,7 +35,12 @@ impl FlopsPerToken {
         let n_total = params.total as f64;
         let n_non_emb = params.non_embedding as f64;
         let f = |x: u64| x as f64;
-        let (d, q, kv, heads) = (f(s.d_model), f(s.attention_dim()), f(s.kv_dim()), f(s.n_heads));
+        let (d, q, kv, heads) = (
+            f(s.d_model),
+            f(s.attention_dim()),
+            f(s.kv_dim()),
+            f(s.n_heads),
+        );
 
         // Kaplan's attention term uses the full context for every layer; sliding-window
         // layers attend to at most their window.

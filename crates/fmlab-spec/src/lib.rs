@@ -130,7 +130,7 @@ pub struct SlidingWindow {
 impl SlidingWindow {
     /// Whether layer `layer` (0-based) is a local, sliding-window layer.
     pub fn is_local(&self, layer: u64) -> bool {
-        self.global_every == 0 || (layer + 1) % self.global_every != 0
+        self.global_every == 0 || !(layer + 1).is_multiple_of(self.global_every)
     }
 }
 
@@ -211,7 +211,7 @@ impl ModelSpec {
         positive("n_kv_heads", self.n_kv_heads, MAX_DIM)?;
         positive("head_dim", self.head_dim, MAX_DIM)?;
         positive("ffn_dim", self.ffn_dim, MAX_DIM)?;
-        if self.n_heads % self.n_kv_heads != 0 {
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return Err(Error::Invalid {
                 field: "n_kv_heads",
                 value: self.n_kv_heads.to_string(),
@@ -319,7 +319,9 @@ impl ModelSpec {
     /// KV-cache bytes for `seq_len` tokens, where a sliding-window layer keeps only its window.
     pub fn kv_cache_bytes(&self, seq_len: u64, bytes_per_element: u64) -> u64 {
         (0..self.n_layers)
-            .map(|layer| 2 * self.kv_dim() * bytes_per_element * self.attended_tokens(layer, seq_len))
+            .map(|layer| {
+                2 * self.kv_dim() * bytes_per_element * self.attended_tokens(layer, seq_len)
+            })
             .sum()
     }
 

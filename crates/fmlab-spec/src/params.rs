@@ -45,7 +45,11 @@ impl ParamCounts {
         };
         let m = s.ffn_kind.matrices();
         // Biases: one per inner feature on each input matrix, one per output feature.
-        let mlp_bias = if s.mlp_bias { (m - 1) * s.ffn_dim + d } else { 0 };
+        let mlp_bias = if s.mlp_bias {
+            (m - 1) * s.ffn_dim + d
+        } else {
+            0
+        };
         let mlp_layer = m * d * s.ffn_dim + mlp_bias;
         let norms_layer = s.norm_placement.norms_per_layer() * s.norm_kind.params(d);
         let per_layer = attention_layer + qk_norm_layer + mlp_layer + norms_layer;
@@ -60,7 +64,11 @@ impl ParamCounts {
         } else {
             0
         };
-        let lm_head = if s.tied_embeddings { 0 } else { s.vocab_size * d };
+        let lm_head = if s.tied_embeddings {
+            0
+        } else {
+            s.vocab_size * d
+        };
         let layers = s.n_layers;
         let non_embedding = layers * per_layer + final_norm;
         Self {

@@ -1,8 +1,6 @@
 //! Well-known architectures by name, from their published configurations.
 
-use crate::{
-    Error, FfnKind, ModelSpec, NormKind, NormPlacement, Positions, Result, SlidingWindow,
-};
+use crate::{Error, FfnKind, ModelSpec, NormKind, NormPlacement, Positions, Result, SlidingWindow};
 
 /// Names accepted by [`preset`].
 pub const PRESET_NAMES: [&str; 12] = [

@@ -24,7 +24,15 @@ pub fn mutate(rng: &mut Rng, original: &[u8]) -> Vec<u8> {
                 b[i] = rng.next_u64() as u8;
             }
             2 => {
-                let extremes = [0u64, 1, u32::MAX as u64, u64::MAX, 1 << 62, i64::MAX as u64 + 1, 255];
+                let extremes = [
+                    0u64,
+                    1,
+                    u32::MAX as u64,
+                    u64::MAX,
+                    1 << 62,
+                    i64::MAX as u64 + 1,
+                    255,
+                ];
                 let v = extremes[rng.below(extremes.len())].to_le_bytes();
                 let i = rng.below(b.len());
                 let n = v.len().min(b.len() - i);

@@ -18,7 +18,10 @@ pub fn sample() -> Vec<u8> {
         .metadata("tokenizer.ggml.tokens", Value::strings(&["<s>", "a", "b"]))
         .metadata(
             "nested",
-            Value::Array(ValueType::Array, vec![Value::Array(ValueType::U8, vec![Value::U8(1)])]),
+            Value::Array(
+                ValueType::Array,
+                vec![Value::Array(ValueType::U8, vec![Value::U8(1)])],
+            ),
         )
         .metadata("llama.embedding_length", Value::U32(64))
         .metadata("llama.block_count", Value::U32(1))
@@ -26,9 +29,12 @@ pub fn sample() -> Vec<u8> {
         .metadata("llama.attention.head_count_kv", Value::U32(2))
         .metadata("llama.feed_forward_length", Value::U32(128))
         .metadata("llama.context_length", Value::U32(256));
-    w.tensor("f32", &[4, 2], GgmlType::F32, (0..32).collect()).unwrap();
-    w.tensor("q8", &[32, 1], GgmlType::Q8_0, vec![9; 34]).unwrap();
-    w.tensor("q4k", &[256], GgmlType::Q4_K, vec![3; 144]).unwrap();
+    w.tensor("f32", &[4, 2], GgmlType::F32, (0..32).collect())
+        .unwrap();
+    w.tensor("q8", &[32, 1], GgmlType::Q8_0, vec![9; 34])
+        .unwrap();
+    w.tensor("q4k", &[256], GgmlType::Q4_K, vec![3; 144])
+        .unwrap();
     w.to_bytes()
 }
 
@@ -52,7 +58,12 @@ fn round_trip_of_every_value_type() {
     check("i64", Value::I64(-(1 << 40)));
     check("f64", Value::F64(-0.25));
     check("tokenizer.ggml.tokens", Value::strings(&["<s>", "a", "b"]));
-    assert_eq!(g.get("nested").and_then(Value::as_array).map(<[Value]>::len), Some(1));
+    assert_eq!(
+        g.get("nested")
+            .and_then(Value::as_array)
+            .map(<[Value]>::len),
+        Some(1)
+    );
     let q4k = g.tensor("q4k").unwrap();
     assert_eq!((q4k.n_elements, q4k.n_bytes), (256, 144));
     let q8 = g.tensor("q8").unwrap();
@@ -82,16 +93,37 @@ fn custom_alignment() {
 fn block_sizes_of_every_type() {
     // (type, elements per block, bytes per block) as in ggml's type traits.
     let table = [
-        (GgmlType::F32, 1, 4), (GgmlType::F16, 1, 2), (GgmlType::BF16, 1, 2),
-        (GgmlType::Q4_0, 32, 18), (GgmlType::Q4_1, 32, 20), (GgmlType::Q5_0, 32, 22),
-        (GgmlType::Q5_1, 32, 24), (GgmlType::Q8_0, 32, 34), (GgmlType::Q8_1, 32, 36),
-        (GgmlType::Q2_K, 256, 84), (GgmlType::Q3_K, 256, 110), (GgmlType::Q4_K, 256, 144),
-        (GgmlType::Q5_K, 256, 176), (GgmlType::Q6_K, 256, 210), (GgmlType::Q8_K, 256, 292),
-        (GgmlType::IQ2_XXS, 256, 66), (GgmlType::IQ2_XS, 256, 74), (GgmlType::IQ3_XXS, 256, 98),
-        (GgmlType::IQ1_S, 256, 50), (GgmlType::IQ4_NL, 32, 18), (GgmlType::IQ3_S, 256, 110),
-        (GgmlType::IQ2_S, 256, 82), (GgmlType::IQ4_XS, 256, 136), (GgmlType::I8, 1, 1),
-        (GgmlType::I16, 1, 2), (GgmlType::I32, 1, 4), (GgmlType::I64, 1, 8), (GgmlType::F64, 1, 8),
-        (GgmlType::IQ1_M, 256, 56), (GgmlType::TQ1_0, 256, 54), (GgmlType::TQ2_0, 256, 66),
+        (GgmlType::F32, 1, 4),
+        (GgmlType::F16, 1, 2),
+        (GgmlType::BF16, 1, 2),
+        (GgmlType::Q4_0, 32, 18),
+        (GgmlType::Q4_1, 32, 20),
+        (GgmlType::Q5_0, 32, 22),
+        (GgmlType::Q5_1, 32, 24),
+        (GgmlType::Q8_0, 32, 34),
+        (GgmlType::Q8_1, 32, 36),
+        (GgmlType::Q2_K, 256, 84),
+        (GgmlType::Q3_K, 256, 110),
+        (GgmlType::Q4_K, 256, 144),
+        (GgmlType::Q5_K, 256, 176),
+        (GgmlType::Q6_K, 256, 210),
+        (GgmlType::Q8_K, 256, 292),
+        (GgmlType::IQ2_XXS, 256, 66),
+        (GgmlType::IQ2_XS, 256, 74),
+        (GgmlType::IQ3_XXS, 256, 98),
+        (GgmlType::IQ1_S, 256, 50),
+        (GgmlType::IQ4_NL, 32, 18),
+        (GgmlType::IQ3_S, 256, 110),
+        (GgmlType::IQ2_S, 256, 82),
+        (GgmlType::IQ4_XS, 256, 136),
+        (GgmlType::I8, 1, 1),
+        (GgmlType::I16, 1, 2),
+        (GgmlType::I32, 1, 4),
+        (GgmlType::I64, 1, 8),
+        (GgmlType::F64, 1, 8),
+        (GgmlType::IQ1_M, 256, 56),
+        (GgmlType::TQ1_0, 256, 54),
+        (GgmlType::TQ2_0, 256, 66),
         (GgmlType::MXFP4, 32, 17),
     ];
     for (t, elements, bytes) in table {
@@ -111,14 +143,20 @@ fn expect_err(bytes: &[u8], needle: &str) {
         Ok(_) => panic!("parsed a broken file; expected an error naming {needle:?}"),
         Err(e) => {
             let message = e.to_string();
-            assert!(message.contains(needle), "{message:?} should contain {needle:?}");
+            assert!(
+                message.contains(needle),
+                "{message:?} should contain {needle:?}"
+            );
         }
     }
 }
 
 /// Byte position of the first occurrence of `needle` in `haystack`.
 fn find(haystack: &[u8], needle: &[u8]) -> usize {
-    haystack.windows(needle.len()).position(|w| w == needle).unwrap()
+    haystack
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap()
 }
 
 #[test]
@@ -139,20 +177,32 @@ fn hostile_headers_give_named_errors() {
     expect_err(&patched(24, &(1u64 << 62).to_le_bytes()), "metadata key");
     // An unknown value type on the first key ("general.architecture").
     let type_at = 24 + 8 + "general.architecture".len();
-    expect_err(&patched(type_at, &99u32.to_le_bytes()), "unknown value type 99");
+    expect_err(
+        &patched(type_at, &99u32.to_le_bytes()),
+        "unknown value type 99",
+    );
     // An array whose count exceeds the file.
     let tokens = find(&good, b"tokenizer.ggml.tokens") + 21 + 4 + 4;
-    expect_err(&patched(tokens, &(1u64 << 40).to_le_bytes()), "array \"tokenizer.ggml.tokens\"");
+    expect_err(
+        &patched(tokens, &(1u64 << 40).to_le_bytes()),
+        "array \"tokenizer.ggml.tokens\"",
+    );
     // A bool that is neither 0 nor 1.
     let b = find(&good, b"bool") + 4 + 4;
     expect_err(&patched(b, &[2]), "boolean");
     // Tensor infos: unknown type, overflowing shape, offset past the end, bad row length.
     let q8 = find(&good, b"q8\x02\0\0\0") + 2; // n_dims
-    expect_err(&patched(q8 + 4 + 16, &77u32.to_le_bytes()), "unknown ggml type 77");
+    expect_err(
+        &patched(q8 + 4 + 16, &77u32.to_le_bytes()),
+        "unknown ggml type 77",
+    );
     expect_err(&patched(q8 + 4, &(1u64 << 62).to_le_bytes()), "q8");
     expect_err(&patched(q8 + 4, &u64::MAX.to_le_bytes()), "exceeds 2^63");
     expect_err(&patched(q8 + 4, &33u64.to_le_bytes()), "block size");
-    expect_err(&patched(q8 + 4 + 16 + 4, &(1u64 << 40).to_le_bytes()), "run past the end");
+    expect_err(
+        &patched(q8 + 4 + 16 + 4, &(1u64 << 40).to_le_bytes()),
+        "run past the end",
+    );
     expect_err(&patched(q8 + 4 + 16 + 4, &33u64.to_le_bytes()), "alignment");
     expect_err(&patched(q8, &9u32.to_le_bytes()), "9 dimensions");
 }
@@ -161,13 +211,25 @@ fn hostile_headers_give_named_errors() {
 fn every_truncation_is_an_error() {
     let good = sample();
     let g = Gguf::parse(&good).unwrap();
-    let data_end = g.tensors.iter().map(|t| g.data_offset + t.offset + t.n_bytes).max().unwrap();
-    assert!(data_end < good.len() as u64, "the sample should end with padding");
+    let data_end = g
+        .tensors
+        .iter()
+        .map(|t| g.data_offset + t.offset + t.n_bytes)
+        .max()
+        .unwrap();
+    assert!(
+        data_end < good.len() as u64,
+        "the sample should end with padding"
+    );
     for len in 0..good.len() {
         // Cutting the trailing padding after the last tensor is harmless; any cut into
         // the header or into tensor bytes is not.
         let result = Gguf::parse(&good[..len]);
-        assert_eq!(result.is_ok(), len as u64 >= data_end, "a file cut to {len} bytes");
+        assert_eq!(
+            result.is_ok(),
+            len as u64 >= data_end,
+            "a file cut to {len} bytes"
+        );
     }
 }
 
@@ -192,10 +254,16 @@ fn duplicates_and_bad_alignment() {
 fn spec_from_crafted_metadata() {
     let g = Gguf::parse(&sample()).unwrap();
     let spec = fmlab_formats::spec_from_gguf(&g).unwrap();
-    assert_eq!((spec.d_model, spec.n_heads, spec.n_kv_heads, spec.head_dim), (64, 4, 2, 16));
+    assert_eq!(
+        (spec.d_model, spec.n_heads, spec.n_kv_heads, spec.head_dim),
+        (64, 4, 2, 16)
+    );
     // Without a vocab_size key the vocabulary is the token list.
     assert_eq!(spec.vocab_size, 3);
-    assert!(spec.tied_embeddings, "no output.weight tensor means a tied head");
+    assert!(
+        spec.tied_embeddings,
+        "no output.weight tensor means a tied head"
+    );
 }
 
 #[test]
@@ -209,5 +277,8 @@ fn unsupported_architecture_is_named() {
     w.metadata("general.architecture", Value::String("llama".into()));
     let g = Gguf::parse(&w.to_bytes()).unwrap();
     let err = fmlab_formats::spec_from_gguf(&g).unwrap_err();
-    assert!(matches!(err, Error::MissingKey(ref k) if k == "llama.embedding_length"), "{err}");
+    assert!(
+        matches!(err, Error::MissingKey(ref k) if k == "llama.embedding_length"),
+        "{err}"
+    );
 }

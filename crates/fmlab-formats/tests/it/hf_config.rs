@@ -27,7 +27,10 @@ fn configs_match_presets() {
 fn bad_configs_name_the_key() {
     let check = |text: &str, needle: &str| {
         let message = spec_from_hf_config(text).unwrap_err().to_string();
-        assert!(message.contains(needle), "{message:?} should contain {needle:?}");
+        assert!(
+            message.contains(needle),
+            "{message:?} should contain {needle:?}"
+        );
     };
     check("not json", "config.json");
     check("[]", "JSON object");

@@ -1,5 +1,7 @@
 //! fmlab-formats against real files, crafted files and hostile files.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod fuzz;
 mod gguf;
 mod hf_config;
@@ -13,7 +15,9 @@ use std::path::PathBuf;
 pub fn model(file: &str) -> PathBuf {
     let dir = std::env::var_os("FMLAB_MODELS_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/fmlab/models"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/fmlab/models")
+        });
     let path = dir.join(file);
     assert!(
         path.is_file(),
@@ -24,7 +28,9 @@ pub fn model(file: &str) -> PathBuf {
 }
 
 pub fn fixture(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/it/fixtures")
+        .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 

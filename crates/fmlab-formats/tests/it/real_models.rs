@@ -24,10 +24,17 @@ fn smollm2_gguf() {
     assert_eq!(g.get_str("general.architecture").unwrap(), "llama");
     assert_eq!(g.get_str("tokenizer.ggml.model").unwrap(), "gpt2");
     assert_eq!(g.get_str("tokenizer.ggml.pre").unwrap(), "smollm");
-    assert!(g.get_str("tokenizer.chat_template").unwrap().contains("<|im_start|>"));
+    assert!(g
+        .get_str("tokenizer.chat_template")
+        .unwrap()
+        .contains("<|im_start|>"));
     assert_eq!(
         type_counts(&file),
-        vec![(GgmlType::F32, 61), (GgmlType::Q4_1, 210), (GgmlType::Q8_0, 1)]
+        vec![
+            (GgmlType::F32, 61),
+            (GgmlType::Q4_1, 210),
+            (GgmlType::Q8_0, 1)
+        ]
     );
     let spec = spec_from_gguf(g).unwrap();
     // The parameter count equals the sum of the file's tensor element counts…

@@ -1,5 +1,7 @@
 //! The laws against paper figures, and the fit against known constants.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use fmlab_scaling::*;
 
 fn close(actual: f64, expected: f64, rel: f64) -> bool {
@@ -69,11 +71,21 @@ fn data_constrained_effective_data() {
     let c = 1e21;
     let free = dc.optimal(c, 1e15).unwrap();
     let chin = CHINCHILLA.optimal(c).unwrap();
-    assert!(close(free.params, chin.params, 1e-3), "{} {}", free.params, chin.params);
+    assert!(
+        close(free.params, chin.params, 1e-3),
+        "{} {}",
+        free.params,
+        chin.params
+    );
     // With scarce data, excess parameters decay faster than repeated tokens (R*_N < R*_D):
     // the optimum spends the compute on more epochs of a smaller model, and the loss rises.
     let scarce = dc.optimal(c, chin.tokens / 20.0).unwrap();
-    assert!(scarce.params < 0.9 * chin.params, "{} vs {}", scarce.params, chin.params);
+    assert!(
+        scarce.params < 0.9 * chin.params,
+        "{} vs {}",
+        scarce.params,
+        chin.params
+    );
     assert!(scarce.loss > chin.loss);
 }
 
@@ -82,7 +94,12 @@ fn inference_aware_optimum() {
     let target = CHINCHILLA.optimal(1e22).unwrap().loss;
     // Without inference the optimum is the compute-optimal model.
     let none = inference_optimal(&CHINCHILLA, target, 0.0).unwrap();
-    assert!(close(none.params, none.chinchilla.params, 1e-3), "{} {}", none.params, none.chinchilla.params);
+    assert!(
+        close(none.params, none.chinchilla.params, 1e-3),
+        "{} {}",
+        none.params,
+        none.chinchilla.params
+    );
     assert!(close(none.train_tokens, none.chinchilla.tokens, 1e-3));
     // Serving many tokens favours a smaller model trained longer, at lower total compute.
     let heavy = inference_optimal(&CHINCHILLA, target, 1e13).unwrap();
@@ -105,8 +122,14 @@ fn cost_and_mfu() {
     assert!(close(cost.device_hours, seconds * 1024.0 / 3600.0, 1e-12));
     assert!(close(cost.energy_kwh, cost.device_hours * 0.4, 1e-12));
     assert!(close(cost.cost.unwrap(), 2.0 * cost.device_hours, 1e-12));
-    assert!(run_cost(1e20, &a100, 0, 0.5, None).unwrap_err().to_string().contains("devices"));
-    assert!(run_cost(1e20, &a100, 1, 1.5, None).unwrap_err().to_string().contains("mfu"));
+    assert!(run_cost(1e20, &a100, 0, 0.5, None)
+        .unwrap_err()
+        .to_string()
+        .contains("devices"));
+    assert!(run_cost(1e20, &a100, 1, 1.5, None)
+        .unwrap_err()
+        .to_string()
+        .contains("mfu"));
     assert!(Hardware::named("tpu9").is_err());
     // PaLM 540B: 238.3k tokens/s on 6144 TPU v4 chips (275 TFLOP/s) is 46.2% MFU.
     let m = mfu(238.3e3, 540.35e9, 118, 48, 256, 2048, 6144.0 * 275e12).unwrap();
@@ -131,7 +154,13 @@ impl SplitMix {
 
 #[test]
 fn fit_recovers_known_constants() {
-    let truth = ParametricLaw { e: 1.82, a: 482.0, b: 2085.0, alpha: 0.35, beta: 0.37 };
+    let truth = ParametricLaw {
+        e: 1.82,
+        a: 482.0,
+        b: 2085.0,
+        alpha: 0.35,
+        beta: 0.37,
+    };
     let mut rng = SplitMix(7);
     let mut runs = Vec::new();
     for i in 0..8 {
@@ -139,7 +168,11 @@ fn fit_recovers_known_constants() {
             let n = 1e7 * 10f64.powf(i as f64 * 3.0 / 7.0);
             let d = 1e8 * 10f64.powf(j as f64 * 4.0 / 7.0);
             let loss = truth.loss(n, d).unwrap() * (1.0 + 0.002 * rng.normal());
-            runs.push(Run { params: n, tokens: d, loss });
+            runs.push(Run {
+                params: n,
+                tokens: d,
+                loss,
+            });
         }
     }
     let fitted = fit(&runs, &FitOptions::default()).unwrap();
@@ -153,15 +186,37 @@ fn fit_recovers_known_constants() {
 
 #[test]
 fn fit_rejects_bad_runs() {
-    let run = |loss| Run { params: 1e8, tokens: 1e9, loss };
-    assert!(matches!(fit(&[run(3.0); 3], &FitOptions::default()), Err(Error::TooFewRuns { .. })));
-    let err = fit(&[run(3.0), run(-1.0), run(3.0), run(3.0), run(3.0)], &FitOptions::default());
+    let run = |loss| Run {
+        params: 1e8,
+        tokens: 1e9,
+        loss,
+    };
+    assert!(matches!(
+        fit(&[run(3.0); 3], &FitOptions::default()),
+        Err(Error::TooFewRuns { .. })
+    ));
+    let err = fit(
+        &[run(3.0), run(-1.0), run(3.0), run(3.0), run(3.0)],
+        &FitOptions::default(),
+    );
     assert!(err.unwrap_err().to_string().contains("run 1"));
 }
 
 #[test]
 fn out_of_range_inputs_are_named() {
-    assert!(CHINCHILLA.optimal(-1.0).unwrap_err().to_string().contains("compute"));
-    assert!(CHINCHILLA.loss(0.0, 1e9).unwrap_err().to_string().contains("params"));
-    assert!(DATA_CONSTRAINED.effective_tokens(1e9, f64::NAN).unwrap_err().to_string().contains("unique"));
+    assert!(CHINCHILLA
+        .optimal(-1.0)
+        .unwrap_err()
+        .to_string()
+        .contains("compute"));
+    assert!(CHINCHILLA
+        .loss(0.0, 1e9)
+        .unwrap_err()
+        .to_string()
+        .contains("params"));
+    assert!(DATA_CONSTRAINED
+        .effective_tokens(1e9, f64::NAN)
+        .unwrap_err()
+        .to_string()
+        .contains("unique"));
 }

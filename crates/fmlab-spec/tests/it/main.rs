@@ -1,5 +1,7 @@
 //! Exact counts against published figures (REFERENCE.md, Chinchilla tables).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use fmlab_spec::{preset, ModelSpec, Precision, TrainingPrecision};
 
 fn check_params(name: &str, expected: u64) {
@@ -100,7 +102,10 @@ fn kv_cache() {
     assert_eq!(llama.kv_cache_bytes_per_token(2), 524_288);
     assert_eq!(llama.kv_cache_bytes(4096, 2), 524_288 * 4096);
     // SmolLM2-135M: 2 · 30 · 3 · 64 · 2 = 23 040 bytes per token.
-    assert_eq!(preset("smollm2-135m").unwrap().kv_cache_bytes_per_token(2), 23_040);
+    assert_eq!(
+        preset("smollm2-135m").unwrap().kv_cache_bytes_per_token(2),
+        23_040
+    );
     // Gemma 3: 15 of 18 layers keep only 512 tokens.
     let gemma = preset("gemma3-270m").unwrap();
     let per_layer_token = 2 * 256 * 2;
@@ -123,7 +128,10 @@ fn memory() {
     assert!((q4 - 18.0 / 32.0).abs() < 1e-3, "{q4}");
     for p in [TrainingPrecision::F32, TrainingPrecision::Mixed] {
         let m = spec.training_memory(p, 4096, 1);
-        assert_eq!(m.weights + m.master_weights + m.gradients + m.optimizer, 16 * n);
+        assert_eq!(
+            m.weights + m.master_weights + m.gradients + m.optimizer,
+            16 * n
+        );
         assert!(m.activations.full_recompute < m.activations.selective_recompute);
         assert!(m.activations.selective_recompute < m.activations.no_recompute);
     }
@@ -131,25 +139,70 @@ fn memory() {
     let m = spec.training_memory(TrainingPrecision::Mixed, 2048, 1);
     let per_layer = 2048.0 * 4096.0 * (34.0 + 5.0 * 32.0 * 2048.0 / 4096.0);
     let logits = 4.0 * 2048.0 * 32_000.0;
-    assert_eq!(m.activations.no_recompute, (32.0 * per_layer + logits) as u64);
+    assert_eq!(
+        m.activations.no_recompute,
+        (32.0 * per_layer + logits) as u64
+    );
 }
 
 #[test]
 fn validation_names_the_problem() {
     let good = preset("smollm2-135m").unwrap();
     let cases: Vec<(ModelSpec, &str)> = vec![
-        (ModelSpec { d_model: 0, ..good.clone() }, "d_model"),
-        (ModelSpec { n_kv_heads: 4, ..good.clone() }, "n_kv_heads"),
-        (ModelSpec { vocab_size: u64::MAX, ..good.clone() }, "vocab_size"),
-        (ModelSpec { n_layers: 1 << 14, d_model: 1 << 20, ffn_dim: 1 << 20, ..good.clone() }, "dimensions"),
-        (ModelSpec { context_length: 1 << 32, n_layers: 1 << 14, ..good.clone() }, "context_length"),
-        (ModelSpec { norm_eps: f64::NAN, ..good.clone() }, "norm_eps"),
+        (
+            ModelSpec {
+                d_model: 0,
+                ..good.clone()
+            },
+            "d_model",
+        ),
+        (
+            ModelSpec {
+                n_kv_heads: 4,
+                ..good.clone()
+            },
+            "n_kv_heads",
+        ),
+        (
+            ModelSpec {
+                vocab_size: u64::MAX,
+                ..good.clone()
+            },
+            "vocab_size",
+        ),
+        (
+            ModelSpec {
+                n_layers: 1 << 14,
+                d_model: 1 << 20,
+                ffn_dim: 1 << 20,
+                ..good.clone()
+            },
+            "dimensions",
+        ),
+        (
+            ModelSpec {
+                context_length: 1 << 32,
+                n_layers: 1 << 14,
+                ..good.clone()
+            },
+            "context_length",
+        ),
+        (
+            ModelSpec {
+                norm_eps: f64::NAN,
+                ..good.clone()
+            },
+            "norm_eps",
+        ),
     ];
     for (spec, field) in cases {
         let err = spec.validate().unwrap_err().to_string();
         assert!(err.contains(field), "{err} should name {field}");
     }
-    assert!(preset("gpt5").unwrap_err().to_string().contains("gpt2-small"));
+    assert!(preset("gpt5")
+        .unwrap_err()
+        .to_string()
+        .contains("gpt2-small"));
 }
 
 #[test]

@@ -1,0 +1,138 @@
+//! PNG plots with plotters. The font is DejaVu Sans from the `dejavu` crate, registered once,
+//! so plots render the same on machines without system fonts (CI has none).
+
+use std::path::Path;
+use std::sync::Once;
+
+use anyhow::{anyhow, Context, Result};
+use plotters::prelude::*;
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // The font is a fixed, valid TTF embedded in the binary; failure would only mean
+        // labels go missing, which the plot code reports as an error when drawing text.
+        let _ = plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            dejavu::sans::regular(),
+        );
+    });
+}
+
+/// A scatter of observed points and one fitted curve, x on a log axis.
+pub struct LogXPlot<'a> {
+    pub title: &'a str,
+    pub x_label: &'a str,
+    pub y_label: &'a str,
+    pub points: &'a [(f64, f64)],
+    pub points_label: &'a str,
+    pub curve: &'a [(f64, f64)],
+    pub curve_label: &'a str,
+}
+
+impl LogXPlot<'_> {
+    /// Renders to `path` (PNG, 960×640), written atomically.
+    pub fn write_png(&self, path: &Path) -> Result<()> {
+        register_font();
+        // plotters writes the PNG itself; drawing into a temporary file in the same folder
+        // and renaming it keeps the write atomic.
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        };
+        let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        let tmp = dir.join(format!(
+            ".{}.tmp-{}.png",
+            file_name.unwrap_or_else(|| "plot".into()),
+            std::process::id()
+        ));
+        let drawn = self.draw(&tmp);
+        if drawn.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        drawn?;
+        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+    }
+
+    fn bounds(&self) -> Result<(f64, f64, f64, f64)> {
+        let all = self.points.iter().chain(self.curve.iter());
+        let (mut x_min, mut x_max, mut y_min, mut y_max) = (
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        );
+        for &(x, y) in all {
+            if x.is_finite() && x > 0.0 && y.is_finite() {
+                x_min = x_min.min(x);
+                x_max = x_max.max(x);
+                y_min = y_min.min(y);
+                y_max = y_max.max(y);
+            }
+        }
+        if x_min.partial_cmp(&x_max) != Some(std::cmp::Ordering::Less) {
+            return Err(anyhow!("nothing to plot: fewer than two distinct x values"));
+        }
+        Ok((x_min, x_max, y_min, y_max))
+    }
+
+    fn draw(&self, file: &Path) -> Result<()> {
+        let (x_min, x_max, y_min, y_max) = self.bounds()?;
+        let pad = ((y_max - y_min) * 0.08).max(1e-3);
+        {
+            let root = BitMapBackend::new(file, (960, 640)).into_drawing_area();
+            let err = |e: &dyn std::fmt::Display| anyhow!("drawing the plot: {e}");
+            root.fill(&WHITE).map_err(|e| err(&e))?;
+            let mut chart = ChartBuilder::on(&root)
+                .caption(self.title, ("sans-serif", 22))
+                .margin(16)
+                .x_label_area_size(48)
+                .y_label_area_size(64)
+                .build_cartesian_2d(
+                    (x_min / 1.5..x_max * 1.5).log_scale(),
+                    (y_min - pad)..(y_max + pad),
+                )
+                .map_err(|e| err(&e))?;
+            chart
+                .configure_mesh()
+                .x_desc(self.x_label)
+                .y_desc(self.y_label)
+                .x_label_formatter(&|x| format!("{x:.0e}"))
+                .y_label_formatter(&|y| format!("{y:.2}"))
+                .label_style(("sans-serif", 15))
+                .draw()
+                .map_err(|e| err(&e))?;
+            let blue = RGBColor(31, 119, 180);
+            let orange = RGBColor(255, 127, 14);
+            chart
+                .draw_series(
+                    self.points
+                        .iter()
+                        .map(|&(x, y)| Circle::new((x, y), 4, blue.filled())),
+                )
+                .map_err(|e| err(&e))?
+                .label(self.points_label)
+                .legend(move |(x, y)| Circle::new((x, y), 4, blue.filled()));
+            chart
+                .draw_series(LineSeries::new(
+                    self.curve.iter().copied(),
+                    orange.stroke_width(3),
+                ))
+                .map_err(|e| err(&e))?
+                .label(self.curve_label)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], orange.stroke_width(3))
+                });
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.9))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 15))
+                .draw()
+                .map_err(|e| err(&e))?;
+            root.present().map_err(|e| err(&e))?;
+        }
+        Ok(())
+    }
+}

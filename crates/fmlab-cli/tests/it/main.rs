@@ -1,0 +1,345 @@
+//! The `fmlab` binary end to end: the JSON fields other tools read, the files it writes,
+//! and one clear error line (never a panic) for bad input.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn fmlab(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fmlab"))
+        .args(args)
+        .output()
+        .expect("running fmlab")
+}
+
+fn json(args: &[&str]) -> Value {
+    let out = fmlab(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Runs a command that must fail: one `error:` line naming `needle`, no panic.
+fn fails(args: &[&str], needle: &str) {
+    let out = fmlab(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    assert!(
+        stderr.contains(needle),
+        "{args:?}: {stderr:?} should contain {needle:?}"
+    );
+    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(
+            if stderr.starts_with("error: invalid value") || stderr.contains("Usage") {
+                2
+            } else {
+                1
+            }
+        ),
+        "{stderr}"
+    );
+}
+
+fn models_dir() -> PathBuf {
+    std::env::var_os("FMLAB_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/fmlab/models")
+        })
+}
+
+fn smollm2() -> String {
+    let path = models_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        path.is_file(),
+        "{} is missing: run `bash scripts/fetch-models.sh`",
+        path.display()
+    );
+    path.to_string_lossy().into_owned()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fmlab-cli-test-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn inspect_gguf_json() {
+    let v = json(&["inspect", &smollm2(), "--json"]);
+    assert_eq!(v["parameters"], 134_515_008);
+    assert_eq!(v["source"]["tensor_elements"], 134_515_008);
+    assert_eq!(v["parameters_non_embedding"], 106_203_456);
+    assert_eq!(v["kv_cache_bytes_per_token"], 2 * 30 * 3 * 64 * 2);
+    assert_eq!(v["architecture"]["n_kv_heads"], 3);
+    assert_eq!(v["architecture"]["positions"]["base"], 100_000.0);
+    assert_eq!(v["source"]["tensor_types"]["q4_1"], 210);
+    for p in ["f32", "f16", "bf16", "q8_0", "q4_0"] {
+        assert!(v["memory_bytes"][p].as_u64().unwrap() > 0, "{p}");
+    }
+    assert_eq!(v["memory_bytes"]["f32"], 4 * 134_515_008u64);
+    assert!(v["flops_per_token_forward"].as_f64().unwrap() > 2.0 * 106_203_456.0);
+    assert_eq!(v["flops_per_token_training"], 6.0 * 134_515_008.0);
+    assert!(v["source"]["chat_template"]
+        .as_str()
+        .unwrap()
+        .contains("im_start"));
+}
+
+#[test]
+fn inspect_presets_and_table() {
+    let v = json(&["inspect", "--preset", "llama2-7b", "--json"]);
+    assert_eq!(v["parameters"], 6_738_415_616u64);
+    let v = json(&[
+        "inspect",
+        "--preset",
+        "gpt2-medium",
+        "--json",
+        "--seq-len",
+        "1024",
+    ]);
+    assert_eq!(v["parameters"], 354_823_168);
+    assert_eq!(v["seq_len"], 1024);
+    let out = fmlab(&["inspect", "--preset", "gemma3-270m"]);
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        table.contains("GeGLU") && table.contains("sliding window"),
+        "{table}"
+    );
+    assert!(table.contains("every 6th layer global"), "{table}");
+}
+
+#[test]
+fn inspect_hf_folder_and_safetensors() {
+    let dir = scratch("hf");
+    let config = include_str!("../../../fmlab-formats/tests/it/fixtures/gpt2.config.json");
+    std::fs::write(dir.join("config.json"), config).unwrap();
+    // A tiny safetensors shard: the folder's tensors are counted and compared.
+    let data = vec![0u8; 4 * 6];
+    let st =
+        fmlab_formats::safetensors_bytes(&[("w", fmlab_formats::Dtype::F32, &[2, 3], &data)], &[])
+            .unwrap();
+    std::fs::write(dir.join("model.safetensors"), st).unwrap();
+    let v = json(&["inspect", dir.to_str().unwrap(), "--json"]);
+    assert_eq!(v["parameters"], 124_439_808);
+    assert_eq!(v["source"]["tensor_elements"], 6);
+    let v = json(&[
+        "inspect",
+        dir.join("config.json").to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(v["architecture"]["architecture"], "gpt2");
+    // A lone safetensors file without a config: tensors only.
+    let lone = scratch("lone");
+    std::fs::copy(dir.join("model.safetensors"), lone.join("m.safetensors")).unwrap();
+    let v = json(&[
+        "inspect",
+        lone.join("m.safetensors").to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(v["parameters"], 6);
+    assert!(v["architecture"].is_null());
+}
+
+#[test]
+fn inspect_errors() {
+    fails(&["inspect", "/no/such/model.gguf"], "no such file");
+    let dir = scratch("bad");
+    // A truncated model: the first kilobyte of the real file.
+    let bytes = std::fs::read(smollm2()).unwrap();
+    let cut = dir.join("cut.gguf");
+    std::fs::write(&cut, &bytes[..1024]).unwrap();
+    fails(&["inspect", cut.to_str().unwrap()], "truncated or corrupt");
+    std::fs::write(&cut, &bytes[..5_000_000]).unwrap();
+    fails(&["inspect", cut.to_str().unwrap()], "run past the end");
+    let junk = dir.join("junk.gguf");
+    std::fs::write(&junk, b"GGUF\x07\0\0\0").unwrap();
+    fails(&["inspect", junk.to_str().unwrap()], "version 7");
+    let txt = dir.join("notes.txt");
+    std::fs::write(&txt, b"hello").unwrap();
+    fails(&["inspect", txt.to_str().unwrap()], "not a model file");
+    fails(&["inspect", dir.to_str().unwrap()], "config.json");
+    fails(&["inspect", "--preset", "gpt5"], "invalid value");
+    fails(
+        &["inspect", "--preset", "gpt2-small", "--seq-len", "0"],
+        "--seq-len",
+    );
+}
+
+#[test]
+fn plan_json_fields() {
+    let v = json(&["plan", "--compute", "5.76e23", "--json"]);
+    assert!((v["params"].as_f64().unwrap() / 32.2e9 - 1.0).abs() < 0.005);
+    assert!((v["tokens"].as_f64().unwrap() / 2.98e12 - 1.0).abs() < 0.005);
+    for field in ["flops", "loss", "tokens_per_param"] {
+        assert!(v[field].as_f64().is_some(), "{field}");
+    }
+    let v = json(&[
+        "plan",
+        "--params",
+        "7B",
+        "--tokens",
+        "1.4T",
+        "--hardware",
+        "h100",
+        "--devices",
+        "8",
+        "--mfu",
+        "0.5",
+        "--price-per-hour",
+        "2",
+        "--json",
+    ]);
+    let flops = 6.0 * 7e9 * 1.4e12;
+    assert_eq!(v["flops"].as_f64().unwrap(), flops);
+    let seconds = flops / (989.4e12 * 0.5 * 8.0);
+    assert!((v["seconds"].as_f64().unwrap() / seconds - 1.0).abs() < 1e-9);
+    assert!((v["cost"].as_f64().unwrap() / (2.0 * 8.0 * seconds / 3600.0) - 1.0).abs() < 1e-9);
+    // Without a price the cost is present and null.
+    let v = json(&["plan", "--compute", "1e21", "--hardware", "2e14", "--json"]);
+    assert!(v["cost"].is_null() && v["seconds"].as_f64().is_some());
+    let v = json(&[
+        "plan",
+        "--preset",
+        "smollm2-135m",
+        "--inference-tokens",
+        "1T",
+        "--json",
+    ]);
+    assert!(v["inference"]["params"].as_f64().unwrap() < v["params"].as_f64().unwrap());
+    let v = json(&[
+        "plan",
+        "--compute",
+        "1e21",
+        "--unique-tokens",
+        "5B",
+        "--json",
+    ]);
+    assert!(v["data_constrained"]["epochs"].as_f64().unwrap() > 1.0);
+    let v = json(&["plan", "--tokens", "300B", "--law", "epoch", "--json"]);
+    assert_eq!(v["law"], "epoch");
+}
+
+#[test]
+fn plan_errors_name_the_flag() {
+    fails(&["plan"], "--compute");
+    fails(
+        &[
+            "plan",
+            "--compute",
+            "1e21",
+            "--params",
+            "1B",
+            "--tokens",
+            "1T",
+        ],
+        "at most two",
+    );
+    fails(&["plan", "--compute", "lots"], "--compute");
+    fails(&["plan", "--compute=-5"], "--compute");
+    fails(&["plan", "--compute", "1e21", "--mfu", "1.5"], "--mfu");
+    fails(
+        &["plan", "--compute", "1e21", "--devices", "0"],
+        "--devices",
+    );
+    fails(
+        &["plan", "--compute", "1e21", "--hardware", "tpu9"],
+        "--hardware",
+    );
+    fails(
+        &[
+            "plan",
+            "--compute",
+            "1e21",
+            "--law",
+            "kaplan",
+            "--unique-tokens",
+            "1B",
+        ],
+        "--unique-tokens",
+    );
+    fails(
+        &[
+            "plan",
+            "--params",
+            "1B",
+            "--inference-tokens",
+            "1T",
+            "--law",
+            "kaplan",
+        ],
+        "--inference-tokens",
+    );
+}
+
+fn write_runs(path: &Path) {
+    let (e, a, b, alpha, beta) = (1.69f64, 406.4f64, 410.7f64, 0.34f64, 0.28f64);
+    let mut csv = String::from("# runs drawn exactly from Chinchilla's law\nloss,params,tokens\n");
+    for i in 0..5 {
+        for j in 0..5 {
+            let n = 1e7 * 10f64.powf(i as f64 * 0.6);
+            let d = 1e8 * 10f64.powf(j as f64 * 0.7);
+            let loss = e + a / n.powf(alpha) + b / d.powf(beta);
+            csv.push_str(&format!("{loss},{n},{d}\n"));
+        }
+    }
+    std::fs::write(path, csv).unwrap();
+}
+
+#[test]
+fn plan_fit_writes_constants_and_a_png() {
+    let dir = scratch("fit");
+    let runs = dir.join("runs.csv");
+    write_runs(&runs);
+    let v = json(&["plan", "fit", runs.to_str().unwrap(), "--json"]);
+    assert!((v["E"].as_f64().unwrap() / 1.69 - 1.0).abs() < 0.01, "{v}");
+    assert!(
+        (v["alpha"].as_f64().unwrap() / 0.34 - 1.0).abs() < 0.02,
+        "{v}"
+    );
+    assert!(
+        (v["beta"].as_f64().unwrap() / 0.28 - 1.0).abs() < 0.02,
+        "{v}"
+    );
+    let a = v["a"].as_f64().unwrap();
+    assert!(
+        (a - v["beta"].as_f64().unwrap()
+            / (v["alpha"].as_f64().unwrap() + v["beta"].as_f64().unwrap()))
+        .abs()
+            < 1e-12
+    );
+    for key in ["A", "B", "b"] {
+        assert!(v[key].as_f64().is_some(), "{key}");
+    }
+    let png = std::fs::read(dir.join("runs.fit.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert!(
+        png.len() > 10_000,
+        "a plot with axes and labels, not an empty image"
+    );
+    let other = dir.join("plot.png");
+    let out = fmlab(&[
+        "plan",
+        "fit",
+        runs.to_str().unwrap(),
+        "--plot",
+        other.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("N_opt ∝ C^"));
+    assert!(other.is_file());
+    let bad = dir.join("bad.csv");
+    std::fs::write(&bad, "params,tokens\n1,2\n").unwrap();
+    fails(&["plan", "fit", bad.to_str().unwrap()], "\"loss\"");
+    std::fs::write(&bad, "params,tokens,loss\n1e9,2e10,3\n").unwrap();
+    fails(&["plan", "fit", bad.to_str().unwrap()], "at least 5 runs");
+    fails(&["plan", "fit", "/no/such.csv"], "/no/such.csv");
+}

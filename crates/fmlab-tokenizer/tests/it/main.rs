@@ -1,0 +1,159 @@
+//! Token ids and chat renderings against llama.cpp's, for both reference models.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+
+use fmlab_formats::GgufFile;
+use fmlab_tokenizer::{ChatTemplate, Message, StreamDecoder, Tokenizer};
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn model(file: &str) -> PathBuf {
+    let dir = std::env::var_os("FMLAB_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/fmlab/models")
+        });
+    let path = dir.join(file);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `bash scripts/fetch-models.sh`",
+        path.display()
+    );
+    path
+}
+
+fn reference(name: &str) -> Value {
+    let text = std::fs::read_to_string(root().join("fixtures/reference").join(name)).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+fn check_model(gguf: &str, reference_file: &str) -> (Tokenizer, GgufFile) {
+    let file = GgufFile::open(model(gguf)).unwrap();
+    let tok = Tokenizer::from_gguf(&file.gguf).unwrap();
+    let r = reference(reference_file);
+    for (name, expected) in r["tokenize"].as_object().unwrap() {
+        let text = std::fs::read_to_string(root().join("fixtures/texts").join(name)).unwrap();
+        let plain = tok.encode(&text, false, false);
+        assert_eq!(plain, ids(&expected["plain"]), "{gguf} {name} plain");
+        let special = tok.encode(&text, true, true);
+        assert_eq!(
+            special,
+            ids(&expected["with_bos_and_special"]),
+            "{gguf} {name} with BOS and special"
+        );
+        // Decoding gives the text back.
+        assert_eq!(
+            tok.decode(&plain, false).unwrap(),
+            text,
+            "{gguf} {name} decode"
+        );
+        // Streaming decode never emits a broken character and adds up to the same text.
+        let mut stream = StreamDecoder::new();
+        let mut streamed = String::new();
+        for &id in &plain {
+            streamed.push_str(&stream.push(&tok, id).unwrap());
+        }
+        streamed.push_str(&stream.finish());
+        assert_eq!(streamed, text, "{gguf} {name} stream");
+    }
+    let template = ChatTemplate::from_gguf(&file.gguf, &tok).unwrap();
+    for case in r["generate"].as_array().unwrap() {
+        let prompt = &case["prompt"];
+        let rendered = case["rendered"].as_str().unwrap();
+        let expected = ids(&case["prompt_ids"]);
+        match prompt["kind"].as_str().unwrap() {
+            "raw" => {
+                assert_eq!(prompt["text"].as_str().unwrap(), rendered);
+                assert_eq!(
+                    tok.encode(rendered, true, false),
+                    expected,
+                    "{gguf} {rendered:?}"
+                );
+            }
+            _ => {
+                let messages: Vec<Message> =
+                    serde_json::from_value(prompt["messages"].clone()).unwrap();
+                let ours = template
+                    .as_ref()
+                    .expect("a chat template")
+                    .render(&messages, true)
+                    .unwrap();
+                assert_eq!(ours, rendered, "{gguf} chat rendering");
+                assert_eq!(tok.encode(&ours, true, true), expected, "{gguf} chat ids");
+            }
+        }
+    }
+    (tok, file)
+}
+
+#[test]
+fn smollm2_matches_llama_cpp() {
+    let (tok, _) = check_model(
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "smollm2-135m-instruct-q4_1.json",
+    );
+    assert_eq!(tok.vocab.bos, Some(1));
+    assert!(tok.stop_tokens().contains(&2));
+    assert_eq!(tok.piece(2).unwrap(), "<|im_end|>");
+    // Control tokens render as nothing unless asked for.
+    assert_eq!(tok.decode(&[1, 2], false).unwrap(), "");
+    assert_eq!(tok.decode(&[1], true).unwrap(), "<|im_start|>");
+}
+
+#[test]
+fn gemma3_matches_llama_cpp() {
+    let (tok, file) = check_model("gemma-3-270m-q4_k_m.gguf", "gemma-3-270m-q4_k_m.json");
+    assert_eq!(tok.vocab.bos, Some(2));
+    assert!(tok.stop_tokens().contains(&1));
+    // The base model has no template of its own.
+    assert!(ChatTemplate::from_gguf(&file.gguf, &tok).unwrap().is_none());
+    // A character outside the vocabulary falls back to byte tokens and decodes back.
+    let text = "\u{10FFFF}";
+    let ids = tok.encode(text, false, false);
+    assert_eq!(ids.len(), 4);
+    assert_eq!(tok.decode(&ids, false).unwrap(), text);
+}
+
+#[test]
+fn bad_token_ids_are_errors() {
+    let file = GgufFile::open(model("SmolLM2-135M-Instruct.Q4_1.gguf")).unwrap();
+    let tok = Tokenizer::from_gguf(&file.gguf).unwrap();
+    assert!(tok
+        .decode(&[49_152], false)
+        .unwrap_err()
+        .to_string()
+        .contains("49152"));
+}
+
+#[test]
+fn templates_render_like_transformers() {
+    let t = ChatTemplate::new(
+        "{{ bos_token }}{% for m in messages %}{% if m.role == 'system' %}{{ raise_exception('no system') }}{% endif %}\n  {{ m.role.upper() }}: {{ m.content.strip() }}\n{% endfor %}{% if add_generation_prompt %}A:{% endif %}",
+        "<s>",
+        "</s>",
+    )
+    .unwrap();
+    let out = t.render(&[Message::new("user", "  hi  ")], true).unwrap();
+    // trim_blocks eats the newline after `{% endif %}`; lstrip_blocks leaves the indent of
+    // a line that holds an expression.
+    assert_eq!(out, "<s>  USER: hi\nA:");
+    let err = t
+        .render(&[Message::new("system", "x")], false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no system"), "{err}");
+    assert!(ChatTemplate::new("{% for %}", "", "").is_err());
+}

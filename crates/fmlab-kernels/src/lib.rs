@@ -4,9 +4,24 @@
 //! Why our own engine rather than a tensor framework: see DESIGN.md. Matrix products go
 //! through the `gemm` crate, which reaches 85–120 GFLOP/s on the 2-core development machine.
 
-/// Errors: shapes that do not fit the buffers they describe.
+mod matrix;
+mod ops;
+mod q8;
+mod quant;
+mod simd;
+
+pub use matrix::{Matrix, MatrixData};
+pub use ops::*;
+pub use q8::{
+    dot_quantized, dot_quantized_portable, quantize_activations, ActivationFormat, QuantizedRow,
+};
+pub use quant::{dequantize_block, dequantize_row, dot_row, f16_to_f32, f32_to_f16, QuantType};
+
+/// Errors: shapes that do not fit the buffers they describe, formats without a kernel.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Error {
+    #[error("{0}")]
+    Quant(String),
     #[error("matmul: {what} holds {found} elements, but the shape needs {expected}")]
     Shape {
         what: &'static str,
@@ -71,6 +86,83 @@ pub fn matmul(
             b.as_ptr(),
             1,
             n as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+    Ok(())
+}
+
+/// `y[t·y_stride + j] = Σ_k x[t·k_len + k] · w[j·k_len + k]` for `t < n`, `j < w_rows`:
+/// the product of `n` input rows with the transpose of a row-major weight block, written
+/// into a column block of a wider output (`y_stride ≥ w_rows`).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_strided(
+    y: &mut [f32],
+    y_stride: usize,
+    x: &[f32],
+    w: &[f32],
+    n: usize,
+    k_len: usize,
+    w_rows: usize,
+    threads: Threads,
+) -> Result<()> {
+    let need = |what, expected: usize, found| {
+        if found < expected {
+            Err(Error::Shape {
+                what,
+                expected,
+                found,
+            })
+        } else {
+            Ok(())
+        }
+    };
+    need("x", n * k_len, x.len())?;
+    need("w", w_rows * k_len, w.len())?;
+    if n == 0 || w_rows == 0 {
+        return Ok(());
+    }
+    need("y", (n - 1) * y_stride + w_rows, y.len())?;
+    if y_stride < w_rows {
+        return Err(Error::Shape {
+            what: "y stride",
+            expected: w_rows,
+            found: y_stride,
+        });
+    }
+    if k_len == 0 {
+        for t in 0..n {
+            y[t * y_stride..t * y_stride + w_rows].fill(0.0);
+        }
+        return Ok(());
+    }
+    let parallelism = match threads.0 {
+        1 => gemm::Parallelism::None,
+        t => gemm::Parallelism::Rayon(t),
+    };
+    // SAFETY: the checks above guarantee every element addressed — y up to
+    // (n−1)·y_stride + w_rows, x up to n·k_len, w up to w_rows·k_len — lies inside the
+    // slices; `y` is a unique borrow, so it aliases neither input.
+    unsafe {
+        gemm::gemm(
+            n,
+            w_rows,
+            k_len,
+            y.as_mut_ptr(),
+            1,
+            y_stride as isize,
+            false,
+            x.as_ptr(),
+            1,
+            k_len as isize,
+            w.as_ptr(),
+            k_len as isize,
+            1,
             0.0,
             1.0,
             false,

@@ -343,3 +343,194 @@ fn plan_fit_writes_constants_and_a_png() {
     fails(&["plan", "fit", bad.to_str().unwrap()], "at least 5 runs");
     fails(&["plan", "fit", "/no/such.csv"], "/no/such.csv");
 }
+
+fn gemma() -> String {
+    let path = models_dir().join("gemma-3-270m-q4_k_m.gguf");
+    assert!(
+        path.is_file(),
+        "{} is missing: run `bash scripts/fetch-models.sh`",
+        path.display()
+    );
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn tokenize_matches_the_reference_ids() {
+    let text = "The capital of France is";
+    let v = json(&["tokenize", &smollm2(), text, "--json"]);
+    assert_eq!(v["ids"], serde_json::json!([504, 3575, 282, 4649, 314]));
+    assert_eq!(v["pieces"][1], "Ġcapital");
+    // Gemma adds its BOS when asked.
+    let v = json(&["tokenize", &gemma(), text, "--bos", "--json"]);
+    assert_eq!(v["ids"], serde_json::json!([2, 818, 5279, 529, 7001, 563]));
+    // Special-token text is plain text unless --special.
+    let plain = json(&["tokenize", &smollm2(), "<|im_start|>", "--json"]);
+    assert!(plain["ids"].as_array().unwrap().len() > 1);
+    let special = json(&[
+        "tokenize",
+        &smollm2(),
+        "<|im_start|>",
+        "--special",
+        "--json",
+    ]);
+    assert_eq!(special["ids"], serde_json::json!([1]));
+}
+
+#[test]
+fn generate_json_and_streaming() {
+    let v = json(&[
+        "generate",
+        &smollm2(),
+        "--prompt",
+        "The capital of France is",
+        "--max-tokens",
+        "8",
+        "--temperature",
+        "0",
+        "--json",
+    ]);
+    let tokens = v["tokens"].as_array().unwrap();
+    assert_eq!(tokens.len(), 8);
+    // llama.cpp's first greedy tokens for this prompt: " Paris.\n\nThe".
+    assert_eq!(
+        &tokens[..4],
+        &serde_json::json!([7042, 30, 198, 198]).as_array().unwrap()[..]
+    );
+    assert!(v["text"].as_str().unwrap().starts_with(" Paris."));
+    assert_eq!(v["prompt_tokens"], 5);
+    assert!(v["prefill_tokens_per_second"].as_f64().unwrap() > 0.0);
+    assert!(v["decode_tokens_per_second"].as_f64().unwrap() > 0.0);
+    // Streaming prints exactly the generated text, stats go to stderr.
+    let out = fmlab(&[
+        "generate",
+        &smollm2(),
+        "--prompt",
+        "The capital of France is",
+        "--max-tokens",
+        "8",
+        "--temperature",
+        "0",
+    ]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim_end_matches('\n'),
+        v["text"].as_str().unwrap()
+    );
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("prefill") && stderr.contains("decode"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn seeded_sampling_is_reproducible() {
+    let run = |seed: &str| {
+        json(&[
+            "generate",
+            &smollm2(),
+            "--prompt",
+            "Once upon a time",
+            "--max-tokens",
+            "12",
+            "--temperature",
+            "1.0",
+            "--seed",
+            seed,
+            "--json",
+            "--ignore-eos",
+        ])["tokens"]
+            .clone()
+    };
+    assert_eq!(run("7"), run("7"));
+    assert_ne!(run("7"), run("8"));
+}
+
+#[test]
+fn chat_and_messages() {
+    let v = json(&[
+        "generate",
+        &smollm2(),
+        "--prompt",
+        "What is 12 times 7?",
+        "--chat",
+        "--max-tokens",
+        "4",
+        "--temperature",
+        "0",
+        "--json",
+    ]);
+    // The rendered prompt is llama.cpp's (39 tokens with SmolLM2's default system turn).
+    assert_eq!(v["prompt_tokens"], 39);
+    let dir = scratch("messages");
+    let file = dir.join("m.json");
+    std::fs::write(&file, r#"[{"role": "system", "content": "You are a concise assistant."}, {"role": "user", "content": "Name three colours of the rainbow."}]"#).unwrap();
+    let v = json(&[
+        "generate",
+        &smollm2(),
+        "--messages",
+        file.to_str().unwrap(),
+        "--max-tokens",
+        "2",
+        "--temperature",
+        "0",
+        "--json",
+    ]);
+    assert_eq!(v["prompt_tokens"], 27);
+    std::fs::write(&file, "{not json").unwrap();
+    fails(
+        &["generate", &smollm2(), "--messages", file.to_str().unwrap()],
+        "JSON list",
+    );
+    fails(
+        &["generate", &gemma(), "--prompt", "hi", "--chat"],
+        "no chat template",
+    );
+}
+
+#[test]
+fn generate_errors() {
+    fails(
+        &["generate", "/no/such.gguf", "--prompt", "x"],
+        "no such file",
+    );
+    fails(
+        &["generate", "not-a-model", "--prompt", "x"],
+        "not a known model",
+    );
+    fails(&["generate", &smollm2()], "--prompt");
+    fails(
+        &["generate", &smollm2(), "--prompt", "x", "--temperature=-1"],
+        "--temperature",
+    );
+    // A prompt longer than the context.
+    let long = "word ".repeat(300);
+    fails(
+        &["generate", &smollm2(), "--prompt", &long, "--ctx", "64"],
+        "context holds 64",
+    );
+    // A truncated model file.
+    let dir = scratch("gen-bad");
+    let bytes = std::fs::read(smollm2()).unwrap();
+    let cut = dir.join("cut.gguf");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    fails(
+        &["generate", cut.to_str().unwrap(), "--prompt", "x"],
+        "run past the end",
+    );
+    // An unknown architecture.
+    let mut w = fmlab_formats::GgufWriter::new();
+    w.metadata(
+        "general.architecture",
+        fmlab_formats::Value::String("mamba".into()),
+    );
+    let arch = dir.join("mamba.gguf");
+    w.write(&arch).unwrap();
+    fails(
+        &["generate", arch.to_str().unwrap(), "--prompt", "x"],
+        "mamba",
+    );
+    fails(&["pull", "llama-70b"], "unknown model");
+}

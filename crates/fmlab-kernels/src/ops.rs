@@ -30,17 +30,52 @@ pub fn layer_norm(x: &mut [f32], w: &[f32], b: &[f32], width: usize, eps: f32) {
     }
 }
 
-/// SiLU(x) = x·σ(x).
+/// SiLU(x) = x·σ(x), with ggml's exponential (see [`exp_ggml`]).
 #[inline]
 pub fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
+    x / (1.0 + exp_ggml(0.0 - x))
 }
 
-/// GELU with the tanh approximation (GPT-2, Gemma's `gelu_pytorch_tanh`).
+/// eˣ as ggml's vectorised CPU code computes it (its `ggml_v_expf`): reduce by ln 2 to
+/// `x = n·ln 2 + b`, then `2ⁿ·(1 + p(b))` with a degree-5 polynomial. It is within a couple of
+/// ulps of `expf`, but not equal to it, and SiLU and softmax run through it in llama.cpp;
+/// computing the same function keeps our activations bit-identical to theirs (the model's
+/// residual stream amplifies last-bit differences into different greedy tokens).
+#[inline]
+pub fn exp_ggml(x: f32) -> f32 {
+    let c = |bits: u32| f32::from_bits(bits);
+    let shift = c(0x4b40_0000); // 1.5·2²³: rounds to an integer in the low mantissa bits
+    let z = x.mul_add(c(0x3fb8_aa3b), shift); // x·log2(e)
+    let n = z - shift;
+    let b = (-n).mul_add(c(0x35bf_be8e), (-n).mul_add(c(0x3f31_7200), x)); // x − n·ln 2
+    let e = z.to_bits() << 23;
+    let k = f32::from_bits(e.wrapping_add(1f32.to_bits())); // 2ⁿ
+    let u = b * b;
+    let j = c(0x3c07_2010)
+        .mul_add(b, c(0x3d2b_9f17))
+        .mul_add(u, c(0x3e2a_af33).mul_add(b, c(0x3eff_fedb)))
+        .mul_add(u, c(0x3f7f_fff6) * b);
+    if n.abs() <= 126.0 {
+        return j.mul_add(k, k);
+    }
+    // Out of the normal range: scale in two steps, or saturate.
+    if n.abs() > 192.0 {
+        let s1 = f32::from_bits(if n <= 0.0 { 0x0100_0000 } else { 0x7f00_0000 });
+        return s1 * s1;
+    }
+    let g: u32 = if n <= 0.0 { 0x8200_0000 } else { 0 };
+    let s1 = f32::from_bits(g.wrapping_add(0x7f00_0000));
+    let s2 = f32::from_bits(e.wrapping_sub(g));
+    s2.mul_add(j, s2) * s1
+}
+
+/// GELU with the tanh approximation (GPT-2, Gemma's `gelu_pytorch_tanh`), in ggml's
+/// arrangement of the arithmetic: `0.5·x·(1 + tanh(√(2/π)·x·(1 + 0.044715·x²)))`.
 #[inline]
 pub fn gelu_tanh(x: f32) -> f32 {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-    0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x)).tanh())
+    const A: f32 = 0.044_715;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (A * x).mul_add(x, 1.0)).tanh())
 }
 
 /// How rotary embeddings pair the features of a head.
@@ -80,23 +115,45 @@ pub fn rope(
                     RopeStyle::Halves => (i, i + half),
                 };
                 let (x0, x1) = (head[a], head[b]);
-                head[a] = x0 * cos - x1 * sin;
-                head[b] = x0 * sin + x1 * cos;
+                // As GCC compiles ggml's `x0·cos − x1·sin` with FMA contraction: the first
+                // product fused, the second rounded.
+                head[a] = x0.mul_add(cos, -(x1 * sin));
+                head[b] = x0.mul_add(sin, x1 * cos);
             }
         }
     }
 }
 
-/// Softmax of a row in place (max-subtracted).
+/// Softmax of a row in place (max-subtracted, sum in f64).
 pub fn softmax(x: &mut [f32]) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0f64;
     for v in x.iter_mut() {
-        *v = (*v - max).exp();
+        *v = exp_ggml(*v - max);
         sum += *v as f64;
     }
     let inv = (1.0 / sum) as f32;
     x.iter_mut().for_each(|v| *v *= inv);
+}
+
+/// `Σ a·b` in the order of ggml's AVX2 f16 products (llamafile's tinyBLAS): eight lanes,
+/// lane `i mod 8` accumulating with FMA, then `((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7))`. The
+/// first element of `a`/`b` has absolute index `offset` (its lane is `offset mod 8`).
+#[inline]
+fn dot_lanes(a: &[f32], b: &[f32], offset: usize) -> f32 {
+    let mut acc = [0f32; 8];
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        let lane = (offset + i) % 8;
+        acc[lane] = x.mul_add(*y, acc[lane]);
+    }
+    hsum8(&acc)
+}
+
+/// Horizontal sum of eight lanes as `_mm256` code does it.
+#[inline]
+fn hsum8(l: &[f32; 8]) -> f32 {
+    let t = [l[0] + l[4], l[1] + l[5], l[2] + l[6], l[3] + l[7]];
+    (t[0] + t[2]) + (t[1] + t[3])
 }
 
 /// The shape of one attention call.
@@ -144,26 +201,61 @@ pub fn causal_attention(
                 Some(w) => end.saturating_sub(w),
                 None => 0,
             };
-            let mut scores = vec![0f32; end - start];
+            // Scores are indexed from `first`, the start of the window rounded down to a
+            // multiple of 8, so that lanes and groups line up with llama.cpp's full rows.
+            let first = start / 8 * 8;
+            let mut scores = vec![0f32; end - first];
             let mut qh = vec![0f32; hd];
             let mut acc = vec![0f32; hd];
+            let mut lanes = vec![[0f32; 8]; hd];
             for h in 0..s.n_heads {
                 let kvh = h / group;
                 for (dst, &src) in qh.iter_mut().zip(&q_row[h * hd..(h + 1) * hd]) {
                     *dst = f16_round(src);
                 }
+                let mut max = f32::NEG_INFINITY;
                 for (j, score) in scores.iter_mut().enumerate() {
-                    let at = (start + j) * kv_width + kvh * hd;
-                    *score = crate::matrix::dot_f32(&qh, &k[at..at + hd]) * s.scale;
-                }
-                softmax(&mut scores);
-                acc.fill(0.0);
-                for (j, &p) in scores.iter().enumerate() {
-                    let p = f16_round(p);
-                    let at = (start + j) * kv_width + kvh * hd;
-                    for (o, &vv) in acc.iter_mut().zip(&v[at..at + hd]) {
-                        *o += p * vv;
+                    let kp = first + j;
+                    if kp < start {
+                        *score = f32::NEG_INFINITY;
+                        continue;
                     }
+                    let at = kp * kv_width + kvh * hd;
+                    *score = dot_lanes(&qh, &k[at..at + hd], 0) * s.scale;
+                    max = max.max(*score);
+                }
+                // Softmax as ggml's: exponentials summed per group of eight (in the order of
+                // its horizontal add), groups accumulated in f64.
+                let mut sum = 0f64;
+                for group in scores.chunks_mut(8) {
+                    let mut g = [0f32; 8];
+                    for (slot, v) in g.iter_mut().zip(group.iter_mut()) {
+                        *v = if *v == f32::NEG_INFINITY {
+                            0.0
+                        } else {
+                            exp_ggml(*v - max)
+                        };
+                        *slot = *v;
+                    }
+                    sum += hsum8(&g) as f64;
+                }
+                let inv = (1.0 / sum) as f32;
+                // Weighted values, each output feature a lane-ordered dot over positions.
+                lanes.iter_mut().for_each(|l| *l = [0f32; 8]);
+                for (j, &score) in scores.iter().enumerate() {
+                    let kp = first + j;
+                    if kp < start {
+                        continue;
+                    }
+                    let p = f16_round(score * inv);
+                    let lane = kp % 8;
+                    let at = kp * kv_width + kvh * hd;
+                    for (l, &vv) in lanes.iter_mut().zip(&v[at..at + hd]) {
+                        l[lane] = p.mul_add(vv, l[lane]);
+                    }
+                }
+                for (o, l) in acc.iter_mut().zip(&lanes) {
+                    *o = hsum8(l);
                 }
                 out_row[h * hd..(h + 1) * hd].copy_from_slice(&acc);
             }

@@ -151,6 +151,19 @@ impl Transformer {
     /// Runs `tokens` through the model after the `cache.len()` tokens already seen, appends
     /// them to the cache, and returns logits.
     pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, which: Logits) -> Result<Vec<f32>> {
+        self.forward_traced(tokens, cache, which, &mut |_, _| {})
+    }
+
+    /// `forward`, calling `trace(name, values)` with every intermediate tensor, named as
+    /// llama.cpp's `eval-callback` names them (`attn_norm-0`, `Qcur-0`, `ffn_out-3`,
+    /// `result_output`), so that the two implementations can be compared step by step.
+    pub fn forward_traced(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        which: Logits,
+        trace: &mut dyn FnMut(&str, &[f32]),
+    ) -> Result<Vec<f32>> {
         let s = &self.spec;
         let n = tokens.len();
         let d = s.d_model as usize;
@@ -184,8 +197,9 @@ impl Transformer {
                 xr.iter_mut().zip(&row).for_each(|(a, b)| *a += b);
             }
         }
+        trace("embd", &x);
         for (l, layer) in self.layers.iter().enumerate() {
-            self.block(l, layer, &mut x, &positions, cache)?;
+            self.block(l, layer, &mut x, &positions, cache, trace)?;
         }
         cache.len += n;
         let rows: &[f32] = match which {
@@ -194,9 +208,11 @@ impl Transformer {
         };
         let mut h = rows.to_vec();
         self.norm(&mut h, &self.final_norm, d);
+        trace("result_norm", &h);
         let head = self.head.as_ref().unwrap_or(&self.embed);
         let mut logits = vec![0f32; h.len() / d * vocab];
         head.matmul(&h, &mut logits, self.threads)?;
+        trace("result_output", &logits);
         Ok(logits)
     }
 
@@ -231,7 +247,9 @@ impl Transformer {
         x: &mut [f32],
         positions: &[usize],
         cache: &mut KvCache,
+        trace: &mut dyn FnMut(&str, &[f32]),
     ) -> Result<()> {
+        let mut tap = |name: &str, values: &[f32]| trace(&format!("{name}-{l}"), values);
         let s = &self.spec;
         let d = s.d_model as usize;
         let hd = s.head_dim as usize;
@@ -241,6 +259,7 @@ impl Transformer {
 
         let mut h = x.to_vec();
         self.norm(&mut h, &layer.attn_norm, d);
+        tap("attn_norm", &h);
         let mut q = self.linear(&layer.q, &h, q_width)?;
         let mut k = self.linear(&layer.k, &h, kv_width)?;
         let v = self.linear(&layer.v, &h, kv_width)?;
@@ -256,6 +275,9 @@ impl Transformer {
             rope(&mut q, positions, nh, hd, base, self.rope_style);
             rope(&mut k, positions, nkv, hd, base, self.rope_style);
         }
+        tap("Qcur", &q);
+        tap("Kcur", &k);
+        tap("Vcur", &v);
         cache.keys[l].extend(k.iter().map(|&x| f16_round(x)));
         cache.values[l].extend(v.iter().map(|&x| f16_round(x)));
         let kv_len = positions[0] + n;
@@ -276,19 +298,25 @@ impl Transformer {
                 window: local.map(|w| w.window as usize),
             },
         );
+        tap("kqv_out", &attn);
         let mut o = self.linear(&layer.o, &attn, d)?;
+        tap("attn_out", &o);
         if let Some(pn) = &layer.post_attn_norm {
             self.norm(&mut o, pn, d);
         }
         x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
+        tap("ffn_inp", x);
 
         let mut h = x.to_vec();
         self.norm(&mut h, &layer.ffn_norm, d);
+        tap("ffn_norm", &h);
         let f = s.ffn_dim as usize;
         let mut up = self.linear(&layer.up, &h, f)?;
         match (&layer.gate, s.ffn_kind) {
             (Some(gate), kind) => {
                 let g = self.linear(gate, &h, f)?;
+                tap("ffn_gate", &g);
+                tap("ffn_up", &up);
                 let act: fn(f32) -> f32 = if kind == FfnKind::GeGlu {
                     gelu_tanh_f16
                 } else {
@@ -298,11 +326,14 @@ impl Transformer {
             }
             (None, _) => up.iter_mut().for_each(|u| *u = gelu_tanh(*u)),
         }
+        tap("ffn_act", &up);
         let mut down = self.linear(&layer.down, &up, d)?;
+        tap("ffn_out", &down);
         if let Some(pn) = &layer.post_ffn_norm {
             self.norm(&mut down, pn, d);
         }
         x.iter_mut().zip(&down).for_each(|(a, b)| *a += b);
+        tap("l_out", x);
         Ok(())
     }
 }

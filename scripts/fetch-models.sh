@@ -3,7 +3,7 @@
 # $FMLAB_MODELS_DIR (default ~/.cache/fmlab/models), verifies their SHA-256, and does
 # nothing when they are already there. Tests read them from that folder.
 set -euo pipefail
-dir="${FMLAB_MODELS_DIR:-$HOME/.cache/fmlab/models}"
+dir="${FMLAB_MODELS_DIR:-${FMLAB_HOME:-$HOME/.cache/fmlab}/models}"
 mkdir -p "$dir"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

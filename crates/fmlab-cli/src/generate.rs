@@ -133,6 +133,10 @@ fn prompt_ids(
 }
 
 pub fn run_generate(args: GenerateArgs) -> Result<()> {
+    crate::model::with_threads(args.sampling.threads, || generate_on_pool(args))
+}
+
+fn generate_on_pool(args: GenerateArgs) -> Result<()> {
     let messages: Option<Vec<Message>> = match (&args.messages, args.chat || args.system.is_some())
     {
         (Some(path), _) => {
@@ -166,7 +170,7 @@ pub fn run_generate(args: GenerateArgs) -> Result<()> {
     if messages.is_none() && args.prompt.is_none() {
         bail!("give --prompt TEXT or --messages FILE");
     }
-    let loaded = load(&args.model, args.sampling.threads.map(|t| t as usize))?;
+    let loaded = load(&args.model)?;
     let ids = prompt_ids(&loaded, messages.as_deref(), args.prompt.as_deref())?;
     let mut session = Session::new(&loaded.model, args.sampling.context(&loaded));
     let mut sampler = args.sampling.sampler();
@@ -272,7 +276,11 @@ pub struct ChatArgs {
 
 /// An interactive conversation: each turn is rendered with the whole history.
 pub fn run_chat(args: ChatArgs) -> Result<()> {
-    let loaded = load(&args.model, args.sampling.threads.map(|t| t as usize))?;
+    crate::model::with_threads(args.sampling.threads, || chat_on_pool(args))
+}
+
+fn chat_on_pool(args: ChatArgs) -> Result<()> {
+    let loaded = load(&args.model)?;
     if loaded.template.is_none() {
         bail!(
             "{} has no chat template (a base model); use `fmlab generate --prompt` instead",

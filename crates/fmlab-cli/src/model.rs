@@ -32,18 +32,7 @@ pub const KNOWN_MODELS: [KnownModel; 2] = [
     },
 ];
 
-/// `$FMLAB_MODELS_DIR`, else `$FMLAB_HOME/models`, else `~/.cache/fmlab/models`.
-pub fn models_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("FMLAB_MODELS_DIR") {
-        return PathBuf::from(dir);
-    }
-    let home = std::env::var_os("FMLAB_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/fmlab")
-        });
-    home.join("models")
-}
+pub use fmlab_formats::cache::models_dir;
 
 /// The file a MODEL argument names.
 pub fn resolve(name: &str) -> Result<PathBuf> {
@@ -73,13 +62,7 @@ pub struct Loaded {
     pub template: Option<ChatTemplate>,
 }
 
-pub fn load(name: &str, threads: Option<usize>) -> Result<Loaded> {
-    if let Some(n) = threads {
-        // The global pool can be set once per process; later calls keep the first setting.
-        let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global();
-    }
+pub fn load(name: &str) -> Result<Loaded> {
     let path = resolve(name)?;
     let file = GgufFile::open(&path)?;
     let tokenizer = Tokenizer::from_gguf(&file.gguf)
@@ -93,6 +76,21 @@ pub fn load(name: &str, threads: Option<usize>) -> Result<Loaded> {
         tokenizer,
         template,
     })
+}
+
+/// Runs `work` on a pool of `threads` threads (default: one per core), the calling thread
+/// among them: parallel kernels then start without waking another thread to hand work to,
+/// which at one token per step is a large share of the time.
+pub fn with_threads<T: Send>(
+    threads: Option<u64>,
+    work: impl FnOnce() -> Result<T> + Send,
+) -> Result<T> {
+    let mut builder = rayon::ThreadPoolBuilder::new();
+    if let Some(n) = threads {
+        builder = builder.num_threads(n as usize);
+    }
+    let pool = builder.build().context("starting the thread pool")?;
+    pool.install(work)
 }
 
 /// Just the tokenizer (for `fmlab tokenize`): no weights are read.

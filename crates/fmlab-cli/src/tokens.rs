@@ -79,9 +79,13 @@ pub struct PerplexityArgs {
 }
 
 pub fn run_perplexity(args: PerplexityArgs) -> Result<()> {
+    crate::model::with_threads(args.threads, || perplexity_on_pool(args))
+}
+
+fn perplexity_on_pool(args: PerplexityArgs) -> Result<()> {
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("reading {}", args.file.display()))?;
-    let loaded = load(&args.model, args.threads.map(|t| t as usize))?;
+    let loaded = load(&args.model)?;
     let max = loaded.model.spec.context_length;
     if args.ctx > max {
         bail!("--ctx {}: the model's context is {max} tokens", args.ctx);

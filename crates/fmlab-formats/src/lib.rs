@@ -8,6 +8,7 @@
 //! This crate knows file layouts, not numerics: it hands out raw tensor bytes with their
 //! ggml type or dtype; dequantisation lives in `fmlab-kernels`.
 
+pub mod cache;
 mod error;
 pub mod gguf;
 mod gguf_spec;

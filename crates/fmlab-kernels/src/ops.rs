@@ -31,7 +31,7 @@ pub fn layer_norm(x: &mut [f32], w: &[f32], b: &[f32], width: usize, eps: f32) {
 }
 
 /// SiLU(x) = x·σ(x), with ggml's exponential (see [`exp_ggml`]).
-#[inline]
+#[inline(always)]
 pub fn silu(x: f32) -> f32 {
     x / (1.0 + exp_ggml(0.0 - x))
 }
@@ -41,7 +41,7 @@ pub fn silu(x: f32) -> f32 {
 /// ulps of `expf`, but not equal to it, and SiLU and softmax run through it in llama.cpp;
 /// computing the same function keeps our activations bit-identical to theirs (the model's
 /// residual stream amplifies last-bit differences into different greedy tokens).
-#[inline]
+#[inline(always)]
 pub fn exp_ggml(x: f32) -> f32 {
     let c = |bits: u32| f32::from_bits(bits);
     let shift = c(0x4b40_0000); // 1.5·2²³: rounds to an integer in the low mantissa bits
@@ -136,21 +136,8 @@ pub fn softmax(x: &mut [f32]) {
     x.iter_mut().for_each(|v| *v *= inv);
 }
 
-/// `Σ a·b` in the order of ggml's AVX2 f16 products (llamafile's tinyBLAS): eight lanes,
-/// lane `i mod 8` accumulating with FMA, then `((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7))`. The
-/// first element of `a`/`b` has absolute index `offset` (its lane is `offset mod 8`).
-#[inline]
-fn dot_lanes(a: &[f32], b: &[f32], offset: usize) -> f32 {
-    let mut acc = [0f32; 8];
-    for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        let lane = (offset + i) % 8;
-        acc[lane] = x.mul_add(*y, acc[lane]);
-    }
-    hsum8(&acc)
-}
-
 /// Horizontal sum of eight lanes as `_mm256` code does it.
-#[inline]
+#[inline(always)]
 fn hsum8(l: &[f32; 8]) -> f32 {
     let t = [l[0] + l[4], l[1] + l[5], l[2] + l[6], l[3] + l[7]];
     (t[0] + t[2]) + (t[1] + t[3])
@@ -190,76 +177,168 @@ pub fn causal_attention(
     let q_width = s.n_heads * s.head_dim;
     let kv_width = s.n_kv_heads * s.head_dim;
     let group = s.n_heads / s.n_kv_heads.max(1);
-    let hd = s.head_dim;
     out.par_chunks_mut(q_width)
         .zip(q.par_chunks(q_width))
         .enumerate()
         .for_each(|(t, (out_row, q_row))| {
-            let pos = first_pos + t;
-            let end = (pos + 1).min(kv_len);
-            let start = match s.window {
-                Some(w) => end.saturating_sub(w),
-                None => 0,
+            let row = AttentionRow {
+                q_row,
+                k,
+                v,
+                pos: first_pos + t,
+                kv_len,
+                group,
+                kv_width,
+                s,
             };
-            // Scores are indexed from `first`, the start of the window rounded down to a
-            // multiple of 8, so that lanes and groups line up with llama.cpp's full rows.
-            let first = start / 8 * 8;
-            let mut scores = vec![0f32; end - first];
-            let mut qh = vec![0f32; hd];
-            let mut acc = vec![0f32; hd];
-            let mut lanes = vec![[0f32; 8]; hd];
-            for h in 0..s.n_heads {
-                let kvh = h / group;
-                for (dst, &src) in qh.iter_mut().zip(&q_row[h * hd..(h + 1) * hd]) {
-                    *dst = f16_round(src);
+            #[cfg(target_arch = "x86_64")]
+            {
+                if fma_available() {
+                    // SAFETY: the CPU supports AVX2 and FMA (checked above).
+                    unsafe { attention_row_fma(&row, out_row) };
+                    return;
                 }
-                let mut max = f32::NEG_INFINITY;
-                for (j, score) in scores.iter_mut().enumerate() {
-                    let kp = first + j;
-                    if kp < start {
-                        *score = f32::NEG_INFINITY;
-                        continue;
-                    }
-                    let at = kp * kv_width + kvh * hd;
-                    *score = dot_lanes(&qh, &k[at..at + hd], 0) * s.scale;
-                    max = max.max(*score);
-                }
-                // Softmax as ggml's: exponentials summed per group of eight (in the order of
-                // its horizontal add), groups accumulated in f64.
-                let mut sum = 0f64;
-                for group in scores.chunks_mut(8) {
-                    let mut g = [0f32; 8];
-                    for (slot, v) in g.iter_mut().zip(group.iter_mut()) {
-                        *v = if *v == f32::NEG_INFINITY {
-                            0.0
-                        } else {
-                            exp_ggml(*v - max)
-                        };
-                        *slot = *v;
-                    }
-                    sum += hsum8(&g) as f64;
-                }
-                let inv = (1.0 / sum) as f32;
-                // Weighted values, each output feature a lane-ordered dot over positions.
-                lanes.iter_mut().for_each(|l| *l = [0f32; 8]);
-                for (j, &score) in scores.iter().enumerate() {
-                    let kp = first + j;
-                    if kp < start {
-                        continue;
-                    }
-                    let p = f16_round(score * inv);
-                    let lane = kp % 8;
-                    let at = kp * kv_width + kvh * hd;
-                    for (l, &vv) in lanes.iter_mut().zip(&v[at..at + hd]) {
-                        l[lane] = p.mul_add(vv, l[lane]);
-                    }
-                }
-                for (o, l) in acc.iter_mut().zip(&lanes) {
-                    *o = hsum8(l);
-                }
-                out_row[h * hd..(h + 1) * hd].copy_from_slice(&acc);
             }
+            attention_row(&row, out_row);
         });
+}
+
+/// What one query row of attention needs.
+struct AttentionRow<'a> {
+    q_row: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    pos: usize,
+    kv_len: usize,
+    group: usize,
+    kv_width: usize,
+    s: AttentionShape,
+}
+
+/// Whether the CPU has AVX2 and FMA, so that `mul_add` compiles to one instruction.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn fma_available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+}
+
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn attention_row_fma(row: &AttentionRow, out_row: &mut [f32]) {
+    attention_row(row, out_row)
+}
+
+/// One query row against the cache. Written once and compiled twice: with FMA enabled (the
+/// `mul_add`s become single instructions and the loops vectorise) and without.
+#[inline(always)]
+fn attention_row(r: &AttentionRow, out_row: &mut [f32]) {
+    let s = r.s;
+    let hd = s.head_dim;
+    let end = (r.pos + 1).min(r.kv_len);
+    let start = match s.window {
+        Some(w) => end.saturating_sub(w),
+        None => 0,
+    };
+    // Positions are indexed from `first`, the start of the window rounded down to a multiple
+    // of 8, so that lanes and groups line up with llama.cpp's full rows.
+    let first = start / 8 * 8;
+    let mut scores = vec![0f32; end - first];
+    let mut qh = vec![0f32; hd];
+    // Per-lane accumulators of the weighted values: lane l holds positions ≡ l (mod 8).
+    let mut lanes = vec![0f32; 8 * hd];
+    for h in 0..s.n_heads {
+        let kvh = h / r.group;
+        for (dst, &src) in qh.iter_mut().zip(&r.q_row[h * hd..(h + 1) * hd]) {
+            *dst = f16_round(src);
+        }
+        let mut max = f32::NEG_INFINITY;
+        for (j, score) in scores.iter_mut().enumerate() {
+            let kp = first + j;
+            if kp < start {
+                *score = f32::NEG_INFINITY;
+                continue;
+            }
+            let at = kp * r.kv_width + kvh * hd;
+            *score = dot8(&qh, &r.k[at..at + hd]) * s.scale;
+            max = max.max(*score);
+        }
+        // Softmax as ggml's: exponentials summed per group of eight (in the order of its
+        // horizontal add), groups accumulated in f64.
+        let mut sum = 0f64;
+        for group in scores.chunks_mut(8) {
+            let mut g = [0f32; 8];
+            for (slot, v) in g.iter_mut().zip(group.iter_mut()) {
+                *v = if *v == f32::NEG_INFINITY {
+                    0.0
+                } else {
+                    exp_ggml(*v - max)
+                };
+                *slot = *v;
+            }
+            sum += hsum8(&g) as f64;
+        }
+        let inv = (1.0 / sum) as f32;
+        lanes.fill(0.0);
+        for (j, &score) in scores.iter().enumerate() {
+            let kp = first + j;
+            if kp < start {
+                continue;
+            }
+            let p = f16_round(score * inv);
+            let lane = &mut lanes[(kp % 8) * hd..(kp % 8 + 1) * hd];
+            let at = kp * r.kv_width + kvh * hd;
+            for (l, &vv) in lane.iter_mut().zip(&r.v[at..at + hd]) {
+                *l = p.mul_add(vv, *l);
+            }
+        }
+        for (d, o) in out_row[h * hd..(h + 1) * hd].iter_mut().enumerate() {
+            let l = |i: usize| lanes[i * hd + d];
+            *o = (l(0) + l(4) + (l(2) + l(6))) + (l(1) + l(5) + (l(3) + l(7)));
+        }
+    }
+}
+
+/// `Σ a·b` for lengths divisible by 8 in the lane order of ggml's AVX2 f16 products:
+/// lane `i mod 8` accumulates with FMA, then [`hsum8`].
+#[inline(always)]
+fn dot8(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        for i in 0..8 {
+            acc[i] = x[i].mul_add(y[i], acc[i]);
+        }
+    }
+    hsum8(&acc)
+}
+
+/// `up[i] ← silu(gate[i]) · up[i]` (SwiGLU), with ggml's SiLU.
+pub fn swiglu(up: &mut [f32], gate: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if fma_available() {
+            // SAFETY: the CPU supports AVX2 and FMA.
+            unsafe { swiglu_fma(up, gate) };
+            return;
+        }
+    }
+    swiglu_body(up, gate)
+}
+
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn swiglu_fma(up: &mut [f32], gate: &[f32]) {
+    swiglu_body(up, gate)
+}
+
+#[inline(always)]
+fn swiglu_body(up: &mut [f32], gate: &[f32]) {
+    for (u, &g) in up.iter_mut().zip(gate) {
+        *u *= silu(g);
+    }
 }
 
 /// `x` rounded to the nearest f16.

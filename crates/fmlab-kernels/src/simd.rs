@@ -87,9 +87,23 @@ mod avx2 {
     pub(super) unsafe fn dot_quantized(t: QuantType, row: &[u8], a: &QuantizedRow) -> Option<f32> {
         match t {
             QuantType::Q4_0 => Some(iq4_0(row, a)),
-            QuantType::Q4_1 => Some(iq4_1(row, a)),
+            QuantType::Q4_1 => {
+                let blocks = row.len() / 20;
+                if a.qs.len() < blocks * 32 || a.d.len() < blocks || a.s.len() < blocks {
+                    return Some(iq4_1(row, a));
+                }
+                // SAFETY: AVX2/FMA (caller); lengths checked above.
+                Some(unsafe { iq4_1_raw(row.as_ptr(), blocks, a) })
+            }
+            QuantType::Q8_0 => {
+                let blocks = row.len() / 34;
+                if a.qs.len() < blocks * 32 || a.d.len() < blocks {
+                    return Some(iq8_0(row, a));
+                }
+                // SAFETY: AVX2/FMA (caller); lengths checked above.
+                Some(unsafe { iq8_0_raw(row.as_ptr(), blocks, a) })
+            }
             QuantType::Q5_0 => Some(iq5_0(row, a)),
-            QuantType::Q8_0 => Some(iq8_0(row, a)),
             QuantType::Q4_K => Some(iq4_k(row, a)),
             QuantType::Q6_K => Some(iq6_k(row, a)),
             _ => None,
@@ -173,19 +187,90 @@ mod avx2 {
         hsum(acc) + mins
     }
 
+    /// The hot loop of SmolLM2-style models, without bounds checks: the same operations in
+    /// the same order as `iq4_1` (and ggml's `vec_dot_q4_1_q8_1`).
+    ///
+    /// # Safety
+    /// AVX2 and FMA; `row` holds `blocks` Q4_1 blocks; `a` holds at least `blocks`
+    /// blocks of quants, scales and sums.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn iq4_1_raw(row: *const u8, blocks: usize, a: &QuantizedRow) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        let mut mins = 0f32;
+        let mask = _mm_set1_epi8(0x0f);
+        let (qs, d, s) = (a.qs.as_ptr() as *const u8, a.d.as_ptr(), a.s.as_ptr());
+        for b in 0..blocks {
+            // SAFETY: block b lies within `row` and within `a` (caller's contract).
+            unsafe {
+                let block = row.add(20 * b);
+                let bytes = _mm_loadu_si128(block.add(4).cast());
+                let lo = _mm_and_si128(bytes, mask);
+                let hi = _mm_and_si128(_mm_srli_epi16::<4>(bytes), mask);
+                let q = _mm256_set_m128i(hi, lo);
+                let x = _mm256_loadu_si256(qs.add(32 * b).cast());
+                let p = _mm256_cvtepi32_ps(dot_us(q, x));
+                acc = _mm256_fmadd_ps(
+                    _mm256_set1_ps(f16_to_f32(block.cast::<u16>().read_unaligned()) * *d.add(b)),
+                    p,
+                    acc,
+                );
+                mins += f16_to_f32(block.add(2).cast::<u16>().read_unaligned()) * *s.add(b);
+            }
+        }
+        hsum(acc) + mins
+    }
+
+    /// # Safety
+    /// AVX2 and FMA; `row` holds `blocks` Q8_0 blocks; `a` at least `blocks` blocks.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn iq8_0_raw(row: *const u8, blocks: usize, a: &QuantizedRow) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        let (qs, d) = (a.qs.as_ptr() as *const u8, a.d.as_ptr());
+        for b in 0..blocks {
+            // SAFETY: block b lies within `row` and within `a` (caller's contract).
+            unsafe {
+                let block = row.add(34 * b);
+                let q = _mm256_loadu_si256(block.add(2).cast());
+                let x = _mm256_loadu_si256(qs.add(32 * b).cast());
+                let p = _mm256_cvtepi32_ps(dot_ss(q, x));
+                acc = _mm256_fmadd_ps(
+                    _mm256_set1_ps(f16_to_f32(block.cast::<u16>().read_unaligned()) * *d.add(b)),
+                    p,
+                    acc,
+                );
+            }
+        }
+        hsum(acc)
+    }
+
+    /// 32 bits to 32 bytes: 0xFF where the bit is set, 0 elsewhere. Each byte picks its
+    /// source byte with a shuffle, then tests its own bit by OR-ing all other bits in.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn bits_to_bytes(bits: u32) -> __m256i {
+        let spread = _mm256_shuffle_epi8(
+            _mm256_set1_epi32(bits as i32),
+            _mm256_set_epi64x(
+                0x0303_0303_0303_0303,
+                0x0202_0202_0202_0202,
+                0x0101_0101_0101_0101,
+                0,
+            ),
+        );
+        // Byte k of each 8 keeps bit k clear and sets every other bit.
+        let others = _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe);
+        _mm256_cmpeq_epi8(_mm256_or_si256(spread, others), _mm256_set1_epi64x(-1))
+    }
+
     #[target_feature(enable = "avx2,fma")]
     fn iq5_0(row: &[u8], a: &QuantizedRow) -> f32 {
         let mut acc = _mm256_setzero_ps();
         for (b, block) in row.chunks_exact(22).enumerate() {
             let qh = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
-            let mut high = [0u8; 32];
-            for (j, h) in high.iter_mut().enumerate() {
-                *h = (((qh >> j) & 1) << 4) as u8;
-            }
-            let q = _mm256_sub_epi8(
-                _mm256_or_si256(unpack_nibbles(&block[6..22]), load256(&high)),
-                _mm256_set1_epi8(16),
-            );
+            // q − 16 as a signed byte: where the fifth bit is clear, OR-ing 0xF0 into the
+            // nibble subtracts 16; where it is set, the nibble already is q − 16.
+            let high_clear = _mm256_andnot_si256(bits_to_bytes(qh), _mm256_set1_epi8(0xF0u8 as i8));
+            let q = _mm256_or_si256(unpack_nibbles(&block[6..22]), high_clear);
             let x = load256(as_bytes(&a.qs[32 * b..32 * b + 32]));
             let p = _mm256_cvtepi32_ps(dot_ss(q, x));
             acc = _mm256_fmadd_ps(_mm256_set1_ps(half(block, 0) * a.d[b]), p, acc);

@@ -15,7 +15,7 @@ mod load;
 pub use load::from_gguf;
 
 use fmlab_kernels::{
-    causal_attention, f16_round, gelu_tanh, gelu_tanh_f16, layer_norm, rms_norm, rope, silu,
+    causal_attention, f16_round, gelu_tanh, gelu_tanh_f16, layer_norm, rms_norm, rope, swiglu,
     AttentionShape, Matrix, RopeStyle, Threads,
 };
 use fmlab_spec::{FfnKind, ModelSpec, NormKind, Positions};
@@ -317,12 +317,13 @@ impl Transformer {
                 let g = self.linear(gate, &h, f)?;
                 tap("ffn_gate", &g);
                 tap("ffn_up", &up);
-                let act: fn(f32) -> f32 = if kind == FfnKind::GeGlu {
-                    gelu_tanh_f16
+                if kind == FfnKind::GeGlu {
+                    up.iter_mut()
+                        .zip(&g)
+                        .for_each(|(u, gv)| *u *= gelu_tanh_f16(*gv));
                 } else {
-                    silu
-                };
-                up.iter_mut().zip(&g).for_each(|(u, gv)| *u *= act(*gv));
+                    swiglu(&mut up, &g);
+                }
             }
             (None, _) => up.iter_mut().for_each(|u| *u = gelu_tanh(*u)),
         }

@@ -49,11 +49,7 @@ fn fails(args: &[&str], needle: &str) {
 }
 
 fn models_dir() -> PathBuf {
-    std::env::var_os("FMLAB_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/fmlab/models")
-        })
+    fmlab_formats::cache::models_dir()
 }
 
 fn smollm2() -> String {
@@ -533,4 +529,40 @@ fn generate_errors() {
         "mamba",
     );
     fails(&["pull", "llama-70b"], "unknown model");
+}
+
+#[test]
+fn chat_repl_keeps_the_conversation() {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fmlab"))
+        .args([
+            "chat",
+            &smollm2(),
+            "--max-tokens",
+            "8",
+            "--temperature",
+            "0",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"What is 12 times 7?\n/bogus\n/system You are terse.\nAnd 3 times 3?\n/reset\n/quit\nnever read\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown command /bogus"), "{stderr}");
+    assert!(stderr.contains("system turn set"), "{stderr}");
+    assert!(stderr.contains("conversation cleared"), "{stderr}");
+    // Two replies were generated, each followed by its stats line.
+    assert_eq!(stderr.matches("generated").count(), 2, "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).trim().is_empty());
+    // A base model has no template: one clear error.
+    fails(&["chat", &gemma()], "no chat template");
 }

@@ -13,11 +13,7 @@ use std::path::PathBuf;
 /// A reference model fetched by `scripts/fetch-models.sh`; the test fails, naming the
 /// script, when it is missing.
 pub fn model(file: &str) -> PathBuf {
-    let dir = std::env::var_os("FMLAB_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/fmlab/models")
-        });
+    let dir = fmlab_formats::cache::models_dir();
     let path = dir.join(file);
     assert!(
         path.is_file(),

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Prefill (512 tokens) and decode (128 tokens) speed of fmlab against llama.cpp's
+# llama-bench on the same GGUF files, at 1 and 2 threads. llama.cpp is built from the
+# llama-cpp-python 0.3.36 sdist (its vendored llama.cpp) with -DGGML_NATIVE=ON, once, into
+# ~/.cache/fmlab/llamacpp. Figures are medians of REPS runs; ratios are fmlab / llama.cpp.
+source "$(dirname "$0")/lib.sh"
+REPS="${REPS:-3}"
+bash "$root/scripts/fetch-models.sh"
+models="${FMLAB_MODELS_DIR:-$HOME/.cache/fmlab/models}"
+
+# --- llama.cpp -------------------------------------------------------------------------
+cache="$HOME/.cache/fmlab/llamacpp"
+src="$cache/llama_cpp_python-0.3.36/vendor/llama.cpp"
+# LLAMA_BENCH may name an existing llama-bench binary instead.
+bench_bin="${LLAMA_BENCH:-$src/build-native/bin/llama-bench}"
+if [ ! -x "$bench_bin" ]; then
+  mkdir -p "$cache"
+  "$PY" -m pip install --quiet cmake scikit-build-core
+  if [ ! -d "$src" ]; then
+    "$PY" -m pip download --quiet --no-deps --no-build-isolation --no-binary llama-cpp-python \
+      llama-cpp-python==0.3.36 -d "$cache"
+    tar xzf "$cache/llama_cpp_python-0.3.36.tar.gz" -C "$cache"
+  fi
+  PATH="$(dirname "$PY"):$PATH" cmake -S "$src" -B "$src/build-native" -DCMAKE_BUILD_TYPE=Release \
+    -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF > /dev/null
+  PATH="$(dirname "$PY"):$PATH" cmake --build "$src/build-native" -j "$(nproc)" --target llama-bench > /dev/null
+fi
+
+# llama-bench's CSV: n_prompt, n_gen, n_threads and avg_ts columns.
+llama_bench() { # model threads -> "pp512 tg128"
+  "$bench_bin" -m "$1" -t "$2" -p 512 -n 128 -r "$REPS" -o csv 2>/dev/null |
+    "$PY" -c '
+import csv, sys
+rows = list(csv.DictReader(sys.stdin))
+pp = [float(r["avg_ts"]) for r in rows if r["n_prompt"] == "512"]
+tg = [float(r["avg_ts"]) for r in rows if r["n_gen"] == "128"]
+print(pp[0], tg[0])'
+}
+
+# --- fmlab -----------------------------------------------------------------------------
+# A prompt of about 512 tokens: a prefix of the GPL text, sized with fmlab's tokenizer.
+prompt_for() { # model -> prompt text on stdout
+  "$PY" - "$FMLAB" "$1" "$root/../shared/data/ppl/GPL-3.txt" <<'PY'
+import json, subprocess, sys
+fmlab, model, path = sys.argv[1:4]
+text = open(path).read()
+lo, hi = 100, len(text)
+while lo < hi:
+    mid = (lo + hi) // 2
+    n = len(json.loads(subprocess.run([fmlab, "tokenize", model, text[:mid], "--json"], capture_output=True, text=True, check=True).stdout)["ids"])
+    lo, hi = (mid + 1, hi) if n < 512 else (lo, mid)
+sys.stdout.write(text[:lo])
+PY
+}
+
+fmlab_run() { # model threads prompt max_tokens field -> median of REPS
+  local values=()
+  for _ in $(seq "$REPS"); do
+    values+=("$("$FMLAB" generate "$1" --prompt "$3" --max-tokens "$4" --ignore-eos --temperature 0 --threads "$2" --ctx 1024 --json |
+      "$PY" -c "import json,sys; print(json.load(sys.stdin)['$5'])")")
+  done
+  printf '%s\n' "${values[@]}" | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'
+}
+
+printf '%-34s %7s %10s %10s %7s %10s %10s %7s\n' model threads "pp fmlab" "pp llama" ratio "tg fmlab" "tg llama" ratio
+for file in SmolLM2-135M-Instruct.Q4_1.gguf gemma-3-270m-q4_k_m.gguf; do
+  model="$models/$file"
+  prompt="$(prompt_for "$model")"
+  for threads in 1 2; do
+    read -r llama_pp llama_tg <<< "$(llama_bench "$model" "$threads")"
+    ours_pp=$(fmlab_run "$model" "$threads" "$prompt" 1 prefill_tokens_per_second)
+    ours_tg=$(fmlab_run "$model" "$threads" "The" 128 decode_tokens_per_second)
+    awk -v m="$file" -v t="$threads" -v a="$ours_pp" -v b="$llama_pp" -v c="$ours_tg" -v d="$llama_tg" \
+      'BEGIN {printf "%-34s %7d %10.1f %10.1f %7.2f %10.1f %10.1f %7.2f\n", m, t, a, b, a / b, c, d, c / d}'
+  done
+done

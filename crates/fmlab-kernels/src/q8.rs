@@ -275,6 +275,7 @@ pub fn dot_quantized_portable(t: QuantType, row: &[u8], a: &QuantizedRow) -> f32
     sum
 }
 
+/// The 6-bit scale and min of sub-block `j` of a Q4_K/Q5_K block.
 #[inline]
 pub(crate) fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     if j < 4 {

@@ -8,6 +8,7 @@
 //! binary is built for the machine; see `simd.rs` for the hand-written paths chosen at run
 //! time for the hottest types).
 
+use crate::q8::scale_min_k4;
 use crate::{Error, Result};
 
 /// The weight formats the kernels compute with.
@@ -264,19 +265,6 @@ pub fn dequantize_block(t: QuantType, block: &[u8], out: &mut [f32]) {
                 }
             }
         }
-    }
-}
-
-/// The 6-bit scale and min of sub-block `j` of a Q4_K/Q5_K block.
-#[inline]
-fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
-    if j < 4 {
-        (q[j] & 63, q[j + 4] & 63)
-    } else {
-        (
-            (q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4),
-            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
-        )
     }
 }
 

@@ -48,18 +48,10 @@ fn fails(args: &[&str], needle: &str) {
     );
 }
 
-fn models_dir() -> PathBuf {
-    fmlab_formats::cache::models_dir()
-}
-
 fn smollm2() -> String {
-    let path = models_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        path.is_file(),
-        "{} is missing: run `bash scripts/fetch-models.sh`",
-        path.display()
-    );
-    path.to_string_lossy().into_owned()
+    fmlab_testkit::model(fmlab_testkit::SMOLLM2)
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -341,13 +333,9 @@ fn plan_fit_writes_constants_and_a_png() {
 }
 
 fn gemma() -> String {
-    let path = models_dir().join("gemma-3-270m-q4_k_m.gguf");
-    assert!(
-        path.is_file(),
-        "{} is missing: run `bash scripts/fetch-models.sh`",
-        path.display()
-    );
-    path.to_string_lossy().into_owned()
+    fmlab_testkit::model(fmlab_testkit::GEMMA3)
+        .to_string_lossy()
+        .into_owned()
 }
 
 #[test]

@@ -3,41 +3,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::PathBuf;
-
 use fmlab_formats::GgufFile;
 use fmlab_tokenizer::Tokenizer;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn model_path(file: &str) -> PathBuf {
-    let dir = fmlab_formats::cache::models_dir();
-    let path = dir.join(file);
-    assert!(
-        path.is_file(),
-        "{} is missing: run `bash scripts/fetch-models.sh`",
-        path.display()
-    );
-    path
-}
-
 fn check(model_file: &str, reference_file: &str) {
-    let text_path = root().join("../shared/data/ppl/GPL-3.txt");
+    let text_path = fmlab_testkit::shared().join("data/ppl/GPL-3.txt");
     let text = std::fs::read_to_string(&text_path).unwrap_or_else(|e| {
         panic!(
             "{}: {e} (the tests need ../shared beside the clone)",
             text_path.display()
         )
     });
-    let reference: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(root().join("fixtures/reference").join(reference_file)).unwrap(),
-    )
-    .unwrap();
+    let reference = fmlab_testkit::reference(reference_file);
     let expected = reference["perplexity"]["perplexity"].as_f64().unwrap();
     let expected_tokens = reference["perplexity"]["tokens_scored"].as_u64().unwrap() as usize;
-    let gguf = GgufFile::open(model_path(model_file)).unwrap();
+    let gguf = GgufFile::open(fmlab_testkit::model(model_file)).unwrap();
     let tokenizer = Tokenizer::from_gguf(&gguf.gguf).unwrap();
     let model = fmlab_nn::from_gguf(&gguf).unwrap();
     let tokens = tokenizer.encode(&text, false, false);
@@ -69,7 +49,7 @@ fn gemma3_perplexity_matches_llama_cpp() {
 
 #[test]
 fn short_texts_and_bad_windows_are_errors() {
-    let gguf = GgufFile::open(model_path("SmolLM2-135M-Instruct.Q4_1.gguf")).unwrap();
+    let gguf = GgufFile::open(fmlab_testkit::model("SmolLM2-135M-Instruct.Q4_1.gguf")).unwrap();
     let model = fmlab_nn::from_gguf(&gguf).unwrap();
     assert!(matches!(
         fmlab_eval::perplexity(&model, &[1, 2, 3], 256, |_, _| {}),

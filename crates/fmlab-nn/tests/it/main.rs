@@ -3,46 +3,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::PathBuf;
-
 use fmlab_formats::GgufFile;
 use fmlab_nn::{from_gguf, KvCache, Logits, Session, Transformer};
 use fmlab_sample::{generate, GenerateConfig, Sampler};
+use fmlab_testkit::{ids, reference};
 use fmlab_tokenizer::Tokenizer;
-use serde_json::Value;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn model_path(file: &str) -> PathBuf {
-    let dir = fmlab_formats::cache::models_dir();
-    let path = dir.join(file);
-    assert!(
-        path.is_file(),
-        "{} is missing: run `bash scripts/fetch-models.sh`",
-        path.display()
-    );
-    path
-}
-
-fn reference(name: &str) -> Value {
-    serde_json::from_str(
-        &std::fs::read_to_string(root().join("fixtures/reference").join(name)).unwrap(),
-    )
-    .unwrap()
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
 
 fn load(file: &str) -> (Transformer, Tokenizer) {
-    let gguf = GgufFile::open(model_path(file)).unwrap();
+    let gguf = GgufFile::open(fmlab_testkit::model(file)).unwrap();
     (
         from_gguf(&gguf).unwrap(),
         Tokenizer::from_gguf(&gguf.gguf).unwrap(),

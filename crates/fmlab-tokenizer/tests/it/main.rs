@@ -2,46 +2,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::PathBuf;
-
 use fmlab_formats::GgufFile;
+use fmlab_testkit::{fixture, ids, model, reference};
 use fmlab_tokenizer::{ChatTemplate, Message, StreamDecoder, Tokenizer};
-use serde_json::Value;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn model(file: &str) -> PathBuf {
-    let dir = fmlab_formats::cache::models_dir();
-    let path = dir.join(file);
-    assert!(
-        path.is_file(),
-        "{} is missing: run `bash scripts/fetch-models.sh`",
-        path.display()
-    );
-    path
-}
-
-fn reference(name: &str) -> Value {
-    let text = std::fs::read_to_string(root().join("fixtures/reference").join(name)).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
 
 fn check_model(gguf: &str, reference_file: &str) -> (Tokenizer, GgufFile) {
     let file = GgufFile::open(model(gguf)).unwrap();
     let tok = Tokenizer::from_gguf(&file.gguf).unwrap();
     let r = reference(reference_file);
     for (name, expected) in r["tokenize"].as_object().unwrap() {
-        let text = std::fs::read_to_string(root().join("fixtures/texts").join(name)).unwrap();
+        let text = fixture(&format!("texts/{name}"));
         let plain = tok.encode(&text, false, false);
         assert_eq!(plain, ids(&expected["plain"]), "{gguf} {name} plain");
         let special = tok.encode(&text, true, true);

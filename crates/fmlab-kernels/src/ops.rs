@@ -177,6 +177,10 @@ pub fn causal_attention(
     let q_width = s.n_heads * s.head_dim;
     let kv_width = s.n_kv_heads * s.head_dim;
     let group = s.n_heads / s.n_kv_heads.max(1);
+    // llama.cpp evaluates one token at a time with ggml's own f16 dot product, and batches
+    // with llamafile's tinyBLAS; the two sum in different orders, and we follow whichever
+    // llama.cpp would use for this call.
+    let single = q.len() == q_width;
     out.par_chunks_mut(q_width)
         .zip(q.par_chunks(q_width))
         .enumerate()
@@ -190,6 +194,7 @@ pub fn causal_attention(
                 group,
                 kv_width,
                 s,
+                single,
             };
             #[cfg(target_arch = "x86_64")]
             {
@@ -213,6 +218,8 @@ struct AttentionRow<'a> {
     group: usize,
     kv_width: usize,
     s: AttentionShape,
+    /// A single query (one-token decoding): ggml's `vec_dot_f16` summation order.
+    single: bool,
 }
 
 /// Whether the CPU has AVX2 and FMA, so that `mul_add` compiles to one instruction.
@@ -246,8 +253,8 @@ fn attention_row(r: &AttentionRow, out_row: &mut [f32]) {
     let first = start / 8 * 8;
     let mut scores = vec![0f32; end - first];
     let mut qh = vec![0f32; hd];
-    // Per-lane accumulators of the weighted values: lane l holds positions ≡ l (mod 8).
-    let mut lanes = vec![0f32; 8 * hd];
+    // Accumulators of the weighted values, one per slot (see below) and feature.
+    let mut lanes = vec![0f32; 32 * hd];
     for h in 0..s.n_heads {
         let kvh = h / r.group;
         for (dst, &src) in qh.iter_mut().zip(&r.q_row[h * hd..(h + 1) * hd]) {
@@ -261,7 +268,12 @@ fn attention_row(r: &AttentionRow, out_row: &mut [f32]) {
                 continue;
             }
             let at = kp * r.kv_width + kvh * hd;
-            *score = dot8(&qh, &r.k[at..at + hd]) * s.scale;
+            let k = &r.k[at..at + hd];
+            *score = if r.single {
+                dot32(&qh, k)
+            } else {
+                dot8(&qh, k)
+            } * s.scale;
             max = max.max(*score);
         }
         // Softmax as ggml's: exponentials summed per group of eight (in the order of its
@@ -281,13 +293,17 @@ fn attention_row(r: &AttentionRow, out_row: &mut [f32]) {
         }
         let inv = (1.0 / sum) as f32;
         lanes.fill(0.0);
+        // Each output feature is a dot over positions: `slots` partial sums per feature, the
+        // position deciding the slot (8 lanes batched, 4×8 lanes one token at a time).
+        let slots = if r.single { 32 } else { 8 };
         for (j, &score) in scores.iter().enumerate() {
             let kp = first + j;
             if kp < start {
                 continue;
             }
             let p = f16_round(score * inv);
-            let lane = &mut lanes[(kp % 8) * hd..(kp % 8 + 1) * hd];
+            let slot = kp % slots;
+            let lane = &mut lanes[slot * hd..(slot + 1) * hd];
             let at = kp * r.kv_width + kvh * hd;
             for (l, &vv) in lane.iter_mut().zip(&r.v[at..at + hd]) {
                 *l = p.mul_add(vv, *l);
@@ -295,7 +311,15 @@ fn attention_row(r: &AttentionRow, out_row: &mut [f32]) {
         }
         for (d, o) in out_row[h * hd..(h + 1) * hd].iter_mut().enumerate() {
             let l = |i: usize| lanes[i * hd + d];
-            *o = (l(0) + l(4) + (l(2) + l(6))) + (l(1) + l(5) + (l(3) + l(7)));
+            *o = if r.single {
+                let mut x = [0f32; 8];
+                for (i, xi) in x.iter_mut().enumerate() {
+                    *xi = (l(i) + l(16 + i)) + (l(8 + i) + l(24 + i));
+                }
+                reduce_vec_dot_f16(&x)
+            } else {
+                (l(0) + l(4) + (l(2) + l(6))) + (l(1) + l(5) + (l(3) + l(7)))
+            };
         }
     }
 }
@@ -311,6 +335,34 @@ fn dot8(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     hsum8(&acc)
+}
+
+/// `Σ a·b` in the order of ggml's `vec_dot_f16` on AVX2 (lengths divisible by 32): four
+/// vectors of eight lanes, element `i` accumulating into vector `(i mod 32) / 8`, lane
+/// `i mod 8`; then [`reduce_vec_dot_f16`].
+#[inline(always)]
+fn dot32(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [[0f32; 8]; 4];
+    for (x, y) in a.chunks_exact(32).zip(b.chunks_exact(32)) {
+        for (j, vector) in acc.iter_mut().enumerate() {
+            for i in 0..8 {
+                vector[i] = x[8 * j + i].mul_add(y[8 * j + i], vector[i]);
+            }
+        }
+    }
+    let mut x = [0f32; 8];
+    for (i, xi) in x.iter_mut().enumerate() {
+        *xi = (acc[0][i] + acc[2][i]) + (acc[1][i] + acc[3][i]);
+    }
+    reduce_vec_dot_f16(&x)
+}
+
+/// The last steps of ggml's `GGML_F32x8_REDUCE` once the four vectors are added
+/// (`(v0 + v2) + (v1 + v3)`): halves added, then two horizontal adds.
+#[inline(always)]
+fn reduce_vec_dot_f16(x: &[f32; 8]) -> f32 {
+    let t = [x[0] + x[4], x[1] + x[5], x[2] + x[6], x[3] + x[7]];
+    (t[0] + t[1]) + (t[2] + t[3])
 }
 
 /// `up[i] ← silu(gate[i]) · up[i]` (SwiGLU), with ggml's SiLU.

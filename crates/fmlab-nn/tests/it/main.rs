@@ -95,32 +95,33 @@ fn check(model_file: &str, reference_file: &str, max_diff: f32, steps: &[usize])
     }
 }
 
-// FIXME: the issue asks for ≥ 32 identical greedy tokens on every prompt. Our kernels follow
-// ggml's AVX2 arithmetic (8-bit activation products, f16 KV cache, lane-ordered f16 dots,
-// its exp/SiLU/GELU, iterated RoPE angles, FMA where GCC contracts), and for SmolLM2 a
-// prompt is now evaluated bit for bit as llama.cpp evaluates it in one batch: first-step logits
-// are identical, and replaying a reference continuation as one batch gives llama.cpp's batched
-// logits exactly (checked against llama.cpp built for AVX2 from the llama-cpp-python 0.3.36
-// sdist). llama.cpp's one-token decode steps, which produced the reference continuations, do
-// not compute the same values as its batched path; where they differ by a near-tie the two
-// greedy paths part. Gemma 3 additionally goes through ggml's repacked Q4_K kernels, not yet
-// reproduced. The floors below are today's agreement; raise them as the numerics converge.
+/// SmolLM2-135M-Instruct Q4_1: our kernels follow ggml's AVX2 arithmetic (8-bit activation
+/// products, f16 KV cache, its exp/SiLU, FMA where GCC contracts, iterated RoPE angles, and
+/// the summation order of whichever f16 dot product llama.cpp uses: llamafile's for batches,
+/// ggml's own for one-token steps), so prompts and every greedy step compute llama.cpp's
+/// values bit for bit: first-step logits are identical and all 48 greedy tokens agree on
+/// every reference prompt.
 #[test]
 fn smollm2_agrees_with_llama_cpp() {
     check(
         "SmolLM2-135M-Instruct.Q4_1.gguf",
         "smollm2-135m-instruct-q4_1.json",
         0.001,
-        &[48, 6, 48, 6, 45, 6],
+        &[48, 48, 48, 48, 48, 6],
     );
 }
 
+// FIXME: the issue asks for ≥ 32 identical greedy tokens on every prompt. Gemma 3's file mixes
+// Q4_K and Q6_K tensors, which llama.cpp multiplies with kernels of its own float summation
+// order (repacked Q4_K for AVX2, lane-wise K-quant accumulators), not reproduced yet: the
+// integer products agree, the float sums of blocks do not, and first-step logits differ by
+// up to 0.9. The floors below are today's agreement; raise them when those orders are matched.
 #[test]
 fn gemma3_agrees_with_llama_cpp() {
     check(
         "gemma-3-270m-q4_k_m.gguf",
         "gemma-3-270m-q4_k_m.json",
         0.9,
-        &[11, 23, 3],
+        &[11, 48, 3],
     );
 }

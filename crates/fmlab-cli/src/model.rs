@@ -93,9 +93,13 @@ pub fn with_threads<T: Send>(
     pool.install(work)
 }
 
-/// Just the tokenizer (for `fmlab tokenize`): no weights are read.
+/// Just the tokenizer (for `fmlab tokenize`): no weights are read. A `.json` path is a
+/// Hugging Face `tokenizer.json`.
 pub fn load_tokenizer(name: &str) -> Result<Tokenizer> {
     let path = resolve(name)?;
+    if path.extension().is_some_and(|e| e == "json") {
+        return Ok(Tokenizer::from_tokenizer_json(&path)?);
+    }
     let file = GgufFile::open(&path)?;
     Tokenizer::from_gguf(&file.gguf).with_context(|| format!("{}: tokenizer", path.display()))
 }

@@ -10,7 +10,7 @@ use crate::model::{load, load_tokenizer};
 
 #[derive(Args)]
 pub struct TokenizeArgs {
-    /// A .gguf file or a model name.
+    /// A .gguf file, a model name, or a Hugging Face tokenizer.json.
     model: String,
     /// The text to tokenize.
     #[arg(required_unless_present = "file", conflicts_with = "file")]

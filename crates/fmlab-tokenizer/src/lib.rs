@@ -50,6 +50,10 @@ pub type Result<T> = std::result::Result<T, Error>;
 enum Model {
     Bpe(bpe::Bpe),
     Spm(spm::Spm),
+    /// A Hugging Face `tokenizer.json`, run by the `tokenizers` crate (the reference
+    /// implementation of that format, so we use it rather than re-implement every
+    /// normalizer and pre-tokenizer it can describe).
+    Hf(Box<tokenizers::Tokenizer>),
 }
 
 /// A tokenizer: text to ids and back.
@@ -81,10 +85,32 @@ impl Tokenizer {
         Ok(Self { vocab, model })
     }
 
+    /// The tokenizer a Hugging Face `tokenizer.json` describes. Special tokens (the
+    /// `added_tokens` marked special) are control tokens; BOS/EOS are found by their usual
+    /// names (`<s>`, `<|endoftext|>`, `<bos>`, …) when present.
+    pub fn from_tokenizer_json(path: &std::path::Path) -> Result<Self> {
+        let hf = tokenizers::Tokenizer::from_file(path)
+            .map_err(|e| Error::Metadata(format!("{}: {e}", path.display())))?;
+        let vocab = Vocab::from_hf(&hf);
+        Ok(Self {
+            vocab,
+            model: Model::Hf(Box::new(hf)),
+        })
+    }
+
     /// Encodes `text`. `add_special` adds the BOS (and EOS) tokens the model's metadata asks
     /// for; `parse_special` lets control-token text such as `<|im_start|>` become that token
     /// (otherwise it is tokenized as plain text).
     pub fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<u32> {
+        if let Model::Hf(hf) = &self.model {
+            // The post-processor in tokenizer.json decides what "special" adds; special-token
+            // text is always matched by the `tokenizers` crate.
+            let _ = parse_special;
+            return hf
+                .encode(text, add_special)
+                .map(|e| e.get_ids().to_vec())
+                .unwrap_or_default();
+        }
         let mut out = Vec::new();
         if add_special && self.vocab.add_bos {
             if let Some(bos) = self.vocab.bos {
@@ -101,6 +127,8 @@ impl Tokenizer {
                 vocab::Fragment::Text(t) => {
                     match &self.model {
                         Model::Bpe(b) => b.encode(t, &self.vocab, &mut out),
+                        // Handled above: the `tokenizers` crate encodes the whole text.
+                        Model::Hf(_) => {}
                         Model::Spm(s) => s.encode(
                             t,
                             previous_special && self.vocab.add_space_prefix,
@@ -135,6 +163,15 @@ impl Tokenizer {
             TokenType::Byte | TokenType::Normal => Ok(match &self.model {
                 Model::Bpe(_) => bpe::decode_piece(piece),
                 Model::Spm(_) => spm::decode_piece(piece, kind),
+                Model::Hf(hf) => match hf.get_decoder() {
+                    // Byte-level pieces map back to bytes one character at a time, which a
+                    // stream needs (a piece may end inside a UTF-8 character).
+                    Some(tokenizers::DecoderWrapper::ByteLevel(_)) => bpe::decode_piece(piece),
+                    _ => hf
+                        .decode(&[id], false)
+                        .map(String::into_bytes)
+                        .unwrap_or_default(),
+                },
             }),
         }
     }

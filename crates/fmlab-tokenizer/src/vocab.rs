@@ -184,6 +184,60 @@ impl Vocab {
         })
     }
 
+    /// The vocabulary of a `tokenizers` tokenizer: added tokens marked special are control
+    /// tokens, other added tokens user-defined.
+    pub(crate) fn from_hf(hf: &tokenizers::Tokenizer) -> Self {
+        let n = hf.get_vocab_size(true);
+        let mut pieces = vec![String::new(); n];
+        for (piece, id) in hf.get_vocab(true) {
+            if let Some(slot) = pieces.get_mut(id as usize) {
+                *slot = piece;
+            }
+        }
+        let mut types = vec![TokenType::Normal; n];
+        for (id, added) in hf.get_added_tokens_decoder() {
+            if let Some(t) = types.get_mut(id as usize) {
+                *t = if added.special {
+                    TokenType::Control
+                } else {
+                    TokenType::UserDefined
+                };
+            }
+        }
+        let index: HashMap<String, u32> = pieces
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.clone(), i as u32))
+            .collect();
+        let find = |names: &[&str]| names.iter().find_map(|n| index.get(*n).copied());
+        let end_of_generation: Vec<u32> = END_OF_GENERATION
+            .iter()
+            .filter_map(|t| index.get(*t).copied())
+            .collect();
+        Self {
+            bos: find(&["<s>", "<bos>", "<|begin_of_text|>", "<|endoftext|>"]),
+            eos: find(&[
+                "</s>",
+                "<eos>",
+                "<|end_of_text|>",
+                "<|endoftext|>",
+                "<|im_end|>",
+            ]),
+            eot: None,
+            unk: find(&["<unk>"]),
+            pad: find(&["<pad>"]),
+            add_bos: false,
+            add_eos: false,
+            add_space_prefix: false,
+            scores: vec![0.0; n],
+            specials: Vec::new(),
+            end_of_generation,
+            pieces,
+            types,
+            index,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.pieces.len()
     }

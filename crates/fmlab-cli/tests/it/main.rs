@@ -554,3 +554,16 @@ fn chat_repl_keeps_the_conversation() {
     // A base model has no template: one clear error.
     fails(&["chat", &gemma()], "no chat template");
 }
+
+#[test]
+fn tokenize_a_tokenizer_json() {
+    let path = fmlab_testkit::root().join("fixtures/tokenizer-json/tokenizer.json");
+    let v = json(&[
+        "tokenize",
+        path.to_str().unwrap(),
+        "<|im_start|>user hi",
+        "--json",
+    ]);
+    assert_eq!(v["ids"][0], 1);
+    assert_eq!(v["pieces"][0], "<|im_start|>");
+}

@@ -123,3 +123,43 @@ fn templates_render_like_transformers() {
     assert!(err.contains("no system"), "{err}");
     assert!(ChatTemplate::new("{% for %}", "", "").is_err());
 }
+
+/// A byte-level BPE tokenizer trained and saved by the Python `tokenizers` package
+/// (fixtures/tokenizer-json): we load its tokenizer.json and encode as that package did.
+#[test]
+fn tokenizer_json_encodes_like_the_python_package() {
+    let path = fmlab_testkit::root().join("fixtures/tokenizer-json/tokenizer.json");
+    let tok = Tokenizer::from_tokenizer_json(&path).unwrap();
+    let expected = reference_json("tokenizer-json/expected.json");
+    for (name, ids_expected) in expected["encode"].as_object().unwrap() {
+        let text = if name == "special" {
+            "<|im_start|>user hi<|im_end|>".to_string()
+        } else {
+            fixture(&format!("texts/{name}"))
+        };
+        let got = tok.encode(&text, false, true);
+        assert_eq!(got, ids(ids_expected), "{name}");
+        let mut stream = StreamDecoder::new();
+        let mut streamed = String::new();
+        for &id in &got {
+            streamed.push_str(&stream.push(&tok, id).unwrap());
+        }
+        streamed.push_str(&stream.finish());
+        // Decoding gives the text back; a stream renders control tokens as nothing.
+        assert_eq!(tok.decode(&got, true).unwrap(), text, "{name} decodes back");
+        if !text.contains("<|") {
+            assert_eq!(streamed, text, "{name} streams back");
+        }
+    }
+    assert_eq!(tok.piece(1).unwrap(), "<|im_start|>");
+    assert!(tok.stop_tokens().contains(&2), "<|im_end|> ends generation");
+    let missing = Tokenizer::from_tokenizer_json(std::path::Path::new("/no/such/tokenizer.json"));
+    assert!(missing
+        .unwrap_err()
+        .to_string()
+        .contains("/no/such/tokenizer.json"));
+}
+
+fn reference_json(path: &str) -> serde_json::Value {
+    serde_json::from_str(&fixture(path)).unwrap()
+}

@@ -202,6 +202,7 @@ pub fn dot_quantized_portable(t: QuantType, row: &[u8], a: &QuantizedRow) -> f32
         }
         QuantType::Q4_K | QuantType::Q5_K => {
             let five = t == QuantType::Q5_K;
+            let mut mins = 0f32;
             for (b, block) in row.chunks_exact(bytes).enumerate() {
                 let q8 = &a.qs[256 * b..256 * b + 256];
                 let bsums = &a.sums[16 * b..16 * b + 16];
@@ -238,37 +239,53 @@ pub fn dot_quantized_portable(t: QuantType, row: &[u8], a: &QuantizedRow) -> f32
                     summs += m1 as i32 * (bsums[4 * chunk] + bsums[4 * chunk + 1])
                         + m2 as i32 * (bsums[4 * chunk + 2] + bsums[4 * chunk + 3]);
                 }
-                sum += d * sumi as f32 - dmin * summs as f32;
+                // Block sums and mins accumulate separately with FMA (ggml's AVX2 order).
+                sum = (sumi as f32).mul_add(d, sum);
+                mins = (summs as f32).mul_add(dmin, mins);
             }
+            sum -= mins;
         }
         QuantType::Q6_K => {
+            let mut acc = [0f32; 8];
             for (b, block) in row.chunks_exact(bytes).enumerate() {
                 let q8 = &a.qs[256 * b..256 * b + 256];
                 let d = a.d[b] * half(block, 208);
                 let sc = &block[192..208];
-                let mut sumi = 0i32;
+                let mut lanes = [0i32; 8];
                 for n in 0..2 {
                     let ql = &block[64 * n..64 * n + 64];
                     let qh = &block[128 + 32 * n..128 + 32 * n + 32];
                     let x = &q8[128 * n..128 * n + 128];
-                    let mut group = [0i32; 8];
                     for l in 0..32 {
-                        let is = l / 16;
-                        let q1 = ((ql[l] & 0x0f) | ((qh[l] & 3) << 4)) as i32 - 32;
-                        let q2 = ((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) as i32 - 32;
-                        let q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32 - 32;
-                        let q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32 - 32;
-                        group[is] += q1 * x[l] as i32;
-                        group[is + 2] += q2 * x[l + 32] as i32;
-                        group[is + 4] += q3 * x[l + 64] as i32;
-                        group[is + 6] += q4 * x[l + 96] as i32;
-                    }
-                    for (g, &v) in group.iter().enumerate() {
-                        sumi += sc[8 * n + g] as i8 as i32 * v;
+                        // Byte l of each 32-byte vector lands in lane l / 4 of ggml's sums.
+                        let (is, lane) = (l / 16, l / 4);
+                        let q1 = ((ql[l] & 0x0f) | ((qh[l] & 3) << 4)) as i32;
+                        let q2 = ((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) as i32;
+                        let q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32;
+                        let q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32;
+                        let s = |g: usize| sc[8 * n + g] as i8 as i32;
+                        lanes[lane] += s(is) * q1 * x[l] as i32
+                            + s(is + 2) * q2 * x[l + 32] as i32
+                            + s(is + 4) * q3 * x[l + 64] as i32
+                            + s(is + 6) * q4 * x[l + 96] as i32;
                     }
                 }
-                sum += d * sumi as f32;
+                // The offset of 32, lane m taking the sums of groups 2m and 2m+1.
+                let bsums = &a.sums[16 * b..16 * b + 16];
+                for (m, lane) in lanes.iter_mut().enumerate() {
+                    *lane -= 32
+                        * (sc[2 * m] as i8 as i32 * bsums[2 * m]
+                            + sc[2 * m + 1] as i8 as i32 * bsums[2 * m + 1]);
+                    acc[m] = (*lane as f32).mul_add(d, acc[m]);
+                }
             }
+            let t = [
+                acc[0] + acc[4],
+                acc[1] + acc[5],
+                acc[2] + acc[6],
+                acc[3] + acc[7],
+            ];
+            sum = (t[0] + t[2]) + (t[1] + t[3]);
         }
         QuantType::F32 | QuantType::F16 | QuantType::BF16 => {}
     }

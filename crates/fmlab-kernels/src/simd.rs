@@ -293,7 +293,7 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     fn iq4_k(row: &[u8], a: &QuantizedRow) -> f32 {
         let mask = _mm256_set1_epi8(0x0f);
-        let mut sum = 0f32;
+        let (mut sum, mut mins) = (0f32, 0f32);
         for (b, block) in row.chunks_exact(144).enumerate() {
             let q8 = as_bytes(&a.qs[256 * b..256 * b + 256]);
             let bsums = &a.sums[16 * b..16 * b + 16];
@@ -322,16 +322,19 @@ mod avx2 {
             }
             let d = a.d[b] * half(block, 0);
             let dmin = a.d[b] * half(block, 2);
-            sum += d * hsum_i32(sumi) as f32 - dmin * summs as f32;
+            // As ggml's AVX2 Q4_K kernels (repacked gemv/gemm): block sums and mins each
+            // accumulate with FMA; the two are subtracted once at the end.
+            sum = (hsum_i32(sumi) as f32).mul_add(d, sum);
+            mins = (summs as f32).mul_add(dmin, mins);
         }
-        sum
+        sum - mins
     }
 
     #[target_feature(enable = "avx2,fma")]
     fn iq6_k(row: &[u8], a: &QuantizedRow) -> f32 {
         let m4 = _mm256_set1_epi8(0x0f);
         let m2 = _mm256_set1_epi8(3);
-        let mut sum = 0f32;
+        let mut acc = _mm256_setzero_ps();
         for (b, block) in row.chunks_exact(210).enumerate() {
             let q8 = as_bytes(&a.qs[256 * b..256 * b + 256]);
             let bsums = &a.sums[16 * b..16 * b + 16];
@@ -367,15 +370,25 @@ mod avx2 {
                     );
                 }
             }
-            // The quants carry an offset of 32: subtract 32 · Σ scale · Σ q8 per group of 16.
-            let mut offset = 0i32;
-            for (g, &bs) in bsums.iter().enumerate() {
-                offset += sc[g] as i8 as i32 * bs;
+            // The quants carry an offset of 32: subtract 32 · scale · Σq8 per group of 16,
+            // lane m taking groups 2m and 2m+1 (ggml's madd of the 16 sums with the 16
+            // scales); then each lane accumulates in float with FMA, as ggml's vec_dot does.
+            let mut offset = [0i32; 8];
+            for (m, o) in offset.iter_mut().enumerate() {
+                *o = 32
+                    * (sc[2 * m] as i8 as i32 * bsums[2 * m]
+                        + sc[2 * m + 1] as i8 as i32 * bsums[2 * m + 1]);
             }
+            // SAFETY: `offset` is eight i32, exactly 32 bytes.
+            let offset = unsafe { _mm256_loadu_si256(offset.as_ptr().cast()) };
             let d = a.d[b] * half(block, 208);
-            sum += d * (hsum_i32(sumi) - 32 * offset) as f32;
+            acc = _mm256_fmadd_ps(
+                _mm256_set1_ps(d),
+                _mm256_cvtepi32_ps(_mm256_sub_epi32(sumi, offset)),
+                acc,
+            );
         }
-        sum
+        hsum(acc)
     }
 
     #[inline]

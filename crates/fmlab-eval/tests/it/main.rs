@@ -6,7 +6,8 @@
 use fmlab_formats::GgufFile;
 use fmlab_tokenizer::Tokenizer;
 
-fn check(model_file: &str, reference_file: &str) {
+/// Perplexity within `tolerance` (relative) of llama.cpp's.
+fn check(model_file: &str, reference_file: &str, tolerance: f64) {
     let text_path = fmlab_testkit::shared().join("data/ppl/GPL-3.txt");
     let text = std::fs::read_to_string(&text_path).unwrap_or_else(|e| {
         panic!(
@@ -28,7 +29,7 @@ fn check(model_file: &str, reference_file: &str) {
     );
     assert_eq!(got.tokens_scored, expected_tokens);
     assert!(
-        (got.perplexity / expected - 1.0).abs() < 0.01,
+        (got.perplexity / expected - 1.0).abs() < tolerance,
         "{} vs {expected}",
         got.perplexity
     );
@@ -36,15 +37,19 @@ fn check(model_file: &str, reference_file: &str) {
 
 #[test]
 fn smollm2_perplexity_matches_llama_cpp() {
+    // Our batched evaluation follows llama.cpp's arithmetic: on AVX2 the two agree to 14
+    // digits (28.089317432450482 vs …496); the bound leaves room for other SIMD paths.
     check(
         "SmolLM2-135M-Instruct.Q4_1.gguf",
         "smollm2-135m-instruct-q4_1.json",
+        1e-4,
     );
 }
 
 #[test]
 fn gemma3_perplexity_matches_llama_cpp() {
-    check("gemma-3-270m-q4_k_m.gguf", "gemma-3-270m-q4_k_m.json");
+    // The bound: Gemma's repacked Q4_K path is not reproduced yet (82.04 vs 82.44).
+    check("gemma-3-270m-q4_k_m.gguf", "gemma-3-270m-q4_k_m.json", 0.01);
 }
 
 #[test]

@@ -64,37 +64,73 @@ pub fn matmul(
         c.fill(0.0);
         return Ok(());
     }
+    // SAFETY: the three slices were checked above to hold exactly m×k, k×n and m×n
+    // elements; the strides describe contiguous row-major storage within them, and `c`
+    // is borrowed mutably so it aliases neither input.
+    unsafe {
+        gemm_raw(
+            c.as_mut_ptr(),
+            n as isize,
+            a.as_ptr(),
+            k as isize,
+            1,
+            b.as_ptr(),
+            n as isize,
+            1,
+            [m, n, k],
+            threads,
+        )
+    };
+    Ok(())
+}
+
+/// `dst[i·dst_rs + j] = Σ_p lhs[i·lhs_rs + p·lhs_cs] · rhs[p·rhs_rs + j·rhs_cs]` for
+/// `[m, n, k]`, through the `gemm` crate (unit column stride in `dst`).
+///
+/// # Safety
+/// Every address the strides and sizes reach must lie in the allocations, and `dst` must
+/// not overlap the inputs.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_raw(
+    dst: *mut f32,
+    dst_rs: isize,
+    lhs: *const f32,
+    lhs_rs: isize,
+    lhs_cs: isize,
+    rhs: *const f32,
+    rhs_rs: isize,
+    rhs_cs: isize,
+    [m, n, k]: [usize; 3],
+    threads: Threads,
+) {
     let parallelism = match threads.0 {
         1 => gemm::Parallelism::None,
         t => gemm::Parallelism::Rayon(t),
     };
-    // SAFETY: the three slices were checked above to hold exactly m×k, k×n and m×n
-    // elements; the strides describe contiguous row-major storage within them, and `c`
-    // is borrowed mutably so it aliases neither input.
+    // SAFETY: forwarded from the caller.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            c.as_mut_ptr(),
+            dst,
             1,
-            n as isize,
+            dst_rs,
             false,
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            1,
-            n as isize,
+            lhs,
+            lhs_cs,
+            lhs_rs,
+            rhs,
+            rhs_cs,
+            rhs_rs,
             0.0,
             1.0,
             false,
             false,
             false,
             parallelism,
-        );
+        )
     }
-    Ok(())
 }
 
 /// `y[t·y_stride + j] = Σ_k x[t·k_len + k] · w[j·k_len + k]` for `t < n`, `j < w_rows`:
@@ -141,36 +177,23 @@ pub fn matmul_strided(
         }
         return Ok(());
     }
-    let parallelism = match threads.0 {
-        1 => gemm::Parallelism::None,
-        t => gemm::Parallelism::Rayon(t),
-    };
     // SAFETY: the checks above guarantee every element addressed — y up to
     // (n−1)·y_stride + w_rows, x up to n·k_len, w up to w_rows·k_len — lies inside the
     // slices; `y` is a unique borrow, so it aliases neither input.
     unsafe {
-        gemm::gemm(
-            n,
-            w_rows,
-            k_len,
+        gemm_raw(
             y.as_mut_ptr(),
-            1,
             y_stride as isize,
-            false,
             x.as_ptr(),
-            1,
             k_len as isize,
+            1,
             w.as_ptr(),
-            k_len as isize,
             1,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
+            k_len as isize,
+            [n, w_rows, k_len],
+            threads,
+        )
+    };
     Ok(())
 }
 
@@ -195,5 +218,38 @@ mod tests {
             matmul(&mut c, &a, &b, m, k + 1, n, Threads(1)),
             Err(Error::Shape { what: "a", .. })
         ));
+    }
+
+    #[test]
+    fn strided_product_and_dense_matrix() {
+        // y (n × stride, columns 2..2+rows written) = x (n × k) · wᵀ (w: rows × k).
+        let (n, k, rows, stride) = (5, 9, 4, 7);
+        let x: Vec<f32> = (0..n * k).map(|i| (i % 5) as f32 - 2.0).collect();
+        let w: Vec<f32> = (0..rows * k).map(|i| (i % 3) as f32 * 0.25).collect();
+        let mut y = vec![f32::NAN; n * stride];
+        matmul_strided(&mut y[2..], stride, &x, &w, n, k, rows, Threads(0)).unwrap();
+        for t in 0..n {
+            for j in 0..rows {
+                let expected: f32 = (0..k).map(|p| x[t * k + p] * w[j * k + p]).sum();
+                assert!((y[t * stride + 2 + j] - expected).abs() < 1e-4, "{t},{j}");
+            }
+            assert!(
+                y[t * stride].is_nan() && y[t * stride + 1].is_nan(),
+                "untouched columns"
+            );
+        }
+        // The same through a dense Matrix, on both the row-by-row and the gemm path.
+        let m = Matrix::dense(rows, k, w.clone()).unwrap();
+        for count in [1, n] {
+            let mut out = vec![0f32; count * rows];
+            m.matmul(&x[..count * k], &mut out, Threads(0)).unwrap();
+            for t in 0..count {
+                for j in 0..rows {
+                    let expected: f32 = (0..k).map(|p| x[t * k + p] * w[j * k + p]).sum();
+                    assert!((out[t * rows + j] - expected).abs() < 1e-4);
+                }
+            }
+        }
+        assert!(Matrix::dense(3, 3, vec![0.0; 8]).is_err());
     }
 }

@@ -124,18 +124,6 @@ pub fn rope(
     }
 }
 
-/// Softmax of a row in place (max-subtracted, sum in f64).
-pub fn softmax(x: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0f64;
-    for v in x.iter_mut() {
-        *v = exp_ggml(*v - max);
-        sum += *v as f64;
-    }
-    let inv = (1.0 / sum) as f32;
-    x.iter_mut().for_each(|v| *v *= inv);
-}
-
 /// Horizontal sum of eight lanes as `_mm256` code does it.
 #[inline(always)]
 fn hsum8(l: &[f32; 8]) -> f32 {

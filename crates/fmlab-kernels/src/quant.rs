@@ -295,13 +295,11 @@ pub fn dequantize_row(t: QuantType, row: &[u8], out: &mut [f32]) -> Result<()> {
     Ok(())
 }
 
-/// `Σ w·x` for one quantized row `row` and an f32 vector `x` of the row's length. The
+/// `Σ w·x` for one stored row `row` and an f32 vector `x` of the row's length: the path of
+/// f32/f16/bf16 storage (block formats multiply quantized activations, see `q8.rs`). The
 /// caller guarantees the lengths agree (checked once per matrix, not per row).
 #[inline]
 pub fn dot_row(t: QuantType, row: &[u8], x: &[f32]) -> f32 {
-    if let Some(v) = crate::simd::dot_row(t, row, x) {
-        return v;
-    }
     let (elements, bytes) = t.block();
     if t == QuantType::F32 {
         let mut acc = [0f32; 8];

@@ -1,20 +1,7 @@
-//! Hand-written SIMD paths, chosen at run time. `dot_row` returns `None` where no special
-//! path exists for the type or the CPU, and the portable code in `quant.rs` runs instead.
+//! Hand-written SIMD paths, chosen at run time. `dot_quantized` returns `None` where no
+//! special path exists for the type or the CPU, and the portable code in `q8.rs` runs instead.
 
 use crate::QuantType;
-
-#[inline]
-pub(crate) fn dot_row(t: QuantType, row: &[u8], x: &[f32]) -> Option<f32> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if avx2::available() {
-            // SAFETY: `available()` checked that the CPU has AVX2 and FMA.
-            return unsafe { avx2::dot_row(t, row, x) };
-        }
-    }
-    let _ = (t, row, x);
-    None
-}
 
 /// A SIMD integer dot product of a weight row with quantized activations, where one exists.
 #[inline]
@@ -59,25 +46,6 @@ mod avx2 {
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
         let s = _mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s));
         _mm_cvtss_f32(s)
-    }
-
-    /// Eight u8 → eight f32.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn u8x8(v: __m128i) -> __m256 {
-        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v))
-    }
-
-    /// # Safety
-    /// The CPU must support AVX2 and FMA; `row` must hold whole blocks covering `x`.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn dot_row(t: QuantType, row: &[u8], x: &[f32]) -> Option<f32> {
-        match t {
-            QuantType::Q4_1 => Some(q4_1(row, x)),
-            QuantType::Q4_0 => Some(q4_0(row, x)),
-            QuantType::Q8_0 => Some(q8_0(row, x)),
-            _ => None,
-        }
     }
 
     /// # Safety
@@ -395,88 +363,5 @@ mod avx2 {
     fn as_bytes(q: &[i8]) -> &[u8] {
         // SAFETY: i8 and u8 have the same size and alignment; every bit pattern is valid.
         unsafe { std::slice::from_raw_parts(q.as_ptr().cast(), q.len()) }
-    }
-
-    /// Loads 8 floats; `xs` must hold at least `at + 8`.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn load(xs: &[f32], at: usize) -> __m256 {
-        let chunk = &xs[at..at + 8];
-        // SAFETY: the slice above has exactly 8 elements.
-        unsafe { _mm256_loadu_ps(chunk.as_ptr()) }
-    }
-
-    /// Nibbles of 16 bytes as (low 16, high 16) in four vectors of eight f32.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn nibbles(qs: &[u8]) -> [__m256; 4] {
-        let q = &qs[..16];
-        // SAFETY: `q` has exactly 16 bytes.
-        let bytes = unsafe { _mm_loadu_si128(q.as_ptr().cast()) };
-        let mask = _mm_set1_epi8(0x0f);
-        let lo = _mm_and_si128(bytes, mask);
-        let hi = _mm_and_si128(_mm_srli_epi16::<4>(bytes), mask);
-        [
-            u8x8(lo),
-            u8x8(_mm_srli_si128::<8>(lo)),
-            u8x8(hi),
-            u8x8(_mm_srli_si128::<8>(hi)),
-        ]
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    fn q4_1(row: &[u8], x: &[f32]) -> f32 {
-        let mut acc = _mm256_setzero_ps();
-        let mut acc_sum = _mm256_setzero_ps();
-        for (block, xb) in row.chunks_exact(20).zip(x.chunks_exact(32)) {
-            let (d, m) = (half(block, 0), half(block, 2));
-            let q = nibbles(&block[4..20]);
-            // Σ (q·d + m)·x = d·Σ q·x + m·Σ x
-            let mut dot = _mm256_setzero_ps();
-            let mut sum = _mm256_setzero_ps();
-            for (i, qv) in q.iter().enumerate() {
-                let xv = load(xb, 8 * i);
-                dot = _mm256_fmadd_ps(*qv, xv, dot);
-                sum = _mm256_add_ps(sum, xv);
-            }
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), dot, acc);
-            acc_sum = _mm256_fmadd_ps(_mm256_set1_ps(m), sum, acc_sum);
-        }
-        hsum(_mm256_add_ps(acc, acc_sum))
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    fn q4_0(row: &[u8], x: &[f32]) -> f32 {
-        let mut acc = _mm256_setzero_ps();
-        let eight = _mm256_set1_ps(8.0);
-        for (block, xb) in row.chunks_exact(18).zip(x.chunks_exact(32)) {
-            let d = half(block, 0);
-            let q = nibbles(&block[2..18]);
-            let mut dot = _mm256_setzero_ps();
-            for (i, qv) in q.iter().enumerate() {
-                dot = _mm256_fmadd_ps(_mm256_sub_ps(*qv, eight), load(xb, 8 * i), dot);
-            }
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), dot, acc);
-        }
-        hsum(acc)
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    fn q8_0(row: &[u8], x: &[f32]) -> f32 {
-        let mut acc = _mm256_setzero_ps();
-        for (block, xb) in row.chunks_exact(34).zip(x.chunks_exact(32)) {
-            let d = half(block, 0);
-            let q = &block[2..34];
-            let mut dot = _mm256_setzero_ps();
-            for i in 0..4 {
-                let part = &q[8 * i..8 * i + 8];
-                // SAFETY: `part` has exactly 8 bytes.
-                let b = unsafe { _mm_loadl_epi64(part.as_ptr().cast()) };
-                let w = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
-                dot = _mm256_fmadd_ps(w, load(xb, 8 * i), dot);
-            }
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), dot, acc);
-        }
-        hsum(acc)
     }
 }

@@ -13,7 +13,8 @@ mod simd;
 pub use matrix::{Matrix, MatrixData};
 pub use ops::*;
 pub use q8::{
-    dot_quantized, dot_quantized_portable, quantize_activations, ActivationFormat, QuantizedRow,
+    dot_quantized, dot_quantized_portable, quantize_activations, quantize_activations_for,
+    ActivationFormat, DotOrder, QuantizedRow,
 };
 pub use quant::{dequantize_block, dequantize_row, dot_row, f16_to_f32, f32_to_f16, QuantType};
 

@@ -3,7 +3,9 @@
 
 use rayon::prelude::*;
 
-use crate::q8::{dot_quantized, quantize_activations, ActivationFormat, QuantizedRow};
+use crate::q8::{
+    dot_quantized, quantize_activations_for, ActivationFormat, DotOrder, QuantizedRow,
+};
 use crate::quant::{dequantize_row, dot_row, QuantType};
 use crate::{matmul_strided, Error, Result, Threads};
 
@@ -160,9 +162,18 @@ impl Matrix {
     ) {
         let (rows, cols) = (self.rows, self.cols);
         let act = format.activation_format();
+        let (order, ordered_rows) = batch_order(format, rows, n);
         let inputs: Vec<QuantizedRow> = x
             .par_chunks(cols)
-            .map(|xv| quantize_activations(xv, act))
+            .enumerate()
+            .map(|(t, xv)| {
+                let o = if t < ordered_rows {
+                    order
+                } else {
+                    DotOrder::Row
+                };
+                quantize_activations_for(xv, act, o)
+            })
             .collect();
         let rb = bytes.len() / rows;
         const CHUNK: usize = 32;
@@ -237,4 +248,19 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
         sum += x * y;
     }
     sum
+}
+
+/// The kernel ggml's CPU backend (AVX2) runs for `n` activation rows times a `rows`-row
+/// weight matrix in `format`, as the order the first `count` rows follow (the rest use the
+/// one-row kernels). Q4_K matrices whose rows come in eights are repacked at load time and
+/// multiplied four activation rows at a time; other K-quants go through the tiled kernel
+/// from 8 rows on.
+fn batch_order(format: QuantType, rows: usize, n: usize) -> (DotOrder, usize) {
+    match format {
+        QuantType::Q4_K if rows.is_multiple_of(8) => {
+            (DotOrder::Repacked, if n > 3 { n - n % 4 } else { 0 })
+        }
+        QuantType::Q4_K | QuantType::Q5_K | QuantType::Q6_K if n >= 8 => (DotOrder::Tiled, n),
+        _ => (DotOrder::Row, 0),
+    }
 }

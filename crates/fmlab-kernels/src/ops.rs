@@ -139,6 +139,10 @@ pub struct AttentionShape {
     pub head_dim: usize,
     /// Multiplier of q·k (1/√head_dim usually).
     pub scale: f32,
+    /// Scale the queries before the products rather than the products after, as llama.cpp's
+    /// Gemma graphs do. The two differ where a scaled query falls into f16's subnormal
+    /// range when queries are rounded to f16 for the products.
+    pub scale_queries: bool,
     /// Tokens a query may look back over, itself included; `None` for the whole context.
     pub window: Option<usize>,
 }
@@ -245,8 +249,13 @@ fn attention_row(r: &AttentionRow, out_row: &mut [f32]) {
     let mut lanes = vec![0f32; 32 * hd];
     for h in 0..s.n_heads {
         let kvh = h / r.group;
+        let (q_scale, score_scale) = if s.scale_queries {
+            (s.scale, 1.0)
+        } else {
+            (1.0, s.scale)
+        };
         for (dst, &src) in qh.iter_mut().zip(&r.q_row[h * hd..(h + 1) * hd]) {
-            *dst = f16_round(src);
+            *dst = f16_round(src * q_scale);
         }
         let mut max = f32::NEG_INFINITY;
         for (j, score) in scores.iter_mut().enumerate() {
@@ -261,7 +270,7 @@ fn attention_row(r: &AttentionRow, out_row: &mut [f32]) {
                 dot32(&qh, k)
             } else {
                 dot8(&qh, k)
-            } * s.scale;
+            } * score_scale;
             max = max.max(*score);
         }
         // Softmax as ggml's: exponentials summed per group of eight (in the order of its

@@ -43,6 +43,27 @@ pub struct QuantizedRow {
     /// Σq per 32 (Q8_0/Q8_1) or per 16 (Q8K) elements.
     pub sums: Vec<i32>,
     pub qs: Vec<i8>,
+    /// Which of ggml's kernels the products with this row follow.
+    pub order: DotOrder,
+}
+
+/// Which of ggml's kernels a product follows. For a batch of activation rows ggml does not
+/// always call its one-row dot products: K-quant weights go through repacked or tiled
+/// matrix kernels that quantize and accumulate in other float orders. Following the kernel
+/// ggml picks is what keeps batched prefill bit-identical to llama.cpp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DotOrder {
+    /// The one-row kernels (`ggml_vec_dot_*`, and the repacked Q4_K gemv).
+    #[default]
+    Row,
+    /// The repacked Q4_K gemm over tiles of four activation rows
+    /// (`ggml_gemm_q4_K_8x8_q8_K`): the scale's sign follows the largest positive element,
+    /// and sums accumulate per 64 elements.
+    Repacked,
+    /// The tiled K-quant matmul ggml takes for 8 or more rows of Q5_K/Q6_K (and Q4_K that
+    /// is not repacked): per block, the weight scale times the integer sum is rounded, then
+    /// added with FMA times the activation scale.
+    Tiled,
 }
 
 /// Quantizes `x` (a whole number of blocks long) for `format`.
@@ -51,9 +72,23 @@ pub fn quantize_activations(x: &[f32], format: ActivationFormat) -> QuantizedRow
         ActivationFormat::Q8_0 | ActivationFormat::Q8_1 => {
             quantize_q8_32(x, format == ActivationFormat::Q8_1)
         }
-        ActivationFormat::Q8K => quantize_q8_k(x),
+        ActivationFormat::Q8K => quantize_q8_k(x, false),
         ActivationFormat::F32 => QuantizedRow::default(),
     }
+}
+
+/// As [`quantize_activations`], for products that follow `order`.
+pub fn quantize_activations_for(
+    x: &[f32],
+    format: ActivationFormat,
+    order: DotOrder,
+) -> QuantizedRow {
+    let mut q = match format {
+        ActivationFormat::Q8K => quantize_q8_k(x, order == DotOrder::Repacked),
+        other => quantize_activations(x, other),
+    };
+    q.order = order;
+    q
 }
 
 /// ggml's `quantize_row_q8_0`/`q8_1` (the AVX2 form): `d = max|x| / 127`, `q = round(x · 127 /
@@ -65,6 +100,7 @@ fn quantize_q8_32(x: &[f32], with_sum: bool) -> QuantizedRow {
         s: Vec::with_capacity(if with_sum { blocks } else { 0 }),
         sums: Vec::with_capacity(blocks),
         qs: Vec::with_capacity(blocks * 32),
+        order: DotOrder::Row,
     };
     for block in x.chunks_exact(32) {
         let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -86,13 +122,16 @@ fn quantize_q8_32(x: &[f32], with_sum: bool) -> QuantizedRow {
 }
 
 /// ggml's `quantize_row_q8_K_ref`: the scale maps the element of largest magnitude to −127.
-fn quantize_q8_k(x: &[f32]) -> QuantizedRow {
+/// For the repacked kernels (`ggml_quantize_mat_q8_K_4x8`) the same, except that when both
+/// +max and −max occur, the positive one is mapped to −127 wherever it stands.
+fn quantize_q8_k(x: &[f32], repacked: bool) -> QuantizedRow {
     let blocks = x.len() / 256;
     let mut out = QuantizedRow {
         d: Vec::with_capacity(blocks),
         s: Vec::new(),
         sums: Vec::with_capacity(blocks * 16),
         qs: Vec::with_capacity(blocks * 256),
+        order: DotOrder::Row,
     };
     for block in x.chunks_exact(256) {
         let (mut amax, mut max) = (0f32, 0f32);
@@ -108,11 +147,14 @@ fn quantize_q8_k(x: &[f32]) -> QuantizedRow {
             out.sums.extend(std::iter::repeat_n(0, 16));
             continue;
         }
+        if repacked && block.contains(&amax) {
+            max = amax;
+        }
         let iscale = -127.0 / max;
         let start = out.qs.len();
         for &v in block {
             let q = (iscale * v).round_ties_even() as i32;
-            out.qs.push(q.min(127) as i8);
+            out.qs.push(q.clamp(-128, 127) as i8);
         }
         for group in out.qs[start..].chunks_exact(16) {
             out.sums.push(group.iter().map(|&q| q as i32).sum());
@@ -216,6 +258,7 @@ pub fn dot_quantized_portable(t: QuantType, row: &[u8], a: &QuantizedRow) -> f32
                 };
                 let mut sumi = 0i32;
                 let mut summs = 0i32;
+                let repacked = a.order == DotOrder::Repacked && !five;
                 for chunk in 0..4 {
                     let (sc1, m1) = scale_min_k4(2 * chunk, scales);
                     let (sc2, m2) = scale_min_k4(2 * chunk + 1, scales);
@@ -235,13 +278,32 @@ pub fn dot_quantized_portable(t: QuantType, row: &[u8], a: &QuantizedRow) -> f32
                         lo += v1 * x[l] as i32;
                         hi += v2 * x[l + 32] as i32;
                     }
-                    sumi += sc1 as i32 * lo + sc2 as i32 * hi;
-                    summs += m1 as i32 * (bsums[4 * chunk] + bsums[4 * chunk + 1])
+                    let part = sc1 as i32 * lo + sc2 as i32 * hi;
+                    let part_min = m1 as i32 * (bsums[4 * chunk] + bsums[4 * chunk + 1])
                         + m2 as i32 * (bsums[4 * chunk + 2] + bsums[4 * chunk + 3]);
+                    if repacked {
+                        // ggml's repacked Q4_K gemm: one FMA per 64 elements.
+                        sum = (part as f32).mul_add(d, sum);
+                        mins = (part_min as f32).mul_add(dmin, mins);
+                    } else {
+                        sumi += part;
+                        summs += part_min;
+                    }
                 }
-                // Block sums and mins accumulate separately with FMA (ggml's AVX2 order).
-                sum = (sumi as f32).mul_add(d, sum);
-                mins = (summs as f32).mul_add(dmin, mins);
+                match a.order {
+                    DotOrder::Repacked if !five => {}
+                    DotOrder::Tiled => {
+                        let (dw, dmin_w) = (half(block, 0), half(block, 2));
+                        let r = (-dmin_w).mul_add(summs as f32, dw * sumi as f32);
+                        sum = r.mul_add(a.d[b], sum);
+                    }
+                    _ => {
+                        // Block sums and mins accumulate separately with FMA (ggml's AVX2
+                        // repacked gemv).
+                        sum = (sumi as f32).mul_add(d, sum);
+                        mins = (summs as f32).mul_add(dmin, mins);
+                    }
+                }
             }
             sum -= mins;
         }
@@ -278,14 +340,20 @@ pub fn dot_quantized_portable(t: QuantType, row: &[u8], a: &QuantizedRow) -> f32
                             + sc[2 * m + 1] as i8 as i32 * bsums[2 * m + 1]);
                     acc[m] = (*lane as f32).mul_add(d, acc[m]);
                 }
+                if a.order == DotOrder::Tiled {
+                    let total: i32 = lanes.iter().sum();
+                    sum = (half(block, 208) * total as f32).mul_add(a.d[b], sum);
+                }
             }
-            let t = [
-                acc[0] + acc[4],
-                acc[1] + acc[5],
-                acc[2] + acc[6],
-                acc[3] + acc[7],
-            ];
-            sum = (t[0] + t[2]) + (t[1] + t[3]);
+            if a.order != DotOrder::Tiled {
+                let t = [
+                    acc[0] + acc[4],
+                    acc[1] + acc[5],
+                    acc[2] + acc[6],
+                    acc[3] + acc[7],
+                ];
+                sum = (t[0] + t[2]) + (t[1] + t[3]);
+            }
         }
         QuantType::F32 | QuantType::F16 | QuantType::BF16 => {}
     }
@@ -360,17 +428,24 @@ mod tests {
         let x: Vec<f32> = (0..n)
             .map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0)
             .collect();
-        for t in types {
+        for (t, order) in types
+            .iter()
+            .flat_map(|&t| [DotOrder::Row, DotOrder::Repacked, DotOrder::Tiled].map(|o| (t, o)))
+        {
             let (elements, _) = t.block();
             let row = blocks(t, n / elements);
-            let a = quantize_activations(&x, t.activation_format());
+            let a = quantize_activations_for(&x, t.activation_format(), order);
             let portable = dot_quantized_portable(t, &row, &a);
             let fast = dot_quantized(t, &row, &a);
-            // The SIMD path computes the same integer sums: agreement to float rounding.
+            // The SIMD path computes the same integer sums: agreement to float rounding,
+            // and to the bit where the two follow one ggml kernel's float order.
             assert!(
                 (portable - fast).abs() <= 1e-4 * portable.abs().max(1.0),
-                "{t:?}: {portable} vs {fast}"
+                "{t:?} {order:?}: {portable} vs {fast}"
             );
+            if order != DotOrder::Row && matches!(t, QuantType::Q4_K | QuantType::Q6_K) {
+                assert_eq!(portable.to_bits(), fast.to_bits(), "{t:?} {order:?}");
+            }
             // Against f32 weights times f32 activations: the activation quantization error.
             let mut w = vec![0f32; n];
             crate::dequantize_row(t, &row, &mut w).unwrap();
@@ -381,5 +456,21 @@ mod tests {
                 "{t:?}: {portable} vs {exact} (scale {scale})"
             );
         }
+    }
+
+    #[test]
+    fn repacked_quantization_maps_the_positive_maximum_to_minus_127() {
+        let mut x = vec![0.5f32; 256];
+        x[0] = -2.0;
+        x[5] = 2.0;
+        // One-row kernels: the first element of largest magnitude decides the sign.
+        let row = quantize_activations(&x, ActivationFormat::Q8K);
+        assert_eq!((row.qs[0], row.qs[5]), (-127, 127));
+        assert!(row.d[0] > 0.0);
+        // ggml's four-row quantization prefers +max wherever it stands.
+        let tile = quantize_activations_for(&x, ActivationFormat::Q8K, DotOrder::Repacked);
+        assert_eq!((tile.qs[0], tile.qs[5]), (127, -127));
+        assert!(tile.d[0] < 0.0);
+        assert_eq!(tile.sums.iter().sum::<i32>(), -row.sums.iter().sum::<i32>());
     }
 }

@@ -22,7 +22,7 @@ mod avx2 {
     use std::arch::x86_64::*;
     use std::sync::OnceLock;
 
-    use crate::q8::{scale_min_k4, QuantizedRow};
+    use crate::q8::{scale_min_k4, DotOrder, QuantizedRow};
     use crate::quant::f16_to_f32;
     use crate::QuantType;
 
@@ -268,6 +268,8 @@ mod avx2 {
             let scales = &block[4..16];
             let mut sumi = _mm256_setzero_si256();
             let mut summs = 0i32;
+            let d = a.d[b] * half(block, 0);
+            let dmin = a.d[b] * half(block, 2);
             for chunk in 0..4 {
                 let (sc1, m1) = scale_min_k4(2 * chunk, scales);
                 let (sc2, m2) = scale_min_k4(2 * chunk + 1, scales);
@@ -284,16 +286,32 @@ mod avx2 {
                     _mm256_maddubs_epi16(hi, x_hi),
                     _mm256_set1_epi16(sc2 as i16),
                 );
-                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_lo, p_hi));
-                summs += m1 as i32 * (bsums[4 * chunk] + bsums[4 * chunk + 1])
+                let part_min = m1 as i32 * (bsums[4 * chunk] + bsums[4 * chunk + 1])
                     + m2 as i32 * (bsums[4 * chunk + 2] + bsums[4 * chunk + 3]);
+                if a.order == DotOrder::Repacked {
+                    // The repacked gemm (tiles of four rows): one FMA per 64 elements.
+                    let part = hsum_i32(_mm256_add_epi32(p_lo, p_hi));
+                    sum = (part as f32).mul_add(d, sum);
+                    mins = (part_min as f32).mul_add(dmin, mins);
+                } else {
+                    sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_lo, p_hi));
+                    summs += part_min;
+                }
             }
-            let d = a.d[b] * half(block, 0);
-            let dmin = a.d[b] * half(block, 2);
-            // As ggml's AVX2 Q4_K kernels (repacked gemv/gemm): block sums and mins each
-            // accumulate with FMA; the two are subtracted once at the end.
-            sum = (hsum_i32(sumi) as f32).mul_add(d, sum);
-            mins = (summs as f32).mul_add(dmin, mins);
+            match a.order {
+                DotOrder::Repacked => {}
+                DotOrder::Tiled => {
+                    let (dw, dmin_w) = (half(block, 0), half(block, 2));
+                    let r = (-dmin_w).mul_add(summs as f32, dw * hsum_i32(sumi) as f32);
+                    sum = r.mul_add(a.d[b], sum);
+                }
+                DotOrder::Row => {
+                    // As ggml's repacked AVX2 Q4_K gemv: block sums and mins each
+                    // accumulate with FMA; the two are subtracted once at the end.
+                    sum = (hsum_i32(sumi) as f32).mul_add(d, sum);
+                    mins = (summs as f32).mul_add(dmin, mins);
+                }
+            }
         }
         sum - mins
     }
@@ -303,6 +321,7 @@ mod avx2 {
         let m4 = _mm256_set1_epi8(0x0f);
         let m2 = _mm256_set1_epi8(3);
         let mut acc = _mm256_setzero_ps();
+        let mut tiled = 0f32;
         for (b, block) in row.chunks_exact(210).enumerate() {
             let q8 = as_bytes(&a.qs[256 * b..256 * b + 256]);
             let bsums = &a.sums[16 * b..16 * b + 16];
@@ -349,14 +368,20 @@ mod avx2 {
             }
             // SAFETY: `offset` is eight i32, exactly 32 bytes.
             let offset = unsafe { _mm256_loadu_si256(offset.as_ptr().cast()) };
-            let d = a.d[b] * half(block, 208);
-            acc = _mm256_fmadd_ps(
-                _mm256_set1_ps(d),
-                _mm256_cvtepi32_ps(_mm256_sub_epi32(sumi, offset)),
-                acc,
-            );
+            let lanes = _mm256_sub_epi32(sumi, offset);
+            if a.order == DotOrder::Tiled {
+                let r = half(block, 208) * hsum_i32(lanes) as f32;
+                tiled = r.mul_add(a.d[b], tiled);
+            } else {
+                let d = a.d[b] * half(block, 208);
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes), acc);
+            }
         }
-        hsum(acc)
+        if a.order == DotOrder::Tiled {
+            tiled
+        } else {
+            hsum(acc)
+        }
     }
 
     #[inline]

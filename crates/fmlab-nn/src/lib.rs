@@ -12,7 +12,7 @@
 
 mod load;
 
-pub use load::from_gguf;
+pub use load::{from_gguf, gguf_matrix};
 
 use fmlab_kernels::{
     causal_attention, f16_round, gelu_tanh, gelu_tanh_f16, layer_norm, rms_norm, rope, swiglu,
@@ -135,6 +135,19 @@ impl KvCache {
         self.keys.iter_mut().for_each(Vec::clear);
         self.values.iter_mut().for_each(Vec::clear);
         self.len = 0;
+    }
+
+    /// Forgets every token after the first `len` (a shared prompt is kept while each
+    /// sample of several is generated after it).
+    pub fn truncate(&mut self, len: usize) {
+        if len >= self.len {
+            return;
+        }
+        for v in self.keys.iter_mut().chain(self.values.iter_mut()) {
+            let width = v.len() / self.len;
+            v.truncate(len * width);
+        }
+        self.len = len;
     }
 }
 
@@ -295,6 +308,7 @@ impl Transformer {
                 n_kv_heads: nkv,
                 head_dim: hd,
                 scale,
+                scale_queries: s.query_pre_attn_scalar.is_some(),
                 window: local.map(|w| w.window as usize),
             },
         );
@@ -320,7 +334,14 @@ impl Transformer {
                 if kind == FfnKind::GeGlu {
                     up.iter_mut()
                         .zip(&g)
-                        .for_each(|(u, gv)| *u *= gelu_tanh_f16(*gv));
+                        // ggml writes +0 below −10 whatever the sign of the other factor.
+                        .for_each(|(u, gv)| {
+                            *u = if *gv <= -10.0 {
+                                0.0
+                            } else {
+                                gelu_tanh_f16(*gv) * *u
+                            }
+                        });
                 } else {
                     swiglu(&mut up, &g);
                 }
@@ -371,6 +392,10 @@ impl fmlab_sample::LanguageModel for Session<'_> {
 
     fn reset(&mut self) {
         self.cache.clear();
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.cache.truncate(len);
     }
 
     fn forward(&mut self, tokens: &[u32]) -> fmlab_sample::Result<Vec<f32>> {

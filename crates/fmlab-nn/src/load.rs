@@ -110,6 +110,20 @@ pub fn from_gguf(file: &GgufFile) -> Result<Transformer> {
     })
 }
 
+/// A 2-D tensor of a GGUF file as a matrix in its stored format (ggml dims `[cols, rows]`).
+pub fn gguf_matrix(file: &GgufFile, name: &str) -> Result<Matrix> {
+    let loader = Loader { file };
+    let info = loader.info(name)?;
+    match info.dims[..] {
+        [cols, rows] => loader.matrix(name, rows, cols),
+        _ => Err(Error::Shape {
+            tensor: name.into(),
+            expected: vec![0, 0],
+            found: info.dims.clone(),
+        }),
+    }
+}
+
 struct Loader<'a> {
     file: &'a GgufFile,
 }

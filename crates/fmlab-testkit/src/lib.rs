@@ -8,9 +8,19 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-/// The repository root.
+/// The repository root: the nearest folder above the running test's package that holds
+/// `fixtures/`. Found at run time (cargo sets `CARGO_MANIFEST_DIR` for the tests it runs),
+/// because a build directory shared between clones may hold this crate compiled in another
+/// clone, whose compile-time path may be gone.
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let start = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    start
+        .ancestors()
+        .find(|dir| dir.join("fixtures").is_dir() && dir.join("Cargo.toml").is_file())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| start.join("../.."))
 }
 
 /// `../shared`, beside the clone (read for third-party texts that are not copied here).

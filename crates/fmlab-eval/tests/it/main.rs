@@ -48,8 +48,11 @@ fn smollm2_perplexity_matches_llama_cpp() {
 
 #[test]
 fn gemma3_perplexity_matches_llama_cpp() {
-    // The bound: Gemma's repacked Q4_K path is not reproduced yet (82.04 vs 82.44).
-    check("gemma-3-270m-q4_k_m.gguf", "gemma-3-270m-q4_k_m.json", 0.01);
+    // Batched products follow the kernels ggml picks (llamafile's for Q5_0/Q8_0, the
+    // repacked Q4_K gemm, the tiled Q6_K kernel) and queries are scaled before the f16
+    // products as llama.cpp's Gemma graph does: on AVX2 the two agree to 13 digits
+    // (82.44253652142578 vs …3017); the bound leaves room for other SIMD paths.
+    check("gemma-3-270m-q4_k_m.gguf", "gemma-3-270m-q4_k_m.json", 1e-4);
 }
 
 #[test]

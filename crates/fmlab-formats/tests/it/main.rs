@@ -24,9 +24,12 @@ pub fn model(file: &str) -> PathBuf {
 }
 
 pub fn fixture(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/it/fixtures")
-        .join(name);
+    // The package folder at run time (cargo sets it for the tests it runs): a build folder
+    // shared between clones may hold this binary compiled in another clone.
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let path = dir.join("tests/it/fixtures").join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 

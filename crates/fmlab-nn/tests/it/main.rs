@@ -5,7 +5,7 @@
 
 use fmlab_formats::GgufFile;
 use fmlab_nn::{from_gguf, KvCache, Logits, Session, Transformer};
-use fmlab_sample::{generate, GenerateConfig, Sampler};
+use fmlab_sample::{generate, GenerateOptions, Sampler, StopConditions};
 use fmlab_testkit::{ids, reference};
 use fmlab_tokenizer::Tokenizer;
 
@@ -36,17 +36,17 @@ fn agreement(model: &Transformer, reference_file: &str) -> Vec<(f32, usize)> {
             max_diff = max_diff.max((logits[id] - value).abs());
         }
         let mut session = Session::new(model, 512);
-        let config = GenerateConfig {
+        let options = GenerateOptions::new(StopConditions {
             max_new_tokens: expected.len(),
-            stop_tokens: vec![],
-            ignore_stop: true,
-        };
+            ignore_stop_tokens: true,
+            ..StopConditions::default()
+        });
         let got = generate(
             &mut session,
             &prompt,
             &mut Sampler::greedy(),
-            &config,
-            |_| true,
+            options,
+            &mut |_, _| true,
         )
         .unwrap();
         let same = got
@@ -111,19 +111,16 @@ fn smollm2_agrees_with_llama_cpp() {
     );
 }
 
-// FIXME: the issue asks for ≥ 32 identical greedy tokens on every prompt. Gemma 3's file mixes
-// Q5_0, Q8_0, Q4_K and Q6_K. The K-quant products now accumulate their block sums in ggml's
-// float order (lane-wise for Q6_K, separate FMA sums of scales and mins for the repacked
-// Q4_K), and prompt 0 agrees on all 48 tokens, but traces against llama.cpp still part at a
-// batched Q4_K product (layer 2's ffn_down: ggml's repacked gemm for 4-row groups): its
-// integer sums agree, something in its float path does not yet. First-step logits differ by
-// up to 0.5. The floors below are today's agreement; raise them when that path is matched.
+/// Gemma 3 270M Q4_K_M mixes Q5_0, Q8_0, Q4_K and Q6_K. Batched products follow the kernel
+/// ggml picks for each (llamafile's for Q5_0/Q8_0, the repacked four-row gemm for Q4_K, the
+/// tiled K-quant kernel for Q6_K from 8 rows on), so first-step logits are identical here too
+/// and all 48 greedy tokens agree on every prompt.
 #[test]
 fn gemma3_agrees_with_llama_cpp() {
     check(
         "gemma-3-270m-q4_k_m.gguf",
         "gemma-3-270m-q4_k_m.json",
-        0.5,
-        &[48, 23, 3],
+        0.001,
+        &[48, 48, 48],
     );
 }

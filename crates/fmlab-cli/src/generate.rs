@@ -6,27 +6,21 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use fmlab_nn::Session;
-use fmlab_sample::{generate, GenerateConfig, Generation, LanguageModel, Sampler, SamplerConfig};
-use fmlab_tokenizer::{Message, StreamDecoder, Tokenizer};
+use fmlab_sample::{
+    generate, generate_n, Detokenizer, GenerateOptions, Generation, LanguageModel, Sampled,
+    Sampler, SamplerConfig, StopConditions,
+};
+use fmlab_tokenizer::{Message, Tokenizer};
 use serde::Serialize;
 
 use crate::model::{load, Loaded};
+use crate::sampling::SamplerArgs;
 
 /// Sampling and context options shared by `generate` and `chat`.
 #[derive(Args, Clone)]
 pub struct SamplingArgs {
-    /// 0 for greedy decoding.
-    #[arg(long, default_value = "0.8", value_parser = non_negative)]
-    temperature: f32,
-    /// Keep the K most likely tokens (0: all).
-    #[arg(long, default_value = "40")]
-    top_k: usize,
-    /// Keep the smallest set of tokens whose probability reaches P (1: all).
-    #[arg(long, default_value = "0.95", value_parser = crate::numbers::fraction)]
-    top_p: f64,
-    /// Seed of the sampler's random stream: the same seed gives the same tokens.
-    #[arg(long, default_value = "0")]
-    seed: u64,
+    #[command(flatten)]
+    sampler: SamplerArgs,
     /// Tokens of context (default: the model's, at most 4096).
     #[arg(long, value_parser = crate::numbers::count)]
     ctx: Option<u64>,
@@ -35,21 +29,12 @@ pub struct SamplingArgs {
     threads: Option<u64>,
 }
 
-fn non_negative(text: &str) -> Result<f32, String> {
-    match text.parse::<f32>() {
-        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
-        _ => Err(format!("{text}: must be a number ≥ 0")),
-    }
-}
-
 impl SamplingArgs {
-    fn sampler(&self) -> Sampler {
-        Sampler::new(SamplerConfig {
-            temperature: self.temperature,
-            top_k: self.top_k,
-            top_p: self.top_p as f32,
-            seed: self.seed,
-        })
+    fn config(&self, loaded: &Loaded) -> Result<SamplerConfig> {
+        self.sampler.config(
+            Some(&loaded.tokenizer),
+            Some(loaded.model.spec.vocab_size as usize),
+        )
     }
 
     fn context(&self, loaded: &Loaded) -> usize {
@@ -57,6 +42,15 @@ impl SamplingArgs {
         self.ctx
             .map_or(model_ctx.min(4096), |c| c as usize)
             .min(model_ctx)
+    }
+}
+
+/// Token bytes for the sampler's stop strings (control tokens render as nothing).
+struct TokenText<'a>(&'a Tokenizer);
+
+impl Detokenizer for TokenText<'_> {
+    fn token_bytes(&self, id: u32) -> Vec<u8> {
+        self.0.token_bytes(id, false).unwrap_or_default()
     }
 }
 
@@ -79,25 +73,76 @@ pub struct GenerateArgs {
     /// Tokens to generate at most.
     #[arg(long, default_value = "128", value_parser = crate::numbers::count)]
     max_tokens: u64,
+    /// End-of-generation tokens cannot end the output before this many tokens.
+    #[arg(long, default_value = "0")]
+    min_tokens: u64,
+    /// Stop when this text appears (repeatable); the output ends before it.
+    #[arg(long)]
+    stop: Vec<String>,
     /// Do not stop at end-of-generation tokens (for benchmarks).
     #[arg(long)]
     ignore_eos: bool,
-    /// One JSON object (text, tokens, speeds) instead of streamed text.
+    /// Samples of the prompt, each from its own stream of the seed.
+    #[arg(short = 'n', long = "samples", default_value = "1", value_parser = crate::numbers::count)]
+    n: u64,
+    /// Log-probabilities of each token with the K best alternatives (0–20; implies --json).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=20))]
+    logprobs: Option<u64>,
+    /// One JSON object (text, tokens, speeds, logprobs) instead of streamed text.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
     sampling: SamplingArgs,
 }
 
+/// One alternative token in a `logprobs` entry.
 #[derive(Serialize)]
-struct GenerateReport {
+struct Alternative {
+    id: u32,
+    text: String,
+    logprob: f32,
+}
+
+/// Log-probabilities of one generated token.
+#[derive(Serialize)]
+struct TokenReport {
+    id: u32,
+    text: String,
+    /// Under the model's own distribution.
+    logprob: Option<f32>,
+    /// Under the processed distribution the token was drawn from.
+    logprob_sampled: f32,
+    /// The best alternatives under the model's distribution.
+    top: Vec<Alternative>,
+    /// The best alternatives under the processed distribution.
+    top_sampled: Vec<Alternative>,
+}
+
+#[derive(Serialize)]
+struct Choice {
+    index: usize,
     text: String,
     tokens: Vec<u32>,
-    prompt_tokens: usize,
     generated_tokens: usize,
+    finish_reason: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mean_logprob: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logprobs: Option<Vec<TokenReport>>,
+}
+
+#[derive(Serialize)]
+struct GenerateReport {
+    #[serde(flatten)]
+    first: Choice,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    choices: Option<Vec<Choice>>,
+    prompt_tokens: usize,
     stopped_at_eos: bool,
     prefill_tokens_per_second: f64,
     decode_tokens_per_second: f64,
+    /// The chain in force, with its order.
+    sampler: String,
     temperature: f32,
     seed: u64,
 }
@@ -171,91 +216,228 @@ fn generate_on_pool(args: GenerateArgs) -> Result<()> {
         bail!("give --prompt TEXT or --messages FILE");
     }
     let loaded = load(&args.model)?;
+    let config = args.sampling.config(&loaded)?;
     let ids = prompt_ids(&loaded, messages.as_deref(), args.prompt.as_deref())?;
     let mut session = Session::new(&loaded.model, args.sampling.context(&loaded));
-    let mut sampler = args.sampling.sampler();
-    let (generation, text) = stream(
+    let json = args.json || args.logprobs.is_some();
+    let n = args.n as usize;
+    let tok = &loaded.tokenizer;
+    let detok = TokenText(tok);
+    let stop = StopConditions {
+        max_new_tokens: args.max_tokens as usize,
+        min_new_tokens: args.min_tokens as usize,
+        stop_tokens: tok.stop_tokens(),
+        stop_sequences: args.stop.iter().map(|s| s.as_bytes().to_vec()).collect(),
+        ignore_stop_tokens: args.ignore_eos,
+    };
+    let mut printers: Vec<Utf8Stream> = (0..n).map(|_| Utf8Stream::default()).collect();
+    let mut failure: Option<anyhow::Error> = None;
+    let generations = generate_n(
         &mut session,
-        &loaded.tokenizer,
         &ids,
-        &mut sampler,
-        args.max_tokens as usize,
-        args.ignore_eos,
-        !args.json,
+        &config,
+        args.logprobs.map(|k| k as usize),
+        n,
+        |_| GenerateOptions {
+            stop: stop.clone(),
+            detokenizer: Some(&detok),
+            constraint: None,
+        },
+        &mut |i, _step, bytes| {
+            if json {
+                return true;
+            }
+            let printer = &mut printers[i];
+            if !printer.started {
+                printer.started = true;
+                if n > 1 {
+                    if let Err(e) = crate::out(&format!(
+                        "{}--- sample {} ---\n",
+                        if i > 0 { "\n" } else { "" },
+                        i + 1
+                    )) {
+                        failure = Some(e);
+                        return false;
+                    }
+                }
+            }
+            match crate::out(&printer.push(bytes)) {
+                Ok(()) => true,
+                Err(e) => {
+                    failure = Some(e);
+                    false
+                }
+            }
+        },
     )?;
-    if args.json {
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if json {
+        let mut choices: Vec<Choice> = generations
+            .iter()
+            .enumerate()
+            .map(|(i, g)| choice(tok, i, g, args.logprobs.is_some()))
+            .collect();
+        let first_gen = &generations[0];
         let report = GenerateReport {
-            text,
-            tokens: generation.tokens.clone(),
-            prompt_tokens: generation.prompt_tokens,
-            generated_tokens: generation.tokens.len(),
-            stopped_at_eos: generation.stopped,
-            prefill_tokens_per_second: generation.prefill_tokens_per_second(),
-            decode_tokens_per_second: generation.decode_tokens_per_second(),
-            temperature: args.sampling.temperature,
-            seed: args.sampling.seed,
+            first: choices.remove(0),
+            choices: None,
+            prompt_tokens: first_gen.prompt_tokens,
+            stopped_at_eos: first_gen.stopped(),
+            prefill_tokens_per_second: first_gen.prefill_tokens_per_second(),
+            decode_tokens_per_second: mean_decode_speed(&generations),
+            sampler: config.describe(),
+            temperature: config.temperature,
+            seed: config.seed,
+        };
+        let report = if n > 1 {
+            let mut all = vec![choice(tok, 0, first_gen, args.logprobs.is_some())];
+            all.extend(choices);
+            GenerateReport {
+                choices: Some(all),
+                ..report
+            }
+        } else {
+            report
         };
         crate::out(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
     } else {
-        crate::out("\n")?;
+        let rest: String = printers.iter_mut().map(Utf8Stream::finish).collect();
+        crate::out(&format!("{rest}\n"))?;
     }
-    eprintln!("{}", stats(&generation));
+    for g in &generations {
+        eprintln!("{}", stats(g));
+    }
+    eprintln!("sampler: {}", config.describe());
     Ok(())
 }
 
-/// Runs one generation, printing text as it completes when `print` is set.
+/// Mean decode speed over several generations.
+fn mean_decode_speed(gs: &[Generation]) -> f64 {
+    let speeds: Vec<f64> = gs
+        .iter()
+        .map(Generation::decode_tokens_per_second)
+        .collect();
+    speeds.iter().sum::<f64>() / speeds.len().max(1) as f64
+}
+
+fn choice(tok: &Tokenizer, index: usize, g: &Generation, logprobs: bool) -> Choice {
+    let text_of = |id: u32| {
+        String::from_utf8_lossy(&tok.token_bytes(id, true).unwrap_or_default()).into_owned()
+    };
+    let alternatives = |alts: &[fmlab_sample::TokenLogprob]| {
+        alts.iter()
+            .map(|a| Alternative {
+                id: a.id,
+                text: text_of(a.id),
+                logprob: a.logprob,
+            })
+            .collect()
+    };
+    Choice {
+        index,
+        text: String::from_utf8_lossy(&g.bytes).into_owned(),
+        tokens: g.tokens.clone(),
+        generated_tokens: g.tokens.len(),
+        finish_reason: g.stop.finish_reason(),
+        mean_logprob: g.mean_logprob(),
+        logprobs: logprobs.then(|| {
+            g.steps
+                .iter()
+                .map(|s: &Sampled| TokenReport {
+                    id: s.token,
+                    text: text_of(s.token),
+                    logprob: s.logprob,
+                    logprob_sampled: s.logprob_sampled,
+                    top: alternatives(&s.top),
+                    top_sampled: alternatives(&s.top_sampled),
+                })
+                .collect()
+        }),
+    }
+}
+
+/// Bytes in, whole UTF-8 characters out: a token may end inside a character.
+#[derive(Default)]
+struct Utf8Stream {
+    pending: Vec<u8>,
+    started: bool,
+}
+
+impl Utf8Stream {
+    fn push(&mut self, bytes: &[u8]) -> String {
+        self.pending.extend_from_slice(bytes);
+        let valid = match std::str::from_utf8(&self.pending) {
+            Ok(s) => s.len(),
+            Err(e) => match e.error_len() {
+                Some(_) => self.pending.len(),
+                None => e.valid_up_to(),
+            },
+        };
+        let text = String::from_utf8_lossy(&self.pending[..valid]).into_owned();
+        self.pending.drain(..valid);
+        text
+    }
+
+    fn finish(&mut self) -> String {
+        let rest = String::from_utf8_lossy(&self.pending).into_owned();
+        self.pending.clear();
+        rest
+    }
+}
+
+/// Runs one generation of a chat turn, printing text as it completes.
 fn stream(
     session: &mut Session,
     tokenizer: &Tokenizer,
     ids: &[u32],
     sampler: &mut Sampler,
     max_tokens: usize,
-    ignore_eos: bool,
-    print: bool,
 ) -> Result<(Generation, String)> {
-    let config = GenerateConfig {
-        max_new_tokens: max_tokens,
-        stop_tokens: tokenizer.stop_tokens(),
-        ignore_stop: ignore_eos,
+    let detok = TokenText(tokenizer);
+    let options = GenerateOptions {
+        stop: StopConditions {
+            max_new_tokens: max_tokens,
+            stop_tokens: tokenizer.stop_tokens(),
+            ..StopConditions::default()
+        },
+        detokenizer: Some(&detok),
+        constraint: None,
     };
-    let mut decoder = StreamDecoder::new();
-    let mut text = String::new();
+    let mut printer = Utf8Stream::default();
     let mut failure: Option<anyhow::Error> = None;
-    let generation = generate(session, ids, sampler, &config, |id| {
-        match decoder.push(tokenizer, id) {
-            Ok(piece) => {
-                if print {
-                    if let Err(e) = crate::out(&piece) {
-                        failure = Some(e);
-                        return false;
-                    }
-                }
-                text.push_str(&piece);
-                true
-            }
+    let generation = generate(
+        session,
+        ids,
+        sampler,
+        options,
+        &mut |_, bytes| match crate::out(&printer.push(bytes)) {
+            Ok(()) => true,
             Err(e) => {
-                failure = Some(e.into());
+                failure = Some(e);
                 false
             }
-        }
-    })?;
+        },
+    )?;
     if let Some(e) = failure {
         return Err(e);
     }
-    let rest = decoder.finish();
-    if print {
-        crate::out(&rest)?;
-    }
-    text.push_str(&rest);
+    crate::out(&printer.finish())?;
+    let text = String::from_utf8_lossy(&generation.bytes).into_owned();
     Ok((generation, text))
 }
 
 fn stats(g: &Generation) -> String {
+    let prefill = if g.prefill_time.is_zero() {
+        "prefill shared".to_string()
+    } else {
+        format!("prefill {:.1} tokens/s", g.prefill_tokens_per_second())
+    };
     format!(
-        "prompt {} tokens, generated {} tokens; prefill {:.1} tokens/s, decode {:.1} tokens/s",
+        "prompt {} tokens, generated {} tokens; {prefill}, decode {:.1} tokens/s",
         g.prompt_tokens,
         g.tokens.len(),
-        g.prefill_tokens_per_second(),
         g.decode_tokens_per_second()
     )
 }
@@ -289,7 +471,7 @@ fn chat_on_pool(args: ChatArgs) -> Result<()> {
     }
     let mut system = args.system.clone();
     let mut history: Vec<Message> = Vec::new();
-    let mut sampler = args.sampling.sampler();
+    let mut sampler = Sampler::new(args.sampling.config(&loaded)?)?;
     let context = args.sampling.context(&loaded);
     eprintln!(
         "chatting with {} — /reset, /system TEXT, /quit",
@@ -342,15 +524,8 @@ fn chat_on_pool(args: ChatArgs) -> Result<()> {
         }
         let mut session = Session::new(&loaded.model, context);
         let budget = (args.max_tokens as usize).min(context - session.position() - ids.len());
-        let (generation, text) = stream(
-            &mut session,
-            &loaded.tokenizer,
-            &ids,
-            &mut sampler,
-            budget,
-            false,
-            true,
-        )?;
+        let (generation, text) =
+            stream(&mut session, &loaded.tokenizer, &ids, &mut sampler, budget)?;
         crate::out("\n")?;
         eprintln!("({})", stats(&generation));
         history.push(Message::new("assistant", text.trim()));

@@ -9,6 +9,7 @@ mod numbers;
 mod plan;
 mod plot;
 mod pull;
+mod sampling;
 mod tokens;
 
 use std::io::Write;
@@ -38,6 +39,9 @@ enum Command {
     Generate(Box<generate::GenerateArgs>),
     /// An interactive conversation with a chat model (/reset, /system TEXT, /quit).
     Chat(Box<generate::ChatArgs>),
+    /// Apply a sampler chain to a logits vector (a JSON array): the final distribution and
+    /// one seeded draw — to see what each sampler does.
+    SampleLogits(Box<sampling::SampleLogitsArgs>),
     /// Token ids and pieces of a text under a model's tokenizer.
     Tokenize(tokens::TokenizeArgs),
     /// Perplexity of a model on a text file (non-overlapping windows from an empty context).
@@ -53,6 +57,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => plan::run(*args),
         Command::Generate(args) => generate::run_generate(*args),
         Command::Chat(args) => generate::run_chat(*args),
+        Command::SampleLogits(args) => sampling::run_sample_logits(*args),
         Command::Tokenize(args) => tokens::run_tokenize(args),
         Command::Perplexity(args) => tokens::run_perplexity(args),
         Command::Pull(args) => pull::run_pull(args),

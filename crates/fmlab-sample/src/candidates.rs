@@ -1,0 +1,223 @@
+//! The set of tokens still in play during one sampling step, with their logits and, once
+//! computed, their probabilities.
+//!
+//! Processors shrink the set or change logits. Most of them only need the few best
+//! tokens, so the set is never sorted whole: [`Candidates::keep_best`] selects with a
+//! running threshold in one pass over the vocabulary and sorts only what it keeps.
+
+use crate::{Error, Result};
+
+/// One token in play.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidate {
+    pub id: u32,
+    pub logit: f32,
+    /// Probability within the current set (valid when [`Candidates::normalized`]).
+    pub p: f32,
+}
+
+/// The tokens in play.
+#[derive(Debug, Clone)]
+pub struct Candidates {
+    pub items: Vec<Candidate>,
+    /// Sorted by logit, highest first (ties by id).
+    pub sorted: bool,
+    /// `p` holds the softmax of the current logits over the current set.
+    pub normalized: bool,
+    /// `items[i].id == i` for every i: nothing removed or reordered yet, so a token is
+    /// found by indexing.
+    pub dense: bool,
+}
+
+impl Candidates {
+    /// Every token of `logits`. NaN counts as −∞; tokens at −∞ are left out (they can never
+    /// be drawn), and a vector with no finite logit is an error.
+    pub fn from_logits(logits: &[f32]) -> Result<Self> {
+        let mut dense = true;
+        let mut items = Vec::with_capacity(logits.len());
+        for (i, &l) in logits.iter().enumerate() {
+            if l.is_nan() || l == f32::NEG_INFINITY {
+                dense = false;
+                continue;
+            }
+            items.push(Candidate {
+                id: i as u32,
+                logit: l,
+                p: 0.0,
+            });
+        }
+        if items.is_empty() {
+            return Err(Error::NoCandidates);
+        }
+        // +∞ dominates: the tokens at +∞ share the mass, the rest get none.
+        if items.iter().any(|c| c.logit == f32::INFINITY) {
+            items.retain(|c| c.logit == f32::INFINITY);
+            items.iter_mut().for_each(|c| c.logit = 0.0);
+            dense = false;
+        }
+        Ok(Self {
+            items,
+            sorted: false,
+            normalized: false,
+            dense,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The candidate for token `id`, if still in play.
+    pub fn get_mut(&mut self, id: u32) -> Option<&mut Candidate> {
+        if self.dense {
+            return self.items.get_mut(id as usize);
+        }
+        self.items.iter_mut().find(|c| c.id == id)
+    }
+
+    /// Marks logits as changed: order and probabilities must be recomputed.
+    pub fn logits_changed(&mut self) {
+        self.sorted = false;
+        self.normalized = false;
+    }
+
+    /// Sorts by logit, highest first; ties by id, so the order never depends on how the
+    /// set was built.
+    pub fn sort(&mut self) {
+        if !self.sorted {
+            self.items.sort_unstable_by(by_logit_desc);
+            self.sorted = true;
+            self.dense = false;
+        }
+    }
+
+    /// Probabilities of the current set (softmax of the logits, in f64 sums).
+    pub fn softmax(&mut self) {
+        if self.normalized {
+            return;
+        }
+        let max = self
+            .items
+            .iter()
+            .map(|c| c.logit)
+            .fold(f32::NEG_INFINITY, f32::max);
+        let mut total = 0f64;
+        for c in &mut self.items {
+            c.p = (c.logit - max).exp();
+            total += c.p as f64;
+        }
+        let inv = (1.0 / total) as f32;
+        for c in &mut self.items {
+            c.p *= inv;
+        }
+        self.normalized = true;
+    }
+
+    /// Keeps the `k` highest logits, sorted. One pass keeps a buffer of at most `2k`
+    /// candidates above a running threshold (the k-th best seen so far), so the cost is
+    /// about one comparison per token; only the survivors are sorted.
+    pub fn keep_best(&mut self, k: usize) {
+        let k = k.max(1);
+        if k >= self.items.len() {
+            self.sort();
+            return;
+        }
+        if self.sorted {
+            self.items.truncate(k);
+            return;
+        }
+        let mut buf: Vec<Candidate> = Vec::with_capacity(2 * k);
+        let mut threshold = f32::NEG_INFINITY;
+        for &c in &self.items {
+            if buf.len() < k || c.logit > threshold || (c.logit == threshold && k > 0) {
+                buf.push(c);
+                if buf.len() == 2 * k {
+                    buf.select_nth_unstable_by(k - 1, by_logit_desc);
+                    buf.truncate(k);
+                    threshold = buf.iter().map(|c| c.logit).fold(f32::INFINITY, f32::min);
+                }
+            }
+        }
+        buf.sort_unstable_by(by_logit_desc);
+        buf.truncate(k);
+        self.items = buf;
+        self.sorted = true;
+        self.normalized = false;
+        self.dense = false;
+    }
+
+    /// Keeps the first `n` (at least one) of the current order.
+    pub fn truncate(&mut self, n: usize) {
+        let n = n.max(1);
+        if n < self.items.len() {
+            self.items.truncate(n);
+            self.normalized = false;
+            self.dense = false;
+        }
+    }
+
+    /// Keeps the candidates for which `keep` holds; if none would remain, keeps the
+    /// `min_keep` best instead (at least one token always survives).
+    pub fn retain_or_best(&mut self, min_keep: usize, keep: impl Fn(&Candidate) -> bool) {
+        let survivors = self.items.iter().filter(|c| keep(c)).count();
+        if survivors >= min_keep.max(1) {
+            if survivors < self.items.len() {
+                self.items.retain(|c| keep(c));
+                self.normalized = false;
+                self.dense = false;
+            }
+        } else {
+            self.keep_best(min_keep.max(1));
+        }
+    }
+
+    /// The index of the highest logit (the lowest id on ties).
+    pub fn argmax(&self) -> usize {
+        let mut best = 0;
+        for (i, c) in self.items.iter().enumerate() {
+            if by_logit_desc(c, &self.items[best]).is_lt() {
+                best = i;
+            }
+        }
+        best
+    }
+}
+
+/// Higher logit first; ties by lower id.
+pub(crate) fn by_logit_desc(a: &Candidate, b: &Candidate) -> std::cmp::Ordering {
+    b.logit.total_cmp(&a.logit).then(a.id.cmp(&b.id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_best_matches_a_full_sort() {
+        let logits: Vec<f32> = (0..5000)
+            .map(|i| ((i * 7919) % 1013) as f32 / 7.0)
+            .collect();
+        for k in [1, 2, 10, 40, 999, 4999, 5000, 6000] {
+            let mut fast = Candidates::from_logits(&logits).unwrap();
+            fast.keep_best(k);
+            let mut full = Candidates::from_logits(&logits).unwrap();
+            full.sort();
+            full.truncate(k);
+            assert_eq!(fast.items, full.items, "k = {k}");
+        }
+    }
+
+    #[test]
+    fn non_finite_logits() {
+        let c = Candidates::from_logits(&[f32::NAN, 1.0, f32::NEG_INFINITY, 2.0]).unwrap();
+        assert_eq!(c.items.iter().map(|c| c.id).collect::<Vec<_>>(), [1, 3]);
+        let c = Candidates::from_logits(&[1.0, f32::INFINITY, 3.0, f32::INFINITY]).unwrap();
+        assert_eq!(c.items.iter().map(|c| c.id).collect::<Vec<_>>(), [1, 3]);
+        assert!(Candidates::from_logits(&[f32::NAN, f32::NEG_INFINITY]).is_err());
+        assert!(Candidates::from_logits(&[]).is_err());
+    }
+}

@@ -7,10 +7,12 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use fmlab_nn::Session;
 use fmlab_sample::{
-    generate, generate_n, Detokenizer, GenerateOptions, Generation, LanguageModel, Sampled,
-    Sampler, SamplerConfig, StopConditions,
+    generate, generate_n, Detokenizer, GenerateOptions, Generation, Grammar, GrammarSpec,
+    LanguageModel, Sampled, Sampler, SamplerConfig, StopConditions, TokenizeFn, Vocabulary,
 };
-use fmlab_tokenizer::{Message, Tokenizer};
+use std::sync::Arc;
+
+use fmlab_tokenizer::{Message, TokenType, Tokenizer};
 use serde::Serialize;
 
 use crate::model::{load, Loaded};
@@ -85,6 +87,15 @@ pub struct GenerateArgs {
     /// Samples of the prompt, each from its own stream of the seed.
     #[arg(short = 'n', long = "samples", default_value = "1", value_parser = crate::numbers::count)]
     n: u64,
+    /// Constrain the output to JSON that validates against this JSON schema (a file).
+    #[arg(long, conflicts_with_all = ["regex", "grammar"])]
+    json_schema: Option<PathBuf>,
+    /// Constrain the output to match this regular expression.
+    #[arg(long, conflicts_with = "grammar")]
+    regex: Option<String>,
+    /// Constrain the output to this Lark grammar (a file, llguidance's dialect).
+    #[arg(long)]
+    grammar: Option<PathBuf>,
     /// Log-probabilities of each token with the K best alternatives (0–20; implies --json).
     #[arg(long, value_parser = clap::value_parser!(u64).range(0..=20))]
     logprobs: Option<u64>,
@@ -230,6 +241,18 @@ fn generate_on_pool(args: GenerateArgs) -> Result<()> {
         stop_sequences: args.stop.iter().map(|s| s.as_bytes().to_vec()).collect(),
         ignore_stop_tokens: args.ignore_eos,
     };
+    let spec = grammar_spec(&args)?;
+    let vocabulary = match &spec {
+        Some(_) => Some(vocabulary(tok)?),
+        None => None,
+    };
+    let mut grammars: Vec<Option<Grammar>> = (0..n)
+        .map(|_| match (&vocabulary, &spec) {
+            (Some(v), Some(spec)) => v.grammar(spec).map(Some),
+            _ => Ok(None),
+        })
+        .collect::<std::result::Result<_, _>>()?;
+    let mut grammar_slots = grammars.iter_mut();
     let mut printers: Vec<Utf8Stream> = (0..n).map(|_| Utf8Stream::default()).collect();
     let mut failure: Option<anyhow::Error> = None;
     let generations = generate_n(
@@ -241,7 +264,10 @@ fn generate_on_pool(args: GenerateArgs) -> Result<()> {
         |_| GenerateOptions {
             stop: stop.clone(),
             detokenizer: Some(&detok),
-            constraint: None,
+            constraint: grammar_slots
+                .next()
+                .and_then(Option::as_mut)
+                .map(|g| g as &mut dyn fmlab_sample::Constraint),
         },
         &mut |i, _step, bytes| {
             if json {
@@ -311,6 +337,51 @@ fn generate_on_pool(args: GenerateArgs) -> Result<()> {
     }
     eprintln!("sampler: {}", config.describe());
     Ok(())
+}
+
+/// The grammar the output must follow, if any flag gave one.
+fn grammar_spec(args: &GenerateArgs) -> Result<Option<GrammarSpec>> {
+    if let Some(path) = &args.json_schema {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("--json-schema: reading {}", path.display()))?;
+        let schema: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("--json-schema: {} is not JSON", path.display()))?;
+        return Ok(Some(GrammarSpec::JsonSchema(schema)));
+    }
+    if let Some(regex) = &args.regex {
+        return Ok(Some(GrammarSpec::Regex(regex.clone())));
+    }
+    if let Some(path) = &args.grammar {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("--grammar: reading {}", path.display()))?;
+        return Ok(Some(GrammarSpec::Lark(text)));
+    }
+    Ok(None)
+}
+
+/// The model's vocabulary for constrained decoding: each token's bytes, control tokens
+/// marked, and the tokenizer for the tokens a grammar forces.
+pub fn vocabulary(tok: &Tokenizer) -> Result<Vocabulary> {
+    let n = tok.vocab_size();
+    let mut tokens = Vec::with_capacity(n);
+    let mut special = Vec::with_capacity(n);
+    for id in 0..n as u32 {
+        let control = matches!(
+            tok.vocab.token_type(id),
+            TokenType::Control | TokenType::Unknown | TokenType::Unused
+        );
+        tokens.push(tok.token_bytes(id, control)?);
+        special.push(control);
+    }
+    let shared = Arc::new(tok.clone());
+    let tokenize: TokenizeFn =
+        Arc::new(move |bytes: &[u8]| shared.encode(&String::from_utf8_lossy(bytes), false, false));
+    Ok(Vocabulary::new(
+        tokens,
+        &special,
+        &tok.stop_tokens(),
+        tokenize,
+    )?)
 }
 
 /// Mean decode speed over several generations.

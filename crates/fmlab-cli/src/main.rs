@@ -19,7 +19,14 @@ use clap::{Parser, Subcommand};
 
 /// A workbench for foundation models: size, plan, train, adapt, sample and evaluate them.
 #[derive(Parser)]
-#[command(name = "fmlab", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "fmlab",
+    version,
+    about,
+    long_about = None,
+    propagate_version = true,
+    args_override_self = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -13,6 +13,7 @@
 
 mod candidates;
 mod config;
+pub mod constrain;
 mod generate;
 pub mod processors;
 mod rng;
@@ -20,6 +21,7 @@ mod sampler;
 
 pub use candidates::{Candidate, Candidates};
 pub use config::{ChainOrder, SamplerConfig, Stage};
+pub use constrain::{Grammar, GrammarSpec, TokenizeFn, Vocabulary};
 pub use generate::{
     generate, generate_n, prefill, Constraint, Detokenizer, GenerateOptions, Generation,
     StopConditions, StopMatcher, StopReason,

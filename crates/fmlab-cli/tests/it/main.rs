@@ -8,6 +8,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+mod sampling;
+
 fn fmlab(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_fmlab"))
         .args(args)

@@ -7,8 +7,9 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use fmlab_nn::Session;
 use fmlab_sample::{
-    generate, generate_n, Detokenizer, GenerateOptions, Generation, Grammar, GrammarSpec,
-    LanguageModel, Sampled, Sampler, SamplerConfig, StopConditions, TokenizeFn, Vocabulary,
+    best_of_n, generate, generate_n, self_consistency, AnswerExtractor, Detokenizer,
+    GenerateOptions, Generation, Grammar, GrammarSpec, LanguageModel, MeanLogprob, Sampled,
+    Sampler, SamplerConfig, StopConditions, TokenizeFn, Vocabulary, Vote,
 };
 use std::sync::Arc;
 
@@ -48,7 +49,7 @@ impl SamplingArgs {
 }
 
 /// Token bytes for the sampler's stop strings (control tokens render as nothing).
-struct TokenText<'a>(&'a Tokenizer);
+pub struct TokenText<'a>(pub &'a Tokenizer);
 
 impl Detokenizer for TokenText<'_> {
     fn token_bytes(&self, id: u32) -> Vec<u8> {
@@ -56,10 +57,10 @@ impl Detokenizer for TokenText<'_> {
     }
 }
 
-#[derive(Args)]
-pub struct GenerateArgs {
-    /// A .gguf file or a model name (`fmlab pull --list`).
-    model: String,
+/// How a prompt is given: raw text, a user turn (with a system turn) rendered with the
+/// chat template, or a conversation file.
+#[derive(Args, Clone)]
+pub struct PromptArgs {
     /// The prompt (raw text, or the user turn with --chat).
     #[arg(long, conflicts_with = "messages")]
     prompt: Option<String>,
@@ -72,6 +73,52 @@ pub struct GenerateArgs {
     /// A JSON list of {"role", "content"} turns, rendered with the chat template.
     #[arg(long)]
     messages: Option<PathBuf>,
+}
+
+/// The prompt's token ids from the prompt flags.
+pub fn prompt_for(loaded: &Loaded, args: &PromptArgs) -> Result<Vec<u32>> {
+    let messages: Option<Vec<Message>> = match (&args.messages, args.chat || args.system.is_some())
+    {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let m: Vec<Message> = serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{}: expected a JSON list of {{\"role\", \"content\"}}",
+                    path.display()
+                )
+            })?;
+            if m.is_empty() {
+                bail!("{}: the conversation is empty", path.display());
+            }
+            Some(m)
+        }
+        (None, true) => {
+            let prompt = args
+                .prompt
+                .as_deref()
+                .context("--chat needs --prompt TEXT (the user turn)")?;
+            let mut m = Vec::new();
+            if let Some(system) = &args.system {
+                m.push(Message::new("system", system));
+            }
+            m.push(Message::new("user", prompt));
+            Some(m)
+        }
+        (None, false) => None,
+    };
+    if messages.is_none() && args.prompt.is_none() {
+        bail!("give --prompt TEXT or --messages FILE");
+    }
+    prompt_ids(loaded, messages.as_deref(), args.prompt.as_deref())
+}
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    /// A .gguf file or a model name (`fmlab pull --list`).
+    model: String,
+    #[command(flatten)]
+    prompt: PromptArgs,
     /// Tokens to generate at most.
     #[arg(long, default_value = "128", value_parser = crate::numbers::count)]
     max_tokens: u64,
@@ -96,6 +143,17 @@ pub struct GenerateArgs {
     /// Constrain the output to this Lark grammar (a file, llguidance's dialect).
     #[arg(long)]
     grammar: Option<PathBuf>,
+    /// Best-of-n: draw N samples and keep the one with the highest mean log-probability.
+    #[arg(long, value_parser = crate::numbers::count, conflicts_with_all = ["n", "self_consistency"])]
+    best_of: Option<u64>,
+    /// Self-consistency: draw N samples, extract an answer from each, majority-vote.
+    #[arg(long, value_parser = crate::numbers::count, conflicts_with = "n")]
+    self_consistency: Option<u64>,
+    /// How answers are extracted for --self-consistency: the first capture group (or the
+    /// whole match) of the last match of this regex. Default: the last number; with a
+    /// grammar (--json-schema, --regex, --grammar), the whole output.
+    #[arg(long)]
+    answer_regex: Option<String>,
     /// Log-probabilities of each token with the K best alternatives (0–20; implies --json).
     #[arg(long, value_parser = clap::value_parser!(u64).range(0..=20))]
     logprobs: Option<u64>,
@@ -143,9 +201,55 @@ struct Choice {
 }
 
 #[derive(Serialize)]
+struct BestOfReport {
+    /// Mean log-probability of each sample.
+    scores: Vec<f64>,
+    best: usize,
+}
+
+#[derive(Serialize)]
+struct VoteEntry {
+    answer: String,
+    count: usize,
+    share: f64,
+}
+
+#[derive(Serialize)]
+struct VoteReport {
+    /// Per sample, the extracted answer (null when none).
+    answers: Vec<Option<String>>,
+    votes: Vec<VoteEntry>,
+    answer: Option<String>,
+    /// The winning answer's share of all samples.
+    agreement: f64,
+}
+
+fn vote_report(v: &Vote) -> VoteReport {
+    VoteReport {
+        answers: v.answers.clone(),
+        votes: v
+            .shares
+            .iter()
+            .map(|s| VoteEntry {
+                answer: s.answer.clone(),
+                count: s.count,
+                share: s.share,
+            })
+            .collect(),
+        answer: v.winner.clone(),
+        agreement: v.agreement(),
+    }
+}
+
+#[derive(Serialize)]
 struct GenerateReport {
+    /// The sample shown: the first, or best-of-n's choice.
     #[serde(flatten)]
     first: Choice,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    best_of: Option<BestOfReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    self_consistency: Option<VoteReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     choices: Option<Vec<Choice>>,
     prompt_tokens: usize,
@@ -193,45 +297,29 @@ pub fn run_generate(args: GenerateArgs) -> Result<()> {
 }
 
 fn generate_on_pool(args: GenerateArgs) -> Result<()> {
-    let messages: Option<Vec<Message>> = match (&args.messages, args.chat || args.system.is_some())
-    {
-        (Some(path), _) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let m: Vec<Message> = serde_json::from_str(&text).with_context(|| {
-                format!(
-                    "{}: expected a JSON list of {{\"role\", \"content\"}}",
-                    path.display()
-                )
-            })?;
-            if m.is_empty() {
-                bail!("{}: the conversation is empty", path.display());
-            }
-            Some(m)
-        }
-        (None, true) => {
-            let prompt = args
-                .prompt
-                .as_deref()
-                .context("--chat needs --prompt TEXT (the user turn)")?;
-            let mut m = Vec::new();
-            if let Some(system) = &args.system {
-                m.push(Message::new("system", system));
-            }
-            m.push(Message::new("user", prompt));
-            Some(m)
-        }
-        (None, false) => None,
-    };
-    if messages.is_none() && args.prompt.is_none() {
+    if args.prompt.prompt.is_none() && args.prompt.messages.is_none() {
         bail!("give --prompt TEXT or --messages FILE");
     }
     let loaded = load(&args.model)?;
     let config = args.sampling.config(&loaded)?;
-    let ids = prompt_ids(&loaded, messages.as_deref(), args.prompt.as_deref())?;
+    let ids = prompt_for(&loaded, &args.prompt)?;
     let mut session = Session::new(&loaded.model, args.sampling.context(&loaded));
     let json = args.json || args.logprobs.is_some();
-    let n = args.n as usize;
+    let n = args.best_of.or(args.self_consistency).unwrap_or(args.n) as usize;
+    let extractor = match (&args.self_consistency, &args.answer_regex) {
+        (Some(_), Some(r)) => Some(RegexAnswer::new(r)?),
+        (Some(_), None) if grammar_given(&args) => Some(RegexAnswer::whole()),
+        (Some(_), None) => Some(RegexAnswer::new(LAST_NUMBER)?),
+        (None, Some(_)) => bail!("--answer-regex goes with --self-consistency N"),
+        (None, None) => None,
+    };
+    // Test-time compute streams nothing: the choice comes after all samples.
+    let quiet = json || args.best_of.is_some() || args.self_consistency.is_some();
+    // Best-of-n ranks by log-probability, so it needs them.
+    let logprobs = args
+        .logprobs
+        .map(|k| k as usize)
+        .or(args.best_of.map(|_| 0));
     let tok = &loaded.tokenizer;
     let detok = TokenText(tok);
     let stop = StopConditions {
@@ -259,7 +347,7 @@ fn generate_on_pool(args: GenerateArgs) -> Result<()> {
         &mut session,
         &ids,
         &config,
-        args.logprobs.map(|k| k as usize),
+        logprobs,
         n,
         |_| GenerateOptions {
             stop: stop.clone(),
@@ -270,7 +358,7 @@ fn generate_on_pool(args: GenerateArgs) -> Result<()> {
                 .map(|g| g as &mut dyn fmlab_sample::Constraint),
         },
         &mut |i, _step, bytes| {
-            if json {
+            if quiet {
                 return true;
             }
             let printer = &mut printers[i];
@@ -299,15 +387,26 @@ fn generate_on_pool(args: GenerateArgs) -> Result<()> {
     if let Some(e) = failure {
         return Err(e);
     }
+    let best = match args.best_of {
+        Some(_) => Some(best_of_n(&ids, &generations, &mut MeanLogprob)?),
+        None => None,
+    };
+    let vote = extractor.map(|mut e| self_consistency(&generations, &mut e));
     if json {
+        let lead = best.as_ref().map_or(0, |b| b.best);
         let mut choices: Vec<Choice> = generations
             .iter()
             .enumerate()
             .map(|(i, g)| choice(tok, i, g, args.logprobs.is_some()))
             .collect();
-        let first_gen = &generations[0];
+        let first_gen = &generations[lead];
         let report = GenerateReport {
-            first: choices.remove(0),
+            first: choice(tok, lead, first_gen, args.logprobs.is_some()),
+            best_of: best.as_ref().map(|b| BestOfReport {
+                scores: b.scores.clone(),
+                best: b.best,
+            }),
+            self_consistency: vote.as_ref().map(vote_report),
             choices: None,
             prompt_tokens: first_gen.prompt_tokens,
             stopped_at_eos: first_gen.stopped(),
@@ -318,16 +417,46 @@ fn generate_on_pool(args: GenerateArgs) -> Result<()> {
             seed: config.seed,
         };
         let report = if n > 1 {
-            let mut all = vec![choice(tok, 0, first_gen, args.logprobs.is_some())];
-            all.extend(choices);
             GenerateReport {
-                choices: Some(all),
+                choices: Some(std::mem::take(&mut choices)),
                 ..report
             }
         } else {
             report
         };
         crate::out(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
+    } else if let Some(b) = &best {
+        let g = &generations[b.best];
+        crate::out(&format!("{}\n", String::from_utf8_lossy(&g.bytes)))?;
+        eprintln!(
+            "best of {n}: sample {} (mean logprob {:.3}; others {})",
+            b.best + 1,
+            b.scores[b.best],
+            b.scores
+                .iter()
+                .map(|s| format!("{s:.3}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    } else if let Some(v) = &vote {
+        let mut text = String::new();
+        for s in &v.shares {
+            text.push_str(&format!(
+                "{:>5.1}%  {:>3}/{n}  {}\n",
+                100.0 * s.share,
+                s.count,
+                s.answer
+            ));
+        }
+        let missing = v.answers.iter().filter(|a| a.is_none()).count();
+        if missing > 0 {
+            text.push_str(&format!("{missing} of {n} samples gave no answer\n"));
+        }
+        text.push_str(&format!(
+            "answer: {}\n",
+            v.winner.as_deref().unwrap_or("(none)")
+        ));
+        crate::out(&text)?;
     } else {
         let rest: String = printers.iter_mut().map(Utf8Stream::finish).collect();
         crate::out(&format!("{rest}\n"))?;
@@ -337,6 +466,52 @@ fn generate_on_pool(args: GenerateArgs) -> Result<()> {
     }
     eprintln!("sampler: {}", config.describe());
     Ok(())
+}
+
+/// The default answer of self-consistency: the last number in the text.
+const LAST_NUMBER: &str = r"-?\d+(?:[.,]\d+)*";
+
+/// Extracts answers with a regex: the first capture group (or the whole match) of the
+/// last match; `None` matches the whole trimmed text.
+struct RegexAnswer {
+    regex: Option<regex::Regex>,
+}
+
+impl RegexAnswer {
+    fn new(pattern: &str) -> Result<Self> {
+        let regex =
+            regex::Regex::new(pattern).map_err(|e| anyhow::anyhow!("--answer-regex: {e}"))?;
+        Ok(Self { regex: Some(regex) })
+    }
+
+    fn whole() -> Self {
+        Self { regex: None }
+    }
+}
+
+impl AnswerExtractor for RegexAnswer {
+    fn extract(&mut self, completion: &Generation) -> Option<String> {
+        answer_of(
+            &String::from_utf8_lossy(&completion.bytes),
+            self.regex.as_ref(),
+        )
+    }
+}
+
+/// The answer in `text`: the first capture group (or the whole match) of the last match of
+/// `regex`, or the whole trimmed text without one.
+pub fn answer_of(text: &str, regex: Option<&regex::Regex>) -> Option<String> {
+    let Some(re) = regex else {
+        let t = text.trim();
+        return (!t.is_empty()).then(|| t.to_string());
+    };
+    let caps = re.captures_iter(text).last()?;
+    let m = caps.get(1).or_else(|| caps.get(0))?;
+    Some(m.as_str().trim().to_string())
+}
+
+fn grammar_given(args: &GenerateArgs) -> bool {
+    args.json_schema.is_some() || args.regex.is_some() || args.grammar.is_some()
 }
 
 /// The grammar the output must follow, if any flag gave one.

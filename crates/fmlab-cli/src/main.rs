@@ -10,6 +10,7 @@ mod plan;
 mod plot;
 mod pull;
 mod sampling;
+mod study;
 mod tokens;
 
 use std::io::Write;
@@ -49,6 +50,9 @@ enum Command {
     /// Apply a sampler chain to a logits vector (a JSON array): the final distribution and
     /// one seeded draw — to see what each sampler does.
     SampleLogits(Box<sampling::SampleLogitsArgs>),
+    /// Studies: how a setting changes a model's behaviour, measured and plotted.
+    #[command(subcommand)]
+    Study(study::StudyCommand),
     /// Token ids and pieces of a text under a model's tokenizer.
     Tokenize(tokens::TokenizeArgs),
     /// Perplexity of a model on a text file (non-overlapping windows from an empty context).
@@ -65,6 +69,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => generate::run_generate(*args),
         Command::Chat(args) => generate::run_chat(*args),
         Command::SampleLogits(args) => sampling::run_sample_logits(*args),
+        Command::Study(cmd) => study::run(cmd),
         Command::Tokenize(args) => tokens::run_tokenize(args),
         Command::Perplexity(args) => tokens::run_perplexity(args),
         Command::Pull(args) => pull::run_pull(args),

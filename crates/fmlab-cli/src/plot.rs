@@ -20,6 +20,130 @@ fn register_font() {
     });
 }
 
+/// Draws a PNG with `draw` into a temporary file in the same folder, then renames it over
+/// `path`: plotters writes the file itself, and the rename keeps the write atomic.
+pub fn write_png_atomically(path: &Path, draw: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    register_font();
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}.png",
+        file_name.unwrap_or_else(|| "plot".into()),
+        std::process::id()
+    ));
+    let drawn = draw(&tmp);
+    if drawn.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    drawn?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// A named line: (label, points).
+pub type Series<'a> = (&'a str, Vec<(f64, f64)>);
+
+/// Named lines in panels stacked vertically, sharing a linear x axis.
+pub struct PanelPlot<'a> {
+    pub title: &'a str,
+    pub x_label: &'a str,
+    /// (y label, lines).
+    pub panels: Vec<(&'a str, Vec<Series<'a>>)>,
+}
+
+impl PanelPlot<'_> {
+    pub fn write_png(&self, path: &Path) -> Result<()> {
+        write_png_atomically(path, |tmp| self.draw(tmp))
+    }
+
+    fn draw(&self, file: &Path) -> Result<()> {
+        let err = |e: &dyn std::fmt::Display| anyhow!("drawing the plot: {e}");
+        let xs = || {
+            self.panels
+                .iter()
+                .flat_map(|(_, series)| series.iter().flat_map(|(_, pts)| pts.iter().map(|p| p.0)))
+                .filter(|x| x.is_finite())
+        };
+        let x_min = xs().fold(f64::INFINITY, f64::min);
+        let x_max = xs().fold(f64::NEG_INFINITY, f64::max);
+        if x_min.partial_cmp(&x_max) != Some(std::cmp::Ordering::Less) {
+            return Err(anyhow!("nothing to plot: fewer than two distinct x values"));
+        }
+        let x_pad = (x_max - x_min) * 0.05;
+        let colors = [
+            RGBColor(31, 119, 180),
+            RGBColor(255, 127, 14),
+            RGBColor(44, 160, 44),
+            RGBColor(214, 39, 40),
+        ];
+        let height = 360 * self.panels.len() as u32 + 60;
+        let root = BitMapBackend::new(file, (960, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let root = root
+            .titled(self.title, ("sans-serif", 22))
+            .map_err(|e| err(&e))?;
+        let areas = root.split_evenly((self.panels.len(), 1));
+        for (area, (y_label, series)) in areas.iter().zip(&self.panels) {
+            let ys: Vec<f64> = series
+                .iter()
+                .flat_map(|(_, pts)| pts.iter().map(|p| p.1))
+                .filter(|y| y.is_finite())
+                .collect();
+            let y_min = ys.iter().copied().fold(f64::INFINITY, f64::min);
+            let y_max = ys.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let (y_min, y_max) = if y_min.is_finite() {
+                (y_min, y_max)
+            } else {
+                (0.0, 1.0)
+            };
+            let pad = ((y_max - y_min) * 0.1).max(1e-3);
+            let mut chart = ChartBuilder::on(area)
+                .margin(16)
+                .x_label_area_size(44)
+                .y_label_area_size(64)
+                .build_cartesian_2d(
+                    (x_min - x_pad)..(x_max + x_pad),
+                    (y_min - pad)..(y_max + pad),
+                )
+                .map_err(|e| err(&e))?;
+            chart
+                .configure_mesh()
+                .x_desc(self.x_label)
+                .y_desc(*y_label)
+                .y_label_formatter(&|y| format!("{y:.2}"))
+                .label_style(("sans-serif", 15))
+                .draw()
+                .map_err(|e| err(&e))?;
+            for (i, (label, pts)) in series.iter().enumerate() {
+                let color = colors[i % colors.len()];
+                let pts: Vec<(f64, f64)> =
+                    pts.iter().copied().filter(|p| p.1.is_finite()).collect();
+                chart
+                    .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(3)))
+                    .map_err(|e| err(&e))?
+                    .label(*label)
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
+                    });
+                chart
+                    .draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))
+                    .map_err(|e| err(&e))?;
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.9))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 15))
+                .draw()
+                .map_err(|e| err(&e))?;
+        }
+        root.present().map_err(|e| err(&e))?;
+        Ok(())
+    }
+}
+
 /// A scatter of observed points and one fitted curve, x on a log axis.
 pub struct LogXPlot<'a> {
     pub title: &'a str,
@@ -34,25 +158,7 @@ pub struct LogXPlot<'a> {
 impl LogXPlot<'_> {
     /// Renders to `path` (PNG, 960×640), written atomically.
     pub fn write_png(&self, path: &Path) -> Result<()> {
-        register_font();
-        // plotters writes the PNG itself; drawing into a temporary file in the same folder
-        // and renaming it keeps the write atomic.
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => std::path::PathBuf::from("."),
-        };
-        let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-        let tmp = dir.join(format!(
-            ".{}.tmp-{}.png",
-            file_name.unwrap_or_else(|| "plot".into()),
-            std::process::id()
-        ));
-        let drawn = self.draw(&tmp);
-        if drawn.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        drawn?;
-        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+        write_png_atomically(path, |tmp| self.draw(tmp))
     }
 
     fn bounds(&self) -> Result<(f64, f64, f64, f64)> {

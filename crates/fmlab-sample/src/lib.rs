@@ -10,6 +10,8 @@
 //!   sequence and log-probabilities of both the raw and the processed distribution.
 //! - [`generate`] and [`generate_n`]: the loop, with stop tokens, stop strings, minimum
 //!   and maximum lengths, and grammar-forced tokens fed without a sampling step.
+//! - [`constrain`]: JSON schema, regex and Lark grammars through llguidance.
+//! - [`ttc`]: test-time compute — best-of-n and self-consistency — and distinct-n.
 
 mod candidates;
 mod config;
@@ -18,6 +20,7 @@ mod generate;
 pub mod processors;
 mod rng;
 mod sampler;
+pub mod ttc;
 
 pub use candidates::{Candidate, Candidates};
 pub use config::{ChainOrder, SamplerConfig, Stage};
@@ -29,6 +32,10 @@ pub use generate::{
 pub use processors::{Dry, Penalties};
 pub use rng::Rng;
 pub use sampler::{log_sum_exp, Sampled, Sampler, TokenLogprob, TokenMask};
+pub use ttc::{
+    best_of_n, distinct_n, self_consistency, vote, AnswerExtractor, BestOfN, MeanLogprob, Scorer,
+    Vote, VoteShare,
+};
 
 /// Errors of sampling and generation.
 #[derive(Debug, thiserror::Error)]

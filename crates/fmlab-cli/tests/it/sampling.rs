@@ -369,3 +369,152 @@ fn structured_output_follows_the_schema() {
         "--grammar",
     );
 }
+
+#[test]
+fn best_of_n_and_self_consistency() {
+    let v = json(&[
+        "generate",
+        &smollm2(),
+        "--prompt",
+        "The best way to learn is",
+        "--best-of",
+        "4",
+        "--temperature",
+        "1",
+        "--seed",
+        "3",
+        "--max-tokens",
+        "8",
+        "--json",
+    ]);
+    let scores: Vec<f64> = v["best_of"]["scores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_f64().unwrap())
+        .collect();
+    assert_eq!(scores.len(), 4);
+    let best = v["best_of"]["best"].as_u64().unwrap() as usize;
+    assert!(scores.iter().all(|&s| s <= scores[best]));
+    // The text shown is the best sample's, and its score is its mean logprob.
+    let choices = v["choices"].as_array().unwrap();
+    assert_eq!(v["text"], choices[best]["text"]);
+    assert!((choices[best]["mean_logprob"].as_f64().unwrap() - scores[best]).abs() < 1e-9);
+
+    let v = json(&[
+        "generate",
+        &smollm2(),
+        "--chat",
+        "--prompt",
+        "What is 12 times 7? Answer with a number.",
+        "--self-consistency",
+        "6",
+        "--answer-regex",
+        r"(\d+)",
+        "--temperature",
+        "1",
+        "--seed",
+        "1",
+        "--max-tokens",
+        "24",
+        "--json",
+    ]);
+    let sc = &v["self_consistency"];
+    let answers = sc["answers"].as_array().unwrap();
+    assert_eq!(answers.len(), 6);
+    let votes = sc["votes"].as_array().unwrap();
+    let counted: u64 = votes.iter().map(|v| v["count"].as_u64().unwrap()).sum();
+    assert_eq!(
+        counted as usize,
+        answers.iter().filter(|a| !a.is_null()).count()
+    );
+    assert_eq!(sc["answer"], votes[0]["answer"]);
+    assert!(
+        (sc["agreement"].as_f64().unwrap() - votes[0]["share"].as_f64().unwrap()).abs() < 1e-12
+    );
+    // The vote as text.
+    let out = fmlab(&[
+        "generate",
+        &smollm2(),
+        "--chat",
+        "--prompt",
+        "What is 12 times 7? Answer with a number.",
+        "--self-consistency",
+        "3",
+        "--temperature",
+        "1",
+        "--max-tokens",
+        "16",
+    ]);
+    assert!(out.status.success());
+    assert!(String::from_utf8(out.stdout).unwrap().contains("answer: "));
+    fails(
+        &[
+            "generate",
+            &smollm2(),
+            "--prompt",
+            "x",
+            "--answer-regex",
+            "(\\d+)",
+        ],
+        "--self-consistency",
+    );
+    fails(
+        &[
+            "generate",
+            &smollm2(),
+            "--prompt",
+            "x",
+            "--self-consistency",
+            "2",
+            "--answer-regex",
+            "(",
+        ],
+        "--answer-regex",
+    );
+}
+
+#[test]
+fn study_sampling_writes_a_report_and_a_plot() {
+    let out = scratch("study");
+    let v = json(&[
+        "study",
+        "sampling",
+        &smollm2(),
+        "--prompt",
+        "The capital of France is",
+        "--temperatures",
+        "0,1.5",
+        "-n",
+        "3",
+        "--max-tokens",
+        "6",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    // Greedy samples are all the same; hot ones are more diverse and less likely.
+    assert_eq!(rows[0]["agreement"], 1.0);
+    assert_eq!(rows[0]["distinct_answers"], 1);
+    assert!(rows[1]["distinct_2"].as_f64().unwrap() > rows[0]["distinct_2"].as_f64().unwrap());
+    assert!(rows[1]["mean_logprob"].as_f64().unwrap() < rows[0]["mean_logprob"].as_f64().unwrap());
+    let png = std::fs::read(out.join("sampling.png")).unwrap();
+    assert_eq!(&png[..4], b"\x89PNG");
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(saved["rows"], v["rows"]);
+    fails(
+        &[
+            "study",
+            "sampling",
+            &smollm2(),
+            "--prompt",
+            "x",
+            "--temperatures",
+            "1",
+        ],
+        "--temperatures",
+    );
+}

@@ -573,3 +573,41 @@ fn mirostat_v1_and_v2_run_and_adapt() {
         assert!((mean - 3.0).abs() < 0.6, "v{version}: mean surprise {mean}");
     }
 }
+
+#[test]
+fn best_of_n_ranks_by_mean_logprob_or_a_scorer() {
+    let mut model = Toy::new(30, 200);
+    let c = config(|c| {
+        c.temperature = 2.0;
+        c.seed = 21;
+    });
+    let gs = generate_n(
+        &mut model,
+        &[4],
+        &c,
+        Some(0),
+        5,
+        |_| {
+            GenerateOptions::new(StopConditions {
+                max_new_tokens: 6,
+                ..Default::default()
+            })
+        },
+        &mut |_, _, _| true,
+    )
+    .unwrap();
+    let b = fmlab_sample::best_of_n(&[4], &gs, &mut fmlab_sample::MeanLogprob).unwrap();
+    let means: Vec<f64> = gs.iter().map(|g| g.mean_logprob().unwrap()).collect();
+    assert_eq!(b.scores, means);
+    assert!(means.iter().all(|&m| m <= means[b.best]));
+    // A scorer that a reward model would implement: here, prefer token 0.
+    struct Zeros;
+    impl fmlab_sample::Scorer for Zeros {
+        fn score(&mut self, _: &[u32], g: &fmlab_sample::Generation) -> fmlab_sample::Result<f64> {
+            Ok(g.tokens.iter().filter(|&&t| t == 0).count() as f64)
+        }
+    }
+    let z = fmlab_sample::best_of_n(&[4], &gs, &mut Zeros).unwrap();
+    let zeros = |g: &fmlab_sample::Generation| g.tokens.iter().filter(|&&t| t == 0).count();
+    assert!(gs.iter().all(|g| zeros(g) <= zeros(&gs[z.best])));
+}

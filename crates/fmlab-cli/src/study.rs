@@ -1,0 +1,237 @@
+//! `fmlab study sampling`: what temperature does to a model's outputs — diversity
+//! (distinct-n), consistency (agreement of the answers) and confidence (mean
+//! log-probability) over n samples per setting, as a table, JSON and a PNG plot.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::{Args, Subcommand};
+use fmlab_nn::Session;
+use fmlab_sample::{distinct_n, generate_n, vote, GenerateOptions, StopConditions};
+use serde::Serialize;
+
+use crate::generate::{answer_of, prompt_for, PromptArgs, TokenText};
+use crate::model::load;
+use crate::sampling::SamplerArgs;
+
+#[derive(Subcommand)]
+pub enum StudyCommand {
+    /// Diversity, consistency and confidence of samples across temperatures.
+    Sampling(Box<SamplingStudyArgs>),
+}
+
+#[derive(Args)]
+pub struct SamplingStudyArgs {
+    /// A .gguf file or a model name.
+    model: String,
+    #[command(flatten)]
+    prompt: PromptArgs,
+    /// Temperatures to compare, comma-separated.
+    #[arg(
+        long,
+        default_value = "0,0.5,1,1.5",
+        value_delimiter = ',',
+        allow_hyphen_values = true
+    )]
+    temperatures: Vec<f32>,
+    /// Samples per temperature.
+    #[arg(short = 'n', long = "samples", default_value = "8", value_parser = crate::numbers::count)]
+    n: u64,
+    /// Tokens per sample at most.
+    #[arg(long, default_value = "48", value_parser = crate::numbers::count)]
+    max_tokens: u64,
+    /// How answers are compared: the first capture group (or whole match) of the last match
+    /// of this regex; by default the whole trimmed output.
+    #[arg(long)]
+    answer_regex: Option<String>,
+    /// Folder for report.json and sampling.png.
+    #[arg(long, default_value = "fmlab-study-sampling")]
+    out: PathBuf,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Threads (default: all cores).
+    #[arg(long, value_parser = crate::numbers::count)]
+    threads: Option<u64>,
+    /// The rest of the chain (top-k, top-p, …); its temperature is replaced by each of
+    /// --temperatures.
+    #[command(flatten)]
+    sampler: SamplerArgs,
+}
+
+#[derive(Serialize)]
+struct Row {
+    temperature: f32,
+    samples: usize,
+    /// Distinct unigrams over all unigrams of the samples.
+    distinct_1: f64,
+    distinct_2: f64,
+    /// Share of the samples that gave the most common answer.
+    agreement: f64,
+    /// Distinct answers among the samples.
+    distinct_answers: usize,
+    /// Mean over samples of the mean raw log-probability per token.
+    mean_logprob: f64,
+    mean_tokens: f64,
+    /// The most common answer.
+    answer: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Report {
+    model: String,
+    prompt_tokens: usize,
+    sampler: String,
+    rows: Vec<Row>,
+    plot: String,
+}
+
+pub fn run(cmd: StudyCommand) -> Result<()> {
+    match cmd {
+        StudyCommand::Sampling(args) => {
+            crate::model::with_threads(args.threads, || sampling_study(*args))
+        }
+    }
+}
+
+fn sampling_study(args: SamplingStudyArgs) -> Result<()> {
+    if args.temperatures.len() < 2 {
+        bail!("--temperatures: give at least two, e.g. 0,0.5,1,1.5");
+    }
+    if let Some(t) = args
+        .temperatures
+        .iter()
+        .find(|t| !t.is_finite() || **t < 0.0)
+    {
+        bail!("--temperatures: {t} is not a temperature ≥ 0");
+    }
+    let answer_regex = args
+        .answer_regex
+        .as_deref()
+        .map(regex::Regex::new)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--answer-regex: {e}"))?;
+    let loaded = load(&args.model)?;
+    let ids = prompt_for(&loaded, &args.prompt)?;
+    let tok = &loaded.tokenizer;
+    let detok = TokenText(tok);
+    let context = (loaded.model.spec.context_length as usize).min(4096);
+    let base = args
+        .sampler
+        .config(Some(tok), Some(loaded.model.spec.vocab_size as usize))?;
+    let n = args.n as usize;
+    let mut rows = Vec::new();
+    for &t in &args.temperatures {
+        let config = fmlab_sample::SamplerConfig {
+            temperature: t,
+            ..base.clone()
+        };
+        eprintln!("temperature {t}: {n} samples …");
+        let mut session = Session::new(&loaded.model, context);
+        let gens = generate_n(
+            &mut session,
+            &ids,
+            &config,
+            Some(0),
+            n,
+            |_| GenerateOptions {
+                stop: StopConditions {
+                    max_new_tokens: args.max_tokens as usize,
+                    stop_tokens: tok.stop_tokens(),
+                    ..StopConditions::default()
+                },
+                detokenizer: Some(&detok),
+                constraint: None,
+            },
+            &mut |_, _, _| true,
+        )?;
+        let seqs: Vec<&[u32]> = gens.iter().map(|g| g.tokens.as_slice()).collect();
+        let answers: Vec<Option<String>> = gens
+            .iter()
+            .map(|g| answer_of(&String::from_utf8_lossy(&g.bytes), answer_regex.as_ref()))
+            .collect();
+        let v = vote(answers);
+        let lps: Vec<f64> = gens.iter().filter_map(|g| g.mean_logprob()).collect();
+        rows.push(Row {
+            temperature: t,
+            samples: n,
+            distinct_1: distinct_n(&seqs, 1),
+            distinct_2: distinct_n(&seqs, 2),
+            agreement: v.agreement(),
+            distinct_answers: v.shares.len(),
+            mean_logprob: lps.iter().sum::<f64>() / lps.len().max(1) as f64,
+            mean_tokens: gens.iter().map(|g| g.tokens.len()).sum::<usize>() as f64 / n as f64,
+            answer: v.winner.clone(),
+        });
+    }
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| anyhow::anyhow!("--out {}: {e}", args.out.display()))?;
+    let plot_path = args.out.join("sampling.png");
+    let series = |f: fn(&Row) -> f64| -> Vec<(f64, f64)> {
+        rows.iter().map(|r| (r.temperature as f64, f(r))).collect()
+    };
+    crate::plot::PanelPlot {
+        title: "Sampling: diversity, consistency and confidence against temperature",
+        x_label: "temperature",
+        panels: vec![
+            (
+                "share",
+                vec![
+                    ("distinct-1", series(|r| r.distinct_1)),
+                    ("distinct-2", series(|r| r.distinct_2)),
+                    ("agreement (modal answer)", series(|r| r.agreement)),
+                ],
+            ),
+            (
+                "mean log-probability per token",
+                vec![("mean logprob (model)", series(|r| r.mean_logprob))],
+            ),
+        ],
+    }
+    .write_png(&plot_path)?;
+    let report = Report {
+        model: loaded.path.display().to_string(),
+        prompt_tokens: ids.len(),
+        sampler: format!("{} (temperature varied)", base.describe()),
+        rows,
+        plot: plot_path.display().to_string(),
+    };
+    fmlab_formats::write_atomically(
+        &args.out.join("report.json"),
+        serde_json::to_string_pretty(&report)?.as_bytes(),
+    )?;
+    if args.json {
+        return crate::out(&format!("{}\n", serde_json::to_string_pretty(&report)?));
+    }
+    let mut text = format!(
+        "{} — {} samples per temperature, {}\n\n temp  distinct-1  distinct-2  agreement  answers  mean logprob  tokens  modal answer\n",
+        report.model, n, report.sampler
+    );
+    for r in &report.rows {
+        let answer: String = r
+            .answer
+            .as_deref()
+            .unwrap_or("(none)")
+            .chars()
+            .take(40)
+            .map(|c| if c == '\n' { '⏎' } else { c })
+            .collect();
+        text.push_str(&format!(
+            "{:>5.2}  {:>10.3}  {:>10.3}  {:>9.2}  {:>7}  {:>12.3}  {:>6.1}  {}\n",
+            r.temperature,
+            r.distinct_1,
+            r.distinct_2,
+            r.agreement,
+            r.distinct_answers,
+            r.mean_logprob,
+            r.mean_tokens,
+            answer
+        ));
+    }
+    text.push_str(&format!(
+        "\nplot: {}\nreport: {}\n",
+        report.plot,
+        args.out.join("report.json").display()
+    ));
+    crate::out(&text)
+}

@@ -63,6 +63,66 @@ impl Candidates {
         })
     }
 
+    /// The `k` highest finite logits of `logits`, sorted, skipping the ids `skip` names,
+    /// without building the whole set: one pass with a running threshold. `None` when a
+    /// logit is +∞ (the caller takes the general path, which handles it).
+    pub fn best_of_slice(logits: &[f32], k: usize, skip: impl Fn(u32) -> bool) -> Option<Self> {
+        let k = k.max(1);
+        let mut buf: Vec<Candidate> = Vec::with_capacity(2 * k);
+        let mut threshold = f32::NEG_INFINITY;
+        for (i, &l) in logits.iter().enumerate() {
+            // NaN fails both comparisons; −∞ never beats the initial threshold once k
+            // finite values are in, and is filtered below otherwise.
+            if l >= threshold || buf.len() < k {
+                if l == f32::INFINITY {
+                    return None;
+                }
+                if l.is_nan() || l == f32::NEG_INFINITY || skip(i as u32) {
+                    continue;
+                }
+                buf.push(Candidate {
+                    id: i as u32,
+                    logit: l,
+                    p: 0.0,
+                });
+                if buf.len() == 2 * k {
+                    buf.select_nth_unstable_by(k - 1, by_logit_desc);
+                    buf.truncate(k);
+                    threshold = buf.iter().map(|c| c.logit).fold(f32::INFINITY, f32::min);
+                }
+            }
+        }
+        buf.sort_unstable_by(by_logit_desc);
+        buf.truncate(k);
+        Some(Self {
+            items: buf,
+            sorted: true,
+            normalized: false,
+            dense: false,
+        })
+    }
+
+    /// The candidates for the given ids (finite logits only), in the order given.
+    pub fn of_ids(logits: &[f32], ids: &[u32]) -> Self {
+        let items = ids
+            .iter()
+            .filter_map(|&id| {
+                let l = *logits.get(id as usize)?;
+                (l.is_finite()).then_some(Candidate {
+                    id,
+                    logit: l,
+                    p: 0.0,
+                })
+            })
+            .collect();
+        Self {
+            items,
+            sorted: false,
+            normalized: false,
+            dense: false,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.items.len()
     }

@@ -31,7 +31,9 @@ pub use generate::{
 };
 pub use processors::{Dry, Penalties};
 pub use rng::Rng;
-pub use sampler::{log_sum_exp, Sampled, Sampler, TokenLogprob, TokenMask};
+pub use sampler::{
+    exp_nonpositive as sampler_exp, log_sum_exp, Sampled, Sampler, TokenLogprob, TokenMask,
+};
 pub use ttc::{
     best_of_n, distinct_n, self_consistency, vote, AnswerExtractor, BestOfN, MeanLogprob, Scorer,
     Vote, VoteShare,

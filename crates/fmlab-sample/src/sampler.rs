@@ -43,6 +43,9 @@ pub struct Sampled {
 /// A configured chain with its own random stream (one per sequence).
 #[derive(Debug, Clone)]
 pub struct Sampler {
+    /// Take [`Sampler::fast_start`] where it applies (off only to test it against the
+    /// general path).
+    shortcut: bool,
     config: SamplerConfig,
     stages: Vec<Stage>,
     rng: Rng,
@@ -64,6 +67,7 @@ impl Sampler {
         let mirostat = (config.mirostat > 0 && config.temperature > 0.0)
             .then(|| Mirostat::new(config.mirostat, config.mirostat_tau, config.mirostat_eta));
         Ok(Self {
+            shortcut: true,
             rng: Rng::for_sequence(config.seed, index),
             config,
             stages,
@@ -75,12 +79,20 @@ impl Sampler {
     pub fn greedy() -> Self {
         let config = SamplerConfig::greedy();
         Self {
+            shortcut: true,
             stages: config.active_stages(),
             rng: Rng::new(0),
             config,
             mirostat: None,
             logprobs: None,
         }
+    }
+
+    /// Always build the whole candidate set (for tests of the shortcut).
+    #[doc(hidden)]
+    pub fn without_shortcut(mut self) -> Self {
+        self.shortcut = false;
+        self
     }
 
     /// Report log-probabilities, with the `top` best alternatives of each step.
@@ -110,15 +122,21 @@ impl Sampler {
         history: &[u32],
         mask: Option<&dyn TokenMask>,
     ) -> Result<Sampled> {
-        let mut c = Candidates::from_logits(logits)?;
-        if let Some(mask) = mask {
-            c.items.retain(|x| mask.allows(x.id));
-            c.dense = false;
-            if c.is_empty() {
-                return Err(crate::Error::NoCandidates);
+        let mut c = match self.fast_start(logits, history, mask.is_some()) {
+            Some(c) => c?,
+            None => {
+                let mut c = Candidates::from_logits(logits)?;
+                if let Some(mask) = mask {
+                    c.items.retain(|x| mask.allows(x.id));
+                    c.dense = false;
+                    if c.is_empty() {
+                        return Err(crate::Error::NoCandidates);
+                    }
+                }
+                self.process(&mut c, history, 0)?;
+                c
             }
-        }
-        self.process(&mut c, history)?;
+        };
         let cfg = &self.config;
         let index = if cfg.temperature == 0.0 {
             c.argmax()
@@ -146,8 +164,14 @@ impl Sampler {
             let lse = log_sum_exp(logits);
             out.logprob = Some(finite_or_min(logits[token as usize] - lse));
             if k > 0 {
-                let mut raw = Candidates::from_logits(logits)?;
-                raw.keep_best(k);
+                let raw = match Candidates::best_of_slice(logits, k, |_| false) {
+                    Some(c) => c,
+                    None => {
+                        let mut c = Candidates::from_logits(logits)?;
+                        c.keep_best(k);
+                        c
+                    }
+                };
                 out.top = raw
                     .items
                     .iter()
@@ -179,11 +203,75 @@ impl Sampler {
         Ok(out)
     }
 
-    /// Runs the chain's stages over `c`.
-    fn process(&mut self, c: &mut Candidates, history: &[u32]) -> Result<()> {
+    /// The common case without touching the whole vocabulary: when the chain starts with
+    /// logit processors that change only a few tokens (bias, penalties, DRY: those in the
+    /// bias list or the history) followed by top-k — or is greedy — the processors run on
+    /// those few tokens and the best k of the rest come from one pass over the logits.
+    /// The result is the set the general path would reach; `None` when the shortcut does
+    /// not apply.
+    fn fast_start(
+        &mut self,
+        logits: &[f32],
+        history: &[u32],
+        masked: bool,
+    ) -> Option<Result<Candidates>> {
+        if masked || !self.shortcut {
+            return None;
+        }
+        let sparse = |s: &Stage| matches!(s, Stage::LogitBias | Stage::Penalties | Stage::Dry);
+        let prefix = self.stages.iter().take_while(|s| sparse(s)).count();
+        let cfg = &self.config;
+        let k = match self.stages.get(prefix) {
+            Some(Stage::TopK) => cfg.top_k.max(cfg.min_keep.max(1)),
+            None if cfg.temperature == 0.0 => 1,
+            _ => return None,
+        };
+        let mut touched: Vec<u32> = Vec::new();
+        if prefix > 0 {
+            touched.extend(cfg.logit_bias.iter().map(|&(id, _)| id));
+            touched.extend_from_slice(history);
+            touched.sort_unstable();
+            touched.dedup();
+        }
+        let skip = |id: u32| touched.binary_search(&id).is_ok();
+        let mut c = Candidates::best_of_slice(logits, k, skip)?;
+        let mut few = Candidates::of_ids(logits, &touched);
+        if let Err(e) = self.process_stages(&mut few, history, 0, prefix, false) {
+            return Some(Err(e));
+        }
+        c.items.extend(few.items);
+        c.sorted = false;
+        if c.is_empty() {
+            return Some(Err(crate::Error::NoCandidates));
+        }
+        c.keep_best(k);
+        let rest = (prefix + 1).min(self.stages.len());
+        let end = self.stages.len();
+        Some(
+            self.process_stages(&mut c, history, rest, end, true)
+                .map(|()| c),
+        )
+    }
+
+    /// Runs the chain's stages from `from` on over `c`.
+    fn process(&mut self, c: &mut Candidates, history: &[u32], from: usize) -> Result<()> {
+        let end = self.stages.len();
+        self.process_stages(c, history, from, end, true)
+    }
+
+    /// Runs stages `from..to` of the chain over `c`; with `whole`, `c` is the whole set
+    /// in play and must not become empty.
+    fn process_stages(
+        &mut self,
+        c: &mut Candidates,
+        history: &[u32],
+        from: usize,
+        to: usize,
+        whole: bool,
+    ) -> Result<()> {
         let cfg = &self.config;
         let min_keep = cfg.min_keep.max(1);
-        for &stage in &self.stages {
+        for &stage in &self.stages[from..to] {
             match stage {
                 Stage::LogitBias => processors::logit_bias(c, &cfg.logit_bias),
                 Stage::Penalties => processors::penalties(c, history, &cfg.penalties),
@@ -209,7 +297,7 @@ impl Sampler {
                     cfg.dynatemp_exponent,
                 ),
             }
-            if c.is_empty() {
+            if whole && c.is_empty() {
                 return Err(crate::Error::NoCandidates);
             }
         }
@@ -224,7 +312,7 @@ impl Sampler {
         let mut probe = self.clone();
         probe.logprobs = None;
         let mut c = Candidates::from_logits(logits)?;
-        probe.process(&mut c, history)?;
+        probe.process(&mut c, history, 0)?;
         let cfg = probe.config.clone();
         let mut probs = vec![0f32; logits.len()];
         if cfg.temperature == 0.0 {
@@ -245,22 +333,67 @@ impl Sampler {
     }
 }
 
-/// `ln Σ e^x` over the finite logits.
+/// `ln Σ e^x` over the non-NaN logits: one pass for the maximum and one for the sum, each
+/// in eight independent lanes (added up in f64 at the end) so that they vectorise, with
+/// [`exp_nonpositive`]. The whole vocabulary is summed at every step that reports logprobs.
 pub fn log_sum_exp(logits: &[f32]) -> f32 {
-    let max = logits
+    let mut chunks = logits.chunks_exact(8);
+    let mut m = [f32::NEG_INFINITY; 8];
+    for chunk in &mut chunks {
+        for (lane, &l) in m.iter_mut().zip(chunk) {
+            // NaN compares false and leaves the lane as it was.
+            *lane = if l > *lane { l } else { *lane };
+        }
+    }
+    let max = chunks
+        .remainder()
         .iter()
-        .copied()
-        .filter(|l| !l.is_nan())
-        .fold(f32::NEG_INFINITY, f32::max);
+        .chain(m.iter())
+        .fold(f32::NEG_INFINITY, |a, &l| if l > a { l } else { a });
     if !max.is_finite() {
         return max;
     }
-    let sum: f64 = logits
+    let mut lanes = [0f32; 8];
+    let mut chunks = logits.chunks_exact(8);
+    for chunk in &mut chunks {
+        for (lane, &l) in lanes.iter_mut().zip(chunk) {
+            *lane += exp_nonpositive(l - max);
+        }
+    }
+    let mut total: f64 = lanes.iter().map(|&v| v as f64).sum();
+    total += chunks
+        .remainder()
         .iter()
-        .filter(|l| !l.is_nan())
-        .map(|&l| ((l - max) as f64).exp())
-        .sum();
-    max + sum.ln() as f32
+        .map(|&l| exp_nonpositive(l - max) as f64)
+        .sum::<f64>();
+    max + total.ln() as f32
+}
+
+/// `e^x` for x ≤ 0 (relative error below 2e-7); 0 below about −87.3 and for NaN.
+/// x = k·ln 2 + r with |r| ≤ ln 2 / 2: a degree-7 Taylor polynomial for e^r, and 2^k
+/// written into the exponent bits. No branches and no float-to-int casts (k is read from
+/// the bits of the rounding sum), so loops over it vectorise.
+#[inline(always)]
+pub fn exp_nonpositive(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    const ROUND: f32 = 12_582_912.0; // 1.5 · 2²³
+                                     // max/min return the non-NaN operand: NaN becomes −88, whose 2^k is 0 (clamp would
+    // keep the NaN).
+    #[allow(clippy::manual_clamp)]
+    let xc = x.max(-88.0).min(0.0);
+    let shifted = xc * LOG2E + ROUND;
+    let k = shifted - ROUND;
+    let ki = shifted.to_bits() as i32 - ROUND.to_bits() as i32;
+    let r = xc - k * LN2_HI - k * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0
+                    + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r / 5040.0))))));
+    // k = −127 (x below about −87.3) gives the bit pattern of +0.
+    p * f32::from_bits(((ki + 127) << 23) as u32)
 }
 
 fn finite_or_min(x: f32) -> f32 {

@@ -611,3 +611,75 @@ fn best_of_n_ranks_by_mean_logprob_or_a_scorer() {
     let zeros = |g: &fmlab_sample::Generation| g.tokens.iter().filter(|&&t| t == 0).count();
     assert!(gs.iter().all(|g| zeros(g) <= zeros(&gs[z.best])));
 }
+
+#[test]
+fn the_top_k_shortcut_matches_the_general_path() {
+    let mut rng = Rng::new(99);
+    for case in 0..300u64 {
+        let n = 2 + (rng.next_u64() % 300) as usize;
+        let mut logits: Vec<f32> = (0..n)
+            .map(|_| (rng.next_f32() * 8.0).round() / 2.0)
+            .collect();
+        if case % 7 == 0 {
+            logits[case as usize % n] = f32::NEG_INFINITY;
+        }
+        let history: Vec<u32> = (0..(rng.next_u64() % 40))
+            .map(|_| (rng.next_u64() % n as u64) as u32)
+            .collect();
+        let greedy = case % 3 == 0;
+        let c = config(|c| {
+            c.seed = case;
+            c.temperature = if greedy { 0.0 } else { 0.5 + rng.next_f32() };
+            c.top_k = 1 + (rng.next_u64() % 20) as usize;
+            c.top_p = 0.5 + 0.5 * rng.next_f32();
+            c.penalties = Penalties {
+                repeat: 1.0 + rng.next_f32(),
+                frequency: rng.next_f32(),
+                presence: rng.next_f32(),
+                window: 16,
+            };
+            c.dry = Dry {
+                multiplier: if case % 2 == 0 { 0.8 } else { 0.0 },
+                ..Dry::default()
+            };
+            c.logit_bias = vec![((case % n as u64) as u32, 3.0), (0, f32::NEG_INFINITY)];
+        });
+        let mut fast = Sampler::new(c.clone()).unwrap().with_logprobs(3);
+        let mut slow = Sampler::new(c).unwrap().without_shortcut().with_logprobs(3);
+        for _ in 0..3 {
+            let a = fast.sample(&logits, &history, None);
+            let b = slow.sample(&logits, &history, None);
+            match (a, b) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "case {case}"),
+                (Err(_), Err(_)) => {}
+                (a, b) => panic!("case {case}: {a:?} vs {b:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn fast_log_sum_exp_is_accurate() {
+    let mut rng = Rng::new(5);
+    for n in [1usize, 7, 8, 1000, 49_152] {
+        let logits: Vec<f32> = (0..n).map(|_| rng.next_f32() * 40.0 - 20.0).collect();
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let exact = max
+            + logits
+                .iter()
+                .map(|&l| (l as f64 - max).exp())
+                .sum::<f64>()
+                .ln();
+        let got = fmlab_sample::log_sum_exp(&logits) as f64;
+        assert!(
+            (got - exact).abs() < 1e-5 * exact.abs().max(1.0),
+            "{n}: {got} vs {exact}"
+        );
+    }
+    for x in [0.0f32, -1e-8, -0.3, -1.0, -10.0, -50.0, -86.9] {
+        let rel = (fmlab_sample::sampler_exp(x) as f64 / (x as f64).exp() - 1.0).abs();
+        assert!(rel < 5e-7, "e^{x}: relative error {rel}");
+    }
+    assert_eq!(fmlab_sample::sampler_exp(-100.0), 0.0);
+    assert_eq!(fmlab_sample::sampler_exp(f32::NAN), 0.0);
+}

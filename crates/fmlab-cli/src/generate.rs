@@ -778,3 +778,35 @@ fn chat_on_pool(args: ChatArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fmlab_sample::Constraint;
+
+    /// The constrained-decoding vocabulary from a Hugging Face tokenizer.json: a regex
+    /// grammar allows exactly the tokens whose text can continue a match.
+    #[test]
+    fn vocabulary_from_tokenizer_json() -> Result<()> {
+        // The package folder at run time: a shared build folder may hold this test
+        // compiled in another clone.
+        let dir = std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+        let path = std::path::Path::new(&dir).join("../../fixtures/tokenizer-json/tokenizer.json");
+        let tok = Tokenizer::from_tokenizer_json(&path)?;
+        let vocab = vocabulary(&tok)?;
+        let mut grammar = vocab.grammar(&GrammarSpec::Regex("[0-9]+".into()))?;
+        let mask = grammar.mask()?;
+        let mut allowed = 0;
+        for id in 0..tok.vocab_size() as u32 {
+            let text = String::from_utf8_lossy(&tok.token_bytes(id, false)?).into_owned();
+            let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+            if mask.allows(id) {
+                allowed += 1;
+                assert!(digits, "token {id} {text:?} allowed");
+            }
+        }
+        assert!(allowed > 0);
+        Ok(())
+    }
+}

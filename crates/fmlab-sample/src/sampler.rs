@@ -380,7 +380,7 @@ pub fn exp_nonpositive(x: f32) -> f32 {
     const LN2_LO: f32 = 1.428_606_8e-6;
     const ROUND: f32 = 12_582_912.0; // 1.5 · 2²³
                                      // max/min return the non-NaN operand: NaN becomes −88, whose 2^k is 0 (clamp would
-    // keep the NaN).
+                                     // keep the NaN).
     #[allow(clippy::manual_clamp)]
     let xc = x.max(-88.0).min(0.0);
     let shifted = xc * LOG2E + ROUND;

@@ -12,6 +12,7 @@ mod pull;
 mod sampling;
 mod study;
 mod tokens;
+mod world;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -35,6 +36,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Write the seeded synthetic world: knowledge base, multilingual corpus, SFT,
+    /// preference and eval sets (`fmlab world stats DIR` shows its mix).
+    World(Box<world::WorldArgs>),
     /// Anatomy of a model: architecture, exact parameters, FLOPs per token, memory, KV cache.
     ///
     /// PATH is a .gguf file, a .safetensors file, a folder with config.json (and its
@@ -64,6 +68,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::World(args) => world::run(*args),
         Command::Inspect(args) => inspect::run(args),
         Command::Plan(args) => plan::run(*args),
         Command::Generate(args) => generate::run_generate(*args),

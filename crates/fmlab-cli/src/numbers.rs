@@ -53,6 +53,34 @@ pub fn count(text: &str) -> Result<u64, String> {
     }
 }
 
+/// A clap value parser for a size in bytes: `1MB`, `500kB`, `2GB`, `1e6`, `1M` (decimal
+/// units; `MiB`/`GiB` binary).
+pub fn byte_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let lower = t.to_ascii_lowercase();
+    let (digits, scale) = [
+        ("kib", 1024f64),
+        ("mib", 1024f64 * 1024.0),
+        ("gib", 1024f64 * 1024.0 * 1024.0),
+        ("kb", 1e3),
+        ("mb", 1e6),
+        ("gb", 1e9),
+        ("b", 1.0),
+    ]
+    .iter()
+    .find(|(suffix, _)| lower.ends_with(suffix))
+    .map(|&(suffix, scale)| (&t[..t.len() - suffix.len()], scale))
+    .unwrap_or((t, 1.0));
+    let v = parse_number(digits)
+        .map_err(|_| format!("{text:?} is not a size (examples: 1MB, 500kB, 2GB, 1e6)"))?
+        * scale;
+    if (1.0..=1e13).contains(&v) {
+        Ok(v as u64)
+    } else {
+        Err(format!("{text}: must be between 1 byte and 10 TB"))
+    }
+}
+
 /// `134.5M`, `6.74B`, `1.40T`: three significant digits with a suffix.
 pub fn si(value: f64) -> String {
     let abs = value.abs();

@@ -1,0 +1,170 @@
+//! `fmlab world`: writes the seeded synthetic world; `fmlab world stats`: its mix.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::{Args, Subcommand};
+use fmlab_data::world::docs::Domain;
+use fmlab_data::world::lang::Lang;
+use fmlab_data::WorldConfig;
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct WorldArgs {
+    #[command(subcommand)]
+    command: Option<WorldCommand>,
+    /// Seed: the same seed and options give the same bytes.
+    #[arg(long, default_value = "0")]
+    seed: u64,
+    /// Corpus size: 1MB for a smoke test, hundreds of MB for real runs.
+    #[arg(long, default_value = "10MB", value_parser = crate::numbers::byte_size)]
+    size: u64,
+    /// Output folder.
+    #[arg(long, default_value = "world")]
+    out: PathBuf,
+    /// Languages and their shares, e.g. en=0.85,fr=0.135,sw=0.015.
+    #[arg(long, default_value = "en=0.85,fr=0.135,sw=0.015")]
+    languages: String,
+    /// Domains and their shares (biography, story, dialogue, encyclopedia, arithmetic,
+    /// code, table), e.g. biography=0.5,story=0.5; default: all of them.
+    #[arg(long)]
+    domains: Option<String>,
+    /// Share of people held out of all training data.
+    #[arg(long, default_value = "0.1")]
+    held_out: f64,
+    /// Probability that a lowercase word has two letters swapped.
+    #[arg(long, default_value = "0.01")]
+    typo_rate: f64,
+    /// Probability that a whole document is lowercased.
+    #[arg(long, default_value = "0.03")]
+    lowercase_rate: f64,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum WorldCommand {
+    /// The mix of a written world by domain and language, and how often people are mentioned.
+    Stats {
+        /// A folder written by `fmlab world`.
+        dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn shares<T>(text: &str, parse: impl Fn(&str) -> Option<T>, what: &str) -> Result<Vec<(T, f64)>> {
+    let mut out = Vec::new();
+    for part in text.split(',').filter(|p| !p.trim().is_empty()) {
+        let Some((name, share)) = part.split_once('=') else {
+            bail!("--{what}: {part:?} is not NAME=SHARE");
+        };
+        let Some(item) = parse(name.trim()) else {
+            bail!("--{what}: unknown {} {name:?}", what.trim_end_matches('s'));
+        };
+        let share: f64 = share
+            .trim()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--{what}: {share:?} is not a number"))?;
+        out.push((item, share));
+    }
+    Ok(out)
+}
+
+pub fn run(args: WorldArgs) -> Result<()> {
+    if let Some(WorldCommand::Stats { dir, json }) = args.command {
+        return stats(&dir, json);
+    }
+    let mut config = WorldConfig {
+        seed: args.seed,
+        size: args.size,
+        held_out: args.held_out,
+        typo_rate: args.typo_rate,
+        lowercase_rate: args.lowercase_rate,
+        languages: shares(&args.languages, Lang::parse, "languages")?,
+        ..WorldConfig::default()
+    };
+    if let Some(d) = &args.domains {
+        config.domains = shares(d, Domain::parse, "domains")?;
+    }
+    let tty = std::io::stderr().is_terminal();
+    let started = std::time::Instant::now();
+    let summary = fmlab_data::write_world(&config, &args.out, |bytes| {
+        if tty {
+            eprint!(
+                "\rcorpus {:.1} of {:.1} MB",
+                bytes as f64 / 1e6,
+                config.size as f64 / 1e6
+            );
+        }
+    })?;
+    if tty {
+        eprintln!();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    if args.json {
+        return crate::out(&format!("{}\n", serde_json::to_string_pretty(&summary)?));
+    }
+    crate::out(&format!(
+        "world (seed {}) in {}: {} documents, {:.1} MB of text ({:.1} MB/s); {} people, {} facts; {} conversations, {} preference pairs, {} eval items\n",
+        config.seed,
+        args.out.display(),
+        summary.documents,
+        summary.corpus_bytes as f64 / 1e6,
+        summary.corpus_bytes as f64 / 1e6 / secs.max(1e-9),
+        summary.people,
+        summary.facts,
+        summary.conversations,
+        summary.preferences,
+        summary.eval_items
+    ))
+}
+
+fn stats(dir: &std::path::Path, json: bool) -> Result<()> {
+    let s = fmlab_data::stats::world_stats(dir)?;
+    if json {
+        return crate::out(&format!("{}\n", serde_json::to_string_pretty(&s)?));
+    }
+    let mut t = format!(
+        "{}: {} documents, {:.2} MB of text\n\n",
+        dir.display(),
+        s.documents,
+        s.bytes as f64 / 1e6
+    );
+    let table =
+        |t: &mut String, title: &str, rows: &std::collections::BTreeMap<String, (u64, u64)>| {
+            t.push_str(&format!(
+                "{title:<14} {:>10} {:>8} {:>12} {:>8}\n",
+                "documents", "share", "bytes", "share"
+            ));
+            for (name, (docs, bytes)) in rows {
+                t.push_str(&format!(
+                    "{name:<14} {docs:>10} {:>7.1}% {bytes:>12} {:>7.1}%\n",
+                    100.0 * *docs as f64 / s.documents as f64,
+                    100.0 * *bytes as f64 / s.bytes as f64
+                ));
+            }
+            t.push('\n');
+        };
+    table(&mut t, "domain", &s.by_domain);
+    table(&mut t, "language", &s.by_lang);
+    t.push_str("people by mentions in the corpus\n");
+    let max = s
+        .mention_histogram
+        .iter()
+        .map(|x| x.1)
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    for (bucket, n) in &s.mention_histogram {
+        let bar = "█".repeat((40 * n / max) as usize);
+        t.push_str(&format!("{bucket:>6} {n:>8}  {bar}\n"));
+    }
+    t.push_str("\nfacts by split\n");
+    for (split, n) in &s.facts_by_split {
+        t.push_str(&format!("{split:>10} {n:>8}\n"));
+    }
+    crate::out(&t)
+}

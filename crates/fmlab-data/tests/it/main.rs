@@ -1,0 +1,286 @@
+//! The synthetic world: determinism, the mix it promises, and a judge that agrees with the
+//! ground truth on every eval item.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use fmlab_data::world::lang::Lang;
+use fmlab_data::{judge, write_world, EvalItem, Format, Verdict, WorldConfig};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fmlab-data-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn hash_dir(dir: &Path) -> String {
+    let mut h = Sha256::new();
+    for f in [
+        "corpus.jsonl",
+        "kb.jsonl",
+        "sft.jsonl",
+        "preferences.jsonl",
+        "eval.jsonl",
+        "manifest.json",
+    ] {
+        h.update(f.as_bytes());
+        h.update(std::fs::read(dir.join(f)).unwrap());
+    }
+    format!("{:x}", h.finalize())
+}
+
+fn lines(dir: &Path, file: &str) -> Vec<Value> {
+    std::fs::read_to_string(dir.join(file))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn world(name: &str, config: &WorldConfig) -> PathBuf {
+    let dir = scratch(name);
+    write_world(config, &dir, |_| {}).unwrap();
+    dir
+}
+
+#[test]
+fn same_seed_same_bytes() {
+    let config = WorldConfig {
+        seed: 7,
+        size: 300_000,
+        ..WorldConfig::default()
+    };
+    let a = world("det-a", &config);
+    let b = world("det-b", &config);
+    assert_eq!(hash_dir(&a), hash_dir(&b));
+    let c = world(
+        "det-c",
+        &WorldConfig {
+            seed: 8,
+            ..config.clone()
+        },
+    );
+    assert_ne!(hash_dir(&a), hash_dir(&c));
+    // No temporary files left behind.
+    for entry in std::fs::read_dir(&a).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(!name.contains("tmp"), "{name}");
+    }
+}
+
+#[test]
+fn the_world_has_its_promised_mix() {
+    let dir = world(
+        "mix",
+        &WorldConfig {
+            seed: 3,
+            size: 2_000_000,
+            ..WorldConfig::default()
+        },
+    );
+    let corpus = lines(&dir, "corpus.jsonl");
+    let bytes: usize = corpus
+        .iter()
+        .map(|d| d["text"].as_str().unwrap().len())
+        .sum();
+    assert!((2_000_000..2_010_000).contains(&bytes), "{bytes}");
+    let mut by_lang: BTreeMap<String, usize> = BTreeMap::new();
+    let mut by_domain: BTreeMap<String, usize> = BTreeMap::new();
+    for d in &corpus {
+        *by_lang
+            .entry(d["lang"].as_str().unwrap().into())
+            .or_default() += 1;
+        *by_domain
+            .entry(d["domain"].as_str().unwrap().into())
+            .or_default() += 1;
+    }
+    let n = corpus.len() as f64;
+    let share = |l: &str| by_lang.get(l).copied().unwrap_or(0) as f64 / n;
+    assert!((share("en") - 0.85).abs() < 0.02, "{by_lang:?}");
+    assert!((share("fr") - 0.135).abs() < 0.02, "{by_lang:?}");
+    assert!(share("sw") > 0.007 && share("sw") < 0.025, "{by_lang:?}");
+    assert_eq!(by_domain.len(), 7, "{by_domain:?}");
+    // Facts seen often, rarely, and never.
+    let kb = lines(&dir, "kb.jsonl");
+    let splits: HashSet<&str> = kb.iter().map(|f| f["split"].as_str().unwrap()).collect();
+    assert_eq!(
+        splits,
+        HashSet::from(["frequent", "rare", "unseen", "unknown"])
+    );
+    // The eval's never-seen people appear nowhere in the corpus, SFT or preferences.
+    let unseen: HashSet<String> = kb
+        .iter()
+        .filter(|f| f["split"] == "unseen")
+        .map(|f| f["subject"].as_str().unwrap().to_string())
+        .collect();
+    let mentioned = |text: &str| {
+        unseen
+            .iter()
+            .find(|name| text.contains(name.as_str()))
+            .cloned()
+    };
+    for d in &corpus {
+        assert_eq!(mentioned(d["text"].as_str().unwrap()), None);
+    }
+    for c in lines(&dir, "sft.jsonl") {
+        for m in c["messages"].as_array().unwrap() {
+            assert_eq!(mentioned(m["content"].as_str().unwrap()), None, "{c}");
+        }
+    }
+    for p in lines(&dir, "preferences.jsonl") {
+        assert_eq!(mentioned(&p.to_string()), None, "{p}");
+    }
+    // Facts read the same in every language: the answer values per language exist.
+    assert!(kb
+        .iter()
+        .all(|f| f["values"].as_object().unwrap().len() == 3));
+    // SFT kinds, preference kinds.
+    let kinds: HashSet<String> = lines(&dir, "sft.jsonl")
+        .iter()
+        .map(|c| c["kind"].as_str().unwrap().to_string())
+        .collect();
+    for k in [
+        "fact",
+        "unknown",
+        "arithmetic",
+        "format_one_word",
+        "format_json",
+    ] {
+        assert!(kinds.contains(k), "{k} missing from {kinds:?}");
+    }
+    let rejected: HashSet<String> = lines(&dir, "preferences.jsonl")
+        .iter()
+        .map(|p| p["rejected_kind"].as_str().unwrap().to_string())
+        .collect();
+    for k in ["wrong", "hallucinated", "format", "verbose"] {
+        assert!(rejected.contains(k), "{k} missing from {rejected:?}");
+    }
+}
+
+#[test]
+fn the_judge_agrees_with_the_ground_truth() {
+    let dir = world(
+        "judge",
+        &WorldConfig {
+            seed: 11,
+            size: 1_500_000,
+            ..WorldConfig::default()
+        },
+    );
+    let items: Vec<EvalItem> = std::fs::read_to_string(dir.join("eval.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(items.len() >= 2000, "{}", items.len());
+    let mut splits: HashMap<(String, Lang), usize> = HashMap::new();
+    // Wrong answers: another item's answer for the same relation and language.
+    let mut pool: HashMap<(Option<String>, Lang), Vec<String>> = HashMap::new();
+    for it in &items {
+        *splits.entry((it.split.clone(), it.lang)).or_default() += 1;
+        if !it.refusal && !it.answer.is_empty() {
+            pool.entry((it.relation.map(|r| r.name().to_string()), it.lang))
+                .or_default()
+                .push(it.answer.clone());
+        }
+    }
+    for split in ["frequent", "rare", "unseen", "arithmetic"] {
+        for lang in Lang::ALL {
+            assert!(
+                splits.contains_key(&(split.to_string(), lang)),
+                "{split} {lang:?}"
+            );
+        }
+    }
+    for it in &items {
+        let right = render(it, None);
+        assert_eq!(judge(it, &right), Verdict::Correct, "{it:?}\n{right}");
+        if it.format == Format::List3 {
+            continue;
+        }
+        let key = (it.relation.map(|r| r.name().to_string()), it.lang);
+        let wrong_value = pool[&key]
+            .iter()
+            .find(|v| !it.answers.contains(v) && !it.answers.iter().any(|a| v.contains(a.as_str())))
+            .cloned()
+            .unwrap_or_else(|| "Zzyzx".into());
+        let wrong = render(it, Some(&wrong_value));
+        let verdict = judge(it, &wrong);
+        if it.refusal {
+            assert_eq!(verdict, Verdict::Hallucinated, "{it:?}\n{wrong}");
+        } else {
+            assert_eq!(verdict, Verdict::Wrong, "{it:?}\n{wrong}");
+            assert_eq!(judge(it, it.lang.refusal()), Verdict::Refused, "{it:?}");
+        }
+    }
+}
+
+/// An answer in the item's format: the right one, or `value` instead.
+fn render(it: &EvalItem, value: Option<&str>) -> String {
+    if value.is_none() && it.refusal {
+        return it.answer.clone();
+    }
+    let v = value.unwrap_or(&it.answer);
+    match it.format {
+        Format::Free => format!("The answer is {v}."),
+        Format::OneWord => v.to_string(),
+        Format::Json => serde_json::json!({"name": it.subject, "answer": v}).to_string(),
+        Format::List3 => it.known[..3]
+            .iter()
+            .map(|k| format!("- {k}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    }
+}
+
+#[test]
+fn bad_configurations_are_errors() {
+    let dir = scratch("bad");
+    for config in [
+        WorldConfig {
+            size: 10,
+            ..WorldConfig::default()
+        },
+        WorldConfig {
+            languages: vec![(Lang::Fr, 1.0)],
+            ..WorldConfig::default()
+        },
+        WorldConfig {
+            domains: vec![],
+            ..WorldConfig::default()
+        },
+        WorldConfig {
+            held_out: 2.0,
+            ..WorldConfig::default()
+        },
+    ] {
+        let e = write_world(&config, &dir, |_| {}).unwrap_err().to_string();
+        assert!(e.starts_with("world:"), "{e}");
+    }
+}
+
+#[test]
+fn stats_of_a_world() {
+    let dir = world(
+        "stats",
+        &WorldConfig {
+            seed: 5,
+            size: 500_000,
+            ..WorldConfig::default()
+        },
+    );
+    let s = fmlab_data::stats::world_stats(&dir).unwrap();
+    assert!(s.bytes >= 500_000);
+    assert_eq!(s.by_lang.values().map(|x| x.0).sum::<u64>(), s.documents);
+    let people: u64 = s.mention_histogram.iter().map(|x| x.1).sum();
+    assert!(people > 0);
+    assert!(
+        s.mention_histogram[0].1 > 0,
+        "some people are never mentioned"
+    );
+    assert!(fmlab_data::stats::world_stats(&scratch("missing")).is_err());
+}

@@ -569,3 +569,65 @@ fn tokenize_a_tokenizer_json() {
     assert_eq!(v["ids"][0], 1);
     assert_eq!(v["pieces"][0], "<|im_start|>");
 }
+
+#[test]
+fn world_writes_a_seeded_world_and_its_stats() {
+    let dir = scratch("world");
+    let run = |out: &Path, seed: &str| {
+        json(&[
+            "world",
+            "--seed",
+            seed,
+            "--size",
+            "200kB",
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ])
+    };
+    let a = run(&dir.join("a"), "4");
+    let b = run(&dir.join("b"), "4");
+    assert_eq!(a["corpus_bytes"], b["corpus_bytes"]);
+    for f in [
+        "corpus.jsonl",
+        "kb.jsonl",
+        "sft.jsonl",
+        "preferences.jsonl",
+        "eval.jsonl",
+    ] {
+        assert_eq!(
+            std::fs::read(dir.join("a").join(f)).unwrap(),
+            std::fs::read(dir.join("b").join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    assert!(a["documents"].as_u64().unwrap() > 100);
+    let s = json(&["world", "stats", dir.join("a").to_str().unwrap(), "--json"]);
+    assert_eq!(s["documents"], a["documents"]);
+    assert_eq!(s["by_lang"].as_object().unwrap().len(), 3);
+    let out = fmlab(&["world", "stats", dir.join("a").to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("people by mentions") && text.contains("biography"),
+        "{text}"
+    );
+    fails(
+        &[
+            "world",
+            "--size",
+            "1kB",
+            "--out",
+            dir.join("c").to_str().unwrap(),
+        ],
+        "size",
+    );
+    fails(&["world", "--size", "lots"], "--size");
+    fails(
+        &["world", "--languages", "en=0.5,xx=0.5"],
+        "unknown language",
+    );
+    fails(
+        &["world", "stats", dir.join("missing").to_str().unwrap()],
+        "corpus.jsonl",
+    );
+}

@@ -47,13 +47,17 @@ impl Domain {
     }
 }
 
-/// The words of one person's facts in one language, ready for templates.
-pub struct Slots {
-    values: Vec<(&'static str, String)>,
+/// The words of one person's facts in one language, ready for templates: borrowed from
+/// the knowledge base and the lexicon (no allocation but the year).
+pub struct Slots<'a> {
+    year: String,
+    values: [(&'static str, &'a str); 17],
+    /// An override (`with`): a slot replaced by another value.
+    extra: Option<(&'static str, String)>,
 }
 
-impl Slots {
-    pub fn person(kb: &Kb, p: &Person, lang: Lang) -> Self {
+impl<'a> Slots<'a> {
+    pub fn person(kb: &'a Kb, p: &'a Person, lang: Lang) -> Self {
         let lex = lang.lex();
         let sib = &kb.people[p.sibling as usize];
         let f = p.gender == Gender::F;
@@ -64,46 +68,53 @@ impl Slots {
             (Lang::Fr, false) => ("il", "Il"),
             (Lang::Sw, _) => ("yeye", "Yeye"),
         };
-        let values = vec![
-            ("name", p.name.clone()),
-            ("year", p.birth_year.to_string()),
-            ("town", kb.places[p.home_town as usize].name.clone()),
-            ("prof", kb.answer(p, Relation::Profession, lang)),
-            ("aprof", lex.a_prof[p.profession as usize].to_string()),
-            ("org", kb.orgs[p.employer as usize].name.clone()),
-            ("colour", lex.colours[p.colour as usize].to_string()),
-            ("colournp", lex.colour_np[p.colour as usize].to_string()),
-            ("pet", lex.pets[p.pet as usize].to_string()),
-            ("petname", p.pet_name.clone()),
-            ("sib", sib.name.clone()),
-            ("ne", if f { "née" } else { "né" }.to_string()),
-            (
-                "employe",
-                if f { "employée" } else { "employé" }.to_string(),
-            ),
-            (
-                "sibrel",
-                if sib.gender == Gender::F {
-                    "la sœur"
-                } else {
-                    "le frère"
-                }
-                .to_string(),
-            ),
-            ("il", if f { "elle" } else { "il" }.to_string()),
-            ("pron", pron.to_string()),
-            ("Pron", cap.to_string()),
-        ];
-        Self { values }
+        let (m, fem) = lex.professions[p.profession as usize];
+        Self {
+            year: p.birth_year.to_string(),
+            values: [
+                ("name", p.name.as_str()),
+                ("year", ""),
+                ("town", kb.places[p.home_town as usize].name.as_str()),
+                ("prof", if f { fem } else { m }),
+                ("aprof", lex.a_prof[p.profession as usize]),
+                ("org", kb.orgs[p.employer as usize].name.as_str()),
+                ("colour", lex.colours[p.colour as usize]),
+                ("colournp", lex.colour_np[p.colour as usize]),
+                ("pet", lex.pets[p.pet as usize]),
+                ("petname", p.pet_name.as_str()),
+                ("sib", sib.name.as_str()),
+                ("ne", if f { "née" } else { "né" }),
+                ("employe", if f { "employée" } else { "employé" }),
+                (
+                    "sibrel",
+                    if sib.gender == Gender::F {
+                        "la sœur"
+                    } else {
+                        "le frère"
+                    },
+                ),
+                ("il", if f { "elle" } else { "il" }),
+                ("pron", pron),
+                ("Pron", cap),
+            ],
+            extra: None,
+        }
     }
 
+    /// The same slots with `key` set to `value`.
     pub fn with(mut self, key: &'static str, value: String) -> Self {
-        self.values.push((key, value));
+        self.extra = Some((key, value));
         self
     }
 
     pub fn fill(&self, out: &mut String, template: &str) {
-        let slots: Vec<(&str, &str)> = self.values.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut slots = self.values;
+        slots[1].1 = &self.year;
+        if let Some((k, v)) = &self.extra {
+            if let Some(s) = slots.iter_mut().find(|(key, _)| key == k) {
+                s.1 = v;
+            }
+        }
         fill(out, template, &slots);
     }
 }
@@ -290,30 +301,32 @@ pub fn table(out: &mut String, kb: &Kb, people: &[&Person], lang: Lang) {
     }
 }
 
-/// Lexical noise: swaps two adjacent letters in a lowercase word with probability `rate`
-/// per word (names, which start with a capital, and numbers are left alone).
-pub fn typos(text: &str, rate: f64, rng: &mut Rng) -> String {
+/// Lexical noise: swaps two adjacent letters in a lowercase ASCII word of four or more
+/// letters with probability `rate` per such word (names, which start with a capital,
+/// numbers and accented words are left alone). In place, on the bytes: swapping two ASCII
+/// letters keeps the text valid UTF-8.
+pub fn typos(text: &mut String, rate: f64, rng: &mut Rng) {
     if rate <= 0.0 {
-        return text.to_string();
+        return;
     }
-    let mut out = String::with_capacity(text.len());
-    for (i, word) in text.split(' ').enumerate() {
-        if i > 0 {
-            out.push(' ');
-        }
-        let chars: Vec<char> = word.chars().collect();
-        if chars.len() >= 4
-            && chars[0].is_lowercase()
-            && chars.iter().all(|c| c.is_alphabetic())
+    let mut bytes = std::mem::take(text).into_bytes();
+    let mut start = 0;
+    while start < bytes.len() {
+        let end = bytes[start..]
+            .iter()
+            .position(|&b| b == b' ')
+            .map_or(bytes.len(), |i| start + i);
+        let word = &bytes[start..end];
+        if word.len() >= 4
+            && word[0].is_ascii_lowercase()
+            && word.iter().all(u8::is_ascii_alphabetic)
             && rng.chance(rate)
         {
-            let mut c = chars;
-            let j = 1 + rng.below(c.len() - 2);
-            c.swap(j, j + 1);
-            out.extend(c);
-        } else {
-            out.push_str(word);
+            let j = start + 1 + rng.below(word.len() - 2);
+            bytes.swap(j, j + 1);
         }
+        start = end + 1;
     }
-    out
+    *text = String::from_utf8(bytes)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
 }

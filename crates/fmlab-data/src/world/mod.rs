@@ -303,15 +303,15 @@ pub fn write_world(
         for &p in &people {
             mentions[p as usize] += 1;
         }
-        let mut body = docs::typos(&text, config.typo_rate, &mut rng);
+        docs::typos(&mut text, config.typo_rate, &mut rng);
         if rng.chance(config.lowercase_rate) {
-            body = body.to_lowercase();
+            text = text.to_lowercase();
         }
         let doc = Document {
             id,
             domain,
             lang,
-            text: body,
+            text: std::mem::take(&mut text),
             people,
         };
         line.clear();
@@ -319,6 +319,7 @@ pub fn write_world(
         line.push(b'\n');
         corpus.write(&line)?;
         summary.corpus_bytes += doc.text.len() as u64;
+        text = doc.text;
         summary.documents += 1;
         *summary.by_lang.entry(lang.code().into()).or_insert(0) += 1;
         *summary.by_domain.entry(domain.name().into()).or_insert(0) += 1;

@@ -159,6 +159,14 @@ fn the_world_has_its_promised_mix() {
     for k in ["wrong", "hallucinated", "format", "verbose"] {
         assert!(rejected.contains(k), "{k} missing from {rejected:?}");
     }
+    // A rejected answer is never the chosen one; a refusal is chosen for unknown people.
+    for p in lines(&dir, "preferences.jsonl") {
+        assert_ne!(p["chosen"], p["rejected"], "{p}");
+        if p["rejected_kind"] == "hallucinated" {
+            let lang = Lang::parse(p["lang"].as_str().unwrap()).unwrap();
+            assert_eq!(p["chosen"], lang.refusal(), "{p}");
+        }
+    }
 }
 
 #[test]

@@ -11,6 +11,7 @@ mod plot;
 mod pull;
 mod sampling;
 mod study;
+mod tokenizer_cmd;
 mod tokens;
 mod world;
 
@@ -57,6 +58,9 @@ enum Command {
     /// Studies: how a setting changes a model's behaviour, measured and plotted.
     #[command(subcommand)]
     Study(study::StudyCommand),
+    /// Train tokenizers (byte-level BPE, written as tokenizer.json).
+    #[command(subcommand)]
+    Tokenizer(tokenizer_cmd::TokenizerCommand),
     /// Token ids and pieces of a text under a model's tokenizer.
     Tokenize(tokens::TokenizeArgs),
     /// Perplexity of a model on a text file (non-overlapping windows from an empty context).
@@ -75,6 +79,7 @@ fn main() -> ExitCode {
         Command::Chat(args) => generate::run_chat(*args),
         Command::SampleLogits(args) => sampling::run_sample_logits(*args),
         Command::Study(cmd) => study::run(cmd),
+        Command::Tokenizer(cmd) => tokenizer_cmd::run(cmd),
         Command::Tokenize(args) => tokens::run_tokenize(args),
         Command::Perplexity(args) => tokens::run_perplexity(args),
         Command::Pull(args) => pull::run_pull(args),

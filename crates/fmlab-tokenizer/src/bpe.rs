@@ -16,7 +16,7 @@ pub(crate) struct Bpe {
 }
 
 /// GPT-2's table: printable bytes stand for themselves; the others map to U+0100 onwards.
-fn byte_to_char(b: u8) -> char {
+pub(crate) fn byte_to_char(b: u8) -> char {
     const fn printable(b: u8) -> bool {
         matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF)
     }

@@ -18,11 +18,13 @@ pub mod chat;
 mod pretokenize;
 mod spm;
 mod stream;
+pub mod train;
 mod vocab;
 
 pub use chat::{ChatTemplate, Message};
 pub use pretokenize::PreTokenizer;
 pub use stream::StreamDecoder;
+pub use train::{BpeTrainer, TrainedBpe};
 pub use vocab::{TokenType, Vocab};
 
 use fmlab_formats::Gguf;
@@ -42,6 +44,8 @@ pub enum Error {
     Template(String),
     #[error(transparent)]
     Format(#[from] fmlab_formats::Error),
+    #[error("tokenizer training: {0}")]
+    Train(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -83,6 +87,17 @@ impl Tokenizer {
             other => return Err(Error::UnsupportedModel(other.into())),
         };
         Ok(Self { vocab, model })
+    }
+
+    /// A tokenizer we trained, on our own byte-level BPE encoder (through the GGUF
+    /// metadata it would be exported with).
+    pub fn from_trained(trained: &TrainedBpe) -> Result<Self> {
+        let mut w = fmlab_formats::GgufWriter::new();
+        for (key, value) in trained.gguf_metadata() {
+            w.metadata(key, value);
+        }
+        let gguf = Gguf::parse(&w.to_bytes())?;
+        Self::from_gguf(&gguf)
     }
 
     /// The tokenizer a Hugging Face `tokenizer.json` describes. Special tokens (the

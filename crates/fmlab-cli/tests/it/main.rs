@@ -631,3 +631,67 @@ fn world_writes_a_seeded_world_and_its_stats() {
         "corpus.jsonl",
     );
 }
+
+#[test]
+fn tokenizer_train_on_a_world() {
+    let dir = scratch("tok-train");
+    let world = dir.join("world");
+    json(&[
+        "world",
+        "--seed",
+        "2",
+        "--size",
+        "300kB",
+        "--out",
+        world.to_str().unwrap(),
+        "--json",
+    ]);
+    let out = dir.join("tokenizer.json");
+    let v = json(&[
+        "tokenizer",
+        "train",
+        world.join("corpus.jsonl").to_str().unwrap(),
+        "--vocab-size",
+        "1000",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(v["vocab_size"], 1000);
+    // `fmlab tokenize` reads it, and names are learned as few tokens.
+    let t = json(&[
+        "tokenize",
+        out.to_str().unwrap(),
+        "The capital of France",
+        "--json",
+    ]);
+    assert!(!t["ids"].as_array().unwrap().is_empty());
+    fails(
+        &[
+            "tokenizer",
+            "train",
+            world.join("corpus.jsonl").to_str().unwrap(),
+            "--vocab-size",
+            "100",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "smaller than the byte alphabet",
+    );
+    let empty = dir.join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    fails(
+        &[
+            "tokenizer",
+            "train",
+            empty.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "no text",
+    );
+    fails(
+        &["tokenizer", "train", dir.join("nope.txt").to_str().unwrap()],
+        "nope.txt",
+    );
+}

@@ -163,3 +163,74 @@ fn tokenizer_json_encodes_like_the_python_package() {
 fn reference_json(path: &str) -> serde_json::Value {
     serde_json::from_str(&fixture(path)).unwrap()
 }
+
+mod train {
+    use fmlab_tokenizer::train::DEFAULT_SPECIALS;
+    use fmlab_tokenizer::{BpeTrainer, Tokenizer};
+
+    fn texts() -> Vec<String> {
+        let mut v: Vec<String> = ["english.txt", "code.txt", "multilingual.txt", "edge.txt"]
+            .iter()
+            .map(|f| fmlab_testkit::fixture(&format!("texts/{f}")))
+            .collect();
+        let gpl = fmlab_testkit::shared().join("data/ppl/GPL-3.txt");
+        v.push(std::fs::read_to_string(gpl).unwrap());
+        v
+    }
+
+    /// Trained on the fixture texts and the GPL: Hugging Face's `tokenizers` loading our
+    /// tokenizer.json and our own encoder give the same ids, and both round-trip.
+    #[test]
+    fn trained_tokenizer_round_trips_and_matches_tokenizers() {
+        let mut trainer = BpeTrainer::new(2000, &DEFAULT_SPECIALS).unwrap();
+        for t in texts() {
+            trainer.feed(&t);
+        }
+        let trained = trainer.train(|_, _| {}).unwrap();
+        assert_eq!(trained.vocab_size(), 2000);
+        let dir = std::env::temp_dir().join(format!("fmlab-train-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tokenizer.json");
+        std::fs::write(
+            &path,
+            serde_json::to_vec(&trained.to_tokenizer_json()).unwrap(),
+        )
+        .unwrap();
+        let hf = Tokenizer::from_tokenizer_json(&path).unwrap();
+        let ours = Tokenizer::from_trained(&trained).unwrap();
+        let mut total = 0usize;
+        for text in texts() {
+            for chunk in text.split("\n\n") {
+                // `tokenizers` always matches added tokens in text: compare with ours
+                // parsing special tokens too.
+                let a = hf.encode(chunk, false, false);
+                let b = ours.encode(chunk, false, true);
+                assert_eq!(a, b, "{chunk:?}");
+                assert_eq!(hf.decode(&a, true).unwrap(), chunk);
+                // Special-looking text as plain text round-trips through our encoder.
+                let plain = ours.encode(chunk, false, false);
+                assert_eq!(ours.decode(&plain, false).unwrap(), chunk);
+                total += a.len();
+            }
+        }
+        assert!(total > 1000);
+        // Special tokens are single ids when parsed as such.
+        let ids = ours.encode("<|im_start|>user\nhi<|im_end|>", false, true);
+        assert_eq!(ids[0], 3);
+        assert_eq!(*ids.last().unwrap(), 4);
+        // Compression: merges make text shorter than its bytes.
+        let english = fmlab_testkit::fixture("texts/english.txt");
+        assert!(ours.encode(&english, false, false).len() * 2 < english.len());
+    }
+
+    #[test]
+    fn bad_training_input() {
+        let e = BpeTrainer::new(100, &DEFAULT_SPECIALS)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("smaller than the byte alphabet"), "{e}");
+        let t = BpeTrainer::new(300, &[]).unwrap();
+        let e = t.train(|_, _| {}).unwrap_err().to_string();
+        assert!(e.contains("empty"), "{e}");
+    }
+}

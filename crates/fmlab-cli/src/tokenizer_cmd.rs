@@ -1,0 +1,150 @@
+//! `fmlab tokenizer train`: byte-level BPE trained on text or JSONL files, written as a
+//! Hugging Face `tokenizer.json`.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use fmlab_tokenizer::train::DEFAULT_SPECIALS;
+use fmlab_tokenizer::BpeTrainer;
+use serde::Serialize;
+
+#[derive(Subcommand)]
+pub enum TokenizerCommand {
+    /// Train a byte-level BPE tokenizer (GPT-4's split pattern) and write tokenizer.json.
+    Train(TrainArgs),
+}
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Text files, or JSONL files whose lines have a "text" field (a world's corpus.jsonl).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Tokens in all: the special tokens, the 256 bytes and the merges.
+    #[arg(long, default_value = "8192", value_parser = crate::numbers::count)]
+    vocab_size: u64,
+    /// Where to write the tokenizer.
+    #[arg(long, default_value = "tokenizer.json")]
+    out: PathBuf,
+    /// Print a JSON summary.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Summary {
+    out: String,
+    vocab_size: usize,
+    merges: usize,
+    bytes: u64,
+    seconds: f64,
+}
+
+#[derive(serde::Deserialize)]
+struct TextLine {
+    text: String,
+}
+
+pub fn run(cmd: TokenizerCommand) -> Result<()> {
+    match cmd {
+        TokenizerCommand::Train(args) => train(args),
+    }
+}
+
+fn train(args: TrainArgs) -> Result<()> {
+    let started = std::time::Instant::now();
+    let mut trainer = BpeTrainer::new(args.vocab_size as usize, &DEFAULT_SPECIALS)?;
+    let tty = std::io::stderr().is_terminal();
+    for path in &args.files {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+        let jsonl = path.extension().is_some_and(|e| e == "jsonl");
+        let reader = std::io::BufReader::with_capacity(1 << 20, file);
+        if jsonl {
+            for (i, line) in reader.lines().enumerate() {
+                let line = line.with_context(|| format!("reading {}", path.display()))?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let doc: TextLine = serde_json::from_str(&line).with_context(|| {
+                    format!(
+                        "{} line {}: expected an object with a \"text\" field",
+                        path.display(),
+                        i + 1
+                    )
+                })?;
+                trainer.feed(&doc.text);
+                if tty && i % 10_000 == 0 {
+                    eprint!("\rreading {:.1} MB", trainer.bytes_seen() as f64 / 1e6);
+                }
+            }
+        } else {
+            let mut text = String::new();
+            let mut reader = reader;
+            loop {
+                text.clear();
+                // Paragraph by paragraph keeps memory flat on large files.
+                let mut para = String::new();
+                let mut read_any = false;
+                loop {
+                    let mut line = String::new();
+                    let n = reader
+                        .read_line(&mut line)
+                        .with_context(|| format!("{}: not UTF-8 text", path.display()))?;
+                    if n == 0 {
+                        break;
+                    }
+                    read_any = true;
+                    let blank = line.trim().is_empty();
+                    para.push_str(&line);
+                    if blank && para.len() > 4096 {
+                        break;
+                    }
+                }
+                if !read_any {
+                    break;
+                }
+                trainer.feed(&para);
+            }
+        }
+    }
+    if tty {
+        eprintln!(
+            "\rread {:.1} MB; merging …",
+            trainer.bytes_seen() as f64 / 1e6
+        );
+    }
+    let bytes = trainer.bytes_seen();
+    if bytes == 0 {
+        bail!("the training files hold no text");
+    }
+    let trained = trainer.train(|done, total| {
+        if tty {
+            eprint!("\rmerges {done} / {total}");
+        }
+    })?;
+    if tty {
+        eprintln!();
+    }
+    let json = serde_json::to_vec(&trained.to_tokenizer_json())?;
+    fmlab_formats::write_atomically(&args.out, &json)?;
+    let summary = Summary {
+        out: args.out.display().to_string(),
+        vocab_size: trained.vocab_size(),
+        merges: trained.merges.len(),
+        bytes,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    if args.json {
+        return crate::out(&format!("{}\n", serde_json::to_string_pretty(&summary)?));
+    }
+    crate::out(&format!(
+        "{}: {} tokens ({} merges) from {:.1} MB in {:.1} s\n",
+        summary.out,
+        summary.vocab_size,
+        summary.merges,
+        bytes as f64 / 1e6,
+        summary.seconds
+    ))
+}

@@ -144,6 +144,94 @@ impl PanelPlot<'_> {
     }
 }
 
+/// Grouped bars: one group per category, one bar per series in each.
+pub struct BarPlot<'a> {
+    pub title: &'a str,
+    pub y_label: &'a str,
+    pub categories: Vec<String>,
+    /// (series label, one value per category).
+    pub series: Vec<(String, Vec<f64>)>,
+}
+
+impl BarPlot<'_> {
+    pub fn write_png(&self, path: &Path) -> Result<()> {
+        write_png_atomically(path, |tmp| self.draw(tmp))
+    }
+
+    fn draw(&self, file: &Path) -> Result<()> {
+        let err = |e: &dyn std::fmt::Display| anyhow!("drawing the plot: {e}");
+        let n_cat = self.categories.len();
+        let n_ser = self.series.len().max(1);
+        if n_cat == 0 {
+            return Err(anyhow!("nothing to plot"));
+        }
+        let y_max = self
+            .series
+            .iter()
+            .flat_map(|(_, v)| v.iter().copied())
+            .filter(|v| v.is_finite())
+            .fold(0.0f64, f64::max)
+            * 1.15;
+        let colors = [
+            RGBColor(31, 119, 180),
+            RGBColor(255, 127, 14),
+            RGBColor(44, 160, 44),
+            RGBColor(214, 39, 40),
+            RGBColor(148, 103, 189),
+        ];
+        let root = BitMapBackend::new(file, (960, 560)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(self.title, ("sans-serif", 22))
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0f64..n_cat as f64, 0f64..y_max.max(1e-9))
+            .map_err(|e| err(&e))?;
+        let cats = self.categories.clone();
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n_cat * 2 + 1)
+            .x_label_formatter(&|x| {
+                let i = x.floor() as usize;
+                if (x - x.floor() - 0.5).abs() < 0.01 && i < cats.len() {
+                    cats[i].clone()
+                } else {
+                    String::new()
+                }
+            })
+            .y_desc(self.y_label)
+            .y_label_formatter(&|y| format!("{y:.2}"))
+            .label_style(("sans-serif", 15))
+            .draw()
+            .map_err(|e| err(&e))?;
+        let width = 0.8 / n_ser as f64;
+        for (s, (label, values)) in self.series.iter().enumerate() {
+            let color = colors[s % colors.len()];
+            chart
+                .draw_series(values.iter().enumerate().map(|(c, &v)| {
+                    let x0 = c as f64 + 0.1 + s as f64 * width;
+                    Rectangle::new([(x0, 0.0), (x0 + width * 0.95, v)], color.filled())
+                }))
+                .map_err(|e| err(&e))?
+                .label(label.as_str())
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 6), (x + 16, y + 6)], color.filled())
+                });
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 15))
+            .draw()
+            .map_err(|e| err(&e))?;
+        root.present().map_err(|e| err(&e))?;
+        Ok(())
+    }
+}
+
 /// A scatter of observed points and one fitted curve, x on a log axis.
 pub struct LogXPlot<'a> {
     pub title: &'a str,

@@ -14,6 +14,96 @@ use serde::Serialize;
 pub enum TokenizerCommand {
     /// Train a byte-level BPE tokenizer (GPT-4's split pattern) and write tokenizer.json.
     Train(TrainArgs),
+    /// Tokens per language, and the premium over a reference language, for one or more
+    /// tokenizers over a parallel corpus (a world's parallel.jsonl, or any JSONL of
+    /// {"lang": "text", …} lines).
+    Compare(CompareArgs),
+}
+
+#[derive(Args)]
+pub struct CompareArgs {
+    /// Tokenizers: tokenizer.json files, GGUF models or model names.
+    #[arg(required = true)]
+    tokenizers: Vec<String>,
+    /// The parallel corpus.
+    #[arg(long)]
+    parallel: PathBuf,
+    /// The language premiums are relative to.
+    #[arg(long, default_value = "en")]
+    reference: String,
+    /// A PNG of the premiums.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct CompareRow {
+    tokenizer: String,
+    languages: Vec<fmlab_data::premium::LangCost>,
+}
+
+fn compare(args: CompareArgs) -> Result<()> {
+    let lines = fmlab_data::premium::read_parallel(&args.parallel)?;
+    let mut rows = Vec::new();
+    for name in &args.tokenizers {
+        let tok = crate::model::load_tokenizer(name)?;
+        let languages = fmlab_data::premium::premiums(&lines, &args.reference, |t| {
+            tok.encode(t, false, false).len()
+        })?;
+        rows.push(CompareRow {
+            tokenizer: name.clone(),
+            languages,
+        });
+    }
+    if let Some(path) = &args.plot {
+        let categories: Vec<String> = rows[0].languages.iter().map(|l| l.lang.clone()).collect();
+        crate::plot::BarPlot {
+            title: &format!("Tokens per language relative to {}", args.reference),
+            y_label: "premium (tokens / reference tokens)",
+            categories,
+            series: rows
+                .iter()
+                .map(|r| {
+                    let label = std::path::Path::new(&r.tokenizer)
+                        .file_name()
+                        .map_or(r.tokenizer.clone(), |f| f.to_string_lossy().into_owned());
+                    (label, r.languages.iter().map(|l| l.premium).collect())
+                })
+                .collect(),
+        }
+        .write_png(path)?;
+    }
+    if args.json {
+        return crate::out(&format!("{}\n", serde_json::to_string_pretty(&rows)?));
+    }
+    let mut t = format!(
+        "{} parallel lines; premium = tokens / {} tokens for the same lines\n\n",
+        lines.len(),
+        args.reference
+    );
+    for r in &rows {
+        t.push_str(&format!(
+            "{}\n  lang      tokens      bytes  bytes/token  premium\n",
+            r.tokenizer
+        ));
+        for l in &r.languages {
+            t.push_str(&format!(
+                "  {:<6} {:>9} {:>10} {:>12.2} {:>8.2}\n",
+                l.lang,
+                l.tokens,
+                l.bytes,
+                l.bytes as f64 / l.tokens.max(1) as f64,
+                l.premium
+            ));
+        }
+        t.push('\n');
+    }
+    if let Some(p) = &args.plot {
+        t.push_str(&format!("plot: {}\n", p.display()));
+    }
+    crate::out(&t)
 }
 
 #[derive(Args)]
@@ -49,6 +139,7 @@ struct TextLine {
 pub fn run(cmd: TokenizerCommand) -> Result<()> {
     match cmd {
         TokenizerCommand::Train(args) => train(args),
+        TokenizerCommand::Compare(args) => compare(args),
     }
 }
 

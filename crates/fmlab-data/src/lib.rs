@@ -8,6 +8,7 @@
 //! - [`stats::world_stats`]: the mix of a written world.
 
 pub mod judge;
+pub mod premium;
 mod rng;
 pub mod stats;
 pub mod world;

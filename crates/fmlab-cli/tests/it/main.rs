@@ -666,6 +666,40 @@ fn tokenizer_train_on_a_world() {
         "--json",
     ]);
     assert!(!t["ids"].as_array().unwrap().is_empty());
+    // Premiums over the world's parallel corpus, for ours and a model's tokenizer.
+    let png = dir.join("premium.png");
+    let c = json(&[
+        "tokenizer",
+        "compare",
+        out.to_str().unwrap(),
+        &smollm2(),
+        "--parallel",
+        world.join("parallel.jsonl").to_str().unwrap(),
+        "--plot",
+        png.to_str().unwrap(),
+        "--json",
+    ]);
+    let rows = c.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in rows {
+        let langs = r["languages"].as_array().unwrap();
+        assert_eq!(langs.len(), 3);
+        assert_eq!(langs[0]["lang"], "en");
+        assert_eq!(langs[0]["premium"], 1.0);
+    }
+    assert_eq!(&std::fs::read(&png).unwrap()[..4], b"\x89PNG");
+    fails(
+        &[
+            "tokenizer",
+            "compare",
+            out.to_str().unwrap(),
+            "--parallel",
+            world.join("parallel.jsonl").to_str().unwrap(),
+            "--reference",
+            "de",
+        ],
+        "no \"de\" texts",
+    );
     fails(
         &[
             "tokenizer",

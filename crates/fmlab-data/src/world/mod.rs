@@ -8,6 +8,8 @@
 //! - `sft.jsonl`: `{id, kind, lang, messages[{role, content}]}`;
 //! - `preferences.jsonl`: `{id, kind, lang, prompt[...], chosen, rejected, rejected_kind}`;
 //! - `eval.jsonl`: [`EvalItem`] per line;
+//! - `parallel.jsonl`: `{en, fr, sw}`, the same fact in each language (for tokenizer
+//!   premiums);
 //! - `manifest.json`: the configuration and counts.
 
 pub mod docs;
@@ -201,6 +203,8 @@ pub struct WorldSummary {
     pub conversations: u64,
     pub preferences: u64,
     pub eval_items: u64,
+    /// Lines of `parallel.jsonl` (one fact in every language).
+    pub parallel: u64,
     pub people: u64,
     /// Documents per language and per domain.
     pub by_lang: BTreeMap<String, u64>,
@@ -645,6 +649,28 @@ pub fn write_world(
     }
     prefs.finish()?;
     summary.preferences = n_pref;
+
+    // --- a parallel corpus: the same facts in every language (template 0 of each) ---
+    let mut parallel = AtomicFile::create(&dir.join("parallel.jsonl"))?;
+    let mut n_par = 0u64;
+    for &id in trained.iter().take(400) {
+        let p = &kb.people[id as usize];
+        for rel in Relation::ALL {
+            if names_unmentioned(&kb, p, rel, &mentions) {
+                continue;
+            }
+            let mut line = BTreeMap::new();
+            for lang in Lang::ALL {
+                let mut s = String::new();
+                Slots::person(&kb, p, lang).fill(&mut s, lang.lex().facts[rel as usize][0]);
+                line.insert(lang.code(), s);
+            }
+            parallel.write_json_line(&line)?;
+            n_par += 1;
+        }
+    }
+    parallel.finish()?;
+    summary.parallel = n_par;
 
     let manifest = Manifest {
         format: "fmlab-world-1",

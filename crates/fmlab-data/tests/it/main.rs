@@ -292,3 +292,46 @@ fn stats_of_a_world() {
     );
     assert!(fmlab_data::stats::world_stats(&scratch("missing")).is_err());
 }
+
+/// A tokenizer trained mostly on English needs more tokens for Swahili than for English;
+/// giving Swahili a larger share of the training text shrinks that premium.
+#[test]
+fn the_rare_language_pays_a_premium_that_shrinks_with_its_share() {
+    use fmlab_tokenizer::train::DEFAULT_SPECIALS;
+    use fmlab_tokenizer::{BpeTrainer, Tokenizer};
+    let mix = |sw: f64| vec![(Lang::En, 0.85 - sw), (Lang::Fr, 0.15), (Lang::Sw, sw)];
+    let premium_of = |dir: &Path, parallel: &Path| {
+        let mut trainer = BpeTrainer::new(800, &DEFAULT_SPECIALS).unwrap();
+        for d in lines(dir, "corpus.jsonl") {
+            trainer.feed(d["text"].as_str().unwrap());
+        }
+        let tok = Tokenizer::from_trained(&trainer.train(|_, _| {}).unwrap()).unwrap();
+        let par = fmlab_data::premium::read_parallel(parallel).unwrap();
+        let costs =
+            fmlab_data::premium::premiums(&par, "en", |t| tok.encode(t, false, false).len())
+                .unwrap();
+        costs.iter().find(|c| c.lang == "sw").unwrap().premium
+    };
+    let rare = world(
+        "premium-rare",
+        &WorldConfig {
+            seed: 9,
+            size: 600_000,
+            languages: mix(0.015),
+            ..WorldConfig::default()
+        },
+    );
+    let common = world(
+        "premium-common",
+        &WorldConfig {
+            seed: 9,
+            size: 600_000,
+            languages: mix(0.35),
+            ..WorldConfig::default()
+        },
+    );
+    let parallel = rare.join("parallel.jsonl");
+    let (p_rare, p_common) = (premium_of(&rare, &parallel), premium_of(&common, &parallel));
+    assert!(p_rare > 1.1, "Swahili premium {p_rare}");
+    assert!(p_common < p_rare * 0.95, "{p_common} vs {p_rare}");
+}

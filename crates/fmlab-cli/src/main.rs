@@ -2,6 +2,7 @@
 //! module turns its arguments into calls on the library crates and prints the result.
 //! Only this crate knows the terminal.
 
+mod data_cmd;
 mod generate;
 mod inspect;
 mod model;
@@ -40,6 +41,9 @@ enum Command {
     /// Write the seeded synthetic world: knowledge base, multilingual corpus, SFT,
     /// preference and eval sets (`fmlab world stats DIR` shows its mix).
     World(Box<world::WorldArgs>),
+    /// Data preparation: token shards for pre-training.
+    #[command(subcommand)]
+    Data(data_cmd::DataCommand),
     /// Anatomy of a model: architecture, exact parameters, FLOPs per token, memory, KV cache.
     ///
     /// PATH is a .gguf file, a .safetensors file, a folder with config.json (and its
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::World(args) => world::run(*args),
+        Command::Data(cmd) => data_cmd::run(cmd),
         Command::Inspect(args) => inspect::run(args),
         Command::Plan(args) => plan::run(*args),
         Command::Generate(args) => generate::run_generate(*args),

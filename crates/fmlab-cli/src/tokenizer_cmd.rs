@@ -166,7 +166,7 @@ fn train(args: TrainArgs) -> Result<()> {
                     )
                 })?;
                 trainer.feed(&doc.text);
-                if tty && i % 10_000 == 0 {
+                if tty && i.is_multiple_of(10_000) {
                     eprint!("\rreading {:.1} MB", trainer.bytes_seen() as f64 / 1e6);
                 }
             }

@@ -10,6 +10,7 @@
 pub mod judge;
 pub mod premium;
 mod rng;
+pub mod shards;
 pub mod stats;
 pub mod world;
 

@@ -190,7 +190,7 @@ impl BpeTrainer {
                     None => {}
                 }
             }
-            if merges.len() % 256 == 0 {
+            if merges.len().is_multiple_of(256) {
                 progress(merges.len(), target);
             }
         }

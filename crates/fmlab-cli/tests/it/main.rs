@@ -632,6 +632,12 @@ fn world_writes_a_seeded_world_and_its_stats() {
     );
 }
 
+fn empty_path(dir: &Path) -> PathBuf {
+    let p = dir.join("empty.jsonl");
+    std::fs::write(&p, "").unwrap();
+    p
+}
+
 #[test]
 fn tokenizer_train_on_a_world() {
     let dir = scratch("tok-train");
@@ -666,6 +672,39 @@ fn tokenizer_train_on_a_world() {
         "--json",
     ]);
     assert!(!t["ids"].as_array().unwrap().is_empty());
+    // Token shards from the world with that tokenizer.
+    let shards = dir.join("shards");
+    let m = json(&[
+        "data",
+        "tokenize",
+        world.join("corpus.jsonl").to_str().unwrap(),
+        "--tokenizer",
+        out.to_str().unwrap(),
+        "--out",
+        shards.to_str().unwrap(),
+        "--val-fraction",
+        "0.1",
+        "--json",
+    ]);
+    assert_eq!(m["width"], 2);
+    assert!(m["train_tokens"].as_u64().unwrap() > 10 * m["val_tokens"].as_u64().unwrap() / 2);
+    assert!(m["val_tokens"].as_u64().unwrap() > 0);
+    assert_eq!(m["tokens_by_lang"].as_object().unwrap().len(), 3);
+    for s in m["shards"].as_array().unwrap() {
+        assert!(shards.join(s["file"].as_str().unwrap()).is_file());
+    }
+    fails(
+        &[
+            "data",
+            "tokenize",
+            empty_path(&dir).to_str().unwrap(),
+            "--tokenizer",
+            out.to_str().unwrap(),
+            "--out",
+            shards.to_str().unwrap(),
+        ],
+        "no documents",
+    );
     // Premiums over the world's parallel corpus, for ours and a model's tokenizer.
     let png = dir.join("premium.png");
     let c = json(&[

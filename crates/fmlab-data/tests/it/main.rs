@@ -335,3 +335,128 @@ fn the_rare_language_pays_a_premium_that_shrinks_with_its_share() {
     assert!(p_rare > 1.1, "Swahili premium {p_rare}");
     assert!(p_common < p_rare * 0.95, "{p_common} vs {p_rare}");
 }
+
+mod shards {
+    use fmlab_data::shards::{Cursor, Shard, ShardManifest, ShardWriter, Windows};
+
+    use super::scratch;
+
+    fn write(dir: &std::path::Path, vocab: u64) -> Vec<Vec<u32>> {
+        let mut w = ShardWriter::new(dir, vocab, "test", 0.2, 3, 2000).unwrap();
+        let mut docs = Vec::new();
+        for i in 0..500u64 {
+            let doc: Vec<u32> = (0..(5 + i % 37))
+                .map(|k| ((i * 31 + k * 7) % vocab) as u32)
+                .collect();
+            w.add(i, &doc, Some(["a", "b"][i as usize % 2]), Some("en"))
+                .unwrap();
+            docs.push(doc);
+        }
+        w.finish().unwrap();
+        docs
+    }
+
+    #[test]
+    fn documents_come_back_and_splits_are_by_document() {
+        for vocab in [300u64, 100_000] {
+            let dir = scratch(&format!("shards-{vocab}"));
+            let docs = write(&dir, vocab);
+            let m = ShardManifest::read(&dir).unwrap();
+            assert_eq!(m.width, if vocab <= 65536 { 2 } else { 4 });
+            let total: u64 = docs.iter().map(|d| d.len() as u64).sum();
+            assert_eq!(m.train_tokens + m.val_tokens, total);
+            assert_eq!(m.tokens_by_domain.values().sum::<u64>(), total);
+            assert!(m.shards.len() > 2, "{:?}", m.shards);
+            let val_docs: u64 = m
+                .shards
+                .iter()
+                .filter(|s| s.split == "val")
+                .map(|s| s.docs)
+                .sum();
+            assert!((50..150).contains(&val_docs), "{val_docs}");
+            // Every document comes back whole, in order within its split.
+            let mut seen = Vec::new();
+            for s in &m.shards {
+                let shard = Shard::open(&dir.join(&s.file)).unwrap();
+                assert_eq!(shard.len() as u64, s.tokens);
+                for d in 0..shard.docs() {
+                    seen.push(shard.document(d));
+                }
+            }
+            seen.sort();
+            let mut expected = docs.clone();
+            expected.sort();
+            assert_eq!(seen, expected);
+        }
+    }
+
+    #[test]
+    fn windows_are_seeded_and_resume_from_a_cursor() {
+        let dir = scratch("windows");
+        write(&dir, 300);
+        let mut a = Windows::open(&dir, "train", 16, 7, Cursor::default()).unwrap();
+        let first: Vec<Vec<u32>> = (0..a.len() + 5).map(|_| a.next_window()).collect();
+        assert!(first.iter().all(|w| w.len() == 17));
+        assert_eq!(a.cursor().epoch, 1);
+        // The same seed gives the same order; another seed another.
+        let mut b = Windows::open(&dir, "train", 16, 7, Cursor::default()).unwrap();
+        assert_eq!(b.next_window(), first[0]);
+        let mut c = Windows::open(&dir, "train", 16, 8, Cursor::default()).unwrap();
+        let other: Vec<Vec<u32>> = (0..10).map(|_| c.next_window()).collect();
+        assert_ne!(other, first[..10].to_vec());
+        // Resume mid-epoch and across the epoch boundary.
+        let mut d = Windows::open(
+            &dir,
+            "train",
+            16,
+            7,
+            Cursor {
+                epoch: 0,
+                position: 9,
+            },
+        )
+        .unwrap();
+        assert_eq!(d.next_window(), first[9]);
+        let n = first.len();
+        let mut e = Windows::open(
+            &dir,
+            "train",
+            16,
+            7,
+            Cursor {
+                epoch: 1,
+                position: 2,
+            },
+        )
+        .unwrap();
+        assert_eq!(e.next_window(), first[n - 3]);
+        // A window longer than any shard is an error.
+        assert!(Windows::open(&dir, "train", 1 << 20, 7, Cursor::default()).is_err());
+    }
+
+    #[test]
+    fn damaged_shards_are_errors() {
+        let dir = scratch("damaged");
+        write(&dir, 300);
+        let m = ShardManifest::read(&dir).unwrap();
+        let path = dir.join(&m.shards[0].file);
+        let bytes = std::fs::read(&path).unwrap();
+        for cut in [0, 10, 39, 41, bytes.len() / 2, bytes.len() - 1] {
+            let p = dir.join("cut.tok");
+            std::fs::write(&p, &bytes[..cut]).unwrap();
+            let e = Shard::open(&p)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(e.contains("cut.tok"), "cut at {cut}: {e}");
+        }
+        let mut bad = bytes.clone();
+        bad[8] = 3;
+        let p = dir.join("width.tok");
+        std::fs::write(&p, &bad).unwrap();
+        assert!(Shard::open(&p).err().unwrap().to_string().contains("width"));
+        let mut w = ShardWriter::new(&dir.join("x"), 10, "t", 0.0, 0, 1024).unwrap();
+        assert!(w.add(0, &[3, 11], None, None).is_err());
+        assert!(ShardWriter::new(&dir.join("y"), 10, "t", 1.5, 0, 1024).is_err());
+    }
+}

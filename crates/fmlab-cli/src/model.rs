@@ -94,8 +94,16 @@ pub fn with_threads<T: Send>(
 }
 
 /// Just the tokenizer (for `fmlab tokenize`): no weights are read. A `.json` path is a
-/// Hugging Face `tokenizer.json`.
+/// Hugging Face `tokenizer.json`; a folder with `encoder.json` and `vocab.bpe` is GPT-2's
+/// original tokenizer.
 pub fn load_tokenizer(name: &str) -> Result<Tokenizer> {
+    let dir = std::path::Path::new(name);
+    if dir.is_dir() && dir.join("encoder.json").is_file() && dir.join("vocab.bpe").is_file() {
+        return Ok(Tokenizer::from_gpt2_files(
+            &dir.join("encoder.json"),
+            &dir.join("vocab.bpe"),
+        )?);
+    }
     let path = resolve(name)?;
     if path.extension().is_some_and(|e| e == "json") {
         return Ok(Tokenizer::from_tokenizer_json(&path)?);

@@ -18,6 +18,59 @@ pub enum TokenizerCommand {
     /// tokenizers over a parallel corpus (a world's parallel.jsonl, or any JSONL of
     /// {"lang": "text", …} lines).
     Compare(CompareArgs),
+    /// Encode a file on one thread and report the speed (and optionally write the ids).
+    Encode(EncodeArgs),
+}
+
+#[derive(Args)]
+pub struct EncodeArgs {
+    /// A tokenizer.json, a GGUF model, a model name, or a folder with GPT-2's encoder.json
+    /// and vocab.bpe.
+    tokenizer: String,
+    /// The text to encode.
+    #[arg(long)]
+    file: PathBuf,
+    /// Write the ids as a JSON array here.
+    #[arg(long)]
+    ids: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct EncodeReport {
+    bytes: usize,
+    tokens: usize,
+    seconds: f64,
+    megabytes_per_second: f64,
+}
+
+fn encode(args: EncodeArgs) -> Result<()> {
+    let tok = crate::model::load_tokenizer(&args.tokenizer)?;
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("reading {} (UTF-8 text)", args.file.display()))?;
+    let started = std::time::Instant::now();
+    let ids = tok.encode(&text, false, false);
+    let seconds = started.elapsed().as_secs_f64();
+    if let Some(path) = &args.ids {
+        fmlab_formats::write_atomically(path, &serde_json::to_vec(&ids)?)?;
+    }
+    let report = EncodeReport {
+        bytes: text.len(),
+        tokens: ids.len(),
+        seconds,
+        megabytes_per_second: text.len() as f64 / 1e6 / seconds.max(1e-9),
+    };
+    if args.json {
+        return crate::out(&format!("{}\n", serde_json::to_string(&report)?));
+    }
+    crate::out(&format!(
+        "{} tokens from {:.2} MB in {:.3} s: {:.2} MB/s (one thread)\n",
+        report.tokens,
+        report.bytes as f64 / 1e6,
+        report.seconds,
+        report.megabytes_per_second
+    ))
 }
 
 #[derive(Args)]
@@ -140,6 +193,7 @@ pub fn run(cmd: TokenizerCommand) -> Result<()> {
     match cmd {
         TokenizerCommand::Train(args) => train(args),
         TokenizerCommand::Compare(args) => compare(args),
+        TokenizerCommand::Encode(args) => encode(args),
     }
 }
 

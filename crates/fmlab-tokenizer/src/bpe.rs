@@ -1,16 +1,53 @@
 //! Byte-level BPE (GPT-2 style): bytes become printable characters, merges apply by rank.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use fmlab_formats::{Gguf, Value};
 
 use crate::{Error, PreTokenizer, Result, Vocab};
 
+/// A multiply-rotate hash for integer keys (the one rustc uses): the merge table is looked
+/// up for every adjacent pair of every word, and SipHash, the default, cost a fifth of the
+/// encoding time. Keys come from the model file, not from an adversary at run time.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FastHasher(u64);
+
+impl Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b as u64);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(v as u64);
+    }
+
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+
+/// Texts at least this long keep a cache of the words they encoded (a word's ids depend
+/// only on the word): natural text repeats its words, and the cache skips their merges.
+const CACHE_FROM: usize = 4096;
+
 #[derive(Debug, Clone)]
 pub(crate) struct Bpe {
     pre: PreTokenizer,
-    /// (left id, right id) → (rank, merged id).
-    merges: HashMap<(u32, u32), (u32, u32)>,
+    /// (left id, right id) as `left << 32 | right` → (rank, merged id).
+    merges: FastMap<u64, (u32, u32)>,
     /// The token of each byte's printable character.
     byte_tokens: [Option<u32>; 256],
 }
@@ -63,7 +100,7 @@ impl Bpe {
             .get("tokenizer.ggml.merges")
             .and_then(Value::as_array)
             .ok_or_else(|| Error::Metadata("tokenizer.ggml.merges is missing".into()))?;
-        let mut merges = HashMap::with_capacity(merges_list.len());
+        let mut merges = FastMap::with_capacity_and_hasher(merges_list.len(), Default::default());
         for (rank, m) in merges_list.iter().enumerate() {
             let text = m.as_str().ok_or_else(|| {
                 Error::Metadata(format!("tokenizer.ggml.merges[{rank}] is not a string"))
@@ -81,7 +118,7 @@ impl Bpe {
             if let (Some(l), Some(r), Some(m)) =
                 (vocab.id(left), vocab.id(right), vocab.id(&merged))
             {
-                merges.entry((l, r)).or_insert((rank as u32, m));
+                merges.entry(pair_key(l, r)).or_insert((rank as u32, m));
             }
         }
         let mut byte_tokens = [None; 256];
@@ -96,8 +133,25 @@ impl Bpe {
     }
 
     pub(crate) fn encode(&self, text: &str, vocab: &Vocab, out: &mut Vec<u32>) {
+        if text.len() < CACHE_FROM {
+            for word in self.pre.split(text) {
+                self.encode_word(word, vocab, out);
+            }
+            return;
+        }
+        let mut cache: HashMap<&str, (usize, usize)> = HashMap::new();
+        let mut store: Vec<u32> = Vec::new();
         for word in self.pre.split(text) {
-            self.encode_word(word, vocab, out);
+            match cache.get(word) {
+                Some(&(start, end)) => out.extend_from_slice(&store[start..end]),
+                None => {
+                    let before = out.len();
+                    self.encode_word(word, vocab, out);
+                    let start = store.len();
+                    store.extend_from_slice(&out[before..]);
+                    cache.insert(word, (start, store.len()));
+                }
+            }
         }
     }
 
@@ -118,7 +172,7 @@ impl Bpe {
         loop {
             let mut best: Option<(u32, usize, u32)> = None;
             for i in 0..symbols.len().saturating_sub(1) {
-                if let Some(&(rank, merged)) = self.merges.get(&(symbols[i], symbols[i + 1])) {
+                if let Some(&(rank, merged)) = self.merges.get(&pair_key(symbols[i], symbols[i + 1])) {
                     if best.is_none_or(|(r, _, _)| rank < r) {
                         best = Some((rank, i, merged));
                     }
@@ -130,6 +184,11 @@ impl Bpe {
         }
         out.extend_from_slice(&symbols);
     }
+}
+
+#[inline]
+fn pair_key(left: u32, right: u32) -> u64 {
+    (left as u64) << 32 | right as u64
 }
 
 #[cfg(test)]

@@ -100,6 +100,49 @@ impl Tokenizer {
         Self::from_gguf(&gguf)
     }
 
+    /// GPT-2's original files: `encoder.json` (token → id) and `vocab.bpe` (merges), on our
+    /// own encoder with GPT-2's split pattern; `<|endoftext|>` is the control token.
+    pub fn from_gpt2_files(encoder_json: &std::path::Path, vocab_bpe: &std::path::Path) -> Result<Self> {
+        use fmlab_formats::{Value, ValueType};
+        let read = |p: &std::path::Path| {
+            std::fs::read_to_string(p)
+                .map_err(|e| Error::Metadata(format!("{}: {e}", p.display())))
+        };
+        let encoder: std::collections::HashMap<String, u32> =
+            serde_json::from_str(&read(encoder_json)?)
+                .map_err(|e| Error::Metadata(format!("{}: {e}", encoder_json.display())))?;
+        let n = encoder.len();
+        let mut tokens = vec![String::new(); n];
+        for (piece, &id) in &encoder {
+            let slot = tokens.get_mut(id as usize).ok_or_else(|| {
+                Error::Metadata(format!("{}: id {id} of {n} tokens", encoder_json.display()))
+            })?;
+            *slot = piece.clone();
+        }
+        let merges: Vec<String> = read(vocab_bpe)?
+            .lines()
+            .filter(|l| !l.starts_with("#version") && !l.trim().is_empty())
+            .map(str::to_string)
+            .collect();
+        let types: Vec<Value> = tokens
+            .iter()
+            .map(|t| Value::I32(if t == "<|endoftext|>" { 3 } else { 1 }))
+            .collect();
+        let eos = encoder.get("<|endoftext|>").copied();
+        let mut w = fmlab_formats::GgufWriter::new();
+        w.metadata("tokenizer.ggml.model", Value::String("gpt2".into()))
+            .metadata("tokenizer.ggml.pre", Value::String("gpt2".into()))
+            .metadata("tokenizer.ggml.tokens", Value::strings(&tokens))
+            .metadata("tokenizer.ggml.token_type", Value::Array(ValueType::I32, types))
+            .metadata("tokenizer.ggml.merges", Value::strings(&merges))
+            .metadata("tokenizer.ggml.add_bos_token", Value::Bool(false));
+        if let Some(e) = eos {
+            w.metadata("tokenizer.ggml.eos_token_id", Value::U32(e))
+                .metadata("tokenizer.ggml.bos_token_id", Value::U32(e));
+        }
+        Self::from_gguf(&Gguf::parse(&w.to_bytes())?)
+    }
+
     /// The tokenizer a Hugging Face `tokenizer.json` describes. Special tokens (the
     /// `added_tokens` marked special) are control tokens; BOS/EOS are found by their usual
     /// names (`<s>`, `<|endoftext|>`, `<bos>`, …) when present.

@@ -172,7 +172,9 @@ impl Bpe {
         loop {
             let mut best: Option<(u32, usize, u32)> = None;
             for i in 0..symbols.len().saturating_sub(1) {
-                if let Some(&(rank, merged)) = self.merges.get(&pair_key(symbols[i], symbols[i + 1])) {
+                if let Some(&(rank, merged)) =
+                    self.merges.get(&pair_key(symbols[i], symbols[i + 1]))
+                {
                     if best.is_none_or(|(r, _, _)| rank < r) {
                         best = Some((rank, i, merged));
                     }

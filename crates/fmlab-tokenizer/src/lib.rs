@@ -102,11 +102,13 @@ impl Tokenizer {
 
     /// GPT-2's original files: `encoder.json` (token → id) and `vocab.bpe` (merges), on our
     /// own encoder with GPT-2's split pattern; `<|endoftext|>` is the control token.
-    pub fn from_gpt2_files(encoder_json: &std::path::Path, vocab_bpe: &std::path::Path) -> Result<Self> {
+    pub fn from_gpt2_files(
+        encoder_json: &std::path::Path,
+        vocab_bpe: &std::path::Path,
+    ) -> Result<Self> {
         use fmlab_formats::{Value, ValueType};
         let read = |p: &std::path::Path| {
-            std::fs::read_to_string(p)
-                .map_err(|e| Error::Metadata(format!("{}: {e}", p.display())))
+            std::fs::read_to_string(p).map_err(|e| Error::Metadata(format!("{}: {e}", p.display())))
         };
         let encoder: std::collections::HashMap<String, u32> =
             serde_json::from_str(&read(encoder_json)?)
@@ -133,7 +135,10 @@ impl Tokenizer {
         w.metadata("tokenizer.ggml.model", Value::String("gpt2".into()))
             .metadata("tokenizer.ggml.pre", Value::String("gpt2".into()))
             .metadata("tokenizer.ggml.tokens", Value::strings(&tokens))
-            .metadata("tokenizer.ggml.token_type", Value::Array(ValueType::I32, types))
+            .metadata(
+                "tokenizer.ggml.token_type",
+                Value::Array(ValueType::I32, types),
+            )
             .metadata("tokenizer.ggml.merges", Value::strings(&merges))
             .metadata("tokenizer.ggml.add_bos_token", Value::Bool(false));
         if let Some(e) = eos {

@@ -234,3 +234,39 @@ mod train {
         assert!(e.contains("empty"), "{e}");
     }
 }
+
+/// GPT-2's original file pair (encoder.json, vocab.bpe) loads onto our encoder.
+#[test]
+fn gpt2_file_pair() {
+    let dir = std::env::temp_dir().join(format!("fmlab-gpt2-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // The 256 byte characters (GPT-2's table), "he", "Ġhe" and the end-of-text token.
+    let mut encoder = serde_json::Map::new();
+    let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
+    let mut next = 256u32;
+    for b in 0..=255u8 {
+        let c = if printable(b) {
+            b as char
+        } else {
+            let c = char::from_u32(next).unwrap();
+            next += 1;
+            c
+        };
+        encoder.insert(c.to_string(), serde_json::json!(encoder.len()));
+    }
+    for t in ["he", "Ġhe", "<|endoftext|>"] {
+        encoder.insert(t.into(), serde_json::json!(encoder.len()));
+    }
+    std::fs::write(
+        dir.join("encoder.json"),
+        serde_json::to_vec(&encoder).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(dir.join("vocab.bpe"), "#version: 0.2\nh e\nĠ he\n").unwrap();
+    let tok =
+        Tokenizer::from_gpt2_files(&dir.join("encoder.json"), &dir.join("vocab.bpe")).unwrap();
+    assert_eq!(tok.encode("he he", false, false), [256, 257]);
+    assert_eq!(tok.decode(&[256, 257], false).unwrap(), "he he");
+    assert_eq!(tok.vocab.eos, Some(258));
+    assert!(Tokenizer::from_gpt2_files(&dir.join("nope.json"), &dir.join("vocab.bpe")).is_err());
+}

@@ -90,6 +90,16 @@ tok.train_from_iterator(texts(), trainer=trainer)
 tok.save(out)
 PY
 hf=$(median_seconds "$REPS" env RAYON_NUM_THREADS=1 taskset -c 0 "$PY" "$work/hf.py" "$corpus" "$VOCAB" "$work/hf.json")
+# Our tokenizer.json in the Python package: the same ids as fmlab's own encoder.
+"$FMLAB" tokenizer encode "$work/ours.json" --file "$work/english.txt" --ids "$work/ours_trained_ids.json" --json > /dev/null
+"$PY" - "$work/ours.json" "$work/english.txt" "$work/ours_trained_ids.json" <<'PY'
+import json, sys
+from tokenizers import Tokenizer
+tok = Tokenizer.from_file(sys.argv[1])
+text = open(sys.argv[2]).read()
+same = tok.encode(text, add_special_tokens=False).ids == json.load(open(sys.argv[3]))
+print(f"our tokenizer.json in the Python tokenizers package: identical ids on {len(text) / 1e6:.1f} MB: {same}")
+PY
 "$PY" - "$ours" "$hf" "$SIZE" "$VOCAB" <<'PY'
 import sys
 ours, hf = float(sys.argv[1]), float(sys.argv[2])

@@ -489,6 +489,30 @@ pub fn write_world(
                 messages.push(Turn::new("assistant", lang.refusal().into()));
                 "unknown"
             }
+            9 => {
+                // A list of three facts about one person, one per line.
+                let p = &kb.people[trained[rng.below(trained.len())] as usize];
+                let mut q = String::new();
+                lang::fill(&mut q, lang.lex().list_three, &[("name", &p.name)]);
+                let mut rels: Vec<Relation> = Relation::ALL
+                    .iter()
+                    .copied()
+                    .filter(|&r| !names_unmentioned(&kb, p, r, &mentions))
+                    .collect();
+                rng.shuffle(&mut rels);
+                let slots = Slots::person(&kb, p, lang);
+                let mut a = String::new();
+                for (i, &rel) in rels.iter().take(3).enumerate() {
+                    if i > 0 {
+                        a.push('\n');
+                    }
+                    a.push_str("- ");
+                    docs::fact_sentence(&mut a, &slots, lang, rel, &mut rng);
+                }
+                messages.push(Turn::new("user", q));
+                messages.push(Turn::new("assistant", a));
+                "format_list"
+            }
             1 => {
                 let p = &kb.people[trained[rng.below(trained.len())] as usize];
                 let mut q = String::new();

@@ -306,6 +306,12 @@ fn the_rare_language_pays_a_premium_that_shrinks_with_its_share() {
             trainer.feed(d["text"].as_str().unwrap());
         }
         let tok = Tokenizer::from_trained(&trainer.train(|_, _| {}).unwrap()).unwrap();
+        // Every corpus document round-trips.
+        for d in lines(dir, "corpus.jsonl") {
+            let text = d["text"].as_str().unwrap();
+            let ids = tok.encode(text, false, false);
+            assert_eq!(tok.decode(&ids, false).unwrap(), text);
+        }
         let par = fmlab_data::premium::read_parallel(parallel).unwrap();
         let costs =
             fmlab_data::premium::premiums(&par, "en", |t| tok.encode(t, false, false).len())

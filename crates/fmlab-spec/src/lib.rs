@@ -21,7 +21,7 @@ mod presets;
 pub use flops::FlopsPerToken;
 pub use memory::{ActivationMemory, Precision, TrainingMemory, TrainingPrecision};
 pub use params::ParamCounts;
-pub use presets::{preset, PRESET_NAMES};
+pub use presets::{from_depth, preset, PRESET_NAMES, TOKENS_PER_PARAM};
 
 use serde::{Deserialize, Serialize};
 

@@ -85,6 +85,44 @@ pub fn preset(name: &str) -> Result<ModelSpec> {
     Ok(spec)
 }
 
+/// Tokens per parameter of the compute-optimal budget that [`from_depth`] pairs with a
+/// model: Chinchilla's ≈ 20 (Hoffmann et al. 2022), as nanochat uses.
+pub const TOKENS_PER_PARAM: u64 = 20;
+
+/// A Llama-shaped model from one dial, as nanochat sizes its runs: `depth` layers of width
+/// `64 · depth`, heads of 128 (at least one; 64 below width 128), a SwiGLU FFN of 8/3 the
+/// width rounded up to 64, RMSNorm, RoPE (base 10 000), untied embeddings, no biases. Its
+/// compute-optimal token budget is [`TOKENS_PER_PARAM`] × its parameters.
+pub fn from_depth(depth: u64, vocab_size: u64, context_length: u64) -> Result<ModelSpec> {
+    if !(1..=64).contains(&depth) {
+        return Err(Error::Invalid {
+            field: "depth",
+            value: depth.to_string(),
+            reason: "must be in 1..=64".into(),
+        });
+    }
+    let d_model = 64 * depth;
+    let head_dim = if d_model < 128 { 64 } else { 128 };
+    let n_heads = (d_model / head_dim).max(1);
+    let ffn_dim = (8 * d_model / 3).div_ceil(64) * 64;
+    let spec = ModelSpec {
+        tied_embeddings: false,
+        ..llama(
+            vocab_size,
+            context_length,
+            d_model,
+            depth,
+            n_heads,
+            n_heads,
+            ffn_dim,
+            10_000.0,
+            false,
+        )
+    };
+    spec.validate()?;
+    Ok(spec)
+}
+
 fn gpt2(n_layers: u64, d_model: u64, n_heads: u64) -> ModelSpec {
     ModelSpec {
         architecture: "gpt2".into(),

@@ -214,3 +214,26 @@ fn spec_round_trips_through_json() {
         assert_eq!(spec, back);
     }
 }
+
+/// The depth dial: nanochat's d20 is 1280 wide with ten heads of 128.
+#[test]
+fn depth_dial() {
+    let d20 = fmlab_spec::from_depth(20, 65_536, 2048).unwrap();
+    assert_eq!((d20.d_model, d20.n_heads, d20.head_dim), (1280, 10, 128));
+    assert_eq!(d20.ffn_dim, 3456); // 8/3 · 1280 = 3413.3, rounded up to 64
+    assert!(!d20.tied_embeddings);
+    let d4 = fmlab_spec::from_depth(4, 8192, 1024).unwrap();
+    assert_eq!(
+        (d4.d_model, d4.n_layers, d4.n_heads, d4.head_dim),
+        (256, 4, 2, 128)
+    );
+    // Params: two embeddings, four layers of attention (4·256²), SwiGLU (3·256·704) and
+    // two RMSNorm weights, plus the final norm.
+    let layer = 4 * 256 * 256 + 3 * 256 * 704 + 2 * 256;
+    assert_eq!(d4.params().total, 2 * 8192 * 256 + 4 * layer + 256);
+    let d1 = fmlab_spec::from_depth(1, 256, 128).unwrap();
+    assert_eq!((d1.d_model, d1.n_heads, d1.head_dim), (64, 1, 64));
+    assert!(fmlab_spec::from_depth(0, 256, 128).is_err());
+    assert!(fmlab_spec::from_depth(65, 256, 128).is_err());
+    assert_eq!(fmlab_spec::TOKENS_PER_PARAM, 20);
+}

@@ -11,6 +11,7 @@
 //! This crate knows token ids and logits, not text.
 
 mod load;
+pub mod train;
 
 pub use load::{from_gguf, gguf_matrix};
 
@@ -39,6 +40,8 @@ pub enum Error {
     BadToken { id: u32, vocab: usize },
     #[error("the context holds {context} tokens; {requested} were requested")]
     ContextFull { context: usize, requested: usize },
+    #[error("training: {0}")]
+    Unsupported(String),
     #[error(transparent)]
     Kernel(#[from] fmlab_kernels::Error),
     #[error(transparent)]

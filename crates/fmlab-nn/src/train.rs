@@ -1,0 +1,645 @@
+//! The trainable path: forward with saved activations and an explicit backward pass, over
+//! dense weights, for Llama-shaped decoders (RMSNorm, RoPE, causal multi-head attention
+//! with grouped key-value heads, SwiGLU, tied or untied head, cross-entropy) — the shape
+//! `fmlab_spec::from_depth` gives. Generic over the float type so that the same code runs in
+//! f32 for training and in f64 for gradient checks against finite differences.
+//!
+//! Written out layer by layer (as llm.c does) rather than through an autograd framework:
+//! every derivative is here to read. This first version multiplies with plain loops; the
+//! pre-training issue moves the products onto the `gemm` kernels.
+
+use fmlab_spec::{FfnKind, ModelSpec, NormKind, Positions};
+
+use crate::{Error, Result};
+
+/// The float types training runs in.
+pub trait Float:
+    Copy
+    + Default
+    + PartialOrd
+    + std::fmt::Debug
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::Div<Output = Self>
+    + std::ops::Neg<Output = Self>
+    + std::ops::AddAssign
+    + std::ops::SubAssign
+    + std::ops::MulAssign
+    + Send
+    + Sync
+    + 'static
+{
+    fn from_f64(x: f64) -> Self;
+    fn to_f64(self) -> f64;
+    fn exp(self) -> Self;
+    fn ln(self) -> Self;
+    fn sqrt(self) -> Self;
+    fn sin(self) -> Self;
+    fn cos(self) -> Self;
+    fn zero() -> Self {
+        Self::default()
+    }
+    fn one() -> Self {
+        Self::from_f64(1.0)
+    }
+}
+
+macro_rules! float_impl {
+    ($t:ty) => {
+        impl Float for $t {
+            fn from_f64(x: f64) -> Self {
+                x as $t
+            }
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            fn exp(self) -> Self {
+                <$t>::exp(self)
+            }
+            fn ln(self) -> Self {
+                <$t>::ln(self)
+            }
+            fn sqrt(self) -> Self {
+                <$t>::sqrt(self)
+            }
+            fn sin(self) -> Self {
+                <$t>::sin(self)
+            }
+            fn cos(self) -> Self {
+                <$t>::cos(self)
+            }
+        }
+    };
+}
+float_impl!(f32);
+float_impl!(f64);
+
+/// One layer's weights (row-major `out × in` matrices).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerWeights<T> {
+    pub attn_norm: Vec<T>,
+    pub wq: Vec<T>,
+    pub wk: Vec<T>,
+    pub wv: Vec<T>,
+    pub wo: Vec<T>,
+    pub ffn_norm: Vec<T>,
+    pub w_gate: Vec<T>,
+    pub w_up: Vec<T>,
+    pub w_down: Vec<T>,
+}
+
+/// All weights of a trainable decoder; gradients have the same shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Weights<T> {
+    pub embed: Vec<T>,
+    pub layers: Vec<LayerWeights<T>>,
+    pub final_norm: Vec<T>,
+    /// `None` when tied to the embeddings.
+    pub head: Option<Vec<T>>,
+}
+
+impl<T: Float> Weights<T> {
+    /// Zeros shaped for `spec` (which must be Llama-shaped: see [`check_spec`]).
+    pub fn zeros(spec: &ModelSpec) -> Result<Self> {
+        check_spec(spec)?;
+        let d = spec.d_model as usize;
+        let (qw, kvw) = (
+            (spec.n_heads * spec.head_dim) as usize,
+            (spec.n_kv_heads * spec.head_dim) as usize,
+        );
+        let f = spec.ffn_dim as usize;
+        let v = spec.vocab_size as usize;
+        let z = |n: usize| vec![T::zero(); n];
+        Ok(Self {
+            embed: z(v * d),
+            layers: (0..spec.n_layers)
+                .map(|_| LayerWeights {
+                    attn_norm: z(d),
+                    wq: z(qw * d),
+                    wk: z(kvw * d),
+                    wv: z(kvw * d),
+                    wo: z(d * qw),
+                    ffn_norm: z(d),
+                    w_gate: z(f * d),
+                    w_up: z(f * d),
+                    w_down: z(d * f),
+                })
+                .collect(),
+            final_norm: z(d),
+            head: (!spec.tied_embeddings).then(|| z(v * d)),
+        })
+    }
+
+    /// Every tensor, in a fixed order, with whether weight decay applies to it (matrices
+    /// yes; norms and embeddings no).
+    pub fn tensors_mut(&mut self) -> Vec<(&mut Vec<T>, bool)> {
+        let mut out: Vec<(&mut Vec<T>, bool)> = vec![(&mut self.embed, false)];
+        for l in &mut self.layers {
+            out.push((&mut l.attn_norm, false));
+            out.push((&mut l.wq, true));
+            out.push((&mut l.wk, true));
+            out.push((&mut l.wv, true));
+            out.push((&mut l.wo, true));
+            out.push((&mut l.ffn_norm, false));
+            out.push((&mut l.w_gate, true));
+            out.push((&mut l.w_up, true));
+            out.push((&mut l.w_down, true));
+        }
+        out.push((&mut self.final_norm, false));
+        if let Some(h) = &mut self.head {
+            out.push((h, true));
+        }
+        out
+    }
+
+    /// GPT-2/nanoGPT initialisation: normal(0, 0.02) for matrices and embeddings, the
+    /// residual projections (attention output, FFN down) scaled by 1/√(2L), norms at 1.
+    pub fn init(spec: &ModelSpec, seed: u64) -> Result<Self> {
+        let mut w = Self::zeros(spec)?;
+        let mut rng = Normal::new(seed);
+        let resid = 0.02 / (2.0 * spec.n_layers as f64).sqrt();
+        let fill = |v: &mut Vec<T>, std: f64, rng: &mut Normal| {
+            v.iter_mut()
+                .for_each(|x| *x = T::from_f64(rng.next() * std));
+        };
+        fill(&mut w.embed, 0.02, &mut rng);
+        for l in &mut w.layers {
+            l.attn_norm.iter_mut().for_each(|x| *x = T::one());
+            l.ffn_norm.iter_mut().for_each(|x| *x = T::one());
+            fill(&mut l.wq, 0.02, &mut rng);
+            fill(&mut l.wk, 0.02, &mut rng);
+            fill(&mut l.wv, 0.02, &mut rng);
+            fill(&mut l.wo, resid, &mut rng);
+            fill(&mut l.w_gate, 0.02, &mut rng);
+            fill(&mut l.w_up, 0.02, &mut rng);
+            fill(&mut l.w_down, resid, &mut rng);
+        }
+        w.final_norm.iter_mut().for_each(|x| *x = T::one());
+        if let Some(h) = &mut w.head {
+            fill(h, 0.02, &mut rng);
+        }
+        Ok(w)
+    }
+}
+
+/// Standard normal draws (Box–Muller over SplitMix64): seeded, the same on every machine.
+struct Normal {
+    state: u64,
+    spare: Option<f64>,
+}
+
+impl Normal {
+    fn new(seed: u64) -> Self {
+        Self {
+            state: seed,
+            spare: None,
+        }
+    }
+
+    fn uniform(&mut self) -> f64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        ((z >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+
+    fn next(&mut self) -> f64 {
+        if let Some(s) = self.spare.take() {
+            return s;
+        }
+        let (u, v) = (self.uniform(), self.uniform());
+        let r = (-2.0 * u.ln()).sqrt();
+        let (s, c) = (2.0 * std::f64::consts::PI * v).sin_cos();
+        self.spare = Some(r * s);
+        r * c
+    }
+}
+
+/// The trainable path covers Llama-shaped decoders.
+pub fn check_spec(spec: &ModelSpec) -> Result<()> {
+    let ok = spec.norm_kind == NormKind::RmsNorm
+        && spec.ffn_kind == FfnKind::SwiGlu
+        && matches!(spec.positions, Positions::Rope { .. })
+        && !spec.qk_norm
+        && !spec.qkv_bias
+        && !spec.attn_out_bias
+        && !spec.mlp_bias
+        && spec.sliding_window.is_none()
+        && !spec.scale_embeddings
+        && spec.n_kv_heads > 0
+        && spec.n_heads.is_multiple_of(spec.n_kv_heads)
+        && spec.head_dim.is_multiple_of(2);
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Unsupported(format!(
+            "training covers Llama-shaped models (RMSNorm, RoPE, SwiGLU, no biases); {} is not",
+            spec.architecture
+        )))
+    }
+}
+
+/// `y[n×o] = x[n×i] · wᵀ` with `w` as `o × i`.
+fn matmul<T: Float>(x: &[T], w: &[T], n: usize, i: usize, o: usize) -> Vec<T> {
+    let mut y = vec![T::zero(); n * o];
+    for r in 0..n {
+        let xr = &x[r * i..(r + 1) * i];
+        for c in 0..o {
+            let wr = &w[c * i..(c + 1) * i];
+            let mut s = T::zero();
+            for k in 0..i {
+                s += xr[k] * wr[k];
+            }
+            y[r * o + c] = s;
+        }
+    }
+    y
+}
+
+/// Backward of [`matmul`]: `dx += dy · w`, `dw += dyᵀ · x`.
+#[allow(clippy::too_many_arguments)]
+fn matmul_back<T: Float>(
+    dy: &[T],
+    x: &[T],
+    w: &[T],
+    dx: &mut [T],
+    dw: &mut [T],
+    n: usize,
+    i: usize,
+    o: usize,
+) {
+    for r in 0..n {
+        for c in 0..o {
+            let g = dy[r * o + c];
+            if g == T::zero() {
+                continue;
+            }
+            for k in 0..i {
+                dx[r * i + k] += g * w[c * i + k];
+                dw[c * i + k] += g * x[r * i + k];
+            }
+        }
+    }
+}
+
+/// RMSNorm of each `d`-wide row; returns the outputs and each row's 1/rms.
+fn rms_norm<T: Float>(x: &[T], w: &[T], d: usize, eps: f64) -> (Vec<T>, Vec<T>) {
+    let mut y = vec![T::zero(); x.len()];
+    let mut inv = Vec::with_capacity(x.len() / d);
+    for (row, out) in x.chunks_exact(d).zip(y.chunks_exact_mut(d)) {
+        let ms = row.iter().fold(T::zero(), |s, &v| s + v * v) / T::from_f64(d as f64);
+        let r = T::one() / (ms + T::from_f64(eps)).sqrt();
+        for k in 0..d {
+            out[k] = row[k] * r * w[k];
+        }
+        inv.push(r);
+    }
+    (y, inv)
+}
+
+/// Backward of [`rms_norm`]: with g = w ⊙ dy, dx = r·g − x·r³·(g·x)/d; dw += dy ⊙ x·r.
+fn rms_norm_back<T: Float>(
+    dy: &[T],
+    x: &[T],
+    w: &[T],
+    inv: &[T],
+    dx: &mut [T],
+    dw: &mut [T],
+    d: usize,
+) {
+    for (r_i, ((dyr, xr), dxr)) in dy
+        .chunks_exact(d)
+        .zip(x.chunks_exact(d))
+        .zip(dx.chunks_exact_mut(d))
+        .enumerate()
+    {
+        let r = inv[r_i];
+        let mut gx = T::zero();
+        for k in 0..d {
+            gx += w[k] * dyr[k] * xr[k];
+        }
+        let coef = r * r * r * gx / T::from_f64(d as f64);
+        for k in 0..d {
+            dxr[k] += r * w[k] * dyr[k] - xr[k] * coef;
+            dw[k] += dyr[k] * xr[k] * r;
+        }
+    }
+}
+
+/// Rotary embeddings on `n_heads` heads of each row at `positions` (pairs (i, i + d/2),
+/// the layout `from_depth` models use); `inverse` rotates back (the backward pass).
+fn rope<T: Float>(
+    x: &mut [T],
+    positions: &[usize],
+    n_heads: usize,
+    hd: usize,
+    base: f64,
+    inverse: bool,
+) {
+    let half = hd / 2;
+    let width = n_heads * hd;
+    for (row, &pos) in x.chunks_exact_mut(width).zip(positions) {
+        for h in 0..n_heads {
+            let head = &mut row[h * hd..(h + 1) * hd];
+            for i in 0..half {
+                let theta = pos as f64 * base.powf(-2.0 * i as f64 / hd as f64);
+                let (s, c) = (T::from_f64(theta.sin()), T::from_f64(theta.cos()));
+                let s = if inverse { -s } else { s };
+                let (a, b) = (head[i], head[i + half]);
+                head[i] = a * c - b * s;
+                head[i + half] = a * s + b * c;
+            }
+        }
+    }
+}
+
+fn silu<T: Float>(x: T) -> T {
+    x / (T::one() + (-x).exp())
+}
+
+/// What the forward pass keeps of one layer for the backward pass.
+struct LayerCache<T> {
+    x: Vec<T>,
+    h1: Vec<T>,
+    inv1: Vec<T>,
+    q: Vec<T>,
+    k: Vec<T>,
+    v: Vec<T>,
+    /// Attention probabilities per (sequence, head, query): `t × t` each.
+    p: Vec<T>,
+    att: Vec<T>,
+    x2: Vec<T>,
+    h2: Vec<T>,
+    inv2: Vec<T>,
+    gate: Vec<T>,
+    up: Vec<T>,
+    act: Vec<T>,
+}
+
+/// Mean cross-entropy of next-token prediction over `batch` sequences of `seq` tokens
+/// (`inputs` and `targets` both `batch × seq`), and, with `grads`, its gradient added to
+/// them.
+pub fn loss_and_grad<T: Float>(
+    spec: &ModelSpec,
+    w: &Weights<T>,
+    inputs: &[u32],
+    targets: &[u32],
+    batch: usize,
+    grads: Option<&mut Weights<T>>,
+) -> Result<T> {
+    check_spec(spec)?;
+    let seq = inputs.len() / batch.max(1);
+    if batch == 0 || seq == 0 || inputs.len() != batch * seq || targets.len() != inputs.len() {
+        return Err(Error::Unsupported(format!(
+            "{} inputs and {} targets are not {batch} sequences of equal length",
+            inputs.len(),
+            targets.len()
+        )));
+    }
+    let v = spec.vocab_size as usize;
+    if let Some(&bad) = inputs.iter().chain(targets).find(|&&t| t as usize >= v) {
+        return Err(Error::Unsupported(format!(
+            "token {bad} is outside the vocabulary of {v}"
+        )));
+    }
+    let d = spec.d_model as usize;
+    let hd = spec.head_dim as usize;
+    let (nh, nkv) = (spec.n_heads as usize, spec.n_kv_heads as usize);
+    let (qw, kvw) = (nh * hd, nkv * hd);
+    let f = spec.ffn_dim as usize;
+    let n = batch * seq;
+    let eps = spec.norm_eps;
+    let base = match spec.positions {
+        Positions::Rope { base } => base,
+        _ => 10_000.0,
+    };
+    let positions: Vec<usize> = (0..n).map(|i| i % seq).collect();
+    let scale = T::from_f64(1.0 / (hd as f64).sqrt());
+    let group = nh / nkv;
+
+    // --- forward ---
+    let mut x = vec![T::zero(); n * d];
+    for (i, &t) in inputs.iter().enumerate() {
+        x[i * d..(i + 1) * d].copy_from_slice(&w.embed[t as usize * d..(t as usize + 1) * d]);
+    }
+    let mut caches = Vec::with_capacity(w.layers.len());
+    for l in &w.layers {
+        let (h1, inv1) = rms_norm(&x, &l.attn_norm, d, eps);
+        let mut q = matmul(&h1, &l.wq, n, d, qw);
+        let mut k = matmul(&h1, &l.wk, n, d, kvw);
+        let vv = matmul(&h1, &l.wv, n, d, kvw);
+        rope(&mut q, &positions, nh, hd, base, false);
+        rope(&mut k, &positions, nkv, hd, base, false);
+        let mut p = vec![T::zero(); batch * nh * seq * seq];
+        let mut att = vec![T::zero(); n * qw];
+        for b in 0..batch {
+            for h in 0..nh {
+                let kh = h / group;
+                for i in 0..seq {
+                    let qi = &q[(b * seq + i) * qw + h * hd..][..hd];
+                    let prow = &mut p[((b * nh + h) * seq + i) * seq..][..seq];
+                    let mut max = T::from_f64(f64::NEG_INFINITY);
+                    for j in 0..=i {
+                        let kj = &k[(b * seq + j) * kvw + kh * hd..][..hd];
+                        let mut s = T::zero();
+                        for e in 0..hd {
+                            s += qi[e] * kj[e];
+                        }
+                        prow[j] = s * scale;
+                        if prow[j] > max {
+                            max = prow[j];
+                        }
+                    }
+                    let mut total = T::zero();
+                    for pj in prow.iter_mut().take(i + 1) {
+                        *pj = (*pj - max).exp();
+                        total += *pj;
+                    }
+                    for pj in prow.iter_mut().take(i + 1) {
+                        *pj = *pj / total;
+                    }
+                    let out = &mut att[(b * seq + i) * qw + h * hd..][..hd];
+                    for j in 0..=i {
+                        let vj = &vv[(b * seq + j) * kvw + kh * hd..][..hd];
+                        for e in 0..hd {
+                            out[e] += prow[j] * vj[e];
+                        }
+                    }
+                }
+            }
+        }
+        let o = matmul(&att, &l.wo, n, qw, d);
+        let x2: Vec<T> = x.iter().zip(&o).map(|(&a, &b)| a + b).collect();
+        let (h2, inv2) = rms_norm(&x2, &l.ffn_norm, d, eps);
+        let gate = matmul(&h2, &l.w_gate, n, d, f);
+        let up = matmul(&h2, &l.w_up, n, d, f);
+        let act: Vec<T> = gate.iter().zip(&up).map(|(&g, &u)| silu(g) * u).collect();
+        let down = matmul(&act, &l.w_down, n, f, d);
+        let x3: Vec<T> = x2.iter().zip(&down).map(|(&a, &b)| a + b).collect();
+        caches.push(LayerCache {
+            x: std::mem::replace(&mut x, x3),
+            h1,
+            inv1,
+            q,
+            k,
+            v: vv,
+            p,
+            att,
+            x2,
+            h2,
+            inv2,
+            gate,
+            up,
+            act,
+        });
+    }
+    let (hf, invf) = rms_norm(&x, &w.final_norm, d, eps);
+    let head = w.head.as_ref().unwrap_or(&w.embed);
+    let logits = matmul(&hf, head, n, d, v);
+    let mut loss = T::zero();
+    let mut dlogits = vec![T::zero(); n * v];
+    let inv_n = T::from_f64(1.0 / n as f64);
+    for r in 0..n {
+        let row = &logits[r * v..(r + 1) * v];
+        let max = row.iter().fold(
+            T::from_f64(f64::NEG_INFINITY),
+            |m, &x| if x > m { x } else { m },
+        );
+        let total = row.iter().fold(T::zero(), |s, &x| s + (x - max).exp());
+        let lse = max + total.ln();
+        let t = targets[r] as usize;
+        loss += (lse - row[t]) * inv_n;
+        let drow = &mut dlogits[r * v..(r + 1) * v];
+        for c in 0..v {
+            drow[c] = (row[c] - lse).exp() * inv_n;
+        }
+        drow[t] -= inv_n;
+    }
+    let Some(g) = grads else {
+        return Ok(loss);
+    };
+
+    // --- backward ---
+    let mut dhf = vec![T::zero(); n * d];
+    {
+        let mut dhead = vec![T::zero(); v * d];
+        matmul_back(&dlogits, &hf, head, &mut dhf, &mut dhead, n, d, v);
+        let target = match g.head.as_mut() {
+            Some(h) => h,
+            None => &mut g.embed,
+        };
+        target.iter_mut().zip(&dhead).for_each(|(a, &b)| *a += b);
+    }
+    let mut dx = vec![T::zero(); n * d];
+    rms_norm_back(
+        &dhf,
+        &x,
+        &w.final_norm,
+        &invf,
+        &mut dx,
+        &mut g.final_norm,
+        d,
+    );
+    for (li, l) in w.layers.iter().enumerate().rev() {
+        let c = &caches[li];
+        let gl = &mut g.layers[li];
+        // FFN: x3 = x2 + down(act), act = silu(gate) ⊙ up.
+        let mut dact = vec![T::zero(); n * f];
+        matmul_back(&dx, &c.act, &l.w_down, &mut dact, &mut gl.w_down, n, f, d);
+        let mut dgate = vec![T::zero(); n * f];
+        let mut dup = vec![T::zero(); n * f];
+        for k in 0..n * f {
+            let gk = c.gate[k];
+            let sig = T::one() / (T::one() + (-gk).exp());
+            dup[k] = dact[k] * gk * sig;
+            dgate[k] = dact[k] * c.up[k] * sig * (T::one() + gk * (T::one() - sig));
+        }
+        let mut dh2 = vec![T::zero(); n * d];
+        matmul_back(&dgate, &c.h2, &l.w_gate, &mut dh2, &mut gl.w_gate, n, d, f);
+        matmul_back(&dup, &c.h2, &l.w_up, &mut dh2, &mut gl.w_up, n, d, f);
+        let mut dx2 = dx.clone();
+        rms_norm_back(
+            &dh2,
+            &c.x2,
+            &l.ffn_norm,
+            &c.inv2,
+            &mut dx2,
+            &mut gl.ffn_norm,
+            d,
+        );
+        // Attention: x2 = x + wo · att.
+        let mut datt = vec![T::zero(); n * qw];
+        matmul_back(&dx2, &c.att, &l.wo, &mut datt, &mut gl.wo, n, qw, d);
+        let mut dq = vec![T::zero(); n * qw];
+        let mut dk = vec![T::zero(); n * kvw];
+        let mut dv = vec![T::zero(); n * kvw];
+        for b in 0..batch {
+            for h in 0..nh {
+                let kh = h / group;
+                for i in 0..seq {
+                    let prow = &c.p[((b * nh + h) * seq + i) * seq..][..seq];
+                    let dout = &datt[(b * seq + i) * qw + h * hd..][..hd];
+                    // dP_j = dout · v_j; dS_j = P_j (dP_j − Σ P dP).
+                    let mut dp = vec![T::zero(); i + 1];
+                    let mut dot = T::zero();
+                    for j in 0..=i {
+                        let vj = &c.v[(b * seq + j) * kvw + kh * hd..][..hd];
+                        let mut s = T::zero();
+                        for e in 0..hd {
+                            s += dout[e] * vj[e];
+                        }
+                        dp[j] = s;
+                        dot += prow[j] * s;
+                        let dvj = &mut dv[(b * seq + j) * kvw + kh * hd..][..hd];
+                        for e in 0..hd {
+                            dvj[e] += prow[j] * dout[e];
+                        }
+                    }
+                    let qi: Vec<T> = c.q[(b * seq + i) * qw + h * hd..][..hd].to_vec();
+                    for j in 0..=i {
+                        let ds = prow[j] * (dp[j] - dot) * scale;
+                        if ds == T::zero() {
+                            continue;
+                        }
+                        let kj = &c.k[(b * seq + j) * kvw + kh * hd..][..hd];
+                        let dqi = &mut dq[(b * seq + i) * qw + h * hd..][..hd];
+                        for e in 0..hd {
+                            dqi[e] += ds * kj[e];
+                        }
+                        let dkj = &mut dk[(b * seq + j) * kvw + kh * hd..][..hd];
+                        for e in 0..hd {
+                            dkj[e] += ds * qi[e];
+                        }
+                    }
+                }
+            }
+        }
+        rope(&mut dq, &positions, nh, hd, base, true);
+        rope(&mut dk, &positions, nkv, hd, base, true);
+        let mut dh1 = vec![T::zero(); n * d];
+        matmul_back(&dq, &c.h1, &l.wq, &mut dh1, &mut gl.wq, n, d, qw);
+        matmul_back(&dk, &c.h1, &l.wk, &mut dh1, &mut gl.wk, n, d, kvw);
+        matmul_back(&dv, &c.h1, &l.wv, &mut dh1, &mut gl.wv, n, d, kvw);
+        let mut dxin = dx2;
+        rms_norm_back(
+            &dh1,
+            &c.x,
+            &l.attn_norm,
+            &c.inv1,
+            &mut dxin,
+            &mut gl.attn_norm,
+            d,
+        );
+        dx = dxin;
+    }
+    for (i, &t) in inputs.iter().enumerate() {
+        let row = &mut g.embed[t as usize * d..(t as usize + 1) * d];
+        row.iter_mut()
+            .zip(&dx[i * d..(i + 1) * d])
+            .for_each(|(a, &b)| *a += b);
+    }
+    Ok(loss)
+}

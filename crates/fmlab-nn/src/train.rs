@@ -390,6 +390,29 @@ pub fn loss_and_grad<T: Float>(
     batch: usize,
     grads: Option<&mut Weights<T>>,
 ) -> Result<T> {
+    run(spec, w, inputs, targets, batch, grads, None)
+}
+
+/// One sequence's logits (no loss, no gradients).
+fn forward_logits<T: Float>(
+    spec: &ModelSpec,
+    w: &Weights<T>,
+    inputs: &[u32],
+    out: &mut Vec<T>,
+) -> Result<()> {
+    run(spec, w, inputs, inputs, 1, None, Some(out)).map(|_| ())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run<T: Float>(
+    spec: &ModelSpec,
+    w: &Weights<T>,
+    inputs: &[u32],
+    targets: &[u32],
+    batch: usize,
+    grads: Option<&mut Weights<T>>,
+    logits_out: Option<&mut Vec<T>>,
+) -> Result<T> {
     check_spec(spec)?;
     let seq = inputs.len() / batch.max(1);
     if batch == 0 || seq == 0 || inputs.len() != batch * seq || targets.len() != inputs.len() {
@@ -499,6 +522,9 @@ pub fn loss_and_grad<T: Float>(
     let (hf, invf) = rms_norm(&x, &w.final_norm, d, eps);
     let head = w.head.as_ref().unwrap_or(&w.embed);
     let logits = matmul(&hf, head, n, d, v);
+    if let Some(out) = logits_out {
+        out.clone_from(&logits);
+    }
     let mut loss = T::zero();
     let mut dlogits = vec![T::zero(); n * v];
     let inv_n = T::from_f64(1.0 / n as f64);
@@ -642,4 +668,70 @@ pub fn loss_and_grad<T: Float>(
             .for_each(|(a, &b)| *a += b);
     }
     Ok(loss)
+}
+
+impl Weights<f32> {
+    /// The inference model over these weights (dense matrices): what `fmlab generate` and
+    /// export run once training is done.
+    pub fn to_transformer(&self, spec: &ModelSpec) -> Result<crate::Transformer> {
+        use crate::{Layer, Linear, Norm, Transformer};
+        use fmlab_kernels::{Matrix, RopeStyle, Threads};
+        check_spec(spec)?;
+        let d = spec.d_model as usize;
+        let hd = spec.head_dim as usize;
+        let (qw, kvw) = (spec.n_heads as usize * hd, spec.n_kv_heads as usize * hd);
+        let f = spec.ffn_dim as usize;
+        let v = spec.vocab_size as usize;
+        let lin = |w: &Vec<f32>, rows: usize, cols: usize| -> Result<Linear> {
+            Ok(Linear {
+                weight: Matrix::dense(rows, cols, w.clone())?,
+                bias: None,
+            })
+        };
+        let norm = |w: &Vec<f32>| Norm {
+            weight: w.clone(),
+            bias: None,
+        };
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| {
+                Ok(Layer {
+                    attn_norm: norm(&l.attn_norm),
+                    q: lin(&l.wq, qw, d)?,
+                    k: lin(&l.wk, kvw, d)?,
+                    v: lin(&l.wv, kvw, d)?,
+                    o: lin(&l.wo, d, qw)?,
+                    q_norm: None,
+                    k_norm: None,
+                    post_attn_norm: None,
+                    ffn_norm: norm(&l.ffn_norm),
+                    gate: Some(lin(&l.w_gate, f, d)?),
+                    up: lin(&l.w_up, f, d)?,
+                    down: lin(&l.w_down, d, f)?,
+                    post_ffn_norm: None,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Transformer {
+            spec: spec.clone(),
+            embed: Matrix::dense(v, d, self.embed.clone())?,
+            pos_embed: None,
+            layers,
+            final_norm: norm(&self.final_norm),
+            head: match &self.head {
+                Some(h) => Some(Matrix::dense(v, d, h.clone())?),
+                None => None,
+            },
+            rope_style: RopeStyle::Halves,
+            threads: Threads(0),
+        })
+    }
+}
+
+/// The logits of every position (`n × vocab`) from the training forward pass.
+pub fn logits<T: Float>(spec: &ModelSpec, w: &Weights<T>, inputs: &[u32]) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    forward_logits(spec, w, inputs, &mut out)?;
+    Ok(out)
 }

@@ -227,6 +227,43 @@ mod train {
         assert!(loss < 0.1, "loss after 300 steps on one batch: {loss}");
     }
 
+    /// One decoder: the inference model built from trained weights computes the training
+    /// forward's logits (up to the f16 rounding of keys, values and queries that the
+    /// inference path shares with llama.cpp), and greedy decoding works on it.
+    #[test]
+    fn trained_weights_run_on_the_inference_path() {
+        let mut spec = tiny(false, 2);
+        spec.vocab_size = 64;
+        let w = Weights::<f32>::init(&spec, 5).unwrap();
+        let inputs = [3u32, 17, 9, 40, 2, 33];
+        let ours = fmlab_nn::train::logits(&spec, &w, &inputs).unwrap();
+        let model = w.to_transformer(&spec).unwrap();
+        let mut cache = fmlab_nn::KvCache::new(&spec, 16);
+        let theirs = model
+            .forward(&inputs, &mut cache, fmlab_nn::Logits::All)
+            .unwrap();
+        assert_eq!(ours.len(), theirs.len());
+        let max = ours
+            .iter()
+            .zip(&theirs)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(max < 2e-3, "logits differ by {max}");
+        let mut session = fmlab_nn::Session::new(&model, 16);
+        let g = fmlab_sample::generate(
+            &mut session,
+            &inputs,
+            &mut fmlab_sample::Sampler::greedy(),
+            fmlab_sample::GenerateOptions::new(fmlab_sample::StopConditions {
+                max_new_tokens: 4,
+                ..Default::default()
+            }),
+            &mut |_, _| true,
+        )
+        .unwrap();
+        assert_eq!(g.tokens.len(), 4);
+    }
+
     #[test]
     fn unsupported_shapes_are_errors() {
         let gpt2 = fmlab_spec::preset("gpt2-small").unwrap();

@@ -134,6 +134,107 @@ unsafe fn gemm_raw(
     }
 }
 
+/// A strided matrix operand: `data[r·rs + c·cs]` is element (r, c) of a `rows × cols`
+/// matrix.
+#[derive(Debug, Clone, Copy)]
+pub struct Strided<'a, T> {
+    pub data: &'a [T],
+    pub rows: usize,
+    pub cols: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<T> Strided<'_, T> {
+    /// Whether every element the strides reach lies in `data`.
+    fn fits(&self) -> bool {
+        self.rows == 0
+            || self.cols == 0
+            || (self.rows - 1)
+                .checked_mul(self.rs)
+                .and_then(|a| {
+                    (self.cols - 1)
+                        .checked_mul(self.cs)
+                        .and_then(|b| a.checked_add(b))
+                })
+                .is_some_and(|last| last < self.data.len())
+    }
+}
+
+/// `c = (c if accumulate) + a · b` for f32 or f64 through the `gemm` crate, with any
+/// strides: `c` is `a.rows × b.cols` at `c[r·c_rs + col·c_cs]`. The training path's
+/// products (including the transposed ones of the backward pass) go through here. Checked:
+/// shapes must agree and every stride must stay inside its slice.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_into<T: Copy + 'static>(
+    c: &mut [T],
+    c_rs: usize,
+    c_cs: usize,
+    a: Strided<T>,
+    b: Strided<T>,
+    accumulate: bool,
+    threads: Threads,
+) -> Result<()> {
+    let is_float = std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+        || std::any::TypeId::of::<T>() == std::any::TypeId::of::<f64>();
+    let out = Strided {
+        data: &*c,
+        rows: a.rows,
+        cols: b.cols,
+        rs: c_rs,
+        cs: c_cs,
+    };
+    if !is_float || a.cols != b.rows || !a.fits() || !b.fits() || !out.fits() {
+        return Err(Error::Shape {
+            what: "gemm operands",
+            expected: a.cols,
+            found: b.rows,
+        });
+    }
+    if a.rows == 0 || b.cols == 0 {
+        return Ok(());
+    }
+    let parallelism = match threads.0 {
+        1 => gemm::Parallelism::None,
+        t => gemm::Parallelism::Rayon(t),
+    };
+    let one = |x: f64| -> T {
+        // SAFETY: T is f32 or f64 (checked above); both are plain numbers of their size.
+        if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
+            let v = x as f32;
+            unsafe { std::mem::transmute_copy(&v) }
+        } else {
+            unsafe { std::mem::transmute_copy(&x) }
+        }
+    };
+    // SAFETY: the operands' strides were checked to stay inside their slices, `c` is
+    // borrowed mutably (no overlap with `a` or `b`), and T is a type gemm supports.
+    unsafe {
+        gemm::gemm(
+            a.rows,
+            b.cols,
+            a.cols,
+            c.as_mut_ptr(),
+            c_cs as isize,
+            c_rs as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            one(if accumulate { 1.0 } else { 0.0 }),
+            one(1.0),
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+    Ok(())
+}
+
 /// `y[t·y_stride + j] = Σ_k x[t·k_len + k] · w[j·k_len + k]` for `t < n`, `j < w_rows`:
 /// the product of `n` input rows with the transpose of a row-major weight block, written
 /// into a column block of a wider output (`y_stride ≥ w_rows`).
@@ -200,6 +301,89 @@ pub fn matmul_strided(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn gemm_into_with_strides_and_accumulation() {
+        // a (2×3) · bᵀ where b is stored 4×3: c (2×4).
+        let a: Vec<f64> = (0..6).map(|x| x as f64 - 2.0).collect();
+        let b: Vec<f64> = (0..12).map(|x| (x as f64) * 0.5).collect();
+        let mut c = vec![1.0f64; 8];
+        let sa = Strided {
+            data: &a,
+            rows: 2,
+            cols: 3,
+            rs: 3,
+            cs: 1,
+        };
+        let sb = Strided {
+            data: &b,
+            rows: 3,
+            cols: 4,
+            rs: 1,
+            cs: 3,
+        };
+        gemm_into(&mut c, 4, 1, sa, sb, true, Threads(1)).unwrap();
+        for r in 0..2 {
+            for col in 0..4 {
+                let want: f64 = 1.0 + (0..3).map(|k| a[r * 3 + k] * b[col * 3 + k]).sum::<f64>();
+                assert_eq!(c[r * 4 + col], want);
+            }
+        }
+        // f32, overwriting.
+        let a32: Vec<f32> = a.iter().map(|&x| x as f32).collect();
+        let b32: Vec<f32> = b.iter().map(|&x| x as f32).collect();
+        let mut c32 = vec![7.0f32; 8];
+        let sa = Strided {
+            data: &a32,
+            rows: 2,
+            cols: 3,
+            rs: 3,
+            cs: 1,
+        };
+        let sb = Strided {
+            data: &b32,
+            rows: 3,
+            cols: 4,
+            rs: 1,
+            cs: 3,
+        };
+        gemm_into(&mut c32, 4, 1, sa, sb, false, Threads(1)).unwrap();
+        assert_eq!(c32[0] as f64, c[0] - 1.0);
+        // Strides that leave a slice, mismatched shapes, unsupported types: errors.
+        let bad = Strided {
+            data: &b,
+            rows: 3,
+            cols: 4,
+            rs: 1,
+            cs: 4,
+        };
+        let sa64 = Strided {
+            data: &a,
+            rows: 2,
+            cols: 3,
+            rs: 3,
+            cs: 1,
+        };
+        assert!(gemm_into(&mut c, 4, 1, sa64, bad, true, Threads(1)).is_err());
+        let wrong = Strided {
+            data: &b,
+            rows: 4,
+            cols: 3,
+            rs: 3,
+            cs: 1,
+        };
+        assert!(gemm_into(&mut c, 4, 1, sa64, wrong, true, Threads(1)).is_err());
+        let ints = [1u8; 4];
+        let si = Strided {
+            data: &ints[..],
+            rows: 2,
+            cols: 2,
+            rs: 2,
+            cs: 1,
+        };
+        let mut ci = [0u8; 4];
+        assert!(gemm_into(&mut ci, 2, 1, si, si, false, Threads(1)).is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -5,9 +5,10 @@
 //! f32 for training and in f64 for gradient checks against finite differences.
 //!
 //! Written out layer by layer (as llm.c does) rather than through an autograd framework:
-//! every derivative is here to read. This first version multiplies with plain loops; the
-//! pre-training issue moves the products onto the `gemm` kernels.
+//! every derivative is here to read. Matrix products (forward and both backward ones) go
+//! through `gemm`; attention, norms and activations are plain loops for now.
 
+use fmlab_kernels::{gemm_into, Strided, Threads};
 use fmlab_spec::{FfnKind, ModelSpec, NormKind, Positions};
 
 use crate::{Error, Result};
@@ -242,19 +243,26 @@ pub fn check_spec(spec: &ModelSpec) -> Result<()> {
     }
 }
 
-/// `y[n×o] = x[n×i] · wᵀ` with `w` as `o × i`.
+/// `y[n×o] = x[n×i] · wᵀ` with `w` as `o × i` (through `gemm`).
 fn matmul<T: Float>(x: &[T], w: &[T], n: usize, i: usize, o: usize) -> Vec<T> {
     let mut y = vec![T::zero(); n * o];
-    for r in 0..n {
-        let xr = &x[r * i..(r + 1) * i];
-        for c in 0..o {
-            let wr = &w[c * i..(c + 1) * i];
-            let mut s = T::zero();
-            for k in 0..i {
-                s += xr[k] * wr[k];
-            }
-            y[r * o + c] = s;
-        }
+    let a = Strided {
+        data: x,
+        rows: n,
+        cols: i,
+        rs: i,
+        cs: 1,
+    };
+    let b = Strided {
+        data: w,
+        rows: i,
+        cols: o,
+        rs: 1,
+        cs: i,
+    };
+    // Shapes are fixed by the spec and checked by gemm_into; an error here is a bug.
+    if gemm_into(&mut y, o, 1, a, b, false, Threads(0)).is_err() {
+        debug_assert!(false, "matmul shapes");
     }
     y
 }
@@ -271,18 +279,37 @@ fn matmul_back<T: Float>(
     i: usize,
     o: usize,
 ) {
-    for r in 0..n {
-        for c in 0..o {
-            let g = dy[r * o + c];
-            if g == T::zero() {
-                continue;
-            }
-            for k in 0..i {
-                dx[r * i + k] += g * w[c * i + k];
-                dw[c * i + k] += g * x[r * i + k];
-            }
-        }
-    }
+    let dy_rows = Strided {
+        data: dy,
+        rows: n,
+        cols: o,
+        rs: o,
+        cs: 1,
+    };
+    let w_m = Strided {
+        data: w,
+        rows: o,
+        cols: i,
+        rs: i,
+        cs: 1,
+    };
+    let dy_t = Strided {
+        data: dy,
+        rows: o,
+        cols: n,
+        rs: 1,
+        cs: o,
+    };
+    let x_m = Strided {
+        data: x,
+        rows: n,
+        cols: i,
+        rs: i,
+        cs: 1,
+    };
+    let ok = gemm_into(dx, i, 1, dy_rows, w_m, true, Threads(0)).is_ok()
+        && gemm_into(dw, i, 1, dy_t, x_m, true, Threads(0)).is_ok();
+    debug_assert!(ok, "matmul_back shapes");
 }
 
 /// RMSNorm of each `d`-wide row; returns the outputs and each row's 1/rms.

@@ -22,7 +22,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let t = std::time::Instant::now();
         let loss = loss_and_grad(&spec, &w, &inputs, &targets, batch, Some(&mut g))?;
         times.push(t.elapsed().as_secs_f64());
-        eprintln!("loss {loss:.4}, {:.2} s", times.last().copied().unwrap_or(0.0));
+        eprintln!(
+            "loss {loss:.4}, {:.2} s",
+            times.last().copied().unwrap_or(0.0)
+        );
     }
     times.sort_by(f64::total_cmp);
     println!(

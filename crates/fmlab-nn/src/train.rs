@@ -9,7 +9,7 @@
 //! through `gemm`; attention, norms and activations are plain loops for now.
 
 use fmlab_kernels::{gemm_into, Strided, Threads};
-use fmlab_spec::{FfnKind, ModelSpec, NormKind, Positions};
+use fmlab_spec::{FfnKind, ModelSpec, NormKind, NormPlacement, Positions};
 
 use crate::{Error, Result};
 
@@ -38,6 +38,7 @@ pub trait Float:
     fn sqrt(self) -> Self;
     fn sin(self) -> Self;
     fn cos(self) -> Self;
+    fn tanh(self) -> Self;
     fn zero() -> Self {
         Self::default()
     }
@@ -70,6 +71,9 @@ macro_rules! float_impl {
             fn cos(self) -> Self {
                 <$t>::cos(self)
             }
+            fn tanh(self) -> Self {
+                <$t>::tanh(self)
+            }
         }
     };
 }
@@ -80,22 +84,35 @@ float_impl!(f64);
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerWeights<T> {
     pub attn_norm: Vec<T>,
+    /// LayerNorm's bias (GPT-2 shape).
+    pub attn_norm_b: Option<Vec<T>>,
     pub wq: Vec<T>,
     pub wk: Vec<T>,
     pub wv: Vec<T>,
+    pub bq: Option<Vec<T>>,
+    pub bk: Option<Vec<T>>,
+    pub bv: Option<Vec<T>>,
     pub wo: Vec<T>,
+    pub bo: Option<Vec<T>>,
     pub ffn_norm: Vec<T>,
-    pub w_gate: Vec<T>,
+    pub ffn_norm_b: Option<Vec<T>>,
+    /// The SwiGLU gate; `None` for a GELU MLP.
+    pub w_gate: Option<Vec<T>>,
     pub w_up: Vec<T>,
+    pub b_up: Option<Vec<T>>,
     pub w_down: Vec<T>,
+    pub b_down: Option<Vec<T>>,
 }
 
 /// All weights of a trainable decoder; gradients have the same shape.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Weights<T> {
     pub embed: Vec<T>,
+    /// Learned positions (`context × d`), GPT-2 shape.
+    pub pos: Option<Vec<T>>,
     pub layers: Vec<LayerWeights<T>>,
     pub final_norm: Vec<T>,
+    pub final_norm_b: Option<Vec<T>>,
     /// `None` when tied to the embeddings.
     pub head: Option<Vec<T>>,
 }
@@ -112,22 +129,38 @@ impl<T: Float> Weights<T> {
         let f = spec.ffn_dim as usize;
         let v = spec.vocab_size as usize;
         let z = |n: usize| vec![T::zero(); n];
+        let opt = |on: bool, n: usize| on.then(|| vec![T::zero(); n]);
+        let layer_norm = spec.norm_kind == NormKind::LayerNorm;
+        let gated = spec.ffn_kind == FfnKind::SwiGlu;
         Ok(Self {
             embed: z(v * d),
+            pos: opt(
+                spec.positions == Positions::Learned,
+                spec.context_length as usize * d,
+            ),
             layers: (0..spec.n_layers)
                 .map(|_| LayerWeights {
                     attn_norm: z(d),
+                    attn_norm_b: opt(layer_norm, d),
                     wq: z(qw * d),
                     wk: z(kvw * d),
                     wv: z(kvw * d),
+                    bq: opt(spec.qkv_bias, qw),
+                    bk: opt(spec.qkv_bias, kvw),
+                    bv: opt(spec.qkv_bias, kvw),
                     wo: z(d * qw),
+                    bo: opt(spec.attn_out_bias, d),
                     ffn_norm: z(d),
-                    w_gate: z(f * d),
+                    ffn_norm_b: opt(layer_norm, d),
+                    w_gate: opt(gated, f * d),
                     w_up: z(f * d),
+                    b_up: opt(spec.mlp_bias, f),
                     w_down: z(d * f),
+                    b_down: opt(spec.mlp_bias, d),
                 })
                 .collect(),
             final_norm: z(d),
+            final_norm_b: opt(layer_norm, d),
             head: (!spec.tied_embeddings).then(|| z(v * d)),
         })
     }
@@ -136,18 +169,30 @@ impl<T: Float> Weights<T> {
     /// yes; norms and embeddings no).
     pub fn tensors_mut(&mut self) -> Vec<(&mut Vec<T>, bool)> {
         let mut out: Vec<(&mut Vec<T>, bool)> = vec![(&mut self.embed, false)];
+        if let Some(p) = &mut self.pos {
+            out.push((p, false));
+        }
         for l in &mut self.layers {
             out.push((&mut l.attn_norm, false));
+            out.extend(l.attn_norm_b.as_mut().map(|b| (b, false)));
             out.push((&mut l.wq, true));
             out.push((&mut l.wk, true));
             out.push((&mut l.wv, true));
+            for b in [&mut l.bq, &mut l.bk, &mut l.bv] {
+                out.extend(b.as_mut().map(|b| (b, false)));
+            }
             out.push((&mut l.wo, true));
+            out.extend(l.bo.as_mut().map(|b| (b, false)));
             out.push((&mut l.ffn_norm, false));
-            out.push((&mut l.w_gate, true));
+            out.extend(l.ffn_norm_b.as_mut().map(|b| (b, false)));
+            out.extend(l.w_gate.as_mut().map(|w| (w, true)));
             out.push((&mut l.w_up, true));
+            out.extend(l.b_up.as_mut().map(|b| (b, false)));
             out.push((&mut l.w_down, true));
+            out.extend(l.b_down.as_mut().map(|b| (b, false)));
         }
         out.push((&mut self.final_norm, false));
+        out.extend(self.final_norm_b.as_mut().map(|b| (b, false)));
         if let Some(h) = &mut self.head {
             out.push((h, true));
         }
@@ -165,6 +210,9 @@ impl<T: Float> Weights<T> {
                 .for_each(|x| *x = T::from_f64(rng.next() * std));
         };
         fill(&mut w.embed, 0.02, &mut rng);
+        if let Some(p) = &mut w.pos {
+            fill(p, 0.01, &mut rng);
+        }
         for l in &mut w.layers {
             l.attn_norm.iter_mut().for_each(|x| *x = T::one());
             l.ffn_norm.iter_mut().for_each(|x| *x = T::one());
@@ -172,7 +220,9 @@ impl<T: Float> Weights<T> {
             fill(&mut l.wk, 0.02, &mut rng);
             fill(&mut l.wv, 0.02, &mut rng);
             fill(&mut l.wo, resid, &mut rng);
-            fill(&mut l.w_gate, 0.02, &mut rng);
+            if let Some(g) = &mut l.w_gate {
+                fill(g, 0.02, &mut rng);
+            }
             fill(&mut l.w_up, 0.02, &mut rng);
             fill(&mut l.w_down, resid, &mut rng);
         }
@@ -221,13 +271,11 @@ impl Normal {
 
 /// The trainable path covers Llama-shaped decoders.
 pub fn check_spec(spec: &ModelSpec) -> Result<()> {
-    let ok = spec.norm_kind == NormKind::RmsNorm
-        && spec.ffn_kind == FfnKind::SwiGlu
-        && matches!(spec.positions, Positions::Rope { .. })
+    let ok = matches!(spec.ffn_kind, FfnKind::SwiGlu | FfnKind::GeluMlp)
+        && matches!(spec.positions, Positions::Rope { .. } | Positions::Learned)
+        && spec.norm_placement == NormPlacement::Pre
+        && spec.final_norm
         && !spec.qk_norm
-        && !spec.qkv_bias
-        && !spec.attn_out_bias
-        && !spec.mlp_bias
         && spec.sliding_window.is_none()
         && !spec.scale_embeddings
         && spec.n_kv_heads > 0
@@ -237,7 +285,7 @@ pub fn check_spec(spec: &ModelSpec) -> Result<()> {
         Ok(())
     } else {
         Err(Error::Unsupported(format!(
-            "training covers Llama-shaped models (RMSNorm, RoPE, SwiGLU, no biases); {} is not",
+            "training covers pre-norm decoders with RoPE or learned positions and a SwiGLU or GELU MLP (Llama, GPT-2); {} is not",
             spec.architecture
         )))
     }
@@ -312,48 +360,118 @@ fn matmul_back<T: Float>(
     debug_assert!(ok, "matmul_back shapes");
 }
 
-/// RMSNorm of each `d`-wide row; returns the outputs and each row's 1/rms.
-fn rms_norm<T: Float>(x: &[T], w: &[T], d: usize, eps: f64) -> (Vec<T>, Vec<T>) {
+/// RMSNorm or LayerNorm of each `d`-wide row (LayerNorm when `b` is given or `layer`);
+/// returns the outputs and each row's (1/σ, mean) — mean 0 for RMSNorm.
+fn norm<T: Float>(
+    x: &[T],
+    w: &[T],
+    b: Option<&[T]>,
+    d: usize,
+    eps: f64,
+    layer: bool,
+) -> (Vec<T>, Vec<(T, T)>) {
     let mut y = vec![T::zero(); x.len()];
-    let mut inv = Vec::with_capacity(x.len() / d);
+    let mut stats = Vec::with_capacity(x.len() / d);
+    let dn = T::from_f64(d as f64);
     for (row, out) in x.chunks_exact(d).zip(y.chunks_exact_mut(d)) {
-        let ms = row.iter().fold(T::zero(), |s, &v| s + v * v) / T::from_f64(d as f64);
-        let r = T::one() / (ms + T::from_f64(eps)).sqrt();
+        let mean = if layer {
+            row.iter().fold(T::zero(), |s, &v| s + v) / dn
+        } else {
+            T::zero()
+        };
+        let var = row
+            .iter()
+            .fold(T::zero(), |s, &v| s + (v - mean) * (v - mean))
+            / dn;
+        let r = T::one() / (var + T::from_f64(eps)).sqrt();
         for k in 0..d {
-            out[k] = row[k] * r * w[k];
+            out[k] = (row[k] - mean) * r * w[k];
+            if let Some(b) = b {
+                out[k] += b[k];
+            }
         }
-        inv.push(r);
+        stats.push((r, mean));
     }
-    (y, inv)
+    (y, stats)
 }
 
-/// Backward of [`rms_norm`]: with g = w ⊙ dy, dx = r·g − x·r³·(g·x)/d; dw += dy ⊙ x·r.
-fn rms_norm_back<T: Float>(
+/// Backward of [`norm`]. With x̂ = (x − μ)·r and g = w ⊙ dy:
+/// RMSNorm dx = r·g − x̂·r·mean(g ⊙ x̂); LayerNorm also subtracts r·mean(g).
+/// dw += dy ⊙ x̂; db += dy.
+#[allow(clippy::too_many_arguments)]
+fn norm_back<T: Float>(
     dy: &[T],
     x: &[T],
     w: &[T],
-    inv: &[T],
+    stats: &[(T, T)],
     dx: &mut [T],
     dw: &mut [T],
+    db: Option<&mut Vec<T>>,
     d: usize,
+    layer: bool,
 ) {
-    for (r_i, ((dyr, xr), dxr)) in dy
+    let dn = T::from_f64(d as f64);
+    let mut db = db;
+    for (i, ((dyr, xr), dxr)) in dy
         .chunks_exact(d)
         .zip(x.chunks_exact(d))
         .zip(dx.chunks_exact_mut(d))
         .enumerate()
     {
-        let r = inv[r_i];
-        let mut gx = T::zero();
+        let (r, mean) = stats[i];
+        let (mut g_mean, mut gx_mean) = (T::zero(), T::zero());
         for k in 0..d {
-            gx += w[k] * dyr[k] * xr[k];
+            let g = w[k] * dyr[k];
+            g_mean += g;
+            gx_mean += g * (xr[k] - mean) * r;
         }
-        let coef = r * r * r * gx / T::from_f64(d as f64);
+        g_mean = g_mean / dn;
+        gx_mean = gx_mean / dn;
         for k in 0..d {
-            dxr[k] += r * w[k] * dyr[k] - xr[k] * coef;
-            dw[k] += dyr[k] * xr[k] * r;
+            let xhat = (xr[k] - mean) * r;
+            let g = w[k] * dyr[k];
+            let centred = if layer { g - g_mean } else { g };
+            dxr[k] += r * (centred - xhat * gx_mean);
+            dw[k] += dyr[k] * xhat;
+        }
+        if let Some(db) = db.as_deref_mut() {
+            for k in 0..d {
+                db[k] += dyr[k];
+            }
         }
     }
+}
+
+fn add_bias<T: Float>(y: &mut [T], b: Option<&Vec<T>>, width: usize) {
+    if let Some(b) = b {
+        for row in y.chunks_exact_mut(width) {
+            row.iter_mut().zip(b).for_each(|(v, &bb)| *v += bb);
+        }
+    }
+}
+
+fn bias_back<T: Float>(dy: &[T], db: Option<&mut Vec<T>>, width: usize) {
+    if let Some(db) = db {
+        for row in dy.chunks_exact(width) {
+            db.iter_mut().zip(row).for_each(|(a, &g)| *a += g);
+        }
+    }
+}
+
+const GELU_C: f64 = 0.797_884_560_802_865_4; // √(2/π)
+
+/// GPT-2's GELU (tanh approximation).
+fn gelu<T: Float>(x: T) -> T {
+    let u = T::from_f64(GELU_C) * (x + T::from_f64(0.044_715) * x * x * x);
+    T::from_f64(0.5) * x * (T::one() + u.tanh())
+}
+
+fn gelu_grad<T: Float>(x: T) -> T {
+    let c = T::from_f64(GELU_C);
+    let a = T::from_f64(0.044_715);
+    let t = (c * (x + a * x * x * x)).tanh();
+    T::from_f64(0.5) * (T::one() + t)
+        + T::from_f64(0.5) * x * (T::one() - t * t) * c * (T::one() + T::from_f64(3.0) * a * x * x)
 }
 
 /// Rotary embeddings on `n_heads` heads of each row at `positions` (pairs (i, i + d/2),
@@ -391,7 +509,7 @@ fn silu<T: Float>(x: T) -> T {
 struct LayerCache<T> {
     x: Vec<T>,
     h1: Vec<T>,
-    inv1: Vec<T>,
+    inv1: Vec<(T, T)>,
     q: Vec<T>,
     k: Vec<T>,
     v: Vec<T>,
@@ -400,7 +518,7 @@ struct LayerCache<T> {
     att: Vec<T>,
     x2: Vec<T>,
     h2: Vec<T>,
-    inv2: Vec<T>,
+    inv2: Vec<(T, T)>,
     gate: Vec<T>,
     up: Vec<T>,
     act: Vec<T>,
@@ -471,18 +589,45 @@ fn run<T: Float>(
     let group = nh / nkv;
 
     // --- forward ---
+    if w.pos.is_some() && seq > spec.context_length as usize {
+        return Err(Error::Unsupported(format!(
+            "sequences of {seq} tokens exceed the {} learned positions",
+            spec.context_length
+        )));
+    }
+    let layer_norm = spec.norm_kind == NormKind::LayerNorm;
+    let rope_on = matches!(spec.positions, Positions::Rope { .. });
     let mut x = vec![T::zero(); n * d];
     for (i, &t) in inputs.iter().enumerate() {
         x[i * d..(i + 1) * d].copy_from_slice(&w.embed[t as usize * d..(t as usize + 1) * d]);
+        if let Some(pos) = &w.pos {
+            let p = positions[i];
+            x[i * d..(i + 1) * d]
+                .iter_mut()
+                .zip(&pos[p * d..(p + 1) * d])
+                .for_each(|(a, &b)| *a += b);
+        }
     }
     let mut caches = Vec::with_capacity(w.layers.len());
     for l in &w.layers {
-        let (h1, inv1) = rms_norm(&x, &l.attn_norm, d, eps);
+        let (h1, inv1) = norm(
+            &x,
+            &l.attn_norm,
+            l.attn_norm_b.as_deref(),
+            d,
+            eps,
+            layer_norm,
+        );
         let mut q = matmul(&h1, &l.wq, n, d, qw);
         let mut k = matmul(&h1, &l.wk, n, d, kvw);
-        let vv = matmul(&h1, &l.wv, n, d, kvw);
-        rope(&mut q, &positions, nh, hd, base, false);
-        rope(&mut k, &positions, nkv, hd, base, false);
+        let mut vv = matmul(&h1, &l.wv, n, d, kvw);
+        add_bias(&mut q, l.bq.as_ref(), qw);
+        add_bias(&mut k, l.bk.as_ref(), kvw);
+        add_bias(&mut vv, l.bv.as_ref(), kvw);
+        if rope_on {
+            rope(&mut q, &positions, nh, hd, base, false);
+            rope(&mut k, &positions, nkv, hd, base, false);
+        }
         let mut p = vec![T::zero(); batch * nh * seq * seq];
         let mut att = vec![T::zero(); n * qw];
         for b in 0..batch {
@@ -521,13 +666,29 @@ fn run<T: Float>(
                 }
             }
         }
-        let o = matmul(&att, &l.wo, n, qw, d);
+        let mut o = matmul(&att, &l.wo, n, qw, d);
+        add_bias(&mut o, l.bo.as_ref(), d);
         let x2: Vec<T> = x.iter().zip(&o).map(|(&a, &b)| a + b).collect();
-        let (h2, inv2) = rms_norm(&x2, &l.ffn_norm, d, eps);
-        let gate = matmul(&h2, &l.w_gate, n, d, f);
-        let up = matmul(&h2, &l.w_up, n, d, f);
-        let act: Vec<T> = gate.iter().zip(&up).map(|(&g, &u)| silu(g) * u).collect();
-        let down = matmul(&act, &l.w_down, n, f, d);
+        let (h2, inv2) = norm(
+            &x2,
+            &l.ffn_norm,
+            l.ffn_norm_b.as_deref(),
+            d,
+            eps,
+            layer_norm,
+        );
+        let mut up = matmul(&h2, &l.w_up, n, d, f);
+        add_bias(&mut up, l.b_up.as_ref(), f);
+        let (gate, act) = match &l.w_gate {
+            Some(wg) => {
+                let gate = matmul(&h2, wg, n, d, f);
+                let act = gate.iter().zip(&up).map(|(&g, &u)| silu(g) * u).collect();
+                (gate, act)
+            }
+            None => (Vec::new(), up.iter().map(|&u| gelu(u)).collect::<Vec<T>>()),
+        };
+        let mut down = matmul(&act, &l.w_down, n, f, d);
+        add_bias(&mut down, l.b_down.as_ref(), d);
         let x3: Vec<T> = x2.iter().zip(&down).map(|(&a, &b)| a + b).collect();
         caches.push(LayerCache {
             x: std::mem::replace(&mut x, x3),
@@ -546,7 +707,14 @@ fn run<T: Float>(
             act,
         });
     }
-    let (hf, invf) = rms_norm(&x, &w.final_norm, d, eps);
+    let (hf, invf) = norm(
+        &x,
+        &w.final_norm,
+        w.final_norm_b.as_deref(),
+        d,
+        eps,
+        layer_norm,
+    );
     let head = w.head.as_ref().unwrap_or(&w.embed);
     let logits = matmul(&hf, head, n, d, v);
     if let Some(out) = logits_out {
@@ -587,43 +755,59 @@ fn run<T: Float>(
         target.iter_mut().zip(&dhead).for_each(|(a, &b)| *a += b);
     }
     let mut dx = vec![T::zero(); n * d];
-    rms_norm_back(
+    norm_back(
         &dhf,
         &x,
         &w.final_norm,
         &invf,
         &mut dx,
         &mut g.final_norm,
+        g.final_norm_b.as_mut(),
         d,
+        layer_norm,
     );
     for (li, l) in w.layers.iter().enumerate().rev() {
         let c = &caches[li];
         let gl = &mut g.layers[li];
-        // FFN: x3 = x2 + down(act), act = silu(gate) ⊙ up.
+        // FFN: x3 = x2 + down(act), act = silu(gate) ⊙ up, or gelu(up).
+        bias_back(&dx, gl.b_down.as_mut(), d);
         let mut dact = vec![T::zero(); n * f];
         matmul_back(&dx, &c.act, &l.w_down, &mut dact, &mut gl.w_down, n, f, d);
-        let mut dgate = vec![T::zero(); n * f];
         let mut dup = vec![T::zero(); n * f];
-        for k in 0..n * f {
-            let gk = c.gate[k];
-            let sig = T::one() / (T::one() + (-gk).exp());
-            dup[k] = dact[k] * gk * sig;
-            dgate[k] = dact[k] * c.up[k] * sig * (T::one() + gk * (T::one() - sig));
-        }
         let mut dh2 = vec![T::zero(); n * d];
-        matmul_back(&dgate, &c.h2, &l.w_gate, &mut dh2, &mut gl.w_gate, n, d, f);
+        match (&l.w_gate, gl.w_gate.as_mut()) {
+            (Some(wg), Some(gwg)) => {
+                let mut dgate = vec![T::zero(); n * f];
+                for k in 0..n * f {
+                    let gk = c.gate[k];
+                    let sig = T::one() / (T::one() + (-gk).exp());
+                    dup[k] = dact[k] * gk * sig;
+                    dgate[k] = dact[k] * c.up[k] * sig * (T::one() + gk * (T::one() - sig));
+                }
+                matmul_back(&dgate, &c.h2, wg, &mut dh2, gwg, n, d, f);
+            }
+            _ => {
+                for k in 0..n * f {
+                    dup[k] = dact[k] * gelu_grad(c.up[k]);
+                }
+            }
+        }
+        bias_back(&dup, gl.b_up.as_mut(), f);
         matmul_back(&dup, &c.h2, &l.w_up, &mut dh2, &mut gl.w_up, n, d, f);
         let mut dx2 = dx.clone();
-        rms_norm_back(
+        norm_back(
             &dh2,
             &c.x2,
             &l.ffn_norm,
             &c.inv2,
             &mut dx2,
             &mut gl.ffn_norm,
+            gl.ffn_norm_b.as_mut(),
             d,
+            layer_norm,
         );
         // Attention: x2 = x + wo · att.
+        bias_back(&dx2, gl.bo.as_mut(), d);
         let mut datt = vec![T::zero(); n * qw];
         matmul_back(&dx2, &c.att, &l.wo, &mut datt, &mut gl.wo, n, qw, d);
         let mut dq = vec![T::zero(); n * qw];
@@ -670,21 +854,28 @@ fn run<T: Float>(
                 }
             }
         }
-        rope(&mut dq, &positions, nh, hd, base, true);
-        rope(&mut dk, &positions, nkv, hd, base, true);
+        if rope_on {
+            rope(&mut dq, &positions, nh, hd, base, true);
+            rope(&mut dk, &positions, nkv, hd, base, true);
+        }
+        bias_back(&dq, gl.bq.as_mut(), qw);
+        bias_back(&dk, gl.bk.as_mut(), kvw);
+        bias_back(&dv, gl.bv.as_mut(), kvw);
         let mut dh1 = vec![T::zero(); n * d];
         matmul_back(&dq, &c.h1, &l.wq, &mut dh1, &mut gl.wq, n, d, qw);
         matmul_back(&dk, &c.h1, &l.wk, &mut dh1, &mut gl.wk, n, d, kvw);
         matmul_back(&dv, &c.h1, &l.wv, &mut dh1, &mut gl.wv, n, d, kvw);
         let mut dxin = dx2;
-        rms_norm_back(
+        norm_back(
             &dh1,
             &c.x,
             &l.attn_norm,
             &c.inv1,
             &mut dxin,
             &mut gl.attn_norm,
+            gl.attn_norm_b.as_mut(),
             d,
+            layer_norm,
         );
         dx = dxin;
     }
@@ -693,6 +884,13 @@ fn run<T: Float>(
         row.iter_mut()
             .zip(&dx[i * d..(i + 1) * d])
             .for_each(|(a, &b)| *a += b);
+        if let Some(pos) = g.pos.as_mut() {
+            let p = positions[i];
+            pos[p * d..(p + 1) * d]
+                .iter_mut()
+                .zip(&dx[i * d..(i + 1) * d])
+                .for_each(|(a, &b)| *a += b);
+        }
     }
     Ok(loss)
 }
@@ -704,6 +902,16 @@ impl Weights<f32> {
         use crate::{Layer, Linear, Norm, Transformer};
         use fmlab_kernels::{Matrix, RopeStyle, Threads};
         check_spec(spec)?;
+        if spec.norm_kind != NormKind::RmsNorm
+            || spec.positions == Positions::Learned
+            || spec.qkv_bias
+            || spec.attn_out_bias
+            || spec.mlp_bias
+        {
+            return Err(Error::Unsupported(
+                "only Llama-shaped trained weights run on the inference decoder yet".into(),
+            ));
+        }
         let d = spec.d_model as usize;
         let hd = spec.head_dim as usize;
         let (qw, kvw) = (spec.n_heads as usize * hd, spec.n_kv_heads as usize * hd);
@@ -733,7 +941,10 @@ impl Weights<f32> {
                     k_norm: None,
                     post_attn_norm: None,
                     ffn_norm: norm(&l.ffn_norm),
-                    gate: Some(lin(&l.w_gate, f, d)?),
+                    gate: match &l.w_gate {
+                        Some(g) => Some(lin(g, f, d)?),
+                        None => None,
+                    },
                     up: lin(&l.w_up, f, d)?,
                     down: lin(&l.w_down, d, f)?,
                     post_ffn_norm: None,

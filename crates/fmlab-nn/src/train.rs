@@ -10,6 +10,7 @@
 
 use fmlab_kernels::{gemm_into, Strided, Threads};
 use fmlab_spec::{FfnKind, ModelSpec, NormKind, NormPlacement, Positions};
+use rayon::prelude::*;
 
 use crate::{Error, Result};
 
@@ -628,14 +629,19 @@ fn run<T: Float>(
             rope(&mut q, &positions, nh, hd, base, false);
             rope(&mut k, &positions, nkv, hd, base, false);
         }
+        // Each (sequence, head) pair is independent: one task each, probabilities in its
+        // own `seq × seq` block, outputs gathered into `att` afterwards.
         let mut p = vec![T::zero(); batch * nh * seq * seq];
-        let mut att = vec![T::zero(); n * qw];
-        for b in 0..batch {
-            for h in 0..nh {
+        let outs: Vec<Vec<T>> = p
+            .par_chunks_mut(seq * seq)
+            .enumerate()
+            .map(|(bh, pblock)| {
+                let (b, h) = (bh / nh, bh % nh);
                 let kh = h / group;
+                let mut out = vec![T::zero(); seq * hd];
                 for i in 0..seq {
                     let qi = &q[(b * seq + i) * qw + h * hd..][..hd];
-                    let prow = &mut p[((b * nh + h) * seq + i) * seq..][..seq];
+                    let prow = &mut pblock[i * seq..(i + 1) * seq];
                     let mut max = T::from_f64(f64::NEG_INFINITY);
                     for j in 0..=i {
                         let kj = &k[(b * seq + j) * kvw + kh * hd..][..hd];
@@ -653,17 +659,28 @@ fn run<T: Float>(
                         *pj = (*pj - max).exp();
                         total += *pj;
                     }
+                    let inv = T::one() / total;
                     for pj in prow.iter_mut().take(i + 1) {
-                        *pj = *pj / total;
+                        *pj *= inv;
                     }
-                    let out = &mut att[(b * seq + i) * qw + h * hd..][..hd];
+                    let o = &mut out[i * hd..(i + 1) * hd];
                     for j in 0..=i {
                         let vj = &vv[(b * seq + j) * kvw + kh * hd..][..hd];
+                        let pj = prow[j];
                         for e in 0..hd {
-                            out[e] += prow[j] * vj[e];
+                            o[e] += pj * vj[e];
                         }
                     }
                 }
+                out
+            })
+            .collect();
+        let mut att = vec![T::zero(); n * qw];
+        for (bh, out) in outs.iter().enumerate() {
+            let (b, h) = (bh / nh, bh % nh);
+            for i in 0..seq {
+                att[(b * seq + i) * qw + h * hd..][..hd]
+                    .copy_from_slice(&out[i * hd..(i + 1) * hd]);
             }
         }
         let mut o = matmul(&att, &l.wo, n, qw, d);
@@ -810,17 +827,23 @@ fn run<T: Float>(
         bias_back(&dx2, gl.bo.as_mut(), d);
         let mut datt = vec![T::zero(); n * qw];
         matmul_back(&dx2, &c.att, &l.wo, &mut datt, &mut gl.wo, n, qw, d);
-        let mut dq = vec![T::zero(); n * qw];
-        let mut dk = vec![T::zero(); n * kvw];
-        let mut dv = vec![T::zero(); n * kvw];
-        for b in 0..batch {
-            for h in 0..nh {
+        // Per (sequence, head): dP = dO·Vᵀ, dS = P ⊙ (dP − rowsum(P ⊙ dP)), dQ = dS·K·scale,
+        // dK = dSᵀ·Q·scale, dV = Pᵀ·dO — in parallel, summed over the heads of a group after.
+        let parts: Vec<(Vec<T>, Vec<T>, Vec<T>)> = (0..batch * nh)
+            .into_par_iter()
+            .map(|bh| {
+                let (b, h) = (bh / nh, bh % nh);
                 let kh = h / group;
+                let pblock = &c.p[bh * seq * seq..(bh + 1) * seq * seq];
+                let (mut dqh, mut dkh, mut dvh) = (
+                    vec![T::zero(); seq * hd],
+                    vec![T::zero(); seq * hd],
+                    vec![T::zero(); seq * hd],
+                );
+                let mut dp = vec![T::zero(); seq];
                 for i in 0..seq {
-                    let prow = &c.p[((b * nh + h) * seq + i) * seq..][..seq];
+                    let prow = &pblock[i * seq..(i + 1) * seq];
                     let dout = &datt[(b * seq + i) * qw + h * hd..][..hd];
-                    // dP_j = dout · v_j; dS_j = P_j (dP_j − Σ P dP).
-                    let mut dp = vec![T::zero(); i + 1];
                     let mut dot = T::zero();
                     for j in 0..=i {
                         let vj = &c.v[(b * seq + j) * kvw + kh * hd..][..hd];
@@ -830,27 +853,43 @@ fn run<T: Float>(
                         }
                         dp[j] = s;
                         dot += prow[j] * s;
-                        let dvj = &mut dv[(b * seq + j) * kvw + kh * hd..][..hd];
+                        let dvj = &mut dvh[j * hd..(j + 1) * hd];
                         for e in 0..hd {
                             dvj[e] += prow[j] * dout[e];
                         }
                     }
-                    let qi: Vec<T> = c.q[(b * seq + i) * qw + h * hd..][..hd].to_vec();
+                    let qi = &c.q[(b * seq + i) * qw + h * hd..][..hd];
                     for j in 0..=i {
                         let ds = prow[j] * (dp[j] - dot) * scale;
                         if ds == T::zero() {
                             continue;
                         }
                         let kj = &c.k[(b * seq + j) * kvw + kh * hd..][..hd];
-                        let dqi = &mut dq[(b * seq + i) * qw + h * hd..][..hd];
+                        let dqi = &mut dqh[i * hd..(i + 1) * hd];
                         for e in 0..hd {
                             dqi[e] += ds * kj[e];
                         }
-                        let dkj = &mut dk[(b * seq + j) * kvw + kh * hd..][..hd];
+                        let dkj = &mut dkh[j * hd..(j + 1) * hd];
                         for e in 0..hd {
                             dkj[e] += ds * qi[e];
                         }
                     }
+                }
+                (dqh, dkh, dvh)
+            })
+            .collect();
+        let mut dq = vec![T::zero(); n * qw];
+        let mut dk = vec![T::zero(); n * kvw];
+        let mut dv = vec![T::zero(); n * kvw];
+        for (bh, (dqh, dkh, dvh)) in parts.iter().enumerate() {
+            let (b, h) = (bh / nh, bh % nh);
+            let kh = h / group;
+            for i in 0..seq {
+                dq[(b * seq + i) * qw + h * hd..][..hd].copy_from_slice(&dqh[i * hd..(i + 1) * hd]);
+                let at = (b * seq + i) * kvw + kh * hd;
+                for e in 0..hd {
+                    dk[at + e] += dkh[i * hd + e];
+                    dv[at + e] += dvh[i * hd + e];
                 }
             }
         }

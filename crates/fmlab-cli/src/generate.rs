@@ -13,7 +13,7 @@ use fmlab_sample::{
 };
 use std::sync::Arc;
 
-use fmlab_tokenizer::{Message, TokenType, Tokenizer};
+use fmlab_tokenizer::{Message, StreamDecoder, TokenType, Tokenizer};
 use serde::Serialize;
 
 use crate::model::{load, Loaded};
@@ -341,7 +341,9 @@ fn generate_on_pool(args: GenerateArgs) -> Result<()> {
         })
         .collect::<std::result::Result<_, _>>()?;
     let mut grammar_slots = grammars.iter_mut();
-    let mut printers: Vec<Utf8Stream> = (0..n).map(|_| Utf8Stream::default()).collect();
+    // A token may end inside a UTF-8 character: each sample's text waits for whole ones.
+    let mut printers: Vec<StreamDecoder> = (0..n).map(|_| StreamDecoder::new()).collect();
+    let mut started = vec![false; n];
     let mut failure: Option<anyhow::Error> = None;
     let generations = generate_n(
         &mut session,
@@ -361,9 +363,8 @@ fn generate_on_pool(args: GenerateArgs) -> Result<()> {
             if quiet {
                 return true;
             }
-            let printer = &mut printers[i];
-            if !printer.started {
-                printer.started = true;
+            if !started[i] {
+                started[i] = true;
                 if n > 1 {
                     if let Err(e) = crate::out(&format!(
                         "{}--- sample {} ---\n",
@@ -375,7 +376,7 @@ fn generate_on_pool(args: GenerateArgs) -> Result<()> {
                     }
                 }
             }
-            match crate::out(&printer.push(bytes)) {
+            match crate::out(&printers[i].push_bytes(bytes)) {
                 Ok(()) => true,
                 Err(e) => {
                     failure = Some(e);
@@ -458,7 +459,7 @@ fn generate_on_pool(args: GenerateArgs) -> Result<()> {
         ));
         crate::out(&text)?;
     } else {
-        let rest: String = printers.iter_mut().map(Utf8Stream::finish).collect();
+        let rest: String = printers.iter_mut().map(StreamDecoder::finish).collect();
         crate::out(&format!("{rest}\n"))?;
     }
     for g in &generations {
@@ -604,35 +605,6 @@ fn choice(tok: &Tokenizer, index: usize, g: &Generation, logprobs: bool) -> Choi
     }
 }
 
-/// Bytes in, whole UTF-8 characters out: a token may end inside a character.
-#[derive(Default)]
-struct Utf8Stream {
-    pending: Vec<u8>,
-    started: bool,
-}
-
-impl Utf8Stream {
-    fn push(&mut self, bytes: &[u8]) -> String {
-        self.pending.extend_from_slice(bytes);
-        let valid = match std::str::from_utf8(&self.pending) {
-            Ok(s) => s.len(),
-            Err(e) => match e.error_len() {
-                Some(_) => self.pending.len(),
-                None => e.valid_up_to(),
-            },
-        };
-        let text = String::from_utf8_lossy(&self.pending[..valid]).into_owned();
-        self.pending.drain(..valid);
-        text
-    }
-
-    fn finish(&mut self) -> String {
-        let rest = String::from_utf8_lossy(&self.pending).into_owned();
-        self.pending.clear();
-        rest
-    }
-}
-
 /// Runs one generation of a chat turn, printing text as it completes.
 fn stream(
     session: &mut Session,
@@ -651,14 +623,14 @@ fn stream(
         detokenizer: Some(&detok),
         constraint: None,
     };
-    let mut printer = Utf8Stream::default();
+    let mut printer = StreamDecoder::new();
     let mut failure: Option<anyhow::Error> = None;
     let generation = generate(
         session,
         ids,
         sampler,
         options,
-        &mut |_, bytes| match crate::out(&printer.push(bytes)) {
+        &mut |_, bytes| match crate::out(&printer.push_bytes(bytes)) {
             Ok(()) => true,
             Err(e) => {
                 failure = Some(e);

@@ -21,6 +21,7 @@ pub enum Stage {
 }
 
 impl Stage {
+    /// Every stage, in llama.cpp's order.
     pub const ALL: [Stage; 12] = [
         Stage::LogitBias,
         Stage::Penalties,
@@ -78,20 +79,8 @@ impl ChainOrder {
     pub fn stages(&self) -> Vec<Stage> {
         use Stage::*;
         match self {
-            ChainOrder::LlamaCpp => vec![
-                LogitBias,
-                Penalties,
-                Dry,
-                TopNSigma,
-                TopK,
-                Typical,
-                TopP,
-                MinP,
-                Xtc,
-                Epsilon,
-                Eta,
-                Temperature,
-            ],
+            // `Stage::ALL` lists the stages in llama.cpp's order.
+            ChainOrder::LlamaCpp => Stage::ALL.to_vec(),
             ChainOrder::Hf => vec![
                 LogitBias,
                 Penalties,

@@ -283,21 +283,22 @@ fn continue_after(
     }
     let context = model.context_length();
     let decode_start = Instant::now();
-    let mut history: Vec<u32> = prompt.to_vec();
-    let mut tokens = Vec::new();
-    let mut steps = Vec::new();
-    let mut matcher = StopMatcher::new(stop.stop_sequences.clone());
+    let mut out = Output {
+        history: prompt.to_vec(),
+        steps: Vec::new(),
+        matcher: StopMatcher::new(stop.stop_sequences.clone()),
+    };
     let mut forced_tokens = 0;
     let want_logprobs = sampler.logprobs_requested();
     let mut reason = StopReason::Length;
-    'outer: while tokens.len() < stop.max_new_tokens {
+    'outer: while out.steps.len() < stop.max_new_tokens {
         // Tokens the grammar forces: no sampling step, one batched forward pass.
         let forced = match constraint.as_deref_mut() {
             Some(c) => c.forced()?,
             None => Vec::new(),
         };
         if !forced.is_empty() {
-            let room = (stop.max_new_tokens - tokens.len()).min(context - model.position());
+            let room = (stop.max_new_tokens - out.steps.len()).min(context - model.position());
             let forced = &forced[..forced.len().min(room)];
             for (k, &t) in forced.iter().enumerate() {
                 if let Some(c) = constraint.as_deref_mut() {
@@ -316,21 +317,12 @@ fn continue_after(
                     top_sampled: Vec::new(),
                 };
                 forced_tokens += 1;
-                tokens.push(t);
-                history.push(t);
-                let (bytes, hit) = push_bytes(&mut matcher, detokenizer, t);
-                let go_on = on_token(&step, &bytes);
-                steps.push(step);
-                if let Some(i) = hit {
-                    reason = StopReason::StopSequence(i);
-                    break 'outer;
-                }
-                if !go_on {
-                    reason = StopReason::Cancelled;
+                if let Some(r) = out.emit(step, detokenizer, on_token) {
+                    reason = r;
                     break 'outer;
                 }
             }
-            if tokens.len() >= stop.max_new_tokens {
+            if out.steps.len() >= stop.max_new_tokens {
                 break;
             }
             if constraint.as_deref_mut().is_some_and(|c| c.is_finished()) {
@@ -349,17 +341,17 @@ fn continue_after(
             break;
         }
         // Below the minimum length, stop tokens cannot be drawn.
-        let suppress = tokens.len() < stop.min_new_tokens && !stop.stop_tokens.is_empty();
+        let suppress = out.steps.len() < stop.min_new_tokens && !stop.stop_tokens.is_empty();
         let step = {
             let banned = |id: u32| !(suppress && stop.stop_tokens.contains(&id));
             match constraint.as_deref_mut() {
                 Some(c) => {
                     let mask = c.mask()?;
                     let both = |id: u32| banned(id) && mask.allows(id);
-                    sampler.sample(&logits, &history, Some(&both))?
+                    sampler.sample(&logits, &out.history, Some(&both))?
                 }
-                None if suppress => sampler.sample(&logits, &history, Some(&banned))?,
-                None => sampler.sample(&logits, &history, None)?,
+                None if suppress => sampler.sample(&logits, &out.history, Some(&banned))?,
+                None => sampler.sample(&logits, &out.history, None)?,
             }
         };
         let t = step.token;
@@ -370,20 +362,11 @@ fn continue_after(
         if let Some(c) = constraint.as_deref_mut() {
             c.accept(t)?;
         }
-        tokens.push(t);
-        history.push(t);
-        let (bytes, hit) = push_bytes(&mut matcher, detokenizer, t);
-        let go_on = on_token(&step, &bytes);
-        steps.push(step);
-        if let Some(i) = hit {
-            reason = StopReason::StopSequence(i);
+        if let Some(r) = out.emit(step, detokenizer, on_token) {
+            reason = r;
             break;
         }
-        if !go_on {
-            reason = StopReason::Cancelled;
-            break;
-        }
-        if tokens.len() >= stop.max_new_tokens {
+        if out.steps.len() >= stop.max_new_tokens {
             break;
         }
         if constraint.as_deref_mut().is_some_and(|c| c.is_finished()) {
@@ -397,17 +380,17 @@ fn continue_after(
         logits = model.forward(&[t])?;
     }
     if !matches!(reason, StopReason::StopSequence(_)) {
-        let rest = matcher.flush();
+        let rest = out.matcher.flush();
         if !rest.is_empty() {
-            if let Some(last) = steps.last() {
+            if let Some(last) = out.steps.last() {
                 on_token(last, &rest);
             }
         }
     }
     Ok(Generation {
-        tokens,
-        steps,
-        bytes: matcher.bytes().to_vec(),
+        tokens: out.history.split_off(prompt.len()),
+        bytes: out.matcher.bytes().to_vec(),
+        steps: out.steps,
         prompt_tokens: prompt.len(),
         stop: reason,
         forced_tokens,
@@ -416,14 +399,35 @@ fn continue_after(
     })
 }
 
-fn push_bytes(
-    matcher: &mut StopMatcher,
-    detokenizer: Option<&dyn Detokenizer>,
-    token: u32,
-) -> (Vec<u8>, Option<usize>) {
-    match detokenizer {
-        Some(d) => matcher.push(&d.token_bytes(token)),
-        None => (Vec::new(), None),
+/// What a generation has produced so far: the prompt and the new tokens (penalties and DRY
+/// read the whole history), one step per new token, and the text's stop-string matcher.
+struct Output {
+    history: Vec<u32>,
+    steps: Vec<Sampled>,
+    matcher: StopMatcher,
+}
+
+impl Output {
+    /// Appends a chosen or forced token and shows the text now safe to show; returns why
+    /// generation ends here, if it does (a stop string completed, or the caller said stop).
+    fn emit(
+        &mut self,
+        step: Sampled,
+        detokenizer: Option<&dyn Detokenizer>,
+        on_token: &mut dyn FnMut(&Sampled, &[u8]) -> bool,
+    ) -> Option<StopReason> {
+        self.history.push(step.token);
+        let (bytes, hit) = match detokenizer {
+            Some(d) => self.matcher.push(&d.token_bytes(step.token)),
+            None => (Vec::new(), None),
+        };
+        let go_on = on_token(&step, &bytes);
+        self.steps.push(step);
+        match hit {
+            Some(i) => Some(StopReason::StopSequence(i)),
+            None if !go_on => Some(StopReason::Cancelled),
+            None => None,
+        }
     }
 }
 

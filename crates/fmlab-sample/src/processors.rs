@@ -225,6 +225,15 @@ pub fn min_p(c: &mut Candidates, p: f32, min_keep: usize) {
     c.retain_or_best(min_keep, |x| x.logit >= floor);
 }
 
+/// Shannon entropy (nats) of the current probabilities (`c` must be normalised).
+fn entropy(c: &Candidates) -> f64 {
+    c.items
+        .iter()
+        .filter(|x| x.p > 0.0)
+        .map(|x| -(x.p as f64) * (x.p as f64).ln())
+        .sum()
+}
+
 /// Locally typical sampling (Meister et al. 2022): tokens sorted by how far their
 /// information −log p is from the entropy H, kept until their mass reaches `p`
 /// (1 disables).
@@ -233,12 +242,7 @@ pub fn typical(c: &mut Candidates, p: f32, min_keep: usize) {
         return;
     }
     c.softmax();
-    let entropy: f64 = c
-        .items
-        .iter()
-        .filter(|x| x.p > 0.0)
-        .map(|x| -(x.p as f64) * (x.p as f64).ln())
-        .sum();
+    let entropy = entropy(c);
     let mut order: Vec<(f64, usize)> = c
         .items
         .iter()
@@ -278,12 +282,7 @@ pub fn eta_cutoff(c: &mut Candidates, eta: f32, min_keep: usize) {
         return;
     }
     c.softmax();
-    let entropy: f64 = c
-        .items
-        .iter()
-        .filter(|x| x.p > 0.0)
-        .map(|x| -(x.p as f64) * (x.p as f64).ln())
-        .sum();
+    let entropy = entropy(c);
     let cutoff = (eta as f64).min((eta as f64).sqrt() * (-entropy).exp()) as f32;
     c.retain_or_best(min_keep, |x| x.p >= cutoff);
 }
@@ -329,12 +328,7 @@ pub fn dynamic_temperature(c: &mut Candidates, t: f32, range: f32, exponent: f32
     }
     let (lo, hi) = ((t - range).max(0.0), t + range);
     c.softmax();
-    let entropy: f64 = c
-        .items
-        .iter()
-        .filter(|x| x.p > 0.0)
-        .map(|x| -(x.p as f64) * (x.p as f64).ln())
-        .sum();
+    let entropy = entropy(c);
     let max_entropy = (c.len() as f64).ln();
     let normalized = if max_entropy > 0.0 {
         entropy / max_entropy

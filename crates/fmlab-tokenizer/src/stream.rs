@@ -16,8 +16,14 @@ impl StreamDecoder {
 
     /// Adds one token and returns the text that is now complete (possibly empty).
     pub fn push(&mut self, tokenizer: &Tokenizer, id: u32) -> Result<String> {
-        self.pending.extend(tokenizer.token_bytes(id, false)?);
-        Ok(self.take_complete())
+        Ok(self.push_bytes(&tokenizer.token_bytes(id, false)?))
+    }
+
+    /// Adds bytes already decoded (a generation loop's output) and returns the text that is
+    /// now complete.
+    pub fn push_bytes(&mut self, bytes: &[u8]) -> String {
+        self.pending.extend_from_slice(bytes);
+        self.take_complete()
     }
 
     /// The bytes still waiting, decoded lossily: call at the end of a stream.

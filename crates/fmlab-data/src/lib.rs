@@ -7,6 +7,7 @@
 //! - [`judge::judge`]: the verdict on an answer to an [`judge::EvalItem`];
 //! - [`stats::world_stats`]: the mix of a written world.
 
+mod io;
 pub mod judge;
 pub mod premium;
 mod rng;

@@ -14,11 +14,11 @@
 //! resumes from a [`Cursor`].
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::io::write_atomic;
 use crate::rng::Rng;
 use crate::{Error, Result};
 
@@ -237,14 +237,6 @@ impl ShardWriter {
         write_atomic(&self.dir.join("manifest.json"), &json)?;
         Ok(manifest)
     }
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
-    f.sync_all().map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
 /// A shard opened through a memory map; every count in the header is checked against the

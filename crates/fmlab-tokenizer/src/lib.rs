@@ -92,12 +92,16 @@ impl Tokenizer {
     /// A tokenizer we trained, on our own byte-level BPE encoder (through the GGUF
     /// metadata it would be exported with).
     pub fn from_trained(trained: &TrainedBpe) -> Result<Self> {
+        Self::from_metadata(trained.gguf_metadata())
+    }
+
+    /// A tokenizer from `tokenizer.ggml.*` metadata alone (a GGUF with no tensors).
+    fn from_metadata(metadata: Vec<(&str, fmlab_formats::Value)>) -> Result<Self> {
         let mut w = fmlab_formats::GgufWriter::new();
-        for (key, value) in trained.gguf_metadata() {
+        for (key, value) in metadata {
             w.metadata(key, value);
         }
-        let gguf = Gguf::parse(&w.to_bytes())?;
-        Self::from_gguf(&gguf)
+        Self::from_gguf(&Gguf::parse(&w.to_bytes())?)
     }
 
     /// GPT-2's original files: `encoder.json` (token → id) and `vocab.bpe` (merges), on our
@@ -130,22 +134,22 @@ impl Tokenizer {
             .iter()
             .map(|t| Value::I32(if t == "<|endoftext|>" { 3 } else { 1 }))
             .collect();
-        let eos = encoder.get("<|endoftext|>").copied();
-        let mut w = fmlab_formats::GgufWriter::new();
-        w.metadata("tokenizer.ggml.model", Value::String("gpt2".into()))
-            .metadata("tokenizer.ggml.pre", Value::String("gpt2".into()))
-            .metadata("tokenizer.ggml.tokens", Value::strings(&tokens))
-            .metadata(
+        let mut metadata = vec![
+            ("tokenizer.ggml.model", Value::String("gpt2".into())),
+            ("tokenizer.ggml.pre", Value::String("gpt2".into())),
+            ("tokenizer.ggml.tokens", Value::strings(&tokens)),
+            (
                 "tokenizer.ggml.token_type",
                 Value::Array(ValueType::I32, types),
-            )
-            .metadata("tokenizer.ggml.merges", Value::strings(&merges))
-            .metadata("tokenizer.ggml.add_bos_token", Value::Bool(false));
-        if let Some(e) = eos {
-            w.metadata("tokenizer.ggml.eos_token_id", Value::U32(e))
-                .metadata("tokenizer.ggml.bos_token_id", Value::U32(e));
+            ),
+            ("tokenizer.ggml.merges", Value::strings(&merges)),
+            ("tokenizer.ggml.add_bos_token", Value::Bool(false)),
+        ];
+        if let Some(&e) = encoder.get("<|endoftext|>") {
+            metadata.push(("tokenizer.ggml.eos_token_id", Value::U32(e)));
+            metadata.push(("tokenizer.ggml.bos_token_id", Value::U32(e)));
         }
-        Self::from_gguf(&Gguf::parse(&w.to_bytes())?)
+        Self::from_metadata(metadata)
     }
 
     /// The tokenizer a Hugging Face `tokenizer.json` describes. Special tokens (the

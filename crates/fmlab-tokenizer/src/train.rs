@@ -209,7 +209,6 @@ impl TrainedBpe {
     /// encoder loads a trained tokenizer ([`crate::Tokenizer::from_trained`]).
     pub fn gguf_metadata(&self) -> Vec<(&'static str, fmlab_formats::Value)> {
         use fmlab_formats::{Value, ValueType};
-        let offset = self.specials.len() as u32;
         let mut tokens: Vec<String> = self.specials.clone();
         tokens.extend((0..self.tokens.len() as u32).map(|id| self.piece(id)));
         let mut types = vec![Value::I32(3); self.specials.len()];
@@ -246,7 +245,6 @@ impl TrainedBpe {
                 out.push((key, v));
             }
         }
-        let _ = offset;
         out
     }
 

@@ -17,11 +17,11 @@ pub mod kb;
 pub mod lang;
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::io::AtomicFile;
 use crate::judge::{EvalItem, Format};
 use crate::rng::{Rng, Zipf};
 use crate::{Error, Result};
@@ -474,7 +474,11 @@ pub fn write_world(
         .filter(|&id| mentions[id as usize] > 0)
         .collect();
     let mut n_conv = 0u64;
-    while (n_conv as usize) < n_sets && !trained.is_empty() {
+    // Draws that hit an eval question or a never-named person are skipped; a bound keeps a
+    // tiny world from looking forever.
+    let mut draws = 0usize;
+    while (n_conv as usize) < n_sets && !trained.is_empty() && draws < 8 * n_sets + 1000 {
+        draws += 1;
         let lang = pick_weighted(&config.languages, &mut rng);
         let kind = rng.below(10);
         let mut messages = Vec::new();
@@ -574,7 +578,11 @@ pub fn write_world(
     let mut rng = Rng::stream(config.seed, "preferences");
     let mut prefs = AtomicFile::create(&dir.join("preferences.jsonl"))?;
     let mut n_pref = 0u64;
-    while (n_pref as usize) < n_sets && !trained.is_empty() {
+    // Draws that hit an eval question or a never-named person are skipped; a bound keeps a
+    // tiny world from looking forever.
+    let mut draws = 0usize;
+    while (n_pref as usize) < n_sets && !trained.is_empty() && draws < 8 * n_sets + 1000 {
+        draws += 1;
         let lang = pick_weighted(&config.languages, &mut rng);
         let kind = rng.below(4);
         let pref = if kind == 0 && !held.is_empty() {
@@ -702,9 +710,7 @@ pub fn write_world(
         summary: &summary,
     };
     let json = serde_json::to_vec_pretty(&manifest).map_err(Error::Json)?;
-    let mut m = AtomicFile::create(&dir.join("manifest.json"))?;
-    m.write(&json)?;
-    m.finish()?;
+    crate::io::write_atomic(&dir.join("manifest.json"), &json)?;
     Ok(summary)
 }
 
@@ -825,47 +831,5 @@ fn good_answer(
             docs::fact_sentence(&mut s, &Slots::person(kb, p, lang), lang, rel, rng);
             s
         }
-    }
-}
-
-/// A file written under a temporary name and renamed into place by [`AtomicFile::finish`].
-struct AtomicFile {
-    path: std::path::PathBuf,
-    tmp: std::path::PathBuf,
-    out: std::io::BufWriter<std::fs::File>,
-}
-
-impl AtomicFile {
-    fn create(path: &Path) -> Result<Self> {
-        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-        let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            tmp,
-            out: std::io::BufWriter::with_capacity(1 << 20, file),
-        })
-    }
-
-    fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        self.out
-            .write_all(bytes)
-            .map_err(|e| Error::io(&self.tmp, e))
-    }
-
-    fn write_json_line<T: Serialize>(&mut self, value: &T) -> Result<()> {
-        serde_json::to_writer(&mut self.out, value).map_err(Error::Json)?;
-        self.write(b"\n")
-    }
-
-    fn finish(mut self) -> Result<()> {
-        self.out.flush().map_err(|e| Error::io(&self.tmp, e))?;
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, e))
-    }
-}
-
-impl Drop for AtomicFile {
-    fn drop(&mut self) {
-        // Unfinished (an error or a panic): leave no half-written file behind.
-        let _ = std::fs::remove_file(&self.tmp);
     }
 }

@@ -235,34 +235,27 @@ impl<T: Float> Weights<T> {
     }
 }
 
-/// Standard normal draws (Box–Muller over SplitMix64): seeded, the same on every machine.
+/// Standard normal draws (Box–Muller over the sampler's seeded generator): the same
+/// weights for a seed on every machine.
 struct Normal {
-    state: u64,
+    rng: fmlab_sample::Rng,
     spare: Option<f64>,
 }
 
 impl Normal {
     fn new(seed: u64) -> Self {
         Self {
-            state: seed,
+            rng: fmlab_sample::Rng::new(seed),
             spare: None,
         }
-    }
-
-    fn uniform(&mut self) -> f64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        ((z >> 11) as f64 + 0.5) / (1u64 << 53) as f64
     }
 
     fn next(&mut self) -> f64 {
         if let Some(s) = self.spare.take() {
             return s;
         }
-        let (u, v) = (self.uniform(), self.uniform());
+        // u in (0, 1], so that ln u is finite.
+        let (u, v) = (1.0 - self.rng.next_f64(), self.rng.next_f64());
         let r = (-2.0 * u.ln()).sqrt();
         let (s, c) = (2.0 * std::f64::consts::PI * v).sin_cos();
         self.spare = Some(r * s);

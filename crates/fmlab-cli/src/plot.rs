@@ -7,6 +7,28 @@ use std::sync::Once;
 use anyhow::{anyhow, Context, Result};
 use plotters::prelude::*;
 
+/// The colours of the series (matplotlib's first five).
+const PALETTE: [RGBColor; 5] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+];
+
+/// The series legend, the same on every plot.
+fn legend<'a, DB: DrawingBackend + 'a, X: Ranged, Y: Ranged>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 15))
+        .draw()
+        .map_err(|e| anyhow!("drawing the plot: {e}"))
+}
+
 fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
@@ -72,12 +94,6 @@ impl PanelPlot<'_> {
             return Err(anyhow!("nothing to plot: fewer than two distinct x values"));
         }
         let x_pad = (x_max - x_min) * 0.05;
-        let colors = [
-            RGBColor(31, 119, 180),
-            RGBColor(255, 127, 14),
-            RGBColor(44, 160, 44),
-            RGBColor(214, 39, 40),
-        ];
         let height = 360 * self.panels.len() as u32 + 60;
         let root = BitMapBackend::new(file, (960, height)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| err(&e))?;
@@ -117,7 +133,7 @@ impl PanelPlot<'_> {
                 .draw()
                 .map_err(|e| err(&e))?;
             for (i, (label, pts)) in series.iter().enumerate() {
-                let color = colors[i % colors.len()];
+                let color = PALETTE[i % PALETTE.len()];
                 let pts: Vec<(f64, f64)> =
                     pts.iter().copied().filter(|p| p.1.is_finite()).collect();
                 chart
@@ -131,13 +147,7 @@ impl PanelPlot<'_> {
                     .draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))
                     .map_err(|e| err(&e))?;
             }
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.9))
-                .border_style(BLACK)
-                .label_font(("sans-serif", 15))
-                .draw()
-                .map_err(|e| err(&e))?;
+            legend(&mut chart)?;
         }
         root.present().map_err(|e| err(&e))?;
         Ok(())
@@ -172,13 +182,6 @@ impl BarPlot<'_> {
             .filter(|v| v.is_finite())
             .fold(0.0f64, f64::max)
             * 1.15;
-        let colors = [
-            RGBColor(31, 119, 180),
-            RGBColor(255, 127, 14),
-            RGBColor(44, 160, 44),
-            RGBColor(214, 39, 40),
-            RGBColor(148, 103, 189),
-        ];
         let root = BitMapBackend::new(file, (960, 560)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| err(&e))?;
         let mut chart = ChartBuilder::on(&root)
@@ -208,7 +211,7 @@ impl BarPlot<'_> {
             .map_err(|e| err(&e))?;
         let width = 0.8 / n_ser as f64;
         for (s, (label, values)) in self.series.iter().enumerate() {
-            let color = colors[s % colors.len()];
+            let color = PALETTE[s % PALETTE.len()];
             chart
                 .draw_series(values.iter().enumerate().map(|(c, &v)| {
                     let x0 = c as f64 + 0.1 + s as f64 * width;
@@ -220,13 +223,7 @@ impl BarPlot<'_> {
                     Rectangle::new([(x, y - 6), (x + 16, y + 6)], color.filled())
                 });
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 15))
-            .draw()
-            .map_err(|e| err(&e))?;
+        legend(&mut chart)?;
         root.present().map_err(|e| err(&e))?;
         Ok(())
     }
@@ -297,8 +294,7 @@ impl LogXPlot<'_> {
                 .label_style(("sans-serif", 15))
                 .draw()
                 .map_err(|e| err(&e))?;
-            let blue = RGBColor(31, 119, 180);
-            let orange = RGBColor(255, 127, 14);
+            let [blue, orange, ..] = PALETTE;
             chart
                 .draw_series(
                     self.points
@@ -318,13 +314,7 @@ impl LogXPlot<'_> {
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 20, y)], orange.stroke_width(3))
                 });
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.9))
-                .border_style(BLACK)
-                .label_font(("sans-serif", 15))
-                .draw()
-                .map_err(|e| err(&e))?;
+            legend(&mut chart)?;
             root.present().map_err(|e| err(&e))?;
         }
         Ok(())

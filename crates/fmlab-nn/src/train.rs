@@ -105,6 +105,15 @@ pub struct LayerWeights<T> {
     pub b_down: Option<Vec<T>>,
 }
 
+/// One tensor of [`Weights`], by name.
+#[derive(Debug)]
+pub struct Named<'a, T> {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: &'a mut Vec<T>,
+    pub decay: bool,
+}
+
 /// All weights of a trainable decoder; gradients have the same shape.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Weights<T> {
@@ -169,33 +178,107 @@ impl<T: Float> Weights<T> {
     /// Every tensor, in a fixed order, with whether weight decay applies to it (matrices
     /// yes; norms and embeddings no).
     pub fn tensors_mut(&mut self) -> Vec<(&mut Vec<T>, bool)> {
-        let mut out: Vec<(&mut Vec<T>, bool)> = vec![(&mut self.embed, false)];
+        self.named_mut()
+            .into_iter()
+            .map(|t| (t.data, t.decay))
+            .collect()
+    }
+
+    /// Every tensor with its GGUF name (`token_embd.weight`, `blk.0.attn_q.weight`, …),
+    /// its shape (`[out, in]` for matrices, row-major) and its decay flag, in the order of
+    /// [`Weights::tensors_mut`]: what checkpoints and exports write.
+    pub fn named_mut(&mut self) -> Vec<Named<'_, T>> {
+        let d = self.final_norm.len();
+        let mut out = Vec::new();
+        // Matrices are `[len / cols, cols]`; vectors `[len]`.
+        fn put<'a, T>(
+            out: &mut Vec<Named<'a, T>>,
+            name: String,
+            data: &'a mut Vec<T>,
+            cols: Option<usize>,
+            decay: bool,
+        ) {
+            let shape = match cols {
+                Some(c) => vec![data.len() / c.max(1), c],
+                None => vec![data.len()],
+            };
+            out.push(Named {
+                name,
+                shape,
+                data,
+                decay,
+            });
+        }
+        put(
+            &mut out,
+            "token_embd.weight".into(),
+            &mut self.embed,
+            Some(d),
+            false,
+        );
         if let Some(p) = &mut self.pos {
-            out.push((p, false));
+            put(&mut out, "position_embd.weight".into(), p, Some(d), false);
         }
-        for l in &mut self.layers {
-            out.push((&mut l.attn_norm, false));
-            out.extend(l.attn_norm_b.as_mut().map(|b| (b, false)));
-            out.push((&mut l.wq, true));
-            out.push((&mut l.wk, true));
-            out.push((&mut l.wv, true));
-            for b in [&mut l.bq, &mut l.bk, &mut l.bv] {
-                out.extend(b.as_mut().map(|b| (b, false)));
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            let n = |s: &str| format!("blk.{i}.{s}");
+            // The output projection reads `n_heads · head_dim` columns, the down projection
+            // the FFN's width.
+            let qw = l.wq.len() / d.max(1);
+            let f = l.w_up.len() / d.max(1);
+            put(
+                &mut out,
+                n("attn_norm.weight"),
+                &mut l.attn_norm,
+                None,
+                false,
+            );
+            if let Some(b) = &mut l.attn_norm_b {
+                put(&mut out, n("attn_norm.bias"), b, None, false);
             }
-            out.push((&mut l.wo, true));
-            out.extend(l.bo.as_mut().map(|b| (b, false)));
-            out.push((&mut l.ffn_norm, false));
-            out.extend(l.ffn_norm_b.as_mut().map(|b| (b, false)));
-            out.extend(l.w_gate.as_mut().map(|w| (w, true)));
-            out.push((&mut l.w_up, true));
-            out.extend(l.b_up.as_mut().map(|b| (b, false)));
-            out.push((&mut l.w_down, true));
-            out.extend(l.b_down.as_mut().map(|b| (b, false)));
+            put(&mut out, n("attn_q.weight"), &mut l.wq, Some(d), true);
+            put(&mut out, n("attn_k.weight"), &mut l.wk, Some(d), true);
+            put(&mut out, n("attn_v.weight"), &mut l.wv, Some(d), true);
+            for (b, s) in [
+                (&mut l.bq, "attn_q.bias"),
+                (&mut l.bk, "attn_k.bias"),
+                (&mut l.bv, "attn_v.bias"),
+            ] {
+                if let Some(b) = b {
+                    put(&mut out, n(s), b, None, false);
+                }
+            }
+            put(&mut out, n("attn_output.weight"), &mut l.wo, Some(qw), true);
+            if let Some(b) = &mut l.bo {
+                put(&mut out, n("attn_output.bias"), b, None, false);
+            }
+            put(&mut out, n("ffn_norm.weight"), &mut l.ffn_norm, None, false);
+            if let Some(b) = &mut l.ffn_norm_b {
+                put(&mut out, n("ffn_norm.bias"), b, None, false);
+            }
+            if let Some(g) = &mut l.w_gate {
+                put(&mut out, n("ffn_gate.weight"), g, Some(d), true);
+            }
+            put(&mut out, n("ffn_up.weight"), &mut l.w_up, Some(d), true);
+            if let Some(b) = &mut l.b_up {
+                put(&mut out, n("ffn_up.bias"), b, None, false);
+            }
+            put(&mut out, n("ffn_down.weight"), &mut l.w_down, Some(f), true);
+            if let Some(b) = &mut l.b_down {
+                put(&mut out, n("ffn_down.bias"), b, None, false);
+            }
         }
-        out.push((&mut self.final_norm, false));
-        out.extend(self.final_norm_b.as_mut().map(|b| (b, false)));
+        put(
+            &mut out,
+            "output_norm.weight".into(),
+            &mut self.final_norm,
+            None,
+            false,
+        );
+        if let Some(b) = &mut self.final_norm_b {
+            put(&mut out, "output_norm.bias".into(), b, None, false);
+        }
         if let Some(h) = &mut self.head {
-            out.push((h, true));
+            put(&mut out, "output.weight".into(), h, Some(d), true);
         }
         out
     }
@@ -468,8 +551,9 @@ fn gelu_grad<T: Float>(x: T) -> T {
         + T::from_f64(0.5) * x * (T::one() - t * t) * c * (T::one() + T::from_f64(3.0) * a * x * x)
 }
 
-/// Rotary embeddings on `n_heads` heads of each row at `positions` (pairs (i, i + d/2),
-/// the layout `from_depth` models use); `inverse` rotates back (the backward pass).
+/// Rotary embeddings on `n_heads` heads of each row at `positions`, on adjacent pairs
+/// (2i, 2i + 1) as GGUF llama models lay them out, so that trained weights export to GGUF
+/// unpermuted and run on the same kernels there; `inverse` rotates back (the backward pass).
 fn rope<T: Float>(
     x: &mut [T],
     positions: &[usize],
@@ -487,9 +571,9 @@ fn rope<T: Float>(
                 let theta = pos as f64 * base.powf(-2.0 * i as f64 / hd as f64);
                 let (s, c) = (T::from_f64(theta.sin()), T::from_f64(theta.cos()));
                 let s = if inverse { -s } else { s };
-                let (a, b) = (head[i], head[i + half]);
-                head[i] = a * c - b * s;
-                head[i + half] = a * s + b * c;
+                let (a, b) = (head[2 * i], head[2 * i + 1]);
+                head[2 * i] = a * c - b * s;
+                head[2 * i + 1] = a * s + b * c;
             }
         }
     }
@@ -993,7 +1077,7 @@ impl Weights<f32> {
                 Some(h) => Some(Matrix::dense(v, d, h.clone())?),
                 None => None,
             },
-            rope_style: RopeStyle::Halves,
+            rope_style: RopeStyle::Interleaved,
             threads: Threads(0),
         })
     }

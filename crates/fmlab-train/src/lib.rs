@@ -1,18 +1,24 @@
-//! Training for fmlab: the optimizer, learning-rate schedules and gradient clipping that
-//! every loop (pre-training, SFT, DPO) shares. The loops themselves arrive with the
-//! pre-training issue.
+//! Training for fmlab: the loops and what they share.
 //!
 //! - [`AdamW`]: Adam with decoupled weight decay (Loshchilov & Hutter 2019), exactly as
 //!   PyTorch's `torch.optim.AdamW` computes it, with a decay flag per tensor (no decay on
 //!   norms, biases and embeddings);
 //! - [`Schedule`]: constant, warmup + cosine, and warmup-stable-decay (WSD);
-//! - [`clip_grad_norm`]: global L2 clipping as `torch.nn.utils.clip_grad_norm_`.
+//! - [`clip_grad_norm`]: global L2 clipping as `torch.nn.utils.clip_grad_norm_`;
+//! - [`pretrain::Pretrainer`]: the pre-training loop over token shards, with metrics and
+//!   exact resumption;
+//! - [`checkpoint`]: checkpoints written atomically and verified on load.
 
+pub mod checkpoint;
 mod optim;
+pub mod pretrain;
 mod schedule;
 
 pub use optim::{clip_grad_norm, AdamW, AdamWConfig};
+pub use pretrain::{Event, Outcome, PretrainConfig, Pretrainer, StepMetrics};
 pub use schedule::Schedule;
+
+use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -20,6 +26,25 @@ pub enum Error {
     Optimizer(String),
     #[error("schedule: {0}")]
     Schedule(String),
+    #[error("training configuration: {0}")]
+    Config(String),
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    #[error("training diverged at step {step}: loss {loss}")]
+    Diverged { step: u64, loss: f64 },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("JSON: {0}")]
+    Json(serde_json::Error),
+    #[error(transparent)]
+    Model(#[from] fmlab_nn::Error),
+    #[error(transparent)]
+    Data(#[from] fmlab_data::Error),
+    #[error(transparent)]
+    Format(#[from] fmlab_formats::Error),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

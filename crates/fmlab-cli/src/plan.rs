@@ -364,7 +364,7 @@ fn hardware(name: &str, power_watts: Option<f64>, quiet: bool) -> Result<Hardwar
 }
 
 /// Best of a few timed 512×512×512 f32 products (about half a second in all).
-fn measure_cpu_flops() -> f64 {
+pub fn measure_cpu_flops() -> f64 {
     let n = 512;
     let a = vec![1.0f32; n * n];
     let b = vec![0.5f32; n * n];

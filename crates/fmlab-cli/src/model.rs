@@ -64,6 +64,9 @@ pub struct Loaded {
 
 pub fn load(name: &str) -> Result<Loaded> {
     let path = resolve(name)?;
+    if path.is_dir() {
+        return load_checkpoint(&path);
+    }
     let file = GgufFile::open(&path)?;
     let tokenizer = Tokenizer::from_gguf(&file.gguf)
         .with_context(|| format!("{}: tokenizer", path.display()))?;
@@ -75,6 +78,71 @@ pub fn load(name: &str) -> Result<Loaded> {
         model,
         tokenizer,
         template,
+    })
+}
+
+/// A training run's folder (its newest good checkpoint) or one checkpoint's folder.
+pub struct RunCheckpoint {
+    pub run: PathBuf,
+    pub checkpoint: fmlab_train::checkpoint::Checkpoint,
+}
+
+pub fn find_checkpoint(path: &Path, optimizer: bool) -> Result<RunCheckpoint> {
+    use fmlab_train::checkpoint;
+    if path.join("run.json").is_file() {
+        let (c, skipped) = checkpoint::latest(path, optimizer)?;
+        for (dir, why) in skipped {
+            eprintln!("warning: skipped checkpoint {}: {why}", dir.display());
+        }
+        return Ok(RunCheckpoint {
+            run: path.to_path_buf(),
+            checkpoint: c,
+        });
+    }
+    if path.join("manifest.json").is_file() {
+        let c = checkpoint::load(path, optimizer)?;
+        let run = path
+            .parent()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        return Ok(RunCheckpoint { run, checkpoint: c });
+    }
+    bail!(
+        "{}: a folder, but neither a training run (run.json) nor a checkpoint (manifest.json)",
+        path.display()
+    )
+}
+
+/// The tokenizer a run was trained with: our own encoder over its `tokenizer.json` when
+/// fmlab trained it, the `tokenizers` crate otherwise.
+pub fn run_tokenizer(run: &Path) -> Result<Tokenizer> {
+    let path = run.join("tokenizer.json");
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "{}: the run has no tokenizer (train with --tokenizer)",
+            path.display()
+        )
+    })?;
+    let doc: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
+    match fmlab_tokenizer::train::TrainedBpe::from_tokenizer_json(&doc) {
+        Ok(trained) => Ok(Tokenizer::from_trained(&trained)?),
+        Err(_) => Ok(Tokenizer::from_tokenizer_json(&path)?),
+    }
+}
+
+fn load_checkpoint(path: &Path) -> Result<Loaded> {
+    let found = find_checkpoint(path, false)?;
+    let c = &found.checkpoint;
+    let tokenizer = run_tokenizer(&found.run)?;
+    let template = ChatTemplate::new(fmlab_tokenizer::train::CHAT_TEMPLATE, "<|bos|>", "<|eos|>")?;
+    let model = c.weights.to_transformer(&c.manifest.spec)?;
+    Ok(Loaded {
+        path: c.dir.clone(),
+        model,
+        tokenizer,
+        template: Some(template),
     })
 }
 

@@ -16,7 +16,9 @@ pub use q8::{
     dot_quantized, dot_quantized_portable, quantize_activations, quantize_activations_for,
     ActivationFormat, DotOrder, QuantizedRow,
 };
-pub use quant::{dequantize_block, dequantize_row, dot_row, f16_to_f32, f32_to_f16, QuantType};
+pub use quant::{
+    dequantize_block, dequantize_row, dot_row, f16_to_f32, f32_to_f16, quantize_q8_0, QuantType,
+};
 
 /// Errors: shapes that do not fit the buffers they describe, formats without a kernel.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

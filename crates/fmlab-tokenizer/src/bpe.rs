@@ -64,7 +64,7 @@ pub(crate) fn byte_to_char(b: u8) -> char {
     char::from_u32(256 + rank).unwrap_or('\u{FFFD}')
 }
 
-fn char_to_byte(c: char) -> Option<u8> {
+pub(crate) fn char_to_byte(c: char) -> Option<u8> {
     let code = c as u32;
     if code < 256 {
         let b = code as u8;

@@ -14,7 +14,7 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 
 use serde_json::{json, Value};
 
-use crate::bpe::byte_to_char;
+use crate::bpe::{byte_to_char, char_to_byte};
 use crate::{Error, PreTokenizer, Result};
 
 /// The special tokens of a trained tokenizer: beginning and end of text, padding, and the
@@ -29,6 +29,11 @@ pub const DEFAULT_SPECIALS: [&str; 8] = [
     "<|user|>",
     "<|assistant|>",
 ];
+
+/// The chat template of fmlab's own models: ChatML turns with the trained tokenizer's
+/// markers (`<|im_start|>role\ncontent<|im_end|>\n`), ending with an open assistant turn
+/// when a generation prompt is asked for. Exports write it as `tokenizer.chat_template`.
+pub const CHAT_TEMPLATE: &str = "{% for message in messages %}<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
 
 /// GPT-4's (cl100k) split pattern, as written in `tokenizer.json` (case-insensitive
 /// contractions), which our `llama-bpe` pre-tokenizer also implements.
@@ -246,6 +251,69 @@ impl TrainedBpe {
             }
         }
         out
+    }
+
+    /// Reads back a `tokenizer.json` that [`TrainedBpe::to_tokenizer_json`] wrote (special
+    /// tokens first, then bytes and merges), for exports that need the GGUF metadata.
+    /// Other tokenizer files are an error that says so.
+    pub fn from_tokenizer_json(doc: &Value) -> Result<Self> {
+        let bad =
+            |why: &str| Error::Train(format!("tokenizer.json: {why} (not one fmlab trained)"));
+        let specials: Vec<String> = doc["added_tokens"]
+            .as_array()
+            .ok_or_else(|| bad("no added_tokens"))?
+            .iter()
+            .enumerate()
+            .map(|(i, t)| match (t["id"].as_u64(), t["content"].as_str()) {
+                (Some(id), Some(c)) if id == i as u64 => Ok(c.to_string()),
+                _ => Err(bad("special tokens must come first, in id order")),
+            })
+            .collect::<Result<_>>()?;
+        let offset = specials.len();
+        let vocab = doc["model"]["vocab"]
+            .as_object()
+            .ok_or_else(|| bad("no model.vocab"))?;
+        let mut tokens: Vec<Option<Vec<u8>>> = vec![None; vocab.len().saturating_sub(offset)];
+        let mut by_piece = HashMap::new();
+        for (piece, id) in vocab {
+            let id = id
+                .as_u64()
+                .ok_or_else(|| bad("a vocabulary id is not a number"))?
+                as usize;
+            if id < offset {
+                continue;
+            }
+            let bytes: Option<Vec<u8>> = piece.chars().map(char_to_byte).collect();
+            let slot = tokens
+                .get_mut(id - offset)
+                .ok_or_else(|| bad("vocabulary ids are not contiguous"))?;
+            *slot = Some(bytes.ok_or_else(|| bad("a piece is not byte-level"))?);
+            by_piece.insert(piece.as_str(), (id - offset) as u32);
+        }
+        let tokens: Vec<Vec<u8>> = tokens
+            .into_iter()
+            .collect::<Option<_>>()
+            .ok_or_else(|| bad("vocabulary ids are not contiguous"))?;
+        let merges = doc["model"]["merges"]
+            .as_array()
+            .ok_or_else(|| bad("no model.merges"))?
+            .iter()
+            .map(|m| {
+                let (a, b) = m
+                    .as_str()
+                    .and_then(|m| m.split_once(' '))
+                    .ok_or_else(|| bad("a merge is not \"left right\""))?;
+                match (by_piece.get(a), by_piece.get(b)) {
+                    (Some(&a), Some(&b)) => Ok((a, b)),
+                    _ => Err(bad("a merge names an unknown piece")),
+                }
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            specials,
+            tokens,
+            merges,
+        })
     }
 
     /// The token's text in `tokenizer.json`: GPT-2's printable character per byte.

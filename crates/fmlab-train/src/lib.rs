@@ -10,6 +10,7 @@
 //! - [`checkpoint`]: checkpoints written atomically and verified on load.
 
 pub mod checkpoint;
+pub mod export;
 mod optim;
 pub mod pretrain;
 mod schedule;
@@ -48,3 +49,9 @@ pub enum Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<fmlab_kernels::Error> for Error {
+    fn from(e: fmlab_kernels::Error) -> Self {
+        Error::Config(format!("export: {e}"))
+    }
+}

@@ -284,3 +284,175 @@ fn pretrain_writes_a_run_and_reports_it() {
         "run.json",
     );
 }
+
+fn greedy(model: &str, prompt: &str) -> Value {
+    json(&[
+        "generate",
+        model,
+        "--prompt",
+        prompt,
+        "--max-tokens",
+        "16",
+        "--temperature",
+        "0",
+        "--ignore-eos",
+        "--json",
+    ])
+}
+
+/// A run's checkpoint exported as GGUF generates exactly what the checkpoint does (f32);
+/// Q8_0 and f16 load and run; the Hugging Face folder holds the same numbers bit for bit.
+#[test]
+fn export_reproduces_the_checkpoint() {
+    let dir = scratch("export");
+    let (tok, shards) = world_shards(&dir);
+    let run = dir.join("run");
+    json(
+        &[
+            pretrain_args(
+                shards.to_str().unwrap(),
+                tok.to_str().unwrap(),
+                run.to_str().unwrap(),
+                "40",
+            ),
+            vec!["--json"],
+        ]
+        .concat(),
+    );
+    let run_s = run.to_str().unwrap();
+    let gguf = dir.join("m.gguf");
+    let out = super::fmlab(&[
+        "export",
+        run_s,
+        "--format",
+        "gguf",
+        "--out",
+        gguf.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for prompt in ["The", "Kea was born in", "Answer: 4"] {
+        let a = greedy(run_s, prompt);
+        let b = greedy(gguf.to_str().unwrap(), prompt);
+        assert_eq!(a["tokens"].as_array().unwrap().len(), 16);
+        assert_eq!(a["tokens"], b["tokens"], "{prompt:?}");
+        assert_eq!(a["text"], b["text"]);
+    }
+    // The GGUF describes the same model, with the tokenizer and chat template.
+    let file = fmlab_formats::GgufFile::open(&gguf).unwrap();
+    let spec = fmlab_formats::spec_from_gguf(&file.gguf).unwrap();
+    let ckpt: Value = serde_json::from_slice(
+        &std::fs::read(run.join("checkpoints/step-000000040/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let trained: fmlab_spec::ModelSpec = serde_json::from_value(ckpt["spec"].clone()).unwrap();
+    assert_eq!(spec, trained);
+    assert!(file.gguf.get("tokenizer.chat_template").is_some());
+    for quant in ["f16", "q8_0"] {
+        let q = dir.join(format!("m-{quant}.gguf"));
+        let out = super::fmlab(&[
+            "export",
+            run_s,
+            "--quant",
+            quant,
+            "--out",
+            q.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(std::fs::metadata(&q).unwrap().len() < std::fs::metadata(&gguf).unwrap().len());
+        assert_eq!(
+            greedy(q.to_str().unwrap(), "The")["tokens"]
+                .as_array()
+                .unwrap()
+                .len(),
+            16
+        );
+    }
+    // Hugging Face folder: config.json gives the spec back; tensors equal the checkpoint's
+    // bit for bit once queries and keys are permuted back.
+    let hf = dir.join("hf");
+    let out = super::fmlab(&[
+        "export",
+        run_s,
+        "--format",
+        "safetensors",
+        "--out",
+        hf.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = std::fs::read_to_string(hf.join("config.json")).unwrap();
+    assert_eq!(
+        fmlab_formats::spec_from_hf_config(&config).unwrap(),
+        trained
+    );
+    assert!(hf.join("tokenizer.json").is_file() && hf.join("tokenizer_config.json").is_file());
+    let theirs = fmlab_formats::SafetensorsFile::open(hf.join("model.safetensors")).unwrap();
+    let ours = fmlab_formats::SafetensorsFile::open(
+        run.join("checkpoints/step-000000040/model.safetensors"),
+    )
+    .unwrap();
+    let floats = |b: &[u8]| -> Vec<f32> {
+        b.chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    };
+    assert_eq!(theirs.header.tensors.len(), ours.header.tensors.len());
+    for t in &ours.header.tensors {
+        let hf_name = match t.name.as_str() {
+            "token_embd.weight" => "model.embed_tokens.weight".to_string(),
+            "output_norm.weight" => "model.norm.weight".to_string(),
+            "output.weight" => "lm_head.weight".to_string(),
+            n => {
+                let (layer, part) = n.strip_prefix("blk.").unwrap().split_once('.').unwrap();
+                let p = match part {
+                    "attn_norm.weight" => "input_layernorm.weight",
+                    "attn_q.weight" => "self_attn.q_proj.weight",
+                    "attn_k.weight" => "self_attn.k_proj.weight",
+                    "attn_v.weight" => "self_attn.v_proj.weight",
+                    "attn_output.weight" => "self_attn.o_proj.weight",
+                    "ffn_norm.weight" => "post_attention_layernorm.weight",
+                    "ffn_gate.weight" => "mlp.gate_proj.weight",
+                    "ffn_up.weight" => "mlp.up_proj.weight",
+                    "ffn_down.weight" => "mlp.down_proj.weight",
+                    other => panic!("{other}"),
+                };
+                format!("model.layers.{layer}.{p}")
+            }
+        };
+        let h = theirs
+            .header
+            .tensor(&hf_name)
+            .unwrap_or_else(|| panic!("{hf_name}"));
+        assert_eq!(h.shape, t.shape, "{hf_name}");
+        let mut back = floats(theirs.tensor_data(h));
+        if t.name.ends_with("attn_q.weight") || t.name.ends_with("attn_k.weight") {
+            back = fmlab_train::export::permute_rope_rows(
+                &back,
+                t.shape[1] as usize,
+                trained.head_dim as usize,
+                true,
+            );
+        }
+        let orig = floats(ours.tensor_data(t));
+        assert!(
+            back.iter()
+                .zip(&orig)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{hf_name} differs"
+        );
+    }
+    super::fails(&["export", run_s, "--quant", "q4_0"], "--quant");
+    super::fails(&["export", run_s, "--format", "onnx"], "--format");
+    super::fails(&["export", dir.to_str().unwrap()], "neither a training run");
+}

@@ -198,6 +198,17 @@ mod train {
         .unwrap();
         let hf = Tokenizer::from_tokenizer_json(&path).unwrap();
         let ours = Tokenizer::from_trained(&trained).unwrap();
+        // The file reads back into the same vocabulary and merges (what GGUF export uses),
+        // and a tokenizer.json of another kind is refused.
+        let back =
+            fmlab_tokenizer::train::TrainedBpe::from_tokenizer_json(&trained.to_tokenizer_json())
+                .unwrap();
+        assert_eq!(back.specials, trained.specials);
+        assert_eq!(back.tokens, trained.tokens);
+        assert_eq!(back.merges, trained.merges);
+        let mut other = trained.to_tokenizer_json();
+        other["added_tokens"][0]["id"] = serde_json::json!(5);
+        assert!(fmlab_tokenizer::train::TrainedBpe::from_tokenizer_json(&other).is_err());
         let mut total = 0usize;
         for text in texts() {
             for chunk in text.split("\n\n") {

@@ -55,28 +55,30 @@ pub fn run(cmd: DataCommand) -> Result<()> {
     }
 }
 
-fn tokenize(args: TokenizeArgs) -> Result<()> {
-    let tok = crate::model::load_tokenizer(&args.tokenizer)?;
-    let path = std::path::Path::new(&args.tokenizer);
-    let id = if path.is_file() {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        format!("sha256:{:x}", Sha256::digest(&bytes))
-    } else {
-        args.tokenizer.clone()
-    };
+/// Encodes JSONL documents (`text`, optional `domain` and `lang`) or text files, each
+/// ending with EOS, into token shards in `out`; returns the manifest and the documents.
+pub fn write_shards(
+    files: &[PathBuf],
+    tok: &fmlab_tokenizer::Tokenizer,
+    id: &str,
+    out: &std::path::Path,
+    val_fraction: f64,
+    seed: u64,
+    shard_tokens: u64,
+) -> Result<(fmlab_data::shards::ShardManifest, u64)> {
     let eos = tok.vocab.eos;
     let mut writer = ShardWriter::new(
-        &args.out,
+        out,
         tok.vocab_size() as u64,
-        &id,
-        args.val_fraction,
-        args.seed,
-        args.shard_tokens,
+        id,
+        val_fraction,
+        seed,
+        shard_tokens,
     )?;
     let tty = std::io::stderr().is_terminal();
     let mut index = 0u64;
     let mut ids = Vec::new();
-    for file in &args.files {
+    for file in files {
         let f = std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
         let jsonl = file.extension().is_some_and(|e| e == "jsonl");
         let reader = std::io::BufReader::with_capacity(1 << 20, f);
@@ -119,7 +121,27 @@ fn tokenize(args: TokenizeArgs) -> Result<()> {
     if index == 0 {
         bail!("no documents in the input files");
     }
-    let m = writer.finish()?;
+    Ok((writer.finish()?, index))
+}
+
+fn tokenize(args: TokenizeArgs) -> Result<()> {
+    let tok = crate::model::load_tokenizer(&args.tokenizer)?;
+    let path = std::path::Path::new(&args.tokenizer);
+    let id = if path.is_file() {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        format!("sha256:{:x}", Sha256::digest(&bytes))
+    } else {
+        args.tokenizer.clone()
+    };
+    let (m, index) = write_shards(
+        &args.files,
+        &tok,
+        &id,
+        &args.out,
+        args.val_fraction,
+        args.seed,
+        args.shard_tokens,
+    )?;
     if args.json {
         return crate::out(&format!("{}\n", serde_json::to_string_pretty(&m)?));
     }

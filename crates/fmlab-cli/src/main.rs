@@ -12,6 +12,7 @@ mod plan;
 mod plot;
 mod pull;
 mod sampling;
+mod speedrun;
 mod study;
 mod tokenizer_cmd;
 mod tokens;
@@ -40,6 +41,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The main job: the whole lifecycle on the embedded world within a time budget —
+    /// world, tokenizer, shards, a planner-sized pre-training run, samples, evaluation —
+    /// ending in report.html, PNGs and report.json.
+    Speedrun(Box<speedrun::SpeedrunArgs>),
     /// Write the seeded synthetic world: knowledge base, multilingual corpus, SFT,
     /// preference and eval sets (`fmlab world stats DIR` shows its mix).
     World(Box<world::WorldArgs>),
@@ -84,6 +89,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Speedrun(args) => speedrun::run(*args),
         Command::World(args) => world::run(*args),
         Command::Data(cmd) => data_cmd::run(cmd),
         Command::Inspect(args) => inspect::run(args),

@@ -197,11 +197,10 @@ pub fn run(cmd: TokenizerCommand) -> Result<()> {
     }
 }
 
-fn train(args: TrainArgs) -> Result<()> {
-    let started = std::time::Instant::now();
-    let mut trainer = BpeTrainer::new(args.vocab_size as usize, &DEFAULT_SPECIALS)?;
-    let tty = std::io::stderr().is_terminal();
-    for path in &args.files {
+/// Feeds JSONL documents (their `text`) or plain text files, paragraph by paragraph, to
+/// a trainer.
+pub fn feed_files(trainer: &mut BpeTrainer, files: &[std::path::PathBuf], tty: bool) -> Result<()> {
+    for path in files {
         let file =
             std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
         let jsonl = path.extension().is_some_and(|e| e == "jsonl");
@@ -254,6 +253,14 @@ fn train(args: TrainArgs) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+fn train(args: TrainArgs) -> Result<()> {
+    let started = std::time::Instant::now();
+    let mut trainer = BpeTrainer::new(args.vocab_size as usize, &DEFAULT_SPECIALS)?;
+    let tty = std::io::stderr().is_terminal();
+    feed_files(&mut trainer, &args.files, tty)?;
     if tty {
         eprintln!(
             "\rread {:.1} MB; merging …",

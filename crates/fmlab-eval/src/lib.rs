@@ -1,5 +1,8 @@
-//! Evaluation of language models. Today: perplexity under the protocol llama.cpp's
-//! reference numbers use, so that ours can be compared with theirs.
+//! Evaluation of language models: perplexity under the protocol llama.cpp's reference
+//! numbers use (so that ours can be compared with theirs), and few-shot fact recall and
+//! arithmetic on the synthetic world ([`world`]).
+
+pub mod world;
 
 use fmlab_nn::{KvCache, Logits, Transformer};
 use serde::Serialize;
@@ -12,6 +15,8 @@ pub enum Error {
     BadWindow(usize),
     #[error(transparent)]
     Model(#[from] fmlab_nn::Error),
+    #[error(transparent)]
+    Generate(#[from] fmlab_sample::Error),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

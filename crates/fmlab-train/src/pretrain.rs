@@ -368,6 +368,11 @@ impl Pretrainer {
         &self.run
     }
 
+    /// The fixed validation windows (`seq_len + 1` tokens each).
+    pub fn validation(&self) -> &[Vec<u32>] {
+        &self.val
+    }
+
     /// Whether there is a validation split to evaluate on.
     pub fn has_validation(&self) -> bool {
         !self.val.is_empty()

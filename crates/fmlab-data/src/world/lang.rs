@@ -52,6 +52,30 @@ impl Lang {
     pub fn refusal(self) -> &'static str {
         self.lex().refusal
     }
+
+    /// The word before an arithmetic problem's result in the corpus ("Answer").
+    pub fn answer_word(self) -> &'static str {
+        self.lex().answer_word
+    }
+
+    /// A statement of `rel` about `name` cut just before the value, as the corpus phrases it
+    /// ("Kea Jemda was born in"): the first paraphrase whose value ends the sentence and
+    /// needs no slot but the name. For few-shot recall of a base model, which has only seen
+    /// statements, never questions. `None` when no paraphrase fits (pet names).
+    pub fn cloze(self, rel: Relation, name: &str) -> Option<String> {
+        self.lex().facts[rel as usize].iter().find_map(|t| {
+            let body = t.strip_suffix('.')?;
+            let open = body.rfind('{')?;
+            if !body.ends_with('}') {
+                return None;
+            }
+            let prefix = &body[..open];
+            if prefix.replace("{name}", "").contains('{') || !prefix.contains("{name}") {
+                return None;
+            }
+            Some(prefix.replace("{name}", name).trim_end().to_string())
+        })
+    }
 }
 
 /// Grammatical gender of a person (French agreement, English pronouns).
@@ -484,6 +508,37 @@ static SW: Lexicon = Lexicon {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clozes_cut_statements_before_the_value() {
+        assert_eq!(
+            Lang::En.cloze(Relation::BirthYear, "Kea Jemda").as_deref(),
+            Some("Kea Jemda was born in")
+        );
+        assert_eq!(
+            Lang::En.cloze(Relation::HomeTown, "Kea").as_deref(),
+            Some("Kea lives in")
+        );
+        assert_eq!(Lang::En.cloze(Relation::PetName, "Kea"), None);
+        // In English every relation but pet names has a cloze; French and Swahili name
+        // siblings mid-sentence too. Clozes name the person and leave no slot.
+        for lang in Lang::ALL {
+            let mut found = 0;
+            for rel in Relation::ALL {
+                match lang.cloze(rel, "Zyx") {
+                    Some(c) => {
+                        assert!(c.contains("Zyx") && !c.contains('{'), "{c}");
+                        found += 1;
+                    }
+                    None => assert!(
+                        rel == Relation::PetName || (lang != Lang::En && rel == Relation::Sibling),
+                        "{lang:?} {rel:?}"
+                    ),
+                }
+            }
+            assert!(found >= 6, "{lang:?}");
+        }
+    }
 
     #[test]
     fn fill_replaces_known_slots() {

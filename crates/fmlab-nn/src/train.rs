@@ -438,7 +438,7 @@ fn matmul_back<T: Float>(
 }
 
 /// RMSNorm or LayerNorm of each `d`-wide row (LayerNorm when `b` is given or `layer`);
-/// returns the outputs and each row's (1/σ, mean) — mean 0 for RMSNorm.
+/// returns the outputs and each row's (1/σ, mean) — mean 0 for RMSNorm. Rows in parallel.
 fn norm<T: Float>(
     x: &[T],
     w: &[T],
@@ -448,29 +448,37 @@ fn norm<T: Float>(
     layer: bool,
 ) -> (Vec<T>, Vec<(T, T)>) {
     let mut y = vec![T::zero(); x.len()];
-    let mut stats = Vec::with_capacity(x.len() / d);
     let dn = T::from_f64(d as f64);
-    for (row, out) in x.chunks_exact(d).zip(y.chunks_exact_mut(d)) {
-        let mean = if layer {
-            row.iter().fold(T::zero(), |s, &v| s + v) / dn
-        } else {
-            T::zero()
-        };
-        let var = row
-            .iter()
-            .fold(T::zero(), |s, &v| s + (v - mean) * (v - mean))
-            / dn;
-        let r = T::one() / (var + T::from_f64(eps)).sqrt();
-        for k in 0..d {
-            out[k] = (row[k] - mean) * r * w[k];
-            if let Some(b) = b {
-                out[k] += b[k];
+    let stats = x
+        .par_chunks(d)
+        .zip(y.par_chunks_mut(d))
+        .with_min_len(32)
+        .map(|(row, out)| {
+            let mean = if layer {
+                row.iter().fold(T::zero(), |s, &v| s + v) / dn
+            } else {
+                T::zero()
+            };
+            let var = row
+                .iter()
+                .fold(T::zero(), |s, &v| s + (v - mean) * (v - mean))
+                / dn;
+            let r = T::one() / (var + T::from_f64(eps)).sqrt();
+            for k in 0..d {
+                out[k] = (row[k] - mean) * r * w[k];
+                if let Some(b) = b {
+                    out[k] += b[k];
+                }
             }
-        }
-        stats.push((r, mean));
-    }
+            (r, mean)
+        })
+        .collect();
     (y, stats)
 }
+
+/// Rows per task where a row-parallel pass also sums over rows (weight gradients): each
+/// task sums its block, the blocks are added after.
+const ROW_BLOCK: usize = 64;
 
 /// Backward of [`norm`]. With x̂ = (x − μ)·r and g = w ⊙ dy:
 /// RMSNorm dx = r·g − x̂·r·mean(g ⊙ x̂); LayerNorm also subtracts r·mean(g).
@@ -488,33 +496,45 @@ fn norm_back<T: Float>(
     layer: bool,
 ) {
     let dn = T::from_f64(d as f64);
-    let mut db = db;
-    for (i, ((dyr, xr), dxr)) in dy
-        .chunks_exact(d)
-        .zip(x.chunks_exact(d))
-        .zip(dx.chunks_exact_mut(d))
-        .enumerate()
-    {
-        let (r, mean) = stats[i];
-        let (mut g_mean, mut gx_mean) = (T::zero(), T::zero());
-        for k in 0..d {
-            let g = w[k] * dyr[k];
-            g_mean += g;
-            gx_mean += g * (xr[k] - mean) * r;
-        }
-        g_mean = g_mean / dn;
-        gx_mean = gx_mean / dn;
-        for k in 0..d {
-            let xhat = (xr[k] - mean) * r;
-            let g = w[k] * dyr[k];
-            let centred = if layer { g - g_mean } else { g };
-            dxr[k] += r * (centred - xhat * gx_mean);
-            dw[k] += dyr[k] * xhat;
-        }
-        if let Some(db) = db.as_deref_mut() {
-            for k in 0..d {
-                db[k] += dyr[k];
+    let block = ROW_BLOCK * d;
+    let partial: Vec<(Vec<T>, Vec<T>)> = dy
+        .par_chunks(block)
+        .zip(x.par_chunks(block))
+        .zip(dx.par_chunks_mut(block))
+        .zip(stats.par_chunks(ROW_BLOCK))
+        .map(|(((dyb, xb), dxb), sb)| {
+            let (mut pw, mut pb) = (vec![T::zero(); d], vec![T::zero(); d]);
+            for (((dyr, xr), dxr), &(r, mean)) in dyb
+                .chunks_exact(d)
+                .zip(xb.chunks_exact(d))
+                .zip(dxb.chunks_exact_mut(d))
+                .zip(sb)
+            {
+                let (mut g_mean, mut gx_mean) = (T::zero(), T::zero());
+                for k in 0..d {
+                    let g = w[k] * dyr[k];
+                    g_mean += g;
+                    gx_mean += g * (xr[k] - mean) * r;
+                }
+                g_mean = g_mean / dn;
+                gx_mean = gx_mean / dn;
+                for k in 0..d {
+                    let xhat = (xr[k] - mean) * r;
+                    let g = w[k] * dyr[k];
+                    let centred = if layer { g - g_mean } else { g };
+                    dxr[k] += r * (centred - xhat * gx_mean);
+                    pw[k] += dyr[k] * xhat;
+                    pb[k] += dyr[k];
+                }
             }
+            (pw, pb)
+        })
+        .collect();
+    let mut db = db;
+    for (pw, pb) in partial {
+        dw.iter_mut().zip(&pw).for_each(|(a, &b)| *a += b);
+        if let Some(db) = db.as_deref_mut() {
+            db.iter_mut().zip(&pb).for_each(|(a, &b)| *a += b);
         }
     }
 }
@@ -551,6 +571,30 @@ fn gelu_grad<T: Float>(x: T) -> T {
         + T::from_f64(0.5) * x * (T::one() - t * t) * c * (T::one() + T::from_f64(3.0) * a * x * x)
 }
 
+/// cos and sin of θ_i·pos for positions `0..len` and pairs `0..hd/2`, with
+/// θ_i = base^(−2i/hd): computed once per pass rather than per row and head.
+struct RopeTable<T> {
+    cos: Vec<T>,
+    sin: Vec<T>,
+    half: usize,
+}
+
+impl<T: Float> RopeTable<T> {
+    fn new(len: usize, hd: usize, base: f64) -> Self {
+        let half = hd / 2;
+        let mut cos = Vec::with_capacity(len * half);
+        let mut sin = Vec::with_capacity(len * half);
+        for pos in 0..len {
+            for i in 0..half {
+                let theta = pos as f64 * base.powf(-2.0 * i as f64 / hd as f64);
+                cos.push(T::from_f64(theta.cos()));
+                sin.push(T::from_f64(theta.sin()));
+            }
+        }
+        Self { cos, sin, half }
+    }
+}
+
 /// Rotary embeddings on `n_heads` heads of each row at `positions`, on adjacent pairs
 /// (2i, 2i + 1) as GGUF llama models lay them out, so that trained weights export to GGUF
 /// unpermuted and run on the same kernels there; `inverse` rotates back (the backward pass).
@@ -559,28 +603,249 @@ fn rope<T: Float>(
     positions: &[usize],
     n_heads: usize,
     hd: usize,
-    base: f64,
+    table: &RopeTable<T>,
     inverse: bool,
 ) {
-    let half = hd / 2;
     let width = n_heads * hd;
-    for (row, &pos) in x.chunks_exact_mut(width).zip(positions) {
-        for h in 0..n_heads {
-            let head = &mut row[h * hd..(h + 1) * hd];
-            for i in 0..half {
-                let theta = pos as f64 * base.powf(-2.0 * i as f64 / hd as f64);
-                let (s, c) = (T::from_f64(theta.sin()), T::from_f64(theta.cos()));
-                let s = if inverse { -s } else { s };
-                let (a, b) = (head[2 * i], head[2 * i + 1]);
-                head[2 * i] = a * c - b * s;
-                head[2 * i + 1] = a * s + b * c;
+    let half = table.half;
+    x.par_chunks_mut(width)
+        .zip(positions.par_iter())
+        .with_min_len(16)
+        .for_each(|(row, &pos)| {
+            let (cos, sin) = (
+                &table.cos[pos * half..(pos + 1) * half],
+                &table.sin[pos * half..(pos + 1) * half],
+            );
+            for head in row.chunks_exact_mut(hd) {
+                for i in 0..half {
+                    let (c, s) = (cos[i], if inverse { -sin[i] } else { sin[i] });
+                    let (a, b) = (head[2 * i], head[2 * i + 1]);
+                    head[2 * i] = a * c - b * s;
+                    head[2 * i + 1] = a * s + b * c;
+                }
             }
-        }
-    }
+        });
 }
 
 fn silu<T: Float>(x: T) -> T {
     x / (T::one() + (-x).exp())
+}
+
+/// Shapes of one attention call: `batch` sequences of `seq` rows; queries `qw = nh·hd`
+/// wide, keys and values `kvw` wide, `group` query heads per key-value head.
+struct AttnDims {
+    batch: usize,
+    seq: usize,
+    nh: usize,
+    hd: usize,
+    qw: usize,
+    kvw: usize,
+    group: usize,
+}
+
+/// One head's rows of a `width`-wide matrix, as a gemm operand (optionally transposed).
+fn head_rows<T>(
+    x: &[T],
+    first_row: usize,
+    rows: usize,
+    width: usize,
+    col: usize,
+    hd: usize,
+    transposed: bool,
+) -> Strided<'_, T> {
+    let data = &x[first_row * width + col..];
+    if transposed {
+        Strided {
+            data,
+            rows: hd,
+            cols: rows,
+            rs: 1,
+            cs: width,
+        }
+    } else {
+        Strided {
+            data,
+            rows,
+            cols: hd,
+            rs: width,
+            cs: 1,
+        }
+    }
+}
+
+fn square<T>(x: &[T], seq: usize, transposed: bool) -> Strided<'_, T> {
+    if transposed {
+        Strided {
+            data: x,
+            rows: seq,
+            cols: seq,
+            rs: 1,
+            cs: seq,
+        }
+    } else {
+        Strided {
+            data: x,
+            rows: seq,
+            cols: seq,
+            rs: seq,
+            cs: 1,
+        }
+    }
+}
+
+/// Runs a product that shapes fixed by the spec make valid (an error would be a bug).
+fn product<T: Float>(c: &mut [T], c_rs: usize, a: Strided<T>, b: Strided<T>, accumulate: bool) {
+    let ok = gemm_into(c, c_rs, 1, a, b, accumulate, Threads(1)).is_ok();
+    debug_assert!(ok, "attention product shapes");
+}
+
+/// Causal softmax attention, one task per (sequence, head), each a pair of single-threaded
+/// matrix products: S = Q·Kᵀ (the full square; the masked half costs less than scalar
+/// loops would), softmax of each row over its first i + 1 entries, O = P·V. Returns the
+/// probabilities (`seq × seq` per task, zeros above the diagonal) and the outputs.
+fn attention_forward<T: Float>(
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    a: &AttnDims,
+    scale: T,
+) -> (Vec<T>, Vec<T>) {
+    let (seq, hd) = (a.seq, a.hd);
+    let mut p = vec![T::zero(); a.batch * a.nh * seq * seq];
+    let outs: Vec<Vec<T>> = p
+        .par_chunks_mut(seq * seq)
+        .enumerate()
+        .map(|(bh, pb)| {
+            let (b, h) = (bh / a.nh, bh % a.nh);
+            let kh = h / a.group;
+            let row0 = b * seq;
+            product(
+                pb,
+                seq,
+                head_rows(q, row0, seq, a.qw, h * hd, hd, false),
+                head_rows(k, row0, seq, a.kvw, kh * hd, hd, true),
+                false,
+            );
+            for (i, row) in pb.chunks_exact_mut(seq).enumerate() {
+                let (live, masked) = row.split_at_mut(i + 1);
+                let mut max = T::from_f64(f64::NEG_INFINITY);
+                for x in live.iter_mut() {
+                    *x *= scale;
+                    if *x > max {
+                        max = *x;
+                    }
+                }
+                let mut total = T::zero();
+                for x in live.iter_mut() {
+                    *x = (*x - max).exp();
+                    total += *x;
+                }
+                let inv = T::one() / total;
+                live.iter_mut().for_each(|x| *x *= inv);
+                masked.iter_mut().for_each(|x| *x = T::zero());
+            }
+            let mut out = vec![T::zero(); seq * hd];
+            product(
+                &mut out,
+                hd,
+                square(pb, seq, false),
+                head_rows(v, row0, seq, a.kvw, kh * hd, hd, false),
+                false,
+            );
+            out
+        })
+        .collect();
+    let mut att = vec![T::zero(); a.batch * seq * a.qw];
+    for (bh, out) in outs.iter().enumerate() {
+        let (b, h) = (bh / a.nh, bh % a.nh);
+        for (i, o) in out.chunks_exact(hd).enumerate() {
+            att[(b * seq + i) * a.qw + h * hd..][..hd].copy_from_slice(o);
+        }
+    }
+    (p, att)
+}
+
+/// Backward of [`attention_forward`], per (sequence, head): dP = dO·Vᵀ, dV = Pᵀ·dO,
+/// dS = P ⊙ (dP − rowsum(P ⊙ dP))·scale, dQ = dS·K, dK = dSᵀ·Q; the key and value
+/// gradients of the heads sharing a key-value head are summed.
+fn attention_backward<T: Float>(
+    datt: &[T],
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    p: &[T],
+    a: &AttnDims,
+    scale: T,
+) -> (Vec<T>, Vec<T>, Vec<T>) {
+    let (seq, hd) = (a.seq, a.hd);
+    let parts: Vec<(Vec<T>, Vec<T>, Vec<T>)> = (0..a.batch * a.nh)
+        .into_par_iter()
+        .map(|bh| {
+            let (b, h) = (bh / a.nh, bh % a.nh);
+            let kh = h / a.group;
+            let row0 = b * seq;
+            let pb = &p[bh * seq * seq..(bh + 1) * seq * seq];
+            let dout = head_rows(datt, row0, seq, a.qw, h * hd, hd, false);
+            let mut ds = vec![T::zero(); seq * seq];
+            product(
+                &mut ds,
+                seq,
+                dout,
+                head_rows(v, row0, seq, a.kvw, kh * hd, hd, true),
+                false,
+            );
+            let mut dvh = vec![T::zero(); seq * hd];
+            product(&mut dvh, hd, square(pb, seq, true), dout, false);
+            for (i, (drow, prow)) in ds
+                .chunks_exact_mut(seq)
+                .zip(pb.chunks_exact(seq))
+                .enumerate()
+            {
+                let mut dot = T::zero();
+                for j in 0..=i {
+                    dot += prow[j] * drow[j];
+                }
+                for j in 0..=i {
+                    drow[j] = prow[j] * (drow[j] - dot) * scale;
+                }
+                drow[i + 1..].iter_mut().for_each(|x| *x = T::zero());
+            }
+            let mut dqh = vec![T::zero(); seq * hd];
+            product(
+                &mut dqh,
+                hd,
+                square(&ds, seq, false),
+                head_rows(k, row0, seq, a.kvw, kh * hd, hd, false),
+                false,
+            );
+            let mut dkh = vec![T::zero(); seq * hd];
+            product(
+                &mut dkh,
+                hd,
+                square(&ds, seq, true),
+                head_rows(q, row0, seq, a.qw, h * hd, hd, false),
+                false,
+            );
+            (dqh, dkh, dvh)
+        })
+        .collect();
+    let n = a.batch * seq;
+    let mut dq = vec![T::zero(); n * a.qw];
+    let mut dk = vec![T::zero(); n * a.kvw];
+    let mut dv = vec![T::zero(); n * a.kvw];
+    for (bh, (dqh, dkh, dvh)) in parts.iter().enumerate() {
+        let (b, h) = (bh / a.nh, bh % a.nh);
+        let kh = h / a.group;
+        for i in 0..seq {
+            dq[(b * seq + i) * a.qw + h * hd..][..hd].copy_from_slice(&dqh[i * hd..(i + 1) * hd]);
+            let at = (b * seq + i) * a.kvw + kh * hd;
+            for e in 0..hd {
+                dk[at + e] += dkh[i * hd + e];
+                dv[at + e] += dvh[i * hd + e];
+            }
+        }
+    }
+    (dq, dk, dv)
 }
 
 /// What the forward pass keeps of one layer for the backward pass.
@@ -665,6 +930,15 @@ fn run<T: Float>(
     let positions: Vec<usize> = (0..n).map(|i| i % seq).collect();
     let scale = T::from_f64(1.0 / (hd as f64).sqrt());
     let group = nh / nkv;
+    let dims = AttnDims {
+        batch,
+        seq,
+        nh,
+        hd,
+        qw,
+        kvw,
+        group,
+    };
 
     // --- forward ---
     if w.pos.is_some() && seq > spec.context_length as usize {
@@ -675,6 +949,7 @@ fn run<T: Float>(
     }
     let layer_norm = spec.norm_kind == NormKind::LayerNorm;
     let rope_on = matches!(spec.positions, Positions::Rope { .. });
+    let table = RopeTable::<T>::new(if rope_on { seq } else { 0 }, hd, base);
     let mut x = vec![T::zero(); n * d];
     for (i, &t) in inputs.iter().enumerate() {
         x[i * d..(i + 1) * d].copy_from_slice(&w.embed[t as usize * d..(t as usize + 1) * d]);
@@ -703,66 +978,13 @@ fn run<T: Float>(
         add_bias(&mut k, l.bk.as_ref(), kvw);
         add_bias(&mut vv, l.bv.as_ref(), kvw);
         if rope_on {
-            rope(&mut q, &positions, nh, hd, base, false);
-            rope(&mut k, &positions, nkv, hd, base, false);
+            rope(&mut q, &positions, nh, hd, &table, false);
+            rope(&mut k, &positions, nkv, hd, &table, false);
         }
-        // Each (sequence, head) pair is independent: one task each, probabilities in its
-        // own `seq × seq` block, outputs gathered into `att` afterwards.
-        let mut p = vec![T::zero(); batch * nh * seq * seq];
-        let outs: Vec<Vec<T>> = p
-            .par_chunks_mut(seq * seq)
-            .enumerate()
-            .map(|(bh, pblock)| {
-                let (b, h) = (bh / nh, bh % nh);
-                let kh = h / group;
-                let mut out = vec![T::zero(); seq * hd];
-                for i in 0..seq {
-                    let qi = &q[(b * seq + i) * qw + h * hd..][..hd];
-                    let prow = &mut pblock[i * seq..(i + 1) * seq];
-                    let mut max = T::from_f64(f64::NEG_INFINITY);
-                    for j in 0..=i {
-                        let kj = &k[(b * seq + j) * kvw + kh * hd..][..hd];
-                        let mut s = T::zero();
-                        for e in 0..hd {
-                            s += qi[e] * kj[e];
-                        }
-                        prow[j] = s * scale;
-                        if prow[j] > max {
-                            max = prow[j];
-                        }
-                    }
-                    let mut total = T::zero();
-                    for pj in prow.iter_mut().take(i + 1) {
-                        *pj = (*pj - max).exp();
-                        total += *pj;
-                    }
-                    let inv = T::one() / total;
-                    for pj in prow.iter_mut().take(i + 1) {
-                        *pj *= inv;
-                    }
-                    let o = &mut out[i * hd..(i + 1) * hd];
-                    for j in 0..=i {
-                        let vj = &vv[(b * seq + j) * kvw + kh * hd..][..hd];
-                        let pj = prow[j];
-                        for e in 0..hd {
-                            o[e] += pj * vj[e];
-                        }
-                    }
-                }
-                out
-            })
-            .collect();
-        let mut att = vec![T::zero(); n * qw];
-        for (bh, out) in outs.iter().enumerate() {
-            let (b, h) = (bh / nh, bh % nh);
-            for i in 0..seq {
-                att[(b * seq + i) * qw + h * hd..][..hd]
-                    .copy_from_slice(&out[i * hd..(i + 1) * hd]);
-            }
-        }
+        let (p, att) = attention_forward(&q, &k, &vv, &dims, scale);
         let mut o = matmul(&att, &l.wo, n, qw, d);
         add_bias(&mut o, l.bo.as_ref(), d);
-        let x2: Vec<T> = x.iter().zip(&o).map(|(&a, &b)| a + b).collect();
+        let x2: Vec<T> = x.par_iter().zip(&o).map(|(&a, &b)| a + b).collect();
         let (h2, inv2) = norm(
             &x2,
             &l.ffn_norm,
@@ -776,14 +998,21 @@ fn run<T: Float>(
         let (gate, act) = match &l.w_gate {
             Some(wg) => {
                 let gate = matmul(&h2, wg, n, d, f);
-                let act = gate.iter().zip(&up).map(|(&g, &u)| silu(g) * u).collect();
+                let act = gate
+                    .par_iter()
+                    .zip(&up)
+                    .map(|(&g, &u)| silu(g) * u)
+                    .collect();
                 (gate, act)
             }
-            None => (Vec::new(), up.iter().map(|&u| gelu(u)).collect::<Vec<T>>()),
+            None => (
+                Vec::new(),
+                up.par_iter().map(|&u| gelu(u)).collect::<Vec<T>>(),
+            ),
         };
         let mut down = matmul(&act, &l.w_down, n, f, d);
         add_bias(&mut down, l.b_down.as_ref(), d);
-        let x3: Vec<T> = x2.iter().zip(&down).map(|(&a, &b)| a + b).collect();
+        let x3: Vec<T> = x2.par_iter().zip(&down).map(|(&a, &b)| a + b).collect();
         caches.push(LayerCache {
             x: std::mem::replace(&mut x, x3),
             h1,
@@ -814,25 +1043,29 @@ fn run<T: Float>(
     if let Some(out) = logits_out {
         out.clone_from(&logits);
     }
-    let mut loss = T::zero();
+    // Cross-entropy and its gradient, softmax − one-hot, row by row in parallel.
     let mut dlogits = vec![T::zero(); n * v];
     let inv_n = T::from_f64(1.0 / n as f64);
-    for r in 0..n {
-        let row = &logits[r * v..(r + 1) * v];
-        let max = row.iter().fold(
-            T::from_f64(f64::NEG_INFINITY),
-            |m, &x| if x > m { x } else { m },
-        );
-        let total = row.iter().fold(T::zero(), |s, &x| s + (x - max).exp());
-        let lse = max + total.ln();
-        let t = targets[r] as usize;
-        loss += (lse - row[t]) * inv_n;
-        let drow = &mut dlogits[r * v..(r + 1) * v];
-        for c in 0..v {
-            drow[c] = (row[c] - lse).exp() * inv_n;
-        }
-        drow[t] -= inv_n;
-    }
+    let row_losses: Vec<T> = logits
+        .par_chunks(v)
+        .zip(dlogits.par_chunks_mut(v))
+        .zip(targets.par_iter())
+        .map(|((row, drow), &t)| {
+            let max = row.iter().fold(
+                T::from_f64(f64::NEG_INFINITY),
+                |m, &x| if x > m { x } else { m },
+            );
+            let total = row.iter().fold(T::zero(), |s, &x| s + (x - max).exp());
+            let lse = max + total.ln();
+            let t = t as usize;
+            for c in 0..v {
+                drow[c] = (row[c] - lse).exp() * inv_n;
+            }
+            drow[t] -= inv_n;
+            (lse - row[t]) * inv_n
+        })
+        .collect();
+    let loss = row_losses.iter().fold(T::zero(), |s, &x| s + x);
     let Some(g) = grads else {
         return Ok(loss);
     };
@@ -872,18 +1105,23 @@ fn run<T: Float>(
         match (&l.w_gate, gl.w_gate.as_mut()) {
             (Some(wg), Some(gwg)) => {
                 let mut dgate = vec![T::zero(); n * f];
-                for k in 0..n * f {
-                    let gk = c.gate[k];
-                    let sig = T::one() / (T::one() + (-gk).exp());
-                    dup[k] = dact[k] * gk * sig;
-                    dgate[k] = dact[k] * c.up[k] * sig * (T::one() + gk * (T::one() - sig));
-                }
+                dup.par_iter_mut()
+                    .zip(dgate.par_iter_mut())
+                    .enumerate()
+                    .with_min_len(4096)
+                    .for_each(|(k, (du, dg))| {
+                        let gk = c.gate[k];
+                        let sig = T::one() / (T::one() + (-gk).exp());
+                        *du = dact[k] * gk * sig;
+                        *dg = dact[k] * c.up[k] * sig * (T::one() + gk * (T::one() - sig));
+                    });
                 matmul_back(&dgate, &c.h2, wg, &mut dh2, gwg, n, d, f);
             }
             _ => {
-                for k in 0..n * f {
-                    dup[k] = dact[k] * gelu_grad(c.up[k]);
-                }
+                dup.par_iter_mut()
+                    .enumerate()
+                    .with_min_len(4096)
+                    .for_each(|(k, du)| *du = dact[k] * gelu_grad(c.up[k]));
             }
         }
         bias_back(&dup, gl.b_up.as_mut(), f);
@@ -904,75 +1142,10 @@ fn run<T: Float>(
         bias_back(&dx2, gl.bo.as_mut(), d);
         let mut datt = vec![T::zero(); n * qw];
         matmul_back(&dx2, &c.att, &l.wo, &mut datt, &mut gl.wo, n, qw, d);
-        // Per (sequence, head): dP = dO·Vᵀ, dS = P ⊙ (dP − rowsum(P ⊙ dP)), dQ = dS·K·scale,
-        // dK = dSᵀ·Q·scale, dV = Pᵀ·dO — in parallel, summed over the heads of a group after.
-        let parts: Vec<(Vec<T>, Vec<T>, Vec<T>)> = (0..batch * nh)
-            .into_par_iter()
-            .map(|bh| {
-                let (b, h) = (bh / nh, bh % nh);
-                let kh = h / group;
-                let pblock = &c.p[bh * seq * seq..(bh + 1) * seq * seq];
-                let (mut dqh, mut dkh, mut dvh) = (
-                    vec![T::zero(); seq * hd],
-                    vec![T::zero(); seq * hd],
-                    vec![T::zero(); seq * hd],
-                );
-                let mut dp = vec![T::zero(); seq];
-                for i in 0..seq {
-                    let prow = &pblock[i * seq..(i + 1) * seq];
-                    let dout = &datt[(b * seq + i) * qw + h * hd..][..hd];
-                    let mut dot = T::zero();
-                    for j in 0..=i {
-                        let vj = &c.v[(b * seq + j) * kvw + kh * hd..][..hd];
-                        let mut s = T::zero();
-                        for e in 0..hd {
-                            s += dout[e] * vj[e];
-                        }
-                        dp[j] = s;
-                        dot += prow[j] * s;
-                        let dvj = &mut dvh[j * hd..(j + 1) * hd];
-                        for e in 0..hd {
-                            dvj[e] += prow[j] * dout[e];
-                        }
-                    }
-                    let qi = &c.q[(b * seq + i) * qw + h * hd..][..hd];
-                    for j in 0..=i {
-                        let ds = prow[j] * (dp[j] - dot) * scale;
-                        if ds == T::zero() {
-                            continue;
-                        }
-                        let kj = &c.k[(b * seq + j) * kvw + kh * hd..][..hd];
-                        let dqi = &mut dqh[i * hd..(i + 1) * hd];
-                        for e in 0..hd {
-                            dqi[e] += ds * kj[e];
-                        }
-                        let dkj = &mut dkh[j * hd..(j + 1) * hd];
-                        for e in 0..hd {
-                            dkj[e] += ds * qi[e];
-                        }
-                    }
-                }
-                (dqh, dkh, dvh)
-            })
-            .collect();
-        let mut dq = vec![T::zero(); n * qw];
-        let mut dk = vec![T::zero(); n * kvw];
-        let mut dv = vec![T::zero(); n * kvw];
-        for (bh, (dqh, dkh, dvh)) in parts.iter().enumerate() {
-            let (b, h) = (bh / nh, bh % nh);
-            let kh = h / group;
-            for i in 0..seq {
-                dq[(b * seq + i) * qw + h * hd..][..hd].copy_from_slice(&dqh[i * hd..(i + 1) * hd]);
-                let at = (b * seq + i) * kvw + kh * hd;
-                for e in 0..hd {
-                    dk[at + e] += dkh[i * hd + e];
-                    dv[at + e] += dvh[i * hd + e];
-                }
-            }
-        }
+        let (mut dq, mut dk, dv) = attention_backward(&datt, &c.q, &c.k, &c.v, &c.p, &dims, scale);
         if rope_on {
-            rope(&mut dq, &positions, nh, hd, base, true);
-            rope(&mut dk, &positions, nkv, hd, base, true);
+            rope(&mut dq, &positions, nh, hd, &table, true);
+            rope(&mut dk, &positions, nkv, hd, &table, true);
         }
         bias_back(&dq, gl.bq.as_mut(), qw);
         bias_back(&dk, gl.bk.as_mut(), kvw);

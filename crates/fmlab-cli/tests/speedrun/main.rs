@@ -1,0 +1,100 @@
+//! `fmlab speedrun` within a small budget, alone in its test binary (so that other tests
+//! do not share its cores): it finishes in time, its loss falls, and the model recalls
+//! facts about frequently mentioned people more often than about rarely mentioned ones.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::Command;
+
+use serde_json::Value;
+
+#[test]
+fn speedrun_learns_within_its_budget() {
+    let out = std::env::temp_dir().join(format!("fmlab-speedrun-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let minutes = 3.0;
+    let started = std::time::Instant::now();
+    let run = Command::new(env!("CARGO_BIN_EXE_fmlab"))
+        .args([
+            "speedrun",
+            "--minutes",
+            &minutes.to_string(),
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(elapsed < minutes * 60.0 + 10.0, "took {elapsed:.0} s");
+    let r: Value = serde_json::from_slice(&run.stdout).unwrap();
+    let on_disk: Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(r, on_disk);
+    assert_eq!(r["within_budget"], true);
+    let p = &r["pretrain"];
+    for key in [
+        "initial_val_loss",
+        "final_val_loss",
+        "tokens",
+        "tokens_per_second",
+        "mfu",
+        "params",
+    ] {
+        assert!(
+            p[key].as_f64().is_some_and(|x| x > 0.0),
+            "pretrain.{key}: {p}"
+        );
+    }
+    let (first, last) = (
+        p["initial_val_loss"].as_f64().unwrap(),
+        p["final_val_loss"].as_f64().unwrap(),
+    );
+    assert!(
+        (first - 2048f64.ln()).abs() < 0.2,
+        "initial val loss {first}"
+    );
+    assert!(last < first / 2.0, "val loss {first} → {last}");
+    // The loss curve falls: every validation point after the first half is below the first.
+    let metrics = std::fs::read_to_string(out.join("run/metrics.jsonl")).unwrap();
+    let val: Vec<f64> = metrics
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).unwrap()["val_loss"].as_f64())
+        .collect();
+    assert!(val.len() >= 5, "{val:?}");
+    assert!(
+        val[val.len() / 2..].iter().all(|&v| v < val[0] - 2.0),
+        "{val:?}"
+    );
+    let e = &r["eval"];
+    let (freq, rare) = (
+        e["fact_recall"]["frequent"].as_f64().unwrap(),
+        e["fact_recall"]["rare"].as_f64().unwrap(),
+    );
+    assert!(
+        freq >= rare + 0.05 && freq >= 2.0 * rare,
+        "fact recall frequent {freq}, rare {rare}"
+    );
+    assert!(e["arithmetic_accuracy"].as_f64().is_some());
+    let bpb = e["val_bits_per_byte"].as_f64().unwrap();
+    assert!(bpb > 0.0 && bpb < 2.0, "{bpb}");
+    let checkpoint = r["checkpoint"].as_str().unwrap();
+    assert!(std::path::Path::new(checkpoint)
+        .join("manifest.json")
+        .is_file());
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert_eq!(html.matches("data:image/png;base64,").count(), 2);
+    for png in ["loss.png", "recall.png"] {
+        assert!(out.join(png).is_file());
+    }
+    // A second speedrun into the same folder is refused rather than mixed in.
+    let again = Command::new(env!("CARGO_BIN_EXE_fmlab"))
+        .args(["speedrun", "--minutes", "1", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a speedrun"));
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -1,5 +1,6 @@
 //! AdamW and gradient clipping.
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -104,14 +105,20 @@ impl AdamW {
             } else {
                 1.0
             };
-            let (m, v) = (&mut self.m[i], &mut self.v[i]);
-            for k in 0..p.len() {
-                let gk = g[k];
-                m[k] = c.beta1 * m[k] + (1.0 - c.beta1) * gk;
-                v[k] = c.beta2 * v[k] + (1.0 - c.beta2) * gk * gk;
-                let denom = v[k].sqrt() / bc2_sqrt + c.eps;
-                p[k] = p[k] * decay - step_size * m[k] / denom;
-            }
+            // Element-wise, so chunks in parallel give the same bits as one loop.
+            p.par_chunks_mut(CHUNK)
+                .zip(g.par_chunks(CHUNK))
+                .zip(self.m[i].par_chunks_mut(CHUNK))
+                .zip(self.v[i].par_chunks_mut(CHUNK))
+                .for_each(|(((p, g), m), v)| {
+                    for k in 0..p.len() {
+                        let gk = g[k];
+                        m[k] = c.beta1 * m[k] + (1.0 - c.beta1) * gk;
+                        v[k] = c.beta2 * v[k] + (1.0 - c.beta2) * gk * gk;
+                        let denom = v[k].sqrt() / bc2_sqrt + c.eps;
+                        p[k] = p[k] * decay - step_size * m[k] / denom;
+                    }
+                });
         }
         Ok(())
     }
@@ -121,20 +128,29 @@ impl AdamW {
 /// `torch.nn.utils.clip_grad_norm_`: by `max_norm / (norm + 1e-6)` when that is below 1).
 /// Returns the norm before clipping.
 pub fn clip_grad_norm(grads: &mut [&mut [f32]], max_norm: f32) -> f32 {
-    let total: f64 = grads
-        .iter()
-        .flat_map(|g| g.iter())
-        .map(|&x| (x as f64) * (x as f64))
-        .sum();
+    // Partial sums over fixed chunks, added in order: the same bits whatever the thread
+    // count or scheduling (exact resumption depends on it).
+    let mut total = 0f64;
+    for g in grads.iter() {
+        let partial: Vec<f64> = g
+            .par_chunks(CHUNK)
+            .map(|c| c.iter().map(|&x| (x as f64) * (x as f64)).sum())
+            .collect();
+        total += partial.iter().sum::<f64>();
+    }
     let norm = total.sqrt() as f32;
     let coef = max_norm / (norm + 1e-6);
     if coef < 1.0 {
         for g in grads.iter_mut() {
-            g.iter_mut().for_each(|x| *x *= coef);
+            g.par_chunks_mut(CHUNK)
+                .for_each(|c| c.iter_mut().for_each(|x| *x *= coef));
         }
     }
     norm
 }
+
+/// Elements per parallel task in the optimizer and clipping.
+const CHUNK: usize = 1 << 14;
 
 #[cfg(test)]
 mod tests {

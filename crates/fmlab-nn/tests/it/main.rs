@@ -238,6 +238,79 @@ mod train {
         assert_eq!(g.tokens.len(), 4);
     }
 
+    /// Against PyTorch (eager, f32): a tiny Llama-shaped model with fmlab's conventions
+    /// (scripts/pytorch_fixture.py): logits, loss and every gradient agree to 1e-4 of each
+    /// tensor's largest magnitude.
+    #[test]
+    fn logits_loss_and_gradients_match_pytorch() {
+        let f: serde_json::Value =
+            serde_json::from_str(&fmlab_testkit::fixture("pytorch/tiny_llama.json")).unwrap();
+        let dim = |k: &str| f["dims"][k].as_u64().unwrap();
+        let mut spec = from_depth(1, dim("vocab"), 16).unwrap();
+        spec.d_model = dim("d_model");
+        spec.n_layers = dim("layers");
+        spec.n_heads = dim("heads");
+        spec.n_kv_heads = dim("kv_heads");
+        spec.head_dim = dim("head_dim");
+        spec.ffn_dim = dim("ffn");
+        spec.norm_eps = f["dims"]["eps"].as_f64().unwrap();
+        spec.positions = fmlab_spec::Positions::Rope {
+            base: f["dims"]["rope_base"].as_f64().unwrap(),
+        };
+        let floats = |v: &serde_json::Value| -> Vec<f32> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect()
+        };
+        let mut w = Weights::<f32>::zeros(&spec).unwrap();
+        for t in w.named_mut() {
+            let src = floats(&f["weights"][&t.name]);
+            assert_eq!(src.len(), t.data.len(), "{}", t.name);
+            *t.data = src;
+        }
+        let ids = |k: &str| -> Vec<u32> {
+            f[k].as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as u32)
+                .collect()
+        };
+        let (inputs, targets) = (ids("inputs"), ids("targets"));
+        let (batch, seq) = (dim("batch") as usize, dim("seq") as usize);
+        let close = |what: &str, ours: &[f32], theirs: &[f32]| {
+            assert_eq!(ours.len(), theirs.len(), "{what}");
+            let scale = theirs.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-12);
+            let err = ours
+                .iter()
+                .zip(theirs)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(
+                err <= 1e-4 * scale,
+                "{what}: max error {err} against scale {scale}"
+            );
+        };
+        let mut logits = Vec::new();
+        for s in inputs.chunks(seq) {
+            logits.extend(fmlab_nn::train::logits(&spec, &w, s).unwrap());
+        }
+        close("logits", &logits, &floats(&f["logits"]));
+        let mut g = Weights::<f32>::zeros(&spec).unwrap();
+        let loss = loss_and_grad(&spec, &w, &inputs, &targets, batch, Some(&mut g)).unwrap();
+        let want = f["loss"].as_f64().unwrap();
+        assert!(
+            ((loss as f64 - want) / want).abs() < 1e-4,
+            "loss {loss} vs {want}"
+        );
+        let mut checked = 0;
+        for t in g.named_mut() {
+            close(&t.name, t.data, &floats(&f["grads"][&t.name]));
+            checked += 1;
+        }
+        assert_eq!(checked, 3 + 9 * dim("layers") as usize);
+    }
+
     #[test]
     fn unsupported_shapes_are_errors() {
         let gemma = fmlab_spec::preset("gemma3-270m").unwrap();

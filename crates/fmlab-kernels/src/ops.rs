@@ -69,6 +69,119 @@ pub fn exp_ggml(x: f32) -> f32 {
     s2.mul_add(j, s2) * s1
 }
 
+/// [`exp_ggml`]'s arithmetic without its out-of-range branches, on inputs clamped to
+/// [−87, 88] (where 2ⁿ stays a normal float): branch-free, so loops over slices vectorise.
+/// Below −87 it returns e⁻⁸⁷ ≈ 1.6·10⁻³⁸ instead of a smaller number or 0, which no sum of
+/// probabilities can see. For training, where exactness against llama.cpp is not at stake.
+#[inline(always)]
+fn exp_clamped(x: f32) -> f32 {
+    let c = |bits: u32| f32::from_bits(bits);
+    let x = x.clamp(-87.0, 88.0);
+    let shift = c(0x4b40_0000);
+    let z = x.mul_add(c(0x3fb8_aa3b), shift);
+    let n = z - shift;
+    let b = (-n).mul_add(c(0x35bf_be8e), (-n).mul_add(c(0x3f31_7200), x));
+    let k = f32::from_bits((z.to_bits() << 23).wrapping_add(1f32.to_bits()));
+    let u = b * b;
+    let j = c(0x3c07_2010)
+        .mul_add(b, c(0x3d2b_9f17))
+        .mul_add(u, c(0x3e2a_af33).mul_add(b, c(0x3eff_fedb)))
+        .mul_add(u, c(0x3f7f_fff6) * b);
+    j.mul_add(k, k)
+}
+
+/// Compiles `body` three times — for AVX-512, for AVX2 with FMA, and for the baseline —
+/// and calls the widest the CPU runs. `body` must be `#[inline(always)]` so that each copy
+/// is compiled (and its loops vectorised) with that copy's features.
+macro_rules! simd_variants {
+    ($name:ident, $body:ident, ($($arg:ident: $ty:ty),*)) => {
+        pub fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                unsafe fn wide($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn narrow($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                if avx512_available() {
+                    // SAFETY: the CPU supports AVX-512F, AVX2 and FMA (checked).
+                    return unsafe { wide($($arg),*) };
+                }
+                if fma_available() {
+                    // SAFETY: the CPU supports AVX2 and FMA (checked).
+                    return unsafe { narrow($($arg),*) };
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+
+/// Whether the CPU has AVX-512F (with AVX2 and FMA).
+#[cfg(target_arch = "x86_64")]
+fn avx512_available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| is_x86_feature_detected!("avx512f") && fma_available())
+}
+
+#[inline(always)]
+fn exp_body(xs: &mut [f32]) {
+    xs.iter_mut().for_each(|x| *x = exp_clamped(*x));
+}
+
+#[inline(always)]
+fn sigmoid_body(x: &[f32], out: &mut [f32]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = 1.0 / (1.0 + exp_clamped(-v));
+    }
+}
+
+simd_variants!(exp_in_place_impl, exp_body, (xs: &mut [f32]));
+simd_variants!(sigmoid_into_impl, sigmoid_body, (x: &[f32], out: &mut [f32]));
+
+/// eˣ of every element in place (ggml's polynomial, clamped to [−87, 88]; within a few ulps
+/// of `expf`), vectorised with AVX-512 or AVX2 where the CPU has them: the training path's
+/// softmax, cross-entropy and SiLU.
+pub fn exp_in_place(xs: &mut [f32]) {
+    exp_in_place_impl(xs)
+}
+
+/// σ(x) = 1 / (1 + e⁻ˣ) of each element of `x` into `out` (as [`exp_in_place`]).
+pub fn sigmoid_into(x: &[f32], out: &mut [f32]) {
+    sigmoid_into_impl(x, out)
+}
+
+#[cfg(test)]
+mod exp_tests {
+    use super::*;
+
+    #[test]
+    fn vectorised_exp_and_sigmoid_are_within_a_few_ulps() {
+        let xs: Vec<f32> = (-2000..=2000).map(|i| i as f32 * 0.043).collect();
+        let mut e = xs.clone();
+        exp_in_place(&mut e);
+        let mut sig = vec![0f32; xs.len()];
+        sigmoid_into(&xs, &mut sig);
+        for ((&x, &got), &s) in xs.iter().zip(&e).zip(&sig) {
+            let want = (x as f64).exp();
+            if x >= -87.0 {
+                assert!(
+                    ((got as f64 - want) / want).abs() < 4e-7,
+                    "exp({x}) = {got}, not {want}"
+                );
+            }
+            let want_s = 1.0 / (1.0 + (-x as f64).exp());
+            assert!(
+                (s as f64 - want_s).abs() < 2e-7,
+                "sigmoid({x}) = {s}, not {want_s}"
+            );
+        }
+    }
+}
+
 /// GELU with the tanh approximation (GPT-2, Gemma's `gelu_pytorch_tanh`), in ggml's
 /// arrangement of the arithmetic: `0.5·x·(1 + tanh(√(2/π)·x·(1 + 0.044715·x²)))`.
 #[inline]

@@ -43,14 +43,25 @@ pub trait Float:
     fn zero() -> Self {
         Self::default()
     }
+    /// eˣ of every element in place.
+    fn exp_slice(xs: &mut [Self]) {
+        xs.iter_mut().for_each(|x| *x = x.exp());
+    }
+    /// σ(x) of every element of `x` into `out`.
+    fn sigmoid_slice(x: &[Self], out: &mut [Self]) {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = Self::one() / (Self::one() + (-v).exp());
+        }
+    }
     fn one() -> Self {
         Self::from_f64(1.0)
     }
 }
 
 macro_rules! float_impl {
-    ($t:ty) => {
+    ($t:ty $(, $extra:item)*) => {
         impl Float for $t {
+            $($extra)*
             fn from_f64(x: f64) -> Self {
                 x as $t
             }
@@ -78,7 +89,16 @@ macro_rules! float_impl {
         }
     };
 }
-float_impl!(f32);
+// f32 (training) takes the vectorised kernels; f64 (gradient checks) stays with libm.
+float_impl!(
+    f32,
+    fn exp_slice(xs: &mut [f32]) {
+        fmlab_kernels::exp_in_place(xs)
+    },
+    fn sigmoid_slice(x: &[f32], out: &mut [f32]) {
+        fmlab_kernels::sigmoid_into(x, out)
+    }
+);
 float_impl!(f64);
 
 /// One layer's weights (row-major `out × in` matrices).
@@ -627,10 +647,6 @@ fn rope<T: Float>(
         });
 }
 
-fn silu<T: Float>(x: T) -> T {
-    x / (T::one() + (-x).exp())
-}
-
 /// Shapes of one attention call: `batch` sequences of `seq` rows; queries `qw = nh·hd`
 /// wide, keys and values `kvw` wide, `group` query heads per key-value head.
 struct AttnDims {
@@ -673,25 +689,32 @@ fn head_rows<T>(
     }
 }
 
-fn square<T>(x: &[T], seq: usize, transposed: bool) -> Strided<'_, T> {
+/// Rows `r0..r1`, columns `0..r1` of a `seq × seq` block (optionally transposed): the part
+/// of a causal score matrix that a block of queries can see.
+fn visible<T>(x: &[T], seq: usize, r0: usize, r1: usize, transposed: bool) -> Strided<'_, T> {
+    let data = &x[r0 * seq..];
     if transposed {
         Strided {
-            data: x,
-            rows: seq,
-            cols: seq,
+            data,
+            rows: r1,
+            cols: r1 - r0,
             rs: 1,
             cs: seq,
         }
     } else {
         Strided {
-            data: x,
-            rows: seq,
-            cols: seq,
+            data,
+            rows: r1 - r0,
+            cols: r1,
             rs: seq,
             cs: 1,
         }
     }
 }
+
+/// Query rows per block of the causal attention products: each block multiplies only
+/// with the keys it can see, which skips most of the masked half.
+const QUERY_BLOCK: usize = 64;
 
 /// Runs a product that shapes fixed by the spec make valid (an error would be a bug).
 fn product<T: Float>(c: &mut [T], c_rs: usize, a: Strided<T>, b: Strided<T>, accumulate: bool) {
@@ -719,39 +742,41 @@ fn attention_forward<T: Float>(
             let (b, h) = (bh / a.nh, bh % a.nh);
             let kh = h / a.group;
             let row0 = b * seq;
-            product(
-                pb,
-                seq,
-                head_rows(q, row0, seq, a.qw, h * hd, hd, false),
-                head_rows(k, row0, seq, a.kvw, kh * hd, hd, true),
-                false,
-            );
-            for (i, row) in pb.chunks_exact_mut(seq).enumerate() {
-                let (live, masked) = row.split_at_mut(i + 1);
-                let mut max = T::from_f64(f64::NEG_INFINITY);
-                for x in live.iter_mut() {
-                    *x *= scale;
-                    if *x > max {
-                        max = *x;
-                    }
-                }
-                let mut total = T::zero();
-                for x in live.iter_mut() {
-                    *x = (*x - max).exp();
-                    total += *x;
-                }
-                let inv = T::one() / total;
-                live.iter_mut().for_each(|x| *x *= inv);
-                masked.iter_mut().for_each(|x| *x = T::zero());
-            }
             let mut out = vec![T::zero(); seq * hd];
-            product(
-                &mut out,
-                hd,
-                square(pb, seq, false),
-                head_rows(v, row0, seq, a.kvw, kh * hd, hd, false),
-                false,
-            );
+            for r0 in (0..seq).step_by(QUERY_BLOCK) {
+                let r1 = (r0 + QUERY_BLOCK).min(seq);
+                product(
+                    &mut pb[r0 * seq..],
+                    seq,
+                    head_rows(q, row0 + r0, r1 - r0, a.qw, h * hd, hd, false),
+                    head_rows(k, row0, r1, a.kvw, kh * hd, hd, true),
+                    false,
+                );
+                for i in r0..r1 {
+                    let row = &mut pb[i * seq..(i + 1) * seq];
+                    let (live, masked) = row.split_at_mut(i + 1);
+                    let mut max = T::from_f64(f64::NEG_INFINITY);
+                    for x in live.iter_mut() {
+                        *x *= scale;
+                        if *x > max {
+                            max = *x;
+                        }
+                    }
+                    live.iter_mut().for_each(|x| *x -= max);
+                    T::exp_slice(live);
+                    let total = live.iter().fold(T::zero(), |s, &x| s + x);
+                    let inv = T::one() / total;
+                    live.iter_mut().for_each(|x| *x *= inv);
+                    masked.iter_mut().for_each(|x| *x = T::zero());
+                }
+                product(
+                    &mut out[r0 * hd..],
+                    hd,
+                    visible(pb, seq, r0, r1, false),
+                    head_rows(v, row0, r1, a.kvw, kh * hd, hd, false),
+                    false,
+                );
+            }
             out
         })
         .collect();
@@ -785,47 +810,48 @@ fn attention_backward<T: Float>(
             let kh = h / a.group;
             let row0 = b * seq;
             let pb = &p[bh * seq * seq..(bh + 1) * seq * seq];
-            let dout = head_rows(datt, row0, seq, a.qw, h * hd, hd, false);
             let mut ds = vec![T::zero(); seq * seq];
-            product(
-                &mut ds,
-                seq,
-                dout,
-                head_rows(v, row0, seq, a.kvw, kh * hd, hd, true),
-                false,
-            );
             let mut dvh = vec![T::zero(); seq * hd];
-            product(&mut dvh, hd, square(pb, seq, true), dout, false);
-            for (i, (drow, prow)) in ds
-                .chunks_exact_mut(seq)
-                .zip(pb.chunks_exact(seq))
-                .enumerate()
-            {
-                let mut dot = T::zero();
-                for j in 0..=i {
-                    dot += prow[j] * drow[j];
-                }
-                for j in 0..=i {
-                    drow[j] = prow[j] * (drow[j] - dot) * scale;
-                }
-                drow[i + 1..].iter_mut().for_each(|x| *x = T::zero());
-            }
             let mut dqh = vec![T::zero(); seq * hd];
-            product(
-                &mut dqh,
-                hd,
-                square(&ds, seq, false),
-                head_rows(k, row0, seq, a.kvw, kh * hd, hd, false),
-                false,
-            );
             let mut dkh = vec![T::zero(); seq * hd];
-            product(
-                &mut dkh,
-                hd,
-                square(&ds, seq, true),
-                head_rows(q, row0, seq, a.qw, h * hd, hd, false),
-                false,
-            );
+            for r0 in (0..seq).step_by(QUERY_BLOCK) {
+                let r1 = (r0 + QUERY_BLOCK).min(seq);
+                let dout = head_rows(datt, row0 + r0, r1 - r0, a.qw, h * hd, hd, false);
+                product(
+                    &mut ds[r0 * seq..],
+                    seq,
+                    dout,
+                    head_rows(v, row0, r1, a.kvw, kh * hd, hd, true),
+                    false,
+                );
+                product(&mut dvh, hd, visible(pb, seq, r0, r1, true), dout, true);
+                for i in r0..r1 {
+                    let (drow, prow) =
+                        (&mut ds[i * seq..(i + 1) * seq], &pb[i * seq..(i + 1) * seq]);
+                    let mut dot = T::zero();
+                    for j in 0..=i {
+                        dot += prow[j] * drow[j];
+                    }
+                    for j in 0..=i {
+                        drow[j] = prow[j] * (drow[j] - dot) * scale;
+                    }
+                    drow[i + 1..].iter_mut().for_each(|x| *x = T::zero());
+                }
+                product(
+                    &mut dqh[r0 * hd..],
+                    hd,
+                    visible(&ds, seq, r0, r1, false),
+                    head_rows(k, row0, r1, a.kvw, kh * hd, hd, false),
+                    false,
+                );
+                product(
+                    &mut dkh,
+                    hd,
+                    visible(&ds, seq, r0, r1, true),
+                    head_rows(q, row0 + r0, r1 - r0, a.qw, h * hd, hd, false),
+                    true,
+                );
+            }
             (dqh, dkh, dvh)
         })
         .collect();
@@ -998,11 +1024,16 @@ fn run<T: Float>(
         let (gate, act) = match &l.w_gate {
             Some(wg) => {
                 let gate = matmul(&h2, wg, n, d, f);
-                let act = gate
-                    .par_iter()
-                    .zip(&up)
-                    .map(|(&g, &u)| silu(g) * u)
-                    .collect();
+                let mut act = vec![T::zero(); n * f];
+                act.par_chunks_mut(f)
+                    .zip(gate.par_chunks(f))
+                    .zip(up.par_chunks(f))
+                    .for_each(|((a, g), u)| {
+                        T::sigmoid_slice(g, a);
+                        for k in 0..a.len() {
+                            a[k] = g[k] * a[k] * u[k];
+                        }
+                    });
                 (gate, act)
             }
             None => (
@@ -1039,30 +1070,30 @@ fn run<T: Float>(
         layer_norm,
     );
     let head = w.head.as_ref().unwrap_or(&w.embed);
-    let logits = matmul(&hf, head, n, d, v);
+    let mut dlogits = matmul(&hf, head, n, d, v);
     if let Some(out) = logits_out {
-        out.clone_from(&logits);
+        out.clone_from(&dlogits);
     }
-    // Cross-entropy and its gradient, softmax − one-hot, row by row in parallel.
-    let mut dlogits = vec![T::zero(); n * v];
+    // Cross-entropy and its gradient (softmax − one-hot) / n, row by row in parallel and in
+    // place: the logits buffer becomes the gradient, with one exp per logit.
     let inv_n = T::from_f64(1.0 / n as f64);
-    let row_losses: Vec<T> = logits
-        .par_chunks(v)
-        .zip(dlogits.par_chunks_mut(v))
+    let row_losses: Vec<T> = dlogits
+        .par_chunks_mut(v)
         .zip(targets.par_iter())
-        .map(|((row, drow), &t)| {
+        .map(|(row, &t)| {
+            let t = t as usize;
             let max = row.iter().fold(
                 T::from_f64(f64::NEG_INFINITY),
                 |m, &x| if x > m { x } else { m },
             );
-            let total = row.iter().fold(T::zero(), |s, &x| s + (x - max).exp());
-            let lse = max + total.ln();
-            let t = t as usize;
-            for c in 0..v {
-                drow[c] = (row[c] - lse).exp() * inv_n;
-            }
-            drow[t] -= inv_n;
-            (lse - row[t]) * inv_n
+            let target_logit = row[t];
+            row.iter_mut().for_each(|x| *x -= max);
+            T::exp_slice(row);
+            let total = row.iter().fold(T::zero(), |s, &x| s + x);
+            let scale = inv_n / total;
+            row.iter_mut().for_each(|x| *x *= scale);
+            row[t] -= inv_n;
+            (max + total.ln() - target_logit) * inv_n
         })
         .collect();
     let loss = row_losses.iter().fold(T::zero(), |s, &x| s + x);
@@ -1072,15 +1103,12 @@ fn run<T: Float>(
 
     // --- backward ---
     let mut dhf = vec![T::zero(); n * d];
-    {
-        let mut dhead = vec![T::zero(); v * d];
-        matmul_back(&dlogits, &hf, head, &mut dhf, &mut dhead, n, d, v);
-        let target = match g.head.as_mut() {
-            Some(h) => h,
-            None => &mut g.embed,
-        };
-        target.iter_mut().zip(&dhead).for_each(|(a, &b)| *a += b);
-    }
+    let head_grad = match g.head.as_mut() {
+        Some(h) => h,
+        None => &mut g.embed,
+    };
+    matmul_back(&dlogits, &hf, head, &mut dhf, head_grad, n, d, v);
+    drop(dlogits);
     let mut dx = vec![T::zero(); n * d];
     norm_back(
         &dhf,
@@ -1105,15 +1133,19 @@ fn run<T: Float>(
         match (&l.w_gate, gl.w_gate.as_mut()) {
             (Some(wg), Some(gwg)) => {
                 let mut dgate = vec![T::zero(); n * f];
-                dup.par_iter_mut()
-                    .zip(dgate.par_iter_mut())
-                    .enumerate()
-                    .with_min_len(4096)
-                    .for_each(|(k, (du, dg))| {
-                        let gk = c.gate[k];
-                        let sig = T::one() / (T::one() + (-gk).exp());
-                        *du = dact[k] * gk * sig;
-                        *dg = dact[k] * c.up[k] * sig * (T::one() + gk * (T::one() - sig));
+                dup.par_chunks_mut(f)
+                    .zip(dgate.par_chunks_mut(f))
+                    .zip(c.gate.par_chunks(f))
+                    .zip(c.up.par_chunks(f))
+                    .zip(dact.par_chunks(f))
+                    .for_each(|((((du, dg), g), u), da)| {
+                        // dg holds σ(g) until it is overwritten with the gradient.
+                        T::sigmoid_slice(g, dg);
+                        for k in 0..du.len() {
+                            let sig = dg[k];
+                            du[k] = da[k] * g[k] * sig;
+                            dg[k] = da[k] * u[k] * sig * (T::one() + g[k] * (T::one() - sig));
+                        }
                     });
                 matmul_back(&dgate, &c.h2, wg, &mut dh2, gwg, n, d, f);
             }

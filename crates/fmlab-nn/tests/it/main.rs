@@ -238,6 +238,44 @@ mod train {
         assert_eq!(g.tokens.len(), 4);
     }
 
+    /// Sequences longer than one block of the causal attention products (64 queries):
+    /// gradients of the attention weights still match central differences.
+    #[test]
+    fn gradients_match_across_attention_blocks() {
+        let mut spec = tiny(false, 2);
+        spec.context_length = 160;
+        let w = Weights::<f64>::init(&spec, 9).unwrap();
+        let n = 150;
+        let inputs: Vec<u32> = (0..n).map(|i| (i * 7 % 23) as u32).collect();
+        let targets: Vec<u32> = (0..n).map(|i| (i * 11 % 23) as u32).collect();
+        let mut g = Weights::<f64>::zeros(&spec).unwrap();
+        loss_and_grad(&spec, &w, &inputs, &targets, 1, Some(&mut g)).unwrap();
+        let mut w = w;
+        for name in [
+            "blk.1.attn_q.weight",
+            "blk.1.attn_k.weight",
+            "blk.0.attn_v.weight",
+        ] {
+            let t = w.named_mut().iter().position(|t| t.name == name).unwrap();
+            for k in [0, 5, 17, 40] {
+                let h = 1e-5;
+                let orig = w.tensors_mut()[t].0[k];
+                w.tensors_mut()[t].0[k] = orig + h;
+                let up = loss_and_grad(&spec, &w, &inputs, &targets, 1, None).unwrap();
+                w.tensors_mut()[t].0[k] = orig - h;
+                let down = loss_and_grad(&spec, &w, &inputs, &targets, 1, None).unwrap();
+                w.tensors_mut()[t].0[k] = orig;
+                let numeric = (up - down) / (2.0 * h);
+                let analytic = g.tensors_mut()[t].0[k];
+                let err = (numeric - analytic).abs() / numeric.abs().max(analytic.abs()).max(1e-6);
+                assert!(
+                    err < 1e-5 || (numeric - analytic).abs() < 1e-9,
+                    "{name}[{k}]: {analytic} vs {numeric}"
+                );
+            }
+        }
+    }
+
     /// Against PyTorch (eager, f32): a tiny Llama-shaped model with fmlab's conventions
     /// (scripts/pytorch_fixture.py): logits, loss and every gradient agree to 1e-4 of each
     /// tensor's largest magnitude.

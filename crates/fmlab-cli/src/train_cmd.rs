@@ -404,6 +404,7 @@ pub fn drive(t: &mut Pretrainer, stop: &AtomicBool, quiet: bool) -> Result<Summa
         }
     })?;
     bar.finish_and_clear();
+    fmlab_nn::train::release_buffers();
     let run = t.run_dir().to_path_buf();
     let metrics = read_metrics(&run)?;
     if initial_val.is_none() {

@@ -43,6 +43,8 @@ pub trait Float:
     fn zero() -> Self {
         Self::default()
     }
+    /// The calling thread's pool of large buffers of this type (see [`Buf`]).
+    fn pool() -> &'static std::thread::LocalKey<std::cell::RefCell<Vec<Vec<Self>>>>;
     /// eˣ of every element in place.
     fn exp_slice(xs: &mut [Self]) {
         xs.iter_mut().for_each(|x| *x = x.exp());
@@ -62,6 +64,13 @@ macro_rules! float_impl {
     ($t:ty $(, $extra:item)*) => {
         impl Float for $t {
             $($extra)*
+            fn pool() -> &'static std::thread::LocalKey<std::cell::RefCell<Vec<Vec<$t>>>> {
+                thread_local! {
+                    static POOL: std::cell::RefCell<Vec<Vec<$t>>> =
+                        const { std::cell::RefCell::new(Vec::new()) };
+                }
+                &POOL
+            }
             fn from_f64(x: f64) -> Self {
                 x as $t
             }
@@ -388,9 +397,93 @@ pub fn check_spec(spec: &ModelSpec) -> Result<()> {
     }
 }
 
+/// Buffers of at least this many elements go back to the pool when dropped.
+const POOLED: usize = 1 << 14;
+
+/// An activation or gradient buffer drawn from the calling thread's pool and returned to
+/// it when dropped: a training step needs the same large buffers every time, and taking
+/// them from the pool instead of the allocator saves mapping, faulting in and unmapping
+/// hundreds of megabytes per step (llm.c keeps one activation arena for the same reason).
+struct Buf<T: Float>(Vec<T>);
+
+impl<T: Float> Buf<T> {
+    fn take(n: usize) -> Vec<T> {
+        if n < POOLED {
+            return Vec::with_capacity(n);
+        }
+        T::pool()
+            .with(|pool| {
+                let mut pool = pool.borrow_mut();
+                let i = pool
+                    .iter()
+                    .position(|v| v.capacity() >= n && v.capacity() <= 2 * n)?;
+                Some(pool.swap_remove(i))
+            })
+            .unwrap_or_else(|| Vec::with_capacity(n))
+    }
+
+    /// `n` zeros.
+    fn zeros(n: usize) -> Self {
+        let mut v = Self::take(n);
+        v.clear();
+        v.resize(n, T::zero());
+        Buf(v)
+    }
+
+    /// `n` values left from the buffer's last use: for outputs that are written in full
+    /// before anything reads them.
+    fn stale(n: usize) -> Self {
+        let mut v = Self::take(n);
+        v.truncate(n);
+        v.resize(n, T::zero());
+        Buf(v)
+    }
+
+    fn copy_of(x: &[T]) -> Self {
+        let mut b = Self::stale(x.len());
+        b.copy_from_slice(x);
+        b
+    }
+}
+
+impl<T: Float> std::ops::Deref for Buf<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.0
+    }
+}
+
+impl<T: Float> std::ops::DerefMut for Buf<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        &mut self.0
+    }
+}
+
+impl<T: Float> Drop for Buf<T> {
+    fn drop(&mut self) {
+        if self.0.capacity() >= POOLED {
+            let v = std::mem::take(&mut self.0);
+            // At most a few hundred buffers: one step's working set.
+            let _ = T::pool().try_with(|pool| {
+                if let Ok(mut pool) = pool.try_borrow_mut() {
+                    if pool.len() < 512 {
+                        pool.push(v);
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// Returns the calling thread's pooled buffers to the allocator (after training).
+pub fn release_buffers() {
+    let _ = f32::pool().try_with(|p| p.borrow_mut().clear());
+    let _ = f64::pool().try_with(|p| p.borrow_mut().clear());
+}
+
 /// `y[n×o] = x[n×i] · wᵀ` with `w` as `o × i` (through `gemm`).
-fn matmul<T: Float>(x: &[T], w: &[T], n: usize, i: usize, o: usize) -> Vec<T> {
-    let mut y = vec![T::zero(); n * o];
+fn matmul<T: Float>(x: &[T], w: &[T], n: usize, i: usize, o: usize) -> Buf<T> {
+    let mut y = Buf::stale(n * o);
     let a = Strided {
         data: x,
         rows: n,
@@ -466,8 +559,8 @@ fn norm<T: Float>(
     d: usize,
     eps: f64,
     layer: bool,
-) -> (Vec<T>, Vec<(T, T)>) {
-    let mut y = vec![T::zero(); x.len()];
+) -> (Buf<T>, Vec<(T, T)>) {
+    let mut y = Buf::stale(x.len());
     let dn = T::from_f64(d as f64);
     let stats = x
         .par_chunks(d)
@@ -732,9 +825,9 @@ fn attention_forward<T: Float>(
     v: &[T],
     a: &AttnDims,
     scale: T,
-) -> (Vec<T>, Vec<T>) {
+) -> (Buf<T>, Buf<T>) {
     let (seq, hd) = (a.seq, a.hd);
-    let mut p = vec![T::zero(); a.batch * a.nh * seq * seq];
+    let mut p = Buf::zeros(a.batch * a.nh * seq * seq);
     let outs: Vec<Vec<T>> = p
         .par_chunks_mut(seq * seq)
         .enumerate()
@@ -780,7 +873,7 @@ fn attention_forward<T: Float>(
             out
         })
         .collect();
-    let mut att = vec![T::zero(); a.batch * seq * a.qw];
+    let mut att = Buf::stale(a.batch * seq * a.qw);
     for (bh, out) in outs.iter().enumerate() {
         let (b, h) = (bh / a.nh, bh % a.nh);
         for (i, o) in out.chunks_exact(hd).enumerate() {
@@ -801,7 +894,7 @@ fn attention_backward<T: Float>(
     p: &[T],
     a: &AttnDims,
     scale: T,
-) -> (Vec<T>, Vec<T>, Vec<T>) {
+) -> (Buf<T>, Buf<T>, Buf<T>) {
     let (seq, hd) = (a.seq, a.hd);
     let parts: Vec<(Vec<T>, Vec<T>, Vec<T>)> = (0..a.batch * a.nh)
         .into_par_iter()
@@ -856,9 +949,9 @@ fn attention_backward<T: Float>(
         })
         .collect();
     let n = a.batch * seq;
-    let mut dq = vec![T::zero(); n * a.qw];
-    let mut dk = vec![T::zero(); n * a.kvw];
-    let mut dv = vec![T::zero(); n * a.kvw];
+    let mut dq = Buf::stale(n * a.qw);
+    let mut dk = Buf::zeros(n * a.kvw);
+    let mut dv = Buf::zeros(n * a.kvw);
     for (bh, (dqh, dkh, dvh)) in parts.iter().enumerate() {
         let (b, h) = (bh / a.nh, bh % a.nh);
         let kh = h / a.group;
@@ -875,22 +968,22 @@ fn attention_backward<T: Float>(
 }
 
 /// What the forward pass keeps of one layer for the backward pass.
-struct LayerCache<T> {
-    x: Vec<T>,
-    h1: Vec<T>,
+struct LayerCache<T: Float> {
+    x: Buf<T>,
+    h1: Buf<T>,
     inv1: Vec<(T, T)>,
-    q: Vec<T>,
-    k: Vec<T>,
-    v: Vec<T>,
+    q: Buf<T>,
+    k: Buf<T>,
+    v: Buf<T>,
     /// Attention probabilities per (sequence, head, query): `t × t` each.
-    p: Vec<T>,
-    att: Vec<T>,
-    x2: Vec<T>,
-    h2: Vec<T>,
+    p: Buf<T>,
+    att: Buf<T>,
+    x2: Buf<T>,
+    h2: Buf<T>,
     inv2: Vec<(T, T)>,
-    gate: Vec<T>,
-    up: Vec<T>,
-    act: Vec<T>,
+    gate: Buf<T>,
+    up: Buf<T>,
+    act: Buf<T>,
 }
 
 /// Mean cross-entropy of next-token prediction over `batch` sequences of `seq` tokens
@@ -976,7 +1069,7 @@ fn run<T: Float>(
     let layer_norm = spec.norm_kind == NormKind::LayerNorm;
     let rope_on = matches!(spec.positions, Positions::Rope { .. });
     let table = RopeTable::<T>::new(if rope_on { seq } else { 0 }, hd, base);
-    let mut x = vec![T::zero(); n * d];
+    let mut x = Buf::stale(n * d);
     for (i, &t) in inputs.iter().enumerate() {
         x[i * d..(i + 1) * d].copy_from_slice(&w.embed[t as usize * d..(t as usize + 1) * d]);
         if let Some(pos) = &w.pos {
@@ -1010,7 +1103,10 @@ fn run<T: Float>(
         let (p, att) = attention_forward(&q, &k, &vv, &dims, scale);
         let mut o = matmul(&att, &l.wo, n, qw, d);
         add_bias(&mut o, l.bo.as_ref(), d);
-        let x2: Vec<T> = x.par_iter().zip(&o).map(|(&a, &b)| a + b).collect();
+        let mut x2 = Buf::stale(n * d);
+        x2.par_iter_mut()
+            .zip(x.par_iter().zip(o.par_iter()))
+            .for_each(|(y, (&a, &b))| *y = a + b);
         let (h2, inv2) = norm(
             &x2,
             &l.ffn_norm,
@@ -1024,7 +1120,7 @@ fn run<T: Float>(
         let (gate, act) = match &l.w_gate {
             Some(wg) => {
                 let gate = matmul(&h2, wg, n, d, f);
-                let mut act = vec![T::zero(); n * f];
+                let mut act = Buf::stale(n * f);
                 act.par_chunks_mut(f)
                     .zip(gate.par_chunks(f))
                     .zip(up.par_chunks(f))
@@ -1036,14 +1132,20 @@ fn run<T: Float>(
                     });
                 (gate, act)
             }
-            None => (
-                Vec::new(),
-                up.par_iter().map(|&u| gelu(u)).collect::<Vec<T>>(),
-            ),
+            None => {
+                let mut act = Buf::stale(n * f);
+                act.par_iter_mut()
+                    .zip(up.par_iter())
+                    .for_each(|(a, &u)| *a = gelu(u));
+                (Buf::stale(0), act)
+            }
         };
         let mut down = matmul(&act, &l.w_down, n, f, d);
         add_bias(&mut down, l.b_down.as_ref(), d);
-        let x3: Vec<T> = x2.par_iter().zip(&down).map(|(&a, &b)| a + b).collect();
+        let mut x3 = Buf::stale(n * d);
+        x3.par_iter_mut()
+            .zip(x2.par_iter().zip(down.par_iter()))
+            .for_each(|(y, (&a, &b))| *y = a + b);
         caches.push(LayerCache {
             x: std::mem::replace(&mut x, x3),
             h1,
@@ -1072,7 +1174,8 @@ fn run<T: Float>(
     let head = w.head.as_ref().unwrap_or(&w.embed);
     let mut dlogits = matmul(&hf, head, n, d, v);
     if let Some(out) = logits_out {
-        out.clone_from(&dlogits);
+        out.clear();
+        out.extend_from_slice(&dlogits);
     }
     // Cross-entropy and its gradient (softmax − one-hot) / n, row by row in parallel and in
     // place: the logits buffer becomes the gradient, with one exp per logit.
@@ -1102,14 +1205,14 @@ fn run<T: Float>(
     };
 
     // --- backward ---
-    let mut dhf = vec![T::zero(); n * d];
+    let mut dhf = Buf::zeros(n * d);
     let head_grad = match g.head.as_mut() {
         Some(h) => h,
         None => &mut g.embed,
     };
     matmul_back(&dlogits, &hf, head, &mut dhf, head_grad, n, d, v);
     drop(dlogits);
-    let mut dx = vec![T::zero(); n * d];
+    let mut dx = Buf::zeros(n * d);
     norm_back(
         &dhf,
         &x,
@@ -1126,13 +1229,13 @@ fn run<T: Float>(
         let gl = &mut g.layers[li];
         // FFN: x3 = x2 + down(act), act = silu(gate) ⊙ up, or gelu(up).
         bias_back(&dx, gl.b_down.as_mut(), d);
-        let mut dact = vec![T::zero(); n * f];
+        let mut dact = Buf::zeros(n * f);
         matmul_back(&dx, &c.act, &l.w_down, &mut dact, &mut gl.w_down, n, f, d);
-        let mut dup = vec![T::zero(); n * f];
-        let mut dh2 = vec![T::zero(); n * d];
+        let mut dup = Buf::stale(n * f);
+        let mut dh2 = Buf::zeros(n * d);
         match (&l.w_gate, gl.w_gate.as_mut()) {
             (Some(wg), Some(gwg)) => {
-                let mut dgate = vec![T::zero(); n * f];
+                let mut dgate = Buf::stale(n * f);
                 dup.par_chunks_mut(f)
                     .zip(dgate.par_chunks_mut(f))
                     .zip(c.gate.par_chunks(f))
@@ -1158,7 +1261,7 @@ fn run<T: Float>(
         }
         bias_back(&dup, gl.b_up.as_mut(), f);
         matmul_back(&dup, &c.h2, &l.w_up, &mut dh2, &mut gl.w_up, n, d, f);
-        let mut dx2 = dx.clone();
+        let mut dx2 = Buf::copy_of(&dx);
         norm_back(
             &dh2,
             &c.x2,
@@ -1172,7 +1275,7 @@ fn run<T: Float>(
         );
         // Attention: x2 = x + wo · att.
         bias_back(&dx2, gl.bo.as_mut(), d);
-        let mut datt = vec![T::zero(); n * qw];
+        let mut datt = Buf::zeros(n * qw);
         matmul_back(&dx2, &c.att, &l.wo, &mut datt, &mut gl.wo, n, qw, d);
         let (mut dq, mut dk, dv) = attention_backward(&datt, &c.q, &c.k, &c.v, &c.p, &dims, scale);
         if rope_on {
@@ -1182,7 +1285,7 @@ fn run<T: Float>(
         bias_back(&dq, gl.bq.as_mut(), qw);
         bias_back(&dk, gl.bk.as_mut(), kvw);
         bias_back(&dv, gl.bv.as_mut(), kvw);
-        let mut dh1 = vec![T::zero(); n * d];
+        let mut dh1 = Buf::zeros(n * d);
         matmul_back(&dq, &c.h1, &l.wq, &mut dh1, &mut gl.wq, n, d, qw);
         matmul_back(&dk, &c.h1, &l.wk, &mut dh1, &mut gl.wk, n, d, kvw);
         matmul_back(&dv, &c.h1, &l.wv, &mut dh1, &mut gl.wv, n, d, kvw);

@@ -158,6 +158,60 @@ fn pretrain_survives_kill_9_and_resumes_exactly() {
     assert!(wa == wb, "final weights differ");
 }
 
+/// Ctrl-C (SIGINT) finishes the step, writes a checkpoint of it and exits cleanly; the run
+/// then resumes to its end.
+#[test]
+fn ctrl_c_checkpoints_and_exits() {
+    let dir = scratch("pretrain-sigint");
+    let (tok, shards) = world_shards(&dir);
+    let run = dir.join("run");
+    let child = Command::new(env!("CARGO_BIN_EXE_fmlab"))
+        .args(pretrain_args(
+            shards.to_str().unwrap(),
+            tok.to_str().unwrap(),
+            run.to_str().unwrap(),
+            "100000",
+        ))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while last_step(&run) < 5 {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the run made no progress"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("interrupted") && stderr.contains("--resume"),
+        "{stderr}"
+    );
+    let step = last_step(&run);
+    assert!(step < 100_000);
+    let ckpt = run.join(format!("checkpoints/step-{step:09}/manifest.json"));
+    assert!(ckpt.is_file(), "no checkpoint at the last step {step}");
+    let v = json(&[
+        "train",
+        "pretrain",
+        "--resume",
+        run.to_str().unwrap(),
+        "--steps",
+        &(step + 3).to_string(),
+        "--json",
+    ]);
+    assert_eq!(v["steps"], step + 3);
+}
+
 #[test]
 fn pretrain_writes_a_run_and_reports_it() {
     let dir = scratch("pretrain-files");

@@ -62,3 +62,18 @@ pub fn ids(v: &Value) -> Vec<u32> {
         .map(|x| x.as_u64().unwrap() as u32)
         .collect()
 }
+
+/// A tiny GPT-2-shaped model (LayerNorm, GELU MLP, learned positions, biases everywhere,
+/// tied head: 2 layers, width 16, 4 heads) over `vocab` tokens, for training tests.
+pub fn gpt2_tiny(vocab: u64) -> fmlab_spec::ModelSpec {
+    let mut s = fmlab_spec::preset("gpt2-small").unwrap();
+    s.vocab_size = vocab;
+    s.context_length = 16;
+    s.n_layers = 2;
+    s.d_model = 16;
+    s.n_heads = 4;
+    s.n_kv_heads = 4;
+    s.head_dim = 4;
+    s.ffn_dim = 32;
+    s
+}

@@ -252,24 +252,37 @@ fn fill(
     Ok(())
 }
 
-/// Reads the manifest of a checkpoint folder (no tensors, no verification).
-pub fn read_manifest(dir: &Path) -> Result<Manifest> {
-    let path = dir.join(MANIFEST_FILE);
-    let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
-    let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
-        Error::Checkpoint(format!(
-            "{}: not a checkpoint manifest: {e}",
+/// Reads a JSON file of one of fmlab's formats: parsed as `T`, its `format` (given by
+/// `format_of`) checked against `expected`; errors name the file and what it should be.
+pub(crate) fn read_versioned<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &str,
+    expected: &str,
+    format_of: impl Fn(&T) -> &str,
+    error: fn(String) -> Error,
+) -> Result<T> {
+    let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
+    let value: T = serde_json::from_slice(&bytes)
+        .map_err(|e| error(format!("{}: not {what}: {e}", path.display())))?;
+    let found = format_of(&value);
+    if found != expected {
+        return Err(error(format!(
+            "{}: format {found:?}, expected {expected:?}",
             path.display()
-        ))
-    })?;
-    if m.format != FORMAT {
-        return Err(Error::Checkpoint(format!(
-            "{}: format {:?}, expected {FORMAT:?}",
-            path.display(),
-            m.format
         )));
     }
-    Ok(m)
+    Ok(value)
+}
+
+/// Reads the manifest of a checkpoint folder (no tensors, no verification).
+pub fn read_manifest(dir: &Path) -> Result<Manifest> {
+    read_versioned(
+        &dir.join(MANIFEST_FILE),
+        "a checkpoint manifest",
+        FORMAT,
+        |m: &Manifest| &m.format,
+        Error::Checkpoint,
+    )
 }
 
 /// Loads and verifies the checkpoint in `dir`; with `optimizer` false, only the weights.

@@ -267,18 +267,13 @@ impl Pretrainer {
 
     /// Reads `run.json` of an existing run.
     pub fn read_run(run: &Path) -> Result<RunFile> {
-        let path = run.join("run.json");
-        let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
-        let file: RunFile = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::Config(format!("{}: not an fmlab run: {e}", path.display())))?;
-        if file.format != RUN_FORMAT {
-            return Err(Error::Config(format!(
-                "{}: format {:?}, expected {RUN_FORMAT:?}",
-                path.display(),
-                file.format
-            )));
-        }
-        Ok(file)
+        checkpoint::read_versioned(
+            &run.join("run.json"),
+            "an fmlab run",
+            RUN_FORMAT,
+            |f: &RunFile| &f.format,
+            Error::Config,
+        )
     }
 
     /// Continues a run from its newest checkpoint that verifies. `steps`, when given,

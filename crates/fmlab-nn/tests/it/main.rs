@@ -142,26 +142,12 @@ mod train {
         s
     }
 
-    /// GPT-2 shaped: LayerNorm, GELU MLP, learned positions, biases everywhere, tied head.
-    fn gpt2_tiny() -> fmlab_spec::ModelSpec {
-        let mut s = fmlab_spec::preset("gpt2-small").unwrap();
-        s.vocab_size = 23;
-        s.context_length = 16;
-        s.n_layers = 2;
-        s.d_model = 16;
-        s.n_heads = 4;
-        s.n_kv_heads = 4;
-        s.head_dim = 4;
-        s.ffn_dim = 32;
-        s
-    }
-
     /// Analytic gradients against central differences in f64, for every tensor of the
     /// model (a sample of entries each): Llama-shaped with grouped and full key-value
     /// heads, tied and untied heads; GPT-2 shaped.
     #[test]
     fn gradients_match_finite_differences() {
-        for spec in [tiny(false, 2), tiny(true, 4), gpt2_tiny()] {
+        for spec in [tiny(false, 2), tiny(true, 4), fmlab_testkit::gpt2_tiny(23)] {
             let (tied, kv) = (spec.tied_embeddings, spec.n_kv_heads);
             let mut w = Weights::<f64>::init(&spec, 3).unwrap();
             // Non-trivial norm weights, so their gradients are exercised.
@@ -354,7 +340,7 @@ mod train {
         let gemma = fmlab_spec::preset("gemma3-270m").unwrap();
         assert!(Weights::<f32>::zeros(&gemma).is_err());
         // GPT-2 shaped weights train, but do not run on the inference decoder yet.
-        let g2 = gpt2_tiny();
+        let g2 = fmlab_testkit::gpt2_tiny(23);
         assert!(Weights::<f32>::init(&g2, 1)
             .unwrap()
             .to_transformer(&g2)

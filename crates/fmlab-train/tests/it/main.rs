@@ -23,19 +23,6 @@ fn tiny(vocab: u64, layers: u64) -> fmlab_spec::ModelSpec {
     s
 }
 
-fn gpt2_tiny() -> fmlab_spec::ModelSpec {
-    let mut s = fmlab_spec::preset("gpt2-small").unwrap();
-    s.vocab_size = 64;
-    s.context_length = 16;
-    s.n_layers = 2;
-    s.d_model = 16;
-    s.n_heads = 4;
-    s.n_kv_heads = 4;
-    s.head_dim = 4;
-    s.ffn_dim = 32;
-    s
-}
-
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("fmlab-train-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -45,7 +32,7 @@ fn scratch(name: &str) -> PathBuf {
 
 #[test]
 fn initial_loss_is_ln_vocab_and_one_batch_overfits() {
-    for mut spec in [tiny(64, 2), gpt2_tiny()] {
+    for mut spec in [tiny(64, 2), fmlab_testkit::gpt2_tiny(64)] {
         spec.vocab_size = 64;
         let mut w = Weights::<f32>::init(&spec, 1).unwrap();
         let inputs: Vec<u32> = (0..24).map(|i| (i * 7 % 64) as u32).collect();

@@ -25,7 +25,8 @@ pub enum TrainCommand {
 #[derive(Args, Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    /// The depth dial: width 64·depth, heads of 128, SwiGLU, RoPE (see `fmlab_spec::from_depth`).
+    /// The depth dial: width 64·depth, heads of 128, SwiGLU, RoPE (see `fmlab_spec::from_depth`)
+    /// [default: 4].
     #[arg(long)]
     pub depth: Option<u64>,
     /// Tokens per training sequence (also the model's context) [default: 256].
@@ -58,8 +59,10 @@ pub struct Settings {
     /// AdamW weight decay on matrices [default: 0.1].
     #[arg(long)]
     pub weight_decay: Option<f32>,
+    /// AdamW's first-moment decay [default: 0.9].
     #[arg(long)]
     pub beta1: Option<f32>,
+    /// AdamW's second-moment decay [default: 0.95].
     #[arg(long)]
     pub beta2: Option<f32>,
     /// Global gradient-norm clip, 0 for none [default: 1.0].

@@ -6,8 +6,9 @@
 //! the seconds left for training, depth d could process D_d = tokens/s_d × seconds tokens,
 //! a compute of C_d = 6·N_d·D_d. The Epoch AI refit of Chinchilla's law gives the
 //! compute-optimal size N*(C_d); the depth whose N_d is nearest N*(C_d) (in log) is trained
-//! for D_d tokens. The world is sized so that those tokens are a few epochs of it: facts
-//! must be seen repeatedly to be learned, and how often is what the eval buckets measure.
+//! for D_d tokens. The world is sized so that those tokens are `--epochs` (16) passes over
+//! it: facts must be seen repeatedly to be learned, and how often is what the eval buckets
+//! measure.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -57,8 +58,10 @@ pub struct SpeedrunArgs {
     #[arg(long, default_value = "1e-2")]
     lr: f32,
     /// Epochs of the world that the planned tokens make (a smaller world, seen more often,
-    /// when higher).
-    #[arg(long, default_value = "4")]
+    /// when higher). Facts are learned by repetition: on 3-minute runs, 4 epochs recalled
+    /// 11.5% of frequent facts (3,240 people), 16 epochs 31% (810), 32 epochs 48% (414, with
+    /// validation loss rising again); 16 keeps both.
+    #[arg(long, default_value = "16")]
     epochs: f64,
     /// Eval questions per bucket (frequent, rare, arithmetic).
     #[arg(long, default_value = "200")]
@@ -227,7 +230,7 @@ pub fn run(args: SpeedrunArgs) -> Result<()> {
     ));
     stages.insert("plan", t.elapsed().as_secs_f64());
 
-    // --- world, sized so the planned tokens are a few epochs ---
+    // --- world, sized so the planned tokens are `--epochs` passes over it ---
     let t = Instant::now();
     let world_dir = out.join("world");
     let size = (chosen.tokens * BYTES_PER_TOKEN_GUESS / args.epochs).clamp(300e3, 64e6) as u64;

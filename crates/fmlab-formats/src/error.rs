@@ -4,10 +4,12 @@ use std::path::PathBuf;
 /// fault (a metadata key, a tensor) and the numbers that disagree.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
+    /// The I/O error is part of the message, not a `source`, so that printing the chain
+    /// says it once.
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Another error, with the path of the file it happened in. The inner error is part
     /// of the message rather than a `source`, so that printing the chain says it once.
@@ -100,10 +102,10 @@ impl Error {
         }
     }
 
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            error,
         }
     }
 }

@@ -33,10 +33,11 @@ pub enum Error {
     Checkpoint(String),
     #[error("training diverged at step {step}: loss {loss}")]
     Diverged { step: u64, loss: f64 },
-    #[error("{path}: {source}")]
+    /// The I/O error is part of the message, not a `source`: printed once.
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("JSON: {0}")]
     Json(serde_json::Error),
@@ -49,6 +50,15 @@ pub enum Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub(crate) fn io(path: &std::path::Path, error: std::io::Error) -> Self {
+        Error::Io {
+            path: path.to_path_buf(),
+            error,
+        }
+    }
+}
 
 impl From<fmlab_kernels::Error> for Error {
     fn from(e: fmlab_kernels::Error) -> Self {

@@ -153,13 +153,6 @@ pub struct Pretrainer {
     metrics: std::fs::File,
 }
 
-fn io(path: &Path, e: std::io::Error) -> Error {
-    Error::Io {
-        path: path.to_path_buf(),
-        source: e,
-    }
-}
-
 fn optimizer_for(weights: &mut Weights<f32>, config: AdamWConfig) -> Result<AdamW> {
     let named = weights.named_mut();
     let sizes: Vec<usize> = named.iter().map(|t| t.data.len()).collect();
@@ -208,10 +201,10 @@ impl Pretrainer {
                 manifest.vocab_size, spec.vocab_size
             )));
         }
-        std::fs::create_dir_all(run).map_err(|e| io(run, e))?;
+        std::fs::create_dir_all(run).map_err(|e| Error::io(run, e))?;
         let tokenizer = match tokenizer {
             Some(path) => {
-                let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
+                let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
                 let name = "tokenizer.json".to_string();
                 fmlab_formats::write_atomically(&run.join(&name), &bytes)?;
                 Some(FileEntry {
@@ -222,7 +215,7 @@ impl Pretrainer {
             }
             None => None,
         };
-        let shards = std::path::absolute(shards).map_err(|e| io(shards, e))?;
+        let shards = std::path::absolute(shards).map_err(|e| Error::io(shards, e))?;
         let file = RunFile {
             format: RUN_FORMAT.into(),
             spec: spec.clone(),
@@ -247,7 +240,7 @@ impl Pretrainer {
         let metrics = std::fs::OpenOptions::new()
             .append(true)
             .open(&metrics_path)
-            .map_err(|e| io(&metrics_path, e))?;
+            .map_err(|e| Error::io(&metrics_path, e))?;
         Ok(Self {
             run: run.to_path_buf(),
             grads: Weights::zeros(&spec)?,
@@ -317,7 +310,7 @@ impl Pretrainer {
         let metrics = std::fs::OpenOptions::new()
             .append(true)
             .open(&metrics_path)
-            .map_err(|e| io(&metrics_path, e))?;
+            .map_err(|e| Error::io(&metrics_path, e))?;
         let resumed = Resumed {
             step: manifest.step,
             dir,
@@ -375,7 +368,7 @@ impl Pretrainer {
 
     fn log(&mut self, line: &serde_json::Value) -> Result<()> {
         let path = self.run.join("metrics.jsonl");
-        writeln!(self.metrics, "{line}").map_err(|e| io(&path, e))
+        writeln!(self.metrics, "{line}").map_err(|e| Error::io(&path, e))
     }
 
     /// Mean validation loss (nats per token) over the fixed validation windows; `None`
@@ -440,11 +433,13 @@ impl Pretrainer {
                 .iter_mut()
                 .for_each(|g| g.iter_mut().for_each(|x| *x *= s));
         }
-        let grad_norm = if c.grad_clip > 0.0 {
-            clip_grad_norm(&mut grads, c.grad_clip)
+        // Clipping off still measures the norm (for the metrics).
+        let max_norm = if c.grad_clip > 0.0 {
+            c.grad_clip
         } else {
-            clip_grad_norm(&mut grads, f32::INFINITY)
+            f32::INFINITY
         };
+        let grad_norm = clip_grad_norm(&mut grads, max_norm);
         let lr = c.schedule.lr(self.step);
         let grad_refs: Vec<&[f32]> = grads.iter().map(|g| &**g).collect();
         let mut params: Vec<&mut [f32]> = self

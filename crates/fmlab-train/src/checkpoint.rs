@@ -65,13 +65,6 @@ pub struct Checkpoint {
     pub optimizer: AdamW,
 }
 
-fn io(path: &Path, e: std::io::Error) -> Error {
-    Error::Io {
-        path: path.to_path_buf(),
-        source: e,
-    }
-}
-
 fn sha256_hex(bytes: &[u8]) -> String {
     format!("{:x}", Sha256::digest(bytes))
 }
@@ -104,9 +97,9 @@ pub fn list(run: &Path) -> Vec<(u64, PathBuf)> {
 
 fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<FileEntry> {
     let path = dir.join(name);
-    let mut f = std::fs::File::create(&path).map_err(|e| io(&path, e))?;
-    f.write_all(bytes).map_err(|e| io(&path, e))?;
-    f.sync_all().map_err(|e| io(&path, e))?;
+    let mut f = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+    f.write_all(bytes).map_err(|e| Error::io(&path, e))?;
+    f.sync_all().map_err(|e| Error::io(&path, e))?;
     Ok(FileEntry {
         name: name.into(),
         bytes: bytes.len() as u64,
@@ -124,17 +117,25 @@ pub fn save(
     keep: usize,
 ) -> Result<PathBuf> {
     let root = run.join("checkpoints");
-    std::fs::create_dir_all(&root).map_err(|e| io(&root, e))?;
+    std::fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
     let final_dir = dir_for(run, manifest.step);
+    // Temporary folders are garbage by now: a process that died mid-write left them (this
+    // one's own, of an earlier failed attempt at this step, included).
+    for entry in std::fs::read_dir(&root)
+        .map_err(|e| Error::io(&root, e))?
+        .flatten()
+    {
+        if entry.file_name().to_string_lossy().starts_with(".step-") {
+            let path = entry.path();
+            std::fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+        }
+    }
     let tmp = root.join(format!(
         ".step-{:09}.tmp-{}",
         manifest.step,
         std::process::id()
     ));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
-    }
-    std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     let result = (|| -> Result<()> {
         let named = weights.named_mut();
         if named.len() != optimizer.m.len() {
@@ -176,9 +177,9 @@ pub fn save(
         let json = serde_json::to_vec_pretty(&m).map_err(Error::Json)?;
         write_file(&tmp, MANIFEST_FILE, &json)?;
         if final_dir.exists() {
-            std::fs::remove_dir_all(&final_dir).map_err(|e| io(&final_dir, e))?;
+            std::fs::remove_dir_all(&final_dir).map_err(|e| Error::io(&final_dir, e))?;
         }
-        std::fs::rename(&tmp, &final_dir).map_err(|e| io(&final_dir, e))?;
+        std::fs::rename(&tmp, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
         // Make the rename itself durable.
         if let Ok(d) = std::fs::File::open(&root) {
             let _ = d.sync_all();
@@ -192,7 +193,7 @@ pub fn save(
     let all = list(run);
     if keep > 0 && all.len() > keep {
         for (_, dir) in &all[..all.len() - keep] {
-            std::fs::remove_dir_all(dir).map_err(|e| io(dir, e))?;
+            std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
     }
     Ok(final_dir)
@@ -200,7 +201,7 @@ pub fn save(
 
 fn read_verified(dir: &Path, entry: &FileEntry) -> Result<Vec<u8>> {
     let path = dir.join(&entry.name);
-    let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
     if bytes.len() as u64 != entry.bytes {
         return Err(Error::Checkpoint(format!(
             "{}: {} bytes, the manifest says {} (truncated?)",
@@ -261,7 +262,7 @@ pub(crate) fn read_versioned<T: serde::de::DeserializeOwned>(
     format_of: impl Fn(&T) -> &str,
     error: fn(String) -> Error,
 ) -> Result<T> {
-    let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let value: T = serde_json::from_slice(&bytes)
         .map_err(|e| error(format!("{}: not {what}: {e}", path.display())))?;
     let found = format_of(&value);

@@ -126,6 +126,10 @@ fn the_loop_learns_logs_and_keeps_the_last_checkpoints() {
     let spec = tiny(48, 2);
     let mut t = Pretrainer::create(&run, spec, config(30), &shards, None).unwrap();
     assert!(t.has_validation());
+    // What a process killed while writing a checkpoint leaves behind is swept away.
+    let stale = run.join("checkpoints/.step-000000002.tmp-999999");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("model.safetensors"), b"half").unwrap();
     let mut evals = Vec::new();
     let mut ckpts = Vec::new();
     let outcome = t
@@ -147,6 +151,7 @@ fn the_loop_learns_logs_and_keeps_the_last_checkpoints() {
     assert_eq!(ckpts, vec![5, 10, 15, 20, 25, 30]);
     let kept: Vec<u64> = checkpoint::list(&run).iter().map(|c| c.0).collect();
     assert_eq!(kept, vec![25, 30]);
+    assert!(!stale.exists(), "a stale temporary folder survived");
     let l = losses(&run);
     assert_eq!(l.len(), 30);
     assert!(l[29].1 < l[0].1);

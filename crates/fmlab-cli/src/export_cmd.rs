@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use fmlab_formats::Value;
-use fmlab_tokenizer::train::{TrainedBpe, CHAT_TEMPLATE};
+use fmlab_tokenizer::train::CHAT_TEMPLATE;
 use fmlab_train::export::{self, Quant};
 
 #[derive(Args)]
@@ -28,21 +28,15 @@ pub fn run(args: ExportArgs) -> Result<()> {
     let found = crate::model::find_checkpoint(&args.run, false)?;
     let mut c = found.checkpoint;
     let spec = c.manifest.spec.clone();
-    let tok_path = found.run.join("tokenizer.json");
-    let tok_text = std::fs::read_to_string(&tok_path).with_context(|| {
-        format!(
-            "{}: the run has no tokenizer (train with --tokenizer)",
-            tok_path.display()
-        )
-    })?;
-    let tok_doc: serde_json::Value =
-        serde_json::from_str(&tok_text).with_context(|| format!("{}", tok_path.display()))?;
+    let tok = crate::model::run_tokenizer(&found.run)?;
     let name = format!("fmlab {} step {}", spec.architecture, c.manifest.step);
     match args.format.as_str() {
         "gguf" => {
             let quant = Quant::parse(&args.quant)
                 .with_context(|| format!("--quant: {:?} is not f32, f16 or q8_0", args.quant))?;
-            let trained = TrainedBpe::from_tokenizer_json(&tok_doc)
+            let trained = tok
+                .trained
+                .as_ref()
                 .context("GGUF export needs the tokenizer fmlab trained")?;
             let mut meta: Vec<(String, Value)> = trained
                 .gguf_metadata()
@@ -71,7 +65,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
             if !args.quant.eq_ignore_ascii_case("f32") {
                 bail!("--quant: safetensors exports are f32");
             }
-            let tokenizer = crate::model::run_tokenizer(&found.run)?;
+            let tokenizer = &tok.tokenizer;
             let (bos, eos) = (tokenizer.vocab.bos, tokenizer.vocab.eos);
             let (bytes, config) = export::hf_safetensors(&spec, &mut c.weights, bos, eos)?;
             let out = args.out.unwrap_or_else(|| found.run.join("hf"));
@@ -82,7 +76,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
             };
             write("model.safetensors", &bytes)?;
             write("config.json", &serde_json::to_vec_pretty(&config)?)?;
-            write("tokenizer.json", tok_text.as_bytes())?;
+            write("tokenizer.json", tok.text.as_bytes())?;
             let piece =
                 |id: Option<u32>| id.and_then(|i| tokenizer.piece(i).ok().map(String::from));
             let tok_config = serde_json::json!({

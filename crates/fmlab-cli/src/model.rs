@@ -108,15 +108,26 @@ pub fn find_checkpoint(path: &Path, optimizer: bool) -> Result<RunCheckpoint> {
             .unwrap_or_default();
         return Ok(RunCheckpoint { run, checkpoint: c });
     }
+    if !path.is_dir() {
+        bail!("{}: no such run or checkpoint folder", path.display());
+    }
     bail!(
         "{}: a folder, but neither a training run (run.json) nor a checkpoint (manifest.json)",
         path.display()
     )
 }
 
-/// The tokenizer a run was trained with: our own encoder over its `tokenizer.json` when
-/// fmlab trained it, the `tokenizers` crate otherwise.
-pub fn run_tokenizer(run: &Path) -> Result<Tokenizer> {
+/// The tokenizer a run was trained with, read once.
+pub struct RunTokenizer {
+    /// The text of its `tokenizer.json` (exports copy it).
+    pub text: String,
+    /// The vocabulary and merges when fmlab trained it (GGUF export needs them).
+    pub trained: Option<fmlab_tokenizer::train::TrainedBpe>,
+    /// Our own encoder over them when fmlab trained it, the `tokenizers` crate otherwise.
+    pub tokenizer: Tokenizer,
+}
+
+pub fn run_tokenizer(run: &Path) -> Result<RunTokenizer> {
     let path = run.join("tokenizer.json");
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!(
@@ -126,16 +137,22 @@ pub fn run_tokenizer(run: &Path) -> Result<Tokenizer> {
     })?;
     let doc: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
-    match fmlab_tokenizer::train::TrainedBpe::from_tokenizer_json(&doc) {
-        Ok(trained) => Ok(Tokenizer::from_trained(&trained)?),
-        Err(_) => Ok(Tokenizer::from_tokenizer_json(&path)?),
-    }
+    let trained = fmlab_tokenizer::train::TrainedBpe::from_tokenizer_json(&doc).ok();
+    let tokenizer = match &trained {
+        Some(t) => Tokenizer::from_trained(t)?,
+        None => Tokenizer::from_tokenizer_json(&path)?,
+    };
+    Ok(RunTokenizer {
+        text,
+        trained,
+        tokenizer,
+    })
 }
 
 fn load_checkpoint(path: &Path) -> Result<Loaded> {
     let found = find_checkpoint(path, false)?;
     let c = &found.checkpoint;
-    let tokenizer = run_tokenizer(&found.run)?;
+    let tokenizer = run_tokenizer(&found.run)?.tokenizer;
     let template = ChatTemplate::new(fmlab_tokenizer::train::CHAT_TEMPLATE, "<|bos|>", "<|eos|>")?;
     let model = c.weights.to_transformer(&c.manifest.spec)?;
     Ok(Loaded {

@@ -509,4 +509,8 @@ fn export_reproduces_the_checkpoint() {
     super::fails(&["export", run_s, "--quant", "q4_0"], "--quant");
     super::fails(&["export", run_s, "--format", "onnx"], "--format");
     super::fails(&["export", dir.to_str().unwrap()], "neither a training run");
+    super::fails(
+        &["export", dir.join("missing").to_str().unwrap()],
+        "no such run",
+    );
 }

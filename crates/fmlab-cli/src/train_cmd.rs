@@ -274,27 +274,23 @@ fn pretrain(args: PretrainArgs) -> Result<()> {
 /// Ctrl-C raises the returned flag (the loop then checkpoints and returns); a second
 /// Ctrl-C exits at once.
 pub fn install_ctrl_c() -> Result<Arc<AtomicBool>> {
+    // One handler per process: later training stages in the same process (the speedrun's,
+    // with post-training) share the first one's flag.
+    static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+    if let Some(flag) = FLAG.get() {
+        return Ok(flag.clone());
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
-    let installed = ctrlc::set_handler(move || {
+    ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
         }
         eprintln!("\nstopping: writing a checkpoint (Ctrl-C again to quit at once)");
-    });
-    if let Err(e) = installed {
-        // Only one handler per process: a second training stage in the same process
-        // (speedrun) keeps the first.
-        if !matches!(e, ctrlc::Error::MultipleHandlers) {
-            return Err(anyhow::anyhow!("installing the Ctrl-C handler: {e}"));
-        }
-        return Ok(CTRL_C.get().cloned().unwrap_or(stop));
-    }
-    let _ = CTRL_C.set(stop.clone());
-    Ok(stop)
+    })
+    .context("installing the Ctrl-C handler")?;
+    Ok(FLAG.get_or_init(|| stop).clone())
 }
-
-static CTRL_C: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
 
 /// What a training session did (the figures `report.json` keeps).
 #[derive(serde::Serialize, Debug, Clone)]

@@ -434,8 +434,8 @@ fn attention_row(r: &AttentionRow, out_row: &mut [f32]) {
     }
 }
 
-/// `Σ a·b` for lengths divisible by 8 in the lane order of ggml's AVX2 f16 products:
-/// lane `i mod 8` accumulates with FMA, then [`hsum8`].
+/// `Σ a·b` in the lane order of ggml's AVX2 f16 products: lane `i mod 8` accumulates with
+/// FMA, then [`hsum8`]; elements past the last multiple of 8 are added after, in order.
 #[inline(always)]
 fn dot8(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
@@ -444,10 +444,19 @@ fn dot8(a: &[f32], b: &[f32]) -> f32 {
             acc[i] = x[i].mul_add(y[i], acc[i]);
         }
     }
-    hsum8(&acc)
+    let tail = a.len() / 8 * 8;
+    dot_tail(hsum8(&acc), &a[tail..], &b[tail.min(b.len())..])
 }
 
-/// `Σ a·b` in the order of ggml's `vec_dot_f16` on AVX2 (lengths divisible by 32): four
+/// `sum` plus the products of the elements a vectorised loop left over, one at a time, as
+/// ggml's leftover loops add them (head sizes that are not a multiple of the vector width).
+#[inline(always)]
+fn dot_tail(sum: f32, a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).fold(sum, |s, (x, y)| x.mul_add(*y, s))
+}
+
+/// `Σ a·b` in the order of ggml's `vec_dot_f16` on AVX2 (the leftovers of lengths not
+/// divisible by 32 added after): four
 /// vectors of eight lanes, element `i` accumulating into vector `(i mod 32) / 8`, lane
 /// `i mod 8`; then [`reduce_vec_dot_f16`].
 #[inline(always)]
@@ -464,7 +473,8 @@ fn dot32(a: &[f32], b: &[f32]) -> f32 {
     for (i, xi) in x.iter_mut().enumerate() {
         *xi = (acc[0][i] + acc[2][i]) + (acc[1][i] + acc[3][i]);
     }
-    reduce_vec_dot_f16(&x)
+    let tail = a.len() / 32 * 32;
+    dot_tail(reduce_vec_dot_f16(&x), &a[tail..], &b[tail.min(b.len())..])
 }
 
 /// The last steps of ggml's `GGML_F32x8_REDUCE` once the four vectors are added
@@ -519,5 +529,92 @@ pub fn gelu_tanh_f16(x: f32) -> f32 {
         x
     } else {
         f16_round(gelu_tanh(f16_round(x)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Causal attention in f64 without any rounding: the reference.
+    fn naive(q: &[f32], k: &[f32], v: &[f32], n: usize, s: AttentionShape) -> Vec<f64> {
+        let (hd, qw, kvw) = (
+            s.head_dim,
+            s.n_heads * s.head_dim,
+            s.n_kv_heads * s.head_dim,
+        );
+        let mut out = vec![0f64; n * qw];
+        for t in 0..n {
+            let lo = s.window.map_or(0, |w| (t + 1).saturating_sub(w));
+            for h in 0..s.n_heads {
+                let kh = h / (s.n_heads / s.n_kv_heads);
+                let scores: Vec<f64> = (lo..=t)
+                    .map(|j| {
+                        (0..hd)
+                            .map(|e| {
+                                q[t * qw + h * hd + e] as f64 * k[j * kvw + kh * hd + e] as f64
+                            })
+                            .sum::<f64>()
+                            * s.scale as f64
+                    })
+                    .collect();
+                let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let total: f64 = scores.iter().map(|x| (x - max).exp()).sum();
+                for (j, sc) in (lo..=t).zip(&scores) {
+                    let p = (sc - max).exp() / total;
+                    for e in 0..hd {
+                        out[t * qw + h * hd + e] += p * v[j * kvw + kh * hd + e] as f64;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Every element of a head counts, whatever its size: head sizes that are not a multiple
+    /// of the vector widths (8 for batches, 32 for one-token steps) once lost their last
+    /// elements from q·k. Batched and one-token evaluation both agree with the f64
+    /// reference to f16 precision.
+    #[test]
+    fn attention_covers_every_head_size() {
+        for hd in [4usize, 12, 40, 64, 72] {
+            let n = 9;
+            let s = AttentionShape {
+                n_heads: 4,
+                n_kv_heads: 2,
+                head_dim: hd,
+                scale: 1.0 / (hd as f32).sqrt(),
+                scale_queries: false,
+                window: if hd == 12 { Some(3) } else { None },
+            };
+            let val = |i: usize, salt: usize| ((i * 37 + salt * 11) % 29) as f32 / 14.5 - 1.0;
+            let q: Vec<f32> = (0..n * 4 * hd).map(|i| val(i, 1)).collect();
+            let k: Vec<f32> = (0..n * 2 * hd).map(|i| f16_round(val(i, 2))).collect();
+            let v: Vec<f32> = (0..n * 2 * hd).map(|i| f16_round(val(i, 3))).collect();
+            let want = naive(&q, &k, &v, n, s);
+            let mut batched = vec![0f32; q.len()];
+            causal_attention(&q, &k, &v, &mut batched, 0, n, s);
+            let qw = 4 * hd;
+            let mut stepped = vec![0f32; q.len()];
+            for t in 0..n {
+                causal_attention(
+                    &q[t * qw..(t + 1) * qw],
+                    &k[..(t + 1) * 2 * hd],
+                    &v[..(t + 1) * 2 * hd],
+                    &mut stepped[t * qw..(t + 1) * qw],
+                    t,
+                    t + 1,
+                    s,
+                );
+            }
+            for (what, got) in [("batched", &batched), ("one token at a time", &stepped)] {
+                let err = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (*a as f64 - b).abs())
+                    .fold(0f64, f64::max);
+                assert!(err < 5e-3, "head_dim {hd}, {what}: off by {err}");
+            }
+        }
     }
 }

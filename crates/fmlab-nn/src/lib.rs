@@ -4,22 +4,29 @@
 //! norms before and after each branch, GeGLU, scaled embeddings, sliding-window layers with
 //! their own RoPE base).
 //!
-//! Weights are `fmlab_kernels::Matrix`: dense f32 (trainable; the pre-training issue adds
-//! the backward pass over the same layers) or a ggml block format read from GGUF. There is
-//! no second inference engine: generation, perplexity and training all run this code.
+//! The model's layers and their order exist once, as a [`Plan`] derived from the spec
+//! (`plan.rs`). Two executors run it: inference here (weights as `fmlab_kernels::Matrix`,
+//! dense f32 or a ggml block format read from GGUF, with a KV cache and ggml's arithmetic),
+//! and training in [`train`] (dense f32/f64 weights in one arena, whole sequences, and the
+//! backward pass over the same steps in reverse). Generation, perplexity and training all
+//! run this one decoder.
 //!
 //! This crate knows token ids and logits, not text.
 
 mod load;
+pub mod plan;
 pub mod train;
 
 pub use load::{from_gguf, gguf_matrix};
+pub use plan::Plan;
 
 use fmlab_kernels::{
     causal_attention, f16_round, gelu_tanh, gelu_tanh_f16, layer_norm, rms_norm, rope, swiglu,
     AttentionShape, Matrix, RopeStyle, Threads,
 };
-use fmlab_spec::{FfnKind, ModelSpec, NormKind, Positions};
+use fmlab_spec::{FfnKind, ModelSpec, NormKind};
+
+use plan::{LinearId, NormId, Op, Slot};
 
 /// Errors: a model file that does not fit the spec, or a request the model cannot serve.
 #[derive(Debug, thiserror::Error)]
@@ -92,11 +99,14 @@ pub struct Transformer {
     pub embed: Matrix,
     pub pos_embed: Option<Matrix>,
     pub layers: Vec<Layer>,
-    pub final_norm: Norm,
+    /// `None` when the spec has no final norm.
+    pub final_norm: Option<Norm>,
     /// The output projection; `None` when tied to `embed`.
     pub head: Option<Matrix>,
     pub rope_style: RopeStyle,
     pub threads: Threads,
+    /// The steps of the forward pass, from `spec`.
+    pub plan: Plan,
 }
 
 /// Keys and values of the tokens seen so far, per layer.
@@ -173,6 +183,10 @@ impl Transformer {
     /// `forward`, calling `trace(name, values)` with every intermediate tensor, named as
     /// llama.cpp's `eval-callback` names them (`attn_norm-0`, `Qcur-0`, `ffn_out-3`,
     /// `result_output`), so that the two implementations can be compared step by step.
+    ///
+    /// This is the inference executor of the model's [`Plan`]: f32, weights in whatever
+    /// format they are stored, keys and values appended to `cache`, and the arithmetic of
+    /// ggml (f16-rounded keys and values, its exp, SiLU and GELU tables, its RoPE angles).
     pub fn forward_traced(
         &self,
         tokens: &[u32],
@@ -183,7 +197,11 @@ impl Transformer {
         let s = &self.spec;
         let n = tokens.len();
         let d = s.d_model as usize;
-        let vocab = s.vocab_size as usize;
+        if n == 0 {
+            return Err(Error::Unsupported(
+                "a forward pass needs at least one token".into(),
+            ));
+        }
         if cache.len + n > cache.capacity {
             return Err(Error::ContextFull {
                 context: cache.capacity,
@@ -198,38 +216,155 @@ impl Transformer {
         }
         let p0 = cache.len;
         let positions: Vec<usize> = (p0..p0 + n).collect();
-        let mut x = vec![0f32; n * d];
-        for (row, &t) in x.chunks_exact_mut(d).zip(tokens) {
-            self.embed.row(t as usize, row)?;
-        }
-        if s.scale_embeddings {
-            let scale = (d as f32).sqrt();
-            x.iter_mut().for_each(|v| *v *= scale);
-        }
-        if let Some(pe) = &self.pos_embed {
-            let mut row = vec![0f32; d];
-            for (xr, &p) in x.chunks_exact_mut(d).zip(&positions) {
-                pe.row(p, &mut row)?;
-                xr.iter_mut().zip(&row).for_each(|(a, b)| *a += b);
+        let hd = s.head_dim as usize;
+        let plan = &self.plan;
+        let mut vals: Vec<Option<Vec<f32>>> = vec![None; plan.steps.len()];
+        for (i, step) in plan.steps.iter().enumerate() {
+            let get = |x: Slot| vals[x].as_deref().unwrap_or(&[]);
+            let out = match step.op {
+                Op::Embed => {
+                    let mut x = vec![0f32; n * d];
+                    for (row, &t) in x.chunks_exact_mut(d).zip(tokens) {
+                        self.embed.row(t as usize, row)?;
+                    }
+                    if s.scale_embeddings {
+                        let scale = (d as f32).sqrt();
+                        x.iter_mut().for_each(|v| *v *= scale);
+                    }
+                    if let Some(pe) = &self.pos_embed {
+                        let mut row = vec![0f32; d];
+                        for (xr, &p) in x.chunks_exact_mut(d).zip(&positions) {
+                            pe.row(p, &mut row)?;
+                            xr.iter_mut().zip(&row).for_each(|(a, b)| *a += b);
+                        }
+                    }
+                    x
+                }
+                Op::Norm { x, id, width } => {
+                    let mut h = get(x).to_vec();
+                    self.norm(&mut h, self.norm_of(id), width);
+                    h
+                }
+                Op::Linear { x, id, .. } => {
+                    let (weight, bias) = self.linear_of(id);
+                    let x = get(x);
+                    let mut y = vec![0f32; x.len() / weight.cols * step.width];
+                    weight.matmul(x, &mut y, self.threads)?;
+                    if let Some(b) = bias {
+                        for row in y.chunks_exact_mut(step.width) {
+                            row.iter_mut().zip(b).for_each(|(v, bb)| *v += bb);
+                        }
+                    }
+                    y
+                }
+                Op::Rope { x, heads, base } => {
+                    let mut y = get(x).to_vec();
+                    rope(&mut y, &positions, heads, hd, base as f32, self.rope_style);
+                    y
+                }
+                Op::Attention {
+                    q,
+                    k,
+                    v,
+                    layer,
+                    window,
+                    scale,
+                    scale_queries,
+                } => {
+                    cache.keys[layer].extend(get(k).iter().map(|&x| f16_round(x)));
+                    cache.values[layer].extend(get(v).iter().map(|&x| f16_round(x)));
+                    let mut attn = vec![0f32; n * step.width];
+                    causal_attention(
+                        get(q),
+                        &cache.keys[layer],
+                        &cache.values[layer],
+                        &mut attn,
+                        p0,
+                        p0 + n,
+                        AttentionShape {
+                            n_heads: s.n_heads as usize,
+                            n_kv_heads: s.n_kv_heads as usize,
+                            head_dim: hd,
+                            scale: scale as f32,
+                            scale_queries,
+                            window,
+                        },
+                    );
+                    attn
+                }
+                Op::Add { a, b } => {
+                    let mut y = get(a).to_vec();
+                    y.iter_mut().zip(get(b)).for_each(|(a, b)| *a += b);
+                    y
+                }
+                Op::Act { gate, up, kind } => {
+                    let mut u = get(up).to_vec();
+                    match (gate, kind) {
+                        // ggml writes +0 below −10 whatever the sign of the other factor.
+                        (Some(g), FfnKind::GeGlu) => {
+                            u.iter_mut().zip(get(g)).for_each(|(u, &gv)| {
+                                *u = if gv <= -10.0 {
+                                    0.0
+                                } else {
+                                    gelu_tanh_f16(gv) * *u
+                                }
+                            })
+                        }
+                        (Some(g), _) => swiglu(&mut u, get(g)),
+                        (None, _) => u.iter_mut().for_each(|u| *u = gelu_tanh(*u)),
+                    }
+                    u
+                }
+                Op::Outputs { x } => match which {
+                    Logits::Last => get(x)[(n - 1) * d..].to_vec(),
+                    Logits::All => get(x).to_vec(),
+                },
+            };
+            if let Some(tap) = step.tap {
+                trace(&tap.label(), &out);
+            }
+            vals[i] = Some(out);
+            for x in step.op.inputs() {
+                if plan.last_use[x] == i {
+                    vals[x] = None;
+                }
             }
         }
-        trace("embd", &x);
-        for (l, layer) in self.layers.iter().enumerate() {
-            self.block(l, layer, &mut x, &positions, cache, trace)?;
-        }
         cache.len += n;
-        let rows: &[f32] = match which {
-            Logits::Last => &x[(n - 1) * d..],
-            Logits::All => &x,
-        };
-        let mut h = rows.to_vec();
-        self.norm(&mut h, &self.final_norm, d);
-        trace("result_norm", &h);
-        let head = self.head.as_ref().unwrap_or(&self.embed);
-        let mut logits = vec![0f32; h.len() / d * vocab];
-        head.matmul(&h, &mut logits, self.threads)?;
-        trace("result_output", &logits);
-        Ok(logits)
+        Ok(vals[plan.logits].take().unwrap_or_default())
+    }
+
+    fn norm_of(&self, id: NormId) -> &Norm {
+        let layer = |l: usize| &self.layers[l];
+        let missing = || unreachable_norm(id);
+        match id {
+            NormId::Attn(l) => &layer(l).attn_norm,
+            NormId::Ffn(l) => &layer(l).ffn_norm,
+            NormId::QHead(l) => layer(l).q_norm.as_ref().unwrap_or_else(missing),
+            NormId::KHead(l) => layer(l).k_norm.as_ref().unwrap_or_else(missing),
+            NormId::PostAttn(l) => layer(l).post_attn_norm.as_ref().unwrap_or_else(missing),
+            NormId::PostFfn(l) => layer(l).post_ffn_norm.as_ref().unwrap_or_else(missing),
+            NormId::Final => self.final_norm.as_ref().unwrap_or_else(missing),
+        }
+    }
+
+    fn linear_of(&self, id: LinearId) -> (&Matrix, Option<&Vec<f32>>) {
+        fn lin(l: &Linear) -> (&Matrix, Option<&Vec<f32>>) {
+            (&l.weight, l.bias.as_ref())
+        }
+        match id {
+            LinearId::Q(l) => lin(&self.layers[l].q),
+            LinearId::K(l) => lin(&self.layers[l].k),
+            LinearId::V(l) => lin(&self.layers[l].v),
+            LinearId::O(l) => lin(&self.layers[l].o),
+            LinearId::Gate(l) => match &self.layers[l].gate {
+                Some(g) => lin(g),
+                None => lin(&self.layers[l].up),
+            },
+            LinearId::Up(l) => lin(&self.layers[l].up),
+            LinearId::Down(l) => lin(&self.layers[l].down),
+            LinearId::Head => (self.head.as_ref().unwrap_or(&self.embed), None),
+        }
     }
 
     fn norm(&self, x: &mut [f32], norm: &Norm, width: usize) {
@@ -243,124 +378,13 @@ impl Transformer {
             }
         }
     }
+}
 
-    fn linear(&self, lin: &Linear, x: &[f32], out_width: usize) -> Result<Vec<f32>> {
-        let n = x.len() / lin.weight.cols;
-        let mut y = vec![0f32; n * out_width];
-        lin.weight.matmul(x, &mut y, self.threads)?;
-        if let Some(b) = &lin.bias {
-            for row in y.chunks_exact_mut(out_width) {
-                row.iter_mut().zip(b).for_each(|(v, bb)| *v += bb);
-            }
-        }
-        Ok(y)
-    }
-
-    fn block(
-        &self,
-        l: usize,
-        layer: &Layer,
-        x: &mut [f32],
-        positions: &[usize],
-        cache: &mut KvCache,
-        trace: &mut dyn FnMut(&str, &[f32]),
-    ) -> Result<()> {
-        let mut tap = |name: &str, values: &[f32]| trace(&format!("{name}-{l}"), values);
-        let s = &self.spec;
-        let d = s.d_model as usize;
-        let hd = s.head_dim as usize;
-        let (nh, nkv) = (s.n_heads as usize, s.n_kv_heads as usize);
-        let (q_width, kv_width) = (nh * hd, nkv * hd);
-        let n = positions.len();
-
-        let mut h = x.to_vec();
-        self.norm(&mut h, &layer.attn_norm, d);
-        tap("attn_norm", &h);
-        let mut q = self.linear(&layer.q, &h, q_width)?;
-        let mut k = self.linear(&layer.k, &h, kv_width)?;
-        let v = self.linear(&layer.v, &h, kv_width)?;
-        if let Some(qn) = &layer.q_norm {
-            self.norm(&mut q, qn, hd);
-        }
-        if let Some(kn) = &layer.k_norm {
-            self.norm(&mut k, kn, hd);
-        }
-        let local = s.sliding_window.filter(|w| w.is_local(l as u64));
-        if let Positions::Rope { base } = s.positions {
-            let base = local.and_then(|w| w.local_rope_base).unwrap_or(base) as f32;
-            rope(&mut q, positions, nh, hd, base, self.rope_style);
-            rope(&mut k, positions, nkv, hd, base, self.rope_style);
-        }
-        tap("Qcur", &q);
-        tap("Kcur", &k);
-        tap("Vcur", &v);
-        cache.keys[l].extend(k.iter().map(|&x| f16_round(x)));
-        cache.values[l].extend(v.iter().map(|&x| f16_round(x)));
-        let kv_len = positions[0] + n;
-        let scale = 1.0 / (s.query_pre_attn_scalar.unwrap_or(hd as f64) as f32).sqrt();
-        let mut attn = vec![0f32; n * q_width];
-        causal_attention(
-            &q,
-            &cache.keys[l],
-            &cache.values[l],
-            &mut attn,
-            positions[0],
-            kv_len,
-            AttentionShape {
-                n_heads: nh,
-                n_kv_heads: nkv,
-                head_dim: hd,
-                scale,
-                scale_queries: s.query_pre_attn_scalar.is_some(),
-                window: local.map(|w| w.window as usize),
-            },
-        );
-        tap("kqv_out", &attn);
-        let mut o = self.linear(&layer.o, &attn, d)?;
-        tap("attn_out", &o);
-        if let Some(pn) = &layer.post_attn_norm {
-            self.norm(&mut o, pn, d);
-        }
-        x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
-        tap("ffn_inp", x);
-
-        let mut h = x.to_vec();
-        self.norm(&mut h, &layer.ffn_norm, d);
-        tap("ffn_norm", &h);
-        let f = s.ffn_dim as usize;
-        let mut up = self.linear(&layer.up, &h, f)?;
-        match (&layer.gate, s.ffn_kind) {
-            (Some(gate), kind) => {
-                let g = self.linear(gate, &h, f)?;
-                tap("ffn_gate", &g);
-                tap("ffn_up", &up);
-                if kind == FfnKind::GeGlu {
-                    up.iter_mut()
-                        .zip(&g)
-                        // ggml writes +0 below −10 whatever the sign of the other factor.
-                        .for_each(|(u, gv)| {
-                            *u = if *gv <= -10.0 {
-                                0.0
-                            } else {
-                                gelu_tanh_f16(*gv) * *u
-                            }
-                        });
-                } else {
-                    swiglu(&mut up, &g);
-                }
-            }
-            (None, _) => up.iter_mut().for_each(|u| *u = gelu_tanh(*u)),
-        }
-        tap("ffn_act", &up);
-        let mut down = self.linear(&layer.down, &up, d)?;
-        tap("ffn_out", &down);
-        if let Some(pn) = &layer.post_ffn_norm {
-            self.norm(&mut down, pn, d);
-        }
-        x.iter_mut().zip(&down).for_each(|(a, b)| *a += b);
-        tap("l_out", x);
-        Ok(())
-    }
+/// The loaders build every norm the plan names (the plan and the loader read the same spec
+/// flags), so a missing one is a bug in this crate, not bad input.
+#[allow(clippy::panic)]
+fn unreachable_norm(id: NormId) -> ! {
+    panic!("the model has no tensors for norm {id:?} although its plan uses it")
 }
 
 /// A model with its context: what samplers and evaluators drive.

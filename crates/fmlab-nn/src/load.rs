@@ -1,111 +1,119 @@
 //! Building a `Transformer` from a GGUF file, by llama.cpp's tensor names.
 
 use fmlab_formats::{spec_from_gguf, GgmlType, GgufFile, TensorInfo};
-use fmlab_kernels::{f16_to_f32, Matrix, QuantType, RopeStyle, Threads};
-use fmlab_spec::{FfnKind, NormKind, NormPlacement};
+use fmlab_kernels::{f16_to_f32, Matrix, QuantType, Threads};
+use fmlab_spec::{FfnKind, ModelSpec, NormKind, NormPlacement, Positions};
 
+use crate::plan::{LinearId, NormId, Plan};
 use crate::{Error, Layer, Linear, Norm, Result, Transformer};
 
 /// Loads the model of a GGUF file (weights are copied out of the memory map once).
 pub fn from_gguf(file: &GgufFile) -> Result<Transformer> {
     let spec = spec_from_gguf(&file.gguf)?;
-    let rope_style = match spec.architecture.as_str() {
-        // convert_hf_to_gguf permutes Llama's Q/K rows for interleaved pairs.
-        "llama" | "mistral" => RopeStyle::Interleaved,
-        "qwen2" | "gemma3" => RopeStyle::Halves,
-        other => return Err(Error::UnsupportedArchitecture(other.into())),
-    };
+    // The architectures whose GGUF tensors and metadata fmlab reads.
+    if !matches!(
+        spec.architecture.as_str(),
+        "llama" | "mistral" | "qwen2" | "gemma3"
+    ) {
+        return Err(Error::UnsupportedArchitecture(spec.architecture));
+    }
+    build(spec, &Loader { file })
+}
+
+/// Where a model's tensors come from, by GGUF name: a GGUF file, or trained weights.
+pub(crate) trait Source {
+    /// A `rows × cols` matrix.
+    fn matrix(&self, name: &str, rows: u64, cols: u64) -> Result<Matrix>;
+    /// A vector of `len` values.
+    fn vector(&self, name: &str, len: u64) -> Result<Vec<f32>>;
+}
+
+/// The inference model of `spec` over the tensors of `src`: the plan, and each of its
+/// parameters in the form the inference executor multiplies with.
+pub(crate) fn build(spec: ModelSpec, src: &dyn Source) -> Result<Transformer> {
+    let plan = Plan::new(&spec)?;
     let d = spec.d_model;
     let (q_width, kv_width) = (
         spec.n_heads * spec.head_dim,
         spec.n_kv_heads * spec.head_dim,
     );
-    let loader = Loader { file };
     let vocab = spec.vocab_size;
-    let embed = loader.matrix("token_embd.weight", vocab, d)?;
+    let embed = src.matrix("token_embd.weight", vocab, d)?;
+    let pos_embed = if spec.positions == Positions::Learned {
+        Some(src.matrix("position_embd.weight", spec.context_length, d)?)
+    } else {
+        None
+    };
     let head = if spec.tied_embeddings {
         None
     } else {
-        Some(loader.matrix("output.weight", vocab, d)?)
+        Some(src.matrix("output.weight", vocab, d)?)
     };
-    let mut layers = Vec::with_capacity(spec.n_layers as usize);
     let layernorm = spec.norm_kind == NormKind::LayerNorm;
-    for i in 0..spec.n_layers {
-        let name = |suffix: &str| format!("blk.{i}.{suffix}");
-        let linear = |suffix: &str, rows: u64, cols: u64, bias: bool| -> Result<Linear> {
-            Ok(Linear {
-                weight: loader.matrix(&name(&format!("{suffix}.weight")), rows, cols)?,
-                bias: if bias {
-                    Some(loader.vector(&name(&format!("{suffix}.bias")), rows)?)
-                } else {
-                    None
-                },
-            })
+    let norm = |id: NormId, width: u64| -> Result<Norm> {
+        let name = id.name();
+        Ok(Norm {
+            weight: src.vector(&format!("{name}.weight"), width)?,
+            bias: if layernorm {
+                Some(src.vector(&format!("{name}.bias"), width)?)
+            } else {
+                None
+            },
+        })
+    };
+    let linear = |id: LinearId, rows: u64, cols: u64, bias: bool| -> Result<Linear> {
+        let name = id.name(false);
+        Ok(Linear {
+            weight: src.matrix(&format!("{name}.weight"), rows, cols)?,
+            bias: if bias {
+                Some(src.vector(&format!("{name}.bias"), rows)?)
+            } else {
+                None
+            },
+        })
+    };
+    let sandwich = spec.norm_placement == NormPlacement::PreAndPost;
+    let f = spec.ffn_dim;
+    let mut layers = Vec::with_capacity(spec.n_layers as usize);
+    for l in 0..spec.n_layers as usize {
+        let qk = |id| -> Result<Option<Norm>> {
+            spec.qk_norm.then(|| norm(id, spec.head_dim)).transpose()
         };
-        let norm = |suffix: &str, width: u64| -> Result<Norm> {
-            Ok(Norm {
-                weight: loader.vector(&name(&format!("{suffix}.weight")), width)?,
-                bias: if layernorm {
-                    Some(loader.vector(&name(&format!("{suffix}.bias")), width)?)
-                } else {
-                    None
-                },
-            })
-        };
-        let sandwich = spec.norm_placement == NormPlacement::PreAndPost;
-        let f = spec.ffn_dim;
+        let post = |id| -> Result<Option<Norm>> { sandwich.then(|| norm(id, d)).transpose() };
         layers.push(Layer {
-            attn_norm: norm("attn_norm", d)?,
-            q: linear("attn_q", q_width, d, spec.qkv_bias)?,
-            k: linear("attn_k", kv_width, d, spec.qkv_bias)?,
-            v: linear("attn_v", kv_width, d, spec.qkv_bias)?,
-            o: linear("attn_output", d, q_width, spec.attn_out_bias)?,
-            q_norm: if spec.qk_norm {
-                Some(norm("attn_q_norm", spec.head_dim)?)
-            } else {
-                None
-            },
-            k_norm: if spec.qk_norm {
-                Some(norm("attn_k_norm", spec.head_dim)?)
-            } else {
-                None
-            },
-            post_attn_norm: if sandwich {
-                Some(norm("post_attention_norm", d)?)
-            } else {
-                None
-            },
-            ffn_norm: norm("ffn_norm", d)?,
+            attn_norm: norm(NormId::Attn(l), d)?,
+            q: linear(LinearId::Q(l), q_width, d, spec.qkv_bias)?,
+            k: linear(LinearId::K(l), kv_width, d, spec.qkv_bias)?,
+            v: linear(LinearId::V(l), kv_width, d, spec.qkv_bias)?,
+            o: linear(LinearId::O(l), d, q_width, spec.attn_out_bias)?,
+            q_norm: qk(NormId::QHead(l))?,
+            k_norm: qk(NormId::KHead(l))?,
+            post_attn_norm: post(NormId::PostAttn(l))?,
+            ffn_norm: norm(NormId::Ffn(l), d)?,
             gate: if spec.ffn_kind == FfnKind::GeluMlp {
                 None
             } else {
-                Some(linear("ffn_gate", f, d, spec.mlp_bias)?)
+                Some(linear(LinearId::Gate(l), f, d, spec.mlp_bias)?)
             },
-            up: linear("ffn_up", f, d, spec.mlp_bias)?,
-            down: linear("ffn_down", d, f, spec.mlp_bias)?,
-            post_ffn_norm: if sandwich {
-                Some(norm("post_ffw_norm", d)?)
-            } else {
-                None
-            },
+            up: linear(LinearId::Up(l), f, d, spec.mlp_bias)?,
+            down: linear(LinearId::Down(l), d, f, spec.mlp_bias)?,
+            post_ffn_norm: post(NormId::PostFfn(l))?,
         });
     }
-    let final_norm = Norm {
-        weight: loader.vector("output_norm.weight", d)?,
-        bias: if layernorm {
-            Some(loader.vector("output_norm.bias", d)?)
-        } else {
-            None
-        },
+    let final_norm = if spec.final_norm {
+        Some(norm(NormId::Final, d)?)
+    } else {
+        None
     };
     Ok(Transformer {
+        rope_style: plan.rope_style,
+        plan,
         spec,
         embed,
-        pos_embed: None,
+        pos_embed,
         layers,
         final_norm,
         head,
-        rope_style,
         threads: Threads(0),
     })
 }
@@ -126,6 +134,17 @@ pub fn gguf_matrix(file: &GgufFile, name: &str) -> Result<Matrix> {
 
 struct Loader<'a> {
     file: &'a GgufFile,
+}
+
+impl Source for Loader<'_> {
+    /// A `rows × cols` matrix (ggml dims `[cols, rows]`) in its stored format.
+    fn matrix(&self, name: &str, rows: u64, cols: u64) -> Result<Matrix> {
+        self.matrix(name, rows, cols)
+    }
+
+    fn vector(&self, name: &str, len: u64) -> Result<Vec<f32>> {
+        self.vector(name, len)
+    }
 }
 
 impl Loader<'_> {

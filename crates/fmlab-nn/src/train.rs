@@ -8,10 +8,13 @@
 //! every derivative is here to read. Matrix products (forward and both backward ones) go
 //! through `gemm`; attention, norms and activations are plain loops for now.
 
-use fmlab_kernels::{gemm_into, Strided, Threads};
-use fmlab_spec::{FfnKind, ModelSpec, NormKind, NormPlacement, Positions};
+use std::collections::HashMap;
+
+use fmlab_kernels::{gemm_into, RopeStyle, Strided, Threads};
+use fmlab_spec::{FfnKind, ModelSpec, NormKind, Positions};
 use rayon::prelude::*;
 
+use crate::plan::{self, LinearId, NormId, Op, Plan, Slot, TensorDesc};
 use crate::{Error, Result};
 
 /// The float types training runs in.
@@ -110,103 +113,109 @@ float_impl!(
 );
 float_impl!(f64);
 
-/// One layer's weights (row-major `out × in` matrices).
-#[derive(Debug, Clone, PartialEq)]
-pub struct LayerWeights<T> {
-    pub attn_norm: Vec<T>,
-    /// LayerNorm's bias (GPT-2 shape).
-    pub attn_norm_b: Option<Vec<T>>,
-    pub wq: Vec<T>,
-    pub wk: Vec<T>,
-    pub wv: Vec<T>,
-    pub bq: Option<Vec<T>>,
-    pub bk: Option<Vec<T>>,
-    pub bv: Option<Vec<T>>,
-    pub wo: Vec<T>,
-    pub bo: Option<Vec<T>>,
-    pub ffn_norm: Vec<T>,
-    pub ffn_norm_b: Option<Vec<T>>,
-    /// The SwiGLU gate; `None` for a GELU MLP.
-    pub w_gate: Option<Vec<T>>,
-    pub w_up: Vec<T>,
-    pub b_up: Option<Vec<T>>,
-    pub w_down: Vec<T>,
-    pub b_down: Option<Vec<T>>,
-}
-
 /// One tensor of [`Weights`], by name.
 #[derive(Debug)]
 pub struct Named<'a, T> {
     pub name: String,
     pub shape: Vec<usize>,
-    pub data: &'a mut Vec<T>,
+    pub data: &'a mut [T],
     pub decay: bool,
 }
 
-/// All weights of a trainable decoder; gradients have the same shape.
+/// All weights of a trainable decoder in one contiguous arena (as llm.c keeps them), the
+/// tensors of [`plan::tensors`] laid out one after another. Gradients are a second
+/// `Weights` of the same layout, so that zeroing, clipping and the optimizer each run as
+/// one pass over one buffer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Weights<T> {
-    pub embed: Vec<T>,
-    /// Learned positions (`context × d`), GPT-2 shape.
-    pub pos: Option<Vec<T>>,
-    pub layers: Vec<LayerWeights<T>>,
-    pub final_norm: Vec<T>,
-    pub final_norm_b: Option<Vec<T>>,
-    /// `None` when tied to the embeddings.
-    pub head: Option<Vec<T>>,
+    data: Vec<T>,
+    tensors: Vec<TensorDesc>,
+    offsets: Vec<usize>,
+    index: HashMap<String, usize>,
 }
 
 impl<T: Float> Weights<T> {
-    /// Zeros shaped for `spec` (which must be Llama-shaped: see [`check_spec`]).
+    /// Zeros shaped for `spec` (an error if the decoder's plan cannot be built for it).
     pub fn zeros(spec: &ModelSpec) -> Result<Self> {
         check_spec(spec)?;
-        let d = spec.d_model as usize;
-        let (qw, kvw) = (
-            (spec.n_heads * spec.head_dim) as usize,
-            (spec.n_kv_heads * spec.head_dim) as usize,
-        );
-        let f = spec.ffn_dim as usize;
-        let v = spec.vocab_size as usize;
-        let z = |n: usize| vec![T::zero(); n];
-        let opt = |on: bool, n: usize| on.then(|| vec![T::zero(); n]);
-        let layer_norm = spec.norm_kind == NormKind::LayerNorm;
-        let gated = spec.ffn_kind == FfnKind::SwiGlu;
+        let tensors = plan::tensors(spec);
+        let mut offsets = Vec::with_capacity(tensors.len() + 1);
+        let mut total = 0usize;
+        for t in &tensors {
+            offsets.push(total);
+            total = total.checked_add(t.len()).ok_or_else(|| {
+                Error::Unsupported("the model's parameter count overflows".into())
+            })?;
+        }
+        offsets.push(total);
+        let index = tensors
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), i))
+            .collect();
         Ok(Self {
-            embed: z(v * d),
-            pos: opt(
-                spec.positions == Positions::Learned,
-                spec.context_length as usize * d,
-            ),
-            layers: (0..spec.n_layers)
-                .map(|_| LayerWeights {
-                    attn_norm: z(d),
-                    attn_norm_b: opt(layer_norm, d),
-                    wq: z(qw * d),
-                    wk: z(kvw * d),
-                    wv: z(kvw * d),
-                    bq: opt(spec.qkv_bias, qw),
-                    bk: opt(spec.qkv_bias, kvw),
-                    bv: opt(spec.qkv_bias, kvw),
-                    wo: z(d * qw),
-                    bo: opt(spec.attn_out_bias, d),
-                    ffn_norm: z(d),
-                    ffn_norm_b: opt(layer_norm, d),
-                    w_gate: opt(gated, f * d),
-                    w_up: z(f * d),
-                    b_up: opt(spec.mlp_bias, f),
-                    w_down: z(d * f),
-                    b_down: opt(spec.mlp_bias, d),
-                })
-                .collect(),
-            final_norm: z(d),
-            final_norm_b: opt(layer_norm, d),
-            head: (!spec.tied_embeddings).then(|| z(v * d)),
+            data: vec![T::zero(); total],
+            tensors,
+            offsets,
+            index,
         })
     }
 
+    /// The tensors' names, shapes and decay flags, in arena order.
+    pub fn descs(&self) -> &[TensorDesc] {
+        &self.tensors
+    }
+
+    /// The whole arena.
+    pub fn as_slice(&self) -> &[T] {
+        &self.data
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [T] {
+        &mut self.data
+    }
+
+    /// Tensor `i` (in [`Weights::descs`] order).
+    pub fn tensor(&self, i: usize) -> &[T] {
+        &self.data[self.offsets[i]..self.offsets[i + 1]]
+    }
+
+    pub fn tensor_mut(&mut self, i: usize) -> &mut [T] {
+        &mut self.data[self.offsets[i]..self.offsets[i + 1]]
+    }
+
+    /// The index of the tensor called `name` (a GGUF name: `blk.0.attn_q.weight`).
+    pub fn find(&self, name: &str) -> Option<usize> {
+        self.index.get(name).copied()
+    }
+
+    /// The tensor called `name`.
+    pub fn get(&self, name: &str) -> Option<&[T]> {
+        self.find(name).map(|i| self.tensor(i))
+    }
+
+    /// Two different tensors, mutably (a weight and its bias).
+    fn pair_mut(&mut self, a: usize, b: Option<usize>) -> (&mut [T], Option<&mut [T]>) {
+        let (ra, rb) = (
+            self.offsets[a]..self.offsets[a + 1],
+            b.map(|b| self.offsets[b]..self.offsets[b + 1]),
+        );
+        match rb {
+            None => (&mut self.data[ra], None),
+            Some(rb) if rb.start >= ra.end => {
+                let (lo, hi) = self.data.split_at_mut(rb.start);
+                (&mut lo[ra], Some(&mut hi[..rb.len()]))
+            }
+            Some(rb) => {
+                let (lo, hi) = self.data.split_at_mut(ra.start);
+                (&mut hi[..ra.len()], Some(&mut lo[rb]))
+            }
+        }
+    }
+
     /// Every tensor, in a fixed order, with whether weight decay applies to it (matrices
-    /// yes; norms and embeddings no).
-    pub fn tensors_mut(&mut self) -> Vec<(&mut Vec<T>, bool)> {
+    /// yes; norms, biases and embeddings no).
+    pub fn tensors_mut(&mut self) -> Vec<(&mut [T], bool)> {
         self.named_mut()
             .into_iter()
             .map(|t| (t.data, t.decay))
@@ -214,134 +223,74 @@ impl<T: Float> Weights<T> {
     }
 
     /// Every tensor with its GGUF name (`token_embd.weight`, `blk.0.attn_q.weight`, …),
-    /// its shape (`[out, in]` for matrices, row-major) and its decay flag, in the order of
-    /// [`Weights::tensors_mut`]: what checkpoints and exports write.
+    /// its shape (`[out, in]` for matrices, row-major) and its decay flag, in arena order:
+    /// what checkpoints and exports write.
     pub fn named_mut(&mut self) -> Vec<Named<'_, T>> {
-        let d = self.final_norm.len();
-        let mut out = Vec::new();
-        // Matrices are `[len / cols, cols]`; vectors `[len]`.
-        fn put<'a, T>(
-            out: &mut Vec<Named<'a, T>>,
-            name: String,
-            data: &'a mut Vec<T>,
-            cols: Option<usize>,
-            decay: bool,
-        ) {
-            let shape = match cols {
-                Some(c) => vec![data.len() / c.max(1), c],
-                None => vec![data.len()],
-            };
+        let mut rest = self.data.as_mut_slice();
+        let mut out = Vec::with_capacity(self.tensors.len());
+        for t in &self.tensors {
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(t.len());
+            rest = tail;
             out.push(Named {
-                name,
-                shape,
-                data,
-                decay,
+                name: t.name.clone(),
+                shape: t.shape.clone(),
+                data: head,
+                decay: t.decay,
             });
-        }
-        put(
-            &mut out,
-            "token_embd.weight".into(),
-            &mut self.embed,
-            Some(d),
-            false,
-        );
-        if let Some(p) = &mut self.pos {
-            put(&mut out, "position_embd.weight".into(), p, Some(d), false);
-        }
-        for (i, l) in self.layers.iter_mut().enumerate() {
-            let n = |s: &str| format!("blk.{i}.{s}");
-            // The output projection reads `n_heads · head_dim` columns, the down projection
-            // the FFN's width.
-            let qw = l.wq.len() / d.max(1);
-            let f = l.w_up.len() / d.max(1);
-            put(
-                &mut out,
-                n("attn_norm.weight"),
-                &mut l.attn_norm,
-                None,
-                false,
-            );
-            if let Some(b) = &mut l.attn_norm_b {
-                put(&mut out, n("attn_norm.bias"), b, None, false);
-            }
-            put(&mut out, n("attn_q.weight"), &mut l.wq, Some(d), true);
-            put(&mut out, n("attn_k.weight"), &mut l.wk, Some(d), true);
-            put(&mut out, n("attn_v.weight"), &mut l.wv, Some(d), true);
-            for (b, s) in [
-                (&mut l.bq, "attn_q.bias"),
-                (&mut l.bk, "attn_k.bias"),
-                (&mut l.bv, "attn_v.bias"),
-            ] {
-                if let Some(b) = b {
-                    put(&mut out, n(s), b, None, false);
-                }
-            }
-            put(&mut out, n("attn_output.weight"), &mut l.wo, Some(qw), true);
-            if let Some(b) = &mut l.bo {
-                put(&mut out, n("attn_output.bias"), b, None, false);
-            }
-            put(&mut out, n("ffn_norm.weight"), &mut l.ffn_norm, None, false);
-            if let Some(b) = &mut l.ffn_norm_b {
-                put(&mut out, n("ffn_norm.bias"), b, None, false);
-            }
-            if let Some(g) = &mut l.w_gate {
-                put(&mut out, n("ffn_gate.weight"), g, Some(d), true);
-            }
-            put(&mut out, n("ffn_up.weight"), &mut l.w_up, Some(d), true);
-            if let Some(b) = &mut l.b_up {
-                put(&mut out, n("ffn_up.bias"), b, None, false);
-            }
-            put(&mut out, n("ffn_down.weight"), &mut l.w_down, Some(f), true);
-            if let Some(b) = &mut l.b_down {
-                put(&mut out, n("ffn_down.bias"), b, None, false);
-            }
-        }
-        put(
-            &mut out,
-            "output_norm.weight".into(),
-            &mut self.final_norm,
-            None,
-            false,
-        );
-        if let Some(b) = &mut self.final_norm_b {
-            put(&mut out, "output_norm.bias".into(), b, None, false);
-        }
-        if let Some(h) = &mut self.head {
-            put(&mut out, "output.weight".into(), h, Some(d), true);
         }
         out
     }
 
-    /// GPT-2/nanoGPT initialisation: normal(0, 0.02) for matrices and embeddings, the
-    /// residual projections (attention output, FFN down) scaled by 1/√(2L), norms at 1.
+    /// The weight (and bias) indices of a norm of the plan.
+    fn norm_ids(&self, id: NormId) -> Result<(usize, Option<usize>)> {
+        let name = id.name();
+        Ok((
+            self.need(&format!("{name}.weight"))?,
+            self.find(&format!("{name}.bias")),
+        ))
+    }
+
+    /// The weight (and bias) indices of a linear map of the plan.
+    fn linear_ids(&self, id: LinearId) -> Result<(usize, Option<usize>)> {
+        let name = match id {
+            LinearId::Head if self.find("output.weight").is_none() => id.name(true),
+            _ => id.name(false),
+        };
+        Ok((
+            self.need(&format!("{name}.weight"))?,
+            self.find(&format!("{name}.bias")),
+        ))
+    }
+
+    fn need(&self, name: &str) -> Result<usize> {
+        self.find(name)
+            .ok_or_else(|| Error::MissingTensor(name.to_string()))
+    }
+
+    /// GPT-2/nanoGPT initialisation: normal(0, 0.02) for matrices and embeddings (learned
+    /// positions 0.01), the residual projections (attention output, FFN down) scaled by
+    /// 1/√(2L), norm weights at 1, biases at 0.
     pub fn init(spec: &ModelSpec, seed: u64) -> Result<Self> {
         let mut w = Self::zeros(spec)?;
         let mut rng = Normal::new(seed);
         let resid = 0.02 / (2.0 * spec.n_layers as f64).sqrt();
-        let fill = |v: &mut Vec<T>, std: f64, rng: &mut Normal| {
-            v.iter_mut()
+        for t in w.named_mut() {
+            let n = &t.name;
+            let std = if n == "position_embd.weight" {
+                0.01
+            } else if n.ends_with("attn_output.weight") || n.ends_with("ffn_down.weight") {
+                resid
+            } else if t.shape.len() == 2 {
+                0.02
+            } else {
+                if n.ends_with("norm.weight") {
+                    t.data.iter_mut().for_each(|x| *x = T::one());
+                }
+                continue;
+            };
+            t.data
+                .iter_mut()
                 .for_each(|x| *x = T::from_f64(rng.next() * std));
-        };
-        fill(&mut w.embed, 0.02, &mut rng);
-        if let Some(p) = &mut w.pos {
-            fill(p, 0.01, &mut rng);
-        }
-        for l in &mut w.layers {
-            l.attn_norm.iter_mut().for_each(|x| *x = T::one());
-            l.ffn_norm.iter_mut().for_each(|x| *x = T::one());
-            fill(&mut l.wq, 0.02, &mut rng);
-            fill(&mut l.wk, 0.02, &mut rng);
-            fill(&mut l.wv, 0.02, &mut rng);
-            fill(&mut l.wo, resid, &mut rng);
-            if let Some(g) = &mut l.w_gate {
-                fill(g, 0.02, &mut rng);
-            }
-            fill(&mut l.w_up, 0.02, &mut rng);
-            fill(&mut l.w_down, resid, &mut rng);
-        }
-        w.final_norm.iter_mut().for_each(|x| *x = T::one());
-        if let Some(h) = &mut w.head {
-            fill(h, 0.02, &mut rng);
         }
         Ok(w)
     }
@@ -375,26 +324,10 @@ impl Normal {
     }
 }
 
-/// The trainable path covers Llama-shaped decoders.
+/// Whether the decoder's plan can be built for `spec` (every spec the inference decoder
+/// runs also trains).
 pub fn check_spec(spec: &ModelSpec) -> Result<()> {
-    let ok = matches!(spec.ffn_kind, FfnKind::SwiGlu | FfnKind::GeluMlp)
-        && matches!(spec.positions, Positions::Rope { .. } | Positions::Learned)
-        && spec.norm_placement == NormPlacement::Pre
-        && spec.final_norm
-        && !spec.qk_norm
-        && spec.sliding_window.is_none()
-        && !spec.scale_embeddings
-        && spec.n_kv_heads > 0
-        && spec.n_heads.is_multiple_of(spec.n_kv_heads)
-        && spec.head_dim.is_multiple_of(2);
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Unsupported(format!(
-            "training covers pre-norm decoders with RoPE or learned positions and a SwiGLU or GELU MLP (Llama, GPT-2); {} is not",
-            spec.architecture
-        )))
-    }
+    Plan::new(spec).map(|_| ())
 }
 
 /// Buffers of at least this many elements go back to the pool when dropped.
@@ -505,13 +438,15 @@ fn matmul<T: Float>(x: &[T], w: &[T], n: usize, i: usize, o: usize) -> Buf<T> {
     y
 }
 
-/// Backward of [`matmul`]: `dx += dy · w`, `dw += dyᵀ · x`.
+/// Backward of [`matmul`]: `dx (+)= dy · w` (added to `dx` when `dx_add`, written over it
+/// otherwise), `dw += dyᵀ · x`.
 #[allow(clippy::too_many_arguments)]
 fn matmul_back<T: Float>(
     dy: &[T],
     x: &[T],
     w: &[T],
     dx: &mut [T],
+    dx_add: bool,
     dw: &mut [T],
     n: usize,
     i: usize,
@@ -545,7 +480,7 @@ fn matmul_back<T: Float>(
         rs: i,
         cs: 1,
     };
-    let ok = gemm_into(dx, i, 1, dy_rows, w_m, true, Threads(0)).is_ok()
+    let ok = gemm_into(dx, i, 1, dy_rows, w_m, dx_add, Threads(0)).is_ok()
         && gemm_into(dw, i, 1, dy_t, x_m, true, Threads(0)).is_ok();
     debug_assert!(ok, "matmul_back shapes");
 }
@@ -595,7 +530,7 @@ const ROW_BLOCK: usize = 64;
 
 /// Backward of [`norm`]. With x̂ = (x − μ)·r and g = w ⊙ dy:
 /// RMSNorm dx = r·g − x̂·r·mean(g ⊙ x̂); LayerNorm also subtracts r·mean(g).
-/// dw += dy ⊙ x̂; db += dy.
+/// dw += dy ⊙ x̂; db += dy. `dx` is added to when `dx_add`, written over otherwise.
 #[allow(clippy::too_many_arguments)]
 fn norm_back<T: Float>(
     dy: &[T],
@@ -603,8 +538,9 @@ fn norm_back<T: Float>(
     w: &[T],
     stats: &[(T, T)],
     dx: &mut [T],
+    dx_add: bool,
     dw: &mut [T],
-    db: Option<&mut Vec<T>>,
+    db: Option<&mut [T]>,
     d: usize,
     layer: bool,
 ) {
@@ -635,7 +571,8 @@ fn norm_back<T: Float>(
                     let xhat = (xr[k] - mean) * r;
                     let g = w[k] * dyr[k];
                     let centred = if layer { g - g_mean } else { g };
-                    dxr[k] += r * (centred - xhat * gx_mean);
+                    let v = r * (centred - xhat * gx_mean);
+                    dxr[k] = if dx_add { dxr[k] + v } else { v };
                     pw[k] += dyr[k] * xhat;
                     pb[k] += dyr[k];
                 }
@@ -652,19 +589,15 @@ fn norm_back<T: Float>(
     }
 }
 
-fn add_bias<T: Float>(y: &mut [T], b: Option<&Vec<T>>, width: usize) {
-    if let Some(b) = b {
-        for row in y.chunks_exact_mut(width) {
-            row.iter_mut().zip(b).for_each(|(v, &bb)| *v += bb);
-        }
-    }
+fn add_bias<T: Float>(y: &mut [T], b: &[T], width: usize) {
+    y.par_chunks_mut(width)
+        .with_min_len(64)
+        .for_each(|row| row.iter_mut().zip(b).for_each(|(v, &bb)| *v += bb));
 }
 
-fn bias_back<T: Float>(dy: &[T], db: Option<&mut Vec<T>>, width: usize) {
-    if let Some(db) = db {
-        for row in dy.chunks_exact(width) {
-            db.iter_mut().zip(row).for_each(|(a, &g)| *a += g);
-        }
+fn bias_back<T: Float>(dy: &[T], db: &mut [T], width: usize) {
+    for row in dy.chunks_exact(width) {
+        db.iter_mut().zip(row).for_each(|(a, &g)| *a += g);
     }
 }
 
@@ -708,15 +641,18 @@ impl<T: Float> RopeTable<T> {
     }
 }
 
-/// Rotary embeddings on `n_heads` heads of each row at `positions`, on adjacent pairs
-/// (2i, 2i + 1) as GGUF llama models lay them out, so that trained weights export to GGUF
-/// unpermuted and run on the same kernels there; `inverse` rotates back (the backward pass).
+/// Rotary embeddings on `n_heads` heads of each row at `positions`, on the pairs the
+/// plan's style names: adjacent (2i, 2i + 1) as GGUF llama models lay them out (fmlab's own
+/// models: trained weights export to GGUF unpermuted), or halves (i, i + hd/2) for Qwen2
+/// and Gemma; `inverse` rotates back (the backward pass).
+#[allow(clippy::too_many_arguments)]
 fn rope<T: Float>(
     x: &mut [T],
     positions: &[usize],
     n_heads: usize,
     hd: usize,
     table: &RopeTable<T>,
+    style: RopeStyle,
     inverse: bool,
 ) {
     let width = n_heads * hd;
@@ -732,9 +668,13 @@ fn rope<T: Float>(
             for head in row.chunks_exact_mut(hd) {
                 for i in 0..half {
                     let (c, s) = (cos[i], if inverse { -sin[i] } else { sin[i] });
-                    let (a, b) = (head[2 * i], head[2 * i + 1]);
-                    head[2 * i] = a * c - b * s;
-                    head[2 * i + 1] = a * s + b * c;
+                    let (ia, ib) = match style {
+                        RopeStyle::Interleaved => (2 * i, 2 * i + 1),
+                        RopeStyle::Halves => (i, i + half),
+                    };
+                    let (a, b) = (head[ia], head[ib]);
+                    head[ia] = a * c - b * s;
+                    head[ib] = a * s + b * c;
                 }
             }
         });
@@ -817,14 +757,16 @@ fn product<T: Float>(c: &mut [T], c_rs: usize, a: Strided<T>, b: Strided<T>, acc
 
 /// Causal softmax attention, one task per (sequence, head), each a pair of single-threaded
 /// matrix products: S = Q·Kᵀ (the full square; the masked half costs less than scalar
-/// loops would), softmax of each row over its first i + 1 entries, O = P·V. Returns the
-/// probabilities (`seq × seq` per task, zeros above the diagonal) and the outputs.
+/// loops would), softmax of each row over its first i + 1 entries (the last `window` of
+/// them on a sliding-window layer), O = P·V. Returns the probabilities (`seq × seq` per
+/// task, zeros where a query cannot see) and the outputs.
 fn attention_forward<T: Float>(
     q: &[T],
     k: &[T],
     v: &[T],
     a: &AttnDims,
     scale: T,
+    window: Option<usize>,
 ) -> (Buf<T>, Buf<T>) {
     let (seq, hd) = (a.seq, a.hd);
     let mut p = Buf::zeros(a.batch * a.nh * seq * seq);
@@ -847,7 +789,11 @@ fn attention_forward<T: Float>(
                 );
                 for i in r0..r1 {
                     let row = &mut pb[i * seq..(i + 1) * seq];
-                    let (live, masked) = row.split_at_mut(i + 1);
+                    let (seen, masked) = row.split_at_mut(i + 1);
+                    // A sliding window hides the keys more than `window − 1` back.
+                    let lo = window.map_or(0, |w| (i + 1).saturating_sub(w));
+                    let (early, live) = seen.split_at_mut(lo);
+                    early.iter_mut().for_each(|x| *x = T::zero());
                     let mut max = T::from_f64(f64::NEG_INFINITY);
                     for x in live.iter_mut() {
                         *x *= scale;
@@ -967,23 +913,13 @@ fn attention_backward<T: Float>(
     (dq, dk, dv)
 }
 
-/// What the forward pass keeps of one layer for the backward pass.
-struct LayerCache<T: Float> {
-    x: Buf<T>,
-    h1: Buf<T>,
-    inv1: Vec<(T, T)>,
-    q: Buf<T>,
-    k: Buf<T>,
-    v: Buf<T>,
-    /// Attention probabilities per (sequence, head, query): `t × t` each.
-    p: Buf<T>,
-    att: Buf<T>,
-    x2: Buf<T>,
-    h2: Buf<T>,
-    inv2: Vec<(T, T)>,
-    gate: Buf<T>,
-    up: Buf<T>,
-    act: Buf<T>,
+/// What the forward pass keeps of a step for the backward pass, besides values.
+enum Saved<T: Float> {
+    Nothing,
+    /// A norm's (1/σ, mean) per row.
+    Stats(Vec<(T, T)>),
+    /// Attention probabilities per (sequence, head, query): `seq × seq` each.
+    Probs(Buf<T>),
 }
 
 /// Mean cross-entropy of next-token prediction over `batch` sequences of `seq` tokens
@@ -1010,6 +946,35 @@ fn forward_logits<T: Float>(
     run(spec, w, inputs, inputs, 1, None, Some(out)).map(|_| ())
 }
 
+/// A forward value, which the plan's order guarantees was computed and is still held.
+fn value<T: Float>(vals: &[Option<Buf<T>>], x: Slot) -> &[T] {
+    vals[x].as_deref().unwrap_or(&[])
+}
+
+/// Adds `g` to the gradient of value `x` (taking `g` as it when there is none yet).
+fn give<T: Float>(grads: &mut [Option<Buf<T>>], x: Slot, g: Buf<T>) {
+    match &mut grads[x] {
+        Some(acc) => acc
+            .par_iter_mut()
+            .zip(g.par_iter())
+            .with_min_len(4096)
+            .for_each(|(a, &b)| *a += b),
+        none => *none = Some(g),
+    }
+}
+
+/// The gradient buffer of value `x` for a step to add into, and whether it already holds
+/// something (`false`: a fresh buffer the step writes over).
+fn grad_for<T: Float>(grads: &mut [Option<Buf<T>>], x: Slot, len: usize) -> (Buf<T>, bool) {
+    match grads[x].take() {
+        Some(g) => (g, true),
+        None => (Buf::stale(len), false),
+    }
+}
+
+/// The training executor of the decoder's [`Plan`]: the forward pass over whole sequences,
+/// keeping what each backward step reads; the loss; then, with `grads`, the steps in
+/// reverse, each with its derivative.
 #[allow(clippy::too_many_arguments)]
 fn run<T: Float>(
     spec: &ModelSpec,
@@ -1020,7 +985,7 @@ fn run<T: Float>(
     grads: Option<&mut Weights<T>>,
     logits_out: Option<&mut Vec<T>>,
 ) -> Result<T> {
-    check_spec(spec)?;
+    let plan = Plan::new(spec)?;
     let seq = inputs.len() / batch.max(1);
     if batch == 0 || seq == 0 || inputs.len() != batch * seq || targets.len() != inputs.len() {
         return Err(Error::Unsupported(format!(
@@ -1035,144 +1000,182 @@ fn run<T: Float>(
             "token {bad} is outside the vocabulary of {v}"
         )));
     }
-    let d = spec.d_model as usize;
-    let hd = spec.head_dim as usize;
-    let (nh, nkv) = (spec.n_heads as usize, spec.n_kv_heads as usize);
-    let (qw, kvw) = (nh * hd, nkv * hd);
-    let f = spec.ffn_dim as usize;
-    let n = batch * seq;
-    let eps = spec.norm_eps;
-    let base = match spec.positions {
-        Positions::Rope { base } => base,
-        _ => 10_000.0,
-    };
-    let positions: Vec<usize> = (0..n).map(|i| i % seq).collect();
-    let scale = T::from_f64(1.0 / (hd as f64).sqrt());
-    let group = nh / nkv;
-    let dims = AttnDims {
-        batch,
-        seq,
-        nh,
-        hd,
-        qw,
-        kvw,
-        group,
-    };
-
-    // --- forward ---
-    if w.pos.is_some() && seq > spec.context_length as usize {
+    if spec.positions == Positions::Learned && seq > spec.context_length as usize {
         return Err(Error::Unsupported(format!(
             "sequences of {seq} tokens exceed the {} learned positions",
             spec.context_length
         )));
     }
+    if w.descs().len() != plan::tensors(spec).len() {
+        return Err(Error::Unsupported(
+            "the weights were made for a different spec".into(),
+        ));
+    }
+    let d = spec.d_model as usize;
+    let hd = spec.head_dim as usize;
+    let (nh, nkv) = (spec.n_heads as usize, spec.n_kv_heads as usize);
+    let n = batch * seq;
+    let eps = spec.norm_eps;
     let layer_norm = spec.norm_kind == NormKind::LayerNorm;
-    let rope_on = matches!(spec.positions, Positions::Rope { .. });
-    let table = RopeTable::<T>::new(if rope_on { seq } else { 0 }, hd, base);
-    let mut x = Buf::stale(n * d);
-    for (i, &t) in inputs.iter().enumerate() {
-        x[i * d..(i + 1) * d].copy_from_slice(&w.embed[t as usize * d..(t as usize + 1) * d]);
-        if let Some(pos) = &w.pos {
-            let p = positions[i];
-            x[i * d..(i + 1) * d]
-                .iter_mut()
-                .zip(&pos[p * d..(p + 1) * d])
-                .for_each(|(a, &b)| *a += b);
+    let positions: Vec<usize> = (0..n).map(|i| i % seq).collect();
+    let dims = AttnDims {
+        batch,
+        seq,
+        nh,
+        hd,
+        qw: nh * hd,
+        kvw: nkv * hd,
+        group: nh / nkv,
+    };
+    let embed_scale = T::from_f64(if spec.scale_embeddings {
+        (d as f64).sqrt()
+    } else {
+        1.0
+    });
+    let training = grads.is_some();
+    let steps = &plan.steps;
+    // The values some backward step reads stay until the backward pass; the others go as
+    // soon as the forward pass is done with them.
+    let mut keep = vec![false; steps.len()];
+    if training {
+        for s in steps.iter().filter(|s| s.op.backward_reads_inputs()) {
+            s.op.inputs().into_iter().for_each(|x| keep[x] = true);
         }
     }
-    let mut caches = Vec::with_capacity(w.layers.len());
-    for l in &w.layers {
-        let (h1, inv1) = norm(
-            &x,
-            &l.attn_norm,
-            l.attn_norm_b.as_deref(),
-            d,
-            eps,
-            layer_norm,
-        );
-        let mut q = matmul(&h1, &l.wq, n, d, qw);
-        let mut k = matmul(&h1, &l.wk, n, d, kvw);
-        let mut vv = matmul(&h1, &l.wv, n, d, kvw);
-        add_bias(&mut q, l.bq.as_ref(), qw);
-        add_bias(&mut k, l.bk.as_ref(), kvw);
-        add_bias(&mut vv, l.bv.as_ref(), kvw);
-        if rope_on {
-            rope(&mut q, &positions, nh, hd, &table, false);
-            rope(&mut k, &positions, nkv, hd, &table, false);
+    let mut first_use = vec![usize::MAX; steps.len()];
+    for (i, s) in steps.iter().enumerate() {
+        for x in s.op.inputs() {
+            first_use[x] = first_use[x].min(i);
         }
-        let (p, att) = attention_forward(&q, &k, &vv, &dims, scale);
-        let mut o = matmul(&att, &l.wo, n, qw, d);
-        add_bias(&mut o, l.bo.as_ref(), d);
-        let mut x2 = Buf::stale(n * d);
-        x2.par_iter_mut()
-            .zip(x.par_iter().zip(o.par_iter()))
-            .for_each(|(y, (&a, &b))| *y = a + b);
-        let (h2, inv2) = norm(
-            &x2,
-            &l.ffn_norm,
-            l.ffn_norm_b.as_deref(),
-            d,
-            eps,
-            layer_norm,
-        );
-        let mut up = matmul(&h2, &l.w_up, n, d, f);
-        add_bias(&mut up, l.b_up.as_ref(), f);
-        let (gate, act) = match &l.w_gate {
-            Some(wg) => {
-                let gate = matmul(&h2, wg, n, d, f);
-                let mut act = Buf::stale(n * f);
-                act.par_chunks_mut(f)
-                    .zip(gate.par_chunks(f))
-                    .zip(up.par_chunks(f))
-                    .for_each(|((a, g), u)| {
-                        T::sigmoid_slice(g, a);
-                        for k in 0..a.len() {
-                            a[k] = g[k] * a[k] * u[k];
+    }
+    let mut tables: Vec<(f64, RopeTable<T>)> = Vec::new();
+    for s in steps {
+        if let Op::Rope { base, .. } = s.op {
+            if !tables.iter().any(|(b, _)| *b == base) {
+                tables.push((base, RopeTable::new(seq, hd, base)));
+            }
+        }
+    }
+    let table = |base: f64| -> &RopeTable<T> {
+        let i = tables.iter().position(|(b, _)| *b == base).unwrap_or(0);
+        &tables[i].1
+    };
+    let mut vals: Vec<Option<Buf<T>>> = (0..steps.len()).map(|_| None).collect();
+    let mut saved: Vec<Saved<T>> = (0..steps.len()).map(|_| Saved::Nothing).collect();
+
+    // --- forward ---
+    for (i, step) in steps.iter().enumerate() {
+        // A value read for the last time by this step, and by no backward step, is taken
+        // rather than copied.
+        let last = |x: Slot| plan.last_use[x] == i && !keep[x];
+        let out = match step.op {
+            Op::Embed => {
+                let mut x = Buf::stale(n * d);
+                let pos = w.get("position_embd.weight");
+                let embed = w.tensor(w.need("token_embd.weight")?);
+                x.par_chunks_mut(d)
+                    .zip(inputs.par_iter().zip(positions.par_iter()))
+                    .with_min_len(64)
+                    .for_each(|(row, (&t, &p))| {
+                        let e = &embed[t as usize * d..(t as usize + 1) * d];
+                        row.iter_mut()
+                            .zip(e)
+                            .for_each(|(a, &b)| *a = b * embed_scale);
+                        if let Some(pos) = pos {
+                            row.iter_mut()
+                                .zip(&pos[p * d..(p + 1) * d])
+                                .for_each(|(a, &b)| *a += b);
                         }
                     });
-                (gate, act)
+                x
             }
-            None => {
-                let mut act = Buf::stale(n * f);
-                act.par_iter_mut()
-                    .zip(up.par_iter())
-                    .for_each(|(a, &u)| *a = gelu(u));
-                (Buf::stale(0), act)
+            Op::Norm { x, id, width } => {
+                let (wi, bi) = w.norm_ids(id)?;
+                let (y, stats) = norm(
+                    value(&vals, x),
+                    w.tensor(wi),
+                    bi.map(|b| w.tensor(b)),
+                    width,
+                    eps,
+                    layer_norm,
+                );
+                saved[i] = Saved::Stats(stats);
+                y
             }
+            Op::Linear { x, id, in_width } => {
+                let (wi, bi) = w.linear_ids(id)?;
+                let mut y = matmul(value(&vals, x), w.tensor(wi), n, in_width, step.width);
+                if let Some(b) = bi {
+                    add_bias(&mut y, w.tensor(b), step.width);
+                }
+                y
+            }
+            Op::Rope { x, heads, base } => {
+                let mut y = match last(x) {
+                    true => vals[x].take().unwrap_or_else(|| Buf::zeros(0)),
+                    false => Buf::copy_of(value(&vals, x)),
+                };
+                rope(
+                    &mut y,
+                    &positions,
+                    heads,
+                    hd,
+                    table(base),
+                    plan.rope_style,
+                    false,
+                );
+                y
+            }
+            Op::Attention {
+                q,
+                k,
+                v,
+                window,
+                scale,
+                ..
+            } => {
+                let (p, att) = attention_forward(
+                    value(&vals, q),
+                    value(&vals, k),
+                    value(&vals, v),
+                    &dims,
+                    T::from_f64(scale),
+                    window,
+                );
+                if training {
+                    saved[i] = Saved::Probs(p);
+                }
+                att
+            }
+            Op::Add { a, b } => {
+                let mut y = Buf::stale(n * step.width);
+                y.par_iter_mut()
+                    .zip(value(&vals, a).par_iter().zip(value(&vals, b).par_iter()))
+                    .with_min_len(4096)
+                    .for_each(|(y, (&a, &b))| *y = a + b);
+                y
+            }
+            Op::Act { gate, up, kind } => act_forward(
+                gate.map(|g| value(&vals, g)),
+                value(&vals, up),
+                kind,
+                step.width,
+            ),
+            Op::Outputs { x } => match last(x) {
+                true => vals[x].take().unwrap_or_else(|| Buf::zeros(0)),
+                false => Buf::copy_of(value(&vals, x)),
+            },
         };
-        let mut down = matmul(&act, &l.w_down, n, f, d);
-        add_bias(&mut down, l.b_down.as_ref(), d);
-        let mut x3 = Buf::stale(n * d);
-        x3.par_iter_mut()
-            .zip(x2.par_iter().zip(down.par_iter()))
-            .for_each(|(y, (&a, &b))| *y = a + b);
-        caches.push(LayerCache {
-            x: std::mem::replace(&mut x, x3),
-            h1,
-            inv1,
-            q,
-            k,
-            v: vv,
-            p,
-            att,
-            x2,
-            h2,
-            inv2,
-            gate,
-            up,
-            act,
-        });
+        vals[i] = Some(out);
+        for x in step.op.inputs() {
+            if last(x) {
+                vals[x] = None;
+            }
+        }
     }
-    let (hf, invf) = norm(
-        &x,
-        &w.final_norm,
-        w.final_norm_b.as_deref(),
-        d,
-        eps,
-        layer_norm,
-    );
-    let head = w.head.as_ref().unwrap_or(&w.embed);
-    let mut dlogits = matmul(&hf, head, n, d, v);
+    let mut dlogits = vals[plan.logits]
+        .take()
+        .unwrap_or_else(|| Buf::zeros(n * v));
     if let Some(out) = logits_out {
         out.clear();
         out.extend_from_slice(&dlogits);
@@ -1203,191 +1206,253 @@ fn run<T: Float>(
     let Some(g) = grads else {
         return Ok(loss);
     };
-
-    // --- backward ---
-    let mut dhf = Buf::zeros(n * d);
-    let head_grad = match g.head.as_mut() {
-        Some(h) => h,
-        None => &mut g.embed,
-    };
-    matmul_back(&dlogits, &hf, head, &mut dhf, head_grad, n, d, v);
-    drop(dlogits);
-    let mut dx = Buf::zeros(n * d);
-    norm_back(
-        &dhf,
-        &x,
-        &w.final_norm,
-        &invf,
-        &mut dx,
-        &mut g.final_norm,
-        g.final_norm_b.as_mut(),
-        d,
-        layer_norm,
-    );
-    for (li, l) in w.layers.iter().enumerate().rev() {
-        let c = &caches[li];
-        let gl = &mut g.layers[li];
-        // FFN: x3 = x2 + down(act), act = silu(gate) ⊙ up, or gelu(up).
-        bias_back(&dx, gl.b_down.as_mut(), d);
-        let mut dact = Buf::zeros(n * f);
-        matmul_back(&dx, &c.act, &l.w_down, &mut dact, &mut gl.w_down, n, f, d);
-        let mut dup = Buf::stale(n * f);
-        let mut dh2 = Buf::zeros(n * d);
-        match (&l.w_gate, gl.w_gate.as_mut()) {
-            (Some(wg), Some(gwg)) => {
-                let mut dgate = Buf::stale(n * f);
-                dup.par_chunks_mut(f)
-                    .zip(dgate.par_chunks_mut(f))
-                    .zip(c.gate.par_chunks(f))
-                    .zip(c.up.par_chunks(f))
-                    .zip(dact.par_chunks(f))
-                    .for_each(|((((du, dg), g), u), da)| {
-                        // dg holds σ(g) until it is overwritten with the gradient.
-                        T::sigmoid_slice(g, dg);
-                        for k in 0..du.len() {
-                            let sig = dg[k];
-                            du[k] = da[k] * g[k] * sig;
-                            dg[k] = da[k] * u[k] * sig * (T::one() + g[k] * (T::one() - sig));
-                        }
-                    });
-                matmul_back(&dgate, &c.h2, wg, &mut dh2, gwg, n, d, f);
-            }
-            _ => {
-                dup.par_iter_mut()
-                    .enumerate()
-                    .with_min_len(4096)
-                    .for_each(|(k, du)| *du = dact[k] * gelu_grad(c.up[k]));
-            }
-        }
-        bias_back(&dup, gl.b_up.as_mut(), f);
-        matmul_back(&dup, &c.h2, &l.w_up, &mut dh2, &mut gl.w_up, n, d, f);
-        let mut dx2 = Buf::copy_of(&dx);
-        norm_back(
-            &dh2,
-            &c.x2,
-            &l.ffn_norm,
-            &c.inv2,
-            &mut dx2,
-            &mut gl.ffn_norm,
-            gl.ffn_norm_b.as_mut(),
-            d,
-            layer_norm,
-        );
-        // Attention: x2 = x + wo · att.
-        bias_back(&dx2, gl.bo.as_mut(), d);
-        let mut datt = Buf::zeros(n * qw);
-        matmul_back(&dx2, &c.att, &l.wo, &mut datt, &mut gl.wo, n, qw, d);
-        let (mut dq, mut dk, dv) = attention_backward(&datt, &c.q, &c.k, &c.v, &c.p, &dims, scale);
-        if rope_on {
-            rope(&mut dq, &positions, nh, hd, &table, true);
-            rope(&mut dk, &positions, nkv, hd, &table, true);
-        }
-        bias_back(&dq, gl.bq.as_mut(), qw);
-        bias_back(&dk, gl.bk.as_mut(), kvw);
-        bias_back(&dv, gl.bv.as_mut(), kvw);
-        let mut dh1 = Buf::zeros(n * d);
-        matmul_back(&dq, &c.h1, &l.wq, &mut dh1, &mut gl.wq, n, d, qw);
-        matmul_back(&dk, &c.h1, &l.wk, &mut dh1, &mut gl.wk, n, d, kvw);
-        matmul_back(&dv, &c.h1, &l.wv, &mut dh1, &mut gl.wv, n, d, kvw);
-        let mut dxin = dx2;
-        norm_back(
-            &dh1,
-            &c.x,
-            &l.attn_norm,
-            &c.inv1,
-            &mut dxin,
-            &mut gl.attn_norm,
-            gl.attn_norm_b.as_mut(),
-            d,
-            layer_norm,
-        );
-        dx = dxin;
+    if g.descs().len() != w.descs().len() {
+        return Err(Error::Unsupported(
+            "the gradients were made for a different spec".into(),
+        ));
     }
-    for (i, &t) in inputs.iter().enumerate() {
-        let row = &mut g.embed[t as usize * d..(t as usize + 1) * d];
-        row.iter_mut()
-            .zip(&dx[i * d..(i + 1) * d])
-            .for_each(|(a, &b)| *a += b);
-        if let Some(pos) = g.pos.as_mut() {
-            let p = positions[i];
-            pos[p * d..(p + 1) * d]
-                .iter_mut()
-                .zip(&dx[i * d..(i + 1) * d])
-                .for_each(|(a, &b)| *a += b);
+
+    // --- backward: the same steps in reverse ---
+    let mut grads: Vec<Option<Buf<T>>> = (0..steps.len()).map(|_| None).collect();
+    grads[plan.logits] = Some(dlogits);
+    for (i, step) in steps.iter().enumerate().rev() {
+        let Some(dy) = grads[i].take() else {
+            continue;
+        };
+        match step.op {
+            Op::Embed => {
+                let pos = g.find("position_embd.weight");
+                let (ge, gp) = g.pair_mut(g.need("token_embd.weight")?, pos);
+                for (row, &t) in dy.chunks_exact(d).zip(inputs) {
+                    ge[t as usize * d..(t as usize + 1) * d]
+                        .iter_mut()
+                        .zip(row)
+                        .for_each(|(a, &b)| *a += b * embed_scale);
+                }
+                if let Some(gp) = gp {
+                    for (row, &p) in dy.chunks_exact(d).zip(&positions) {
+                        gp[p * d..(p + 1) * d]
+                            .iter_mut()
+                            .zip(row)
+                            .for_each(|(a, &b)| *a += b);
+                    }
+                }
+            }
+            Op::Norm { x, id, width } => {
+                let (wi, bi) = w.norm_ids(id)?;
+                let Saved::Stats(stats) = &saved[i] else {
+                    return Err(Error::Unsupported("norm statistics were not kept".into()));
+                };
+                let (mut dx, add) = grad_for(&mut grads, x, dy.len());
+                let (dw, db) = g.pair_mut(wi, bi);
+                norm_back(
+                    &dy,
+                    value(&vals, x),
+                    w.tensor(wi),
+                    stats,
+                    &mut dx,
+                    add,
+                    dw,
+                    db,
+                    width,
+                    layer_norm,
+                );
+                grads[x] = Some(dx);
+            }
+            Op::Linear { x, id, in_width } => {
+                let (wi, bi) = w.linear_ids(id)?;
+                let (dw, db) = g.pair_mut(wi, bi);
+                if let Some(db) = db {
+                    bias_back(&dy, db, step.width);
+                }
+                let (mut dx, add) = grad_for(&mut grads, x, n * in_width);
+                matmul_back(
+                    &dy,
+                    value(&vals, x),
+                    w.tensor(wi),
+                    &mut dx,
+                    add,
+                    dw,
+                    n,
+                    in_width,
+                    step.width,
+                );
+                grads[x] = Some(dx);
+            }
+            Op::Rope { x, heads, base } => {
+                let mut dy = dy;
+                rope(
+                    &mut dy,
+                    &positions,
+                    heads,
+                    hd,
+                    table(base),
+                    plan.rope_style,
+                    true,
+                );
+                give(&mut grads, x, dy);
+            }
+            Op::Attention { q, k, v, scale, .. } => {
+                let Saved::Probs(p) = &saved[i] else {
+                    return Err(Error::Unsupported(
+                        "attention probabilities were not kept".into(),
+                    ));
+                };
+                let (dq, dk, dv) = attention_backward(
+                    &dy,
+                    value(&vals, q),
+                    value(&vals, k),
+                    value(&vals, v),
+                    p,
+                    &dims,
+                    T::from_f64(scale),
+                );
+                saved[i] = Saved::Nothing;
+                give(&mut grads, q, dq);
+                give(&mut grads, k, dk);
+                give(&mut grads, v, dv);
+            }
+            Op::Add { a, b } => {
+                give(&mut grads, b, Buf::copy_of(&dy));
+                give(&mut grads, a, dy);
+            }
+            Op::Act { gate, up, kind } => {
+                let (dgate, dup) = act_backward(
+                    &dy,
+                    gate.map(|g| value(&vals, g)),
+                    value(&vals, up),
+                    kind,
+                    step.width,
+                );
+                if let (Some(gs), Some(dg)) = (gate, dgate) {
+                    give(&mut grads, gs, dg);
+                }
+                give(&mut grads, up, dup);
+            }
+            Op::Outputs { x } => give(&mut grads, x, dy),
+        }
+        // A value whose first reader this is has had every backward read: back to the pool.
+        for x in step.op.inputs() {
+            if first_use[x] == i {
+                vals[x] = None;
+            }
         }
     }
     Ok(loss)
 }
 
+/// The FFN activation, row by row: SiLU(g) ⊙ u (SwiGLU), GELU(g) ⊙ u (GeGLU), or GELU(u).
+fn act_forward<T: Float>(gate: Option<&[T]>, up: &[T], kind: FfnKind, f: usize) -> Buf<T> {
+    let mut act = Buf::stale(up.len());
+    match gate {
+        Some(gate) => act
+            .par_chunks_mut(f)
+            .zip(gate.par_chunks(f))
+            .zip(up.par_chunks(f))
+            .for_each(|((a, g), u)| {
+                if kind == FfnKind::GeGlu {
+                    for k in 0..a.len() {
+                        a[k] = gelu(g[k]) * u[k];
+                    }
+                } else {
+                    T::sigmoid_slice(g, a);
+                    for k in 0..a.len() {
+                        a[k] = g[k] * a[k] * u[k];
+                    }
+                }
+            }),
+        None => act
+            .par_iter_mut()
+            .zip(up.par_iter())
+            .with_min_len(4096)
+            .for_each(|(a, &u)| *a = gelu(u)),
+    }
+    act
+}
+
+/// Backward of [`act_forward`]: the gradients of the gate (when gated) and of up.
+fn act_backward<T: Float>(
+    dact: &[T],
+    gate: Option<&[T]>,
+    up: &[T],
+    kind: FfnKind,
+    f: usize,
+) -> (Option<Buf<T>>, Buf<T>) {
+    let mut dup = Buf::stale(up.len());
+    let Some(gate) = gate else {
+        dup.par_iter_mut()
+            .enumerate()
+            .with_min_len(4096)
+            .for_each(|(k, du)| *du = dact[k] * gelu_grad(up[k]));
+        return (None, dup);
+    };
+    let mut dgate = Buf::stale(up.len());
+    dup.par_chunks_mut(f)
+        .zip(dgate.par_chunks_mut(f))
+        .zip(gate.par_chunks(f))
+        .zip(up.par_chunks(f))
+        .zip(dact.par_chunks(f))
+        .for_each(|((((du, dg), g), u), da)| {
+            if kind == FfnKind::GeGlu {
+                for k in 0..du.len() {
+                    du[k] = da[k] * gelu(g[k]);
+                    dg[k] = da[k] * u[k] * gelu_grad(g[k]);
+                }
+            } else {
+                // dg holds σ(g) until it is overwritten with the gradient.
+                T::sigmoid_slice(g, dg);
+                for k in 0..du.len() {
+                    let sig = dg[k];
+                    du[k] = da[k] * g[k] * sig;
+                    dg[k] = da[k] * u[k] * sig * (T::one() + g[k] * (T::one() - sig));
+                }
+            }
+        });
+    (Some(dgate), dup)
+}
+
 impl Weights<f32> {
-    /// The inference model over these weights (dense matrices): what `fmlab generate` and
-    /// export run once training is done.
+    /// The inference model over these weights (dense matrices), built by the same code that
+    /// loads GGUF files: what `fmlab generate` and export run once training is done.
     pub fn to_transformer(&self, spec: &ModelSpec) -> Result<crate::Transformer> {
-        use crate::{Layer, Linear, Norm, Transformer};
-        use fmlab_kernels::{Matrix, RopeStyle, Threads};
-        check_spec(spec)?;
-        if spec.norm_kind != NormKind::RmsNorm
-            || spec.positions == Positions::Learned
-            || spec.qkv_bias
-            || spec.attn_out_bias
-            || spec.mlp_bias
-        {
-            return Err(Error::Unsupported(
-                "only Llama-shaped trained weights run on the inference decoder yet".into(),
-            ));
+        crate::load::build(spec.clone(), &Dense { weights: self })
+    }
+}
+
+/// Trained weights as a tensor source for the inference model.
+struct Dense<'a> {
+    weights: &'a Weights<f32>,
+}
+
+impl Dense<'_> {
+    fn get(&self, name: &str, len: u64) -> Result<&[f32]> {
+        let t = self
+            .weights
+            .get(name)
+            .ok_or_else(|| Error::MissingTensor(name.into()))?;
+        if t.len() as u64 != len {
+            return Err(Error::Shape {
+                tensor: name.into(),
+                expected: vec![len],
+                found: vec![t.len() as u64],
+            });
         }
-        let d = spec.d_model as usize;
-        let hd = spec.head_dim as usize;
-        let (qw, kvw) = (spec.n_heads as usize * hd, spec.n_kv_heads as usize * hd);
-        let f = spec.ffn_dim as usize;
-        let v = spec.vocab_size as usize;
-        let lin = |w: &Vec<f32>, rows: usize, cols: usize| -> Result<Linear> {
-            Ok(Linear {
-                weight: Matrix::dense(rows, cols, w.clone())?,
-                bias: None,
-            })
-        };
-        let norm = |w: &Vec<f32>| Norm {
-            weight: w.clone(),
-            bias: None,
-        };
-        let layers = self
-            .layers
-            .iter()
-            .map(|l| {
-                Ok(Layer {
-                    attn_norm: norm(&l.attn_norm),
-                    q: lin(&l.wq, qw, d)?,
-                    k: lin(&l.wk, kvw, d)?,
-                    v: lin(&l.wv, kvw, d)?,
-                    o: lin(&l.wo, d, qw)?,
-                    q_norm: None,
-                    k_norm: None,
-                    post_attn_norm: None,
-                    ffn_norm: norm(&l.ffn_norm),
-                    gate: match &l.w_gate {
-                        Some(g) => Some(lin(g, f, d)?),
-                        None => None,
-                    },
-                    up: lin(&l.w_up, f, d)?,
-                    down: lin(&l.w_down, d, f)?,
-                    post_ffn_norm: None,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Transformer {
-            spec: spec.clone(),
-            embed: Matrix::dense(v, d, self.embed.clone())?,
-            pos_embed: None,
-            layers,
-            final_norm: norm(&self.final_norm),
-            head: match &self.head {
-                Some(h) => Some(Matrix::dense(v, d, h.clone())?),
-                None => None,
-            },
-            rope_style: RopeStyle::Interleaved,
-            threads: Threads(0),
-        })
+        Ok(t)
+    }
+}
+
+impl crate::load::Source for Dense<'_> {
+    fn matrix(&self, name: &str, rows: u64, cols: u64) -> Result<fmlab_kernels::Matrix> {
+        let data = self.get(name, rows * cols)?.to_vec();
+        Ok(fmlab_kernels::Matrix::dense(
+            rows as usize,
+            cols as usize,
+            data,
+        )?)
+    }
+
+    fn vector(&self, name: &str, len: u64) -> Result<Vec<f32>> {
+        Ok(self.get(name, len)?.to_vec())
     }
 }
 

@@ -220,11 +220,7 @@ fn read_verified(dir: &Path, entry: &FileEntry) -> Result<Vec<u8>> {
 }
 
 /// Copies a safetensors file's f32 tensors into `targets` by name, checking shapes.
-fn fill(
-    path: &Path,
-    bytes: &[u8],
-    targets: &mut [(String, Vec<usize>, &mut Vec<f32>)],
-) -> Result<()> {
+fn fill(path: &Path, bytes: &[u8], targets: &mut [(String, Vec<usize>, &mut [f32])]) -> Result<()> {
     let st = SafeTensors::parse(bytes).map_err(|e| e.in_file(path))?;
     for (name, shape, data) in targets.iter_mut() {
         let view = st.tensor(name).ok_or_else(|| {
@@ -244,11 +240,10 @@ fn fill(
             .ok_or_else(|| {
                 Error::Checkpoint(format!("{}: tensor {name} out of bounds", path.display()))
             })?;
-        data.clear();
-        data.extend(
-            raw.chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-        );
+        // The shape matched, so the lengths do.
+        for (d, c) in data.iter_mut().zip(raw.chunks_exact(4)) {
+            *d = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        }
     }
     Ok(())
 }
@@ -300,7 +295,7 @@ pub fn load(dir: &Path, optimizer: bool) -> Result<Checkpoint> {
     };
     let mut weights = Weights::<f32>::zeros(&manifest.spec)?;
     let model_bytes = read_verified(dir, entry(MODEL_FILE)?)?;
-    let mut targets: Vec<(String, Vec<usize>, &mut Vec<f32>)> = weights
+    let mut targets: Vec<(String, Vec<usize>, &mut [f32])> = weights
         .named_mut()
         .into_iter()
         .map(|t| (t.name, t.shape, t.data))
@@ -319,10 +314,10 @@ pub fn load(dir: &Path, optimizer: bool) -> Result<Checkpoint> {
         let path = dir.join(OPTIMIZER_FILE);
         let bytes = read_verified(dir, entry(OPTIMIZER_FILE)?)?;
         let (ms, vs) = (&mut opt.m, &mut opt.v);
-        let mut targets: Vec<(String, Vec<usize>, &mut Vec<f32>)> = Vec::new();
+        let mut targets: Vec<(String, Vec<usize>, &mut [f32])> = Vec::new();
         for ((s, m), v) in shapes.iter().zip(ms.iter_mut()).zip(vs.iter_mut()) {
-            targets.push((format!("m.{}", s.0), s.1.clone(), m));
-            targets.push((format!("v.{}", s.0), s.1.clone(), v));
+            targets.push((format!("m.{}", s.0), s.1.clone(), m.as_mut_slice()));
+            targets.push((format!("v.{}", s.0), s.1.clone(), v.as_mut_slice()));
         }
         fill(&path, &bytes, &mut targets)?;
         let st = SafeTensors::parse(&bytes).map_err(|e| e.in_file(&path))?;

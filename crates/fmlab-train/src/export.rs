@@ -188,7 +188,7 @@ pub fn hf_safetensors(
         let data = if t.name.ends_with("attn_q.weight") || t.name.ends_with("attn_k.weight") {
             permute_rope_rows(t.data, t.shape[1], hd, false)
         } else {
-            t.data.clone()
+            t.data.to_vec()
         };
         let shape = t.shape.iter().map(|&s| s as u64).collect();
         tensors.push((name, shape, f32_bytes(&data)));

@@ -398,9 +398,7 @@ impl Pretrainer {
     pub fn train_step(&mut self) -> Result<StepMetrics> {
         let start = Instant::now();
         let c = self.file.config.clone();
-        for t in self.grads.tensors_mut() {
-            t.0.iter_mut().for_each(|x| *x = 0.0);
-        }
+        self.grads.as_mut_slice().fill(0.0);
         let mut loss = 0.0f64;
         for _ in 0..c.grad_accum {
             let windows: Vec<Vec<u32>> = (0..c.batch).map(|_| self.train.next_window()).collect();
@@ -421,18 +419,16 @@ impl Pretrainer {
                 loss,
             });
         }
+        if c.grad_accum > 1 {
+            let s = 1.0 / c.grad_accum as f32;
+            self.grads.as_mut_slice().iter_mut().for_each(|x| *x *= s);
+        }
         let mut grads: Vec<&mut [f32]> = self
             .grads
             .tensors_mut()
             .into_iter()
-            .map(|(t, _)| t.as_mut_slice())
+            .map(|(t, _)| t)
             .collect();
-        if c.grad_accum > 1 {
-            let s = 1.0 / c.grad_accum as f32;
-            grads
-                .iter_mut()
-                .for_each(|g| g.iter_mut().for_each(|x| *x *= s));
-        }
         // Clipping off still measures the norm (for the metrics).
         let max_norm = if c.grad_clip > 0.0 {
             c.grad_clip
@@ -446,7 +442,7 @@ impl Pretrainer {
             .weights
             .tensors_mut()
             .into_iter()
-            .map(|(t, _)| t.as_mut_slice())
+            .map(|(t, _)| t)
             .collect();
         self.optimizer.step(lr, &mut params, &grad_refs)?;
         self.step += 1;

@@ -53,14 +53,10 @@ fn initial_loss_is_ln_vocab_and_one_batch_overfits() {
             let grads: Vec<Vec<f32>> = g
                 .tensors_mut()
                 .into_iter()
-                .map(|(t, _)| t.clone())
+                .map(|(t, _)| t.to_vec())
                 .collect();
             let grad_refs: Vec<&[f32]> = grads.iter().map(|g| g.as_slice()).collect();
-            let mut params: Vec<&mut [f32]> = w
-                .tensors_mut()
-                .into_iter()
-                .map(|(t, _)| t.as_mut_slice())
-                .collect();
+            let mut params: Vec<&mut [f32]> = w.tensors_mut().into_iter().map(|(t, _)| t).collect();
             opt.step(1e-2, &mut params, &grad_refs).unwrap();
         }
         assert!(loss < 0.1, "loss after 300 steps on one batch: {loss}");

@@ -49,13 +49,19 @@ pub fn check_exportable(spec: &ModelSpec) -> Result<()> {
         && matches!(spec.positions, Positions::Rope { .. })
         && !spec.qkv_bias
         && !spec.attn_out_bias
-        && !spec.mlp_bias;
+        && !spec.mlp_bias
+        && !spec.qk_norm
+        && spec.norm_placement == fmlab_spec::NormPlacement::Pre
+        && spec.sliding_window.is_none()
+        && !spec.scale_embeddings
+        && fmlab_nn::plan::rope_style(spec) == fmlab_kernels::RopeStyle::Interleaved;
     if ok {
         Ok(())
     } else {
-        Err(Error::Config(
-            "export covers Llama-shaped models (RMSNorm, RoPE, SwiGLU, no biases)".into(),
-        ))
+        Err(Error::Config(format!(
+            "export covers Llama-shaped models (pre-norm RMSNorm, RoPE on adjacent pairs, SwiGLU, no biases, no QK-norm or sliding windows); this run is {}-shaped (`fmlab generate RUN` runs it directly)",
+            spec.architecture
+        )))
     }
 }
 

@@ -138,7 +138,11 @@ impl<T: Float> Weights<T> {
     /// Zeros shaped for `spec` (an error if the decoder's plan cannot be built for it).
     pub fn zeros(spec: &ModelSpec) -> Result<Self> {
         check_spec(spec)?;
-        let tensors = plan::tensors(spec);
+        Self::from_descs(plan::tensors(spec))
+    }
+
+    /// Zeros for the given tensors, laid out in their order.
+    pub fn from_descs(tensors: Vec<TensorDesc>) -> Result<Self> {
         let mut offsets = Vec::with_capacity(tensors.len() + 1);
         let mut total = 0usize;
         for t in &tensors {
@@ -296,6 +300,185 @@ impl<T: Float> Weights<T> {
     }
 }
 
+/// The linear maps LoRA can adapt, by the GGUF suffix of their tensors (Hugging Face's
+/// names are accepted too).
+pub const LORA_TARGETS: [(&str, &str); 7] = [
+    ("attn_q", "q_proj"),
+    ("attn_k", "k_proj"),
+    ("attn_v", "v_proj"),
+    ("attn_output", "o_proj"),
+    ("ffn_gate", "gate_proj"),
+    ("ffn_up", "up_proj"),
+    ("ffn_down", "down_proj"),
+];
+
+/// LoRA adapters (Hu et al. 2021): for each adapted linear map W (`out × in`), matrices
+/// A (`rank × in`) and B (`out × rank`) such that the layer computes x·(W + s·B·A)ᵀ with
+/// s = α / rank. B starts at zero, so an adapted model starts equal to its base. Tensors are
+/// named after the map's: `blk.3.attn_q.lora_a`, `blk.3.attn_q.lora_b`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Adapters<T> {
+    pub weights: Weights<T>,
+    pub rank: usize,
+    pub alpha: f64,
+    /// The adapted maps (GGUF suffixes, `attn_q` …), in [`LORA_TARGETS`] order.
+    pub targets: Vec<String>,
+}
+
+impl<T: Float> Adapters<T> {
+    /// Zero adapters of `rank` on `targets` (GGUF or Hugging Face module names) of every
+    /// layer of `spec`.
+    pub fn zeros(spec: &ModelSpec, rank: usize, alpha: f64, targets: &[String]) -> Result<Self> {
+        check_spec(spec)?;
+        if rank == 0 || !(alpha.is_finite() && alpha > 0.0) {
+            return Err(Error::Unsupported(format!(
+                "LoRA needs a rank ≥ 1 and α > 0 (got rank {rank}, α {alpha})"
+            )));
+        }
+        let mut chosen = Vec::new();
+        for t in targets {
+            let Some((gguf, _)) = LORA_TARGETS.iter().find(|(g, h)| t == g || t == h) else {
+                return Err(Error::Unsupported(format!(
+                    "unknown LoRA target {t:?} (known: {})",
+                    LORA_TARGETS
+                        .iter()
+                        .map(|(g, h)| format!("{g}/{h}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            };
+            if *gguf == "ffn_gate" && spec.ffn_kind == FfnKind::GeluMlp {
+                return Err(Error::Unsupported(
+                    "ffn_gate: this model's FFN has no gate".into(),
+                ));
+            }
+            chosen.push(gguf.to_string());
+        }
+        if chosen.is_empty() {
+            return Err(Error::Unsupported("LoRA needs at least one target".into()));
+        }
+        let targets: Vec<String> = LORA_TARGETS
+            .iter()
+            .map(|(g, _)| g.to_string())
+            .filter(|g| chosen.contains(g))
+            .collect();
+        let mut descs = Vec::new();
+        for t in plan::tensors(spec) {
+            let Some(stem) = t.name.strip_suffix(".weight") else {
+                continue;
+            };
+            let adapted = t.shape.len() == 2
+                && stem.starts_with("blk.")
+                && targets.iter().any(|g| stem.ends_with(&format!(".{g}")));
+            if adapted {
+                let (out, inp) = (t.shape[0], t.shape[1]);
+                descs.push(TensorDesc {
+                    name: format!("{stem}.lora_a"),
+                    shape: vec![rank, inp],
+                    decay: false,
+                });
+                descs.push(TensorDesc {
+                    name: format!("{stem}.lora_b"),
+                    shape: vec![out, rank],
+                    decay: false,
+                });
+            }
+        }
+        Ok(Self {
+            weights: Weights::from_descs(descs)?,
+            rank,
+            alpha,
+            targets,
+        })
+    }
+
+    /// Adapters initialised as PEFT does: A uniform in ±1/√in (Kaiming's bound for
+    /// a = √5), B zero.
+    pub fn init(
+        spec: &ModelSpec,
+        rank: usize,
+        alpha: f64,
+        targets: &[String],
+        seed: u64,
+    ) -> Result<Self> {
+        let mut a = Self::zeros(spec, rank, alpha, targets)?;
+        let mut rng = fmlab_sample::Rng::new(seed);
+        for t in a.weights.named_mut() {
+            if t.name.ends_with(".lora_a") {
+                let bound = 1.0 / (t.shape[1] as f64).sqrt();
+                t.data
+                    .iter_mut()
+                    .for_each(|x| *x = T::from_f64((2.0 * rng.next_f64() - 1.0) * bound));
+            }
+        }
+        Ok(a)
+    }
+
+    /// s = α / rank.
+    pub fn scale(&self) -> f64 {
+        self.alpha / self.rank as f64
+    }
+
+    /// The A and B indices of the adapter on `id`, if it has one.
+    fn ids(&self, id: LinearId) -> Option<(usize, usize)> {
+        if id == LinearId::Head {
+            return None;
+        }
+        let stem = id.name(false);
+        Some((
+            self.weights.find(&format!("{stem}.lora_a"))?,
+            self.weights.find(&format!("{stem}.lora_b"))?,
+        ))
+    }
+
+    /// Whether these adapters fit `spec`'s maps.
+    fn check(&self, spec: &ModelSpec) -> Result<()> {
+        let fresh = Self::zeros(spec, self.rank, self.alpha, &self.targets)?;
+        if fresh.weights.descs() == self.weights.descs() {
+            Ok(())
+        } else {
+            Err(Error::Unsupported(
+                "the LoRA adapters were made for a different model".into(),
+            ))
+        }
+    }
+
+    /// W ← W + s·B·A for every adapted map: the merged model computes what the adapted one
+    /// does.
+    pub fn merge_into(&self, spec: &ModelSpec, w: &mut Weights<T>) -> Result<()> {
+        self.check(spec)?;
+        let s = T::from_f64(self.scale());
+        let r = self.rank;
+        for t in self
+            .weights
+            .descs()
+            .iter()
+            .filter(|t| t.name.ends_with(".lora_a"))
+        {
+            let stem = t.name.trim_end_matches(".lora_a");
+            let a = self.weights.get(&t.name).unwrap_or(&[]);
+            let b = self.weights.get(&format!("{stem}.lora_b")).unwrap_or(&[]);
+            let wi = w.need(&format!("{stem}.weight"))?;
+            let inp = t.shape[1];
+            let out = b.len() / r;
+            // B·A through the same product as training: (`out × r`)·(`r × in`) is
+            // matmul(B, Aᵀ) with Aᵀ as the `in × r` weight.
+            let mut at = vec![T::zero(); inp * r];
+            for k in 0..r {
+                for j in 0..inp {
+                    at[j * r + k] = a[k * inp + j];
+                }
+            }
+            let ba = matmul(b, &at, out, r, inp);
+            w.tensor_mut(wi)
+                .iter_mut()
+                .zip(ba.iter())
+                .for_each(|(x, &d)| *x += s * d);
+        }
+        Ok(())
+    }
+}
+
 /// Standard normal draws (Box–Muller over the sampler's seeded generator): the same
 /// weights for a seed on every machine.
 struct Normal {
@@ -438,16 +621,13 @@ fn matmul<T: Float>(x: &[T], w: &[T], n: usize, i: usize, o: usize) -> Buf<T> {
     y
 }
 
-/// Backward of [`matmul`]: `dx (+)= dy · w` (added to `dx` when `dx_add`, written over it
-/// otherwise), `dw += dyᵀ · x`.
-#[allow(clippy::too_many_arguments)]
-fn matmul_back<T: Float>(
+/// Backward of [`matmul`] for its input: `dx (+)= dy · w` (added to `dx` when `dx_add`,
+/// written over it otherwise).
+fn matmul_back_x<T: Float>(
     dy: &[T],
-    x: &[T],
     w: &[T],
     dx: &mut [T],
     dx_add: bool,
-    dw: &mut [T],
     n: usize,
     i: usize,
     o: usize,
@@ -466,6 +646,12 @@ fn matmul_back<T: Float>(
         rs: i,
         cs: 1,
     };
+    let ok = gemm_into(dx, i, 1, dy_rows, w_m, dx_add, Threads(0)).is_ok();
+    debug_assert!(ok, "matmul_back_x shapes");
+}
+
+/// Backward of [`matmul`] for its weights: `dw += dyᵀ · x`.
+fn matmul_back_w<T: Float>(dy: &[T], x: &[T], dw: &mut [T], n: usize, i: usize, o: usize) {
     let dy_t = Strided {
         data: dy,
         rows: o,
@@ -480,9 +666,8 @@ fn matmul_back<T: Float>(
         rs: i,
         cs: 1,
     };
-    let ok = gemm_into(dx, i, 1, dy_rows, w_m, dx_add, Threads(0)).is_ok()
-        && gemm_into(dw, i, 1, dy_t, x_m, true, Threads(0)).is_ok();
-    debug_assert!(ok, "matmul_back shapes");
+    let ok = gemm_into(dw, i, 1, dy_t, x_m, true, Threads(0)).is_ok();
+    debug_assert!(ok, "matmul_back_w shapes");
 }
 
 /// RMSNorm or LayerNorm of each `d`-wide row (LayerNorm when `b` is given or `layer`);
@@ -690,6 +875,9 @@ struct AttnDims {
     qw: usize,
     kvw: usize,
     group: usize,
+    /// Per token, the row position where its segment (packed sequence) starts: keys before
+    /// it are hidden. Empty when every row is one sequence.
+    starts: Vec<usize>,
 }
 
 /// One head's rows of a `width`-wide matrix, as a gemm operand (optionally transposed).
@@ -791,7 +979,10 @@ fn attention_forward<T: Float>(
                     let row = &mut pb[i * seq..(i + 1) * seq];
                     let (seen, masked) = row.split_at_mut(i + 1);
                     // A sliding window hides the keys more than `window − 1` back.
-                    let lo = window.map_or(0, |w| (i + 1).saturating_sub(w));
+                    // Packed sequences hide the keys of the sequences before theirs.
+                    let lo = window
+                        .map_or(0, |w| (i + 1).saturating_sub(w))
+                        .max(a.starts.get(row0 + i).copied().unwrap_or(0));
                     let (early, live) = seen.split_at_mut(lo);
                     early.iter_mut().for_each(|x| *x = T::zero());
                     let mut max = T::from_f64(f64::NEG_INFINITY);
@@ -920,6 +1111,59 @@ enum Saved<T: Float> {
     Stats(Vec<(T, T)>),
     /// Attention probabilities per (sequence, head, query): `seq × seq` each.
     Probs(Buf<T>),
+    /// A LoRA adapter's s·x·Aᵀ (`n × rank`).
+    Lora(Buf<T>),
+}
+
+/// Rows of tokens for one pass: `rows` rows of equal length, `inputs` and `targets` both
+/// `rows × seq`.
+#[derive(Debug, Clone, Copy)]
+pub struct Rows<'a> {
+    pub inputs: &'a [u32],
+    pub targets: &'a [u32],
+    pub rows: usize,
+    /// For packed rows, per token the id of the sequence it belongs to (equal ids are
+    /// contiguous within a row): attention never crosses from one sequence to another and
+    /// positions restart at each. `None`: every row is one sequence.
+    pub segments: Option<&'a [u32]>,
+}
+
+impl<'a> Rows<'a> {
+    /// `rows` unpacked rows.
+    pub fn new(inputs: &'a [u32], targets: &'a [u32], rows: usize) -> Self {
+        Self {
+            inputs,
+            targets,
+            rows,
+            segments: None,
+        }
+    }
+}
+
+/// The derivative of a loss with respect to each target's log-probability, given them all:
+/// `(loss, dloss/dlogp)`, one entry per token.
+pub type LogProbLoss<'a, T> = &'a mut dyn FnMut(&[T]) -> Result<(T, Vec<T>)>;
+
+/// What a pass computes the loss of.
+pub enum Objective<'a, T> {
+    /// The mean cross-entropy of every target (pre-training).
+    MeanNll,
+    /// Any function of the targets' log-probabilities (SFT's masked mean, DPO's
+    /// preference losses): the executor hands the function every token's log-probability
+    /// and back-propagates the derivatives it returns. A token whose derivative is zero
+    /// contributes nothing to any gradient.
+    LogProbs(LogProbLoss<'a, T>),
+}
+
+/// Which parameters receive gradients.
+pub enum Grads<'a, T> {
+    /// None: a forward pass only.
+    None,
+    /// Every weight of the model.
+    Full(&'a mut Weights<T>),
+    /// Only the LoRA adapters (the model's weights stay frozen): gradients of the adapters
+    /// the pass ran with, in an arena of their layout.
+    Adapters(&'a mut Weights<T>),
 }
 
 /// Mean cross-entropy of next-token prediction over `batch` sequences of `seq` tokens
@@ -933,17 +1177,77 @@ pub fn loss_and_grad<T: Float>(
     batch: usize,
     grads: Option<&mut Weights<T>>,
 ) -> Result<T> {
-    run(spec, w, inputs, targets, batch, grads, None)
+    let grads = match grads {
+        Some(g) => Grads::Full(g),
+        None => Grads::None,
+    };
+    run(
+        spec,
+        w,
+        None,
+        Rows::new(inputs, targets, batch),
+        Objective::MeanNll,
+        grads,
+        None,
+    )
+}
+
+/// The general pass: `rows` through the model (with `adapters` applied when given), the
+/// loss of `objective`, and gradients into `grads`.
+pub fn objective<T: Float>(
+    spec: &ModelSpec,
+    w: &Weights<T>,
+    adapters: Option<&Adapters<T>>,
+    rows: Rows,
+    objective: Objective<T>,
+    grads: Grads<T>,
+) -> Result<T> {
+    run(spec, w, adapters, rows, objective, grads, None)
+}
+
+/// Every target's log-probability (no gradients): what DPO's frozen reference and
+/// sequence scoring need.
+pub fn token_logprobs<T: Float>(
+    spec: &ModelSpec,
+    w: &Weights<T>,
+    adapters: Option<&Adapters<T>>,
+    rows: Rows,
+) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    let mut keep = |lp: &[T]| -> Result<(T, Vec<T>)> {
+        out = lp.to_vec();
+        Ok((T::zero(), Vec::new()))
+    };
+    run(
+        spec,
+        w,
+        adapters,
+        rows,
+        Objective::LogProbs(&mut keep),
+        Grads::None,
+        None,
+    )?;
+    Ok(out)
 }
 
 /// One sequence's logits (no loss, no gradients).
 fn forward_logits<T: Float>(
     spec: &ModelSpec,
     w: &Weights<T>,
+    adapters: Option<&Adapters<T>>,
     inputs: &[u32],
     out: &mut Vec<T>,
 ) -> Result<()> {
-    run(spec, w, inputs, inputs, 1, None, Some(out)).map(|_| ())
+    run(
+        spec,
+        w,
+        adapters,
+        Rows::new(inputs, inputs, 1),
+        Objective::MeanNll,
+        Grads::None,
+        Some(out),
+    )
+    .map(|_| ())
 }
 
 /// A forward value, which the plan's order guarantees was computed and is still held.
@@ -979,13 +1283,19 @@ fn grad_for<T: Float>(grads: &mut [Option<Buf<T>>], x: Slot, len: usize) -> (Buf
 fn run<T: Float>(
     spec: &ModelSpec,
     w: &Weights<T>,
-    inputs: &[u32],
-    targets: &[u32],
-    batch: usize,
-    grads: Option<&mut Weights<T>>,
+    adapters: Option<&Adapters<T>>,
+    rows: Rows,
+    objective: Objective<T>,
+    grads: Grads<T>,
     logits_out: Option<&mut Vec<T>>,
 ) -> Result<T> {
     let plan = Plan::new(spec)?;
+    let Rows {
+        inputs,
+        targets,
+        rows: batch,
+        segments,
+    } = rows;
     let seq = inputs.len() / batch.max(1);
     if batch == 0 || seq == 0 || inputs.len() != batch * seq || targets.len() != inputs.len() {
         return Err(Error::Unsupported(format!(
@@ -1006,10 +1316,67 @@ fn run<T: Float>(
             spec.context_length
         )));
     }
-    if w.descs().len() != plan::tensors(spec).len() {
+    if w.descs() != plan::tensors(spec).as_slice() {
         return Err(Error::Unsupported(
             "the weights were made for a different spec".into(),
         ));
+    }
+    // Per token: where its sequence starts in its row.
+    let starts: Vec<usize> = match segments {
+        None => Vec::new(),
+        Some(ids) => {
+            if ids.len() != inputs.len() {
+                return Err(Error::Unsupported(format!(
+                    "{} segment ids for {} tokens",
+                    ids.len(),
+                    inputs.len()
+                )));
+            }
+            let mut starts = Vec::with_capacity(ids.len());
+            for (r, row) in ids.chunks(seq).enumerate() {
+                let mut start = 0;
+                for (i, &id) in row.iter().enumerate() {
+                    if i > 0 && id != row[i - 1] {
+                        if row[..i].contains(&id) {
+                            return Err(Error::Unsupported(format!(
+                                "row {r}: sequence {id} is not contiguous"
+                            )));
+                        }
+                        start = i;
+                    }
+                    starts.push(start);
+                }
+            }
+            starts
+        }
+    };
+    let (mut full, mut adapter_grads) = (None, None);
+    match grads {
+        Grads::None => {}
+        Grads::Full(g) => {
+            if g.descs() != w.descs() {
+                return Err(Error::Unsupported(
+                    "the gradients were made for a different spec".into(),
+                ));
+            }
+            full = Some(g)
+        }
+        Grads::Adapters(g) => {
+            let Some(a) = adapters else {
+                return Err(Error::Unsupported(
+                    "adapter gradients were asked for without adapters".into(),
+                ));
+            };
+            if g.descs() != a.weights.descs() {
+                return Err(Error::Unsupported(
+                    "the adapter gradients were made for other adapters".into(),
+                ));
+            }
+            adapter_grads = Some(g);
+        }
+    }
+    if let Some(a) = adapters {
+        a.check(spec)?;
     }
     let d = spec.d_model as usize;
     let hd = spec.head_dim as usize;
@@ -1017,7 +1384,10 @@ fn run<T: Float>(
     let n = batch * seq;
     let eps = spec.norm_eps;
     let layer_norm = spec.norm_kind == NormKind::LayerNorm;
-    let positions: Vec<usize> = (0..n).map(|i| i % seq).collect();
+    let positions: Vec<usize> = match starts.is_empty() {
+        true => (0..n).map(|i| i % seq).collect(),
+        false => (0..n).map(|i| i % seq - starts[i]).collect(),
+    };
     let dims = AttnDims {
         batch,
         seq,
@@ -1026,13 +1396,14 @@ fn run<T: Float>(
         qw: nh * hd,
         kvw: nkv * hd,
         group: nh / nkv,
+        starts,
     };
     let embed_scale = T::from_f64(if spec.scale_embeddings {
         (d as f64).sqrt()
     } else {
         1.0
     });
-    let training = grads.is_some();
+    let training = full.is_some() || adapter_grads.is_some();
     let steps = &plan.steps;
     // The values some backward step reads stay until the backward pass; the others go as
     // soon as the forward pass is done with them.
@@ -1104,9 +1475,26 @@ fn run<T: Float>(
             }
             Op::Linear { x, id, in_width } => {
                 let (wi, bi) = w.linear_ids(id)?;
-                let mut y = matmul(value(&vals, x), w.tensor(wi), n, in_width, step.width);
+                let xv = value(&vals, x);
+                let mut y = matmul(xv, w.tensor(wi), n, in_width, step.width);
                 if let Some(b) = bi {
                     add_bias(&mut y, w.tensor(b), step.width);
+                }
+                if let Some((a, ai, bi)) = adapters.and_then(|a| a.ids(id).map(|(x, y)| (a, x, y)))
+                {
+                    // y += s·(x·Aᵀ)·Bᵀ, with s·x·Aᵀ kept for the backward pass.
+                    let r = a.rank;
+                    let mut u = matmul(xv, a.weights.tensor(ai), n, in_width, r);
+                    let s = T::from_f64(a.scale());
+                    u.iter_mut().for_each(|v| *v *= s);
+                    let delta = matmul(&u, a.weights.tensor(bi), n, r, step.width);
+                    y.par_iter_mut()
+                        .zip(delta.par_iter())
+                        .with_min_len(4096)
+                        .for_each(|(y, &d)| *y += d);
+                    if training {
+                        saved[i] = Saved::Lora(u);
+                    }
                 }
                 y
             }
@@ -1180,10 +1568,9 @@ fn run<T: Float>(
         out.clear();
         out.extend_from_slice(&dlogits);
     }
-    // Cross-entropy and its gradient (softmax − one-hot) / n, row by row in parallel and in
-    // place: the logits buffer becomes the gradient, with one exp per logit.
-    let inv_n = T::from_f64(1.0 / n as f64);
-    let row_losses: Vec<T> = dlogits
+    // The targets' log-probabilities, row by row in parallel and in place: each row keeps
+    // exp(z − max), so that its gradient needs one more scaling pass and no second exp.
+    let rows_out: Vec<(T, T)> = dlogits
         .par_chunks_mut(v)
         .zip(targets.par_iter())
         .map(|(row, &t)| {
@@ -1196,21 +1583,41 @@ fn run<T: Float>(
             row.iter_mut().for_each(|x| *x -= max);
             T::exp_slice(row);
             let total = row.iter().fold(T::zero(), |s, &x| s + x);
-            let scale = inv_n / total;
-            row.iter_mut().for_each(|x| *x *= scale);
-            row[t] -= inv_n;
-            (max + total.ln() - target_logit) * inv_n
+            (target_logit - max - total.ln(), total)
         })
         .collect();
-    let loss = row_losses.iter().fold(T::zero(), |s, &x| s + x);
-    let Some(g) = grads else {
-        return Ok(loss);
+    let logps: Vec<T> = rows_out.iter().map(|r| r.0).collect();
+    let (loss, coef) = match objective {
+        Objective::MeanNll => {
+            let inv_n = T::from_f64(1.0 / n as f64);
+            let loss = logps.iter().fold(T::zero(), |s, &x| s - x * inv_n);
+            (loss, vec![-inv_n; if training { n } else { 0 }])
+        }
+        Objective::LogProbs(f) => f(&logps)?,
     };
-    if g.descs().len() != w.descs().len() {
-        return Err(Error::Unsupported(
-            "the gradients were made for a different spec".into(),
-        ));
+    if !training {
+        return Ok(loss);
     }
+    if coef.len() != n {
+        return Err(Error::Unsupported(format!(
+            "the objective gave {} derivatives for {n} tokens",
+            coef.len()
+        )));
+    }
+    // dloss/dz = c·(one-hot − softmax), c = dloss/dlogp.
+    dlogits
+        .par_chunks_mut(v)
+        .zip(targets.par_iter())
+        .zip(rows_out.par_iter().zip(coef.par_iter()))
+        .for_each(|((row, &t), (&(_, total), &c))| {
+            let scale = -c / total;
+            row.iter_mut().for_each(|x| *x *= scale);
+            row[t as usize] += c;
+        });
+    // Where the gradients of the model's own weights go: the caller's arena, or (adapters
+    // only) a scratch arena for the norms, whose weights stay frozen.
+    let mut scratch_norms: Vec<T> = Vec::new();
+    let mut g = full;
 
     // --- backward: the same steps in reverse ---
     let mut grads: Vec<Option<Buf<T>>> = (0..steps.len()).map(|_| None).collect();
@@ -1221,6 +1628,9 @@ fn run<T: Float>(
         };
         match step.op {
             Op::Embed => {
+                let Some(g) = g.as_deref_mut() else {
+                    continue;
+                };
                 let pos = g.find("position_embd.weight");
                 let (ge, gp) = g.pair_mut(g.need("token_embd.weight")?, pos);
                 for (row, &t) in dy.chunks_exact(d).zip(inputs) {
@@ -1244,7 +1654,15 @@ fn run<T: Float>(
                     return Err(Error::Unsupported("norm statistics were not kept".into()));
                 };
                 let (mut dx, add) = grad_for(&mut grads, x, dy.len());
-                let (dw, db) = g.pair_mut(wi, bi);
+                let (dw, db) = match g.as_deref_mut() {
+                    Some(g) => g.pair_mut(wi, bi),
+                    None => {
+                        scratch_norms.clear();
+                        scratch_norms.resize(2 * width, T::zero());
+                        let (a, b) = scratch_norms.split_at_mut(width);
+                        (a, bi.map(|_| b))
+                    }
+                };
                 norm_back(
                     &dy,
                     value(&vals, x),
@@ -1261,22 +1679,32 @@ fn run<T: Float>(
             }
             Op::Linear { x, id, in_width } => {
                 let (wi, bi) = w.linear_ids(id)?;
-                let (dw, db) = g.pair_mut(wi, bi);
-                if let Some(db) = db {
-                    bias_back(&dy, db, step.width);
+                let xv = value(&vals, x);
+                let out = step.width;
+                if let Some(g) = g.as_deref_mut() {
+                    let (dw, db) = g.pair_mut(wi, bi);
+                    if let Some(db) = db {
+                        bias_back(&dy, db, out);
+                    }
+                    matmul_back_w(&dy, xv, dw, n, in_width, out);
                 }
                 let (mut dx, add) = grad_for(&mut grads, x, n * in_width);
-                matmul_back(
-                    &dy,
-                    value(&vals, x),
-                    w.tensor(wi),
-                    &mut dx,
-                    add,
-                    dw,
-                    n,
-                    in_width,
-                    step.width,
-                );
+                matmul_back_x(&dy, w.tensor(wi), &mut dx, add, n, in_width, out);
+                if let (Some(a), Saved::Lora(u)) = (adapters, &saved[i]) {
+                    // With u = s·x·Aᵀ: dB += dyᵀ·u, du = s·dy·B, dA += duᵀ·x, dx += du·A.
+                    if let Some((ai, bi)) = a.ids(id) {
+                        let r = a.rank;
+                        let mut du = Buf::zeros(n * r);
+                        matmul_back_x(&dy, a.weights.tensor(bi), &mut du, false, n, r, out);
+                        let s = T::from_f64(a.scale());
+                        du.iter_mut().for_each(|v| *v *= s);
+                        if let Some(ag) = adapter_grads.as_deref_mut() {
+                            matmul_back_w(&dy, u, ag.tensor_mut(bi), n, r, out);
+                            matmul_back_w(&du, xv, ag.tensor_mut(ai), n, in_width, r);
+                        }
+                        matmul_back_x(&du, a.weights.tensor(ai), &mut dx, true, n, in_width, r);
+                    }
+                }
                 grads[x] = Some(dx);
             }
             Op::Rope { x, heads, base } => {
@@ -1459,6 +1887,18 @@ impl crate::load::Source for Dense<'_> {
 /// The logits of every position (`n × vocab`) from the training forward pass.
 pub fn logits<T: Float>(spec: &ModelSpec, w: &Weights<T>, inputs: &[u32]) -> Result<Vec<T>> {
     let mut out = Vec::new();
-    forward_logits(spec, w, inputs, &mut out)?;
+    forward_logits(spec, w, None, inputs, &mut out)?;
+    Ok(out)
+}
+
+/// [`logits`] of the model with LoRA adapters applied.
+pub fn adapted_logits<T: Float>(
+    spec: &ModelSpec,
+    w: &Weights<T>,
+    adapters: &Adapters<T>,
+    inputs: &[u32],
+) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    forward_logits(spec, w, Some(adapters), inputs, &mut out)?;
     Ok(out)
 }

@@ -422,3 +422,249 @@ mod train {
         assert!(loss_and_grad(&spec, &w, &[1, 99], &[1, 2], 1, None).is_err());
     }
 }
+
+/// What post-training needs of the decoder: objectives over per-token log-probabilities,
+/// packed rows, LoRA adapters.
+mod post {
+    use fmlab_nn::train::{
+        adapted_logits, logits, objective, token_logprobs, Adapters, Grads, Objective, Rows,
+        Weights,
+    };
+
+    fn tiny() -> fmlab_spec::ModelSpec {
+        let mut s = fmlab_spec::from_depth(1, 23, 16).unwrap();
+        s.n_layers = 2;
+        s.d_model = 16;
+        s.n_heads = 4;
+        s.n_kv_heads = 2;
+        s.head_dim = 4;
+        s.ffn_dim = 24;
+        s.tied_embeddings = false;
+        s
+    }
+
+    /// The mean negative log-likelihood of the tokens where `mask` is set: SFT's loss.
+    fn masked_mean(mask: &[bool]) -> impl FnMut(&[f64]) -> fmlab_nn::Result<(f64, Vec<f64>)> + '_ {
+        move |lp: &[f64]| {
+            let k = mask.iter().filter(|&&m| m).count() as f64;
+            let loss = lp
+                .iter()
+                .zip(mask)
+                .filter(|(_, &m)| m)
+                .map(|(l, _)| -l)
+                .sum::<f64>()
+                / k;
+            let d = mask
+                .iter()
+                .map(|&m| if m { -1.0 / k } else { 0.0 })
+                .collect();
+            Ok((loss, d))
+        }
+    }
+
+    fn grads_of(
+        spec: &fmlab_spec::ModelSpec,
+        w: &Weights<f64>,
+        inputs: &[u32],
+        targets: &[u32],
+        segments: &[u32],
+        mask: &[bool],
+    ) -> (f64, Weights<f64>) {
+        let mut g = Weights::<f64>::zeros(spec).unwrap();
+        let mut f = masked_mean(mask);
+        let rows = Rows {
+            inputs,
+            targets,
+            rows: 1,
+            segments: Some(segments),
+        };
+        let loss = objective(
+            spec,
+            w,
+            None,
+            rows,
+            Objective::LogProbs(&mut f),
+            Grads::Full(&mut g),
+        )
+        .unwrap();
+        (loss, g)
+    }
+
+    /// Two conversations packed in one row, the loss on the second one's answer only: the
+    /// gradients do not change when the first conversation's tokens, or the targets of the
+    /// masked tokens, change — no loss flows from masked tokens or across the boundary.
+    /// And the packed second conversation scores exactly as it does alone in its own row
+    /// (positions restart, attention stays inside it).
+    #[test]
+    fn masked_and_packed_tokens_carry_no_gradient() {
+        let spec = tiny();
+        let w = Weights::<f64>::init(&spec, 4).unwrap();
+        let inputs = [1u32, 5, 7, 2, 9, 3, 3, 11, 22, 0, 8, 4];
+        let targets = [5u32, 7, 2, 9, 4, 3, 11, 22, 0, 8, 4, 6];
+        let segments = [0u32, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1];
+        let mask: Vec<bool> = (0..12).map(|i| i >= 8).collect();
+        let (loss, g) = grads_of(&spec, &w, &inputs, &targets, &segments, &mask);
+        assert!(loss.is_finite() && loss > 0.0);
+        let mut other_inputs = inputs;
+        other_inputs[..5].copy_from_slice(&[20, 21, 19, 18, 17]);
+        let mut other_targets = targets;
+        other_targets[..8].copy_from_slice(&[1, 1, 1, 1, 1, 1, 1, 1]);
+        let (loss2, g2) = grads_of(&spec, &w, &other_inputs, &other_targets, &segments, &mask);
+        assert!((loss - loss2).abs() < 1e-12, "{loss} vs {loss2}");
+        let diff = g
+            .as_slice()
+            .iter()
+            .zip(g2.as_slice())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f64, f64::max);
+        assert!(diff < 1e-12, "gradients changed by {diff}");
+        // The embedding rows of tokens seen only in the masked first conversation get
+        // nothing.
+        let embed = g.get("token_embd.weight").unwrap();
+        for t in [1usize, 5, 7] {
+            assert!(
+                embed[t * 16..(t + 1) * 16].iter().all(|&x| x == 0.0),
+                "token {t}"
+            );
+        }
+        assert!(embed[11 * 16..12 * 16].iter().any(|&x| x != 0.0));
+        // Packed = alone.
+        let packed = token_logprobs(
+            &spec,
+            &w,
+            None,
+            Rows {
+                inputs: &inputs,
+                targets: &targets,
+                rows: 1,
+                segments: Some(&segments),
+            },
+        )
+        .unwrap();
+        let alone =
+            token_logprobs(&spec, &w, None, Rows::new(&inputs[5..], &targets[5..], 1)).unwrap();
+        for (a, b) in packed[5..].iter().zip(&alone) {
+            assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+        }
+        // Non-contiguous segments are refused.
+        let bad = [0u32, 0, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1];
+        let rows = Rows {
+            inputs: &inputs,
+            targets: &targets,
+            rows: 1,
+            segments: Some(&bad),
+        };
+        assert!(token_logprobs(&spec, &w, None, rows).is_err());
+    }
+
+    fn targets() -> Vec<String> {
+        ["attn_q", "v_proj", "ffn_down"].map(String::from).to_vec()
+    }
+
+    /// LoRA: with B = 0 the adapted model is the base model; adapter gradients match
+    /// central differences (f64); merged weights reproduce the adapted model's logits.
+    #[test]
+    fn lora_adapters() {
+        let spec = tiny();
+        let w = Weights::<f64>::init(&spec, 4).unwrap();
+        let inputs = [1u32, 5, 7, 2, 9, 3, 3, 11];
+        let tgt = [5u32, 7, 2, 9, 4, 3, 11, 22];
+        let mut a = Adapters::<f64>::init(&spec, 2, 4.0, &targets(), 7).unwrap();
+        assert_eq!(a.targets, ["attn_q", "attn_v", "ffn_down"]);
+        assert_eq!(
+            logits(&spec, &w, &inputs).unwrap(),
+            adapted_logits(&spec, &w, &a, &inputs).unwrap()
+        );
+        // B away from zero, then a gradient check of every adapter tensor.
+        for (i, t) in a.weights.named_mut().into_iter().enumerate() {
+            if t.name.ends_with("lora_b") {
+                t.data
+                    .iter_mut()
+                    .enumerate()
+                    .for_each(|(k, x)| *x = 0.05 * (((k * 7 + i) % 11) as f64 - 5.0));
+            }
+        }
+        let mut f = |lp: &[f64]| -> fmlab_nn::Result<(f64, Vec<f64>)> {
+            let n = lp.len() as f64;
+            Ok((-lp.iter().sum::<f64>() / n, vec![-1.0 / n; lp.len()]))
+        };
+        let mut g = Adapters::<f64>::zeros(&spec, 2, 4.0, &targets())
+            .unwrap()
+            .weights;
+        let loss = |a: &Adapters<f64>, f: fmlab_nn::train::LogProbLoss<'_, f64>| {
+            objective(
+                &spec,
+                &w,
+                Some(a),
+                Rows::new(&inputs, &tgt, 2),
+                Objective::LogProbs(f),
+                Grads::None,
+            )
+            .unwrap()
+        };
+        objective(
+            &spec,
+            &w,
+            Some(&a),
+            Rows::new(&inputs, &tgt, 2),
+            Objective::LogProbs(&mut f),
+            Grads::Adapters(&mut g),
+        )
+        .unwrap();
+        for t in 0..a.weights.descs().len() {
+            let len = a.weights.tensor(t).len();
+            for k in (0..len).step_by((len / 5).max(1)) {
+                let h = 1e-5;
+                let orig = a.weights.tensor(t)[k];
+                a.weights.tensor_mut(t)[k] = orig + h;
+                let up = loss(&a, &mut f);
+                a.weights.tensor_mut(t)[k] = orig - h;
+                let down = loss(&a, &mut f);
+                a.weights.tensor_mut(t)[k] = orig;
+                let numeric = (up - down) / (2.0 * h);
+                let analytic = g.tensor(t)[k];
+                let err = (numeric - analytic).abs() / numeric.abs().max(analytic.abs()).max(1e-6);
+                assert!(
+                    err < 1e-5 || (numeric - analytic).abs() < 1e-9,
+                    "{}[{k}]: analytic {analytic}, numeric {numeric}",
+                    a.weights.descs()[t].name
+                );
+            }
+        }
+        // Merging, in f32 as exported.
+        let w32 = Weights::<f32>::init(&spec, 4).unwrap();
+        let mut a32 = Adapters::<f32>::init(&spec, 2, 4.0, &targets(), 7).unwrap();
+        for (i, t) in a32.weights.named_mut().into_iter().enumerate() {
+            if t.name.ends_with("lora_b") {
+                t.data
+                    .iter_mut()
+                    .enumerate()
+                    .for_each(|(k, x)| *x = 0.05 * (((k * 7 + i) % 11) as f32 - 5.0));
+            }
+        }
+        let adapted = adapted_logits(&spec, &w32, &a32, &inputs).unwrap();
+        let base = logits(&spec, &w32, &inputs).unwrap();
+        let moved = adapted
+            .iter()
+            .zip(&base)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(moved > 1e-3, "the adapters change the logits ({moved})");
+        let mut merged = w32.clone();
+        a32.merge_into(&spec, &mut merged).unwrap();
+        let after = logits(&spec, &merged, &inputs).unwrap();
+        let err = adapted
+            .iter()
+            .zip(&after)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(err < 1e-5, "merged logits differ by {err}");
+        // Bad settings are errors.
+        assert!(Adapters::<f32>::zeros(&spec, 0, 8.0, &targets()).is_err());
+        assert!(Adapters::<f32>::zeros(&spec, 2, 8.0, &["mlp".to_string()]).is_err());
+        let mut deeper = tiny();
+        deeper.n_layers = 3;
+        let other = Adapters::<f32>::zeros(&deeper, 2, 4.0, &targets()).unwrap();
+        assert!(adapted_logits(&spec, &w32, &other, &inputs).is_err());
+    }
+}

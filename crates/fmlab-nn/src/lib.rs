@@ -334,6 +334,65 @@ impl Transformer {
         Ok(vals[plan.logits].take().unwrap_or_default())
     }
 
+    /// Every parameter as dense f32 under its GGUF name (quantized matrices dequantised
+    /// row by row): what finetuning starts from.
+    pub fn dense_tensors(&self) -> Result<Vec<(String, Vec<f32>)>> {
+        let dense = |m: &Matrix| -> Result<Vec<f32>> {
+            let mut out = vec![0f32; m.rows * m.cols];
+            for (i, row) in out.chunks_exact_mut(m.cols.max(1)).enumerate() {
+                m.row(i, row)?;
+            }
+            Ok(out)
+        };
+        let mut out = vec![("token_embd.weight".to_string(), dense(&self.embed)?)];
+        if let Some(p) = &self.pos_embed {
+            out.push(("position_embd.weight".into(), dense(p)?));
+        }
+        let norm = |out: &mut Vec<(String, Vec<f32>)>, id: NormId, n: &Norm| {
+            out.push((format!("{}.weight", id.name()), n.weight.clone()));
+            if let Some(b) = &n.bias {
+                out.push((format!("{}.bias", id.name()), b.clone()));
+            }
+        };
+        let linear = |out: &mut Vec<(String, Vec<f32>)>, id: LinearId, l: &Linear| -> Result<()> {
+            out.push((format!("{}.weight", id.name(false)), dense(&l.weight)?));
+            if let Some(b) = &l.bias {
+                out.push((format!("{}.bias", id.name(false)), b.clone()));
+            }
+            Ok(())
+        };
+        for (i, l) in self.layers.iter().enumerate() {
+            norm(&mut out, NormId::Attn(i), &l.attn_norm);
+            linear(&mut out, LinearId::Q(i), &l.q)?;
+            linear(&mut out, LinearId::K(i), &l.k)?;
+            linear(&mut out, LinearId::V(i), &l.v)?;
+            linear(&mut out, LinearId::O(i), &l.o)?;
+            for (id, n) in [
+                (NormId::QHead(i), &l.q_norm),
+                (NormId::KHead(i), &l.k_norm),
+                (NormId::PostAttn(i), &l.post_attn_norm),
+                (NormId::PostFfn(i), &l.post_ffn_norm),
+            ] {
+                if let Some(n) = n {
+                    norm(&mut out, id, n);
+                }
+            }
+            norm(&mut out, NormId::Ffn(i), &l.ffn_norm);
+            if let Some(g) = &l.gate {
+                linear(&mut out, LinearId::Gate(i), g)?;
+            }
+            linear(&mut out, LinearId::Up(i), &l.up)?;
+            linear(&mut out, LinearId::Down(i), &l.down)?;
+        }
+        if let Some(n) = &self.final_norm {
+            norm(&mut out, NormId::Final, n);
+        }
+        if let Some(h) = &self.head {
+            out.push(("output.weight".into(), dense(h)?));
+        }
+        Ok(out)
+    }
+
     fn norm_of(&self, id: NormId) -> &Norm {
         let layer = |l: usize| &self.layers[l];
         let missing = || unreachable_norm(id);

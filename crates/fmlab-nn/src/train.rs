@@ -1840,6 +1840,37 @@ fn act_backward<T: Float>(
 }
 
 impl Weights<f32> {
+    /// Dense trainable weights of a loaded model (a GGUF file's, dequantised): the start
+    /// of finetuning.
+    pub fn from_transformer(model: &crate::Transformer) -> Result<Self> {
+        let mut w = Self::zeros(&model.spec)?;
+        let mut found = 0;
+        for (name, data) in model.dense_tensors()? {
+            let Some(i) = w.find(&name) else {
+                return Err(Error::Unsupported(format!(
+                    "the model has a tensor {name} its spec does not describe"
+                )));
+            };
+            let t = w.tensor_mut(i);
+            if t.len() != data.len() {
+                return Err(Error::Shape {
+                    tensor: name,
+                    expected: vec![t.len() as u64],
+                    found: vec![data.len() as u64],
+                });
+            }
+            t.copy_from_slice(&data);
+            found += 1;
+        }
+        if found != w.descs().len() {
+            return Err(Error::Unsupported(format!(
+                "the model provides {found} of the {} tensors its spec describes",
+                w.descs().len()
+            )));
+        }
+        Ok(w)
+    }
+
     /// The inference model over these weights (dense matrices), built by the same code that
     /// loads GGUF files: what `fmlab generate` and export run once training is done.
     pub fn to_transformer(&self, spec: &ModelSpec) -> Result<crate::Transformer> {

@@ -18,6 +18,7 @@ use fmlab_spec::ModelSpec;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::finetune::{BaseRef, LoraConfig};
 use crate::pretrain::PretrainConfig;
 use crate::{AdamW, Error, Result};
 
@@ -54,6 +55,15 @@ pub struct Manifest {
     pub tokenizer: Option<FileEntry>,
     #[serde(default)]
     pub files: Vec<FileEntry>,
+    /// "sft" or "preference" for finetuning runs (absent for pre-training).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    /// Set when the checkpoint holds LoRA adapters rather than the model's weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<LoraConfig>,
+    /// The model a finetuning run started from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<BaseRef>,
 }
 
 /// A loaded, verified checkpoint.
@@ -293,7 +303,14 @@ pub fn load(dir: &Path, optimizer: bool) -> Result<Checkpoint> {
                 Error::Checkpoint(format!("{}: no {name} in the manifest", dir.display()))
             })
     };
-    let mut weights = Weights::<f32>::zeros(&manifest.spec)?;
+    // A LoRA checkpoint holds the adapters, in their own layout.
+    let mut weights = match &manifest.lora {
+        Some(l) => {
+            fmlab_nn::train::Adapters::<f32>::zeros(&manifest.spec, l.rank, l.alpha, &l.targets)?
+                .weights
+        }
+        None => Weights::<f32>::zeros(&manifest.spec)?,
+    };
     let model_bytes = read_verified(dir, entry(MODEL_FILE)?)?;
     let mut targets: Vec<(String, Vec<usize>, &mut [f32])> = weights
         .named_mut()

@@ -7,10 +7,14 @@
 //! - [`clip_grad_norm`]: global L2 clipping as `torch.nn.utils.clip_grad_norm_`;
 //! - [`pretrain::Pretrainer`]: the pre-training loop over token shards, with metrics and
 //!   exact resumption;
+//! - [`finetune::Finetuner`]: supervised and preference finetuning (DPO, IPO, hinge,
+//!   SimPO) on full weights or LoRA adapters, over [`chat_data`]'s masked, packed rows;
 //! - [`checkpoint`]: checkpoints written atomically and verified on load.
 
+pub mod chat_data;
 pub mod checkpoint;
 pub mod export;
+pub mod finetune;
 mod optim;
 pub mod pretrain;
 mod schedule;

@@ -488,6 +488,9 @@ impl Pretrainer {
             val_loss: self.last_val,
             tokenizer: self.file.tokenizer.clone(),
             files: Vec::new(),
+            stage: None,
+            lora: None,
+            base: None,
         };
         let keep = self.file.config.keep.max(1);
         checkpoint::save(

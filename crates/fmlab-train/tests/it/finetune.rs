@@ -1,0 +1,259 @@
+//! Post-training: SFT and preference finetuning on a tiny model with a trained tokenizer
+//! and fmlab's chat template.
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+use fmlab_nn::train::Weights;
+use fmlab_tokenizer::{BpeTrainer, ChatTemplate, Tokenizer};
+use fmlab_train::chat_data::{read_conversations, read_pairs, ChatEncoder};
+use fmlab_train::finetune::{
+    Base, BaseRef, Data, FinetuneConfig, Finetuner, LoraConfig, Method, PreferenceLoss,
+};
+use fmlab_train::{AdamWConfig, PretrainConfig, Schedule};
+
+use super::{scratch, tiny};
+
+fn tokenizer() -> (Tokenizer, ChatTemplate) {
+    let mut t = BpeTrainer::new(300, &fmlab_tokenizer::train::DEFAULT_SPECIALS).unwrap();
+    for _ in 0..20 {
+        t.feed("Where was Kea Jemda born? Kea Jemda was born in Lumora. What colour? Blue. I don't know. user assistant system");
+    }
+    let trained = t.train(|_, _| {}).unwrap();
+    let template =
+        ChatTemplate::new(fmlab_tokenizer::train::CHAT_TEMPLATE, "<|bos|>", "<|eos|>").unwrap();
+    (Tokenizer::from_trained(&trained).unwrap(), template)
+}
+
+fn write(path: &Path, lines: &[&str]) {
+    std::fs::write(path, lines.join("\n")).unwrap();
+}
+
+fn optim(steps: u64, lr: f32) -> PretrainConfig {
+    PretrainConfig {
+        seq_len: 64,
+        batch: 2,
+        grad_accum: 1,
+        steps,
+        schedule: Schedule::Constant { lr, warmup: 0 },
+        adamw: AdamWConfig {
+            weight_decay: 0.0,
+            ..AdamWConfig::default()
+        },
+        grad_clip: 1.0,
+        eval_every: 0,
+        eval_windows: 0,
+        checkpoint_every: 0,
+        keep: 1,
+        seed: 3,
+    }
+}
+
+fn base(vocab: u64) -> Base {
+    let mut spec = tiny(vocab, 2);
+    spec.context_length = 64;
+    Base {
+        weights: Weights::init(&spec, 1).unwrap(),
+        spec,
+        source: BaseRef {
+            path: "/nowhere".into(),
+            kind: "run".into(),
+        },
+        tokenizer_json: None,
+    }
+}
+
+fn losses(run: &Path, key: &str) -> Vec<f64> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v.get(key).and_then(|x| x.as_f64()))
+        .collect()
+}
+
+/// SFT on a handful of conversations (full weights and LoRA): the loss falls; bad records
+/// are skipped with counts; a file with nothing usable is an error.
+#[test]
+fn sft_learns_the_answers_and_skips_bad_records() {
+    let dir = scratch("sft");
+    let (tok, template) = tokenizer();
+    let path = dir.join("sft.jsonl");
+    write(
+        &path,
+        &[
+            r#"{"messages": [{"role": "user", "content": "Where was Kea Jemda born?"}, {"role": "assistant", "content": "Lumora."}]}"#,
+            r#"{"messages": [{"role": "user", "content": "What colour?"}, {"role": "assistant", "content": "Blue."}]}"#,
+            r#"{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Where was Kea Jemda born?"}, {"role": "assistant", "content": "I don't know."}]}"#,
+            r#"{"messages": [{"role": "user", "content": "What colour?"}, {"role": "assistant", "content": "Blue."}, {"role": "user", "content": "Where?"}, {"role": "assistant", "content": "Lumora."}]}"#,
+            r#"not json"#,
+            r#"{"messages": [{"content": "no role"}]}"#,
+            r#"{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "  "}]}"#,
+            r#"{"messages": [{"role": "user", "content": "only a question"}]}"#,
+        ],
+    );
+    let (convs, skipped) = read_conversations(&path).unwrap();
+    assert_eq!(convs.len(), 4);
+    assert_eq!(
+        (
+            skipped.not_json,
+            skipped.missing_roles,
+            skipped.empty_assistant
+        ),
+        (1, 1, 2)
+    );
+    assert!(
+        skipped.describe().starts_with("4 skipped"),
+        "{}",
+        skipped.describe()
+    );
+    let enc = ChatEncoder {
+        template: &template,
+        tokenizer: &tok,
+    };
+    let seqs: Vec<_> = convs.iter().map(|c| enc.conversation(c).unwrap()).collect();
+    // The mask covers the answers (and their end-of-turn marker), not the prompts.
+    let s = &seqs[0];
+    let answer: Vec<u32> = s
+        .tokens
+        .iter()
+        .zip(&s.mask)
+        .filter(|(_, &m)| m)
+        .map(|(&t, _)| t)
+        .collect();
+    assert_eq!(tok.decode(&answer, true).unwrap(), "Lumora.<|im_end|>\n");
+    let two: usize = seqs[3].mask.windows(2).filter(|w| !w[0] && w[1]).count();
+    assert_eq!(
+        two, 2,
+        "both answers of the two-turn conversation are trained on"
+    );
+    for lora in [
+        None,
+        Some(LoraConfig {
+            rank: 4,
+            alpha: 8.0,
+            targets: fmlab_nn::train::LORA_TARGETS
+                .iter()
+                .map(|t| t.0.to_string())
+                .collect(),
+        }),
+    ] {
+        let run = dir.join(if lora.is_some() { "lora" } else { "full" });
+        let config = FinetuneConfig {
+            method: Method::Sft,
+            optim: optim(30, if lora.is_some() { 5e-2 } else { 3e-3 }),
+            lora: lora.clone(),
+            val_fraction: 0.0,
+        };
+        let mut b = base(tok.vocab_size() as u64);
+        if lora.is_some() {
+            // A random head at std 0.02 caps how far normalised states can move the logits;
+            // a trained model's is larger. Frozen under LoRA, give it a trained scale.
+            let head = b.weights.find("output.weight").unwrap();
+            b.weights
+                .tensor_mut(head)
+                .iter_mut()
+                .for_each(|x| *x *= 50.0);
+        }
+        let mut ft = Finetuner::create(&run, b, Data::Sft(seqs.clone()), config, 2).unwrap();
+        ft.run(&AtomicBool::new(false), &mut |_| {}).unwrap();
+        let l = losses(&run, "loss");
+        assert_eq!(l.len(), 30);
+        assert!(
+            l[29] < 0.5 * l[0],
+            "lora {}: {} → {}",
+            lora.is_some(),
+            l[0],
+            l[29]
+        );
+        // The checkpoint loads back (adapters for LoRA).
+        let (c, _) = fmlab_train::checkpoint::latest(&run, false).unwrap();
+        assert_eq!(c.manifest.stage.as_deref(), Some("sft"));
+        assert_eq!(c.manifest.lora, lora);
+    }
+    write(&path, &["nope", r#"{"messages": []}"#]);
+    let err = read_conversations(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("no usable conversation") && err.contains("1 not JSON"),
+        "{err}"
+    );
+}
+
+/// Preference finetuning: at step 0 (policy = reference) DPO's loss is ln 2 and margins
+/// are zero; one step on a single pair raises its margin. Identical answers are skipped.
+#[test]
+fn dpo_starts_at_ln2_and_one_step_raises_the_margin() {
+    let dir = scratch("dpo");
+    let (tok, template) = tokenizer();
+    let path = dir.join("pairs.jsonl");
+    write(
+        &path,
+        &[
+            r#"{"prompt": [{"role": "user", "content": "Where was Kea Jemda born?"}], "chosen": "Lumora.", "rejected": "Blue."}"#,
+            r#"{"prompt": "What colour?", "chosen": "Blue.", "rejected": "Blue."}"#,
+            r#"{"prompt": [{"role": "user", "content": "x"}], "chosen": "a"}"#,
+        ],
+    );
+    let (pairs, skipped) = read_pairs(&path).unwrap();
+    assert_eq!(pairs.len(), 1);
+    assert_eq!((skipped.identical_pair, skipped.missing_roles), (1, 1));
+    let enc = ChatEncoder {
+        template: &template,
+        tokenizer: &tok,
+    };
+    let data: Vec<_> = pairs
+        .iter()
+        .map(|p| {
+            (
+                enc.answered(&p.prompt, &p.chosen).unwrap(),
+                enc.answered(&p.prompt, &p.rejected).unwrap(),
+            )
+        })
+        .collect();
+    for (name, lora) in [
+        ("full", None),
+        (
+            "lora",
+            Some(LoraConfig {
+                rank: 2,
+                alpha: 4.0,
+                targets: vec!["q_proj".into(), "down_proj".into()],
+            }),
+        ),
+    ] {
+        let config = FinetuneConfig {
+            method: Method::Preference {
+                beta: 0.1,
+                loss: PreferenceLoss::Sigmoid,
+            },
+            optim: optim(1, 1e-2),
+            lora,
+            val_fraction: 0.0,
+        };
+        let run = dir.join(name);
+        let mut ft = Finetuner::create(
+            &run,
+            base(tok.vocab_size() as u64),
+            Data::Pairs(data.clone()),
+            config,
+            2,
+        )
+        .unwrap();
+        let m = ft.train_step().unwrap();
+        let r = m.rewards.unwrap();
+        assert!(
+            (m.loss - std::f64::consts::LN_2).abs() < 1e-4,
+            "{name}: loss {}",
+            m.loss
+        );
+        assert!(
+            r.margin.abs() < 1e-4 && r.chosen.abs() < 1e-4,
+            "{name}: {r:?}"
+        );
+        // After the step, the same pair's margin is positive.
+        let after = ft.train_step().unwrap();
+        let r2 = after.rewards.unwrap();
+        assert!(r2.margin > 1e-4, "{name}: margin {}", r2.margin);
+        assert!(after.loss < m.loss, "{name}: {} → {}", m.loss, after.loss);
+    }
+}

@@ -22,11 +22,23 @@ pub struct ExportArgs {
     /// Output file (gguf) or folder (safetensors) [default: RUN/model-QUANT.gguf or RUN/hf].
     #[arg(long)]
     out: Option<PathBuf>,
+    /// For a LoRA run: merge the adapters into the base model's weights (W + α/r·B·A) and
+    /// export the result.
+    #[arg(long)]
+    merge_lora: bool,
 }
 
 pub fn run(args: ExportArgs) -> Result<()> {
     let found = crate::model::find_checkpoint(&args.run, false)?;
+    if found.checkpoint.manifest.lora.is_some() && !args.merge_lora {
+        bail!(
+            "{}: the run holds LoRA adapters; --merge-lora exports the base model with them merged in",
+            args.run.display()
+        );
+    }
+    let merged = crate::model::merged_weights(&found)?;
     let mut c = found.checkpoint;
+    c.weights = merged;
     let spec = c.manifest.spec.clone();
     let tok = crate::model::run_tokenizer(&found.run)?;
     let name = format!("fmlab {} step {}", spec.architecture, c.manifest.step);

@@ -4,6 +4,7 @@
 
 mod data_cmd;
 mod export_cmd;
+mod finetune_cmd;
 mod generate;
 mod inspect;
 mod model;
@@ -76,7 +77,8 @@ enum Command {
     Tokenize(tokens::TokenizeArgs),
     /// Perplexity of a model on a text file (non-overlapping windows from an empty context).
     Perplexity(tokens::PerplexityArgs),
-    /// Train models: pre-training from scratch on token shards.
+    /// Train models: pre-training from scratch on token shards, SFT and preference
+    /// finetuning (DPO and relatives), full or LoRA.
     #[command(subcommand)]
     Train(train_cmd::TrainCommand),
     /// Export a training run's checkpoint as GGUF (f32, f16, q8_0; for `fmlab generate` and

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use fmlab_formats::GgufFile;
+use fmlab_nn::train::{Adapters, Weights};
 use fmlab_nn::Transformer;
 use fmlab_tokenizer::{ChatTemplate, Tokenizer};
 
@@ -151,15 +152,133 @@ pub fn run_tokenizer(run: &Path) -> Result<RunTokenizer> {
 
 fn load_checkpoint(path: &Path) -> Result<Loaded> {
     let found = find_checkpoint(path, false)?;
+    let chat = chat_of(&found)?;
+    let weights = merged_weights(&found)?;
     let c = &found.checkpoint;
-    let tokenizer = run_tokenizer(&found.run)?.tokenizer;
-    let template = ChatTemplate::new(fmlab_tokenizer::train::CHAT_TEMPLATE, "<|bos|>", "<|eos|>")?;
-    let model = c.weights.to_transformer(&c.manifest.spec)?;
+    let model = weights.to_transformer(&c.manifest.spec)?;
     Ok(Loaded {
         path: c.dir.clone(),
         model,
-        tokenizer,
-        template: Some(template),
+        tokenizer: chat.tokenizer,
+        template: Some(chat.template),
+    })
+}
+
+/// fmlab's chat template for the tokenizers it trains.
+pub fn fmlab_template() -> Result<ChatTemplate> {
+    Ok(ChatTemplate::new(
+        fmlab_tokenizer::train::CHAT_TEMPLATE,
+        "<|bos|>",
+        "<|eos|>",
+    )?)
+}
+
+/// A model's tokenizer and chat template, and its `tokenizer.json` when it has one.
+pub struct Chat {
+    pub tokenizer: Tokenizer,
+    pub template: ChatTemplate,
+    pub tokenizer_json: Option<String>,
+}
+
+/// The tokenizer and template of a run: its own `tokenizer.json` with fmlab's template, or,
+/// for a finetuning run of a GGUF model, the base file's.
+pub fn chat_of(found: &RunCheckpoint) -> Result<Chat> {
+    if found.run.join("tokenizer.json").is_file() {
+        let t = run_tokenizer(&found.run)?;
+        return Ok(Chat {
+            tokenizer: t.tokenizer,
+            template: fmlab_template()?,
+            tokenizer_json: Some(t.text),
+        });
+    }
+    match &found.checkpoint.manifest.base {
+        Some(base) if base.kind == "gguf" => {
+            let file = GgufFile::open(&base.path)
+                .with_context(|| format!("the run's base model {}", base.path.display()))?;
+            let tokenizer = Tokenizer::from_gguf(&file.gguf)?;
+            let template = ChatTemplate::from_gguf(&file.gguf, &tokenizer)?
+                .with_context(|| format!("{}: no chat template", base.path.display()))?;
+            Ok(Chat {
+                tokenizer,
+                template,
+                tokenizer_json: None,
+            })
+        }
+        Some(base) => chat_of(&find_checkpoint(&base.path, false)?),
+        None => bail!(
+            "{}: the run has no tokenizer (train with --tokenizer)",
+            found.run.join("tokenizer.json").display()
+        ),
+    }
+}
+
+/// The weights a run's checkpoint computes with: its own, or (LoRA) its base's with the
+/// adapters merged in.
+pub fn merged_weights(found: &RunCheckpoint) -> Result<Weights<f32>> {
+    let c = &found.checkpoint;
+    let Some(lora) = &c.manifest.lora else {
+        return Ok(c.weights.clone());
+    };
+    let base = c
+        .manifest
+        .base
+        .as_ref()
+        .context("a LoRA checkpoint without its base model")?;
+    let mut weights = load_trainable(&base.path.to_string_lossy())
+        .with_context(|| format!("the LoRA run's base {}", base.path.display()))?
+        .weights;
+    let mut adapters =
+        Adapters::<f32>::zeros(&c.manifest.spec, lora.rank, lora.alpha, &lora.targets)?;
+    adapters.weights = c.weights.clone();
+    adapters.merge_into(&c.manifest.spec, &mut weights)?;
+    Ok(weights)
+}
+
+/// A model as dense trainable weights with its tokenizer and template: a finetuning base.
+pub struct Trainable {
+    pub spec: fmlab_spec::ModelSpec,
+    pub weights: Weights<f32>,
+    pub chat: Chat,
+    pub source: fmlab_train::finetune::BaseRef,
+}
+
+/// Loads a training run, a checkpoint folder, a GGUF file or a known model's name as
+/// dense f32 weights (GGUF matrices dequantised).
+pub fn load_trainable(name: &str) -> Result<Trainable> {
+    let path = resolve(name)?;
+    let abs = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
+    if path.is_dir() {
+        let found = find_checkpoint(&path, false)?;
+        return Ok(Trainable {
+            spec: found.checkpoint.manifest.spec.clone(),
+            weights: merged_weights(&found)?,
+            chat: chat_of(&found)?,
+            source: fmlab_train::finetune::BaseRef {
+                path: abs,
+                kind: "run".into(),
+            },
+        });
+    }
+    let file = GgufFile::open(&path)?;
+    let tokenizer = Tokenizer::from_gguf(&file.gguf)
+        .with_context(|| format!("{}: tokenizer", path.display()))?;
+    let template = ChatTemplate::from_gguf(&file.gguf, &tokenizer)
+        .with_context(|| format!("{}: chat template", path.display()))?
+        .with_context(|| format!("{}: the model has no chat template", path.display()))?;
+    let model = fmlab_nn::from_gguf(&file).with_context(|| format!("{}", path.display()))?;
+    let weights = Weights::from_transformer(&model)?;
+    Ok(Trainable {
+        spec: model.spec.clone(),
+        weights,
+        chat: Chat {
+            tokenizer,
+            template,
+            tokenizer_json: None,
+        },
+        source: fmlab_train::finetune::BaseRef {
+            path: abs,
+            kind: "gguf".into(),
+        },
     })
 }
 

@@ -19,6 +19,12 @@ pub enum TrainCommand {
     /// Pre-train a decoder from scratch on token shards (`fmlab data tokenize`), or
     /// continue a run with --resume. Ctrl-C writes a checkpoint and exits.
     Pretrain(Box<PretrainArgs>),
+    /// Supervised finetuning on conversations: loss on the assistant's tokens only,
+    /// conversations packed into rows they cannot see across; full weights or LoRA.
+    Sft(Box<crate::finetune_cmd::SftArgs>),
+    /// Preference finetuning (DPO; IPO, hinge, SimPO) on chosen/rejected pairs against the
+    /// base as a frozen reference; full weights or LoRA.
+    Dpo(Box<crate::finetune_cmd::DpoArgs>),
 }
 
 /// Every setting; the command line wins over `--config`, which wins over the defaults.
@@ -117,6 +123,8 @@ pub struct PretrainArgs {
 pub fn run(cmd: TrainCommand) -> Result<()> {
     match cmd {
         TrainCommand::Pretrain(args) => pretrain(*args),
+        TrainCommand::Sft(args) => crate::finetune_cmd::sft(*args),
+        TrainCommand::Dpo(args) => crate::finetune_cmd::dpo(*args),
     }
 }
 
@@ -410,7 +418,7 @@ pub fn drive(t: &mut Pretrainer, stop: &AtomicBool, quiet: bool) -> Result<Summa
         initial_val = metrics.val.first().map(|p| p.1);
     }
     let loss_plot = run.join("loss.png");
-    plot_losses(&metrics, &loss_plot)?;
+    plot_losses(&metrics, &loss_plot, "pre-training")?;
     let tps = session_tokens as f64 / session_seconds.max(1e-9);
     let checkpoint = match last_ckpt {
         Some(d) => d,
@@ -475,12 +483,12 @@ pub fn read_metrics(run: &Path) -> Result<Metrics> {
     Ok(m)
 }
 
-fn plot_losses(m: &Metrics, path: &Path) -> Result<()> {
+pub fn plot_losses(m: &Metrics, path: &Path, title: &str) -> Result<()> {
     if m.train.is_empty() && m.val.is_empty() {
         return Ok(());
     }
     crate::plot::PanelPlot {
-        title: "pre-training",
+        title,
         x_label: "step",
         panels: vec![
             (

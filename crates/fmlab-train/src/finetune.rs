@@ -179,6 +179,8 @@ pub struct RecordCounts {
     pub val_rows: usize,
     /// Trained-on tokens per epoch.
     pub train_tokens: usize,
+    /// Records left out because they do not fit a row.
+    pub too_long: usize,
 }
 
 const RUN_FORMAT: &str = "fmlab-finetune-1";
@@ -295,6 +297,53 @@ fn order_for(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
     order
 }
 
+/// Splits the records into training and validation (seeded) and packs each into rows:
+/// what [`Finetuner::create`] trains on, exposed so that a caller can size the run (steps
+/// per epoch) first. Records longer than a row are left out (counted in the result).
+pub fn prepare(
+    data: &Data,
+    config: &FinetuneConfig,
+    pad: u32,
+) -> Result<(Rows, Rows, RecordCounts)> {
+    let c = &config.optim;
+    // Units: what must share a row (a conversation; a pair's two answers).
+    let units: Vec<Vec<&Sequence>> = match &data {
+        Data::Sft(s) => s.iter().map(|x| vec![x]).collect(),
+        Data::Pairs(p) => p.iter().map(|(a, b)| vec![a, b]).collect(),
+    };
+    let seq_len = c.seq_len;
+    let fits: Vec<usize> = (0..units.len())
+        .filter(|&i| units[i].iter().map(|s| s.positions()).sum::<usize>() <= seq_len)
+        .collect();
+    if fits.is_empty() {
+        return Err(Error::Config(format!(
+            "no record fits rows of {seq_len} tokens"
+        )));
+    }
+    let order = order_for(fits.len(), c.seed, u64::MAX);
+    let n_val = if fits.len() >= 2 {
+        ((fits.len() as f64 * config.val_fraction).round() as usize)
+            .clamp(usize::from(config.val_fraction > 0.0), fits.len() - 1)
+    } else {
+        0
+    };
+    let (val_idx, train_idx) = order.split_at(n_val);
+    let pick = |idx: &[usize]| -> Vec<Vec<&Sequence>> {
+        idx.iter().map(|&i| units[fits[i]].clone()).collect()
+    };
+    let train = pack(&pick(train_idx), seq_len, pad)?;
+    let val = pack(&pick(val_idx), seq_len, pad)?;
+    let records = RecordCounts {
+        train: train_idx.len(),
+        val: val_idx.len(),
+        train_rows: train.len(),
+        val_rows: val.len(),
+        train_tokens: train.mask.iter().filter(|&&m| m).count(),
+        too_long: units.len() - fits.len(),
+    };
+    Ok((train, val, records))
+}
+
 impl Finetuner {
     /// Starts a run in `run` from `base` on `data` (tokenized with the base's template).
     /// `pad` fills the rows' tails.
@@ -324,40 +373,7 @@ impl Finetuner {
                 run.display()
             )));
         }
-        // Units: what must share a row (a conversation; a pair's two answers).
-        let units: Vec<Vec<&Sequence>> = match &data {
-            Data::Sft(s) => s.iter().map(|x| vec![x]).collect(),
-            Data::Pairs(p) => p.iter().map(|(a, b)| vec![a, b]).collect(),
-        };
-        let seq_len = c.seq_len;
-        let fits: Vec<usize> = (0..units.len())
-            .filter(|&i| units[i].iter().map(|s| s.positions()).sum::<usize>() <= seq_len)
-            .collect();
-        if fits.is_empty() {
-            return Err(Error::Config(format!(
-                "no record fits rows of {seq_len} tokens"
-            )));
-        }
-        let order = order_for(fits.len(), c.seed, u64::MAX);
-        let n_val = if fits.len() >= 2 {
-            ((fits.len() as f64 * config.val_fraction).round() as usize)
-                .clamp(usize::from(config.val_fraction > 0.0), fits.len() - 1)
-        } else {
-            0
-        };
-        let (val_idx, train_idx) = order.split_at(n_val);
-        let pick = |idx: &[usize]| -> Vec<Vec<&Sequence>> {
-            idx.iter().map(|&i| units[fits[i]].clone()).collect()
-        };
-        let train = pack(&pick(train_idx), seq_len, pad)?;
-        let val = pack(&pick(val_idx), seq_len, pad)?;
-        let records = RecordCounts {
-            train: train_idx.len(),
-            val: val_idx.len(),
-            train_rows: train.len(),
-            val_rows: val.len(),
-            train_tokens: train.mask.iter().filter(|&&m| m).count(),
-        };
+        let (train, val, records) = prepare(&data, &config, pad)?;
         let adapters = match &config.lora {
             Some(l) => Some(Adapters::init(
                 &base.spec, l.rank, l.alpha, &l.targets, c.seed,

@@ -1,0 +1,439 @@
+//! `fmlab train sft` and `fmlab train dpo`: a base model (a run, a checkpoint, a GGUF file)
+//! finetuned on conversations or preference pairs, full weights or LoRA, with a progress
+//! bar, Ctrl-C to stop with a checkpoint, and a loss curve at the end.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use fmlab_train::chat_data::{read_conversations, read_pairs, ChatEncoder, Skipped};
+use fmlab_train::finetune::{
+    prepare, Base, Data, FinetuneConfig, Finetuner, LoraConfig, Method, PreferenceLoss, RewardStats,
+};
+use fmlab_train::{AdamWConfig, Event, Outcome, PretrainConfig, Schedule};
+
+/// Settings shared by SFT and preference finetuning.
+#[derive(Args, Clone)]
+pub struct FinetuneSettings {
+    /// Row length in tokens; records are packed into rows, and longer ones skipped
+    /// [default: 512, at most the model's context].
+    #[arg(long)]
+    pub seq_len: Option<usize>,
+    /// Rows per micro-batch.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Micro-batches per optimizer step.
+    #[arg(long, default_value_t = 1)]
+    pub grad_accum: usize,
+    /// Passes over the training records (unless --steps is given).
+    #[arg(long, default_value_t = 1.0)]
+    pub epochs: f64,
+    /// Optimizer steps (overrides --epochs).
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Peak learning rate [default: SFT 1e-4, or 1e-3 with LoRA; DPO 1e-5, or 1e-4 with
+    /// LoRA].
+    #[arg(long)]
+    pub lr: Option<f32>,
+    /// cosine or constant.
+    #[arg(long, default_value = "cosine")]
+    pub schedule: String,
+    /// Warmup as a share of the steps.
+    #[arg(long, default_value_t = 0.03)]
+    pub warmup_ratio: f64,
+    /// AdamW weight decay (on matrices and adapters).
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f32,
+    /// Global gradient-norm clip, 0 for none.
+    #[arg(long, default_value_t = 1.0)]
+    pub grad_clip: f32,
+    /// Share of the records held out for the validation loss.
+    #[arg(long, default_value_t = 0.05)]
+    pub val_fraction: f64,
+    /// Validation every N steps [default: steps / 5].
+    #[arg(long)]
+    pub eval_every: Option<u64>,
+    /// A checkpoint every N steps (and at the end) [default: only at the end].
+    #[arg(long, default_value_t = 0)]
+    pub checkpoint_every: u64,
+    /// Checkpoints kept.
+    #[arg(long, default_value_t = 2)]
+    pub keep: usize,
+    /// Seeds the validation split, the order of rows and the LoRA initialisation.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Train LoRA adapters of this rank instead of the full weights.
+    #[arg(long)]
+    pub lora_rank: Option<usize>,
+    /// LoRA's α (the update is scaled by α / rank) [default: 2 × rank].
+    #[arg(long)]
+    pub lora_alpha: Option<f64>,
+    /// The maps LoRA adapts (GGUF or Hugging Face names).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+    )]
+    pub lora_targets: Vec<String>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct SftArgs {
+    /// The model to finetune: a training run, a checkpoint folder, a GGUF file or a known
+    /// model's name (GGUF weights are dequantised to f32).
+    #[arg(long)]
+    pub base: String,
+    /// Conversations, JSON Lines: {"messages": [{"role", "content"}, …]} (the world's
+    /// sft.jsonl).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The run folder to create.
+    #[arg(long, default_value = "sft")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub settings: FinetuneSettings,
+}
+
+#[derive(Args)]
+pub struct DpoArgs {
+    /// The model to start from and to use as the frozen reference (usually an SFT run).
+    #[arg(long)]
+    pub base: String,
+    /// Preference pairs, JSON Lines: {"prompt": [turns] or "text", "chosen", "rejected"}
+    /// (the world's preferences.jsonl).
+    #[arg(long)]
+    pub pairs: PathBuf,
+    /// β: how far the policy may move from the reference.
+    #[arg(long, default_value_t = 0.1)]
+    pub beta: f64,
+    /// sigmoid (DPO), ipo, hinge or simpo (reference-free).
+    #[arg(long, default_value = "sigmoid")]
+    pub loss: String,
+    /// SimPO's margin γ.
+    #[arg(long, default_value_t = 0.5)]
+    pub simpo_gamma: f64,
+    /// The run folder to create.
+    #[arg(long, default_value = "dpo")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub settings: FinetuneSettings,
+}
+
+/// What a finetuning session did.
+#[derive(serde::Serialize, Debug, Clone)]
+pub struct FinetuneSummary {
+    pub run: PathBuf,
+    pub checkpoint: PathBuf,
+    pub stage: String,
+    pub steps: u64,
+    pub train_records: usize,
+    pub val_records: usize,
+    pub skipped: Skipped,
+    pub skipped_too_long: usize,
+    pub initial_val_loss: Option<f64>,
+    pub final_val_loss: Option<f64>,
+    pub first_train_loss: Option<f64>,
+    pub final_train_loss: Option<f64>,
+    /// The last step's preference metrics.
+    pub rewards: Option<RewardStats>,
+    pub train_seconds: f64,
+    pub interrupted: bool,
+    pub loss_plot: PathBuf,
+}
+
+pub fn sft(args: SftArgs) -> Result<()> {
+    let base = crate::model::load_trainable(&args.base)?;
+    let (convs, skipped) = read_conversations(&args.data)?;
+    let enc = ChatEncoder {
+        template: &base.chat.template,
+        tokenizer: &base.chat.tokenizer,
+    };
+    let seqs = convs
+        .iter()
+        .map(|c| enc.conversation(c))
+        .collect::<fmlab_train::Result<Vec<_>>>()?;
+    let summary = finetune(
+        base,
+        Data::Sft(seqs),
+        Method::Sft,
+        skipped,
+        &args.out,
+        &args.settings,
+        None,
+    )?;
+    report(&summary, args.settings.json)
+}
+
+pub fn dpo(args: DpoArgs) -> Result<()> {
+    let loss = PreferenceLoss::parse(&args.loss, args.simpo_gamma)?;
+    let base = crate::model::load_trainable(&args.base)?;
+    let (pairs, skipped) = read_pairs(&args.pairs)?;
+    let enc = ChatEncoder {
+        template: &base.chat.template,
+        tokenizer: &base.chat.tokenizer,
+    };
+    let data = pairs
+        .iter()
+        .map(|p| {
+            Ok((
+                enc.answered(&p.prompt, &p.chosen)?,
+                enc.answered(&p.prompt, &p.rejected)?,
+            ))
+        })
+        .collect::<fmlab_train::Result<Vec<_>>>()?;
+    let method = Method::Preference {
+        beta: args.beta,
+        loss,
+    };
+    let summary = finetune(
+        base,
+        Data::Pairs(data),
+        method,
+        skipped,
+        &args.out,
+        &args.settings,
+        None,
+    )?;
+    report(&summary, args.settings.json)
+}
+
+fn report(summary: &FinetuneSummary, json: bool) -> Result<()> {
+    if json {
+        return crate::out(&format!("{}\n", serde_json::to_string_pretty(summary)?));
+    }
+    let f = |x: Option<f64>| x.map_or("-".into(), |v| format!("{v:.4}"));
+    let mut text = format!(
+        "{}: {} {} steps on {} records ({} held out)\ntrain loss {} → {}, val loss {} → {}\n",
+        summary.run.display(),
+        summary.stage,
+        summary.steps,
+        summary.train_records,
+        summary.val_records,
+        f(summary.first_train_loss),
+        f(summary.final_train_loss),
+        f(summary.initial_val_loss),
+        f(summary.final_val_loss),
+    );
+    if let Some(r) = &summary.rewards {
+        text += &format!(
+            "rewards: chosen {:.4}, rejected {:.4}, margin {:.4}, accuracy {:.2}\n",
+            r.chosen, r.rejected, r.margin, r.accuracy
+        );
+    }
+    let skipped = summary.skipped.describe();
+    if !skipped.is_empty() {
+        text += &format!("{skipped}\n");
+    }
+    if summary.skipped_too_long > 0 {
+        text += &format!(
+            "{} records longer than a row left out\n",
+            summary.skipped_too_long
+        );
+    }
+    text += &format!(
+        "checkpoint {}\nloss curve {}\n",
+        summary.checkpoint.display(),
+        summary.loss_plot.display()
+    );
+    crate::out(&text)
+}
+
+/// Sizes and runs a finetuning stage (the speedrun calls this too, with a deadline).
+pub fn finetune(
+    base: crate::model::Trainable,
+    data: Data,
+    method: Method,
+    skipped: Skipped,
+    out: &Path,
+    s: &FinetuneSettings,
+    deadline: Option<std::time::Instant>,
+) -> Result<FinetuneSummary> {
+    if skipped.total() > 0 && !s.json {
+        eprintln!("warning: {}", skipped.describe());
+    }
+    let spec = base.spec.clone();
+    let seq_len = s.seq_len.unwrap_or(512).min(spec.context_length as usize);
+    let lora = s.lora_rank.map(|rank| LoraConfig {
+        rank,
+        alpha: s.lora_alpha.unwrap_or(2.0 * rank as f64),
+        targets: s.lora_targets.clone(),
+    });
+    let preference = matches!(method, Method::Preference { .. });
+    let lr = s.lr.unwrap_or(match (preference, lora.is_some()) {
+        (false, false) => 1e-4,
+        (false, true) => 1e-3,
+        (true, false) => 1e-5,
+        (true, true) => 1e-4,
+    });
+    let pad = {
+        let v = &base.chat.tokenizer.vocab;
+        v.pad.or(v.eos).unwrap_or(0)
+    };
+    let mut config = FinetuneConfig {
+        method,
+        optim: PretrainConfig {
+            seq_len,
+            batch: s.batch,
+            grad_accum: s.grad_accum,
+            steps: 1,
+            schedule: Schedule::Constant { lr, warmup: 0 },
+            adamw: AdamWConfig {
+                weight_decay: s.weight_decay,
+                ..AdamWConfig::default()
+            },
+            grad_clip: s.grad_clip,
+            eval_every: 0,
+            eval_windows: 0,
+            checkpoint_every: s.checkpoint_every,
+            keep: s.keep,
+            seed: s.seed,
+        },
+        lora,
+        val_fraction: s.val_fraction,
+    };
+    let (_, _, counts) = prepare(&data, &config, pad)?;
+    let per_step = (s.batch * s.grad_accum).max(1) as f64;
+    let steps = match s.steps {
+        Some(n) => n,
+        None => {
+            if !(s.epochs.is_finite() && s.epochs > 0.0) {
+                bail!("--epochs must be > 0");
+            }
+            (counts.train_rows as f64 * s.epochs / per_step).ceil() as u64
+        }
+    }
+    .max(1);
+    let warmup = ((steps as f64 * s.warmup_ratio).round() as u64).min(steps - 1);
+    config.optim.steps = steps;
+    config.optim.eval_every = s.eval_every.unwrap_or((steps / 5).max(1));
+    config.optim.schedule = match s.schedule.as_str() {
+        "cosine" => Schedule::Cosine {
+            lr,
+            min_lr: lr / 10.0,
+            warmup,
+            total: steps,
+        },
+        "constant" => Schedule::Constant { lr, warmup },
+        other => bail!("--schedule: {other:?} is not cosine or constant"),
+    };
+    let stage = if preference { "preference" } else { "sft" };
+    let trainable = Base {
+        spec,
+        weights: base.weights,
+        source: base.source,
+        tokenizer_json: base.chat.tokenizer_json.map(String::into_bytes),
+    };
+    let mut ft = Finetuner::create(out, trainable, data, config, pad)
+        .with_context(|| format!("creating the run in {}", out.display()))?;
+    let stop = crate::train_cmd::install_ctrl_c()?;
+    drive(&mut ft, &stop, stage, skipped, counts, s.json, deadline)
+}
+
+fn drive(
+    ft: &mut Finetuner,
+    stop: &AtomicBool,
+    stage: &str,
+    skipped: Skipped,
+    counts: fmlab_train::finetune::RecordCounts,
+    quiet: bool,
+    deadline: Option<std::time::Instant>,
+) -> Result<FinetuneSummary> {
+    let total = ft.file.config.optim.steps;
+    let tty = !quiet && std::io::stderr().is_terminal();
+    let bar = if tty {
+        indicatif::ProgressBar::new(total)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} step {pos}/{len} {msg} ETA {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let (mut initial_val, mut last_val, mut last_ckpt) = (None, None, None);
+    let mut last_print = std::time::Instant::now();
+    let started = std::time::Instant::now();
+    // The loop polls one flag: raised after a step when Ctrl-C was pressed or the deadline
+    // has passed.
+    let local = AtomicBool::new(stop.load(std::sync::atomic::Ordering::Relaxed));
+    let outcome = {
+        let mut on = |e: Event| match e {
+            Event::Step(m) => {
+                bar.set_position(m.step);
+                bar.set_message(format!(
+                    "loss {:.4} lr {:.2e} {:.0} tok/s",
+                    m.loss, m.lr, m.tokens_per_second
+                ));
+                if !tty && !quiet && last_print.elapsed().as_secs_f64() > 10.0 {
+                    last_print = std::time::Instant::now();
+                    eprintln!("{stage} step {}/{total} loss {:.4}", m.step, m.loss);
+                }
+                if deadline.is_some_and(|d| std::time::Instant::now() >= d)
+                    || stop.load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    local.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            Event::Eval { step, val_loss } => {
+                if step == 0 {
+                    initial_val = Some(val_loss);
+                }
+                last_val = Some(val_loss);
+                if !quiet {
+                    bar.println(format!("step {step}: val loss {val_loss:.4}"));
+                }
+            }
+            Event::Checkpoint { dir, .. } => last_ckpt = Some(dir),
+        };
+        ft.run(&local, &mut on)?
+    };
+    bar.finish_and_clear();
+    fmlab_nn::train::release_buffers();
+    let run = ft.run_dir().to_path_buf();
+    let metrics = crate::train_cmd::read_metrics(&run)?;
+    let loss_plot = run.join("loss.png");
+    crate::train_cmd::plot_losses(&metrics, &loss_plot, stage)?;
+    let rewards = last_rewards(&run);
+    Ok(FinetuneSummary {
+        checkpoint: last_ckpt.context("the run wrote no checkpoint")?,
+        run,
+        stage: stage.into(),
+        steps: ft.step_count(),
+        train_records: counts.train,
+        val_records: counts.val,
+        skipped,
+        skipped_too_long: counts.too_long,
+        initial_val_loss: initial_val,
+        final_val_loss: last_val,
+        first_train_loss: metrics.train.first().map(|p| p.1),
+        final_train_loss: metrics.train.last().map(|p| p.1),
+        rewards,
+        train_seconds: started.elapsed().as_secs_f64(),
+        interrupted: outcome == Outcome::Interrupted,
+        loss_plot,
+    })
+}
+
+/// The reward statistics of the last training step in `metrics.jsonl`.
+fn last_rewards(run: &Path) -> Option<RewardStats> {
+    let text = std::fs::read_to_string(run.join("metrics.jsonl")).ok()?;
+    let v: serde_json::Value = text
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v.get("loss").is_some())?;
+    let r = v.get("rewards")?;
+    let g = |k: &str| r.get(k).and_then(|x| x.as_f64()).unwrap_or(0.0);
+    Some(RewardStats {
+        chosen: g("rewards/chosen"),
+        rejected: g("rewards/rejected"),
+        accuracy: g("rewards/accuracies"),
+        margin: g("rewards/margins"),
+        logps_chosen: g("logps/chosen"),
+        logps_rejected: g("logps/rejected"),
+    })
+}

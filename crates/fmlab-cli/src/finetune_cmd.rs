@@ -257,7 +257,14 @@ pub fn finetune(
         eprintln!("warning: {}", skipped.describe());
     }
     let spec = base.spec.clone();
-    let seq_len = s.seq_len.unwrap_or(512).min(spec.context_length as usize);
+    let seq_len = match s.seq_len {
+        Some(n) if n as u64 > spec.context_length => bail!(
+            "--seq-len {n} exceeds the model's context of {} tokens",
+            spec.context_length
+        ),
+        Some(n) => n,
+        None => 512.min(spec.context_length as usize),
+    };
     let lora = s.lora_rank.map(|rank| LoraConfig {
         rank,
         alpha: s.lora_alpha.unwrap_or(2.0 * rank as f64),

@@ -50,7 +50,12 @@ pub fn world_shards(dir: &Path) -> (PathBuf, PathBuf) {
     (tok, shards)
 }
 
-fn pretrain_args<'a>(shards: &'a str, tok: &'a str, out: &'a str, steps: &'a str) -> Vec<&'a str> {
+pub fn pretrain_args<'a>(
+    shards: &'a str,
+    tok: &'a str,
+    out: &'a str,
+    steps: &'a str,
+) -> Vec<&'a str> {
     vec![
         "train",
         "pretrain",
@@ -339,7 +344,7 @@ fn pretrain_writes_a_run_and_reports_it() {
     );
 }
 
-fn greedy(model: &str, prompt: &str) -> Value {
+pub fn greedy(model: &str, prompt: &str) -> Value {
     json(&[
         "generate",
         model,

@@ -1,0 +1,161 @@
+//! `fmlab train sft` and `fmlab train dpo` end to end on a small pre-trained run: the
+//! summaries, DPO's start at ln 2, LoRA runs that generate what their merged export does,
+//! and errors for bad data.
+
+use serde_json::Value;
+
+use super::train::{greedy, pretrain_args, world_shards};
+use super::{fails, json, scratch};
+
+fn metrics(run: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn sft_then_dpo_with_lora_and_merged_export() {
+    let dir = scratch("post");
+    let (tok, shards) = world_shards(&dir);
+    let base = dir.join("run");
+    // A context of 128 tokens, for conversations and pairs.
+    let mut args = pretrain_args(
+        shards.to_str().unwrap(),
+        tok.to_str().unwrap(),
+        base.to_str().unwrap(),
+        "40",
+    );
+    let at = args.iter().position(|a| *a == "--seq-len").unwrap();
+    args[at + 1] = "128";
+    args.push("--json");
+    json(&args);
+    let world = dir.join("world");
+    // A few bad records among the world's conversations are skipped and counted.
+    let data = dir.join("sft.jsonl");
+    let mut text = std::fs::read_to_string(world.join("sft.jsonl")).unwrap();
+    text.push_str("not json\n{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n");
+    std::fs::write(&data, text).unwrap();
+    let sft = dir.join("sft");
+    let s = json(&[
+        "train",
+        "sft",
+        "--base",
+        base.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        sft.to_str().unwrap(),
+        "--seq-len",
+        "64",
+        "--batch",
+        "4",
+        "--steps",
+        "20",
+        "--lr",
+        "3e-3",
+        "--json",
+    ]);
+    assert_eq!(s["stage"], "sft");
+    assert_eq!(s["steps"], 20);
+    assert_eq!(s["skipped"]["not_json"], 1);
+    assert_eq!(s["skipped"]["empty_assistant"], 1);
+    let (first, last) = (
+        s["first_train_loss"].as_f64().unwrap(),
+        s["final_train_loss"].as_f64().unwrap(),
+    );
+    assert!(last < first, "{first} → {last}");
+    assert!(s["final_val_loss"].as_f64().unwrap() < s["initial_val_loss"].as_f64().unwrap());
+    assert!(sft.join("loss.png").is_file());
+    // The SFT run generates (its tokenizer copied from the base run).
+    let g = greedy(sft.to_str().unwrap(), "Hello");
+    assert_eq!(g["tokens"].as_array().unwrap().len(), 16);
+
+    // DPO with LoRA from the SFT run: the first step's loss is ln 2.
+    let dpo = dir.join("dpo");
+    let d = json(&[
+        "train",
+        "dpo",
+        "--base",
+        sft.to_str().unwrap(),
+        "--pairs",
+        world.join("preferences.jsonl").to_str().unwrap(),
+        "--out",
+        dpo.to_str().unwrap(),
+        "--seq-len",
+        "96",
+        "--batch",
+        "4",
+        "--steps",
+        "6",
+        "--lora-rank",
+        "4",
+        "--lr",
+        "1e-3",
+        "--json",
+    ]);
+    assert_eq!(d["stage"], "preference");
+    assert!(d["rewards"]["rewards/margins"].is_number(), "{d}");
+    let m = metrics(&dpo);
+    let first = m
+        .iter()
+        .find(|v| v["step"] == 1 && v.get("loss").is_some())
+        .unwrap();
+    let loss = first["loss"].as_f64().unwrap();
+    assert!((loss - std::f64::consts::LN_2).abs() < 1e-4, "{loss}");
+    // A LoRA run exports only merged, and the merged GGUF generates what the run does.
+    fails(&["export", dpo.to_str().unwrap()], "--merge-lora");
+    let gguf = dir.join("dpo.gguf");
+    let out = super::fmlab(&[
+        "export",
+        dpo.to_str().unwrap(),
+        "--merge-lora",
+        "--out",
+        gguf.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for prompt in ["The", "Kea was born in"] {
+        let a = greedy(dpo.to_str().unwrap(), prompt);
+        let b = greedy(gguf.to_str().unwrap(), prompt);
+        assert_eq!(a["tokens"], b["tokens"], "{prompt:?}");
+    }
+
+    // Nothing usable: one clear error.
+    let bad = dir.join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"chosen\": \"a\", \"rejected\": \"a\", \"prompt\": \"q\"}\n",
+    )
+    .unwrap();
+    fails(
+        &[
+            "train",
+            "dpo",
+            "--base",
+            sft.to_str().unwrap(),
+            "--pairs",
+            bad.to_str().unwrap(),
+            "--out",
+            dir.join("x").to_str().unwrap(),
+        ],
+        "no usable preference pair",
+    );
+    fails(
+        &[
+            "train",
+            "sft",
+            "--base",
+            base.to_str().unwrap(),
+            "--data",
+            bad.to_str().unwrap(),
+            "--out",
+            dir.join("y").to_str().unwrap(),
+        ],
+        "no usable conversation",
+    );
+}

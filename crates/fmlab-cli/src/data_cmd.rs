@@ -14,6 +14,9 @@ pub enum DataCommand {
     /// Tokenize documents into shards (u16/u32 ids, document boundaries kept), split into
     /// train and val by document, with a manifest.
     Tokenize(TokenizeArgs),
+    /// On-policy preference pairs: sample k answers per prompt from a chat model, judge
+    /// them, and pair the best with the worst.
+    Preferences(crate::eval_cmd::PreferencesArgs),
 }
 
 #[derive(Args)]
@@ -52,6 +55,7 @@ struct Doc {
 pub fn run(cmd: DataCommand) -> Result<()> {
     match cmd {
         DataCommand::Tokenize(args) => tokenize(args),
+        DataCommand::Preferences(args) => crate::eval_cmd::preferences(args),
     }
 }
 

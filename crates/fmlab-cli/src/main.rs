@@ -3,6 +3,7 @@
 //! Only this crate knows the terminal.
 
 mod data_cmd;
+mod eval_cmd;
 mod export_cmd;
 mod finetune_cmd;
 mod generate;
@@ -49,7 +50,7 @@ enum Command {
     /// Write the seeded synthetic world: knowledge base, multilingual corpus, SFT,
     /// preference and eval sets (`fmlab world stats DIR` shows its mix).
     World(Box<world::WorldArgs>),
-    /// Data preparation: token shards for pre-training.
+    /// Data preparation: token shards for pre-training, on-policy preference pairs.
     #[command(subcommand)]
     Data(data_cmd::DataCommand),
     /// Anatomy of a model: architecture, exact parameters, FLOPs per token, memory, KV cache.
@@ -81,6 +82,9 @@ enum Command {
     /// finetuning (DPO and relatives), full or LoRA.
     #[command(subcommand)]
     Train(train_cmd::TrainCommand),
+    /// Evaluate models: chat models judged on the world.
+    #[command(subcommand)]
+    Eval(eval_cmd::EvalCommand),
     /// Export a training run's checkpoint as GGUF (f32, f16, q8_0; for `fmlab generate` and
     /// llama.cpp) or as a Hugging Face llama folder (safetensors + config.json).
     Export(export_cmd::ExportArgs),
@@ -106,6 +110,7 @@ fn main() -> ExitCode {
         Command::Pull(args) => pull::run_pull(args),
         Command::Train(cmd) => train_cmd::run(cmd),
         Command::Export(args) => export_cmd::run(args),
+        Command::Eval(cmd) => eval_cmd::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -483,7 +483,7 @@ pub fn run(args: SpeedrunArgs) -> Result<()> {
     Ok(())
 }
 
-fn read_eval(path: &Path) -> Result<Vec<EvalItem>> {
+pub fn read_eval(path: &Path) -> Result<Vec<EvalItem>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     text.lines()

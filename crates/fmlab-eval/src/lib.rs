@@ -1,7 +1,10 @@
 //! Evaluation of language models: perplexity under the protocol llama.cpp's reference
-//! numbers use (so that ours can be compared with theirs), and few-shot fact recall and
-//! arithmetic on the synthetic world ([`world`]).
+//! numbers use (so that ours can be compared with theirs), few-shot fact recall and
+//! arithmetic of base models on the synthetic world ([`world`]), and chat models judged on
+//! it ([`chat`]: format compliance, fact accuracy, "I don't know" versus hallucination,
+//! win rates, on-policy preference pairs).
 
+pub mod chat;
 pub mod world;
 
 use fmlab_nn::{KvCache, Logits, Transformer};
@@ -17,6 +20,8 @@ pub enum Error {
     Model(#[from] fmlab_nn::Error),
     #[error(transparent)]
     Generate(#[from] fmlab_sample::Error),
+    #[error("{0}")]
+    Config(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

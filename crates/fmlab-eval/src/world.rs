@@ -48,7 +48,7 @@ pub struct Score {
 }
 
 impl Score {
-    fn add(&mut self, ok: bool) {
+    pub(crate) fn add(&mut self, ok: bool) {
         self.items += 1;
         self.correct += ok as usize;
         self.accuracy = self.correct as f64 / self.items as f64;

@@ -202,6 +202,9 @@ pub struct WorldSummary {
     pub facts: u64,
     pub conversations: u64,
     pub preferences: u64,
+    /// Lines of `prompts.jsonl` (judge-able training questions).
+    #[serde(default)]
+    pub prompts: u64,
     pub eval_items: u64,
     /// Lines of `parallel.jsonl` (one fact in every language).
     pub parallel: u64,
@@ -682,6 +685,77 @@ pub fn write_world(
     prefs.finish()?;
     summary.preferences = n_pref;
 
+    // --- prompts: judge-able training questions (eval items' format, never eval's
+    // questions) for on-policy preference data: sample answers, judge them, pair them ---
+    let mut rng = Rng::stream(config.seed, "prompts");
+    let mut prompts = AtomicFile::create(&dir.join("prompts.jsonl"))?;
+    let mut n_prompts = 0u64;
+    let mut draws = 0usize;
+    let split_named = |p: &Person| match mentions[p.id as usize] {
+        m if m >= FREQUENT_MENTIONS => "frequent",
+        _ => "rare",
+    };
+    while (n_prompts as usize) < n_sets / 2 && !trained.is_empty() && draws < 8 * n_sets + 1000 {
+        draws += 1;
+        let lang = pick_weighted(&config.languages, &mut rng);
+        let kind = rng.below(10);
+        let item = if kind == 0 && !held.is_empty() {
+            let p = &kb.people[*rng.pick(&held) as usize];
+            let rel = *rng.pick(&Relation::ALL);
+            fact_item(
+                &kb,
+                p,
+                rel,
+                lang,
+                Format::Free,
+                "unknown",
+                n_prompts,
+                &mut rng,
+            )
+        } else if kind == 1 {
+            let p = &kb.people[trained[rng.below(trained.len())] as usize];
+            let mut q = String::new();
+            let answer = docs::arithmetic_problem(&mut q, p, lang, &mut rng);
+            EvalItem {
+                id: n_prompts,
+                kind: "arithmetic".into(),
+                lang,
+                split: "arithmetic".into(),
+                relation: None,
+                subject: None,
+                prompt: q,
+                format: Format::Free,
+                answer: answer.to_string(),
+                answers: vec![answer.to_string()],
+                refusal: false,
+                known: vec![],
+            }
+        } else {
+            let Some((p, rel)) = unasked(&kb, &trained, &asked, &mentions, &mut rng) else {
+                break;
+            };
+            let format = match kind {
+                2 | 3 if rel.one_word() => Format::OneWord,
+                4 => Format::Json,
+                _ => Format::Free,
+            };
+            fact_item(
+                &kb,
+                p,
+                rel,
+                lang,
+                format,
+                split_named(p),
+                n_prompts,
+                &mut rng,
+            )
+        };
+        prompts.write_json_line(&item)?;
+        n_prompts += 1;
+    }
+    prompts.finish()?;
+    summary.prompts = n_prompts;
+
     // --- a parallel corpus: the same facts in every language (template 0 of each) ---
     let mut parallel = AtomicFile::create(&dir.join("parallel.jsonl"))?;
     let mut n_par = 0u64;
@@ -764,7 +838,9 @@ fn fact_item(
         }
         _ => {}
     }
-    let unseen = split == "unseen";
+    // Never-seen people (eval) and the held-out "unknown" ones (training prompts) are
+    // answered "I don't know".
+    let unseen = split == "unseen" || split == "unknown";
     EvalItem {
         id,
         kind: "fact".into(),

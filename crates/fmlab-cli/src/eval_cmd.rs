@@ -1,0 +1,180 @@
+//! `fmlab eval chat` and `fmlab data preferences`: a chat model asked the world's questions
+//! through its template and judged; on-policy preference pairs from its own samples.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use fmlab_eval::chat::{
+    evaluate_chat, preference_pairs, ChatEval, ChatEvalConfig, PairConfig, WorldJudge,
+};
+
+#[derive(Subcommand)]
+pub enum EvalCommand {
+    /// Ask a chat model the world's eval questions (eval.jsonl) through its chat template
+    /// and judge the answers: format compliance, fact accuracy by frequency bucket,
+    /// "I don't know" and hallucination rates on never-seen people, arithmetic.
+    Chat(ChatEvalArgs),
+}
+
+#[derive(Args)]
+pub struct ChatEvalArgs {
+    /// A training run, a checkpoint folder, a GGUF file or a known model's name.
+    #[arg(long)]
+    pub model: String,
+    /// Eval items (a world's eval.jsonl).
+    #[arg(long)]
+    pub items: PathBuf,
+    /// Items per split (frequent, rare, unseen, arithmetic) at most.
+    #[arg(long, default_value_t = 100)]
+    pub per_split: usize,
+    /// Tokens an answer may take.
+    #[arg(long, default_value_t = 48)]
+    pub max_tokens: usize,
+    /// Print every answer with its verdict too (JSON).
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(cmd: EvalCommand) -> Result<()> {
+    match cmd {
+        EvalCommand::Chat(args) => chat(args),
+    }
+}
+
+fn chat(args: ChatEvalArgs) -> Result<()> {
+    let loaded = crate::model::load(&args.model)?;
+    let template = loaded
+        .template
+        .as_ref()
+        .context("the model has no chat template")?;
+    let items = crate::speedrun::read_eval(&args.items)?;
+    let config = ChatEvalConfig {
+        per_split: args.per_split,
+        max_new_tokens: args.max_tokens,
+    };
+    let e = evaluate_chat(&loaded.model, &loaded.tokenizer, template, &items, &config)?;
+    if args.json {
+        return crate::out(&format!("{}\n", serde_json::to_string_pretty(&e)?));
+    }
+    crate::out(&describe(&e))
+}
+
+/// The figures of a chat evaluation, one per line.
+pub fn describe(e: &ChatEval) -> String {
+    let mut s = format!(
+        "{} answers; format compliance {:.1}%\n",
+        e.answers.len(),
+        100.0 * e.format_compliance
+    );
+    for (split, score) in &e.fact_accuracy {
+        s += &format!(
+            "fact accuracy, {split}: {:.1}% ({} of {})\n",
+            100.0 * score.accuracy,
+            score.correct,
+            score.items
+        );
+    }
+    s += &format!(
+        "never-seen people: \"I don't know\" {:.1}%, hallucinated {:.1}%\narithmetic: {:.1}% ({} of {})\n",
+        100.0 * e.idk_rate_unseen,
+        100.0 * e.hallucination_rate_unseen,
+        100.0 * e.arithmetic.accuracy,
+        e.arithmetic.correct,
+        e.arithmetic.items
+    );
+    s
+}
+
+#[derive(Args)]
+pub struct PreferencesArgs {
+    /// The model whose answers are sampled (usually an SFT run).
+    #[arg(long)]
+    pub model: String,
+    /// Judge-able prompts in the eval items' format (a world's prompts.jsonl).
+    #[arg(long)]
+    pub prompts: PathBuf,
+    /// The judge: "world" (the world's exact judge).
+    #[arg(long, default_value = "world")]
+    pub judge: String,
+    /// Answers sampled per prompt.
+    #[arg(short, long, default_value_t = 4)]
+    pub k: usize,
+    /// Sampling temperature.
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f32,
+    /// Prompts used at most (in file order).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Tokens an answer may take.
+    #[arg(long, default_value_t = 48)]
+    pub max_tokens: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// The pairs, JSON Lines in preferences.jsonl's layout (plus the judge's scores).
+    #[arg(long, default_value = "pairs.jsonl")]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn preferences(args: PreferencesArgs) -> Result<()> {
+    if args.judge != "world" {
+        bail!("--judge: {:?} is not a known judge (world)", args.judge);
+    }
+    if args.k < 2 {
+        bail!("-k: at least 2 answers per prompt are needed to make a pair");
+    }
+    let loaded = crate::model::load(&args.model)?;
+    let template = loaded
+        .template
+        .as_ref()
+        .context("the model has no chat template")?;
+    let mut items = crate::speedrun::read_eval(&args.prompts)?;
+    if let Some(n) = args.limit {
+        items.truncate(n);
+    }
+    let config = PairConfig {
+        k: args.k,
+        sampler: fmlab_sample::SamplerConfig {
+            temperature: args.temperature,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            seed: args.seed,
+            ..Default::default()
+        },
+        max_new_tokens: args.max_tokens,
+    };
+    let pairs = preference_pairs(
+        &loaded.model,
+        &loaded.tokenizer,
+        template,
+        &items,
+        &WorldJudge,
+        &config,
+    )?;
+    let mut text = String::new();
+    for p in &pairs {
+        text += &serde_json::to_string(p)?;
+        text.push('\n');
+    }
+    fmlab_formats::write_atomically(&args.out, text.as_bytes())?;
+    let summary = serde_json::json!({
+        "out": args.out,
+        "prompts": items.len(),
+        "pairs": pairs.len(),
+        "k": args.k,
+    });
+    if args.json {
+        crate::out(&format!("{}\n", serde_json::to_string_pretty(&summary)?))
+    } else {
+        crate::out(&format!(
+            "{}: {} pairs from {} prompts ({} answers each)\n",
+            args.out.display(),
+            pairs.len(),
+            items.len(),
+            args.k
+        ))
+    }
+}

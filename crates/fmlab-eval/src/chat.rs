@@ -1,0 +1,388 @@
+//! Evaluation of a chat model on the synthetic world: every question asked as a user turn
+//! through the model's chat template, answered greedily, and judged exactly
+//! (`fmlab_data::judge`). What post-training changes shows here: whether answers keep the
+//! chat and the requested format, how often known facts come out right by how often the
+//! corpus states them, and whether the model says "I don't know" about people it never saw
+//! or invents something (a hallucination).
+//!
+//! The judge is a trait ([`Judge`]): the world's exact judge is one, a reward model can be
+//! another; on-policy preference data ([`preference_pairs`]) and win rates use whichever is
+//! given.
+
+use std::collections::BTreeMap;
+
+use fmlab_data::{EvalItem, Format, Verdict};
+use fmlab_nn::{Session, Transformer};
+use fmlab_sample::{GenerateOptions, Sampler, SamplerConfig, StopConditions, StopReason};
+use fmlab_tokenizer::{ChatTemplate, Message, Tokenizer};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::world::Score;
+use crate::Result;
+
+/// Scores answers: higher is better. The world's judge ranks verdicts; a reward model
+/// returns its reward.
+pub trait Judge: Sync {
+    fn score(&self, item: &EvalItem, answer: &str) -> f64;
+}
+
+/// The world's exact judge, as a ranking: correct (3) over an honest "I don't know" about
+/// a known fact (2) over a wrong answer or a broken format (1) over an invented fact about
+/// someone never seen (0).
+pub struct WorldJudge;
+
+/// The rank [`WorldJudge`] gives a verdict.
+pub fn verdict_rank(v: Verdict) -> f64 {
+    match v {
+        Verdict::Correct => 3.0,
+        Verdict::Refused => 2.0,
+        Verdict::Wrong | Verdict::FormatViolation => 1.0,
+        Verdict::Hallucinated => 0.0,
+    }
+}
+
+impl Judge for WorldJudge {
+    fn score(&self, item: &EvalItem, answer: &str) -> f64 {
+        verdict_rank(fmlab_data::judge(item, answer))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ChatEvalConfig {
+    /// Items per split (frequent, rare, unseen, arithmetic) at most, in file order.
+    pub per_split: usize,
+    /// Tokens an answer may take.
+    pub max_new_tokens: usize,
+}
+
+impl Default for ChatEvalConfig {
+    fn default() -> Self {
+        Self {
+            per_split: 100,
+            max_new_tokens: 48,
+        }
+    }
+}
+
+/// One judged answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Answer {
+    pub id: u64,
+    pub split: String,
+    pub lang: String,
+    pub format: Format,
+    pub prompt: String,
+    pub text: String,
+    pub verdict: Verdict,
+    /// The model ended its turn (an end-of-turn token) within the token limit.
+    pub ended: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChatEval {
+    /// Of the questions that ask for a format (one word, JSON, a list of three): the share
+    /// answered in it, the turn ended.
+    pub format_compliance: f64,
+    /// Correct answers to facts about seen people, per split ("frequent", "rare").
+    pub fact_accuracy: BTreeMap<String, Score>,
+    /// Share of questions about never-seen people answered "I don't know".
+    pub idk_rate_unseen: f64,
+    /// Share of questions about never-seen people answered with an invented fact.
+    pub hallucination_rate_unseen: f64,
+    pub arithmetic: Score,
+    /// Verdicts by name, over every answer.
+    pub verdicts: BTreeMap<String, usize>,
+    pub answers: Vec<Answer>,
+}
+
+/// The items [`evaluate_chat`] asks: `per_split` at most per split, in file order.
+pub fn select(items: &[EvalItem], per_split: usize) -> Vec<&EvalItem> {
+    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+    items
+        .iter()
+        .filter(|it| {
+            let n = count.entry(it.split.as_str()).or_default();
+            *n += 1;
+            *n <= per_split
+        })
+        .collect()
+}
+
+/// The prompt tokens of `item` as a user turn with the generation prompt.
+fn prompt_ids(item: &EvalItem, template: &ChatTemplate, tokenizer: &Tokenizer) -> Result<Vec<u32>> {
+    let text = template
+        .render(&[Message::new("user", &item.prompt)], true)
+        .map_err(|e| crate::Error::Config(format!("chat template: {e}")))?;
+    Ok(tokenizer.encode(&text, false, true))
+}
+
+/// One answer to `item`: greedy when `sampler` is `None`.
+fn answer(
+    model: &Transformer,
+    tokenizer: &Tokenizer,
+    ids: &[u32],
+    max_new_tokens: usize,
+    sampler: Option<Sampler>,
+) -> Result<(String, bool)> {
+    let context = (ids.len() + max_new_tokens).min(model.spec.context_length as usize);
+    if ids.len() >= context {
+        return Ok((String::new(), false));
+    }
+    let mut session = Session::new(model, context);
+    let mut sampler = sampler.unwrap_or_else(Sampler::greedy);
+    let g = fmlab_sample::generate(
+        &mut session,
+        ids,
+        &mut sampler,
+        GenerateOptions::new(StopConditions {
+            max_new_tokens: max_new_tokens.min(context - ids.len()),
+            stop_tokens: tokenizer.stop_tokens(),
+            ..Default::default()
+        }),
+        &mut |_, _| true,
+    )?;
+    let text = tokenizer.decode(&g.tokens, false).unwrap_or_default();
+    Ok((
+        text.trim().to_string(),
+        matches!(g.stop, StopReason::StopToken(_)),
+    ))
+}
+
+/// Asks `model` the selected eval items through its chat template and judges the answers.
+pub fn evaluate_chat(
+    model: &Transformer,
+    tokenizer: &Tokenizer,
+    template: &ChatTemplate,
+    items: &[EvalItem],
+    config: &ChatEvalConfig,
+) -> Result<ChatEval> {
+    let chosen = select(items, config.per_split);
+    let answers: Vec<Result<Answer>> = chosen
+        .par_iter()
+        .map(|item| {
+            let ids = prompt_ids(item, template, tokenizer)?;
+            let (text, ended) = answer(model, tokenizer, &ids, config.max_new_tokens, None)?;
+            Ok(Answer {
+                id: item.id,
+                split: item.split.clone(),
+                lang: item.lang.code().into(),
+                format: item.format,
+                prompt: item.prompt.clone(),
+                verdict: fmlab_data::judge(item, &text),
+                text,
+                ended,
+            })
+        })
+        .collect();
+    let answers = answers.into_iter().collect::<Result<Vec<_>>>()?;
+    Ok(summarise(answers))
+}
+
+fn summarise(answers: Vec<Answer>) -> ChatEval {
+    let mut eval = ChatEval {
+        format_compliance: 0.0,
+        fact_accuracy: BTreeMap::new(),
+        idk_rate_unseen: 0.0,
+        hallucination_rate_unseen: 0.0,
+        arithmetic: Score::default(),
+        verdicts: BTreeMap::new(),
+        answers: Vec::new(),
+    };
+    let (mut formatted, mut compliant) = (0usize, 0usize);
+    let (mut unseen, mut idk, mut invented) = (0usize, 0usize, 0usize);
+    for a in &answers {
+        *eval.verdicts.entry(a.verdict.name().into()).or_default() += 1;
+        if a.format != Format::Free {
+            formatted += 1;
+            if a.ended && a.verdict != Verdict::FormatViolation {
+                compliant += 1;
+            }
+        }
+        match a.split.as_str() {
+            "unseen" => {
+                unseen += 1;
+                match a.verdict {
+                    Verdict::Correct => idk += 1,
+                    Verdict::Hallucinated => invented += 1,
+                    _ => {}
+                }
+            }
+            "arithmetic" => eval.arithmetic.add(a.verdict == Verdict::Correct),
+            split => eval
+                .fact_accuracy
+                .entry(split.to_string())
+                .or_default()
+                .add(a.verdict == Verdict::Correct),
+        }
+    }
+    let share = |k: usize, n: usize| if n == 0 { 0.0 } else { k as f64 / n as f64 };
+    eval.format_compliance = share(compliant, formatted);
+    eval.idk_rate_unseen = share(idk, unseen);
+    eval.hallucination_rate_unseen = share(invented, unseen);
+    eval.answers = answers;
+    eval
+}
+
+/// How often one model's answers beat another's on the same items, by a judge.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct WinRate {
+    pub wins: usize,
+    pub losses: usize,
+    pub ties: usize,
+    /// (wins + ties / 2) / items, as AlpacaEval counts ties.
+    pub win_rate: f64,
+    /// wins / (wins + losses): among the items the judge separates.
+    pub win_rate_decided: f64,
+}
+
+/// `new`'s win rate over `old` on the items both answered, judged by `judge`.
+pub fn win_rate(new: &ChatEval, old: &ChatEval, items: &[EvalItem], judge: &dyn Judge) -> WinRate {
+    let by_id: BTreeMap<u64, &EvalItem> = items.iter().map(|i| (i.id, i)).collect();
+    let before: BTreeMap<u64, &Answer> = old.answers.iter().map(|a| (a.id, a)).collect();
+    let mut w = WinRate::default();
+    for a in &new.answers {
+        let (Some(b), Some(item)) = (before.get(&a.id), by_id.get(&a.id)) else {
+            continue;
+        };
+        // An answer that does not end its turn loses to one that does.
+        let score = |x: &Answer| judge.score(item, &x.text) + if x.ended { 0.5 } else { 0.0 };
+        let (sa, sb) = (score(a), score(b));
+        if sa > sb {
+            w.wins += 1;
+        } else if sa < sb {
+            w.losses += 1;
+        } else {
+            w.ties += 1;
+        }
+    }
+    let n = w.wins + w.losses + w.ties;
+    if n > 0 {
+        w.win_rate = (w.wins as f64 + 0.5 * w.ties as f64) / n as f64;
+    }
+    if w.wins + w.losses > 0 {
+        w.win_rate_decided = w.wins as f64 / (w.wins + w.losses) as f64;
+    }
+    w
+}
+
+/// An on-policy preference pair: two of the model's own answers to a prompt, the one the
+/// judge scores higher chosen.
+#[derive(Debug, Clone, Serialize)]
+pub struct SampledPair {
+    pub id: u64,
+    pub kind: String,
+    pub lang: String,
+    pub prompt: Vec<Message>,
+    pub chosen: String,
+    pub rejected: String,
+    pub chosen_score: f64,
+    pub rejected_score: f64,
+}
+
+/// How on-policy pairs are sampled.
+#[derive(Debug, Clone)]
+pub struct PairConfig {
+    /// Answers sampled per prompt.
+    pub k: usize,
+    pub sampler: SamplerConfig,
+    pub max_new_tokens: usize,
+}
+
+/// For each item: `k` sampled answers, judged; the best and the worst become a pair when
+/// the judge separates them (prompts where all answers tie give none). Answer `j` of item
+/// `i` draws from sampler stream `i·k + j` of the seed, so pairs do not depend on threads.
+pub fn preference_pairs(
+    model: &Transformer,
+    tokenizer: &Tokenizer,
+    template: &ChatTemplate,
+    items: &[EvalItem],
+    judge: &dyn Judge,
+    config: &PairConfig,
+) -> Result<Vec<SampledPair>> {
+    let k = config.k.max(2);
+    let out: Vec<Result<Option<SampledPair>>> = items
+        .par_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let ids = prompt_ids(item, template, tokenizer)?;
+            let mut best: Option<(f64, String)> = None;
+            let mut worst: Option<(f64, String)> = None;
+            for j in 0..k {
+                let sampler = Sampler::for_sequence(config.sampler.clone(), (i * k + j) as u64)?;
+                let (text, ended) =
+                    answer(model, tokenizer, &ids, config.max_new_tokens, Some(sampler))?;
+                if text.is_empty() {
+                    continue;
+                }
+                // An answer that runs on past its turn is worse than one that ends.
+                let s = judge.score(item, &text) + if ended { 0.5 } else { 0.0 };
+                if best.as_ref().is_none_or(|b| s > b.0) {
+                    best = Some((s, text.clone()));
+                }
+                if worst.as_ref().is_none_or(|w| s < w.0) {
+                    worst = Some((s, text));
+                }
+            }
+            Ok(match (best, worst) {
+                (Some(b), Some(w)) if b.0 > w.0 && b.1 != w.1 => Some(SampledPair {
+                    id: item.id,
+                    kind: item.kind.clone(),
+                    lang: item.lang.code().into(),
+                    prompt: vec![Message::new("user", &item.prompt)],
+                    chosen: b.1,
+                    rejected: w.1,
+                    chosen_score: b.0,
+                    rejected_score: w.0,
+                }),
+                _ => None,
+            })
+        })
+        .collect();
+    let mut pairs = Vec::new();
+    for p in out {
+        if let Some(p) = p? {
+            pairs.push(p);
+        }
+    }
+    Ok(pairs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(id: u64, split: &str, verdict: Verdict, ended: bool) -> Answer {
+        Answer {
+            id,
+            split: split.into(),
+            lang: "en".into(),
+            format: if id % 2 == 0 { Format::Json } else { Format::Free },
+            prompt: String::new(),
+            text: String::new(),
+            verdict,
+            ended,
+        }
+    }
+
+    #[test]
+    fn rates_and_compliance() {
+        let e = summarise(vec![
+            answer(0, "frequent", Verdict::Correct, true),
+            answer(1, "frequent", Verdict::Wrong, true),
+            answer(2, "rare", Verdict::FormatViolation, true),
+            answer(3, "unseen", Verdict::Correct, true),
+            answer(4, "unseen", Verdict::Hallucinated, false),
+            answer(5, "unseen", Verdict::Hallucinated, true),
+            answer(6, "arithmetic", Verdict::Correct, true),
+        ]);
+        // Formatted (even ids): 0 ✓, 2 violation, 4 not ended, 6 ✓.
+        assert!((e.format_compliance - 2.0 / 4.0).abs() < 1e-12);
+        assert_eq!(e.fact_accuracy["frequent"].correct, 1);
+        assert_eq!(e.fact_accuracy["rare"].items, 1);
+        assert!((e.idk_rate_unseen - 1.0 / 3.0).abs() < 1e-12);
+        assert!((e.hallucination_rate_unseen - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(e.arithmetic.correct, 1);
+        assert_eq!(e.verdicts["hallucinated"], 2);
+    }
+}

@@ -15,6 +15,7 @@ mod plot;
 mod pull;
 mod sampling;
 mod speedrun;
+mod speedrun_post;
 mod study;
 mod tokenizer_cmd;
 mod tokens;

@@ -66,6 +66,28 @@ pub struct SpeedrunArgs {
     /// Eval questions per bucket (frequent, rare, arithmetic).
     #[arg(long, default_value = "200")]
     eval_items: usize,
+    /// Share of the budget for post-training (SFT, on-policy pairs, DPO and their chat
+    /// evaluations); 0 skips it.
+    #[arg(long, default_value = "0.15")]
+    post_share: f64,
+    /// SFT's peak learning rate.
+    #[arg(long, default_value = "3e-3")]
+    sft_lr: f32,
+    /// Passes of SFT over the world's conversations (within its share of the time).
+    #[arg(long, default_value = "2")]
+    sft_epochs: f64,
+    /// DPO's peak learning rate.
+    #[arg(long, default_value = "1e-4")]
+    dpo_lr: f32,
+    /// DPO's β.
+    #[arg(long, default_value = "0.1")]
+    dpo_beta: f64,
+    /// Training prompts whose sampled answers make DPO's on-policy pairs.
+    #[arg(long, default_value = "1000")]
+    pair_prompts: usize,
+    /// Answers sampled per prompt.
+    #[arg(long, default_value = "4")]
+    pair_answers: usize,
     /// Print report.json to stdout at the end.
     #[arg(long)]
     json: bool,
@@ -195,6 +217,12 @@ pub fn run(args: SpeedrunArgs) -> Result<()> {
     if !(args.epochs.is_finite() && args.epochs >= 0.1 && args.epochs <= 1000.0) {
         bail!("--epochs must be between 0.1 and 1000, got {}", args.epochs);
     }
+    if !(0.0..=0.6).contains(&args.post_share) {
+        bail!(
+            "--post-share must be between 0 and 0.6, got {}",
+            args.post_share
+        );
+    }
     if args.vocab < 300 || args.vocab > 65_536 {
         bail!("--vocab must be between 300 and 65536, got {}", args.vocab);
     }
@@ -218,7 +246,12 @@ pub fn run(args: SpeedrunArgs) -> Result<()> {
     let t = Instant::now();
     // Evaluation, sampling and the report take about a tenth of the budget (at least 20 s);
     // world, tokenizer and shards are measured as they run and come off the training time.
-    let reserve = (0.1 * budget).max(20.0);
+    let post_seconds = if args.post_share > 0.0 {
+        (args.post_share * budget).max(30.0)
+    } else {
+        0.0
+    };
+    let reserve = (0.1 * budget).max(20.0) + post_seconds;
     let planned_train = (budget - reserve - 25.0).max(20.0);
     let (candidates, best) = plan(&args, planned_train)?;
     let chosen = candidates[best].clone();
@@ -383,6 +416,36 @@ pub fn run(args: SpeedrunArgs) -> Result<()> {
         bpb
     ));
 
+    // --- post-training: SFT, on-policy pairs, DPO, each stage judged ---
+    let post = if args.post_share > 0.0 {
+        // Whatever the earlier stages left, less a margin for the report.
+        let end = started + Duration::from_secs_f64((budget - 8.0).max(0.0));
+        let (post, secs) = crate::speedrun_post::post_train(
+            &crate::speedrun_post::PostSettings {
+                seed: args.seed,
+                seq_len: args.seq_len,
+                // Three chat evaluations: 30 questions per split at 3 minutes, 100 at 10.
+                eval_items: ((budget / 6.0) as usize).clamp(30, 100),
+                sft_lr: args.sft_lr,
+                sft_epochs: args.sft_epochs,
+                dpo_lr: args.dpo_lr,
+                dpo_beta: args.dpo_beta,
+                prompts: args.pair_prompts,
+                k: args.pair_answers,
+            },
+            &out,
+            &world_dir,
+            &run_dir,
+            end,
+        )?;
+        for (k, v) in secs {
+            stages.insert(k, v);
+        }
+        Some(post)
+    } else {
+        None
+    };
+
     // --- report ---
     let recall_png = out.join("recall.png");
     let buckets = ["frequent", "rare"];
@@ -460,6 +523,9 @@ pub fn run(args: SpeedrunArgs) -> Result<()> {
             "examples": eval.examples,
         },
         "samples": samples,
+        "base": post.as_ref().map(|p| p["base"].clone()),
+        "sft": post.as_ref().map(|p| p["sft"].clone()),
+        "dpo": post.as_ref().map(|p| p["dpo"].clone()),
         "checkpoint": trained_run.checkpoint,
         "plots": {"loss": "loss.png", "recall": "recall.png"},
     });
@@ -700,7 +766,49 @@ th{{background:#f3f3f3}}img{{max-width:100%}}pre{{white-space:pre-wrap;backgroun
             esc(x["answer"].as_str().unwrap_or("")),
         );
     }
-    let _ = write!(h, "</table><h2>Samples</h2>");
+    let _ = write!(h, "</table>");
+    if r["sft"].is_object() {
+        let _ = write!(
+            h,
+            "<h2>Post-training</h2><p>SFT on the world's conversations, then DPO on on-policy \
+             pairs (the SFT model's own answers to training prompts, best and worst by the \
+             world's judge). Each model is asked the held-out eval questions through the chat \
+             template, answered greedily and judged.</p><table><tr><th>model</th><th>format \
+             compliance</th><th>facts: frequent</th><th>facts: rare</th><th>never seen: I don't \
+             know</th><th>never seen: hallucinated</th><th>judge's win rate over the previous \
+             stage</th></tr>"
+        );
+        for (name, key, win) in [
+            ("base", "base", None),
+            ("SFT", "sft", Some("win_rate_vs_base")),
+            ("DPO", "dpo", Some("win_rate_vs_sft")),
+        ] {
+            let x = &r[key];
+            let _ = write!(
+                h,
+                "<tr><td>{name}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                pct(&x["format_compliance"]),
+                pct(&x["fact_accuracy"]["frequent"]),
+                pct(&x["fact_accuracy"]["rare"]),
+                pct(&x["idk_rate_unseen"]),
+                pct(&x["hallucination_rate_unseen"]),
+                win.map_or("—".to_string(), |w| pct(&x[w])),
+            );
+        }
+        let _ = write!(h, "</table><h3>Answers after DPO</h3><table><tr><th>split</th><th>question</th><th>answer</th><th>verdict</th></tr>");
+        for x in r["dpo"]["examples"].as_array().into_iter().flatten() {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(x["split"].as_str().unwrap_or("")),
+                esc(x["prompt"].as_str().unwrap_or("")),
+                esc(x["answer"].as_str().unwrap_or("")),
+                esc(x["verdict"].as_str().unwrap_or("")),
+            );
+        }
+        let _ = write!(h, "</table>");
+    }
+    let _ = write!(h, "<h2>Samples</h2>");
     for s in r["samples"].as_array().into_iter().flatten() {
         let prompt = esc(s["prompt"].as_str().unwrap_or(""));
         let _ = write!(

@@ -357,7 +357,11 @@ mod tests {
             id,
             split: split.into(),
             lang: "en".into(),
-            format: if id % 2 == 0 { Format::Json } else { Format::Free },
+            format: if id % 2 == 0 {
+                Format::Json
+            } else {
+                Format::Free
+            },
             prompt: String::new(),
             text: String::new(),
             verdict,

@@ -1,0 +1,259 @@
+//! The speedrun's post-training stages: SFT of the pre-trained model on the world's
+//! conversations, then DPO on on-policy pairs (the SFT model's own answers to the world's
+//! training prompts, judged), with the base, SFT and DPO models each asked the world's
+//! held-out eval questions through the chat template and judged before and after.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use fmlab_data::EvalItem;
+use fmlab_eval::chat::{
+    evaluate_chat, preference_pairs, win_rate, ChatEval, ChatEvalConfig, PairConfig, WinRate,
+    WorldJudge,
+};
+use fmlab_train::chat_data::{read_conversations, ChatEncoder, Skipped};
+use fmlab_train::finetune::{Data, Method, PreferenceLoss};
+use serde_json::{json, Value};
+
+use crate::finetune_cmd::{finetune, FinetuneSettings, FinetuneSummary};
+
+/// Post-training settings of the speedrun.
+pub struct PostSettings {
+    pub seed: u64,
+    pub seq_len: usize,
+    /// Chat-eval questions per split.
+    pub eval_items: usize,
+    pub sft_lr: f32,
+    pub sft_epochs: f64,
+    pub dpo_lr: f32,
+    pub dpo_beta: f64,
+    /// Training prompts sampled for on-policy pairs, and answers per prompt.
+    pub prompts: usize,
+    pub k: usize,
+}
+
+fn say(msg: &str) {
+    eprintln!("[speedrun] {msg}");
+}
+
+/// The stable fields of one stage's chat evaluation.
+fn stage_json(e: &ChatEval) -> Value {
+    let acc: serde_json::Map<String, Value> = e
+        .fact_accuracy
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v.accuracy)))
+        .collect();
+    json!({
+        "format_compliance": e.format_compliance,
+        "fact_accuracy": acc,
+        "idk_rate_unseen": e.idk_rate_unseen,
+        "hallucination_rate_unseen": e.hallucination_rate_unseen,
+        "arithmetic_accuracy": e.arithmetic.accuracy,
+        "verdicts": e.verdicts,
+        "items": e.answers.len(),
+        "examples": e.answers.iter().take(8).map(|a| json!({
+            "split": a.split, "prompt": a.prompt, "answer": a.text, "verdict": a.verdict,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn describe(name: &str, e: &ChatEval) -> String {
+    let acc = |b: &str| e.fact_accuracy.get(b).map_or(0.0, |s| s.accuracy);
+    format!(
+        "{name}: format {:.0}%, facts frequent {:.1}% rare {:.1}%, unseen: I don't know {:.0}% / hallucinated {:.0}%",
+        100.0 * e.format_compliance,
+        100.0 * acc("frequent"),
+        100.0 * acc("rare"),
+        100.0 * e.idk_rate_unseen,
+        100.0 * e.hallucination_rate_unseen
+    )
+}
+
+fn evaluate(model_path: &Path, items: &[EvalItem], per_split: usize) -> Result<ChatEval> {
+    let loaded = crate::model::load(&model_path.to_string_lossy())?;
+    let template = loaded.template.as_ref().context("no chat template")?;
+    Ok(evaluate_chat(
+        &loaded.model,
+        &loaded.tokenizer,
+        template,
+        items,
+        &ChatEvalConfig {
+            per_split,
+            max_new_tokens: 48,
+        },
+    )?)
+}
+
+fn settings(s: &PostSettings, lr: f32, epochs: f64) -> FinetuneSettings {
+    FinetuneSettings {
+        seq_len: Some(s.seq_len),
+        batch: 8,
+        grad_accum: 1,
+        epochs,
+        steps: None,
+        lr: Some(lr),
+        schedule: "cosine".into(),
+        warmup_ratio: 0.05,
+        weight_decay: 0.0,
+        grad_clip: 1.0,
+        val_fraction: 0.05,
+        eval_every: None,
+        checkpoint_every: 0,
+        keep: 1,
+        seed: s.seed,
+        lora_rank: None,
+        lora_alpha: None,
+        lora_targets: Vec::new(),
+        json: true,
+    }
+}
+
+/// Runs SFT and DPO from the pre-trained `run`, with `deadline` for the whole stage;
+/// returns the report's `base`, `sft` and `dpo` sections and the stage seconds.
+pub fn post_train(
+    s: &PostSettings,
+    out: &Path,
+    world: &Path,
+    run: &Path,
+    deadline: Instant,
+) -> Result<(Value, Vec<(&'static str, f64)>)> {
+    let mut seconds = Vec::new();
+    let items = crate::speedrun::read_eval(&world.join("eval.jsonl"))?;
+    let left = |d: Instant| d.saturating_duration_since(Instant::now()).as_secs_f64();
+    let total = left(deadline);
+    // --- base, asked through the chat template it never saw ---
+    let t = Instant::now();
+    let base_eval = evaluate(run, &items, s.eval_items)?;
+    say(&describe("base", &base_eval));
+    seconds.push(("eval_base", t.elapsed().as_secs_f64()));
+
+    // --- SFT: about a third of what is left ---
+    let t = Instant::now();
+    let base = crate::model::load_trainable(&run.to_string_lossy())?;
+    let (convs, skipped) = read_conversations(&world.join("sft.jsonl"))?;
+    let enc = ChatEncoder {
+        template: &base.chat.template,
+        tokenizer: &base.chat.tokenizer,
+    };
+    let seqs = convs
+        .iter()
+        .map(|c| enc.conversation(c))
+        .collect::<fmlab_train::Result<Vec<_>>>()?;
+    let sft_dir = out.join("sft");
+    let sft_deadline = Instant::now() + Duration::from_secs_f64(0.35 * total);
+    let sft: FinetuneSummary = finetune(
+        base,
+        Data::Sft(seqs),
+        Method::Sft,
+        skipped,
+        &sft_dir,
+        &settings(s, s.sft_lr, s.sft_epochs),
+        Some(sft_deadline),
+    )?;
+    seconds.push(("sft", t.elapsed().as_secs_f64()));
+    let t = Instant::now();
+    let sft_eval = evaluate(&sft_dir, &items, s.eval_items)?;
+    let sft_win = win_rate(&sft_eval, &base_eval, &items, &WorldJudge);
+    say(&format!(
+        "{}; win rate over base {:.0}%",
+        describe("SFT", &sft_eval),
+        100.0 * sft_win.win_rate
+    ));
+    seconds.push(("eval_sft", t.elapsed().as_secs_f64()));
+
+    // --- on-policy pairs from the SFT model's answers to training prompts ---
+    let t = Instant::now();
+    let loaded = crate::model::load(&sft_dir.to_string_lossy())?;
+    let template = loaded.template.as_ref().context("no chat template")?;
+    let mut prompts = crate::speedrun::read_eval(&world.join("prompts.jsonl"))?;
+    prompts.truncate(s.prompts);
+    let pairs = preference_pairs(
+        &loaded.model,
+        &loaded.tokenizer,
+        template,
+        &prompts,
+        &WorldJudge,
+        &PairConfig {
+            k: s.k,
+            sampler: fmlab_sample::SamplerConfig {
+                temperature: 1.0,
+                top_k: 0,
+                top_p: 1.0,
+                min_p: 0.0,
+                seed: s.seed,
+                ..Default::default()
+            },
+            max_new_tokens: 48,
+        },
+    )?;
+    let mut lines = String::new();
+    for p in &pairs {
+        lines += &serde_json::to_string(p)?;
+        lines.push('\n');
+    }
+    fmlab_formats::write_atomically(&out.join("pairs.jsonl"), lines.as_bytes())?;
+    say(&format!(
+        "on-policy pairs: {} of {} prompts ({} answers each) separated by the judge",
+        pairs.len(),
+        prompts.len(),
+        s.k
+    ));
+    seconds.push(("pairs", t.elapsed().as_secs_f64()));
+
+    // --- DPO from the SFT model on those pairs ---
+    let t = Instant::now();
+    let sft_model = crate::model::load_trainable(&sft_dir.to_string_lossy())?;
+    let enc = ChatEncoder {
+        template: &sft_model.chat.template,
+        tokenizer: &sft_model.chat.tokenizer,
+    };
+    let data = pairs
+        .iter()
+        .map(|p| {
+            Ok((
+                enc.answered(&p.prompt, &p.chosen)?,
+                enc.answered(&p.prompt, &p.rejected)?,
+            ))
+        })
+        .collect::<fmlab_train::Result<Vec<_>>>()?;
+    let dpo_dir = out.join("dpo");
+    let dpo_deadline = Instant::now() + Duration::from_secs_f64(0.6 * left(deadline));
+    let dpo = finetune(
+        sft_model,
+        Data::Pairs(data),
+        Method::Preference {
+            beta: s.dpo_beta,
+            loss: PreferenceLoss::Sigmoid,
+        },
+        Skipped::default(),
+        &dpo_dir,
+        &settings(s, s.dpo_lr, 1.0),
+        Some(dpo_deadline),
+    )?;
+    seconds.push(("dpo", t.elapsed().as_secs_f64()));
+    let t = Instant::now();
+    let dpo_eval = evaluate(&dpo_dir, &items, s.eval_items)?;
+    let dpo_win: WinRate = win_rate(&dpo_eval, &sft_eval, &items, &WorldJudge);
+    say(&format!(
+        "{}; win rate over SFT {:.0}% ({:.0}% of decided)",
+        describe("DPO", &dpo_eval),
+        100.0 * dpo_win.win_rate,
+        100.0 * dpo_win.win_rate_decided
+    ));
+    seconds.push(("eval_dpo", t.elapsed().as_secs_f64()));
+
+    let mut base_j = stage_json(&base_eval);
+    base_j["model"] = json!(run);
+    let mut sft_j = stage_json(&sft_eval);
+    sft_j["win_rate_vs_base"] = json!(sft_win.win_rate);
+    sft_j["win_vs_base"] = json!(sft_win);
+    sft_j["training"] = json!(sft);
+    let mut dpo_j = stage_json(&dpo_eval);
+    dpo_j["win_rate_vs_sft"] = json!(dpo_win.win_rate);
+    dpo_j["win_vs_sft"] = json!(dpo_win);
+    dpo_j["training"] = json!(dpo);
+    dpo_j["pairs"] =
+        json!({"prompts": prompts.len(), "pairs": pairs.len(), "k": s.k, "file": "pairs.jsonl"});
+    Ok((json!({"base": base_j, "sft": sft_j, "dpo": dpo_j}), seconds))
+}

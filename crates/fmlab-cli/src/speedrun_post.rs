@@ -28,6 +28,7 @@ pub struct PostSettings {
     pub sft_epochs: f64,
     pub dpo_lr: f32,
     pub dpo_beta: f64,
+    pub dpo_epochs: f64,
     /// Training prompts sampled for on-policy pairs, and answers per prompt.
     pub prompts: usize,
     pub k: usize,
@@ -228,7 +229,7 @@ pub fn post_train(
         },
         Skipped::default(),
         &dpo_dir,
-        &settings(s, s.dpo_lr, 1.0),
+        &settings(s, s.dpo_lr, s.dpo_epochs),
         Some(dpo_deadline),
     )?;
     seconds.push(("dpo", t.elapsed().as_secs_f64()));

@@ -357,7 +357,7 @@ mod tests {
             id,
             split: split.into(),
             lang: "en".into(),
-            format: if id % 2 == 0 {
+            format: if id.is_multiple_of(2) {
                 Format::Json
             } else {
                 Format::Free

@@ -1,6 +1,7 @@
 //! `fmlab speedrun` within a small budget, alone in its test binary (so that other tests
-//! do not share its cores): it finishes in time, its loss falls, and the model recalls
-//! facts about frequently mentioned people more often than about rarely mentioned ones.
+//! do not share its cores): it finishes in time, its loss falls, the model recalls facts
+//! about frequently mentioned people more often than about rarely mentioned ones, and the
+//! post-training stages report their judged figures.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -84,7 +85,36 @@ fn speedrun_learns_within_its_budget() {
     assert!(std::path::Path::new(checkpoint)
         .join("manifest.json")
         .is_file());
+    // Post-training: every stage judged, with the stable fields; SFT teaches the chat
+    // format the base model never saw, and DPO's rewards separate chosen from rejected.
+    for stage in ["base", "sft", "dpo"] {
+        let x = &r[stage];
+        for key in [
+            "format_compliance",
+            "idk_rate_unseen",
+            "hallucination_rate_unseen",
+        ] {
+            assert!(
+                x[key].as_f64().is_some_and(|v| (0.0..=1.0).contains(&v)),
+                "{stage}.{key}: {x}"
+            );
+        }
+        for bucket in ["frequent", "rare"] {
+            assert!(x["fact_accuracy"][bucket].is_number(), "{stage}: {x}");
+        }
+    }
+    assert!(r["sft"]["win_rate_vs_base"].is_number());
+    assert!(r["dpo"]["win_rate_vs_sft"].is_number());
+    let (base_fmt, sft_fmt) = (
+        r["base"]["format_compliance"].as_f64().unwrap(),
+        r["sft"]["format_compliance"].as_f64().unwrap(),
+    );
+    assert!(
+        sft_fmt > base_fmt + 0.2,
+        "format compliance {base_fmt} → {sft_fmt}"
+    );
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("Post-training"));
     assert_eq!(html.matches("data:image/png;base64,").count(), 2);
     for png in ["loss.png", "recall.png"] {
         assert!(out.join(png).is_file());

@@ -124,6 +124,53 @@ pub struct DpoArgs {
     pub settings: FinetuneSettings,
 }
 
+#[derive(Args)]
+pub struct RewardArgs {
+    /// The backbone (usually an SFT run); a scalar head is added to it.
+    #[arg(long)]
+    pub base: String,
+    /// Preference pairs, JSON Lines: {"prompt", "chosen", "rejected"} (the world's
+    /// preferences.jsonl, or `fmlab data preferences`).
+    #[arg(long)]
+    pub pairs: PathBuf,
+    /// The run folder to create.
+    #[arg(long, default_value = "rm")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub settings: FinetuneSettings,
+}
+
+pub fn reward(args: RewardArgs) -> Result<()> {
+    if args.settings.lora_rank.is_some() {
+        bail!("--lora-rank: reward models train the full weights (the score head is new)");
+    }
+    let base = crate::model::load_trainable(&args.base)?;
+    let (pairs, skipped) = read_pairs(&args.pairs)?;
+    let enc = ChatEncoder {
+        template: &base.chat.template,
+        tokenizer: &base.chat.tokenizer,
+    };
+    let data = pairs
+        .iter()
+        .map(|p| {
+            Ok((
+                enc.answered(&p.prompt, &p.chosen)?,
+                enc.answered(&p.prompt, &p.rejected)?,
+            ))
+        })
+        .collect::<fmlab_train::Result<Vec<_>>>()?;
+    let summary = finetune(
+        base,
+        Data::Pairs(data),
+        Method::Reward,
+        skipped,
+        &args.out,
+        &args.settings,
+        None,
+    )?;
+    report(&summary, args.settings.json)
+}
+
 /// What a finetuning session did.
 #[derive(serde::Serialize, Debug, Clone)]
 pub struct FinetuneSummary {
@@ -139,8 +186,12 @@ pub struct FinetuneSummary {
     pub final_val_loss: Option<f64>,
     pub first_train_loss: Option<f64>,
     pub final_train_loss: Option<f64>,
-    /// The last step's preference metrics.
+    /// The last step's preference metrics (a reward model's: its rewards, not β-scaled
+    /// log-ratios).
     pub rewards: Option<RewardStats>,
+    /// The same on the held-out pairs at the last evaluation (a reward model's pairwise
+    /// accuracy is `val_rewards["rewards/accuracies"]`).
+    pub val_rewards: Option<serde_json::Value>,
     pub train_seconds: f64,
     pub interrupted: bool,
     pub loss_plot: PathBuf,
@@ -224,6 +275,13 @@ fn report(summary: &FinetuneSummary, json: bool) -> Result<()> {
             "rewards: chosen {:.4}, rejected {:.4}, margin {:.4}, accuracy {:.2}\n",
             r.chosen, r.rejected, r.margin, r.accuracy
         );
+    }
+    if let Some(acc) = summary
+        .val_rewards
+        .as_ref()
+        .and_then(|v| v["rewards/accuracies"].as_f64())
+    {
+        text += &format!("held-out pairs: accuracy {acc:.3}\n");
     }
     let skipped = summary.skipped.describe();
     if !skipped.is_empty() {
@@ -328,7 +386,11 @@ pub fn finetune(
         "constant" => Schedule::Constant { lr, warmup },
         other => bail!("--schedule: {other:?} is not cosine or constant"),
     };
-    let stage = if preference { "preference" } else { "sft" };
+    let stage = match config.method {
+        Method::Sft => "sft",
+        Method::Preference { .. } => "preference",
+        Method::Reward => "reward",
+    };
     let trainable = Base {
         spec,
         weights: base.weights,
@@ -405,6 +467,7 @@ fn drive(
     let loss_plot = run.join("loss.png");
     crate::train_cmd::plot_losses(&metrics, &loss_plot, stage)?;
     let rewards = last_rewards(&run);
+    let val_rewards = last_val_rewards(&run);
     Ok(FinetuneSummary {
         checkpoint: last_ckpt.context("the run wrote no checkpoint")?,
         run,
@@ -419,10 +482,28 @@ fn drive(
         first_train_loss: metrics.train.first().map(|p| p.1),
         final_train_loss: metrics.train.last().map(|p| p.1),
         rewards,
+        val_rewards,
         train_seconds: started.elapsed().as_secs_f64(),
         interrupted: outcome == Outcome::Interrupted,
         loss_plot,
     })
+}
+
+/// The `val_rewards/…` and `val_logps/…` fields of the last evaluation in `metrics.jsonl`.
+fn last_val_rewards(run: &Path) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(run.join("metrics.jsonl")).ok()?;
+    let v: serde_json::Value = text
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v.get("val_rewards/accuracies").is_some())?;
+    let fields: serde_json::Map<String, serde_json::Value> = v
+        .as_object()?
+        .iter()
+        .filter_map(|(k, x)| k.strip_prefix("val_").map(|k| (k.to_string(), x.clone())))
+        .filter(|(k, _)| k.contains('/'))
+        .collect();
+    Some(serde_json::Value::Object(fields))
 }
 
 /// The reward statistics of the last training step in `metrics.jsonl`.

@@ -146,6 +146,10 @@ pub struct GenerateArgs {
     /// Best-of-n: draw N samples and keep the one with the highest mean log-probability.
     #[arg(long, value_parser = crate::numbers::count, conflicts_with_all = ["n", "self_consistency"])]
     best_of: Option<u64>,
+    /// With --best-of: rank the samples by this reward model's score (`fmlab train reward`)
+    /// instead of their mean log-probability.
+    #[arg(long, requires = "best_of")]
+    reward_model: Option<String>,
     /// Self-consistency: draw N samples, extract an answer from each, majority-vote.
     #[arg(long, value_parser = crate::numbers::count, conflicts_with = "n")]
     self_consistency: Option<u64>,
@@ -202,7 +206,7 @@ struct Choice {
 
 #[derive(Serialize)]
 struct BestOfReport {
-    /// Mean log-probability of each sample.
+    /// Each sample's score: its mean log-probability, or the reward model's reward.
     scores: Vec<f64>,
     best: usize,
 }
@@ -388,9 +392,22 @@ fn generate_on_pool(args: GenerateArgs) -> Result<()> {
     if let Some(e) = failure {
         return Err(e);
     }
-    let best = match args.best_of {
-        Some(_) => Some(best_of_n(&ids, &generations, &mut MeanLogprob)?),
-        None => None,
+    let best = match (args.best_of, &args.reward_model) {
+        (Some(_), Some(rm)) => {
+            let rm_loaded = crate::model::load(rm)?;
+            if rm_loaded.tokenizer.vocab_size() != tok.vocab_size() {
+                bail!(
+                    "--reward-model: its vocabulary ({}) is not the model's ({})",
+                    rm_loaded.tokenizer.vocab_size(),
+                    tok.vocab_size()
+                );
+            }
+            let mut scorer = fmlab_nn::RewardScorer::new(&rm_loaded.model)
+                .with_context(|| format!("--reward-model {rm}"))?;
+            Some(best_of_n(&ids, &generations, &mut scorer)?)
+        }
+        (Some(_), None) => Some(best_of_n(&ids, &generations, &mut MeanLogprob)?),
+        _ => None,
     };
     let vote = extractor.map(|mut e| self_consistency(&generations, &mut e));
     if json {

@@ -25,6 +25,10 @@ pub enum TrainCommand {
     /// Preference finetuning (DPO; IPO, hinge, SimPO) on chosen/rejected pairs against the
     /// base as a frozen reference; full weights or LoRA.
     Dpo(Box<crate::finetune_cmd::DpoArgs>),
+    /// A Bradley–Terry reward model: the backbone with a scalar head trained on
+    /// chosen/rejected pairs; reports pairwise accuracy on held-out pairs. Use it with
+    /// `fmlab generate --best-of N --reward-model RUN`.
+    Reward(Box<crate::finetune_cmd::RewardArgs>),
 }
 
 /// Every setting; the command line wins over `--config`, which wins over the defaults.
@@ -125,6 +129,7 @@ pub fn run(cmd: TrainCommand) -> Result<()> {
         TrainCommand::Pretrain(args) => pretrain(*args),
         TrainCommand::Sft(args) => crate::finetune_cmd::sft(*args),
         TrainCommand::Dpo(args) => crate::finetune_cmd::dpo(*args),
+        TrainCommand::Reward(args) => crate::finetune_cmd::reward(*args),
     }
 }
 

@@ -101,7 +101,8 @@ pub struct Transformer {
     pub layers: Vec<Layer>,
     /// `None` when the spec has no final norm.
     pub final_norm: Option<Norm>,
-    /// The output projection; `None` when tied to `embed`.
+    /// The output projection (a reward model's `1 × d` score head); `None` when tied to
+    /// `embed`.
     pub head: Option<Matrix>,
     pub rope_style: RopeStyle,
     pub threads: Threads,
@@ -422,7 +423,7 @@ impl Transformer {
             },
             LinearId::Up(l) => lin(&self.layers[l].up),
             LinearId::Down(l) => lin(&self.layers[l].down),
-            LinearId::Head => (self.head.as_ref().unwrap_or(&self.embed), None),
+            LinearId::Head | LinearId::Score => (self.head.as_ref().unwrap_or(&self.embed), None),
         }
     }
 
@@ -444,6 +445,50 @@ impl Transformer {
 #[allow(clippy::panic)]
 fn unreachable_norm(id: NormId) -> ! {
     panic!("the model has no tensors for norm {id:?} although its plan uses it")
+}
+
+/// A reward model (a decoder whose plan ends in a score head, `fmlab train reward`) as a
+/// best-of-n scorer: the score after the prompt, the completion and the stop token that
+/// ended it — where training read each answer's reward.
+pub struct RewardScorer<'m> {
+    pub model: &'m Transformer,
+}
+
+impl<'m> RewardScorer<'m> {
+    pub fn new(model: &'m Transformer) -> Result<Self> {
+        if model.plan.head != plan::Head::Score {
+            return Err(Error::Unsupported(
+                "not a reward model: it has no score head (train one with `fmlab train reward`)"
+                    .into(),
+            ));
+        }
+        Ok(Self { model })
+    }
+
+    /// The reward of a whole token sequence (its last `context` tokens).
+    pub fn score_tokens(&self, ids: &[u32]) -> Result<f64> {
+        let context = self.model.spec.context_length as usize;
+        let ids = &ids[ids.len().saturating_sub(context)..];
+        let mut cache = KvCache::new(&self.model.spec, ids.len().max(1));
+        let out = self.model.forward(ids, &mut cache, Logits::Last)?;
+        Ok(out.first().copied().unwrap_or(f32::NEG_INFINITY) as f64)
+    }
+}
+
+impl fmlab_sample::Scorer for RewardScorer<'_> {
+    fn score(
+        &mut self,
+        prompt: &[u32],
+        completion: &fmlab_sample::Generation,
+    ) -> fmlab_sample::Result<f64> {
+        let mut ids = prompt.to_vec();
+        ids.extend_from_slice(&completion.tokens);
+        if let fmlab_sample::StopReason::StopToken(t) = completion.stop {
+            ids.push(t);
+        }
+        self.score_tokens(&ids)
+            .map_err(|e| fmlab_sample::Error::Model(Box::new(e)))
+    }
 }
 
 /// A model with its context: what samplers and evaluators drive.

@@ -4,7 +4,7 @@ use fmlab_formats::{spec_from_gguf, GgmlType, GgufFile, TensorInfo};
 use fmlab_kernels::{f16_to_f32, Matrix, QuantType, Threads};
 use fmlab_spec::{FfnKind, ModelSpec, NormKind, NormPlacement, Positions};
 
-use crate::plan::{LinearId, NormId, Plan};
+use crate::plan::{Head, LinearId, NormId, Plan};
 use crate::{Error, Layer, Linear, Norm, Result, Transformer};
 
 /// Loads the model of a GGUF file (weights are copied out of the memory map once).
@@ -26,12 +26,20 @@ pub(crate) trait Source {
     fn matrix(&self, name: &str, rows: u64, cols: u64) -> Result<Matrix>;
     /// A vector of `len` values.
     fn vector(&self, name: &str, len: u64) -> Result<Vec<f32>>;
+    /// Whether a tensor of this name exists.
+    fn has(&self, name: &str) -> bool;
 }
 
 /// The inference model of `spec` over the tensors of `src`: the plan, and each of its
 /// parameters in the form the inference executor multiplies with.
 pub(crate) fn build(spec: ModelSpec, src: &dyn Source) -> Result<Transformer> {
-    let plan = Plan::new(&spec)?;
+    // A reward model: the backbone with a scalar head in place of the output projection.
+    let head = if src.has("score.weight") {
+        Head::Score
+    } else {
+        Head::Lm
+    };
+    let plan = Plan::with_head(&spec, head)?;
     let d = spec.d_model;
     let (q_width, kv_width) = (
         spec.n_heads * spec.head_dim,
@@ -44,10 +52,10 @@ pub(crate) fn build(spec: ModelSpec, src: &dyn Source) -> Result<Transformer> {
     } else {
         None
     };
-    let head = if spec.tied_embeddings {
-        None
-    } else {
-        Some(src.matrix("output.weight", vocab, d)?)
+    let head = match plan.head {
+        Head::Score => Some(src.matrix("score.weight", 1, d)?),
+        Head::Lm if spec.tied_embeddings => None,
+        Head::Lm => Some(src.matrix("output.weight", vocab, d)?),
     };
     let layernorm = spec.norm_kind == NormKind::LayerNorm;
     let norm = |id: NormId, width: u64| -> Result<Norm> {
@@ -144,6 +152,10 @@ impl Source for Loader<'_> {
 
     fn vector(&self, name: &str, len: u64) -> Result<Vec<f32>> {
         self.vector(name, len)
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.file.gguf.tensor(name).is_some()
     }
 }
 

@@ -64,6 +64,17 @@ pub enum LinearId {
     Down(usize),
     /// The output projection (the embedding matrix when tied).
     Head,
+    /// A reward model's scalar head (`score.weight`, `1 × d_model`).
+    Score,
+}
+
+/// What the last step computes: next-token logits, or one score per position (a reward
+/// model: the backbone with a scalar head).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Head {
+    #[default]
+    Lm,
+    Score,
 }
 
 impl LinearId {
@@ -80,6 +91,7 @@ impl LinearId {
             LinearId::Down(l) => format!("blk.{l}.ffn_down"),
             LinearId::Head if tied => "token_embd".into(),
             LinearId::Head => "output".into(),
+            LinearId::Score => "score".into(),
         }
     }
 }
@@ -186,6 +198,7 @@ pub struct Plan {
     /// For each value, the last step that reads it (its own index when none does).
     pub last_use: Vec<usize>,
     pub rope_style: RopeStyle,
+    pub head: Head,
 }
 
 /// How a spec's rotary embeddings pair dimensions: GGUF llama-family files (and fmlab's
@@ -198,8 +211,13 @@ pub fn rope_style(spec: &ModelSpec) -> RopeStyle {
 }
 
 impl Plan {
-    /// The plan of `spec`, or why no executor can run it.
+    /// The plan of `spec` with its language-model head, or why no executor can run it.
     pub fn new(spec: &ModelSpec) -> Result<Self> {
+        Self::with_head(spec, Head::Lm)
+    }
+
+    /// The plan of `spec` ending in `head`.
+    pub fn with_head(spec: &ModelSpec, head: Head) -> Result<Self> {
         let bad = |why: String| Err(Error::Unsupported(why));
         if spec.norm_placement == NormPlacement::Post {
             return bad(format!(
@@ -373,13 +391,17 @@ impl Plan {
                 Some(("result_norm", None)),
             );
         }
+        let (id, width) = match head {
+            Head::Lm => (LinearId::Head, spec.vocab_size as usize),
+            Head::Score => (LinearId::Score, 1),
+        };
         let logits = p.push(
             Op::Linear {
                 x: h,
-                id: LinearId::Head,
+                id,
                 in_width: d,
             },
-            spec.vocab_size as usize,
+            width,
             Some(("result_output", None)),
         );
         let mut last_use: Vec<usize> = (0..p.steps.len()).collect();
@@ -393,6 +415,7 @@ impl Plan {
             logits,
             last_use,
             rope_style: rope_style(spec),
+            head,
         })
     }
 }
@@ -438,6 +461,21 @@ impl TensorDesc {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Every tensor of `spec` with `head`: a reward model adds `score.weight` (`1 × d_model`)
+/// to the language model's (whose output projection it keeps, unused, so that it loads
+/// from and next to its SFT model).
+pub fn tensors_with(spec: &ModelSpec, head: Head) -> Vec<TensorDesc> {
+    let mut t = tensors(spec);
+    if head == Head::Score {
+        t.push(TensorDesc {
+            name: "score.weight".into(),
+            shape: vec![1, spec.d_model as usize],
+            decay: true,
+        });
+    }
+    t
 }
 
 /// Every tensor `spec` has, in a fixed order.

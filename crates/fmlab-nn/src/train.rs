@@ -271,6 +271,27 @@ impl<T: Float> Weights<T> {
             .ok_or_else(|| Error::MissingTensor(name.to_string()))
     }
 
+    /// These weights with a scalar head added (`score.weight`, normal with std
+    /// 1/√(d_model + 1), as TRL initialises a reward model's): a reward model that starts
+    /// from this model. An existing score head is kept.
+    pub fn with_score_head(&self, spec: &ModelSpec, seed: u64) -> Result<Self> {
+        if self.find("score.weight").is_some() {
+            return Ok(self.clone());
+        }
+        let mut out = Self::from_descs(plan::tensors_with(spec, plan::Head::Score))?;
+        for (i, t) in self.tensors.iter().enumerate() {
+            let j = out.need(&t.name)?;
+            out.tensor_mut(j).copy_from_slice(self.tensor(i));
+        }
+        let d = spec.d_model as f64;
+        let mut rng = Normal::new(seed);
+        let j = out.need("score.weight")?;
+        out.tensor_mut(j)
+            .iter_mut()
+            .for_each(|x| *x = T::from_f64(rng.next() / (d + 1.0).sqrt()));
+        Ok(out)
+    }
+
     /// GPT-2/nanoGPT initialisation: normal(0, 0.02) for matrices and embeddings (learned
     /// positions 0.01), the residual projections (attention output, FFN down) scaled by
     /// 1/√(2L), norm weights at 1, biases at 0.
@@ -1153,6 +1174,10 @@ pub enum Objective<'a, T> {
     /// and back-propagates the derivatives it returns. A token whose derivative is zero
     /// contributes nothing to any gradient.
     LogProbs(LogProbLoss<'a, T>),
+    /// A reward model's objective: the pass ends in the scalar head (`score.weight`), and
+    /// the function gets one score per position and returns the loss and its derivative
+    /// with respect to each (Bradley–Terry on the scores at the answers' ends).
+    Scores(LogProbLoss<'a, T>),
 }
 
 /// Which parameters receive gradients.
@@ -1289,7 +1314,11 @@ fn run<T: Float>(
     grads: Grads<T>,
     logits_out: Option<&mut Vec<T>>,
 ) -> Result<T> {
-    let plan = Plan::new(spec)?;
+    let head = match objective {
+        Objective::Scores(_) => plan::Head::Score,
+        _ => plan::Head::Lm,
+    };
+    let plan = Plan::with_head(spec, head)?;
     let Rows {
         inputs,
         targets,
@@ -1316,10 +1345,14 @@ fn run<T: Float>(
             spec.context_length
         )));
     }
-    if w.descs() != plan::tensors(spec).as_slice() {
-        return Err(Error::Unsupported(
-            "the weights were made for a different spec".into(),
-        ));
+    if w.descs() != plan::tensors_with(spec, head).as_slice() {
+        return Err(Error::Unsupported(match head {
+            plan::Head::Score if w.find("score.weight").is_none() => {
+                "a reward objective needs weights with a score head (Weights::with_score_head)"
+                    .into()
+            }
+            _ => "the weights were made for a different spec".to_string(),
+        }));
     }
     // Per token: where its sequence starts in its row.
     let starts: Vec<usize> = match segments {
@@ -1561,6 +1594,7 @@ fn run<T: Float>(
             }
         }
     }
+    let v = if head == plan::Head::Score { 1 } else { v };
     let mut dlogits = vals[plan.logits]
         .take()
         .unwrap_or_else(|| Buf::zeros(n * v));
@@ -1568,52 +1602,75 @@ fn run<T: Float>(
         out.clear();
         out.extend_from_slice(&dlogits);
     }
-    // The targets' log-probabilities, row by row in parallel and in place: each row keeps
-    // exp(z − max), so that its gradient needs one more scaling pass and no second exp.
-    let rows_out: Vec<(T, T)> = dlogits
-        .par_chunks_mut(v)
-        .zip(targets.par_iter())
-        .map(|(row, &t)| {
-            let t = t as usize;
-            let max = row.iter().fold(
-                T::from_f64(f64::NEG_INFINITY),
-                |m, &x| if x > m { x } else { m },
-            );
-            let target_logit = row[t];
-            row.iter_mut().for_each(|x| *x -= max);
-            T::exp_slice(row);
-            let total = row.iter().fold(T::zero(), |s, &x| s + x);
-            (target_logit - max - total.ln(), total)
-        })
-        .collect();
-    let logps: Vec<T> = rows_out.iter().map(|r| r.0).collect();
-    let (loss, coef) = match objective {
-        Objective::MeanNll => {
-            let inv_n = T::from_f64(1.0 / n as f64);
-            let loss = logps.iter().fold(T::zero(), |s, &x| s - x * inv_n);
-            (loss, vec![-inv_n; if training { n } else { 0 }])
+    let loss = if let Objective::Scores(f) = objective {
+        // One score per position: the objective's derivatives are the head's gradient.
+        let (loss, d) = f(&dlogits)?;
+        if !training {
+            return Ok(loss);
         }
-        Objective::LogProbs(f) => f(&logps)?,
+        if d.len() != n {
+            return Err(Error::Unsupported(format!(
+                "the objective gave {} derivatives for {n} scores",
+                d.len()
+            )));
+        }
+        dlogits.copy_from_slice(&d);
+        loss
+    } else {
+        // The targets' log-probabilities, row by row in parallel and in place: each row keeps
+        // exp(z − max), so that its gradient needs one more scaling pass and no second exp.
+        let rows_out: Vec<(T, T)> = dlogits
+            .par_chunks_mut(v)
+            .zip(targets.par_iter())
+            .map(|(row, &t)| {
+                let t = t as usize;
+                let max =
+                    row.iter().fold(
+                        T::from_f64(f64::NEG_INFINITY),
+                        |m, &x| if x > m { x } else { m },
+                    );
+                let target_logit = row[t];
+                row.iter_mut().for_each(|x| *x -= max);
+                T::exp_slice(row);
+                let total = row.iter().fold(T::zero(), |s, &x| s + x);
+                (target_logit - max - total.ln(), total)
+            })
+            .collect();
+        let logps: Vec<T> = rows_out.iter().map(|r| r.0).collect();
+        let (loss, coef) = match objective {
+            Objective::MeanNll => {
+                let inv_n = T::from_f64(1.0 / n as f64);
+                let loss = logps.iter().fold(T::zero(), |s, &x| s - x * inv_n);
+                (loss, vec![-inv_n; if training { n } else { 0 }])
+            }
+            Objective::LogProbs(f) => f(&logps)?,
+            Objective::Scores(_) => {
+                return Err(Error::Unsupported(
+                    "scores reached the log-probability loss".into(),
+                ))
+            }
+        };
+        if !training {
+            return Ok(loss);
+        }
+        if coef.len() != n {
+            return Err(Error::Unsupported(format!(
+                "the objective gave {} derivatives for {n} tokens",
+                coef.len()
+            )));
+        }
+        // dloss/dz = c·(one-hot − softmax), c = dloss/dlogp.
+        dlogits
+            .par_chunks_mut(v)
+            .zip(targets.par_iter())
+            .zip(rows_out.par_iter().zip(coef.par_iter()))
+            .for_each(|((row, &t), (&(_, total), &c))| {
+                let scale = -c / total;
+                row.iter_mut().for_each(|x| *x *= scale);
+                row[t as usize] += c;
+            });
+        loss
     };
-    if !training {
-        return Ok(loss);
-    }
-    if coef.len() != n {
-        return Err(Error::Unsupported(format!(
-            "the objective gave {} derivatives for {n} tokens",
-            coef.len()
-        )));
-    }
-    // dloss/dz = c·(one-hot − softmax), c = dloss/dlogp.
-    dlogits
-        .par_chunks_mut(v)
-        .zip(targets.par_iter())
-        .zip(rows_out.par_iter().zip(coef.par_iter()))
-        .for_each(|((row, &t), (&(_, total), &c))| {
-            let scale = -c / total;
-            row.iter_mut().for_each(|x| *x *= scale);
-            row[t as usize] += c;
-        });
     // Where the gradients of the model's own weights go: the caller's arena, or (adapters
     // only) a scratch arena for the norms, whose weights stay frozen.
     let mut scratch_norms: Vec<T> = Vec::new();
@@ -1912,6 +1969,10 @@ impl crate::load::Source for Dense<'_> {
 
     fn vector(&self, name: &str, len: u64) -> Result<Vec<f32>> {
         Ok(self.get(name, len)?.to_vec())
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.weights.find(name).is_some()
     }
 }
 

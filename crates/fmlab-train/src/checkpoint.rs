@@ -309,6 +309,10 @@ pub fn load(dir: &Path, optimizer: bool) -> Result<Checkpoint> {
             fmlab_nn::train::Adapters::<f32>::zeros(&manifest.spec, l.rank, l.alpha, &l.targets)?
                 .weights
         }
+        // A reward model: the backbone and its score head.
+        None if manifest.stage.as_deref() == Some("reward") => Weights::<f32>::from_descs(
+            fmlab_nn::plan::tensors_with(&manifest.spec, fmlab_nn::plan::Head::Score),
+        )?,
         None => Weights::<f32>::zeros(&manifest.spec)?,
     };
     let model_bytes = read_verified(dir, entry(MODEL_FILE)?)?;

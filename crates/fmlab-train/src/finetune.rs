@@ -118,6 +118,9 @@ pub enum Method {
     Sft,
     /// A preference loss on (chosen, rejected) pairs.
     Preference { beta: f64, loss: PreferenceLoss },
+    /// A Bradley–Terry reward model on (chosen, rejected) pairs: the backbone with a scalar
+    /// head, −log σ(r_chosen − r_rejected), each reward read where its answer ends.
+    Reward,
 }
 
 /// A finetuning run's configuration (`run.json`, every checkpoint).
@@ -374,6 +377,12 @@ impl Finetuner {
             )));
         }
         let (train, val, records) = prepare(&data, &config, pad)?;
+        if matches!(config.method, Method::Reward) && config.lora.is_some() {
+            return Err(Error::Config(
+                "reward models train the full weights (the score head is new); drop --lora-rank"
+                    .into(),
+            ));
+        }
         let adapters = match &config.lora {
             Some(l) => Some(Adapters::init(
                 &base.spec, l.rank, l.alpha, &l.targets, c.seed,
@@ -396,6 +405,7 @@ impl Finetuner {
         let stage = match config.method {
             Method::Sft => "sft",
             Method::Preference { .. } => "preference",
+            Method::Reward => "reward",
         };
         let file = FinetuneRun {
             format: RUN_FORMAT.into(),
@@ -409,6 +419,9 @@ impl Finetuner {
         let Base {
             spec, mut weights, ..
         } = base;
+        if matches!(config.method, Method::Reward) {
+            weights = weights.with_score_head(&spec, c.seed)?;
+        }
         let (grads, optimizer) = match &adapters {
             Some(a) => {
                 let mut g = a.weights.clone();
@@ -422,7 +435,9 @@ impl Finetuner {
                 let named = weights.named_mut();
                 let sizes: Vec<usize> = named.iter().map(|t| t.data.len()).collect();
                 let decay: Vec<bool> = named.iter().map(|t| t.decay).collect();
-                (Weights::zeros(&spec)?, AdamW::new(c.adamw, &sizes, &decay)?)
+                let mut g = weights.clone();
+                g.as_mut_slice().fill(0.0);
+                (g, AdamW::new(c.adamw, &sizes, &decay)?)
             }
         };
         let json = serde_json::to_vec_pretty(&file).map_err(Error::Json)?;
@@ -561,6 +576,7 @@ impl Finetuner {
                         .collect();
                     Ok((loss as f32, d))
                 }
+                Method::Reward => Ok((0.0, vec![0.0; lp.len()])),
                 Method::Preference { beta, loss } => {
                     // Per sequence present: its policy sum and length, keyed by (row,
                     // sequence): a batch may hold the same row twice.
@@ -639,6 +655,58 @@ impl Finetuner {
                 }
             }
         };
+        if matches!(method, Method::Reward) {
+            let mut g = |scores: &[f32]| -> fmlab_nn::Result<(f32, Vec<f32>)> {
+                // Each sequence's reward: the score at its last answer position.
+                let mut last: std::collections::BTreeMap<(usize, u32), usize> = Default::default();
+                for (i, (&s, &m)) in seqs.iter().zip(&mask).enumerate() {
+                    if m && s != u32::MAX {
+                        last.insert((i / seq_len, s), i);
+                    }
+                }
+                let pairs: Vec<(usize, u32)> =
+                    last.keys().copied().filter(|(_, s)| s % 2 == 0).collect();
+                let np = pairs.len().max(1) as f64;
+                let mut d = vec![0f32; scores.len()];
+                let (mut total, mut st) = (0.0, RewardStats::default());
+                for &(row, c) in &pairs {
+                    let (Some(&ic), Some(&ir)) = (last.get(&(row, c)), last.get(&(row, c + 1)))
+                    else {
+                        continue;
+                    };
+                    let (rc, rr) = (scores[ic] as f64, scores[ir] as f64);
+                    let (l, gc, gr) = PreferenceLoss::Sigmoid.pair(1.0, rc, rr, 0.0, 0.0);
+                    total += l / np;
+                    d[ic] += (gc / np) as f32;
+                    d[ir] += (gr / np) as f32;
+                    st.add(&RewardStats {
+                        chosen: rc,
+                        rejected: rr,
+                        accuracy: if rc > rr { 1.0 } else { 0.0 },
+                        margin: rc - rr,
+                        logps_chosen: 0.0,
+                        logps_rejected: 0.0,
+                    });
+                }
+                st.scale(1.0 / np);
+                stats = Some(st);
+                Ok((total as f32, d))
+            };
+            let grads = if train {
+                Grads::Full(&mut self.grads)
+            } else {
+                Grads::None
+            };
+            let loss = objective(
+                &self.file.spec,
+                &self.weights,
+                None,
+                rows.slice(r0, r1),
+                Objective::Scores(&mut g),
+                grads,
+            )?;
+            return Ok((loss as f64, stats));
+        }
         let grads = match (train, self.adapters.is_some()) {
             (false, _) => Grads::None,
             (true, true) => Grads::Adapters(&mut self.grads),

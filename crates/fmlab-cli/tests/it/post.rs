@@ -125,6 +125,65 @@ fn sft_then_dpo_with_lora_and_merged_export() {
         assert_eq!(a["tokens"], b["tokens"], "{prompt:?}");
     }
 
+    // A reward model on the world's pairs ranks best-of-n samples.
+    let rm = dir.join("rm");
+    let r = json(&[
+        "train",
+        "reward",
+        "--base",
+        sft.to_str().unwrap(),
+        "--pairs",
+        world.join("preferences.jsonl").to_str().unwrap(),
+        "--out",
+        rm.to_str().unwrap(),
+        "--seq-len",
+        "96",
+        "--batch",
+        "4",
+        "--steps",
+        "8",
+        "--lr",
+        "1e-3",
+        "--val-fraction",
+        "0.1",
+        "--json",
+    ]);
+    assert_eq!(r["stage"], "reward");
+    let acc = r["val_rewards"]["rewards/accuracies"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&acc), "{r}");
+    let best = json(&[
+        "generate",
+        sft.to_str().unwrap(),
+        "--chat",
+        "--prompt",
+        "Who is Kea Jemda?",
+        "--best-of",
+        "3",
+        "--reward-model",
+        rm.to_str().unwrap(),
+        "--max-tokens",
+        "8",
+        "--json",
+    ]);
+    assert_eq!(
+        best["best_of"]["scores"].as_array().unwrap().len(),
+        3,
+        "{best}"
+    );
+    fails(
+        &[
+            "generate",
+            sft.to_str().unwrap(),
+            "--prompt",
+            "x",
+            "--best-of",
+            "2",
+            "--reward-model",
+            sft.to_str().unwrap(),
+        ],
+        "not a reward model",
+    );
+
     // Nothing usable: one clear error.
     let bad = dir.join("bad.jsonl");
     std::fs::write(

@@ -257,3 +257,80 @@ fn dpo_starts_at_ln2_and_one_step_raises_the_margin() {
         assert!(after.loss < m.loss, "{name}: {} → {}", m.loss, after.loss);
     }
 }
+
+/// A Bradley–Terry reward model on pairs: it starts near ln 2 and learns to rank the
+/// chosen answers first; its checkpoint keeps the score head.
+#[test]
+fn reward_model_learns_to_rank_chosen_first() {
+    let dir = scratch("reward");
+    let (tok, template) = tokenizer();
+    let enc = ChatEncoder {
+        template: &template,
+        tokenizer: &tok,
+    };
+    let prompt = |q: &str| vec![fmlab_tokenizer::Message::new("user", q)];
+    let data: Vec<_> = [
+        ("Where was Kea Jemda born?", "Lumora.", "Blue."),
+        ("What colour?", "Blue.", "I don't know."),
+        ("Where?", "Lumora.", "Kea Jemda was born in Blue."),
+        ("Who?", "Kea Jemda.", "Lumora Lumora Lumora."),
+    ]
+    .iter()
+    .map(|(q, c, r)| {
+        (
+            enc.answered(&prompt(q), c).unwrap(),
+            enc.answered(&prompt(q), r).unwrap(),
+        )
+    })
+    .collect();
+    let config = FinetuneConfig {
+        method: Method::Reward,
+        optim: optim(40, 3e-3),
+        lora: None,
+        val_fraction: 0.0,
+    };
+    let run = dir.join("rm");
+    let mut ft = Finetuner::create(
+        &run,
+        base(tok.vocab_size() as u64),
+        Data::Pairs(data.clone()),
+        config.clone(),
+        2,
+    )
+    .unwrap();
+    let first = ft.train_step().unwrap();
+    assert!(
+        (first.loss - std::f64::consts::LN_2).abs() < 0.2,
+        "{}",
+        first.loss
+    );
+    let mut last = first;
+    for _ in 1..40 {
+        last = ft.train_step().unwrap();
+    }
+    let r = last.rewards.unwrap();
+    assert!(last.loss < 0.2, "{} → {}", first.loss, last.loss);
+    assert_eq!(r.accuracy, 1.0);
+    assert!(r.margin > 1.0, "{r:?}");
+    ft.checkpoint().unwrap();
+    let (c, _) = fmlab_train::checkpoint::latest(&run, false).unwrap();
+    assert!(c.weights.find("score.weight").is_some());
+    // LoRA reward models are refused with a reason.
+    let mut lora = config;
+    lora.lora = Some(LoraConfig {
+        rank: 2,
+        alpha: 4.0,
+        targets: vec!["attn_q".into()],
+    });
+    let err = Finetuner::create(
+        &dir.join("x"),
+        base(tok.vocab_size() as u64),
+        Data::Pairs(data),
+        lora,
+        2,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("full weights"), "{err}");
+}

@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use fmlab_train::chat_data::{read_conversations, read_pairs, ChatEncoder, Skipped};
+use fmlab_train::chat_data::{read_conversations, read_pairs, Skipped};
 use fmlab_train::finetune::{
     prepare, Base, Data, FinetuneConfig, Finetuner, LoraConfig, Method, PreferenceLoss, RewardStats,
 };
@@ -146,19 +146,7 @@ pub fn reward(args: RewardArgs) -> Result<()> {
     }
     let base = crate::model::load_trainable(&args.base)?;
     let (pairs, skipped) = read_pairs(&args.pairs)?;
-    let enc = ChatEncoder {
-        template: &base.chat.template,
-        tokenizer: &base.chat.tokenizer,
-    };
-    let data = pairs
-        .iter()
-        .map(|p| {
-            Ok((
-                enc.answered(&p.prompt, &p.chosen)?,
-                enc.answered(&p.prompt, &p.rejected)?,
-            ))
-        })
-        .collect::<fmlab_train::Result<Vec<_>>>()?;
+    let data = base.chat.encoder().pairs(&pairs)?;
     let summary = finetune(
         base,
         Data::Pairs(data),
@@ -200,14 +188,7 @@ pub struct FinetuneSummary {
 pub fn sft(args: SftArgs) -> Result<()> {
     let base = crate::model::load_trainable(&args.base)?;
     let (convs, skipped) = read_conversations(&args.data)?;
-    let enc = ChatEncoder {
-        template: &base.chat.template,
-        tokenizer: &base.chat.tokenizer,
-    };
-    let seqs = convs
-        .iter()
-        .map(|c| enc.conversation(c))
-        .collect::<fmlab_train::Result<Vec<_>>>()?;
+    let seqs = base.chat.encoder().conversations(&convs)?;
     let summary = finetune(
         base,
         Data::Sft(seqs),
@@ -224,19 +205,7 @@ pub fn dpo(args: DpoArgs) -> Result<()> {
     let loss = PreferenceLoss::parse(&args.loss, args.simpo_gamma)?;
     let base = crate::model::load_trainable(&args.base)?;
     let (pairs, skipped) = read_pairs(&args.pairs)?;
-    let enc = ChatEncoder {
-        template: &base.chat.template,
-        tokenizer: &base.chat.tokenizer,
-    };
-    let data = pairs
-        .iter()
-        .map(|p| {
-            Ok((
-                enc.answered(&p.prompt, &p.chosen)?,
-                enc.answered(&p.prompt, &p.rejected)?,
-            ))
-        })
-        .collect::<fmlab_train::Result<Vec<_>>>()?;
+    let data = base.chat.encoder().pairs(&pairs)?;
     let method = Method::Preference {
         beta: args.beta,
         loss,
@@ -414,15 +383,7 @@ fn drive(
 ) -> Result<FinetuneSummary> {
     let total = ft.file.config.optim.steps;
     let tty = !quiet && std::io::stderr().is_terminal();
-    let bar = if tty {
-        indicatif::ProgressBar::new(total)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} step {pos}/{len} {msg} ETA {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let bar = crate::train_cmd::progress_bar(total, tty);
     let (mut initial_val, mut last_val, mut last_ckpt) = (None, None, None);
     let mut last_print = std::time::Instant::now();
     let started = std::time::Instant::now();

@@ -180,6 +180,16 @@ pub struct Chat {
     pub tokenizer_json: Option<String>,
 }
 
+impl Chat {
+    /// What renders and tokenizes training conversations for this model.
+    pub fn encoder(&self) -> fmlab_train::chat_data::ChatEncoder<'_> {
+        fmlab_train::chat_data::ChatEncoder {
+            template: &self.template,
+            tokenizer: &self.tokenizer,
+        }
+    }
+}
+
 /// The tokenizer and template of a run: its own `tokenizer.json` with fmlab's template, or,
 /// for a finetuning run of a GGUF model, the base file's.
 pub fn chat_of(found: &RunCheckpoint) -> Result<Chat> {

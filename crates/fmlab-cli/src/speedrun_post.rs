@@ -12,7 +12,7 @@ use fmlab_eval::chat::{
     evaluate_chat, preference_pairs, win_rate, ChatEval, ChatEvalConfig, PairConfig, WinRate,
     WorldJudge,
 };
-use fmlab_train::chat_data::{read_conversations, ChatEncoder, Skipped};
+use fmlab_train::chat_data::{read_conversations, Skipped};
 use fmlab_train::finetune::{Data, Method, PreferenceLoss};
 use serde_json::{json, Value};
 
@@ -133,14 +133,7 @@ pub fn post_train(
     let t = Instant::now();
     let base = crate::model::load_trainable(&run.to_string_lossy())?;
     let (convs, skipped) = read_conversations(&world.join("sft.jsonl"))?;
-    let enc = ChatEncoder {
-        template: &base.chat.template,
-        tokenizer: &base.chat.tokenizer,
-    };
-    let seqs = convs
-        .iter()
-        .map(|c| enc.conversation(c))
-        .collect::<fmlab_train::Result<Vec<_>>>()?;
+    let seqs = base.chat.encoder().conversations(&convs)?;
     let sft_dir = out.join("sft");
     let sft_deadline = Instant::now() + Duration::from_secs_f64(0.35 * total);
     let sft: FinetuneSummary = finetune(
@@ -205,19 +198,15 @@ pub fn post_train(
     // --- DPO from the SFT model on those pairs ---
     let t = Instant::now();
     let sft_model = crate::model::load_trainable(&sft_dir.to_string_lossy())?;
-    let enc = ChatEncoder {
-        template: &sft_model.chat.template,
-        tokenizer: &sft_model.chat.tokenizer,
-    };
-    let data = pairs
+    let pairs_in: Vec<fmlab_train::chat_data::Pair> = pairs
         .iter()
-        .map(|p| {
-            Ok((
-                enc.answered(&p.prompt, &p.chosen)?,
-                enc.answered(&p.prompt, &p.rejected)?,
-            ))
+        .map(|p| fmlab_train::chat_data::Pair {
+            prompt: p.prompt.clone(),
+            chosen: p.chosen.clone(),
+            rejected: p.rejected.clone(),
         })
-        .collect::<fmlab_train::Result<Vec<_>>>()?;
+        .collect();
+    let data = sft_model.chat.encoder().pairs(&pairs_in)?;
     let dpo_dir = out.join("dpo");
     let dpo_deadline = Instant::now() + Duration::from_secs_f64(0.6 * left(deadline));
     let dpo = finetune(

@@ -363,15 +363,7 @@ pub fn drive(t: &mut Pretrainer, stop: &AtomicBool, quiet: bool) -> Result<Summa
         .unwrap_or(0.0)
     };
     let tty = !quiet && std::io::stderr().is_terminal();
-    let bar = if tty {
-        indicatif::ProgressBar::new(config.steps)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} step {pos}/{len} {msg} ETA {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let bar = progress_bar(config.steps, tty);
     bar.set_position(t.step_count());
     let mut initial_val = None;
     let mut last_val = None;
@@ -448,6 +440,20 @@ pub fn drive(t: &mut Pretrainer, stop: &AtomicBool, quiet: bool) -> Result<Summa
         interrupted: outcome == Outcome::Interrupted,
         loss_plot,
     })
+}
+
+/// A step bar on a terminal (`tty`), a hidden one otherwise.
+pub fn progress_bar(steps: u64, tty: bool) -> indicatif::ProgressBar {
+    let bar = if tty {
+        indicatif::ProgressBar::new(steps)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} step {pos}/{len} {msg} ETA {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
 }
 
 /// Train and validation losses by tokens seen, and the learning rate by step.

@@ -238,6 +238,24 @@ impl ChatEncoder<'_> {
         self.conversation(&messages)
     }
 
+    /// Every conversation's masked sequence.
+    pub fn conversations(&self, convs: &[Vec<Message>]) -> Result<Vec<Sequence>> {
+        convs.iter().map(|c| self.conversation(c)).collect()
+    }
+
+    /// Every pair's (chosen, rejected) sequences, each answer after its prompt.
+    pub fn pairs(&self, pairs: &[Pair]) -> Result<Vec<(Sequence, Sequence)>> {
+        pairs
+            .iter()
+            .map(|p| {
+                Ok((
+                    self.answered(&p.prompt, &p.chosen)?,
+                    self.answered(&p.prompt, &p.rejected)?,
+                ))
+            })
+            .collect()
+    }
+
     /// The prompt rendered with the generation prompt: what sampling continues.
     pub fn prompt(&self, prompt: &[Message]) -> Result<Vec<u32>> {
         Ok(self.encode_text(&self.render(prompt, true)?))

@@ -440,22 +440,7 @@ pub fn write_world(
     for &lang in &langs {
         for _ in 0..(n_sets / (8 * langs.len())).max(10) {
             let p = &kb.people[seen[rng.below(seen.len())] as usize];
-            let mut q = String::new();
-            let answer = docs::arithmetic_problem(&mut q, p, lang, &mut rng);
-            let item = EvalItem {
-                id: eval_id,
-                kind: "arithmetic".into(),
-                lang,
-                split: "arithmetic".into(),
-                relation: None,
-                subject: None,
-                prompt: q,
-                format: Format::Free,
-                answer: answer.to_string(),
-                answers: vec![answer.to_string()],
-                refusal: false,
-                known: vec![],
-            };
+            let item = arithmetic_item(p, lang, eval_id, &mut rng);
             eval_file.write_json_line(&item)?;
             eval_id += 1;
         }
@@ -714,22 +699,7 @@ pub fn write_world(
             )
         } else if kind == 1 {
             let p = &kb.people[trained[rng.below(trained.len())] as usize];
-            let mut q = String::new();
-            let answer = docs::arithmetic_problem(&mut q, p, lang, &mut rng);
-            EvalItem {
-                id: n_prompts,
-                kind: "arithmetic".into(),
-                lang,
-                split: "arithmetic".into(),
-                relation: None,
-                subject: None,
-                prompt: q,
-                format: Format::Free,
-                answer: answer.to_string(),
-                answers: vec![answer.to_string()],
-                refusal: false,
-                known: vec![],
-            }
+            arithmetic_item(p, lang, n_prompts, &mut rng)
         } else {
             let Some((p, rel)) = unasked(&kb, &trained, &asked, &mentions, &mut rng) else {
                 break;
@@ -810,6 +780,26 @@ fn unasked<'k>(
 /// training data must not, or that person would not be never-seen any more.
 fn names_unmentioned(kb: &Kb, p: &Person, rel: Relation, mentions: &[u32]) -> bool {
     rel == Relation::Sibling && mentions[kb.people[p.sibling as usize].id as usize] == 0
+}
+
+/// An arithmetic word problem about `p` with its answer.
+fn arithmetic_item(p: &Person, lang: Lang, id: u64, rng: &mut Rng) -> EvalItem {
+    let mut q = String::new();
+    let answer = docs::arithmetic_problem(&mut q, p, lang, rng);
+    EvalItem {
+        id,
+        kind: "arithmetic".into(),
+        lang,
+        split: "arithmetic".into(),
+        relation: None,
+        subject: None,
+        prompt: q,
+        format: Format::Free,
+        answer: answer.to_string(),
+        answers: vec![answer.to_string()],
+        refusal: false,
+        known: vec![],
+    }
 }
 
 /// A question about `p`'s `rel` with its exact answer.

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use fmlab_eval::chat::{
-    evaluate_chat, preference_pairs, ChatEval, ChatEvalConfig, PairConfig, WorldJudge,
+    evaluate_chat, preference_pairs, ChatEval, ChatEvalConfig, Judge, PairConfig, RewardJudge,
+    WorldJudge,
 };
 
 #[derive(Subcommand)]
@@ -94,7 +95,8 @@ pub struct PreferencesArgs {
     /// Judge-able prompts in the eval items' format (a world's prompts.jsonl).
     #[arg(long)]
     pub prompts: PathBuf,
-    /// The judge: "world" (the world's exact judge).
+    /// The judge: "world" (the world's exact judge) or "reward:RM" (a reward model trained
+    /// with `fmlab train reward`, sharing the model's tokenizer).
     #[arg(long, default_value = "world")]
     pub judge: String,
     /// Answers sampled per prompt.
@@ -119,9 +121,13 @@ pub struct PreferencesArgs {
 }
 
 pub fn preferences(args: PreferencesArgs) -> Result<()> {
-    if args.judge != "world" {
-        bail!("--judge: {:?} is not a known judge (world)", args.judge);
-    }
+    let reward_model = match args.judge.as_str() {
+        "world" => None,
+        j => match j.strip_prefix("reward:") {
+            Some(path) => Some(crate::model::load(path)?),
+            None => bail!("--judge: {:?} is neither world nor reward:PATH", args.judge),
+        },
+    };
     if args.k < 2 {
         bail!("-k: at least 2 answers per prompt are needed to make a pair");
     }
@@ -146,12 +152,30 @@ pub fn preferences(args: PreferencesArgs) -> Result<()> {
         },
         max_new_tokens: args.max_tokens,
     };
+    let reward_judge = match &reward_model {
+        Some(rm) => {
+            if rm.tokenizer.vocab_size() != loaded.tokenizer.vocab_size() {
+                bail!("--judge: the reward model's vocabulary is not the model's");
+            }
+            Some(RewardJudge {
+                scorer: fmlab_nn::RewardScorer::new(&rm.model)
+                    .with_context(|| format!("--judge {}", args.judge))?,
+                tokenizer: &loaded.tokenizer,
+                template,
+            })
+        }
+        None => None,
+    };
+    let judge: &dyn Judge = match &reward_judge {
+        Some(j) => j,
+        None => &WorldJudge,
+    };
     let pairs = preference_pairs(
         &loaded.model,
         &loaded.tokenizer,
         template,
         &items,
-        &WorldJudge,
+        judge,
         &config,
     )?;
     let mut text = String::new();

@@ -48,6 +48,31 @@ impl Judge for WorldJudge {
     }
 }
 
+/// A reward model as the judge: the reward of the prompt and answer rendered as one
+/// exchange, read where training read it (after the answer's end-of-turn marker).
+pub struct RewardJudge<'a> {
+    pub scorer: fmlab_nn::RewardScorer<'a>,
+    pub tokenizer: &'a Tokenizer,
+    pub template: &'a ChatTemplate,
+}
+
+impl Judge for RewardJudge<'_> {
+    fn score(&self, item: &EvalItem, answer: &str) -> f64 {
+        let messages = [
+            Message::new("user", &item.prompt),
+            Message::new("assistant", answer),
+        ];
+        let Ok(text) = self.template.render(&messages, false) else {
+            return f64::NEG_INFINITY;
+        };
+        let mut ids = self.tokenizer.encode(&text, false, true);
+        // Training's rows predict each sequence's last token from the one before: the
+        // reward sits at the end-of-turn marker, not after the newline that follows it.
+        ids.pop();
+        self.scorer.score_tokens(&ids).unwrap_or(f64::NEG_INFINITY)
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct ChatEvalConfig {
     /// Items per split (frequent, rare, unseen, arithmetic) at most, in file order.

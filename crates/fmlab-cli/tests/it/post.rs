@@ -183,6 +183,53 @@ fn sft_then_dpo_with_lora_and_merged_export() {
         ],
         "not a reward model",
     );
+    // On-policy pairs judged by the world, or by the reward model.
+    for judge in ["world".to_string(), format!("reward:{}", rm.display())] {
+        let pairs = dir.join("pairs.jsonl");
+        let p = json(&[
+            "data",
+            "preferences",
+            "--model",
+            sft.to_str().unwrap(),
+            "--prompts",
+            world.join("prompts.jsonl").to_str().unwrap(),
+            "--judge",
+            &judge,
+            "-k",
+            "3",
+            "--limit",
+            "12",
+            "--max-tokens",
+            "8",
+            "--out",
+            pairs.to_str().unwrap(),
+            "--json",
+        ]);
+        assert_eq!(p["prompts"], 12, "{p}");
+        let n = p["pairs"].as_u64().unwrap() as usize;
+        let text = std::fs::read_to_string(&pairs).unwrap();
+        assert_eq!(text.lines().count(), n);
+        for line in text.lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            assert!(
+                v["chosen_score"].as_f64() > v["rejected_score"].as_f64(),
+                "{v}"
+            );
+        }
+    }
+    fails(
+        &[
+            "data",
+            "preferences",
+            "--model",
+            sft.to_str().unwrap(),
+            "--prompts",
+            world.join("prompts.jsonl").to_str().unwrap(),
+            "--judge",
+            "gpt4",
+        ],
+        "neither world nor reward:PATH",
+    );
 
     // Nothing usable: one clear error.
     let bad = dir.join("bad.jsonl");

@@ -84,8 +84,9 @@ pub struct FinetuneSettings {
 
 #[derive(Args)]
 pub struct SftArgs {
-    /// The model to finetune: a training run, a checkpoint folder, a GGUF file or a known
-    /// model's name (GGUF weights are dequantised to f32).
+    /// The model to finetune: a training run, a checkpoint folder, a GGUF file, a Hugging
+    /// Face folder (config.json, *.safetensors, tokenizer.json, tokenizer_config.json; llama,
+    /// mistral, qwen2) or a known model's name (GGUF weights are dequantised to f32).
     #[arg(long)]
     pub base: String,
     /// Conversations, JSON Lines: {"messages": [{"role", "content"}, …]} (the world's

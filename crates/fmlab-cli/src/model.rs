@@ -214,12 +214,42 @@ pub fn chat_of(found: &RunCheckpoint) -> Result<Chat> {
                 tokenizer_json: None,
             })
         }
+        Some(base) if base.kind == "hf" => hf_chat(&base.path),
         Some(base) => chat_of(&find_checkpoint(&base.path, false)?),
         None => bail!(
             "{}: the run has no tokenizer (train with --tokenizer)",
             found.run.join("tokenizer.json").display()
         ),
     }
+}
+
+/// The tokenizer (`tokenizer.json`) and chat template (`tokenizer_config.json`'s
+/// `chat_template`, with its BOS and EOS texts) of a Hugging Face model folder.
+pub fn hf_chat(dir: &Path) -> Result<Chat> {
+    let tok_path = dir.join("tokenizer.json");
+    let tokenizer = Tokenizer::from_tokenizer_json(&tok_path)
+        .with_context(|| format!("{}", tok_path.display()))?;
+    let cfg_path = dir.join("tokenizer_config.json");
+    let cfg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&cfg_path)
+            .with_context(|| format!("reading {}", cfg_path.display()))?,
+    )
+    .with_context(|| format!("{}", cfg_path.display()))?;
+    let text = |k: &str| match &cfg[k] {
+        serde_json::Value::String(s) => s.clone(),
+        v => v["content"].as_str().unwrap_or("").to_string(),
+    };
+    let source = cfg["chat_template"]
+        .as_str()
+        .with_context(|| format!("{}: no chat_template", cfg_path.display()))?;
+    Ok(Chat {
+        template: ChatTemplate::new(source, &text("bos_token"), &text("eos_token"))?,
+        tokenizer_json: Some(
+            std::fs::read_to_string(&tok_path)
+                .with_context(|| format!("reading {}", tok_path.display()))?,
+        ),
+        tokenizer,
+    })
 }
 
 /// The weights a run's checkpoint computes with: its own, or (LoRA) its base's with the
@@ -257,6 +287,19 @@ pub struct Trainable {
 pub fn load_trainable(name: &str) -> Result<Trainable> {
     let path = resolve(name)?;
     let abs = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
+    let is_run = path.join("run.json").is_file() || path.join("manifest.json").is_file();
+    if path.is_dir() && !is_run && path.join("config.json").is_file() {
+        let (spec, weights) = fmlab_train::export::weights_from_hf(&path)?;
+        return Ok(Trainable {
+            spec,
+            weights,
+            chat: hf_chat(&path)?,
+            source: fmlab_train::finetune::BaseRef {
+                path: abs,
+                kind: "hf".into(),
+            },
+        });
+    }
     if path.is_dir() {
         let found = find_checkpoint(&path, false)?;
         return Ok(Trainable {

@@ -156,9 +156,110 @@ fn hf_name(gguf: &str) -> Option<String> {
         "ffn_gate.weight" => "mlp.gate_proj.weight",
         "ffn_up.weight" => "mlp.up_proj.weight",
         "ffn_down.weight" => "mlp.down_proj.weight",
+        "attn_q.bias" => "self_attn.q_proj.bias",
+        "attn_k.bias" => "self_attn.k_proj.bias",
+        "attn_v.bias" => "self_attn.v_proj.bias",
+        "attn_output.bias" => "self_attn.o_proj.bias",
         _ => return None,
     };
     Some(format!("model.layers.{layer}.{hf}"))
+}
+
+/// A Hugging Face model folder (`config.json` and its `*.safetensors` files, f32, f16 or
+/// bf16) as trainable weights under GGUF names — the inverse of [`hf_safetensors`]: Llama
+/// and Mistral query/key rows come back from HF's half-split RoPE layout to adjacent pairs
+/// (as `convert_hf_to_gguf` permutes them); Qwen2 keeps its halves.
+pub fn weights_from_hf(dir: &std::path::Path) -> Result<(ModelSpec, Weights<f32>)> {
+    let config = dir.join("config.json");
+    let text = std::fs::read_to_string(&config).map_err(|e| Error::io(&config, e))?;
+    let spec = fmlab_formats::spec_from_hf_config(&text)?;
+    if !matches!(spec.architecture.as_str(), "llama" | "mistral" | "qwen2") {
+        return Err(Error::Config(format!(
+            "{}: Hugging Face folders of llama, mistral and qwen2 models load as weights; this one is {} (convert it to GGUF)",
+            dir.display(),
+            spec.architecture
+        )));
+    }
+    let mut paths: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        return Err(Error::Config(format!(
+            "{}: no .safetensors file next to config.json",
+            dir.display()
+        )));
+    }
+    let files = paths
+        .iter()
+        .map(fmlab_formats::SafetensorsFile::open)
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let permute = fmlab_nn::plan::rope_style(&spec) == fmlab_kernels::RopeStyle::Interleaved;
+    let hd = spec.head_dim as usize;
+    let mut w = Weights::<f32>::zeros(&spec)?;
+    for t in w.named_mut() {
+        let name = hf_name(&t.name)
+            .ok_or_else(|| Error::Config(format!("no Hugging Face name for {}", t.name)))?;
+        let Some((file, view)) = files
+            .iter()
+            .find_map(|f| f.header.tensor(&name).map(|v| (f, v)))
+        else {
+            return Err(Error::Config(format!(
+                "{}: tensor {name} is missing",
+                dir.display()
+            )));
+        };
+        let want: Vec<u64> = t.shape.iter().map(|&x| x as u64).collect();
+        if view.shape != want {
+            return Err(Error::Config(format!(
+                "{}: tensor {name} is {:?}, the config implies {want:?}",
+                file.path.display(),
+                view.shape
+            )));
+        }
+        let raw = file.tensor_data(view);
+        let values: Vec<f32> = match view.dtype {
+            Dtype::F32 => raw
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            Dtype::F16 => raw
+                .chunks_exact(2)
+                .map(|b| fmlab_kernels::f16_to_f32(u16::from_le_bytes([b[0], b[1]])))
+                .collect(),
+            Dtype::BF16 => raw
+                .chunks_exact(2)
+                .map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16))
+                .collect(),
+            other => {
+                return Err(Error::Config(format!(
+                    "{}: tensor {name} is {}, not f32, f16 or bf16",
+                    file.path.display(),
+                    other.name()
+                )))
+            }
+        };
+        if values.len() != t.data.len() {
+            return Err(Error::Config(format!(
+                "{}: tensor {name} holds {} values, expected {}",
+                file.path.display(),
+                values.len(),
+                t.data.len()
+            )));
+        }
+        let rotated = t.name.contains("attn_q.") || t.name.contains("attn_k.");
+        if permute && rotated {
+            let cols = if t.shape.len() == 2 { t.shape[1] } else { 1 };
+            t.data
+                .copy_from_slice(&permute_rope_rows(&values, cols, hd, true));
+        } else {
+            t.data.copy_from_slice(&values);
+        }
+    }
+    Ok((spec, w))
 }
 
 /// Rows of a query or key projection from adjacent rotary pairs to halves (Hugging Face's

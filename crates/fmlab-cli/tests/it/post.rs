@@ -231,6 +231,49 @@ fn sft_then_dpo_with_lora_and_merged_export() {
         "neither world nor reward:PATH",
     );
 
+    // A Hugging Face folder (the SFT run exported) is a base too: it starts exactly where the
+    // run it came from does.
+    let hf = dir.join("hf");
+    let out = super::fmlab(&[
+        "export",
+        sft.to_str().unwrap(),
+        "--format",
+        "safetensors",
+        "--out",
+        hf.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let from = |base: &std::path::Path, name: &str| {
+        json(&[
+            "train",
+            "sft",
+            "--base",
+            base.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            dir.join(name).to_str().unwrap(),
+            "--seq-len",
+            "64",
+            "--steps",
+            "1",
+            "--json",
+        ])
+    };
+    let (a, b) = (from(&sft, "again-run"), from(&hf, "again-hf"));
+    let (la, lb) = (
+        a["initial_val_loss"].as_f64().unwrap(),
+        b["initial_val_loss"].as_f64().unwrap(),
+    );
+    assert!(
+        (la - lb).abs() < 1e-4,
+        "from the run {la}, from its HF export {lb}"
+    );
+
     // Nothing usable: one clear error.
     let bad = dir.join("bad.jsonl");
     std::fs::write(

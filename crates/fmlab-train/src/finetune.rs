@@ -818,23 +818,24 @@ impl Finetuner {
         picks: &[usize],
         work: impl FnOnce(&mut Self) -> Result<R>,
     ) -> Result<R> {
-        let saved = self.train.clone();
-        let l = saved.seq_len;
+        let t = &self.train;
+        let l = t.seq_len;
         let mut g = Rows {
             seq_len: l,
             ..Rows::default()
         };
         for &r in picks {
             let (a, b) = (r * l, (r + 1) * l);
-            g.inputs.extend_from_slice(&saved.inputs[a..b]);
-            g.targets.extend_from_slice(&saved.targets[a..b]);
-            g.segments.extend_from_slice(&saved.segments[a..b]);
-            g.mask.extend_from_slice(&saved.mask[a..b]);
-            g.sequence.extend_from_slice(&saved.sequence[a..b]);
+            g.inputs.extend_from_slice(&t.inputs[a..b]);
+            g.targets.extend_from_slice(&t.targets[a..b]);
+            g.segments.extend_from_slice(&t.segments[a..b]);
+            g.mask.extend_from_slice(&t.mask[a..b]);
+            g.sequence.extend_from_slice(&t.sequence[a..b]);
         }
-        self.train = g;
+        // The full rows step aside (moved, not copied) while the batch stands in for them.
+        let all = std::mem::replace(&mut self.train, g);
         let out = work(self);
-        self.train = saved;
+        self.train = all;
         out
     }
 

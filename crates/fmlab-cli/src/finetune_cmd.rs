@@ -331,7 +331,8 @@ pub fn finetune(
         lora,
         val_fraction: s.val_fraction,
     };
-    let (_, _, counts) = prepare(&data, &config, pad)?;
+    let prepared = prepare(&data, &config, pad)?;
+    let counts = prepared.records.clone();
     let per_step = (s.batch * s.grad_accum).max(1) as f64;
     let steps = match s.steps {
         Some(n) => n,
@@ -367,7 +368,7 @@ pub fn finetune(
         source: base.source,
         tokenizer_json: base.chat.tokenizer_json.map(String::into_bytes),
     };
-    let mut ft = Finetuner::create(out, trainable, data, config, pad)
+    let mut ft = Finetuner::from_prepared(out, trainable, prepared, config)
         .with_context(|| format!("creating the run in {}", out.display()))?;
     let stop = crate::train_cmd::install_ctrl_c()?;
     drive(&mut ft, &stop, stage, skipped, counts, s.json, deadline)

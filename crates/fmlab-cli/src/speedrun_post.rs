@@ -71,8 +71,15 @@ fn describe(name: &str, e: &ChatEval) -> String {
     )
 }
 
-fn evaluate(model_path: &Path, items: &[EvalItem], per_split: usize) -> Result<ChatEval> {
-    let loaded = crate::model::load(&model_path.to_string_lossy())?;
+fn load(model_path: &Path) -> Result<crate::model::Loaded> {
+    crate::model::load(&model_path.to_string_lossy())
+}
+
+fn evaluate(
+    loaded: &crate::model::Loaded,
+    items: &[EvalItem],
+    per_split: usize,
+) -> Result<ChatEval> {
     let template = loaded.template.as_ref().context("no chat template")?;
     Ok(evaluate_chat(
         &loaded.model,
@@ -125,7 +132,7 @@ pub fn post_train(
     let total = left(deadline);
     // --- base, asked through the chat template it never saw ---
     let t = Instant::now();
-    let base_eval = evaluate(run, &items, s.eval_items)?;
+    let base_eval = evaluate(&load(run)?, &items, s.eval_items)?;
     say(&describe("base", &base_eval));
     seconds.push(("eval_base", t.elapsed().as_secs_f64()));
 
@@ -147,7 +154,9 @@ pub fn post_train(
     )?;
     seconds.push(("sft", t.elapsed().as_secs_f64()));
     let t = Instant::now();
-    let sft_eval = evaluate(&sft_dir, &items, s.eval_items)?;
+    // The SFT model is loaded once: judged, then sampled for on-policy pairs.
+    let loaded = load(&sft_dir)?;
+    let sft_eval = evaluate(&loaded, &items, s.eval_items)?;
     let sft_win = win_rate(&sft_eval, &base_eval, &items, &WorldJudge);
     say(&format!(
         "{}; win rate over base {:.0}%",
@@ -158,7 +167,6 @@ pub fn post_train(
 
     // --- on-policy pairs from the SFT model's answers to training prompts ---
     let t = Instant::now();
-    let loaded = crate::model::load(&sft_dir.to_string_lossy())?;
     let template = loaded.template.as_ref().context("no chat template")?;
     let mut prompts = crate::speedrun::read_eval(&world.join("prompts.jsonl"))?;
     prompts.truncate(s.prompts);
@@ -223,7 +231,7 @@ pub fn post_train(
     )?;
     seconds.push(("dpo", t.elapsed().as_secs_f64()));
     let t = Instant::now();
-    let dpo_eval = evaluate(&dpo_dir, &items, s.eval_items)?;
+    let dpo_eval = evaluate(&load(&dpo_dir)?, &items, s.eval_items)?;
     let dpo_win: WinRate = win_rate(&dpo_eval, &sft_eval, &items, &WorldJudge);
     say(&format!(
         "{}; win rate over SFT {:.0}% ({:.0}% of decided)",

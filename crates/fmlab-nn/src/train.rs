@@ -220,29 +220,32 @@ impl<T: Float> Weights<T> {
     /// Every tensor, in a fixed order, with whether weight decay applies to it (matrices
     /// yes; norms, biases and embeddings no).
     pub fn tensors_mut(&mut self) -> Vec<(&mut [T], bool)> {
-        self.named_mut()
-            .into_iter()
-            .map(|t| (t.data, t.decay))
-            .collect()
+        // Per optimizer step: no names built.
+        let mut rest = self.data.as_mut_slice();
+        let mut out = Vec::with_capacity(self.tensors.len());
+        for t in &self.tensors {
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(t.len());
+            rest = tail;
+            out.push((head, t.decay));
+        }
+        out
     }
 
     /// Every tensor with its GGUF name (`token_embd.weight`, `blk.0.attn_q.weight`, …),
     /// its shape (`[out, in]` for matrices, row-major) and its decay flag, in arena order:
     /// what checkpoints and exports write.
     pub fn named_mut(&mut self) -> Vec<Named<'_, T>> {
-        let mut rest = self.data.as_mut_slice();
-        let mut out = Vec::with_capacity(self.tensors.len());
-        for t in &self.tensors {
-            let (head, tail) = std::mem::take(&mut rest).split_at_mut(t.len());
-            rest = tail;
-            out.push(Named {
-                name: t.name.clone(),
-                shape: t.shape.clone(),
-                data: head,
-                decay: t.decay,
-            });
-        }
-        out
+        let descs = self.tensors.clone();
+        self.tensors_mut()
+            .into_iter()
+            .zip(descs)
+            .map(|((data, decay), t)| Named {
+                name: t.name,
+                shape: t.shape,
+                data,
+                decay,
+            })
+            .collect()
     }
 
     /// The weight (and bias) indices of a norm of the plan.

@@ -303,11 +303,7 @@ fn order_for(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
 /// Splits the records into training and validation (seeded) and packs each into rows:
 /// what [`Finetuner::create`] trains on, exposed so that a caller can size the run (steps
 /// per epoch) first. Records longer than a row are left out (counted in the result).
-pub fn prepare(
-    data: &Data,
-    config: &FinetuneConfig,
-    pad: u32,
-) -> Result<(Rows, Rows, RecordCounts)> {
+pub fn prepare(data: &Data, config: &FinetuneConfig, pad: u32) -> Result<Prepared> {
     let c = &config.optim;
     // Units: what must share a row (a conversation; a pair's two answers).
     let units: Vec<Vec<&Sequence>> = match &data {
@@ -344,7 +340,19 @@ pub fn prepare(
         train_tokens: train.mask.iter().filter(|&&m| m).count(),
         too_long: units.len() - fits.len(),
     };
-    Ok((train, val, records))
+    Ok(Prepared {
+        train,
+        val,
+        records,
+    })
+}
+
+/// Records split and packed by [`prepare`].
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub train: Rows,
+    pub val: Rows,
+    pub records: RecordCounts,
 }
 
 impl Finetuner {
@@ -356,6 +364,18 @@ impl Finetuner {
         data: Data,
         config: FinetuneConfig,
         pad: u32,
+    ) -> Result<Self> {
+        let prepared = prepare(&data, &config, pad)?;
+        Self::from_prepared(run, base, prepared, config)
+    }
+
+    /// [`Finetuner::create`] on records already split and packed with this `config`
+    /// (a caller that sized the run from them does not pack twice).
+    pub fn from_prepared(
+        run: &Path,
+        base: Base,
+        prepared: Prepared,
+        config: FinetuneConfig,
     ) -> Result<Self> {
         let c = &config.optim;
         c.validate(&base.spec)?;
@@ -376,7 +396,11 @@ impl Finetuner {
                 run.display()
             )));
         }
-        let (train, val, records) = prepare(&data, &config, pad)?;
+        let Prepared {
+            train,
+            val,
+            records,
+        } = prepared;
         if matches!(config.method, Method::Reward) && config.lora.is_some() {
             return Err(Error::Config(
                 "reward models train the full weights (the score head is new); drop --lora-rank"

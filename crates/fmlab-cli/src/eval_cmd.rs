@@ -69,11 +69,19 @@ pub fn describe(e: &ChatEval) -> String {
         100.0 * e.format_compliance
     );
     for (split, score) in &e.fact_accuracy {
+        let free = e
+            .fact_accuracy_free_form
+            .get(split)
+            .copied()
+            .unwrap_or_default();
         s += &format!(
-            "fact accuracy, {split}: {:.1}% ({} of {})\n",
+            "fact accuracy, {split}: {:.1}% ({} of {}); free-form questions {:.1}% ({} of {})\n",
             100.0 * score.accuracy,
             score.correct,
-            score.items
+            score.items,
+            100.0 * free.accuracy,
+            free.correct,
+            free.items
         );
     }
     s += &format!(

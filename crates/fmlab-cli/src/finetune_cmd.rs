@@ -10,7 +10,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use fmlab_train::chat_data::{read_conversations, read_pairs, Skipped};
 use fmlab_train::finetune::{
-    prepare, Base, Data, FinetuneConfig, Finetuner, LoraConfig, Method, PreferenceLoss, RewardStats,
+    prepare, Base, Data, DataRef, FinetuneConfig, Finetuner, LoraConfig, Method, PreferenceLoss,
+    RewardStats,
 };
 use fmlab_train::{AdamWConfig, Event, Outcome, PretrainConfig, Schedule};
 
@@ -87,28 +88,51 @@ pub struct SftArgs {
     /// The model to finetune: a training run, a checkpoint folder, a GGUF file, a Hugging
     /// Face folder (config.json, *.safetensors, tokenizer.json, tokenizer_config.json; llama,
     /// mistral, qwen2) or a known model's name (GGUF weights are dequantised to f32).
-    #[arg(long)]
-    pub base: String,
+    #[arg(long, required_unless_present = "resume")]
+    pub base: Option<String>,
     /// Conversations, JSON Lines: {"messages": [{"role", "content"}, …]} (the world's
     /// sft.jsonl).
-    #[arg(long)]
-    pub data: PathBuf,
+    #[arg(long, required_unless_present = "resume")]
+    pub data: Option<PathBuf>,
     /// The run folder to create.
-    #[arg(long, default_value = "sft")]
+    #[arg(long, default_value = "sft", conflicts_with = "resume")]
     pub out: PathBuf,
+    /// Continue this SFT run from its newest checkpoint (its base and data are read again
+    /// from where run.json says; --steps may lengthen it).
+    #[arg(long, conflicts_with_all = ["base", "data", "mix"])]
+    pub resume: Option<PathBuf>,
+    /// Plain text to mix into the training rows, trained on in full (replay: a small model
+    /// otherwise forgets what pre-training taught it while it learns the chat format): JSON
+    /// Lines with a "text" field (the world's corpus.jsonl) or a text file, read in order.
+    #[arg(long)]
+    pub mix: Option<PathBuf>,
+    /// With --mix: the share of the training rows' positions that are plain text.
+    #[arg(long, default_value_t = 0.5, requires = "mix")]
+    pub mix_ratio: f64,
     #[command(flatten)]
     pub settings: FinetuneSettings,
+}
+
+/// Plain text mixed into supervised finetuning: where from, and its share of the positions.
+#[derive(Debug, Clone)]
+pub struct Mix {
+    pub path: PathBuf,
+    pub ratio: f64,
 }
 
 #[derive(Args)]
 pub struct DpoArgs {
     /// The model to start from and to use as the frozen reference (usually an SFT run).
-    #[arg(long)]
-    pub base: String,
+    #[arg(long, required_unless_present = "resume")]
+    pub base: Option<String>,
     /// Preference pairs, JSON Lines: {"prompt": [turns] or "text", "chosen", "rejected"}
     /// (the world's preferences.jsonl).
-    #[arg(long)]
-    pub pairs: PathBuf,
+    #[arg(long, required_unless_present = "resume")]
+    pub pairs: Option<PathBuf>,
+    /// Continue this preference run from its newest checkpoint (base, pairs and cached
+    /// reference log-probabilities are read again; --steps may lengthen it).
+    #[arg(long, conflicts_with_all = ["base", "pairs", "out"])]
+    pub resume: Option<PathBuf>,
     /// β: how far the policy may move from the reference.
     #[arg(long, default_value_t = 0.1)]
     pub beta: f64,
@@ -128,12 +152,15 @@ pub struct DpoArgs {
 #[derive(Args)]
 pub struct RewardArgs {
     /// The backbone (usually an SFT run); a scalar head is added to it.
-    #[arg(long)]
-    pub base: String,
+    #[arg(long, required_unless_present = "resume")]
+    pub base: Option<String>,
     /// Preference pairs, JSON Lines: {"prompt", "chosen", "rejected"} (the world's
     /// preferences.jsonl, or `fmlab data preferences`).
-    #[arg(long)]
-    pub pairs: PathBuf,
+    #[arg(long, required_unless_present = "resume")]
+    pub pairs: Option<PathBuf>,
+    /// Continue this reward-model run from its newest checkpoint (--steps may lengthen it).
+    #[arg(long, conflicts_with_all = ["base", "pairs", "out"])]
+    pub resume: Option<PathBuf>,
     /// The run folder to create.
     #[arg(long, default_value = "rm")]
     pub out: PathBuf,
@@ -142,15 +169,24 @@ pub struct RewardArgs {
 }
 
 pub fn reward(args: RewardArgs) -> Result<()> {
+    if let Some(run) = &args.resume {
+        return report(&resume(run, "reward", &args.settings)?, args.settings.json);
+    }
     if args.settings.lora_rank.is_some() {
         bail!("--lora-rank: reward models train the full weights (the score head is new)");
     }
-    let base = crate::model::load_trainable(&args.base)?;
-    let (pairs, skipped) = read_pairs(&args.pairs)?;
+    let (base, path) = (
+        args.base.unwrap_or_default(),
+        args.pairs.unwrap_or_default(),
+    );
+    let base = crate::model::load_trainable(&base)?;
+    let (pairs, skipped) = read_pairs(&path)?;
     let data = base.chat.encoder().pairs(&pairs)?;
     let summary = finetune(
         base,
         Data::Pairs(data),
+        Some(&path),
+        None,
         Method::Reward,
         skipped,
         &args.out,
@@ -187,12 +223,22 @@ pub struct FinetuneSummary {
 }
 
 pub fn sft(args: SftArgs) -> Result<()> {
-    let base = crate::model::load_trainable(&args.base)?;
-    let (convs, skipped) = read_conversations(&args.data)?;
+    if let Some(run) = &args.resume {
+        return report(&resume(run, "sft", &args.settings)?, args.settings.json);
+    }
+    let (base, path) = (args.base.unwrap_or_default(), args.data.unwrap_or_default());
+    let base = crate::model::load_trainable(&base)?;
+    let (convs, skipped) = read_conversations(&path)?;
     let seqs = base.chat.encoder().conversations(&convs)?;
+    let mix = args.mix.map(|path| Mix {
+        path,
+        ratio: args.mix_ratio,
+    });
     let summary = finetune(
         base,
         Data::Sft(seqs),
+        Some(&path),
+        mix.as_ref(),
         Method::Sft,
         skipped,
         &args.out,
@@ -203,9 +249,16 @@ pub fn sft(args: SftArgs) -> Result<()> {
 }
 
 pub fn dpo(args: DpoArgs) -> Result<()> {
+    if let Some(run) = &args.resume {
+        return report(&resume(run, "dpo", &args.settings)?, args.settings.json);
+    }
     let loss = PreferenceLoss::parse(&args.loss, args.simpo_gamma)?;
-    let base = crate::model::load_trainable(&args.base)?;
-    let (pairs, skipped) = read_pairs(&args.pairs)?;
+    let (base, path) = (
+        args.base.unwrap_or_default(),
+        args.pairs.unwrap_or_default(),
+    );
+    let base = crate::model::load_trainable(&base)?;
+    let (pairs, skipped) = read_pairs(&path)?;
     let data = base.chat.encoder().pairs(&pairs)?;
     let method = Method::Preference {
         beta: args.beta,
@@ -214,6 +267,8 @@ pub fn dpo(args: DpoArgs) -> Result<()> {
     let summary = finetune(
         base,
         Data::Pairs(data),
+        Some(&path),
+        None,
         method,
         skipped,
         &args.out,
@@ -271,10 +326,111 @@ fn report(summary: &FinetuneSummary, json: bool) -> Result<()> {
     crate::out(&text)
 }
 
+/// The token that fills the tail of a packed row.
+fn pad_token(tok: &fmlab_tokenizer::Tokenizer) -> u32 {
+    tok.vocab.pad.or(tok.vocab.eos).unwrap_or(0)
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// The plain text `mix` adds to SFT records `data`: `ratio` of all training positions.
+fn mix_texts(
+    data: &Data,
+    mix: &Mix,
+    tok: &fmlab_tokenizer::Tokenizer,
+    seq_len: usize,
+) -> Result<Vec<fmlab_train::chat_data::Sequence>> {
+    if !(mix.ratio.is_finite() && (0.0..0.95).contains(&mix.ratio)) {
+        bail!("--mix-ratio must be in [0, 0.95), got {}", mix.ratio);
+    }
+    let Data::Sft(seqs) = data else {
+        bail!("--mix: plain text can be mixed into supervised finetuning only");
+    };
+    let own: usize = seqs.iter().map(|s| s.positions()).sum();
+    let budget = (own as f64 * mix.ratio / (1.0 - mix.ratio)).round() as usize;
+    Ok(fmlab_train::chat_data::read_texts(&mix.path, tok, seq_len, budget)?.0)
+}
+
+/// Continues the finetuning run `run` from its newest checkpoint: its base model and data
+/// are read again from where `run.json` says, and must pack as they did.
+fn resume(run: &Path, command: &str, s: &FinetuneSettings) -> Result<FinetuneSummary> {
+    let file = Finetuner::read_run(run)?;
+    let own = match file.stage.as_str() {
+        "sft" => "sft",
+        "preference" => "dpo",
+        _ => "reward",
+    };
+    if own != command {
+        bail!(
+            "{} is a {} run: continue it with `fmlab train {own} --resume {}`",
+            run.display(),
+            file.stage,
+            run.display()
+        );
+    }
+    let Some(source) = file.data.clone() else {
+        bail!(
+            "{}: run.json does not say which data the run trained on (it predates --resume)",
+            run.display()
+        );
+    };
+    let base = crate::model::load_trainable(&file.base.path.to_string_lossy())?;
+    let encoder = base.chat.encoder();
+    let (data, skipped) = if own == "sft" {
+        let (convs, skipped) = read_conversations(&source.path)?;
+        (Data::Sft(encoder.conversations(&convs)?), skipped)
+    } else {
+        let (pairs, skipped) = read_pairs(&source.path)?;
+        (Data::Pairs(encoder.pairs(&pairs)?), skipped)
+    };
+    let seq_len = file.config.optim.seq_len;
+    let texts = match &source.mix {
+        Some((path, ratio)) => {
+            let mix = Mix {
+                path: path.clone(),
+                ratio: *ratio,
+            };
+            mix_texts(&data, &mix, &base.chat.tokenizer, seq_len)?
+        }
+        None => Vec::new(),
+    };
+    let pad = pad_token(&base.chat.tokenizer);
+    let mut prepared = prepare(&data, &texts, &file.config, pad)?;
+    prepared.source = Some(source);
+    let counts = prepared.records.clone();
+    let trainable = Base {
+        spec: base.spec,
+        weights: base.weights,
+        source: base.source,
+        tokenizer_json: None,
+    };
+    let (mut ft, resumed) = Finetuner::resume(run, trainable, prepared, s.steps)
+        .with_context(|| format!("resuming {}", run.display()))?;
+    for (dir, why) in &resumed.skipped {
+        eprintln!("warning: skipped {}: {why}", dir.display());
+    }
+    if !s.json {
+        eprintln!(
+            "resuming {} at step {} ({})",
+            run.display(),
+            resumed.step,
+            resumed.dir.display()
+        );
+    }
+    let stop = crate::train_cmd::install_ctrl_c()?;
+    drive(&mut ft, &stop, &file.stage, skipped, counts, s.json, None)
+}
+
 /// Sizes and runs a finetuning stage (the speedrun calls this too, with a deadline).
+/// `source` (the data file) is recorded so that the run can be resumed.
+#[allow(clippy::too_many_arguments)]
 pub fn finetune(
     base: crate::model::Trainable,
     data: Data,
+    source: Option<&Path>,
+    mix: Option<&Mix>,
     method: Method,
     skipped: Skipped,
     out: &Path,
@@ -305,10 +461,7 @@ pub fn finetune(
         (true, false) => 1e-5,
         (true, true) => 1e-4,
     });
-    let pad = {
-        let v = &base.chat.tokenizer.vocab;
-        v.pad.or(v.eos).unwrap_or(0)
-    };
+    let pad = pad_token(&base.chat.tokenizer);
     let mut config = FinetuneConfig {
         method,
         optim: PretrainConfig {
@@ -331,7 +484,15 @@ pub fn finetune(
         lora,
         val_fraction: s.val_fraction,
     };
-    let prepared = prepare(&data, &config, pad)?;
+    let texts = match mix {
+        Some(m) => mix_texts(&data, m, &base.chat.tokenizer, seq_len)?,
+        None => Vec::new(),
+    };
+    let mut prepared = prepare(&data, &texts, &config, pad)?;
+    prepared.source = source.map(|path| DataRef {
+        path: absolute(path),
+        mix: mix.map(|m| (absolute(&m.path), m.ratio)),
+    });
     let counts = prepared.records.clone();
     let per_step = (s.batch * s.grad_accum).max(1) as f64;
     let steps = match s.steps {

@@ -74,8 +74,12 @@ pub struct SpeedrunArgs {
     #[arg(long, default_value = "3e-3")]
     sft_lr: f32,
     /// Passes of SFT over the world's conversations (within its share of the time).
-    #[arg(long, default_value = "4")]
+    #[arg(long, default_value = "2")]
     sft_epochs: f64,
+    /// Share of SFT's training positions that replay pre-training text (the world's corpus):
+    /// without it the small model forgets facts while it learns the chat format.
+    #[arg(long, default_value = "0.5")]
+    sft_mix: f64,
     /// DPO's peak learning rate.
     #[arg(long, default_value = "2e-4")]
     dpo_lr: f32,
@@ -235,6 +239,9 @@ pub fn run(args: SpeedrunArgs) -> Result<()> {
             "--post-share must be between 0 and 0.6, got {}",
             args.post_share
         );
+    }
+    if !(0.0..0.95).contains(&args.sft_mix) {
+        bail!("--sft-mix must be in [0, 0.95), got {}", args.sft_mix);
     }
     if args.vocab < 300 || args.vocab > 65_536 {
         bail!("--vocab must be between 300 and 65536, got {}", args.vocab);
@@ -441,6 +448,7 @@ pub fn run(args: SpeedrunArgs) -> Result<()> {
                 eval_items: ((budget / 6.0) as usize).clamp(30, 100),
                 sft_lr: args.sft_lr,
                 sft_epochs: args.sft_epochs,
+                sft_mix: args.sft_mix,
                 dpo_lr: args.dpo_lr,
                 dpo_beta: args.dpo_beta,
                 dpo_epochs: args.dpo_epochs,
@@ -787,7 +795,9 @@ th{{background:#f3f3f3}}img{{max-width:100%}}pre{{white-space:pre-wrap;backgroun
             "<h2>Post-training</h2><p>SFT on the world's conversations, then DPO on on-policy \
              pairs (the SFT model's own answers to training prompts, best and worst by the \
              world's judge). Each model is asked the held-out eval questions through the chat \
-             template, answered greedily and judged.</p><table><tr><th>model</th><th>format \
+             template, answered greedily and judged. Facts count every question; in brackets, \
+             the free-form questions alone, which the few-shot recall above asks too.</p>\
+             <table><tr><th>model</th><th>format \
              compliance</th><th>facts: frequent</th><th>facts: rare</th><th>never seen: I don't \
              know</th><th>never seen: hallucinated</th><th>judge's win rate over the previous \
              stage</th></tr>"
@@ -800,10 +810,12 @@ th{{background:#f3f3f3}}img{{max-width:100%}}pre{{white-space:pre-wrap;backgroun
             let x = &r[key];
             let _ = write!(
                 h,
-                "<tr><td>{name}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{name}</td><td>{}</td><td>{} ({})</td><td>{} ({})</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 pct(&x["format_compliance"]),
                 pct(&x["fact_accuracy"]["frequent"]),
+                pct(&x["fact_accuracy_free_form"]["frequent"]),
                 pct(&x["fact_accuracy"]["rare"]),
+                pct(&x["fact_accuracy_free_form"]["rare"]),
                 pct(&x["idk_rate_unseen"]),
                 pct(&x["hallucination_rate_unseen"]),
                 win.map_or("—".to_string(), |w| pct(&x[w])),

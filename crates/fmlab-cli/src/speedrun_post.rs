@@ -26,6 +26,8 @@ pub struct PostSettings {
     pub eval_items: usize,
     pub sft_lr: f32,
     pub sft_epochs: f64,
+    /// Share of SFT's positions replaying the corpus (0: none).
+    pub sft_mix: f64,
     pub dpo_lr: f32,
     pub dpo_beta: f64,
     pub dpo_epochs: f64,
@@ -45,9 +47,15 @@ fn stage_json(e: &ChatEval) -> Value {
         .iter()
         .map(|(k, v)| (k.clone(), json!(v.accuracy)))
         .collect();
+    let free: serde_json::Map<String, Value> = e
+        .fact_accuracy_free_form
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v.accuracy)))
+        .collect();
     json!({
         "format_compliance": e.format_compliance,
         "fact_accuracy": acc,
+        "fact_accuracy_free_form": free,
         "idk_rate_unseen": e.idk_rate_unseen,
         "hallucination_rate_unseen": e.hallucination_rate_unseen,
         "arithmetic_accuracy": e.arithmetic.accuracy,
@@ -61,11 +69,14 @@ fn stage_json(e: &ChatEval) -> Value {
 
 fn describe(name: &str, e: &ChatEval) -> String {
     let acc = |b: &str| e.fact_accuracy.get(b).map_or(0.0, |s| s.accuracy);
+    let free = |b: &str| e.fact_accuracy_free_form.get(b).map_or(0.0, |s| s.accuracy);
     format!(
-        "{name}: format {:.0}%, facts frequent {:.1}% rare {:.1}%, unseen: I don't know {:.0}% / hallucinated {:.0}%",
+        "{name}: format {:.0}%, facts frequent {:.1}% rare {:.1}% (free-form questions {:.1}% / {:.1}%), unseen: I don't know {:.0}% / hallucinated {:.0}%",
         100.0 * e.format_compliance,
         100.0 * acc("frequent"),
         100.0 * acc("rare"),
+        100.0 * free("frequent"),
+        100.0 * free("rare"),
         100.0 * e.idk_rate_unseen,
         100.0 * e.hallucination_rate_unseen
     )
@@ -141,11 +152,17 @@ pub fn post_train(
     let base = crate::model::load_trainable(&run.to_string_lossy())?;
     let (convs, skipped) = read_conversations(&world.join("sft.jsonl"))?;
     let seqs = base.chat.encoder().conversations(&convs)?;
+    let mix = (s.sft_mix > 0.0).then(|| crate::finetune_cmd::Mix {
+        path: world.join("corpus.jsonl"),
+        ratio: s.sft_mix,
+    });
     let sft_dir = out.join("sft");
     let sft_deadline = Instant::now() + Duration::from_secs_f64(0.35 * total);
     let sft: FinetuneSummary = finetune(
         base,
         Data::Sft(seqs),
+        Some(&world.join("sft.jsonl")),
+        mix.as_ref(),
         Method::Sft,
         skipped,
         &sft_dir,
@@ -220,6 +237,8 @@ pub fn post_train(
     let dpo = finetune(
         sft_model,
         Data::Pairs(data),
+        Some(&out.join("pairs.jsonl")),
+        None,
         Method::Preference {
             beta: s.dpo_beta,
             loss: PreferenceLoss::Sigmoid,

@@ -39,6 +39,10 @@ pub struct WorldArgs {
     /// Probability that a whole document is lowercased.
     #[arg(long, default_value = "0.03")]
     lowercase_rate: f64,
+    /// Conversations, preference pairs and eval items per MB of corpus (at least 200 of
+    /// each).
+    #[arg(long, default_value = "2000")]
+    sets_per_mb: f64,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -83,6 +87,7 @@ pub fn run(args: WorldArgs) -> Result<()> {
         held_out: args.held_out,
         typo_rate: args.typo_rate,
         lowercase_rate: args.lowercase_rate,
+        sets_per_mb: args.sets_per_mb,
         languages: shares(&args.languages, Lang::parse, "languages")?,
         ..WorldConfig::default()
     };

@@ -111,6 +111,9 @@ pub struct ChatEval {
     pub format_compliance: f64,
     /// Correct answers to facts about seen people, per split ("frequent", "rare").
     pub fact_accuracy: BTreeMap<String, Score>,
+    /// The same over the free-form questions only: the questions few-shot recall asks too
+    /// (a cloze cannot ask for JSON or one word), so the two compare like for like.
+    pub fact_accuracy_free_form: BTreeMap<String, Score>,
     /// Share of questions about never-seen people answered "I don't know".
     pub idk_rate_unseen: f64,
     /// Share of questions about never-seen people answered with an invented fact.
@@ -208,6 +211,7 @@ fn summarise(answers: Vec<Answer>) -> ChatEval {
     let mut eval = ChatEval {
         format_compliance: 0.0,
         fact_accuracy: BTreeMap::new(),
+        fact_accuracy_free_form: BTreeMap::new(),
         idk_rate_unseen: 0.0,
         hallucination_rate_unseen: 0.0,
         arithmetic: Score::default(),
@@ -234,11 +238,19 @@ fn summarise(answers: Vec<Answer>) -> ChatEval {
                 }
             }
             "arithmetic" => eval.arithmetic.add(a.verdict == Verdict::Correct),
-            split => eval
-                .fact_accuracy
-                .entry(split.to_string())
-                .or_default()
-                .add(a.verdict == Verdict::Correct),
+            split => {
+                let ok = a.verdict == Verdict::Correct;
+                eval.fact_accuracy
+                    .entry(split.to_string())
+                    .or_default()
+                    .add(ok);
+                if a.format == Format::Free {
+                    eval.fact_accuracy_free_form
+                        .entry(split.to_string())
+                        .or_default()
+                        .add(ok);
+                }
+            }
         }
     }
     let share = |k: usize, n: usize| if n == 0 { 0.0 } else { k as f64 / n as f64 };
@@ -409,6 +421,10 @@ mod tests {
         assert!((e.format_compliance - 2.0 / 4.0).abs() < 1e-12);
         assert_eq!(e.fact_accuracy["frequent"].correct, 1);
         assert_eq!(e.fact_accuracy["rare"].items, 1);
+        // Free-form only: item 1 (wrong) of the frequent ones, none of the rare ones.
+        assert_eq!(e.fact_accuracy_free_form["frequent"].items, 1);
+        assert_eq!(e.fact_accuracy_free_form["frequent"].correct, 0);
+        assert!(!e.fact_accuracy_free_form.contains_key("rare"));
         assert!((e.idk_rate_unseen - 1.0 / 3.0).abs() < 1e-12);
         assert!((e.hallucination_rate_unseen - 2.0 / 3.0).abs() < 1e-12);
         assert_eq!(e.arithmetic.correct, 1);

@@ -184,6 +184,17 @@ fn gemma3(root: &Map<String, Value>) -> Result<ModelSpec> {
         }
         None => k.u64("sliding_window_pattern")?.unwrap_or(6),
     };
+    // transformers 5 writes θ per layer type: `rope_parameters.{full,sliding}_attention`.
+    let per_type = |kind: &str| -> Result<Option<f64>> {
+        match root
+            .get("rope_parameters")
+            .and_then(|p| p.get(kind))
+            .and_then(Value::as_object)
+        {
+            Some(p) => Keys(p).f64("rope_theta"),
+            None => Ok(None),
+        }
+    };
     Ok(ModelSpec {
         architecture: "gemma3".into(),
         vocab_size: k.u64("vocab_size")?.unwrap_or(262_208),
@@ -201,7 +212,10 @@ fn gemma3(root: &Map<String, Value>) -> Result<ModelSpec> {
         final_norm: true,
         norm_eps: k.f64("rms_norm_eps")?.unwrap_or(1e-6),
         positions: Positions::Rope {
-            base: k.rope_base(1_000_000.0)?,
+            base: match per_type("full_attention")? {
+                Some(theta) => theta,
+                None => k.rope_base(1_000_000.0)?,
+            },
         },
         qkv_bias: k.bool("attention_bias", false)?,
         attn_out_bias: k.bool("attention_bias", false)?,
@@ -212,7 +226,10 @@ fn gemma3(root: &Map<String, Value>) -> Result<ModelSpec> {
         sliding_window: Some(SlidingWindow {
             window: k.u64("sliding_window")?.unwrap_or(4096),
             global_every,
-            local_rope_base: Some(k.f64("rope_local_base_freq")?.unwrap_or(10_000.0)),
+            local_rope_base: Some(match per_type("sliding_attention")? {
+                Some(theta) => theta,
+                None => k.f64("rope_local_base_freq")?.unwrap_or(10_000.0),
+            }),
         }),
     })
 }

@@ -106,6 +106,84 @@ pub fn read_conversations(path: &Path) -> Result<(Vec<Vec<Message>>, Skipped)> {
     Ok((out, skipped))
 }
 
+/// Plain text to mix into supervised finetuning (replay of pre-training data, which keeps
+/// a small model from forgetting what it knew while it learns the chat format): documents
+/// of a JSONL file's `"text"` fields (the world's `corpus.jsonl`, `fmlab data` output) or a
+/// whole text file, in file order, until they hold `budget` predicted positions. Each
+/// document is framed by the end-of-text token as pre-training's token stream frames it,
+/// cut into pieces of at most `seq_len` positions, and trained on in full. Returns the
+/// pieces and the documents they came from.
+pub fn read_texts(
+    path: &Path,
+    tokenizer: &Tokenizer,
+    seq_len: usize,
+    budget: usize,
+) -> Result<(Vec<Sequence>, usize)> {
+    if seq_len == 0 {
+        return Err(Error::Config("sequence length must be at least 1".into()));
+    }
+    let text = read_lines(path)?;
+    let jsonl = path.extension().is_some_and(|e| e == "jsonl");
+    let docs: Box<dyn Iterator<Item = Result<String>>> = if jsonl {
+        Box::new(
+            text.lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+                .map(|(i, line)| {
+                    serde_json::from_str::<serde_json::Value>(line)
+                        .ok()
+                        .and_then(|v| v.get("text")?.as_str().map(String::from))
+                        .ok_or_else(|| {
+                            Error::Config(format!(
+                                "{} line {}: expected an object with a \"text\" field",
+                                path.display(),
+                                i + 1
+                            ))
+                        })
+                }),
+        )
+    } else {
+        Box::new(std::iter::once(Ok(text.clone())))
+    };
+    let eos = tokenizer.vocab.eos;
+    let mut out = Vec::new();
+    let mut positions = 0usize;
+    let mut used = 0usize;
+    for doc in docs {
+        if positions >= budget {
+            break;
+        }
+        let doc = doc?;
+        let mut tokens: Vec<u32> = eos.into_iter().collect();
+        tokens.extend(tokenizer.encode(&doc, false, false));
+        tokens.extend(eos);
+        if tokens.len() < 2 {
+            continue;
+        }
+        used += 1;
+        // Pieces overlap by one token: a piece's first token is the previous one's last
+        // target, read as context.
+        let mut start = 0;
+        while start + 1 < tokens.len() && positions < budget {
+            let end = (start + seq_len + 1).min(tokens.len());
+            let piece = tokens[start..end].to_vec();
+            positions += piece.len() - 1;
+            out.push(Sequence {
+                mask: vec![true; piece.len()],
+                tokens: piece,
+            });
+            start = end - 1;
+        }
+    }
+    if out.is_empty() && budget > 0 {
+        return Err(Error::Config(format!(
+            "{}: no text to mix in",
+            path.display()
+        )));
+    }
+    Ok((out, used))
+}
+
 /// One preference pair: a prompt (turns ending with the user's) and two answers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pair {

@@ -377,3 +377,25 @@ pub fn latest(run: &Path, optimizer: bool) -> Result<(Checkpoint, Vec<(PathBuf, 
         format!("no usable checkpoint in {} ({why})", run.display())
     }))
 }
+
+/// Reopens a run's `metrics.jsonl` for appending after cutting the lines of steps past
+/// `step` (those a resumed run will take again).
+pub fn metrics_until(run: &Path, step: u64) -> Result<std::fs::File> {
+    let path = run.join("metrics.jsonl");
+    let kept: String = std::fs::read_to_string(&path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
+                .is_some_and(|s| s <= step)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    fmlab_formats::write_atomically(&path, kept.as_bytes())?;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))
+}

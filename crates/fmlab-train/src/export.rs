@@ -165,19 +165,147 @@ fn hf_name(gguf: &str) -> Option<String> {
     Some(format!("model.layers.{layer}.{hf}"))
 }
 
+/// How a tensor under its GGUF name is read from a Hugging Face checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Take {
+    /// As stored (Llama and Mistral query/key rows are then permuted back to pairs).
+    Plain,
+    /// Gemma's RMSNorm scales by 1 + w and stores w; GGUF stores 1 + w, as
+    /// `convert_hf_to_gguf` writes it.
+    PlusOne,
+    /// GPT-2's `Conv1D` stores its map as [in, out]; GGUF's are [out, in].
+    Transposed,
+    /// Part k (query, key, value) of GPT-2's fused `c_attn`: its weight's columns k·d..(k+1)·d,
+    /// transposed, or that slice of its bias.
+    QkvPart(usize),
+}
+
+/// The Hugging Face names (first found wins) and reading of the tensor `gguf` of an
+/// `arch` model.
+fn hf_source(arch: &str, gguf: &str) -> Option<(Vec<String>, Take)> {
+    match arch {
+        "gemma3" => gemma3_source(gguf),
+        "gpt2" => gpt2_source(gguf),
+        _ => hf_name(gguf).map(|n| (vec![n], Take::Plain)),
+    }
+}
+
+/// Gemma 3: text-only checkpoints (`model.…`) and the multimodal ones' language model
+/// (`model.language_model.…`, older `language_model.model.…`).
+fn gemma3_source(gguf: &str) -> Option<(Vec<String>, Take)> {
+    let (suffix, take) = match gguf {
+        "token_embd.weight" => ("embed_tokens.weight".to_string(), Take::Plain),
+        "output_norm.weight" => ("norm.weight".to_string(), Take::PlusOne),
+        _ => {
+            let (layer, part) = gguf.strip_prefix("blk.")?.split_once('.')?;
+            let (hf, take) = match part {
+                "attn_norm.weight" => ("input_layernorm.weight", Take::PlusOne),
+                "attn_q.weight" => ("self_attn.q_proj.weight", Take::Plain),
+                "attn_k.weight" => ("self_attn.k_proj.weight", Take::Plain),
+                "attn_v.weight" => ("self_attn.v_proj.weight", Take::Plain),
+                "attn_output.weight" => ("self_attn.o_proj.weight", Take::Plain),
+                "attn_q_norm.weight" => ("self_attn.q_norm.weight", Take::PlusOne),
+                "attn_k_norm.weight" => ("self_attn.k_norm.weight", Take::PlusOne),
+                "post_attention_norm.weight" => ("post_attention_layernorm.weight", Take::PlusOne),
+                "ffn_norm.weight" => ("pre_feedforward_layernorm.weight", Take::PlusOne),
+                "post_ffw_norm.weight" => ("post_feedforward_layernorm.weight", Take::PlusOne),
+                "ffn_gate.weight" => ("mlp.gate_proj.weight", Take::Plain),
+                "ffn_up.weight" => ("mlp.up_proj.weight", Take::Plain),
+                "ffn_down.weight" => ("mlp.down_proj.weight", Take::Plain),
+                _ => return None,
+            };
+            (format!("layers.{layer}.{hf}"), take)
+        }
+    };
+    let names = ["model.", "model.language_model.", "language_model.model."]
+        .iter()
+        .map(|p| format!("{p}{suffix}"))
+        .collect();
+    Some((names, take))
+}
+
+/// GPT-2: `wte`, `wpe`, `h.N.…` and `ln_f`, with or without `transformer.` before them.
+fn gpt2_source(gguf: &str) -> Option<(Vec<String>, Take)> {
+    let (suffix, take) = match gguf {
+        "token_embd.weight" => ("wte.weight".to_string(), Take::Plain),
+        "position_embd.weight" => ("wpe.weight".to_string(), Take::Plain),
+        "output_norm.weight" => ("ln_f.weight".to_string(), Take::Plain),
+        "output_norm.bias" => ("ln_f.bias".to_string(), Take::Plain),
+        _ => {
+            let (layer, part) = gguf.strip_prefix("blk.")?.split_once('.')?;
+            let (hf, take) = match part {
+                "attn_norm.weight" => ("ln_1.weight", Take::Plain),
+                "attn_norm.bias" => ("ln_1.bias", Take::Plain),
+                "attn_q.weight" => ("attn.c_attn.weight", Take::QkvPart(0)),
+                "attn_k.weight" => ("attn.c_attn.weight", Take::QkvPart(1)),
+                "attn_v.weight" => ("attn.c_attn.weight", Take::QkvPart(2)),
+                "attn_q.bias" => ("attn.c_attn.bias", Take::QkvPart(0)),
+                "attn_k.bias" => ("attn.c_attn.bias", Take::QkvPart(1)),
+                "attn_v.bias" => ("attn.c_attn.bias", Take::QkvPart(2)),
+                "attn_output.weight" => ("attn.c_proj.weight", Take::Transposed),
+                "attn_output.bias" => ("attn.c_proj.bias", Take::Plain),
+                "ffn_norm.weight" => ("ln_2.weight", Take::Plain),
+                "ffn_norm.bias" => ("ln_2.bias", Take::Plain),
+                "ffn_up.weight" => ("mlp.c_fc.weight", Take::Transposed),
+                "ffn_up.bias" => ("mlp.c_fc.bias", Take::Plain),
+                "ffn_down.weight" => ("mlp.c_proj.weight", Take::Transposed),
+                "ffn_down.bias" => ("mlp.c_proj.bias", Take::Plain),
+                _ => return None,
+            };
+            (format!("h.{layer}.{hf}"), take)
+        }
+    };
+    Some((vec![suffix.clone(), format!("transformer.{suffix}")], take))
+}
+
+/// A stored tensor's values as f32.
+fn f32_values(
+    file: &fmlab_formats::SafetensorsFile,
+    view: &fmlab_formats::TensorView,
+    name: &str,
+) -> Result<Vec<f32>> {
+    let raw = file.tensor_data(view);
+    Ok(match view.dtype {
+        Dtype::F32 => raw
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F16 => raw
+            .chunks_exact(2)
+            .map(|b| fmlab_kernels::f16_to_f32(u16::from_le_bytes([b[0], b[1]])))
+            .collect(),
+        Dtype::BF16 => raw
+            .chunks_exact(2)
+            .map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16))
+            .collect(),
+        other => {
+            return Err(Error::Config(format!(
+                "{}: tensor {name} is {}, not f32, f16 or bf16",
+                file.path.display(),
+                other.name()
+            )))
+        }
+    })
+}
+
 /// A Hugging Face model folder (`config.json` and its `*.safetensors` files, f32, f16 or
 /// bf16) as trainable weights under GGUF names — the inverse of [`hf_safetensors`]: Llama
 /// and Mistral query/key rows come back from HF's half-split RoPE layout to adjacent pairs
-/// (as `convert_hf_to_gguf` permutes them); Qwen2 keeps its halves.
+/// (as `convert_hf_to_gguf` permutes them); Qwen2 and Gemma 3 keep their halves; Gemma's
+/// norms gain the 1 its RMSNorm adds; GPT-2's `Conv1D` maps are transposed and its fused
+/// query/key/value map split.
 pub fn weights_from_hf(dir: &std::path::Path) -> Result<(ModelSpec, Weights<f32>)> {
     let config = dir.join("config.json");
     let text = std::fs::read_to_string(&config).map_err(|e| Error::io(&config, e))?;
     let spec = fmlab_formats::spec_from_hf_config(&text)?;
-    if !matches!(spec.architecture.as_str(), "llama" | "mistral" | "qwen2") {
+    let arch = spec.architecture.clone();
+    if !matches!(
+        arch.as_str(),
+        "llama" | "mistral" | "qwen2" | "gemma3" | "gpt2"
+    ) {
         return Err(Error::Config(format!(
-            "{}: Hugging Face folders of llama, mistral and qwen2 models load as weights; this one is {} (convert it to GGUF)",
+            "{}: Hugging Face folders of llama, mistral, qwen2, gemma3 and gpt2 models load as weights; this one is {arch} (convert it to GGUF)",
             dir.display(),
-            spec.architecture
         )));
     }
     let mut paths: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
@@ -201,62 +329,81 @@ pub fn weights_from_hf(dir: &std::path::Path) -> Result<(ModelSpec, Weights<f32>
     let hd = spec.head_dim as usize;
     let mut w = Weights::<f32>::zeros(&spec)?;
     for t in w.named_mut() {
-        let name = hf_name(&t.name)
+        let (names, take) = hf_source(&arch, &t.name)
             .ok_or_else(|| Error::Config(format!("no Hugging Face name for {}", t.name)))?;
-        let Some((file, view)) = files
-            .iter()
-            .find_map(|f| f.header.tensor(&name).map(|v| (f, v)))
-        else {
+        let Some((name, file, view)) = names.iter().find_map(|n| {
+            files
+                .iter()
+                .find_map(|f| f.header.tensor(n).map(|v| (n.as_str(), f, v)))
+        }) else {
             return Err(Error::Config(format!(
-                "{}: tensor {name} is missing",
-                dir.display()
+                "{}: tensor {} is missing",
+                dir.display(),
+                names[0]
             )));
         };
         let want: Vec<u64> = t.shape.iter().map(|&x| x as u64).collect();
-        if view.shape != want {
+        let stored: Vec<u64> = match (take, want.as_slice()) {
+            (Take::Transposed, &[rows, cols]) => vec![cols, rows],
+            (Take::QkvPart(_), &[rows, cols]) => vec![cols, 3 * rows],
+            (Take::QkvPart(_), &[n]) => vec![3 * n],
+            _ => want.clone(),
+        };
+        if view.shape != stored {
             return Err(Error::Config(format!(
-                "{}: tensor {name} is {:?}, the config implies {want:?}",
+                "{}: tensor {name} is {:?}, the config implies {stored:?}",
                 file.path.display(),
                 view.shape
             )));
         }
-        let raw = file.tensor_data(view);
-        let values: Vec<f32> = match view.dtype {
-            Dtype::F32 => raw
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Dtype::F16 => raw
-                .chunks_exact(2)
-                .map(|b| fmlab_kernels::f16_to_f32(u16::from_le_bytes([b[0], b[1]])))
-                .collect(),
-            Dtype::BF16 => raw
-                .chunks_exact(2)
-                .map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16))
-                .collect(),
-            other => {
-                return Err(Error::Config(format!(
-                    "{}: tensor {name} is {}, not f32, f16 or bf16",
-                    file.path.display(),
-                    other.name()
-                )))
-            }
-        };
-        if values.len() != t.data.len() {
+        let values = f32_values(file, view, name)?;
+        let expected: u64 = stored.iter().product();
+        if values.len() as u64 != expected {
             return Err(Error::Config(format!(
-                "{}: tensor {name} holds {} values, expected {}",
+                "{}: tensor {name} holds {} values, expected {expected}",
                 file.path.display(),
                 values.len(),
-                t.data.len()
             )));
         }
-        let rotated = t.name.contains("attn_q.") || t.name.contains("attn_k.");
-        if permute && rotated {
-            let cols = if t.shape.len() == 2 { t.shape[1] } else { 1 };
-            t.data
-                .copy_from_slice(&permute_rope_rows(&values, cols, hd, true));
-        } else {
-            t.data.copy_from_slice(&values);
+        match (take, t.shape.as_slice()) {
+            (Take::Plain, _) => {
+                let rotated = t.name.contains("attn_q.") || t.name.contains("attn_k.");
+                if permute && rotated {
+                    let cols = if t.shape.len() == 2 { t.shape[1] } else { 1 };
+                    t.data
+                        .copy_from_slice(&permute_rope_rows(&values, cols, hd, true));
+                } else {
+                    t.data.copy_from_slice(&values);
+                }
+            }
+            (Take::PlusOne, _) => {
+                for (o, v) in t.data.iter_mut().zip(&values) {
+                    *o = 1.0 + v;
+                }
+            }
+            (Take::Transposed, &[rows, cols]) => {
+                // Stored [cols][rows]: element (r, c) is at c·rows + r.
+                for r in 0..rows {
+                    for c in 0..cols {
+                        t.data[r * cols + c] = values[c * rows + r];
+                    }
+                }
+            }
+            (Take::QkvPart(k), &[rows, cols]) => {
+                // Stored [cols][3·rows]: part k's (r, c) is at c·3·rows + k·rows + r.
+                for r in 0..rows {
+                    for c in 0..cols {
+                        t.data[r * cols + c] = values[c * 3 * rows + k * rows + r];
+                    }
+                }
+            }
+            (Take::QkvPart(k), &[n]) => t.data.copy_from_slice(&values[k * n..(k + 1) * n]),
+            _ => {
+                return Err(Error::Config(format!(
+                    "{}: tensor {name} cannot be read as {take:?}",
+                    file.path.display()
+                )))
+            }
         }
     }
     Ok((spec, w))

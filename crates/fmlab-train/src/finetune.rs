@@ -13,7 +13,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use fmlab_data::shards::Cursor;
@@ -172,6 +172,19 @@ pub struct FinetuneRun {
     pub tokenizer: Option<FileEntry>,
     /// Training and validation records used, and what packing made of them.
     pub records: RecordCounts,
+    /// Where the records came from, so that `--resume` can read them again.
+    #[serde(default)]
+    pub data: Option<DataRef>,
+}
+
+/// The files a run's records were read from (absolute paths).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataRef {
+    /// Conversations (SFT) or preference pairs.
+    pub path: PathBuf,
+    /// Plain text mixed into SFT, and its share of the positions.
+    #[serde(default)]
+    pub mix: Option<(PathBuf, f64)>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -184,6 +197,12 @@ pub struct RecordCounts {
     pub train_tokens: usize,
     /// Records left out because they do not fit a row.
     pub too_long: usize,
+    /// Pieces of plain text mixed into the training rows (SFT with replay) and the
+    /// positions they predict per epoch (included in `train_tokens`).
+    #[serde(default)]
+    pub mix_pieces: usize,
+    #[serde(default)]
+    pub mix_tokens: usize,
 }
 
 const RUN_FORMAT: &str = "fmlab-finetune-1";
@@ -303,7 +322,19 @@ fn order_for(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
 /// Splits the records into training and validation (seeded) and packs each into rows:
 /// what [`Finetuner::create`] trains on, exposed so that a caller can size the run (steps
 /// per epoch) first. Records longer than a row are left out (counted in the result).
-pub fn prepare(data: &Data, config: &FinetuneConfig, pad: u32) -> Result<Prepared> {
+/// `mix` (plain text, [`crate::chat_data::read_texts`]; SFT only) joins the training rows,
+/// never the validation rows, so that the validation loss stays the conversations' own.
+pub fn prepare(
+    data: &Data,
+    mix: &[Sequence],
+    config: &FinetuneConfig,
+    pad: u32,
+) -> Result<Prepared> {
+    if !mix.is_empty() && !matches!(data, Data::Sft(_)) {
+        return Err(Error::Config(
+            "plain text can be mixed into supervised finetuning only".into(),
+        ));
+    }
     let c = &config.optim;
     // Units: what must share a row (a conversation; a pair's two answers).
     let units: Vec<Vec<&Sequence>> = match &data {
@@ -330,7 +361,11 @@ pub fn prepare(data: &Data, config: &FinetuneConfig, pad: u32) -> Result<Prepare
     let pick = |idx: &[usize]| -> Vec<Vec<&Sequence>> {
         idx.iter().map(|&i| units[fits[i]].clone()).collect()
     };
-    let train = pack(&pick(train_idx), seq_len, pad)?;
+    let mut train_units = pick(train_idx);
+    let mix_fits: Vec<&Sequence> = mix.iter().filter(|s| s.positions() <= seq_len).collect();
+    let mix_tokens = mix_fits.iter().map(|s| s.positions()).sum();
+    train_units.extend(mix_fits.iter().map(|&s| vec![s]));
+    let train = pack(&train_units, seq_len, pad)?;
     let val = pack(&pick(val_idx), seq_len, pad)?;
     let records = RecordCounts {
         train: train_idx.len(),
@@ -339,11 +374,14 @@ pub fn prepare(data: &Data, config: &FinetuneConfig, pad: u32) -> Result<Prepare
         val_rows: val.len(),
         train_tokens: train.mask.iter().filter(|&&m| m).count(),
         too_long: units.len() - fits.len(),
+        mix_pieces: mix_fits.len(),
+        mix_tokens,
     };
     Ok(Prepared {
         train,
         val,
         records,
+        source: None,
     })
 }
 
@@ -353,6 +391,8 @@ pub struct Prepared {
     pub train: Rows,
     pub val: Rows,
     pub records: RecordCounts,
+    /// Where the records came from (recorded in `run.json`; set by the caller).
+    pub source: Option<DataRef>,
 }
 
 impl Finetuner {
@@ -365,7 +405,7 @@ impl Finetuner {
         config: FinetuneConfig,
         pad: u32,
     ) -> Result<Self> {
-        let prepared = prepare(&data, &config, pad)?;
+        let prepared = prepare(&data, &[], &config, pad)?;
         Self::from_prepared(run, base, prepared, config)
     }
 
@@ -400,6 +440,7 @@ impl Finetuner {
             train,
             val,
             records,
+            source,
         } = prepared;
         if matches!(config.method, Method::Reward) && config.lora.is_some() {
             return Err(Error::Config(
@@ -439,6 +480,7 @@ impl Finetuner {
             base: base.source.clone(),
             tokenizer,
             records,
+            data: source,
         };
         let Base {
             spec, mut weights, ..
@@ -503,6 +545,141 @@ impl Finetuner {
             me.compute_reference()?;
         }
         Ok(me)
+    }
+
+    /// `run.json` of a finetuning run.
+    pub fn read_run(run: &Path) -> Result<FinetuneRun> {
+        checkpoint::read_versioned(
+            &run.join("run.json"),
+            "an fmlab finetuning run",
+            RUN_FORMAT,
+            |f: &FinetuneRun| &f.format,
+            Error::Config,
+        )
+    }
+
+    /// Continues a run from its newest checkpoint that verifies. `base` is the run's base
+    /// model loaded again (its frozen weights under LoRA; the full weights come from the
+    /// checkpoint otherwise) and `prepared` its records read and packed again with the
+    /// run's configuration: they must pack exactly as they did, or the data has changed.
+    /// `steps`, when given, changes the run's length (the schedule keeps its own total).
+    pub fn resume(
+        run: &Path,
+        base: Base,
+        prepared: Prepared,
+        steps: Option<u64>,
+    ) -> Result<(Self, crate::pretrain::Resumed)> {
+        let mut file = Self::read_run(run)?;
+        if base.spec != file.spec {
+            return Err(Error::Config(format!(
+                "{}: the base model's shape differs from the run's",
+                base.source.path.display()
+            )));
+        }
+        let counted = &prepared.records;
+        if *counted != file.records {
+            return Err(Error::Config(format!(
+                "the records no longer pack as they did when the run started ({} training \
+                 and {} validation records then, {} and {} now): the data file changed",
+                file.records.train, file.records.val, counted.train, counted.val
+            )));
+        }
+        let (ckpt, skipped) = checkpoint::latest(run, true)?;
+        let checkpoint::Checkpoint {
+            dir,
+            manifest,
+            weights: saved,
+            optimizer,
+        } = ckpt;
+        if manifest.spec != file.spec || manifest.lora != file.config.lora {
+            return Err(Error::Checkpoint(format!(
+                "{}: its model or LoRA settings differ from run.json",
+                dir.display()
+            )));
+        }
+        file.config.optim = manifest.config.clone();
+        if let Some(s) = steps {
+            file.config.optim.steps = s;
+        }
+        let (weights, adapters) = match &file.config.lora {
+            Some(l) => {
+                let targets =
+                    Adapters::<f32>::zeros(&file.spec, l.rank, l.alpha, &l.targets)?.targets;
+                let adapters = Adapters {
+                    weights: saved,
+                    rank: l.rank,
+                    alpha: l.alpha,
+                    targets,
+                };
+                (base.weights, Some(adapters))
+            }
+            None => (saved, None),
+        };
+        let mut grads = match &adapters {
+            Some(a) => a.weights.clone(),
+            None => weights.clone(),
+        };
+        grads.as_mut_slice().fill(0.0);
+        let reference = if matches!(file.config.method, Method::Preference { .. }) {
+            let path = run.join("reference_logps.json");
+            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            serde_json::from_slice::<Vec<(f64, usize)>>(&bytes).map_err(Error::Json)?
+        } else {
+            Vec::new()
+        };
+        let Prepared { train, val, .. } = prepared;
+        let val_offset = train
+            .sequence
+            .iter()
+            .filter(|&&s| s != u32::MAX)
+            .max()
+            .map_or(0, |&m| m as usize + 1);
+        if matches!(file.config.method, Method::Preference { .. }) {
+            let n_val = val
+                .sequence
+                .iter()
+                .filter(|&&s| s != u32::MAX)
+                .max()
+                .map_or(0, |&m| m as usize + 1);
+            if reference.len() != val_offset + n_val {
+                return Err(Error::Checkpoint(format!(
+                    "{}: {} reference log-probabilities for {} sequences",
+                    run.join("reference_logps.json").display(),
+                    reference.len(),
+                    val_offset + n_val
+                )));
+            }
+        }
+        let metrics = checkpoint::metrics_until(run, manifest.step)?;
+        let order = order_for(train.len(), file.config.optim.seed, manifest.cursor.epoch);
+        let resumed = crate::pretrain::Resumed {
+            step: manifest.step,
+            dir,
+            skipped,
+        };
+        Ok((
+            Self {
+                run: run.to_path_buf(),
+                file,
+                weights,
+                adapters,
+                grads,
+                optimizer,
+                train,
+                val,
+                reference,
+                val_offset,
+                order,
+                cursor: manifest.cursor,
+                step: manifest.step,
+                tokens: manifest.tokens,
+                train_seconds: manifest.train_seconds,
+                last_loss: manifest.train_loss,
+                last_val: manifest.val_loss,
+                metrics,
+            },
+            resumed,
+        ))
     }
 
     /// The reference's answer log-probabilities of every pair, computed once with the
@@ -940,50 +1117,43 @@ impl Finetuner {
     /// Trains until the configured steps are done or `stop` is raised; always ends with a
     /// checkpoint.
     pub fn run(&mut self, stop: &AtomicBool, on: &mut dyn FnMut(Event)) -> Result<Outcome> {
-        let c = self.file.config.optim.clone();
-        if self.step == 0 {
-            self.eval_event(on)?;
-        }
-        let mut saved_at = None;
-        while self.step < c.steps {
-            if stop.load(Ordering::Relaxed) {
-                break;
-            }
-            let m = self.train_step()?;
-            on(Event::Step(crate::StepMetrics {
-                step: m.step,
-                loss: m.loss,
-                lr: m.lr,
-                grad_norm: m.grad_norm,
-                tokens: m.tokens,
-                tokens_per_second: m.tokens_per_second,
-                train_seconds: self.train_seconds,
-            }));
-            let last = self.step == c.steps;
-            if last || (c.eval_every > 0 && self.step.is_multiple_of(c.eval_every)) {
-                self.eval_event(on)?;
-            }
-            if !last && c.checkpoint_every > 0 && self.step.is_multiple_of(c.checkpoint_every) {
-                let dir = self.checkpoint()?;
-                saved_at = Some(self.step);
-                on(Event::Checkpoint {
-                    step: self.step,
-                    dir,
-                });
-            }
-        }
-        if saved_at != Some(self.step) {
-            let dir = self.checkpoint()?;
-            on(Event::Checkpoint {
-                step: self.step,
-                dir,
-            });
-        }
-        Ok(if self.step >= c.steps {
-            Outcome::Finished
-        } else {
-            Outcome::Interrupted
+        crate::driver::drive(self, stop, on)
+    }
+}
+
+impl crate::driver::Loop for Finetuner {
+    fn run_dir(&self) -> &Path {
+        &self.run
+    }
+
+    fn steps_done(&self) -> u64 {
+        self.step
+    }
+
+    fn cadence(&self) -> (u64, u64, u64) {
+        let c = &self.file.config.optim;
+        (c.steps, c.eval_every, c.checkpoint_every)
+    }
+
+    fn step(&mut self) -> Result<crate::StepMetrics> {
+        let m = self.train_step()?;
+        Ok(crate::StepMetrics {
+            step: m.step,
+            loss: m.loss,
+            lr: m.lr,
+            grad_norm: m.grad_norm,
+            tokens: m.tokens,
+            tokens_per_second: m.tokens_per_second,
+            train_seconds: self.train_seconds,
         })
+    }
+
+    fn evaluate_now(&mut self, on: &mut dyn FnMut(Event)) -> Result<()> {
+        self.eval_event(on).map(drop)
+    }
+
+    fn save(&mut self) -> Result<PathBuf> {
+        self.checkpoint()
     }
 }
 

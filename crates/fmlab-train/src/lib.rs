@@ -13,6 +13,7 @@
 
 pub mod chat_data;
 pub mod checkpoint;
+mod driver;
 pub mod export;
 pub mod finetune;
 mod optim;

@@ -14,7 +14,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use fmlab_data::shards::{Cursor, ShardManifest, Windows};
@@ -293,24 +293,7 @@ impl Pretrainer {
         let c = &file.config;
         let train = Windows::open(&file.shards, "train", c.seq_len, c.seed, manifest.cursor)?;
         let val = val_windows(&file.shards, c.seq_len, c.eval_windows)?;
-        // The metrics keep only what the checkpoint covers; lines of lost steps go.
-        let metrics_path = run.join("metrics.jsonl");
-        let kept: String = std::fs::read_to_string(&metrics_path)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| {
-                serde_json::from_str::<serde_json::Value>(l)
-                    .ok()
-                    .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
-                    .is_some_and(|s| s <= manifest.step)
-            })
-            .map(|l| format!("{l}\n"))
-            .collect();
-        fmlab_formats::write_atomically(&metrics_path, kept.as_bytes())?;
-        let metrics = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&metrics_path)
-            .map_err(|e| Error::io(&metrics_path, e))?;
+        let metrics = checkpoint::metrics_until(run, manifest.step)?;
         let resumed = Resumed {
             step: manifest.step,
             dir,
@@ -505,42 +488,34 @@ impl Pretrainer {
     /// Trains until the configured steps are done or `stop` is raised, evaluating and
     /// checkpointing on the configured cadence; always ends with a checkpoint.
     pub fn run(&mut self, stop: &AtomicBool, on: &mut dyn FnMut(Event)) -> Result<Outcome> {
-        let c = self.file.config.clone();
-        if self.step == 0 {
-            self.eval_event(on)?;
-        }
-        let mut saved_at = checkpoint::list(&self.run).last().map(|c| c.0);
-        while self.step < c.steps {
-            if stop.load(Ordering::Relaxed) {
-                break;
-            }
-            let m = self.train_step()?;
-            on(Event::Step(m));
-            let last = self.step == c.steps;
-            if last || (c.eval_every > 0 && self.step.is_multiple_of(c.eval_every)) {
-                self.eval_event(on)?;
-            }
-            if !last && c.checkpoint_every > 0 && self.step.is_multiple_of(c.checkpoint_every) {
-                let dir = self.checkpoint()?;
-                saved_at = Some(self.step);
-                on(Event::Checkpoint {
-                    step: self.step,
-                    dir,
-                });
-            }
-        }
-        if saved_at != Some(self.step) {
-            let dir = self.checkpoint()?;
-            on(Event::Checkpoint {
-                step: self.step,
-                dir,
-            });
-        }
-        Ok(if self.step >= c.steps {
-            Outcome::Finished
-        } else {
-            Outcome::Interrupted
-        })
+        crate::driver::drive(self, stop, on)
+    }
+}
+
+impl crate::driver::Loop for Pretrainer {
+    fn run_dir(&self) -> &Path {
+        &self.run
+    }
+
+    fn steps_done(&self) -> u64 {
+        self.step
+    }
+
+    fn cadence(&self) -> (u64, u64, u64) {
+        let c = &self.file.config;
+        (c.steps, c.eval_every, c.checkpoint_every)
+    }
+
+    fn step(&mut self) -> Result<StepMetrics> {
+        self.train_step()
+    }
+
+    fn evaluate_now(&mut self, on: &mut dyn FnMut(Event)) -> Result<()> {
+        self.eval_event(on)
+    }
+
+    fn save(&mut self) -> Result<PathBuf> {
+        self.checkpoint()
     }
 }
 

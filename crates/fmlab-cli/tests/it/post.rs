@@ -274,6 +274,81 @@ fn sft_then_dpo_with_lora_and_merged_export() {
         "from the run {la}, from its HF export {lb}"
     );
 
+    // SFT replaying the corpus, stopped after 4 steps (its checkpoint) and resumed to 8: it
+    // reads base, data and corpus again from run.json and ends where it was told to.
+    let mixed = dir.join("mixed");
+    let m = json(&[
+        "train",
+        "sft",
+        "--base",
+        base.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--mix",
+        world.join("corpus.jsonl").to_str().unwrap(),
+        "--out",
+        mixed.to_str().unwrap(),
+        "--seq-len",
+        "64",
+        "--batch",
+        "4",
+        "--steps",
+        "4",
+        "--json",
+    ]);
+    assert_eq!(m["steps"], 4);
+    let run: Value =
+        serde_json::from_str(&std::fs::read_to_string(mixed.join("run.json")).unwrap()).unwrap();
+    let (pieces, tokens) = (
+        run["records"]["mix_pieces"].as_u64().unwrap(),
+        run["records"]["mix_tokens"].as_u64().unwrap(),
+    );
+    assert!(pieces > 0, "{run}");
+    // Half the positions: as many mixed as conversation positions, to a row's rounding.
+    let own = run["records"]["train_tokens"].as_u64().unwrap() - tokens;
+    assert!(tokens > own, "mixed {tokens}, conversations' answers {own}");
+    assert!(run["data"]["mix"][0]
+        .as_str()
+        .unwrap()
+        .ends_with("corpus.jsonl"));
+    let r = json(&[
+        "train",
+        "sft",
+        "--resume",
+        mixed.to_str().unwrap(),
+        "--steps",
+        "8",
+        "--json",
+    ]);
+    assert_eq!(r["steps"], 8, "{r}");
+    let steps: Vec<u64> = metrics(&mixed)
+        .iter()
+        .filter(|v| v.get("loss").is_some())
+        .map(|v| v["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, (1..=8).collect::<Vec<_>>());
+    fails(
+        &["train", "dpo", "--resume", mixed.to_str().unwrap()],
+        "continue it with `fmlab train sft --resume",
+    );
+    fails(
+        &[
+            "train",
+            "sft",
+            "--base",
+            base.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--mix",
+            world.join("corpus.jsonl").to_str().unwrap(),
+            "--mix-ratio",
+            "0.99",
+            "--out",
+            dir.join("z").to_str().unwrap(),
+        ],
+        "--mix-ratio must be in [0, 0.95)",
+    );
+
     // Nothing usable: one clear error.
     let bad = dir.join("bad.jsonl");
     std::fs::write(

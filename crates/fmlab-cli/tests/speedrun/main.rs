@@ -105,6 +105,10 @@ fn speedrun_learns_within_its_budget() {
         }
         for bucket in ["frequent", "rare"] {
             assert!(x["fact_accuracy"][bucket].is_number(), "{stage}: {x}");
+            assert!(
+                x["fact_accuracy_free_form"][bucket].is_number(),
+                "{stage}: {x}"
+            );
         }
     }
     assert!(r["sft"]["win_rate_vs_base"].is_number());

@@ -117,6 +117,12 @@ impl WorldConfig {
                 return bad(format!("{name} must be in [0, 0.9], got {v}"));
             }
         }
+        if !(self.sets_per_mb.is_finite() && (0.0..=1e6).contains(&self.sets_per_mb)) {
+            return bad(format!(
+                "sets per MB must be in [0, 1e6], got {}",
+                self.sets_per_mb
+            ));
+        }
         if !(self.zipf.is_finite() && self.zipf > 0.0 && self.zipf < 5.0) {
             return bad(format!(
                 "zipf exponent must be in (0, 5), got {}",

@@ -6,9 +6,9 @@ use std::sync::atomic::AtomicBool;
 
 use fmlab_nn::train::Weights;
 use fmlab_tokenizer::{BpeTrainer, ChatTemplate, Tokenizer};
-use fmlab_train::chat_data::{read_conversations, read_pairs, ChatEncoder};
+use fmlab_train::chat_data::{read_conversations, read_pairs, read_texts, ChatEncoder};
 use fmlab_train::finetune::{
-    Base, BaseRef, Data, FinetuneConfig, Finetuner, LoraConfig, Method, PreferenceLoss,
+    prepare, Base, BaseRef, Data, FinetuneConfig, Finetuner, LoraConfig, Method, PreferenceLoss,
 };
 use fmlab_train::{AdamWConfig, PretrainConfig, Schedule};
 
@@ -121,7 +121,9 @@ fn sft_learns_the_answers_and_skips_bad_records() {
         .filter(|(_, &m)| m)
         .map(|(&t, _)| t)
         .collect();
-    assert_eq!(tok.decode(&answer, true).unwrap(), "Lumora.<|im_end|>\n");
+    // fmlab's template separates the role from the content with a space: the answer
+    // starts with it, as a word inside a sentence would.
+    assert_eq!(tok.decode(&answer, true).unwrap(), " Lumora.<|im_end|>\n");
     let two: usize = seqs[3].mask.windows(2).filter(|w| !w[0] && w[1]).count();
     assert_eq!(
         two, 2,
@@ -333,4 +335,196 @@ fn reward_model_learns_to_rank_chosen_first() {
     .unwrap()
     .to_string();
     assert!(err.contains("full weights"), "{err}");
+}
+
+/// Plain text mixed into SFT: documents framed by end-of-text and cut into row-sized pieces
+/// trained on in full, up to the budget; they join the training rows only.
+#[test]
+fn mixed_text_joins_training_rows_only() {
+    let dir = scratch("mix");
+    let (tok, template) = tokenizer();
+    let eos = tok.vocab.eos.unwrap();
+    let corpus = dir.join("corpus.jsonl");
+    let long = "Kea Jemda was born in Lumora. ".repeat(12);
+    write(
+        &corpus,
+        &[
+            r#"{"text": "Kea Jemda was born in Lumora."}"#,
+            &format!(r#"{{"text": "{long}"}}"#),
+            r#"{"text": "Blue."}"#,
+        ],
+    );
+    let (all, docs) = read_texts(&corpus, &tok, 16, usize::MAX).unwrap();
+    assert_eq!(docs, 3);
+    // Each document starts after an end-of-text token and ends with one; pieces overlap by
+    // one token and hold at most 16 predicted positions.
+    assert_eq!(all[0].tokens[0], eos);
+    assert_eq!(*all[0].tokens.last().unwrap(), eos);
+    assert!(all
+        .iter()
+        .all(|p| p.positions() <= 16 && p.mask.iter().all(|&m| m)));
+    let pieces_of_long = all.len() - 2;
+    assert!(pieces_of_long >= 3, "{pieces_of_long}");
+    assert_eq!(all[1].tokens.last(), all[2].tokens.first());
+    // A budget stops reading: the first document only.
+    let (some, docs) = read_texts(&corpus, &tok, 16, 1).unwrap();
+    assert_eq!((some.len(), docs), (1, 1));
+    // A file without "text" fields is an error that names the line.
+    write(&corpus, &[r#"{"text": "ok"}"#, r#"{"body": "no"}"#]);
+    let err = read_texts(&corpus, &tok, 16, usize::MAX)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("line 2") && err.contains("\"text\""), "{err}");
+
+    let enc = ChatEncoder {
+        template: &template,
+        tokenizer: &tok,
+    };
+    let msgs = |q: &str, a: &str| {
+        vec![
+            fmlab_tokenizer::Message::new("user", q),
+            fmlab_tokenizer::Message::new("assistant", a),
+        ]
+    };
+    let seqs: Vec<_> = (0..8)
+        .map(|i| {
+            enc.conversation(&msgs("Where?", &format!("Lumora {i}.")))
+                .unwrap()
+        })
+        .collect();
+    let config = FinetuneConfig {
+        method: Method::Sft,
+        optim: optim(4, 1e-3),
+        lora: None,
+        val_fraction: 0.25,
+    };
+    let plain = prepare(&Data::Sft(seqs.clone()), &[], &config, 2).unwrap();
+    let mixed = prepare(&Data::Sft(seqs.clone()), &all, &config, 2).unwrap();
+    let mix_positions: usize = all.iter().map(|p| p.positions()).sum();
+    assert_eq!(mixed.records.mix_pieces, all.len());
+    assert_eq!(mixed.records.mix_tokens, mix_positions);
+    assert_eq!(
+        mixed.records.train_tokens,
+        plain.records.train_tokens + mix_positions
+    );
+    // Validation is the conversations' alone, row for row.
+    assert_eq!(mixed.val, plain.val);
+    // Preference data takes no plain text.
+    let pairs = vec![(seqs[0].clone(), seqs[1].clone())];
+    assert!(prepare(&Data::Pairs(pairs), &all, &config, 2).is_err());
+}
+
+fn final_weights(run: &Path) -> Vec<f32> {
+    let (c, _) = fmlab_train::checkpoint::latest(run, false).unwrap();
+    c.weights.as_slice().to_vec()
+}
+
+/// A finetuning run stopped half-way and resumed ends with the same weights, optimizer
+/// path and losses as one that ran straight through: SFT with full weights (and mixed
+/// text), DPO with LoRA (the cached reference log-probabilities are read back).
+#[test]
+fn resumed_runs_match_uninterrupted_ones() {
+    let dir = scratch("resume");
+    let (tok, template) = tokenizer();
+    let enc = ChatEncoder {
+        template: &template,
+        tokenizer: &tok,
+    };
+    let q = |q: &str| vec![fmlab_tokenizer::Message::new("user", q)];
+    let convs: Vec<_> = (0..10)
+        .map(|i| {
+            enc.answered(&q("Where was Kea Jemda born?"), &format!("Lumora {i}."))
+                .unwrap()
+        })
+        .collect();
+    let pairs: Vec<_> = (0..10)
+        .map(|i| {
+            (
+                enc.answered(&q("What colour?"), &format!("Blue {i}."))
+                    .unwrap(),
+                enc.answered(&q("What colour?"), "I don't know.").unwrap(),
+            )
+        })
+        .collect();
+    let corpus = dir.join("corpus.txt");
+    std::fs::write(&corpus, "Kea Jemda was born in Lumora. ".repeat(20)).unwrap();
+    let (mix, _) = read_texts(&corpus, &tok, 64, usize::MAX).unwrap();
+    let cases = [
+        ("sft", Data::Sft(convs), mix, Method::Sft, None),
+        (
+            "dpo",
+            Data::Pairs(pairs),
+            Vec::new(),
+            Method::Preference {
+                beta: 0.1,
+                loss: PreferenceLoss::Sigmoid,
+            },
+            Some(LoraConfig {
+                rank: 2,
+                alpha: 4.0,
+                targets: vec!["q_proj".into(), "down_proj".into()],
+            }),
+        ),
+    ];
+    for (name, data, mix, method, lora) in cases {
+        let mut o = optim(8, 3e-3);
+        o.checkpoint_every = 4;
+        o.eval_every = 2;
+        o.keep = 2;
+        // Two rows per epoch at most: the resumed half starts in a later epoch.
+        o.batch = 1;
+        let config = FinetuneConfig {
+            method,
+            optim: o,
+            lora,
+            val_fraction: 0.2,
+        };
+        let vocab = tok.vocab_size() as u64;
+        let make = || prepare(&data, &mix, &config, 2).unwrap();
+        let straight = dir.join(format!("{name}-straight"));
+        Finetuner::from_prepared(&straight, base(vocab), make(), config.clone())
+            .unwrap()
+            .run(&AtomicBool::new(false), &mut |_| {})
+            .unwrap();
+
+        let halted = dir.join(format!("{name}-halted"));
+        let stop = AtomicBool::new(false);
+        let outcome = Finetuner::from_prepared(&halted, base(vocab), make(), config.clone())
+            .unwrap()
+            .run(&stop, &mut |e| {
+                if let fmlab_train::Event::Step(m) = e {
+                    if m.step == 4 {
+                        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            })
+            .unwrap();
+        assert_eq!(outcome, fmlab_train::Outcome::Interrupted, "{name}");
+        let (mut ft, resumed) = Finetuner::resume(&halted, base(vocab), make(), None).unwrap();
+        assert_eq!(resumed.step, 4, "{name}");
+        let outcome = ft.run(&AtomicBool::new(false), &mut |_| {}).unwrap();
+        assert_eq!(outcome, fmlab_train::Outcome::Finished, "{name}");
+        assert_eq!(final_weights(&halted), final_weights(&straight), "{name}");
+        assert_eq!(
+            losses(&halted, "loss"),
+            losses(&straight, "loss"),
+            "{name}: training losses"
+        );
+        assert_eq!(
+            losses(&halted, "val_loss"),
+            losses(&straight, "val_loss"),
+            "{name}: validation losses"
+        );
+        // Different data no longer packs as the run did: refused with the reason.
+        let other = match &data {
+            Data::Sft(s) => Data::Sft(s[..5].to_vec()),
+            Data::Pairs(p) => Data::Pairs(p[..5].to_vec()),
+        };
+        let changed = prepare(&other, &mix, &config, 2).unwrap();
+        let err = Finetuner::resume(&halted, base(vocab), changed, None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("data file changed"), "{name}: {err}");
+    }
 }

@@ -13,6 +13,7 @@ use fmlab_train::pretrain::Pretrainer;
 use fmlab_train::{AdamW, AdamWConfig, Event, Outcome, PretrainConfig, Schedule};
 
 mod finetune;
+mod hf;
 
 fn tiny(vocab: u64, layers: u64) -> fmlab_spec::ModelSpec {
     let mut s = fmlab_spec::from_depth(1, vocab, 32).unwrap();

@@ -113,6 +113,10 @@ pub struct PreferencesArgs {
     /// Sampling temperature.
     #[arg(long, default_value_t = 1.0)]
     pub temperature: f32,
+    /// Which answers become pairs: best-worst (the best against the worst) or best-vs-each
+    /// (the best against one answer of every lower score).
+    #[arg(long, default_value = "best-worst")]
+    pub pairing: String,
     /// Prompts used at most (in file order).
     #[arg(long)]
     pub limit: Option<usize>,
@@ -159,6 +163,13 @@ pub fn preferences(args: PreferencesArgs) -> Result<()> {
             ..Default::default()
         },
         max_new_tokens: args.max_tokens,
+        pairing: fmlab_eval::chat::Pairing::parse(&args.pairing).with_context(|| {
+            format!(
+                "--pairing: {:?} is neither best-worst nor best-vs-each",
+                args.pairing
+            )
+        })?,
+        first_stream: 0,
     };
     let reward_judge = match &reward_model {
         Some(rm) => {

@@ -87,7 +87,8 @@ pub struct FinetuneSettings {
 pub struct SftArgs {
     /// The model to finetune: a training run, a checkpoint folder, a GGUF file, a Hugging
     /// Face folder (config.json, *.safetensors, tokenizer.json, tokenizer_config.json; llama,
-    /// mistral, qwen2) or a known model's name (GGUF weights are dequantised to f32).
+    /// mistral, qwen2, gemma3, gpt2) or a known model's name (GGUF weights are dequantised to
+    /// f32).
     #[arg(long, required_unless_present = "resume")]
     pub base: Option<String>,
     /// Conversations, JSON Lines: {"messages": [{"role", "content"}, …]} (the world's

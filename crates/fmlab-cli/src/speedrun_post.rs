@@ -28,6 +28,8 @@ pub struct PostSettings {
     pub sft_epochs: f64,
     /// Share of SFT's positions replaying the corpus (0: none).
     pub sft_mix: f64,
+    /// Which sampled answers become DPO's pairs.
+    pub pairing: fmlab_eval::chat::Pairing,
     pub dpo_lr: f32,
     pub dpo_beta: f64,
     pub dpo_epochs: f64,
@@ -157,7 +159,8 @@ pub fn post_train(
         ratio: s.sft_mix,
     });
     let sft_dir = out.join("sft");
-    let sft_deadline = Instant::now() + Duration::from_secs_f64(0.35 * total);
+    // SFT (half of its rows replayed text, four epochs) is the longest post-training stage.
+    let sft_deadline = Instant::now() + Duration::from_secs_f64(0.55 * total);
     let sft: FinetuneSummary = finetune(
         base,
         Data::Sft(seqs),
@@ -187,25 +190,39 @@ pub fn post_train(
     let template = loaded.template.as_ref().context("no chat template")?;
     let mut prompts = crate::speedrun::read_eval(&world.join("prompts.jsonl"))?;
     prompts.truncate(s.prompts);
-    let pairs = preference_pairs(
-        &loaded.model,
-        &loaded.tokenizer,
-        template,
-        &prompts,
-        &WorldJudge,
-        &PairConfig {
-            k: s.k,
-            sampler: fmlab_sample::SamplerConfig {
-                temperature: 1.0,
-                top_k: 0,
-                top_p: 1.0,
-                min_p: 0.0,
-                seed: s.seed,
-                ..Default::default()
+    // Sampled in chunks until a quarter of the time left is spent (a short run asks fewer
+    // prompts); each prompt keeps its own sampler streams whichever chunk it falls in.
+    let pairs_deadline = Instant::now() + Duration::from_secs_f64(0.25 * left(deadline));
+    let mut pairs = Vec::new();
+    let mut asked = 0usize;
+    for chunk in prompts.chunks(250) {
+        if asked > 0 && Instant::now() >= pairs_deadline {
+            break;
+        }
+        pairs.extend(preference_pairs(
+            &loaded.model,
+            &loaded.tokenizer,
+            template,
+            chunk,
+            &WorldJudge,
+            &PairConfig {
+                k: s.k,
+                sampler: fmlab_sample::SamplerConfig {
+                    temperature: 1.0,
+                    top_k: 0,
+                    top_p: 1.0,
+                    min_p: 0.0,
+                    seed: s.seed,
+                    ..Default::default()
+                },
+                max_new_tokens: 48,
+                pairing: s.pairing,
+                first_stream: (asked * s.k) as u64,
             },
-            max_new_tokens: 48,
-        },
-    )?;
+        )?);
+        asked += chunk.len();
+    }
+    prompts.truncate(asked);
     let mut lines = String::new();
     for p in &pairs {
         lines += &serde_json::to_string(p)?;

@@ -317,6 +317,28 @@ pub struct SampledPair {
     pub rejected_score: f64,
 }
 
+/// Which of a prompt's judged answers become pairs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pairing {
+    /// The best against the worst: one pair per prompt.
+    #[default]
+    BestWorst,
+    /// The best against one answer of every lower score: up to k − 1 pairs per prompt, so
+    /// that a right answer is preferred to the model's own "I don't know" as well as to its
+    /// wrong answers (best-against-worst teaches refusals on questions it can answer).
+    BestVsEachLevel,
+}
+
+impl Pairing {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "best-worst" => Some(Pairing::BestWorst),
+            "best-vs-each" => Some(Pairing::BestVsEachLevel),
+            _ => None,
+        }
+    }
+}
+
 /// How on-policy pairs are sampled.
 #[derive(Debug, Clone)]
 pub struct PairConfig {
@@ -324,11 +346,17 @@ pub struct PairConfig {
     pub k: usize,
     pub sampler: SamplerConfig,
     pub max_new_tokens: usize,
+    pub pairing: Pairing,
+    /// The sampler stream of the first answer to the first item (items asked in chunks
+    /// continue where the previous chunk's streams ended).
+    pub first_stream: u64,
 }
 
 /// For each item: `k` sampled answers, judged; the best and the worst become a pair when
-/// the judge separates them (prompts where all answers tie give none). Answer `j` of item
-/// `i` draws from sampler stream `i·k + j` of the seed, so pairs do not depend on threads.
+/// the judge separates them (prompts where all answers tie give none), or with
+/// [`Pairing::BestVsEachLevel`] the best and the first answer of each lower score. Answer
+/// `j` of item `i` draws from sampler stream `first_stream + i·k + j` of the seed, so pairs
+/// do not depend on threads.
 pub fn preference_pairs(
     model: &Transformer,
     tokenizer: &Tokenizer,
@@ -338,15 +366,16 @@ pub fn preference_pairs(
     config: &PairConfig,
 ) -> Result<Vec<SampledPair>> {
     let k = config.k.max(2);
-    let out: Vec<Result<Option<SampledPair>>> = items
+    let out: Vec<Result<Vec<SampledPair>>> = items
         .par_iter()
         .enumerate()
         .map(|(i, item)| {
             let ids = prompt_ids(item, template, tokenizer)?;
-            let mut best: Option<(f64, String)> = None;
-            let mut worst: Option<(f64, String)> = None;
+            // (score, text) in sampling order.
+            let mut judged: Vec<Judged> = Vec::new();
             for j in 0..k {
-                let sampler = Sampler::for_sequence(config.sampler.clone(), (i * k + j) as u64)?;
+                let stream = config.first_stream + (i * k + j) as u64;
+                let sampler = Sampler::for_sequence(config.sampler.clone(), stream)?;
                 let (text, ended) =
                     answer(model, tokenizer, &ids, config.max_new_tokens, Some(sampler))?;
                 if text.is_empty() {
@@ -354,35 +383,57 @@ pub fn preference_pairs(
                 }
                 // An answer that runs on past its turn is worse than one that ends.
                 let s = judge.score(item, &text) + if ended { 0.5 } else { 0.0 };
-                if best.as_ref().is_none_or(|b| s > b.0) {
-                    best = Some((s, text.clone()));
-                }
-                if worst.as_ref().is_none_or(|w| s < w.0) {
-                    worst = Some((s, text));
-                }
+                judged.push((s, text));
             }
-            Ok(match (best, worst) {
-                (Some(b), Some(w)) if b.0 > w.0 && b.1 != w.1 => Some(SampledPair {
+            Ok(pairs_of(&judged, config.pairing)
+                .into_iter()
+                .map(|(b, w)| SampledPair {
                     id: item.id,
                     kind: item.kind.clone(),
                     lang: item.lang.code().into(),
                     prompt: vec![Message::new("user", &item.prompt)],
-                    chosen: b.1,
-                    rejected: w.1,
+                    chosen: b.1.clone(),
+                    rejected: w.1.clone(),
                     chosen_score: b.0,
                     rejected_score: w.0,
-                }),
-                _ => None,
-            })
+                })
+                .collect())
         })
         .collect();
     let mut pairs = Vec::new();
     for p in out {
-        if let Some(p) = p? {
-            pairs.push(p);
-        }
+        pairs.extend(p?);
     }
     Ok(pairs)
+}
+
+/// A sampled answer with the judge's score.
+type Judged = (f64, String);
+
+/// The (chosen, rejected) answers `pairing` makes of one prompt's judged answers (in
+/// sampling order; the first of equal scores stands for them).
+fn pairs_of(judged: &[Judged], pairing: Pairing) -> Vec<(&Judged, &Judged)> {
+    let mut best: Option<&Judged> = None;
+    for a in judged {
+        if best.is_none_or(|b| a.0 > b.0) {
+            best = Some(a);
+        }
+    }
+    let Some(best) = best else {
+        return Vec::new();
+    };
+    // One answer per lower score, the first sampled, lowest score first.
+    let mut levels: Vec<&Judged> = Vec::new();
+    for a in judged {
+        if a.0 < best.0 && a.1 != best.1 && !levels.iter().any(|l| l.0 == a.0) {
+            levels.push(a);
+        }
+    }
+    levels.sort_by(|x, y| x.0.total_cmp(&y.0));
+    match pairing {
+        Pairing::BestWorst => levels.first().map(|w| vec![(best, *w)]).unwrap_or_default(),
+        Pairing::BestVsEachLevel => levels.into_iter().map(|w| (best, w)).collect(),
+    }
 }
 
 #[cfg(test)]
@@ -404,6 +455,39 @@ mod tests {
             verdict,
             ended,
         }
+    }
+
+    #[test]
+    fn pairs_of_a_prompts_answers() {
+        let j = |s: f64, t: &str| (s, t.to_string());
+        let judged = vec![
+            j(1.5, "wrong A"),
+            j(3.5, "right"),
+            j(2.5, "I don't know."),
+            j(1.5, "wrong B"),
+            j(0.5, "invented"),
+        ];
+        let texts = |p: Vec<(&Judged, &Judged)>| -> Vec<(String, String)> {
+            p.into_iter()
+                .map(|(b, w)| (b.1.clone(), w.1.clone()))
+                .collect()
+        };
+        assert_eq!(
+            texts(pairs_of(&judged, Pairing::BestWorst)),
+            vec![("right".to_string(), "invented".to_string())]
+        );
+        // Best against each lower score, lowest first; "wrong B" ties "wrong A", the first.
+        assert_eq!(
+            texts(pairs_of(&judged, Pairing::BestVsEachLevel)),
+            vec![
+                ("right".to_string(), "invented".to_string()),
+                ("right".to_string(), "wrong A".to_string()),
+                ("right".to_string(), "I don't know.".to_string()),
+            ]
+        );
+        // All answers tie: no pair.
+        assert!(pairs_of(&[j(1.5, "a"), j(1.5, "b")], Pairing::BestVsEachLevel).is_empty());
+        assert!(pairs_of(&[], Pairing::BestWorst).is_empty());
     }
 
     #[test]

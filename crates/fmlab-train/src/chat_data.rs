@@ -378,6 +378,15 @@ impl Rows {
         &self.mask[r0 * self.seq_len..r1 * self.seq_len]
     }
 
+    /// How many sequences were packed (one past the largest sequence index).
+    pub fn sequences(&self) -> usize {
+        self.sequence
+            .iter()
+            .filter(|&&s| s != u32::MAX)
+            .max()
+            .map_or(0, |&m| m as usize + 1)
+    }
+
     pub fn sequence(&self, r0: usize, r1: usize) -> &[u32] {
         &self.sequence[r0 * self.seq_len..r1 * self.seq_len]
     }

@@ -514,12 +514,7 @@ impl Finetuner {
             .append(true)
             .open(&metrics_path)
             .map_err(|e| Error::io(&metrics_path, e))?;
-        let val_offset = train
-            .sequence
-            .iter()
-            .filter(|&&s| s != u32::MAX)
-            .max()
-            .map_or(0, |&m| m as usize + 1);
+        let val_offset = train.sequences();
         let order = order_for(train.len(), c.seed, 0);
         let mut me = Self {
             run: run.to_path_buf(),
@@ -628,19 +623,9 @@ impl Finetuner {
             Vec::new()
         };
         let Prepared { train, val, .. } = prepared;
-        let val_offset = train
-            .sequence
-            .iter()
-            .filter(|&&s| s != u32::MAX)
-            .max()
-            .map_or(0, |&m| m as usize + 1);
+        let val_offset = train.sequences();
         if matches!(file.config.method, Method::Preference { .. }) {
-            let n_val = val
-                .sequence
-                .iter()
-                .filter(|&&s| s != u32::MAX)
-                .max()
-                .map_or(0, |&m| m as usize + 1);
+            let n_val = val.sequences();
             if reference.len() != val_offset + n_val {
                 return Err(Error::Checkpoint(format!(
                     "{}: {} reference log-probabilities for {} sequences",
@@ -690,12 +675,7 @@ impl Finetuner {
         let batch = self.file.config.optim.batch;
         let mut all = Vec::new();
         for rows in [&self.train, &self.val] {
-            let n_seq = rows
-                .sequence
-                .iter()
-                .filter(|&&s| s != u32::MAX)
-                .max()
-                .map_or(0, |&m| m as usize + 1);
+            let n_seq = rows.sequences();
             let mut sums = vec![(0.0, 0usize); n_seq];
             for r0 in (0..rows.len()).step_by(batch) {
                 let r1 = (r0 + batch).min(rows.len());

@@ -478,13 +478,20 @@ pub fn write_world(
         let mut messages = Vec::new();
         let kind_name = match kind {
             0 if !held.is_empty() => {
-                // An unknown person: the honest answer.
+                // An unknown person: the honest answer, in the format asked for (eval asks
+                // about never-seen people in every format).
                 let p = &kb.people[*rng.pick(&held) as usize];
                 let rel = *rng.pick(&Relation::ALL);
-                let mut q = String::new();
-                docs::question(&mut q, &Slots::person(&kb, p, lang), lang, rel, &mut rng);
-                messages.push(Turn::new("user", q));
-                messages.push(Turn::new("assistant", lang.refusal().into()));
+                let format = unknown_format(rel, &mut rng);
+                let item = fact_item(&kb, p, rel, lang, format, "unknown", 0, &mut rng);
+                let answer = match format {
+                    Format::Json => {
+                        serde_json::json!({"name": p.name, "answer": lang.refusal()}).to_string()
+                    }
+                    _ => lang.refusal().into(),
+                };
+                messages.push(Turn::new("user", item.prompt));
+                messages.push(Turn::new("assistant", answer));
                 "unknown"
             }
             9 => {
@@ -693,16 +700,8 @@ pub fn write_world(
         let item = if kind == 0 && !held.is_empty() {
             let p = &kb.people[*rng.pick(&held) as usize];
             let rel = *rng.pick(&Relation::ALL);
-            fact_item(
-                &kb,
-                p,
-                rel,
-                lang,
-                Format::Free,
-                "unknown",
-                n_prompts,
-                &mut rng,
-            )
+            let format = unknown_format(rel, &mut rng);
+            fact_item(&kb, p, rel, lang, format, "unknown", n_prompts, &mut rng)
         } else if kind == 1 {
             let p = &kb.people[trained[rng.below(trained.len())] as usize];
             arithmetic_item(p, lang, n_prompts, &mut rng)
@@ -805,6 +804,17 @@ fn arithmetic_item(p: &Person, lang: Lang, id: u64, rng: &mut Rng) -> EvalItem {
         answers: vec![answer.to_string()],
         refusal: false,
         known: vec![],
+    }
+}
+
+/// The format a question about an unknown person asks for: as often as eval asks about
+/// never-seen people, one word (a fifth, where the relation has one-word answers), JSON (a
+/// fifth) or free.
+fn unknown_format(rel: Relation, rng: &mut Rng) -> Format {
+    match rng.below(5) {
+        3 if rel.one_word() => Format::OneWord,
+        4 => Format::Json,
+        _ => Format::Free,
     }
 }
 

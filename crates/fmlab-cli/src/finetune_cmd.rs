@@ -81,6 +81,10 @@ pub struct FinetuneSettings {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Steps at most, whatever --epochs asks (the speedrun fits a stage to its time with it,
+    /// so that its schedule still completes).
+    #[arg(skip)]
+    pub max_steps: Option<u64>,
 }
 
 #[derive(Args)]
@@ -505,6 +509,7 @@ pub fn finetune(
             (counts.train_rows as f64 * s.epochs / per_step).ceil() as u64
         }
     }
+    .min(s.max_steps.unwrap_or(u64::MAX))
     .max(1);
     let warmup = ((steps as f64 * s.warmup_ratio).round() as u64).min(steps - 1);
     config.optim.steps = steps;

@@ -28,6 +28,8 @@ pub struct PostSettings {
     pub sft_epochs: f64,
     /// Share of SFT's positions replaying the corpus (0: none).
     pub sft_mix: f64,
+    /// Pre-training's measured tokens per second: sizes the finetuning stages to their time.
+    pub tokens_per_second: f64,
     /// Which sampled answers become DPO's pairs.
     pub pairing: fmlab_eval::chat::Pairing,
     pub dpo_lr: f32,
@@ -127,7 +129,15 @@ fn settings(s: &PostSettings, lr: f32, epochs: f64) -> FinetuneSettings {
         lora_alpha: None,
         lora_targets: Vec::new(),
         json: true,
+        max_steps: None,
     }
+}
+
+/// The optimizer steps of 8 rows of `seq_len` tokens that fit `seconds` at pre-training's
+/// measured throughput, less a fifth for evaluations and checkpoints.
+fn steps_within(s: &PostSettings, seconds: f64) -> u64 {
+    let per_step = (8 * s.seq_len) as f64;
+    ((0.8 * seconds * s.tokens_per_second / per_step) as u64).max(1)
 }
 
 /// Runs SFT and DPO from the pre-trained `run`, with `deadline` for the whole stage;
@@ -169,7 +179,12 @@ pub fn post_train(
         Method::Sft,
         skipped,
         &sft_dir,
-        &settings(s, s.sft_lr, s.sft_epochs),
+        &FinetuneSettings {
+            // The epochs asked for, or as many steps as the stage's time allows: a stage cut
+            // by its deadline would stop before its learning rate has decayed.
+            max_steps: Some(steps_within(s, 0.55 * total)),
+            ..settings(s, s.sft_lr, s.sft_epochs)
+        },
         Some(sft_deadline),
     )?;
     seconds.push(("sft", t.elapsed().as_secs_f64()));
@@ -250,7 +265,8 @@ pub fn post_train(
         .collect();
     let data = sft_model.chat.encoder().pairs(&pairs_in)?;
     let dpo_dir = out.join("dpo");
-    let dpo_deadline = Instant::now() + Duration::from_secs_f64(0.6 * left(deadline));
+    let dpo_seconds = 0.6 * left(deadline);
+    let dpo_deadline = Instant::now() + Duration::from_secs_f64(dpo_seconds);
     let dpo = finetune(
         sft_model,
         Data::Pairs(data),
@@ -262,7 +278,10 @@ pub fn post_train(
         },
         Skipped::default(),
         &dpo_dir,
-        &settings(s, s.dpo_lr, s.dpo_epochs),
+        &FinetuneSettings {
+            max_steps: Some(steps_within(s, dpo_seconds)),
+            ..settings(s, s.dpo_lr, s.dpo_epochs)
+        },
         Some(dpo_deadline),
     )?;
     seconds.push(("dpo", t.elapsed().as_secs_f64()));

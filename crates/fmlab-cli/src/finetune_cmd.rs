@@ -328,6 +328,17 @@ fn report(summary: &FinetuneSummary, json: bool) -> Result<()> {
         summary.checkpoint.display(),
         summary.loss_plot.display()
     );
+    if summary.interrupted {
+        let command = match summary.stage.as_str() {
+            "preference" => "dpo",
+            other => other,
+        };
+        text += &format!(
+            "interrupted at step {}: continue with `fmlab train {command} --resume {}`\n",
+            summary.steps,
+            summary.run.display()
+        );
+    }
     crate::out(&text)
 }
 

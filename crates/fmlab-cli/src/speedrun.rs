@@ -796,8 +796,9 @@ th{{background:#f3f3f3}}img{{max-width:100%}}pre{{white-space:pre-wrap;backgroun
         let _ = write!(
             h,
             "<h2>Post-training</h2><p>SFT on the world's conversations, then DPO on on-policy \
-             pairs (the SFT model's own answers to training prompts, best and worst by the \
-             world's judge). Each model is asked the held-out eval questions through the chat \
+             pairs (the SFT model's own answers to training prompts, the best against one of \
+             every lower score by the world's judge; SFT replays half its rows from the \
+             corpus). Each model is asked the held-out eval questions through the chat \
              template, answered greedily and judged. Facts count every question; in brackets, \
              the free-form questions alone, which the few-shot recall above asks too.</p>\
              <table><tr><th>model</th><th>format \

@@ -596,6 +596,12 @@ impl Finetuner {
         if let Some(s) = steps {
             file.config.optim.steps = s;
         }
+        if file.config.optim.steps <= manifest.step {
+            return Err(Error::Config(format!(
+                "the run is already at step {} of {}: give --steps above {} to train longer",
+                manifest.step, file.config.optim.steps, manifest.step
+            )));
+        }
         let (weights, adapters) = match &file.config.lora {
             Some(l) => {
                 let targets =

@@ -133,10 +133,10 @@ pub struct PreferencesArgs {
 }
 
 pub fn preferences(args: PreferencesArgs) -> Result<()> {
-    let reward_model = match args.judge.as_str() {
+    let reward_path = match args.judge.as_str() {
         "world" => None,
         j => match j.strip_prefix("reward:") {
-            Some(path) => Some(crate::model::load(path)?),
+            Some(path) => Some(path),
             None => bail!("--judge: {:?} is neither world nor reward:PATH", args.judge),
         },
     };
@@ -171,18 +171,16 @@ pub fn preferences(args: PreferencesArgs) -> Result<()> {
         })?,
         first_stream: 0,
     };
+    let reward_model = reward_path
+        .map(|p| crate::model::load_reward_model(p, loaded.tokenizer.vocab_size(), "--judge"))
+        .transpose()?;
     let reward_judge = match &reward_model {
-        Some(rm) => {
-            if rm.tokenizer.vocab_size() != loaded.tokenizer.vocab_size() {
-                bail!("--judge: the reward model's vocabulary is not the model's");
-            }
-            Some(RewardJudge {
-                scorer: fmlab_nn::RewardScorer::new(&rm.model)
-                    .with_context(|| format!("--judge {}", args.judge))?,
-                tokenizer: &loaded.tokenizer,
-                template,
-            })
-        }
+        Some(rm) => Some(RewardJudge {
+            scorer: fmlab_nn::RewardScorer::new(&rm.model)
+                .with_context(|| format!("--judge {}", args.judge))?,
+            tokenizer: &loaded.tokenizer,
+            template,
+        }),
         None => None,
     };
     let judge: &dyn Judge = match &reward_judge {

@@ -10,8 +10,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use fmlab_train::chat_data::{read_conversations, read_pairs, Skipped};
 use fmlab_train::finetune::{
-    prepare, Base, Data, DataRef, FinetuneConfig, Finetuner, LoraConfig, Method, PreferenceLoss,
-    RewardStats,
+    prepare, Base, Data, DataRef, FinetuneConfig, Finetuner, LoraConfig, Method, Mix,
+    PreferenceLoss, RewardStats,
 };
 use fmlab_train::{AdamWConfig, Event, Outcome, PretrainConfig, Schedule};
 
@@ -116,13 +116,6 @@ pub struct SftArgs {
     pub mix_ratio: f64,
     #[command(flatten)]
     pub settings: FinetuneSettings,
-}
-
-/// Plain text mixed into supervised finetuning: where from, and its share of the positions.
-#[derive(Debug, Clone)]
-pub struct Mix {
-    pub path: PathBuf,
-    pub ratio: f64,
 }
 
 #[derive(Args)]
@@ -329,10 +322,7 @@ fn report(summary: &FinetuneSummary, json: bool) -> Result<()> {
         summary.loss_plot.display()
     );
     if summary.interrupted {
-        let command = match summary.stage.as_str() {
-            "preference" => "dpo",
-            other => other,
-        };
+        let command = command_of(&summary.stage);
         text += &format!(
             "interrupted at step {}: continue with `fmlab train {command} --resume {}`\n",
             summary.steps,
@@ -340,6 +330,14 @@ fn report(summary: &FinetuneSummary, json: bool) -> Result<()> {
         );
     }
     crate::out(&text)
+}
+
+/// The `fmlab train` subcommand of a finetuning stage ("sft", "preference", "reward").
+fn command_of(stage: &str) -> &str {
+    match stage {
+        "preference" => "dpo",
+        other => other,
+    }
 }
 
 /// The token that fills the tail of a packed row.
@@ -373,11 +371,7 @@ fn mix_texts(
 /// are read again from where `run.json` says, and must pack as they did.
 fn resume(run: &Path, command: &str, s: &FinetuneSettings) -> Result<FinetuneSummary> {
     let file = Finetuner::read_run(run)?;
-    let own = match file.stage.as_str() {
-        "sft" => "sft",
-        "preference" => "dpo",
-        _ => "reward",
-    };
+    let own = command_of(&file.stage);
     if own != command {
         bail!(
             "{} is a {} run: continue it with `fmlab train {own} --resume {}`",
@@ -403,13 +397,7 @@ fn resume(run: &Path, command: &str, s: &FinetuneSettings) -> Result<FinetuneSum
     };
     let seq_len = file.config.optim.seq_len;
     let texts = match &source.mix {
-        Some((path, ratio)) => {
-            let mix = Mix {
-                path: path.clone(),
-                ratio: *ratio,
-            };
-            mix_texts(&data, &mix, &base.chat.tokenizer, seq_len)?
-        }
+        Some(mix) => mix_texts(&data, mix, &base.chat.tokenizer, seq_len)?,
         None => Vec::new(),
     };
     let pad = pad_token(&base.chat.tokenizer);
@@ -507,7 +495,10 @@ pub fn finetune(
     let mut prepared = prepare(&data, &texts, &config, pad)?;
     prepared.source = source.map(|path| DataRef {
         path: absolute(path),
-        mix: mix.map(|m| (absolute(&m.path), m.ratio)),
+        mix: mix.map(|m| Mix {
+            path: absolute(&m.path),
+            ratio: m.ratio,
+        }),
     });
     let counts = prepared.records.clone();
     let per_step = (s.batch * s.grad_accum).max(1) as f64;
@@ -607,8 +598,7 @@ fn drive(
     let metrics = crate::train_cmd::read_metrics(&run)?;
     let loss_plot = run.join("loss.png");
     crate::train_cmd::plot_losses(&metrics, &loss_plot, stage)?;
-    let rewards = last_rewards(&run);
-    let val_rewards = last_val_rewards(&run);
+    let (rewards, val_rewards) = last_rewards(&run);
     Ok(FinetuneSummary {
         checkpoint: last_ckpt.context("the run wrote no checkpoint")?,
         run,
@@ -630,39 +620,32 @@ fn drive(
     })
 }
 
-/// The `val_rewards/…` and `val_logps/…` fields of the last evaluation in `metrics.jsonl`.
-fn last_val_rewards(run: &Path) -> Option<serde_json::Value> {
-    let text = std::fs::read_to_string(run.join("metrics.jsonl")).ok()?;
-    let v: serde_json::Value = text
+/// From `metrics.jsonl`, read once: the last training step's preference metrics, and the
+/// `val_rewards/…` and `val_logps/…` fields of the last evaluation that has them.
+fn last_rewards(run: &Path) -> (Option<RewardStats>, Option<serde_json::Value>) {
+    let Ok(text) = std::fs::read_to_string(run.join("metrics.jsonl")) else {
+        return (None, None);
+    };
+    let lines: Vec<serde_json::Value> = text
         .lines()
         .rev()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v.get("val_rewards/accuracies").is_some())?;
-    let fields: serde_json::Map<String, serde_json::Value> = v
-        .as_object()?
-        .iter()
-        .filter_map(|(k, x)| k.strip_prefix("val_").map(|k| (k.to_string(), x.clone())))
-        .filter(|(k, _)| k.contains('/'))
+        .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
-    Some(serde_json::Value::Object(fields))
-}
-
-/// The reward statistics of the last training step in `metrics.jsonl`.
-fn last_rewards(run: &Path) -> Option<RewardStats> {
-    let text = std::fs::read_to_string(run.join("metrics.jsonl")).ok()?;
-    let v: serde_json::Value = text
-        .lines()
-        .rev()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v.get("loss").is_some())?;
-    let r = v.get("rewards")?;
-    let g = |k: &str| r.get(k).and_then(|x| x.as_f64()).unwrap_or(0.0);
-    Some(RewardStats {
-        chosen: g("rewards/chosen"),
-        rejected: g("rewards/rejected"),
-        accuracy: g("rewards/accuracies"),
-        margin: g("rewards/margins"),
-        logps_chosen: g("logps/chosen"),
-        logps_rejected: g("logps/rejected"),
-    })
+    let step = lines
+        .iter()
+        .find(|v| v.get("loss").is_some())
+        .and_then(|v| serde_json::from_value(v.get("rewards")?.clone()).ok());
+    let val = lines
+        .iter()
+        .find(|v| v.get("val_rewards/accuracies").is_some())
+        .and_then(|v| v.as_object())
+        .map(|o| {
+            let fields: serde_json::Map<String, serde_json::Value> = o
+                .iter()
+                .filter_map(|(k, x)| k.strip_prefix("val_").map(|k| (k.to_string(), x.clone())))
+                .filter(|(k, _)| k.contains('/'))
+                .collect();
+            serde_json::Value::Object(fields)
+        });
+    (step, val)
 }

@@ -394,14 +394,8 @@ fn generate_on_pool(args: GenerateArgs) -> Result<()> {
     }
     let best = match (args.best_of, &args.reward_model) {
         (Some(_), Some(rm)) => {
-            let rm_loaded = crate::model::load(rm)?;
-            if rm_loaded.tokenizer.vocab_size() != tok.vocab_size() {
-                bail!(
-                    "--reward-model: its vocabulary ({}) is not the model's ({})",
-                    rm_loaded.tokenizer.vocab_size(),
-                    tok.vocab_size()
-                );
-            }
+            let rm_loaded =
+                crate::model::load_reward_model(rm, tok.vocab_size(), "--reward-model")?;
             let mut scorer = fmlab_nn::RewardScorer::new(&rm_loaded.model)
                 .with_context(|| format!("--reward-model {rm}"))?;
             Some(best_of_n(&ids, &generations, &mut scorer)?)

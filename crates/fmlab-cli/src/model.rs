@@ -63,6 +63,19 @@ pub struct Loaded {
     pub template: Option<ChatTemplate>,
 }
 
+/// A reward model (`fmlab train reward`) to score a model's text: it must share that
+/// model's vocabulary of `vocab` tokens. `what` names the flag in errors.
+pub fn load_reward_model(name: &str, vocab: usize, what: &str) -> Result<Loaded> {
+    let rm = load(name)?;
+    if rm.tokenizer.vocab_size() != vocab {
+        bail!(
+            "{what}: its vocabulary ({}) is not the model's ({vocab})",
+            rm.tokenizer.vocab_size()
+        );
+    }
+    Ok(rm)
+}
+
 pub fn load(name: &str) -> Result<Loaded> {
     let path = resolve(name)?;
     if path.is_dir() {

@@ -451,7 +451,6 @@ pub fn run(args: SpeedrunArgs) -> Result<()> {
                 sft_epochs: args.sft_epochs,
                 sft_mix: args.sft_mix,
                 tokens_per_second: trained_run.tokens_per_second,
-                pairing: fmlab_eval::chat::Pairing::BestVsEachLevel,
                 dpo_lr: args.dpo_lr,
                 dpo_beta: args.dpo_beta,
                 dpo_epochs: args.dpo_epochs,

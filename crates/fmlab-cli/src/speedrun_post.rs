@@ -30,8 +30,6 @@ pub struct PostSettings {
     pub sft_mix: f64,
     /// Pre-training's measured tokens per second: sizes the finetuning stages to their time.
     pub tokens_per_second: f64,
-    /// Which sampled answers become DPO's pairs.
-    pub pairing: fmlab_eval::chat::Pairing,
     pub dpo_lr: f32,
     pub dpo_beta: f64,
     pub dpo_epochs: f64,
@@ -164,7 +162,7 @@ pub fn post_train(
     let base = crate::model::load_trainable(&run.to_string_lossy())?;
     let (convs, skipped) = read_conversations(&world.join("sft.jsonl"))?;
     let seqs = base.chat.encoder().conversations(&convs)?;
-    let mix = (s.sft_mix > 0.0).then(|| crate::finetune_cmd::Mix {
+    let mix = (s.sft_mix > 0.0).then(|| fmlab_train::finetune::Mix {
         path: world.join("corpus.jsonl"),
         ratio: s.sft_mix,
     });
@@ -231,7 +229,8 @@ pub fn post_train(
                     ..Default::default()
                 },
                 max_new_tokens: 48,
-                pairing: s.pairing,
+                // A right answer is preferred to "I don't know" too, not only to the worst.
+                pairing: fmlab_eval::chat::Pairing::BestVsEachLevel,
                 first_stream: (asked * s.k) as u64,
             },
         )?);

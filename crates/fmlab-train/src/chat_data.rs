@@ -122,15 +122,20 @@ pub fn read_texts(
     if seq_len == 0 {
         return Err(Error::Config("sequence length must be at least 1".into()));
     }
-    let text = read_lines(path)?;
+    // JSON Lines are read a line at a time, only as far as the budget needs: the file may
+    // be a whole pre-training corpus.
     let jsonl = path.extension().is_some_and(|e| e == "jsonl");
     let docs: Box<dyn Iterator<Item = Result<String>>> = if jsonl {
+        use std::io::BufRead;
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         Box::new(
-            text.lines()
+            std::io::BufReader::new(file)
+                .lines()
                 .enumerate()
-                .filter(|(_, l)| !l.trim().is_empty())
+                .filter(|(_, l)| l.as_ref().map_or(true, |l| !l.trim().is_empty()))
                 .map(|(i, line)| {
-                    serde_json::from_str::<serde_json::Value>(line)
+                    let line = line.map_err(|e| Error::io(path, e))?;
+                    serde_json::from_str::<serde_json::Value>(&line)
                         .ok()
                         .and_then(|v| v.get("text")?.as_str().map(String::from))
                         .ok_or_else(|| {
@@ -143,7 +148,7 @@ pub fn read_texts(
                 }),
         )
     } else {
-        Box::new(std::iter::once(Ok(text.clone())))
+        Box::new(std::iter::once(read_lines(path)))
     };
     let eos = tokenizer.vocab.eos;
     let mut out = Vec::new();

@@ -182,9 +182,17 @@ pub struct FinetuneRun {
 pub struct DataRef {
     /// Conversations (SFT) or preference pairs.
     pub path: PathBuf,
-    /// Plain text mixed into SFT, and its share of the positions.
+    /// Plain text mixed into SFT.
     #[serde(default)]
-    pub mix: Option<(PathBuf, f64)>,
+    pub mix: Option<Mix>,
+}
+
+/// Plain text mixed into supervised finetuning ([`crate::chat_data::read_texts`]): where
+/// from, and its share of the training rows' positions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mix {
+    pub path: PathBuf,
+    pub ratio: f64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -223,7 +231,8 @@ pub struct FinetuneMetrics {
 
 /// TRL's preference metrics: β·(log πθ − log π_ref) of the chosen and rejected answers,
 /// how often the chosen one's is higher, their margin, and the policy's log-probabilities.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RewardStats {
     #[serde(rename = "rewards/chosen")]
     pub chosen: f64,
@@ -602,16 +611,11 @@ impl Finetuner {
                 manifest.step, file.config.optim.steps, manifest.step
             )));
         }
+        // Under LoRA the checkpoint holds the adapters and the base stays as loaded.
         let (weights, adapters) = match &file.config.lora {
             Some(l) => {
-                let targets =
-                    Adapters::<f32>::zeros(&file.spec, l.rank, l.alpha, &l.targets)?.targets;
-                let adapters = Adapters {
-                    weights: saved,
-                    rank: l.rank,
-                    alpha: l.alpha,
-                    targets,
-                };
+                let mut adapters = Adapters::zeros(&file.spec, l.rank, l.alpha, &l.targets)?;
+                adapters.weights = saved;
                 (base.weights, Some(adapters))
             }
             None => (saved, None),
@@ -621,26 +625,25 @@ impl Finetuner {
             None => weights.clone(),
         };
         grads.as_mut_slice().fill(0.0);
+        let Prepared { train, val, .. } = prepared;
+        let val_offset = train.sequences();
+        // A preference run's reference log-probabilities were computed once; read them back.
         let reference = if matches!(file.config.method, Method::Preference { .. }) {
             let path = run.join("reference_logps.json");
             let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-            serde_json::from_slice::<Vec<(f64, usize)>>(&bytes).map_err(Error::Json)?
+            let r: Vec<(f64, usize)> = serde_json::from_slice(&bytes).map_err(Error::Json)?;
+            let n = val_offset + val.sequences();
+            if r.len() != n {
+                return Err(Error::Checkpoint(format!(
+                    "{}: {} reference log-probabilities for {n} sequences",
+                    path.display(),
+                    r.len()
+                )));
+            }
+            r
         } else {
             Vec::new()
         };
-        let Prepared { train, val, .. } = prepared;
-        let val_offset = train.sequences();
-        if matches!(file.config.method, Method::Preference { .. }) {
-            let n_val = val.sequences();
-            if reference.len() != val_offset + n_val {
-                return Err(Error::Checkpoint(format!(
-                    "{}: {} reference log-probabilities for {} sequences",
-                    run.join("reference_logps.json").display(),
-                    reference.len(),
-                    val_offset + n_val
-                )));
-            }
-        }
         let metrics = checkpoint::metrics_until(run, manifest.step)?;
         let order = order_for(train.len(), file.config.optim.seed, manifest.cursor.epoch);
         let resumed = crate::pretrain::Resumed {

@@ -307,7 +307,8 @@ fn sft_then_dpo_with_lora_and_merged_export() {
     // Half the positions: as many mixed as conversation positions, to a row's rounding.
     let own = run["records"]["train_tokens"].as_u64().unwrap() - tokens;
     assert!(tokens > own, "mixed {tokens}, conversations' answers {own}");
-    assert!(run["data"]["mix"][0]
+    assert_eq!(run["data"]["mix"]["ratio"], 0.5);
+    assert!(run["data"]["mix"]["path"]
         .as_str()
         .unwrap()
         .ends_with("corpus.jsonl"));

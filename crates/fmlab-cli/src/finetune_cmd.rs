@@ -370,13 +370,20 @@ fn mix_texts(
 /// Continues the finetuning run `run` from its newest checkpoint: its base model and data
 /// are read again from where `run.json` says, and must pack as they did.
 fn resume(run: &Path, command: &str, s: &FinetuneSettings) -> Result<FinetuneSummary> {
-    let file = Finetuner::read_run(run)?;
+    let file = match Finetuner::read_run(run) {
+        Ok(f) => f,
+        Err(_) if fmlab_train::Pretrainer::read_run(run).is_ok() => bail!(
+            "{} is a pre-training run: continue it with `fmlab train pretrain --resume {}`",
+            run.display(),
+            run.display()
+        ),
+        Err(e) => return Err(e.into()),
+    };
     let own = command_of(&file.stage);
     if own != command {
         bail!(
-            "{} is a {} run: continue it with `fmlab train {own} --resume {}`",
+            "{} was trained with `fmlab train {own}`: continue it with `fmlab train {own} --resume {}`",
             run.display(),
-            file.stage,
             run.display()
         );
     }
@@ -608,7 +615,8 @@ fn drive(
         val_records: counts.val,
         skipped,
         skipped_too_long: counts.too_long,
-        initial_val_loss: initial_val,
+        // A resumed run evaluated its start in an earlier session.
+        initial_val_loss: initial_val.or(metrics.val.first().map(|p| p.1)),
         final_val_loss: last_val,
         first_train_loss: metrics.train.first().map(|p| p.1),
         final_train_loss: metrics.train.last().map(|p| p.1),

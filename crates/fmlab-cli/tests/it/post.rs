@@ -333,6 +333,10 @@ fn sft_then_dpo_with_lora_and_merged_export() {
         "continue it with `fmlab train sft --resume",
     );
     fails(
+        &["train", "sft", "--resume", base.to_str().unwrap()],
+        "is a pre-training run: continue it with `fmlab train pretrain --resume",
+    );
+    fails(
         &["train", "sft", "--resume", mixed.to_str().unwrap()],
         "already at step 8 of 8",
     );

@@ -95,6 +95,12 @@ pub struct SpeedrunArgs {
     /// Answers sampled per prompt.
     #[arg(long, default_value = "4")]
     pair_answers: usize,
+    /// Train exactly this many pre-training steps, and SFT and DPO for their full epochs,
+    /// instead of fitting each stage to the time budget: the world is sized from the steps,
+    /// no stage has a deadline, and the same seed, depth and steps give the same models on
+    /// any machine (the tests use it; with --depth, nothing depends on the machine's speed).
+    #[arg(long)]
+    steps: Option<u64>,
     /// Print report.json to stdout at the end.
     #[arg(long)]
     json: bool,
@@ -287,7 +293,12 @@ pub fn run(args: SpeedrunArgs) -> Result<()> {
     // --- world, sized so the planned tokens are `--epochs` passes over it ---
     let t = Instant::now();
     let world_dir = out.join("world");
-    let size = (chosen.tokens * BYTES_PER_TOKEN_GUESS / args.epochs).clamp(300e3, 64e6) as u64;
+    let tokens_per_step = (args.seq_len * args.batch) as f64;
+    let planned_tokens = match args.steps {
+        Some(n) => n as f64 * tokens_per_step,
+        None => chosen.tokens,
+    };
+    let size = (planned_tokens * BYTES_PER_TOKEN_GUESS / args.epochs).clamp(300e3, 64e6) as u64;
     let config = fmlab_data::WorldConfig {
         seed: args.seed,
         size,
@@ -342,10 +353,12 @@ pub fn run(args: SpeedrunArgs) -> Result<()> {
     // --- pre-training, for the seconds that are left ---
     let t = Instant::now();
     let train_seconds = (budget - reserve - started.elapsed().as_secs_f64()).max(10.0);
-    let tokens_per_step = (args.seq_len * args.batch) as f64;
-    let steps = ((chosen.tokens_per_second * train_seconds) / tokens_per_step)
-        .floor()
-        .max(10.0) as u64;
+    let steps = match args.steps {
+        Some(n) => n,
+        None => ((chosen.tokens_per_second * train_seconds) / tokens_per_step)
+            .floor()
+            .max(10.0) as u64,
+    };
     let settings = Settings {
         depth: Some(chosen.depth),
         seq_len: Some(args.seq_len),
@@ -369,16 +382,20 @@ pub fn run(args: SpeedrunArgs) -> Result<()> {
         crate::numbers::si(steps as f64 * tokens_per_step),
         train_seconds
     ));
-    // Stop at the deadline (with a checkpoint) if throughput falls short of the plan.
+    // Stop at the deadline (with a checkpoint) if throughput falls short of the plan; a
+    // fixed number of steps has no deadline.
     let stop = Arc::new(AtomicBool::new(false));
-    let deadline = Instant::now() + Duration::from_secs_f64(train_seconds * 1.1 + 5.0);
+    let deadline = match args.steps {
+        Some(_) => None,
+        None => Some(Instant::now() + Duration::from_secs_f64(train_seconds * 1.1 + 5.0)),
+    };
     let watcher = {
         let (stop, ctrl_c) = (stop.clone(), ctrl_c.clone());
         std::thread::spawn(move || loop {
             if stop.load(Ordering::Relaxed) {
                 return;
             }
-            if ctrl_c.load(Ordering::Relaxed) || Instant::now() > deadline {
+            if ctrl_c.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() > d) {
                 stop.store(true, Ordering::Relaxed);
                 return;
             }
@@ -439,8 +456,12 @@ pub fn run(args: SpeedrunArgs) -> Result<()> {
 
     // --- post-training: SFT, on-policy pairs, DPO, each stage judged ---
     let post = if args.post_share > 0.0 {
-        // Whatever the earlier stages left, less a margin for the report.
-        let end = started + Duration::from_secs_f64((budget - 8.0).max(0.0));
+        // Whatever the earlier stages left, less a margin for the report; fixed steps have
+        // no deadline.
+        let end = match args.steps {
+            Some(_) => None,
+            None => Some(started + Duration::from_secs_f64((budget - 8.0).max(0.0))),
+        };
         let (post, secs) = crate::speedrun_post::post_train(
             &crate::speedrun_post::PostSettings {
                 seed: args.seed,
@@ -515,6 +536,7 @@ pub fn run(args: SpeedrunArgs) -> Result<()> {
         },
         "plan": {
             "law": "epoch",
+            "fixed_steps": args.steps.is_some(),
             "train_seconds": train_seconds,
             "candidates": candidates,
             "depth": chosen.depth,

@@ -138,19 +138,22 @@ fn steps_within(s: &PostSettings, seconds: f64) -> u64 {
     ((0.8 * seconds * s.tokens_per_second / per_step) as u64).max(1)
 }
 
-/// Runs SFT and DPO from the pre-trained `run`, with `deadline` for the whole stage;
+/// Runs SFT and DPO from the pre-trained `run`, with `deadline` for the whole stage (or
+/// none: then SFT and DPO run their full epochs and every prompt is sampled for pairs);
 /// returns the report's `base`, `sft` and `dpo` sections and the stage seconds.
 pub fn post_train(
     s: &PostSettings,
     out: &Path,
     world: &Path,
     run: &Path,
-    deadline: Instant,
+    deadline: Option<Instant>,
 ) -> Result<(Value, Vec<(&'static str, f64)>)> {
     let mut seconds = Vec::new();
     let items = crate::speedrun::read_eval(&world.join("eval.jsonl"))?;
-    let left = |d: Instant| d.saturating_duration_since(Instant::now()).as_secs_f64();
-    let total = left(deadline);
+    // The seconds left until the deadline, and a deadline that many seconds ahead.
+    let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()).as_secs_f64());
+    let ahead = |secs: Option<f64>| secs.map(|x| Instant::now() + Duration::from_secs_f64(x));
+    let total = left();
     // --- base, asked through the chat template it never saw ---
     let t = Instant::now();
     let base_eval = evaluate(&load(run)?, &items, s.eval_items)?;
@@ -168,7 +171,7 @@ pub fn post_train(
     });
     let sft_dir = out.join("sft");
     // SFT (half of its rows replayed text, four epochs) is the longest post-training stage.
-    let sft_deadline = Instant::now() + Duration::from_secs_f64(0.55 * total);
+    let sft_seconds = total.map(|t| 0.55 * t);
     let sft: FinetuneSummary = finetune(
         base,
         Data::Sft(seqs),
@@ -180,10 +183,10 @@ pub fn post_train(
         &FinetuneSettings {
             // The epochs asked for, or as many steps as the stage's time allows: a stage cut
             // by its deadline would stop before its learning rate has decayed.
-            max_steps: Some(steps_within(s, 0.55 * total)),
+            max_steps: sft_seconds.map(|t| steps_within(s, t)),
             ..settings(s, s.sft_lr, s.sft_epochs)
         },
-        Some(sft_deadline),
+        ahead(sft_seconds),
     )?;
     seconds.push(("sft", t.elapsed().as_secs_f64()));
     let t = Instant::now();
@@ -205,11 +208,11 @@ pub fn post_train(
     prompts.truncate(s.prompts);
     // Sampled in chunks until a quarter of the time left is spent (a short run asks fewer
     // prompts); each prompt keeps its own sampler streams whichever chunk it falls in.
-    let pairs_deadline = Instant::now() + Duration::from_secs_f64(0.25 * left(deadline));
+    let pairs_deadline = ahead(left().map(|t| 0.25 * t));
     let mut pairs = Vec::new();
     let mut asked = 0usize;
     for chunk in prompts.chunks(250) {
-        if asked > 0 && Instant::now() >= pairs_deadline {
+        if asked > 0 && pairs_deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
         pairs.extend(preference_pairs(
@@ -264,8 +267,7 @@ pub fn post_train(
         .collect();
     let data = sft_model.chat.encoder().pairs(&pairs_in)?;
     let dpo_dir = out.join("dpo");
-    let dpo_seconds = 0.6 * left(deadline);
-    let dpo_deadline = Instant::now() + Duration::from_secs_f64(dpo_seconds);
+    let dpo_seconds = left().map(|t| 0.6 * t);
     let dpo = finetune(
         sft_model,
         Data::Pairs(data),
@@ -278,10 +280,10 @@ pub fn post_train(
         Skipped::default(),
         &dpo_dir,
         &FinetuneSettings {
-            max_steps: Some(steps_within(s, dpo_seconds)),
+            max_steps: dpo_seconds.map(|t| steps_within(s, t)),
             ..settings(s, s.dpo_lr, s.dpo_epochs)
         },
-        Some(dpo_deadline),
+        ahead(dpo_seconds),
     )?;
     seconds.push(("dpo", t.elapsed().as_secs_f64()));
     let t = Instant::now();

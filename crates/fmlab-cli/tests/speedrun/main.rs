@@ -1,7 +1,7 @@
-//! `fmlab speedrun` within a small budget, alone in its test binary (so that other tests
-//! do not share its cores): it finishes in time, its loss falls, the model recalls facts
-//! about frequently mentioned people more often than about rarely mentioned ones, and the
-//! post-training stages report their judged figures.
+//! `fmlab speedrun` for a fixed number of steps (`--steps`, `--depth`), alone in its test
+//! binary: nothing it checks depends on how fast the machine is. Its loss falls, the model
+//! recalls facts about frequently mentioned people more often than about rarely mentioned
+//! ones, and the post-training stages report their judged figures.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -13,13 +13,22 @@ use serde_json::Value;
 fn speedrun_learns_within_its_budget() {
     let out = std::env::temp_dir().join(format!("fmlab-speedrun-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let minutes = 3.0;
-    let started = std::time::Instant::now();
+    // 1,000 steps of 2,048 tokens at depth 2 (951K parameters) on a world sized to 16
+    // epochs of them; measured: few-shot recall 25.9% frequent against 13.5% rare, and SFT's
+    // format compliance 0% → 33% (chat evaluation of 30 questions per split at 3 minutes).
     let run = Command::new(env!("CARGO_BIN_EXE_fmlab"))
         .args([
             "speedrun",
+            "--steps",
+            "1000",
+            "--depth",
+            "2",
             "--minutes",
-            &minutes.to_string(),
+            "3",
+            "--pair-prompts",
+            "200",
+            "--dpo-epochs",
+            "2",
             "--out",
             out.to_str().unwrap(),
             "--json",
@@ -28,13 +37,13 @@ fn speedrun_learns_within_its_budget() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "{stderr}");
-    let elapsed = started.elapsed().as_secs_f64();
-    assert!(elapsed < minutes * 60.0 + 10.0, "took {elapsed:.0} s");
     let r: Value = serde_json::from_slice(&run.stdout).unwrap();
     let on_disk: Value =
         serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(r, on_disk);
-    assert_eq!(r["within_budget"], true);
+    assert_eq!(r["plan"]["fixed_steps"], true);
+    assert_eq!(r["pretrain"]["steps"], 1000);
+    assert_eq!(r["pretrain"]["interrupted_at_deadline"], false);
     let p = &r["pretrain"];
     for key in [
         "initial_val_loss",
@@ -75,8 +84,7 @@ fn speedrun_learns_within_its_budget() {
         e["fact_recall"]["rare"].as_f64().unwrap(),
     );
     // Clearly higher: by 5 points and by half again. (Rare facts are seen 1–9 times per
-    // epoch of a world sized to 16 epochs, so a good run recalls some of them too: CI
-    // measured 27% against 15.5% at depth 2.)
+    // epoch of a world sized to 16 epochs, so a good run recalls some of them too.)
     eprintln!("fact recall: frequent {freq}, rare {rare}");
     assert!(
         freq >= rare + 0.05 && freq >= 1.5 * rare,

@@ -6,19 +6,31 @@
 //! for gradient checks against finite differences.
 //!
 //! Written out layer by layer (as llm.c does) rather than through an autograd framework:
-//! every derivative is here to read. The modules, each depending only on those after it:
-//! `executor` (the plan's forward and backward walk) → `attention`, `layers` (each layer
-//! kind and its derivative), `objectives`, `rows`, `lora` (adapters), `weights` (the
-//! parameter arena; `dense` converts it to and from the inference model) → `rng`, `pool`
-//! (per-thread buffers), `float`.
+//! every derivative is here to read. The modules, by level; each imports only from levels
+//! below its own (no cycles):
+//! - `executor`: one pass (checks, forward, loss, backward);
+//! - `forward`, `backward`: the plan's steps in order and in reverse, one function per
+//!   step kind;
+//! - `pass`: `Pass` (the pass's fixed context) and `Tape` (its values and what each step
+//!   saved);
+//! - `objectives` (the loss and its derivative with respect to the logits), `rows` (token
+//!   rows, packed segments), `lora` (adapters), `dense` (the arena to and from the
+//!   inference model);
+//! - `attention`, `layers` (products, norms, biases, RoPE, activations, each with its
+//!   derivative), `weights` (the parameter arena);
+//! - `rng`, `pool` (per-thread buffers);
+//! - `float`.
 
 mod attention;
+mod backward;
 mod dense;
 mod executor;
 mod float;
+mod forward;
 mod layers;
 mod lora;
 mod objectives;
+mod pass;
 mod pool;
 mod rng;
 mod rows;

@@ -1,5 +1,9 @@
-//! The numeric engine. Today it holds the f32 matrix product every other kernel builds on;
-//! the transformer issues add fused attention, norms, RoPE and quantized products here.
+//! The numeric engine under the decoder: matrix products through the `gemm` crate (`matmul`,
+//! `matmul_strided`, and `gemm_into`, generic over f32/f64 with any strides, which every
+//! product of the training path uses); ggml's block formats, their dequantisation and dot
+//! products (`quant.rs`, `q8.rs`, run-time SIMD paths in `simd.rs`); `Matrix`, a weight
+//! dense or quantized behind one type (`matrix.rs`); and the row kernels of inference
+//! (`ops.rs`: norms, activations, RoPE, causal attention over a KV cache, ggml's exp).
 //!
 //! Why our own engine rather than a tensor framework: see DESIGN.md. Matrix products go
 //! through the `gemm` crate, which reaches 85–120 GFLOP/s on the 2-core development machine.

@@ -1,5 +1,6 @@
-//! A weight matrix that is either dense f32 (trainable) or stored in a ggml block format
-//! (read from GGUF), behind one type so the layer code serves both.
+//! A weight matrix that is either dense f32 (trained weights) or stored as a GGUF file holds
+//! it (f32, f16, bf16 or a ggml block format), behind one type so the layer code of
+//! inference serves both.
 
 use rayon::prelude::*;
 

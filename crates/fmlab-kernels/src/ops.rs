@@ -1,5 +1,6 @@
-//! Element-wise and row-wise kernels of the transformer: norms, activations, RoPE, softmax
-//! and causal attention over a KV cache. All work on f32 rows.
+//! Element-wise and row-wise kernels of the transformer: norms, activations, RoPE, and
+//! causal attention (its softmax included) over a KV cache, with ggml's exp and its
+//! vectorised `exp_in_place`/`sigmoid_into` (which training also uses). All work on f32.
 
 use rayon::prelude::*;
 

@@ -1,4 +1,5 @@
-//! ggml's block formats: dequantisation and dot products against f32 vectors.
+//! ggml's block formats: dequantisation, dot products against f32 vectors, f16 conversion
+//! and q8_0 quantisation (export).
 //!
 //! Layouts follow ggml (`ggml-common.h`): every block starts with its f16 scale(s), then the
 //! packed quants. A row of `n` weights is `n / block_elements` consecutive blocks.

@@ -1,4 +1,5 @@
-//! Building a `Transformer` from a GGUF file, by llama.cpp's tensor names.
+//! Building a `Transformer` from any tensor `Source`: a GGUF file, by llama.cpp's tensor
+//! names, or trained weights (`train::Weights::to_transformer`).
 
 use fmlab_formats::{spec_from_gguf, GgmlType, GgufFile, TensorInfo};
 use fmlab_kernels::{f16_to_f32, Matrix, QuantType, Threads};

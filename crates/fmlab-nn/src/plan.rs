@@ -218,192 +218,15 @@ impl Plan {
 
     /// The plan of `spec` ending in `head`.
     pub fn with_head(spec: &ModelSpec, head: Head) -> Result<Self> {
-        let bad = |why: String| Err(Error::Unsupported(why));
-        if spec.norm_placement == NormPlacement::Post {
-            return bad(format!(
-                "{}: norms after the residual additions (the original transformer) are not implemented; pre-norm and pre-and-post-norm decoders are",
-                spec.architecture
-            ));
-        }
-        if spec.n_kv_heads == 0 || !spec.n_heads.is_multiple_of(spec.n_kv_heads) {
-            return bad(format!(
-                "{} query heads cannot share {} key-value heads evenly",
-                spec.n_heads, spec.n_kv_heads
-            ));
-        }
-        if matches!(spec.positions, Positions::Rope { .. }) && !spec.head_dim.is_multiple_of(2) {
-            return bad(format!(
-                "rotary embeddings need an even head_dim, not {}",
-                spec.head_dim
-            ));
-        }
+        check(spec)?;
         let d = spec.d_model as usize;
-        let hd = spec.head_dim as usize;
-        let (nh, nkv) = (spec.n_heads as usize, spec.n_kv_heads as usize);
-        let (qw, kvw) = (nh * hd, nkv * hd);
-        let f = spec.ffn_dim as usize;
-        let sandwich = spec.norm_placement == NormPlacement::PreAndPost;
         let mut p = Builder { steps: Vec::new() };
         let mut x = p.push(Op::Embed, d, Some(("embd", None)));
         for l in 0..spec.n_layers as usize {
-            let at = |name| Some((name, Some(l)));
-            let h = p.push(
-                Op::Norm {
-                    x,
-                    id: NormId::Attn(l),
-                    width: d,
-                },
-                d,
-                at("attn_norm"),
-            );
-            let linear = |p: &mut Builder, x, id, width, tap| {
-                p.push(
-                    Op::Linear {
-                        x,
-                        id,
-                        in_width: p.steps[x].width,
-                    },
-                    width,
-                    tap,
-                )
-            };
-            let mut q = linear(&mut p, h, LinearId::Q(l), qw, None);
-            let mut k = linear(&mut p, h, LinearId::K(l), kvw, None);
-            let v = linear(&mut p, h, LinearId::V(l), kvw, at("Vcur"));
-            if spec.qk_norm {
-                q = p.push(
-                    Op::Norm {
-                        x: q,
-                        id: NormId::QHead(l),
-                        width: hd,
-                    },
-                    qw,
-                    None,
-                );
-                k = p.push(
-                    Op::Norm {
-                        x: k,
-                        id: NormId::KHead(l),
-                        width: hd,
-                    },
-                    kvw,
-                    None,
-                );
-            }
-            let local = spec.sliding_window.filter(|w| w.is_local(l as u64));
-            if let Positions::Rope { base } = spec.positions {
-                let base = local.and_then(|w| w.local_rope_base).unwrap_or(base);
-                q = p.push(
-                    Op::Rope {
-                        x: q,
-                        heads: nh,
-                        base,
-                    },
-                    qw,
-                    None,
-                );
-                k = p.push(
-                    Op::Rope {
-                        x: k,
-                        heads: nkv,
-                        base,
-                    },
-                    kvw,
-                    None,
-                );
-            }
-            p.tap(q, "Qcur", l);
-            p.tap(k, "Kcur", l);
-            let a = p.push(
-                Op::Attention {
-                    q,
-                    k,
-                    v,
-                    layer: l,
-                    window: local.map(|w| w.window as usize),
-                    scale: 1.0 / spec.query_pre_attn_scalar.unwrap_or(hd as f64).sqrt(),
-                    scale_queries: spec.query_pre_attn_scalar.is_some(),
-                },
-                qw,
-                at("kqv_out"),
-            );
-            let mut o = linear(&mut p, a, LinearId::O(l), d, at("attn_out"));
-            if sandwich {
-                o = p.push(
-                    Op::Norm {
-                        x: o,
-                        id: NormId::PostAttn(l),
-                        width: d,
-                    },
-                    d,
-                    None,
-                );
-            }
-            x = p.push(Op::Add { a: x, b: o }, d, at("ffn_inp"));
-            let h = p.push(
-                Op::Norm {
-                    x,
-                    id: NormId::Ffn(l),
-                    width: d,
-                },
-                d,
-                at("ffn_norm"),
-            );
-            let up = linear(&mut p, h, LinearId::Up(l), f, at("ffn_up"));
-            let gate = match spec.ffn_kind {
-                FfnKind::GeluMlp => None,
-                FfnKind::SwiGlu | FfnKind::GeGlu => {
-                    Some(linear(&mut p, h, LinearId::Gate(l), f, at("ffn_gate")))
-                }
-            };
-            let act = p.push(
-                Op::Act {
-                    gate,
-                    up,
-                    kind: spec.ffn_kind,
-                },
-                f,
-                at("ffn_act"),
-            );
-            let mut down = linear(&mut p, act, LinearId::Down(l), d, at("ffn_out"));
-            if sandwich {
-                down = p.push(
-                    Op::Norm {
-                        x: down,
-                        id: NormId::PostFfn(l),
-                        width: d,
-                    },
-                    d,
-                    None,
-                );
-            }
-            x = p.push(Op::Add { a: x, b: down }, d, at("l_out"));
+            x = p.attention_block(spec, l, x);
+            x = p.ffn_block(spec, l, x);
         }
-        let mut h = p.push(Op::Outputs { x }, d, None);
-        if spec.final_norm {
-            h = p.push(
-                Op::Norm {
-                    x: h,
-                    id: NormId::Final,
-                    width: d,
-                },
-                d,
-                Some(("result_norm", None)),
-            );
-        }
-        let (id, width) = match head {
-            Head::Lm => (LinearId::Head, spec.vocab_size as usize),
-            Head::Score => (LinearId::Score, 1),
-        };
-        let logits = p.push(
-            Op::Linear {
-                x: h,
-                id,
-                in_width: d,
-            },
-            width,
-            Some(("result_output", None)),
-        );
+        let logits = p.head(spec, head, x);
         let mut last_use: Vec<usize> = (0..p.steps.len()).collect();
         for (i, s) in p.steps.iter().enumerate() {
             for x in s.op.inputs() {
@@ -418,6 +241,30 @@ impl Plan {
             head,
         })
     }
+}
+
+/// Why no executor can run `spec`, if none can.
+fn check(spec: &ModelSpec) -> Result<()> {
+    let bad = |why: String| Err(Error::Unsupported(why));
+    if spec.norm_placement == NormPlacement::Post {
+        return bad(format!(
+            "{}: norms after the residual additions (the original transformer) are not implemented; pre-norm and pre-and-post-norm decoders are",
+            spec.architecture
+        ));
+    }
+    if spec.n_kv_heads == 0 || !spec.n_heads.is_multiple_of(spec.n_kv_heads) {
+        return bad(format!(
+            "{} query heads cannot share {} key-value heads evenly",
+            spec.n_heads, spec.n_kv_heads
+        ));
+    }
+    if matches!(spec.positions, Positions::Rope { .. }) && !spec.head_dim.is_multiple_of(2) {
+        return bad(format!(
+            "rotary embeddings need an even head_dim, not {}",
+            spec.head_dim
+        ));
+    }
+    Ok(())
 }
 
 struct Builder {
@@ -439,6 +286,143 @@ impl Builder {
             name,
             layer: Some(layer),
         });
+    }
+
+    /// A linear map of value `x` to `width`-wide rows.
+    fn linear(
+        &mut self,
+        x: Slot,
+        id: LinearId,
+        width: usize,
+        tap: Option<(&'static str, Option<usize>)>,
+    ) -> Slot {
+        let in_width = self.steps[x].width;
+        self.push(Op::Linear { x, id, in_width }, width, tap)
+    }
+
+    /// A norm of value `x`'s `width`-wide pieces (rows, or heads for QK-norm).
+    fn norm(
+        &mut self,
+        x: Slot,
+        id: NormId,
+        width: usize,
+        tap: Option<(&'static str, Option<usize>)>,
+    ) -> Slot {
+        let rows = self.steps[x].width;
+        self.push(Op::Norm { x, id, width }, rows, tap)
+    }
+
+    /// Layer `l`'s attention branch on the residual stream `x` (norm, Q/K/V, QK-norm, RoPE,
+    /// attention, output map, post-norm) and its residual addition: the new stream.
+    fn attention_block(&mut self, spec: &ModelSpec, l: usize, x: Slot) -> Slot {
+        let d = spec.d_model as usize;
+        let hd = spec.head_dim as usize;
+        let (nh, nkv) = (spec.n_heads as usize, spec.n_kv_heads as usize);
+        let (qw, kvw) = (nh * hd, nkv * hd);
+        let at = |name| Some((name, Some(l)));
+        let h = self.norm(x, NormId::Attn(l), d, at("attn_norm"));
+        let mut q = self.linear(h, LinearId::Q(l), qw, None);
+        let mut k = self.linear(h, LinearId::K(l), kvw, None);
+        let v = self.linear(h, LinearId::V(l), kvw, at("Vcur"));
+        if spec.qk_norm {
+            q = self.norm(q, NormId::QHead(l), hd, None);
+            k = self.norm(k, NormId::KHead(l), hd, None);
+        }
+        let local = spec.sliding_window.filter(|w| w.is_local(l as u64));
+        if let Positions::Rope { base } = spec.positions {
+            let base = local.and_then(|w| w.local_rope_base).unwrap_or(base);
+            q = self.push(
+                Op::Rope {
+                    x: q,
+                    heads: nh,
+                    base,
+                },
+                qw,
+                None,
+            );
+            k = self.push(
+                Op::Rope {
+                    x: k,
+                    heads: nkv,
+                    base,
+                },
+                kvw,
+                None,
+            );
+        }
+        self.tap(q, "Qcur", l);
+        self.tap(k, "Kcur", l);
+        let a = self.push(
+            Op::Attention {
+                q,
+                k,
+                v,
+                layer: l,
+                window: local.map(|w| w.window as usize),
+                scale: 1.0 / spec.query_pre_attn_scalar.unwrap_or(hd as f64).sqrt(),
+                scale_queries: spec.query_pre_attn_scalar.is_some(),
+            },
+            qw,
+            at("kqv_out"),
+        );
+        let mut o = self.linear(a, LinearId::O(l), d, at("attn_out"));
+        if spec.norm_placement == NormPlacement::PreAndPost {
+            o = self.norm(o, NormId::PostAttn(l), d, None);
+        }
+        self.push(Op::Add { a: x, b: o }, d, at("ffn_inp"))
+    }
+
+    /// Layer `l`'s FFN branch on the residual stream `x` (norm, up and gate maps,
+    /// activation, down map, post-norm) and its residual addition: the new stream.
+    fn ffn_block(&mut self, spec: &ModelSpec, l: usize, x: Slot) -> Slot {
+        let d = spec.d_model as usize;
+        let f = spec.ffn_dim as usize;
+        let at = |name| Some((name, Some(l)));
+        let h = self.norm(x, NormId::Ffn(l), d, at("ffn_norm"));
+        let up = self.linear(h, LinearId::Up(l), f, at("ffn_up"));
+        let gate = match spec.ffn_kind {
+            FfnKind::GeluMlp => None,
+            FfnKind::SwiGlu | FfnKind::GeGlu => {
+                Some(self.linear(h, LinearId::Gate(l), f, at("ffn_gate")))
+            }
+        };
+        let act = self.push(
+            Op::Act {
+                gate,
+                up,
+                kind: spec.ffn_kind,
+            },
+            f,
+            at("ffn_act"),
+        );
+        let mut down = self.linear(act, LinearId::Down(l), d, at("ffn_out"));
+        if spec.norm_placement == NormPlacement::PreAndPost {
+            down = self.norm(down, NormId::PostFfn(l), d, None);
+        }
+        self.push(Op::Add { a: x, b: down }, d, at("l_out"))
+    }
+
+    /// The rows to output, the final norm and the head (`vocab`-wide logits, or one score)
+    /// after the residual stream `x`: the logits' slot.
+    fn head(&mut self, spec: &ModelSpec, head: Head, x: Slot) -> Slot {
+        let d = spec.d_model as usize;
+        let mut h = self.push(Op::Outputs { x }, d, None);
+        if spec.final_norm {
+            h = self.norm(h, NormId::Final, d, Some(("result_norm", None)));
+        }
+        let (id, width) = match head {
+            Head::Lm => (LinearId::Head, spec.vocab_size as usize),
+            Head::Score => (LinearId::Score, 1),
+        };
+        self.push(
+            Op::Linear {
+                x: h,
+                id,
+                in_width: d,
+            },
+            width,
+            Some(("result_output", None)),
+        )
     }
 }
 

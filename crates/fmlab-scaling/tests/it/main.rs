@@ -136,22 +136,6 @@ fn cost_and_mfu() {
     assert!((m - 0.462).abs() < 0.002, "{m}");
 }
 
-/// A small seeded generator so the synthetic runs are the same on every machine.
-struct SplitMix(u64);
-impl SplitMix {
-    fn next_f64(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        let (u, v) = (self.next_f64().max(1e-300), self.next_f64());
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-    }
-}
-
 #[test]
 fn fit_recovers_known_constants() {
     let truth = ParametricLaw {
@@ -161,7 +145,7 @@ fn fit_recovers_known_constants() {
         alpha: 0.35,
         beta: 0.37,
     };
-    let mut rng = SplitMix(7);
+    let mut rng = fmlab_testkit::SplitMix64(7);
     let mut runs = Vec::new();
     for i in 0..8 {
         for j in 0..8 {

@@ -7,8 +7,8 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use fmlab_scaling::{
-    fit, parse_runs, DeviceRequest, FitOptions, FitResult, Hardware, InferenceOptimum, LawKind,
-    PlanReport, PlanRequest, Run,
+    fit, parse_runs, DeviceRequest, FitOptions, FitResult, Hardware, LawKind, PlanReport,
+    PlanRequest, Run,
 };
 use fmlab_spec::ModelSpec;
 use serde::Serialize;
@@ -200,37 +200,65 @@ fn plan_table(r: &PlanReport) -> String {
         ""
     };
     put!(s, "law: {}   solved: {}", r.law.name(), r.mode.describe());
-    put!(s, "  params{n_kind:<18} {:>12}", si(r.params));
-    put!(s, "  tokens                   {:>12}", si(r.tokens));
-    put!(s, "  tokens per param         {:>12.1}", r.tokens_per_param);
-    put!(s, "  compute (6ND)            {:>12.3e} FLOPs", r.flops);
-    put!(s, "  predicted loss           {:>12.4} nats/token", r.loss);
+    row(&mut s, &format!("params{n_kind}"), si(r.params), "");
+    row(&mut s, "tokens", si(r.tokens), "");
+    row(
+        &mut s,
+        "tokens per param",
+        format!("{:.1}", r.tokens_per_param),
+        "",
+    );
+    row(
+        &mut s,
+        "compute (6ND)",
+        format!("{:.3e}", r.flops),
+        " FLOPs",
+    );
+    row(
+        &mut s,
+        "predicted loss",
+        format!("{:.4}", r.loss),
+        " nats/token",
+    );
     if let Some(d) = &r.data_constrained {
         let p = &d.point;
         put!(
             s,
             "\ndata-constrained (Muennighoff et al.: R*_D 15.39, R*_N 5.31)"
         );
-        put!(s, "  unique tokens            {:>12}", si(p.unique_tokens));
-        put!(s, "  epochs                   {:>12.2}", p.epochs);
-        put!(
-            s,
-            "  effective tokens D′      {:>12}",
-            si(p.effective_tokens)
-        );
-        put!(
-            s,
-            "  effective params N′      {:>12}",
-            si(p.effective_params)
-        );
-        let (loss, unlimited) = (p.loss, d.unconstrained_loss);
-        put!(
-            s,
-            "  loss                     {loss:>12.4}  (unlimited data: {unlimited:.4})"
-        );
+        row(&mut s, "unique tokens", si(p.unique_tokens), "");
+        row(&mut s, "epochs", format!("{:.2}", p.epochs), "");
+        row(&mut s, "effective tokens D′", si(p.effective_tokens), "");
+        row(&mut s, "effective params N′", si(p.effective_params), "");
+        let unlimited = format!("  (unlimited data: {:.4})", d.unconstrained_loss);
+        row(&mut s, "loss", format!("{:.4}", p.loss), &unlimited);
     }
     if let Some(i) = &r.inference {
-        inference_table(&mut s, i);
+        let (tokens, loss) = (si(i.inference_tokens), i.target_loss);
+        put!(
+            s,
+            "\ninference-aware (Sardana et al.), {tokens} inference tokens, same loss {loss:.4}"
+        );
+        let mut pair = |label: &str, ours: String, optimal: String, suffix: &str| {
+            row(&mut s, label, ours, &format!(" {optimal:>12}{suffix}"))
+        };
+        pair("", "this model".into(), "Chinchilla-optimal".into(), "");
+        pair("params", si(i.params), si(i.chinchilla.params), "");
+        pair(
+            "training tokens",
+            si(i.train_tokens),
+            si(i.chinchilla.tokens),
+            "",
+        );
+        let (c, c_opt) = (i.total_flops, i.chinchilla_total_flops);
+        pair(
+            "training + inference",
+            format!("{c:.3e}"),
+            format!("{c_opt:.3e}"),
+            " FLOPs",
+        );
+        let saving = 100.0 * (1.0 - c / c_opt);
+        row(&mut s, "saving", format!("{saving:.1}%"), "");
     }
     if let Some(h) = &r.hardware {
         hardware_table(&mut s, r, h);
@@ -238,29 +266,9 @@ fn plan_table(r: &PlanReport) -> String {
     s
 }
 
-fn inference_table(s: &mut String, i: &InferenceOptimum) {
-    let (tokens, loss) = (si(i.inference_tokens), i.target_loss);
-    put!(
-        s,
-        "\ninference-aware (Sardana et al.), {tokens} inference tokens, same loss {loss:.4}"
-    );
-    put!(
-        s,
-        "                           {:>12} {:>12}",
-        "this model",
-        "Chinchilla-optimal"
-    );
-    let (n, n_opt) = (si(i.params), si(i.chinchilla.params));
-    put!(s, "  params                   {n:>12} {n_opt:>12}");
-    let (d, d_opt) = (si(i.train_tokens), si(i.chinchilla.tokens));
-    put!(s, "  training tokens          {d:>12} {d_opt:>12}");
-    let (c, c_opt) = (i.total_flops, i.chinchilla_total_flops);
-    put!(
-        s,
-        "  training + inference     {c:>12.3e} {c_opt:>12.3e} FLOPs"
-    );
-    let saving = 100.0 * (1.0 - c / c_opt);
-    put!(s, "  saving                   {saving:>11.1}%");
+/// `  label                    value` with the value right-aligned in 12 columns.
+fn row(s: &mut String, label: &str, value: String, suffix: &str) {
+    put!(s, "  {label:<24} {value:>12}{suffix}");
 }
 
 fn hardware_table(s: &mut String, r: &PlanReport, h: &Hardware) {
@@ -274,26 +282,24 @@ fn hardware_table(s: &mut String, r: &PlanReport, h: &Hardware) {
         100.0 * r.assumed_mfu.unwrap_or(0.0)
     );
     if let Some(sec) = r.seconds {
-        put!(s, "  wall-clock time          {:>12}", duration(sec));
+        row(s, "wall-clock time", duration(sec), "");
     }
     if let Some(dh) = r.device_hours {
-        put!(s, "  device-hours             {:>12.1}", dh);
+        row(s, "device-hours", format!("{dh:.1}"), "");
     }
     match r.energy_kwh {
-        Some(e) if h.power_watts > 0.0 => put!(s, "  energy                   {:>12.1} kWh", e),
+        Some(e) if h.power_watts > 0.0 => row(s, "energy", format!("{e:.1}"), " kWh"),
         _ => put!(s, "  energy                   (give --power-watts)"),
     }
     match r.cost {
-        Some(Some(c)) => put!(s, "  cost                     {:>12.2}", c),
+        Some(Some(c)) => row(s, "cost", format!("{c:.2}"), ""),
         _ => put!(s, "  cost                     (give --price-per-hour)"),
     }
     if let Some(m) = r.measured_mfu {
-        put!(s, "  measured MFU             {:>11.1}%", 100.0 * m);
+        row(s, "measured MFU", format!("{:.1}%", 100.0 * m), "");
         if m > 1.0 {
-            put!(
-                s,
-                "  (above 100%: the throughput, the model or the peak FLOP/s is not the one measured)"
-            );
+            let why = "the throughput, the model or the peak FLOP/s is not the one measured";
+            put!(s, "  (above 100%: {why})");
         }
     }
 }

@@ -1,31 +1,19 @@
-//! Reading and writing the big numbers of model sizing: `1e21`, `7B`, `1.4T` in; `7.0B`,
-//! `1.40T`, `12.3 GiB` out.
+//! Reading and writing the big numbers of model sizing: clap parsers over
+//! `fmlab_scaling::parse_number` (`1e21`, `7B`, `1.4T` in); `7.0B`, `1.40T`, `12.3 GiB` out,
+//! one table line at a time with [`put!`].
 
-/// Parses a positive finite number with an optional SI-style suffix: K (10³), M (10⁶),
-/// B or G (10⁹), T (10¹²), P (10¹⁵), case-insensitive; `_` and `,` group digits.
-pub fn parse_number(text: &str) -> Result<f64, String> {
-    let cleaned: String = text
-        .trim()
-        .chars()
-        .filter(|c| *c != '_' && *c != ',')
-        .collect();
-    let (digits, scale) = match cleaned.chars().last().map(|c| c.to_ascii_uppercase()) {
-        Some('K') => (&cleaned[..cleaned.len() - 1], 1e3),
-        Some('M') => (&cleaned[..cleaned.len() - 1], 1e6),
-        Some('B') | Some('G') => (&cleaned[..cleaned.len() - 1], 1e9),
-        Some('T') => (&cleaned[..cleaned.len() - 1], 1e12),
-        Some('P') => (&cleaned[..cleaned.len() - 1], 1e15),
-        _ => (cleaned.as_str(), 1.0),
-    };
-    let value: f64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a number (examples: 1e21, 7B, 1.4T, 500M)"))?;
-    let value = value * scale;
-    if value.is_finite() && value > 0.0 {
-        Ok(value)
-    } else {
-        Err(format!("{text:?}: must be a finite number > 0"))
-    }
+/// Appends one formatted line to a `String` table (writing to a `String` cannot fail).
+macro_rules! put {
+    ($s:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($s, $($arg)*);
+    }};
+}
+pub(crate) use put;
+
+/// `fmlab_scaling::parse_number` with its message as the error, as clap wants it.
+fn parse_number(text: &str) -> Result<f64, String> {
+    fmlab_scaling::parse_number(text).map_err(|e| e.to_string())
 }
 
 /// A clap value parser for positive numbers with suffixes.

@@ -1,13 +1,13 @@
 //! `fmlab study sampling`: what temperature does to a model's outputs — diversity
 //! (distinct-n), consistency (agreement of the answers) and confidence (mean
-//! log-probability) over n samples per setting, as a table, JSON and a PNG plot.
+//! log-probability) over n samples per setting, measured by
+//! `fmlab_eval::sampling_study`, as a table, JSON and a PNG plot.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand};
-use fmlab_nn::Session;
-use fmlab_sample::{distinct_n, generate_n, vote, GenerateOptions, StopConditions};
+use fmlab_eval::sampling_study::{check_temperatures, SamplingStudy, StudyRow};
 use serde::Serialize;
 
 use crate::generate::{answer_of, prompt_for, PromptArgs, TokenText};
@@ -60,29 +60,11 @@ pub struct SamplingStudyArgs {
 }
 
 #[derive(Serialize)]
-struct Row {
-    temperature: f32,
-    samples: usize,
-    /// Distinct unigrams over all unigrams of the samples.
-    distinct_1: f64,
-    distinct_2: f64,
-    /// Share of the samples that gave the most common answer.
-    agreement: f64,
-    /// Distinct answers among the samples.
-    distinct_answers: usize,
-    /// Mean over samples of the mean raw log-probability per token.
-    mean_logprob: f64,
-    mean_tokens: f64,
-    /// The most common answer.
-    answer: Option<String>,
-}
-
-#[derive(Serialize)]
 struct Report {
     model: String,
     prompt_tokens: usize,
     sampler: String,
-    rows: Vec<Row>,
+    rows: Vec<StudyRow>,
     plot: String,
 }
 
@@ -95,16 +77,7 @@ pub fn run(cmd: StudyCommand) -> Result<()> {
 }
 
 fn sampling_study(args: SamplingStudyArgs) -> Result<()> {
-    if args.temperatures.len() < 2 {
-        bail!("--temperatures: give at least two, e.g. 0,0.5,1,1.5");
-    }
-    if let Some(t) = args
-        .temperatures
-        .iter()
-        .find(|t| !t.is_finite() || **t < 0.0)
-    {
-        bail!("--temperatures: {t} is not a temperature ≥ 0");
-    }
+    check_temperatures(&args.temperatures)?;
     let answer_regex = args
         .answer_regex
         .as_deref()
@@ -114,60 +87,44 @@ fn sampling_study(args: SamplingStudyArgs) -> Result<()> {
     let loaded = load(&args.model)?;
     let ids = prompt_for(&loaded, &args.prompt)?;
     let tok = &loaded.tokenizer;
-    let detok = TokenText(tok);
-    let context = (loaded.model.spec.context_length as usize).min(4096);
     let base = args
         .sampler
         .config(Some(tok), Some(loaded.model.spec.vocab_size as usize))?;
-    let n = args.n as usize;
-    let mut rows = Vec::new();
-    for &t in &args.temperatures {
-        let config = fmlab_sample::SamplerConfig {
-            temperature: t,
-            ..base.clone()
-        };
-        eprintln!("temperature {t}: {n} samples …");
-        let mut session = Session::new(&loaded.model, context);
-        let gens = generate_n(
-            &mut session,
-            &ids,
-            &config,
-            Some(0),
-            n,
-            |_| GenerateOptions {
-                stop: StopConditions {
-                    max_new_tokens: args.max_tokens as usize,
-                    stop_tokens: tok.stop_tokens(),
-                    ..StopConditions::default()
-                },
-                detokenizer: Some(&detok),
-                constraint: None,
-            },
-            &mut |_, _, _| true,
-        )?;
-        let seqs: Vec<&[u32]> = gens.iter().map(|g| g.tokens.as_slice()).collect();
-        let answers: Vec<Option<String>> = gens
-            .iter()
-            .map(|g| answer_of(&String::from_utf8_lossy(&g.bytes), answer_regex.as_ref()))
-            .collect();
-        let v = vote(answers);
-        let lps: Vec<f64> = gens.iter().filter_map(|g| g.mean_logprob()).collect();
-        rows.push(Row {
-            temperature: t,
-            samples: n,
-            distinct_1: distinct_n(&seqs, 1),
-            distinct_2: distinct_n(&seqs, 2),
-            agreement: v.agreement(),
-            distinct_answers: v.shares.len(),
-            mean_logprob: lps.iter().sum::<f64>() / lps.len().max(1) as f64,
-            mean_tokens: gens.iter().map(|g| g.tokens.len()).sum::<usize>() as f64 / n as f64,
-            answer: v.winner.clone(),
-        });
-    }
+    let study = SamplingStudy {
+        temperatures: &args.temperatures,
+        samples: args.n as usize,
+        max_tokens: args.max_tokens as usize,
+        sampler: &base,
+        stop_tokens: tok.stop_tokens(),
+        detokenizer: &TokenText(tok),
+        answer: &|text| answer_of(text, answer_regex.as_ref()),
+    };
+    let rows = fmlab_eval::sampling_study::sampling_study(&loaded.model, &ids, &study, &mut |t| {
+        eprintln!("temperature {t}: {} samples …", args.n)
+    })?;
     std::fs::create_dir_all(&args.out)
         .map_err(|e| anyhow::anyhow!("--out {}: {e}", args.out.display()))?;
     let plot_path = args.out.join("sampling.png");
-    let series = |f: fn(&Row) -> f64| -> Vec<(f64, f64)> {
+    write_plot(&rows, &plot_path)?;
+    let report = Report {
+        model: loaded.path.display().to_string(),
+        prompt_tokens: ids.len(),
+        sampler: format!("{} (temperature varied)", base.describe()),
+        rows,
+        plot: plot_path.display().to_string(),
+    };
+    fmlab_formats::write_atomically(
+        &args.out.join("report.json"),
+        serde_json::to_string_pretty(&report)?.as_bytes(),
+    )?;
+    if args.json {
+        return crate::out(&format!("{}\n", serde_json::to_string_pretty(&report)?));
+    }
+    crate::out(&table(&report, &args))
+}
+
+fn write_plot(rows: &[StudyRow], path: &Path) -> Result<()> {
+    let series = |f: fn(&StudyRow) -> f64| -> Vec<(f64, f64)> {
         rows.iter().map(|r| (r.temperature as f64, f(r))).collect()
     };
     crate::plot::PanelPlot {
@@ -188,24 +145,13 @@ fn sampling_study(args: SamplingStudyArgs) -> Result<()> {
             ),
         ],
     }
-    .write_png(&plot_path)?;
-    let report = Report {
-        model: loaded.path.display().to_string(),
-        prompt_tokens: ids.len(),
-        sampler: format!("{} (temperature varied)", base.describe()),
-        rows,
-        plot: plot_path.display().to_string(),
-    };
-    fmlab_formats::write_atomically(
-        &args.out.join("report.json"),
-        serde_json::to_string_pretty(&report)?.as_bytes(),
-    )?;
-    if args.json {
-        return crate::out(&format!("{}\n", serde_json::to_string_pretty(&report)?));
-    }
+    .write_png(path)
+}
+
+fn table(report: &Report, args: &SamplingStudyArgs) -> String {
     let mut text = format!(
         "{} — {} samples per temperature, {}\n\n temp  distinct-1  distinct-2  agreement  answers  mean logprob  tokens  modal answer\n",
-        report.model, n, report.sampler
+        report.model, args.n, report.sampler
     );
     for r in &report.rows {
         let answer: String = r
@@ -233,5 +179,5 @@ fn sampling_study(args: SamplingStudyArgs) -> Result<()> {
         report.plot,
         args.out.join("report.json").display()
     ));
-    crate::out(&text)
+    text
 }

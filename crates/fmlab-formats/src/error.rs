@@ -76,6 +76,26 @@ pub enum Error {
     },
     #[error(transparent)]
     Spec(#[from] fmlab_spec::Error),
+    #[error("{0}: no such file or folder")]
+    NotFound(PathBuf),
+    #[error("{0}: not a model file fmlab recognises (expected .gguf, .safetensors, config.json or a model folder)")]
+    NotAModel(PathBuf),
+    #[error("{0}: a model folder needs a config.json")]
+    NoConfig(PathBuf),
+    #[error("reading {path}")]
+    Reading {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("listing {path}")]
+    Listing {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file an error happened in, as a `source` chain: printing the chain gives
+    /// `path: error: its causes`.
+    #[error("{path}")]
+    At { path: PathBuf, source: Box<Error> },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -1,5 +1,7 @@
 //! Model files: GGUF and safetensors (read from memory maps, written atomically), and
-//! Hugging Face `config.json` → `ModelSpec`.
+//! Hugging Face `config.json` → `ModelSpec`; [`describe`] reads any model description (GGUF,
+//! safetensors, HF folder, `config.json`) into a spec and the file's facts, [`inspect`]
+//! adds the anatomy `fmlab inspect` prints.
 //!
 //! Every reader treats its input as hostile: each count and offset is checked against the
 //! bytes that are actually there before anything is allocated or indexed, and every failure
@@ -9,6 +11,7 @@
 //! ggml type or dtype; dequantisation lives in `fmlab-kernels`.
 
 pub mod cache;
+mod describe;
 mod error;
 pub mod gguf;
 mod gguf_spec;
@@ -16,6 +19,7 @@ pub mod hf_config;
 pub mod safetensors;
 mod write;
 
+pub use describe::{describe, inspect, Description, Inspection, Source, SourceKind, Target};
 pub use error::{Error, Result};
 pub use gguf::{GgmlType, Gguf, GgufFile, TensorInfo, Value, ValueType};
 pub use gguf_spec::spec_from_gguf;

@@ -2,8 +2,9 @@
 //! computed, their probabilities.
 //!
 //! Processors shrink the set or change logits. Most of them only need the few best
-//! tokens, so the set is never sorted whole: [`Candidates::keep_best`] selects with a
-//! running threshold in one pass over the vocabulary and sorts only what it keeps.
+//! tokens, so the set is never sorted whole: [`Candidates::keep_best`] (and
+//! [`Candidates::best_of_slice`], straight from the logits) select with a running threshold
+//! in one pass over the vocabulary (`Best`) and sort only what they keep.
 
 use crate::{Error, Result};
 
@@ -67,35 +68,26 @@ impl Candidates {
     /// without building the whole set: one pass with a running threshold. `None` when a
     /// logit is +∞ (the caller takes the general path, which handles it).
     pub fn best_of_slice(logits: &[f32], k: usize, skip: impl Fn(u32) -> bool) -> Option<Self> {
-        let k = k.max(1);
-        let mut buf: Vec<Candidate> = Vec::with_capacity(2 * k);
-        let mut threshold = f32::NEG_INFINITY;
+        let mut best = Best::new(k);
         for (i, &l) in logits.iter().enumerate() {
             // NaN fails both comparisons; −∞ never beats the initial threshold once k
             // finite values are in, and is filtered below otherwise.
-            if l >= threshold || buf.len() < k {
+            if best.admits(l) {
                 if l == f32::INFINITY {
                     return None;
                 }
                 if l.is_nan() || l == f32::NEG_INFINITY || skip(i as u32) {
                     continue;
                 }
-                buf.push(Candidate {
+                best.push(Candidate {
                     id: i as u32,
                     logit: l,
                     p: 0.0,
                 });
-                if buf.len() == 2 * k {
-                    buf.select_nth_unstable_by(k - 1, by_logit_desc);
-                    buf.truncate(k);
-                    threshold = buf.iter().map(|c| c.logit).fold(f32::INFINITY, f32::min);
-                }
             }
         }
-        buf.sort_unstable_by(by_logit_desc);
-        buf.truncate(k);
         Some(Self {
-            items: buf,
+            items: best.into_sorted(),
             sorted: true,
             normalized: false,
             dense: false,
@@ -190,21 +182,13 @@ impl Candidates {
             self.items.truncate(k);
             return;
         }
-        let mut buf: Vec<Candidate> = Vec::with_capacity(2 * k);
-        let mut threshold = f32::NEG_INFINITY;
+        let mut best = Best::new(k);
         for &c in &self.items {
-            if buf.len() < k || c.logit > threshold || (c.logit == threshold && k > 0) {
-                buf.push(c);
-                if buf.len() == 2 * k {
-                    buf.select_nth_unstable_by(k - 1, by_logit_desc);
-                    buf.truncate(k);
-                    threshold = buf.iter().map(|c| c.logit).fold(f32::INFINITY, f32::min);
-                }
+            if best.admits(c.logit) {
+                best.push(c);
             }
         }
-        buf.sort_unstable_by(by_logit_desc);
-        buf.truncate(k);
-        self.items = buf;
+        self.items = best.into_sorted();
         self.sorted = true;
         self.normalized = false;
         self.dense = false;
@@ -244,6 +228,51 @@ impl Candidates {
             }
         }
         best
+    }
+}
+
+/// Thresholded top-k selection, the one pass behind [`Candidates::keep_best`] and
+/// [`Candidates::best_of_slice`]: a buffer of at most `2k` candidates; when it fills, the
+/// best `k` are kept and the k-th best logit becomes the threshold a newcomer must reach.
+struct Best {
+    k: usize,
+    buf: Vec<Candidate>,
+    threshold: f32,
+}
+
+impl Best {
+    fn new(k: usize) -> Self {
+        let k = k.max(1);
+        Self {
+            k,
+            buf: Vec::with_capacity(2 * k),
+            threshold: f32::NEG_INFINITY,
+        }
+    }
+
+    /// Whether a token with this logit may be among the `k` best (ties included).
+    fn admits(&self, logit: f32) -> bool {
+        logit >= self.threshold || self.buf.len() < self.k
+    }
+
+    fn push(&mut self, c: Candidate) {
+        self.buf.push(c);
+        if self.buf.len() == 2 * self.k {
+            self.buf.select_nth_unstable_by(self.k - 1, by_logit_desc);
+            self.buf.truncate(self.k);
+            self.threshold = self
+                .buf
+                .iter()
+                .map(|c| c.logit)
+                .fold(f32::INFINITY, f32::min);
+        }
+    }
+
+    /// The `k` best pushed, highest first.
+    fn into_sorted(mut self) -> Vec<Candidate> {
+        self.buf.sort_unstable_by(by_logit_desc);
+        self.buf.truncate(self.k);
+        self.buf
     }
 }
 

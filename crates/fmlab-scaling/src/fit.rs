@@ -66,6 +66,26 @@ pub struct FitResult {
     pub starts: usize,
 }
 
+impl FitResult {
+    /// The fitted law's compute-optimal `(C, loss)` at `steps + 1` budgets evenly spaced in
+    /// log compute, from half the smallest to twice the largest `C = 6ND` of `runs`: the
+    /// frontier to draw over the runs.
+    pub fn frontier(&self, runs: &[Run], steps: usize) -> Vec<(f64, f64)> {
+        let (lo, hi) = runs
+            .iter()
+            .map(|r| 6.0 * r.params * r.tokens)
+            .fold((f64::INFINITY, 0.0f64), |(lo, hi), c| {
+                (lo.min(c), hi.max(c))
+            });
+        (0..=steps)
+            .filter_map(|i| {
+                let c = (lo / 2.0) * (hi * 2.0 / (lo / 2.0)).powf(i as f64 / steps as f64);
+                self.law.optimal(c).ok().map(|a| (c, a.loss))
+            })
+            .collect()
+    }
+}
+
 /// Fits the parametric law to `runs`.
 pub fn fit(runs: &[Run], options: &FitOptions) -> Result<FitResult> {
     let mut usable = Vec::with_capacity(runs.len());

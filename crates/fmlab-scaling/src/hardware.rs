@@ -36,6 +36,27 @@ impl Hardware {
             .ok_or_else(|| Error::UnknownHardware(name.to_string()))
     }
 
+    /// The device a user names: `cpu` (this machine, measured by `measure_cpu`, which the
+    /// caller provides because this crate does no I/O), a peak FLOP/s such as `2e14`, or a
+    /// device from the built-in table; `power_watts` overrides the board power.
+    pub fn parse(
+        name: &str,
+        power_watts: Option<f64>,
+        measure_cpu: impl FnOnce() -> f64,
+    ) -> Result<Self> {
+        if name.eq_ignore_ascii_case("cpu") {
+            return Hardware::custom("cpu (measured)", measure_cpu(), power_watts.unwrap_or(0.0));
+        }
+        if let Ok(peak) = crate::parse_number(name) {
+            return Hardware::custom("custom", peak, power_watts.unwrap_or(0.0));
+        }
+        let mut hw = Hardware::named(name).map_err(|e| Error::HardwareFlag(Box::new(e)))?;
+        if let Some(w) = power_watts {
+            hw.power_watts = w;
+        }
+        Ok(hw)
+    }
+
     /// A device known only by its peak FLOP/s (a CPU, measured or from a datasheet).
     pub fn custom(name: &str, peak_flops_per_second: f64, power_watts: f64) -> Result<Self> {
         Ok(Hardware {

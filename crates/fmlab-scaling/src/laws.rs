@@ -48,7 +48,7 @@ pub struct Allocation {
 }
 
 impl Allocation {
-    fn new(params: f64, tokens: f64, loss: f64) -> Self {
+    pub(crate) fn new(params: f64, tokens: f64, loss: f64) -> Self {
         Self {
             params,
             tokens,
@@ -69,6 +69,15 @@ pub enum LawKind {
 }
 
 impl LawKind {
+    /// The law of the form `E + A/N^α + B/D^β`, if this is one (Kaplan's is not).
+    pub fn parametric(self) -> Option<ParametricLaw> {
+        match self {
+            LawKind::Chinchilla => Some(CHINCHILLA),
+            LawKind::Epoch => Some(EPOCH),
+            LawKind::Kaplan => None,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             LawKind::Chinchilla => "chinchilla",

@@ -60,6 +60,15 @@ impl FfnKind {
             FfnKind::SwiGlu | FfnKind::GeGlu => 3,
         }
     }
+
+    /// Human name used in tables.
+    pub fn describe(self) -> &'static str {
+        match self {
+            FfnKind::GeluMlp => "GELU MLP",
+            FfnKind::SwiGlu => "SwiGLU",
+            FfnKind::GeGlu => "GeGLU",
+        }
+    }
 }
 
 /// Which normalisation every norm in the model uses.
@@ -73,6 +82,14 @@ pub enum NormKind {
 }
 
 impl NormKind {
+    /// Human name used in tables.
+    pub fn describe(self) -> &'static str {
+        match self {
+            NormKind::LayerNorm => "LayerNorm",
+            NormKind::RmsNorm => "RMSNorm",
+        }
+    }
+
     /// Parameters of one norm over `width` features.
     pub fn params(self, width: u64) -> u64 {
         match self {
@@ -191,6 +208,17 @@ const MAX_CONTEXT: u64 = 1 << 32;
 const MAX_TOTAL: u128 = 1 << 50;
 
 impl ModelSpec {
+    /// How queries share key-value heads: multi-head, multi-query or grouped-query.
+    pub fn attention_kind(&self) -> &'static str {
+        if self.n_kv_heads == self.n_heads {
+            "multi-head"
+        } else if self.n_kv_heads == 1 {
+            "multi-query"
+        } else {
+            "grouped-query"
+        }
+    }
+
     /// Checks that the numbers describe a model and that all arithmetic on it is exact.
     pub fn validate(&self) -> Result<()> {
         fn positive(field: &'static str, value: u64, max: u64) -> Result<()> {

@@ -1,5 +1,5 @@
-//! Test support: where the reference models and fixtures are, and how to read llama.cpp's
-//! recorded outputs. Only tests depend on this crate, so failing loudly (a panic naming
+//! Test support: where the reference models and fixtures are, how to read llama.cpp's
+//! recorded outputs, and a seeded generator for synthetic inputs ([`SplitMix64`]). Only tests depend on this crate, so failing loudly (a panic naming
 //! the missing file and how to get it) is what it should do.
 
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
@@ -76,4 +76,34 @@ pub fn gpt2_tiny(vocab: u64) -> fmlab_spec::ModelSpec {
     s.head_dim = 4;
     s.ffn_dim = 32;
     s
+}
+
+/// SplitMix64 (Steele et al. 2014): a tiny seeded generator, the same on every machine, for
+/// synthetic test inputs (fuzzed bytes, noisy runs).
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (modulo bias ignored; `n = 0` counts as 1).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+
+    /// Uniform in [0, 1), 53 bits.
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Standard normal (Box–Muller).
+    pub fn normal(&mut self) -> f64 {
+        let (u, v) = (self.next_f64().max(1e-300), self.next_f64());
+        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+    }
 }

@@ -1,4 +1,5 @@
-//! The laws against paper figures, and the fit against known constants.
+//! The laws against paper figures, the fit against known constants, and the planner's
+//! inputs read from text.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -136,22 +137,6 @@ fn cost_and_mfu() {
     assert!((m - 0.462).abs() < 0.002, "{m}");
 }
 
-/// A small seeded generator so the synthetic runs are the same on every machine.
-struct SplitMix(u64);
-impl SplitMix {
-    fn next_f64(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        let (u, v) = (self.next_f64().max(1e-300), self.next_f64());
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-    }
-}
-
 #[test]
 fn fit_recovers_known_constants() {
     let truth = ParametricLaw {
@@ -161,7 +146,7 @@ fn fit_recovers_known_constants() {
         alpha: 0.35,
         beta: 0.37,
     };
-    let mut rng = SplitMix(7);
+    let mut rng = fmlab_testkit::SplitMix64(7);
     let mut runs = Vec::new();
     for i in 0..8 {
         for j in 0..8 {
@@ -219,4 +204,40 @@ fn out_of_range_inputs_are_named() {
         .unwrap_err()
         .to_string()
         .contains("unique"));
+}
+
+#[test]
+fn runs_and_numbers_from_text() {
+    assert_eq!(parse_number("1.4T"), Ok(1.4e12));
+    assert_eq!(
+        parse_number("7X").unwrap_err().to_string(),
+        "\"7X\" is not a number (examples: 1e21, 7B, 1.4T, 500M)"
+    );
+    let runs = parse_runs(
+        "# runs\nloss,Params,tokens,note\n3.5,1B,20B,x\n\n2.5,1e10,2e11\n",
+        "r.csv",
+    )
+    .unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(
+        (runs[0].params, runs[0].tokens, runs[0].loss),
+        (1e9, 2e10, 3.5)
+    );
+    let err = |text: &str| parse_runs(text, "r.csv").unwrap_err().to_string();
+    assert_eq!(
+        err("# nothing\n"),
+        "r.csv: empty file (expected a header with params,tokens,loss)"
+    );
+    assert_eq!(
+        err("params,tokens\n"),
+        "r.csv: the header has no \"loss\" column (found [\"params\", \"tokens\"])"
+    );
+    assert_eq!(
+        err("params,tokens,loss\n1e9\n"),
+        "r.csv:2: missing the tokens column"
+    );
+    assert_eq!(
+        err("params,tokens,loss\n1e9,x,3\n"),
+        "r.csv:2: tokens: \"x\" is not a number (examples: 1e21, 7B, 1.4T, 500M)"
+    );
 }

@@ -8,6 +8,7 @@
 //! other file is UTF-8 text, read as one document ([`PlainText::Whole`]) or, to keep memory
 //! flat on large files, in paragraphs ([`PlainText::Paragraphs`]).
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Lines};
 use std::iter::Enumerate;
@@ -46,7 +47,8 @@ pub enum PlainText {
 /// The documents of corpus files, in file order, streamed: a JSONL file is read a line at
 /// a time, only as far as the caller iterates. The first error ends the stream.
 pub struct Documents {
-    files: std::vec::IntoIter<PathBuf>,
+    /// Files not opened yet.
+    files: VecDeque<PathBuf>,
     plain: PlainText,
     open: Option<OpenFile>,
     failed: bool,
@@ -68,7 +70,7 @@ enum OpenFile {
 impl Documents {
     pub fn new(files: &[PathBuf], plain: PlainText) -> Self {
         Self {
-            files: files.to_vec().into_iter(),
+            files: files.iter().cloned().collect(),
             plain,
             open: None,
             failed: false,
@@ -193,7 +195,7 @@ impl Iterator for Documents {
                     None => self.open = None,
                 }
             }
-            let path = self.files.next()?;
+            let path = self.files.pop_front()?;
             match Documents::open_file(path) {
                 Ok(open) => self.open = Some(open),
                 Err(e) => {

@@ -42,15 +42,18 @@ fn jsonl_and_plain_text_documents() {
         ]
     );
     // Paragraphs end at the first blank line after 4 kB and add up to the file.
-    let pieces = texts(&[plain.clone()], PlainText::Paragraphs);
+    let pieces = texts(std::slice::from_ref(&plain), PlainText::Paragraphs);
     assert_eq!(pieces.len(), 2);
     assert_eq!(pieces[0].0, format!("{para}\n\n"));
     assert_eq!(pieces[1].0, format!("{para}\nend\n"));
     // An empty text file is one empty document read whole, none in paragraphs.
     let empty = dir.join("empty.txt");
     std::fs::write(&empty, "").unwrap();
-    assert_eq!(texts(&[empty.clone()], PlainText::Whole).len(), 1);
-    assert!(texts(&[empty], PlainText::Paragraphs).is_empty());
+    assert_eq!(
+        texts(std::slice::from_ref(&empty), PlainText::Whole).len(),
+        1
+    );
+    assert!(texts(std::slice::from_ref(&empty), PlainText::Paragraphs).is_empty());
 }
 
 #[test]
@@ -63,7 +66,7 @@ fn errors_name_the_file_and_line() {
         "{\"text\": \"ok\"}\n\n{\"body\": 1}\n{\"text\": \"never read\"}\n",
     )
     .unwrap();
-    let mut docs = Documents::new(&[bad.clone()], PlainText::Whole);
+    let mut docs = Documents::new(std::slice::from_ref(&bad), PlainText::Whole);
     assert!(docs.next().unwrap().is_ok());
     let err = docs.next().unwrap().unwrap_err();
     assert!(matches!(err, Error::NotADocument { line: 3, .. }), "{err}");
@@ -79,7 +82,7 @@ fn errors_name_the_file_and_line() {
 
     let binary = dir.join("binary.txt");
     std::fs::write(&binary, [0xff, 0xfe]).unwrap();
-    let err = Documents::new(&[binary.clone()], PlainText::Whole)
+    let err = Documents::new(std::slice::from_ref(&binary), PlainText::Whole)
         .next()
         .unwrap()
         .unwrap_err();
@@ -91,7 +94,7 @@ fn errors_name_the_file_and_line() {
         )
     );
     let missing = dir.join("missing.jsonl");
-    let err = Documents::new(&[missing.clone()], PlainText::Whole)
+    let err = Documents::new(std::slice::from_ref(&missing), PlainText::Whole)
         .next()
         .unwrap()
         .unwrap_err();

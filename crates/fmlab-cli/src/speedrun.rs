@@ -317,7 +317,7 @@ pub fn run(args: SpeedrunArgs) -> Result<()> {
     let t = Instant::now();
     let corpus = world_dir.join("corpus.jsonl");
     let mut trainer = BpeTrainer::new(args.vocab as usize, &DEFAULT_SPECIALS)?;
-    crate::tokenizer_cmd::feed_files(&mut trainer, std::slice::from_ref(&corpus), false)?;
+    fmlab_data::corpus::feed_trainer(&mut trainer, std::slice::from_ref(&corpus), |_| {})?;
     let trained = trainer.train(|_, _| {})?;
     let tok_path = out.join("tokenizer.json");
     fmlab_formats::write_atomically(
@@ -330,15 +330,19 @@ pub fn run(args: SpeedrunArgs) -> Result<()> {
     // --- shards ---
     let t = Instant::now();
     let shards = out.join("shards");
-    let (manifest, _) = crate::data_cmd::write_shards(
+    let manifest = fmlab_data::shards::write_shards(
         std::slice::from_ref(&corpus),
         &tokenizer,
-        "tokenizer.json",
         &shards,
-        0.02,
-        args.seed,
-        64 << 20,
-    )?;
+        &fmlab_data::shards::ShardSettings {
+            tokenizer: "tokenizer.json".into(),
+            val_fraction: 0.02,
+            seed: args.seed,
+            shard_tokens: 64 << 20,
+        },
+        |_| {},
+    )?
+    .manifest;
     let bytes_per_token =
         summary.corpus_bytes as f64 / (manifest.train_tokens + manifest.val_tokens) as f64;
     say(&format!(

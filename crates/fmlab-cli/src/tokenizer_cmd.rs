@@ -1,13 +1,15 @@
 //! `fmlab tokenizer train`: byte-level BPE trained on text or JSONL files, written as a
-//! Hugging Face `tokenizer.json`.
+//! Hugging Face `tokenizer.json` (the work is `fmlab_data::corpus::train_tokenizer`);
+//! `fmlab tokenizer compare`: premiums over a parallel corpus (`fmlab_data::premium`);
+//! `fmlab tokenizer encode`: one-thread encoding speed.
 
-use std::io::{BufRead, IsTerminal};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use fmlab_data::corpus::{train_tokenizer, TrainProgress};
 use fmlab_tokenizer::train::DEFAULT_SPECIALS;
-use fmlab_tokenizer::BpeTrainer;
 use serde::Serialize;
 
 #[derive(Subcommand)]
@@ -91,24 +93,17 @@ pub struct CompareArgs {
     json: bool,
 }
 
-#[derive(Serialize)]
-struct CompareRow {
-    tokenizer: String,
-    languages: Vec<fmlab_data::premium::LangCost>,
-}
-
 fn compare(args: CompareArgs) -> Result<()> {
     let lines = fmlab_data::premium::read_parallel(&args.parallel)?;
     let mut rows = Vec::new();
     for name in &args.tokenizers {
         let tok = crate::model::load_tokenizer(name)?;
-        let languages = fmlab_data::premium::premiums(&lines, &args.reference, |t| {
-            tok.encode(t, false, false).len()
-        })?;
-        rows.push(CompareRow {
-            tokenizer: name.clone(),
-            languages,
-        });
+        rows.push(fmlab_data::premium::tokenizer_premiums(
+            name,
+            &tok,
+            &lines,
+            &args.reference,
+        )?);
     }
     if let Some(path) = &args.plot {
         let categories: Vec<String> = rows[0].languages.iter().map(|l| l.lang.clone()).collect();
@@ -147,7 +142,7 @@ fn compare(args: CompareArgs) -> Result<()> {
                 l.lang,
                 l.tokens,
                 l.bytes,
-                l.bytes as f64 / l.tokens.max(1) as f64,
+                l.bytes_per_token(),
                 l.premium
             ));
         }
@@ -184,11 +179,6 @@ struct Summary {
     seconds: f64,
 }
 
-#[derive(serde::Deserialize)]
-struct TextLine {
-    text: String,
-}
-
 pub fn run(cmd: TokenizerCommand) -> Result<()> {
     match cmd {
         TokenizerCommand::Train(args) => train(args),
@@ -197,95 +187,35 @@ pub fn run(cmd: TokenizerCommand) -> Result<()> {
     }
 }
 
-/// Feeds JSONL documents (their `text`) or plain text files, paragraph by paragraph, to
-/// a trainer.
-pub fn feed_files(trainer: &mut BpeTrainer, files: &[std::path::PathBuf], tty: bool) -> Result<()> {
-    for path in files {
-        let file =
-            std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
-        let jsonl = path.extension().is_some_and(|e| e == "jsonl");
-        let reader = std::io::BufReader::with_capacity(1 << 20, file);
-        if jsonl {
-            for (i, line) in reader.lines().enumerate() {
-                let line = line.with_context(|| format!("reading {}", path.display()))?;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let doc: TextLine = serde_json::from_str(&line).with_context(|| {
-                    format!(
-                        "{} line {}: expected an object with a \"text\" field",
-                        path.display(),
-                        i + 1
-                    )
-                })?;
-                trainer.feed(&doc.text);
-                if tty && i.is_multiple_of(10_000) {
-                    eprint!("\rreading {:.1} MB", trainer.bytes_seen() as f64 / 1e6);
-                }
-            }
-        } else {
-            let mut text = String::new();
-            let mut reader = reader;
-            loop {
-                text.clear();
-                // Paragraph by paragraph keeps memory flat on large files.
-                let mut para = String::new();
-                let mut read_any = false;
-                loop {
-                    let mut line = String::new();
-                    let n = reader
-                        .read_line(&mut line)
-                        .with_context(|| format!("{}: not UTF-8 text", path.display()))?;
-                    if n == 0 {
-                        break;
-                    }
-                    read_any = true;
-                    let blank = line.trim().is_empty();
-                    para.push_str(&line);
-                    if blank && para.len() > 4096 {
-                        break;
-                    }
-                }
-                if !read_any {
-                    break;
-                }
-                trainer.feed(&para);
-            }
-        }
-    }
-    Ok(())
-}
-
 fn train(args: TrainArgs) -> Result<()> {
     let started = std::time::Instant::now();
-    let mut trainer = BpeTrainer::new(args.vocab_size as usize, &DEFAULT_SPECIALS)?;
     let tty = std::io::stderr().is_terminal();
-    feed_files(&mut trainer, &args.files, tty)?;
-    if tty {
-        eprintln!(
-            "\rread {:.1} MB; merging …",
-            trainer.bytes_seen() as f64 / 1e6
-        );
-    }
-    let bytes = trainer.bytes_seen();
-    if bytes == 0 {
-        bail!("the training files hold no text");
-    }
-    let trained = trainer.train(|done, total| {
-        if tty {
-            eprint!("\rmerges {done} / {total}");
-        }
-    })?;
-    if tty {
-        eprintln!();
-    }
-    let json = serde_json::to_vec(&trained.to_tokenizer_json())?;
-    fmlab_formats::write_atomically(&args.out, &json)?;
+    let trained = train_tokenizer(
+        &args.files,
+        args.vocab_size as usize,
+        &DEFAULT_SPECIALS,
+        &args.out,
+        |p| {
+            if !tty {
+                return;
+            }
+            match p {
+                TrainProgress::Reading { bytes } => {
+                    eprint!("\rreading {:.1} MB", bytes as f64 / 1e6)
+                }
+                TrainProgress::Read { bytes } => {
+                    eprintln!("\rread {:.1} MB; merging …", bytes as f64 / 1e6)
+                }
+                TrainProgress::Merges { done, total } => eprint!("\rmerges {done} / {total}"),
+                TrainProgress::Merged => eprintln!(),
+            }
+        },
+    )?;
     let summary = Summary {
         out: args.out.display().to_string(),
-        vocab_size: trained.vocab_size(),
-        merges: trained.merges.len(),
-        bytes,
+        vocab_size: trained.bpe.vocab_size(),
+        merges: trained.bpe.merges.len(),
+        bytes: trained.bytes,
         seconds: started.elapsed().as_secs_f64(),
     };
     if args.json {
@@ -296,7 +226,7 @@ fn train(args: TrainArgs) -> Result<()> {
         summary.out,
         summary.vocab_size,
         summary.merges,
-        bytes as f64 / 1e6,
+        summary.bytes as f64 / 1e6,
         summary.seconds
     ))
 }

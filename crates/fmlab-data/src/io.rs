@@ -1,4 +1,5 @@
-//! Files written whole or not at all.
+//! Files streamed to disk whole or not at all (the world's JSONL files, too large to hold
+//! in memory); a file already in memory is written with `fmlab_formats::write_atomically`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -52,11 +53,4 @@ impl Drop for AtomicFile {
         // After `finish` the temporary name is gone and this does nothing.
         let _ = std::fs::remove_file(&self.tmp);
     }
-}
-
-/// Writes `bytes` to `path` atomically.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut f = AtomicFile::create(path)?;
-    f.write(bytes)?;
-    f.finish()
 }

@@ -5,8 +5,12 @@
 //! - [`world::write_world`]: writes a world for a [`world::WorldConfig`] (a pure function of
 //!   it: same configuration, same bytes);
 //! - [`judge::judge`]: the verdict on an answer to an [`judge::EvalItem`];
-//! - [`stats::world_stats`]: the mix of a written world.
+//! - [`stats::world_stats`]: the mix of a written world;
+//! - [`corpus`]: the one reader of corpus files (JSONL with a `text` field, or plain text),
+//!   which [`shards::write_shards`] tokenizes into shards and [`corpus::feed_trainer`] feeds
+//!   to a BPE trainer.
 
+pub mod corpus;
 mod io;
 pub mod judge;
 pub mod premium;
@@ -38,6 +42,33 @@ pub enum Error {
     },
     #[error("world: {0}")]
     Config(String),
+    /// A corpus file that cannot be opened, or a JSONL line that cannot be read.
+    #[error("reading {path}: {error}")]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// A plain text corpus file that is not UTF-8 (or fails while being read).
+    #[error("{path}: not UTF-8 text: {error}")]
+    NotText {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// A JSONL corpus line that is not a document.
+    #[error("{path} line {line}: expected an object with a \"text\" field: {error}")]
+    NotADocument {
+        path: PathBuf,
+        line: usize,
+        error: serde_json::Error,
+    },
+    #[error("no documents in the input files")]
+    NoDocuments,
+    #[error("the training files hold no text")]
+    NoText,
+    #[error(transparent)]
+    Tokenizer(#[from] fmlab_tokenizer::Error),
+    #[error(transparent)]
+    Format(#[from] fmlab_formats::Error),
 }
 
 impl Error {

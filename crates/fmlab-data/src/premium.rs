@@ -19,6 +19,35 @@ pub struct LangCost {
     pub premium: f64,
 }
 
+impl LangCost {
+    /// Bytes of text per token (per one token when there are none).
+    pub fn bytes_per_token(&self) -> f64 {
+        self.bytes as f64 / self.tokens.max(1) as f64
+    }
+}
+
+/// The costs of every language with one tokenizer.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TokenizerPremiums {
+    /// How the tokenizer was named (a file, a model).
+    pub tokenizer: String,
+    pub languages: Vec<LangCost>,
+}
+
+/// [`premiums`] with `tok`'s token counts (no special tokens added), named `name`.
+pub fn tokenizer_premiums(
+    name: &str,
+    tok: &fmlab_tokenizer::Tokenizer,
+    lines: &[BTreeMap<String, String>],
+    reference: &str,
+) -> Result<TokenizerPremiums> {
+    let languages = premiums(lines, reference, |t| tok.encode(t, false, false).len())?;
+    Ok(TokenizerPremiums {
+        tokenizer: name.to_string(),
+        languages,
+    })
+}
+
 /// A parallel corpus: per line, one text per language (`{"en": …, "fr": …}`).
 pub fn read_parallel(path: &Path) -> Result<Vec<BTreeMap<String, String>>> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;

@@ -96,3 +96,16 @@ impl Zipf {
             .min(self.cumulative.len().saturating_sub(1))
     }
 }
+
+/// One of `items`, drawn with probability proportional to its weight.
+pub(crate) fn pick_weighted<T: Copy>(items: &[(T, f64)], rng: &mut Rng) -> T {
+    let total: f64 = items.iter().map(|x| x.1).sum();
+    let mut u = rng.f64() * total;
+    for &(item, w) in items {
+        if u < w {
+            return item;
+        }
+        u -= w;
+    }
+    items[items.len() - 1].0
+}

@@ -10,15 +10,19 @@
 //!
 //! A folder of shards has a `manifest.json` ([`ShardManifest`]): the tokenizer's hash, the
 //! shards with their split (train/val, by document), and token counts per domain and
-//! language. [`Windows`] draws training windows from the train shards in a seeded order and
-//! resumes from a [`Cursor`].
+//! language. [`write_shards`] tokenizes corpus files ([`crate::corpus`]) into such a folder
+//! through a [`ShardWriter`]; [`Windows`] draws training windows from the train shards in a
+//! seeded order and resumes from a [`Cursor`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use fmlab_formats::write_atomically;
+use fmlab_tokenizer::Tokenizer;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
-use crate::io::write_atomic;
+use crate::corpus::{Documents, PlainText};
 use crate::rng::Rng;
 use crate::{Error, Result};
 
@@ -199,7 +203,7 @@ impl ShardWriter {
         }
         bytes.extend_from_slice(&s.tokens);
         let path = self.dir.join(&s.name);
-        write_atomic(&path, &bytes)?;
+        write_atomically(&path, &bytes)?;
         self.done.push(ShardInfo {
             file: s.name,
             split: ["train", "val"][split].into(),
@@ -234,9 +238,95 @@ impl ShardWriter {
             tokens_by_lang: self.by_lang.clone(),
         };
         let json = serde_json::to_vec_pretty(&manifest).map_err(Error::Json)?;
-        write_atomic(&self.dir.join("manifest.json"), &json)?;
+        write_atomically(&self.dir.join("manifest.json"), &json)?;
         Ok(manifest)
     }
+}
+
+/// How [`write_shards`] splits and sizes the shards.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShardSettings {
+    /// The tokenizer's id in the manifest ([`tokenizer_id`]).
+    pub tokenizer: String,
+    /// Share of documents held out for validation.
+    pub val_fraction: f64,
+    /// Seed of the train/val split.
+    pub seed: u64,
+    /// Tokens per shard at most.
+    pub shard_tokens: u64,
+}
+
+/// What [`write_shards`] is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardProgress {
+    /// Documents read so far (every 20 000 JSONL documents).
+    Documents(u64),
+    /// Every file is read.
+    Read,
+}
+
+/// What [`write_shards`] wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tokenized {
+    pub manifest: ShardManifest,
+    pub documents: u64,
+}
+
+/// The id of a tokenizer given as `spec` (a tokenizer.json, a GGUF model or a model name):
+/// `sha256:` and the hash of its file, or the name itself when it is no file.
+pub fn tokenizer_id(spec: &str) -> Result<String> {
+    let path = Path::new(spec);
+    if !path.is_file() {
+        return Ok(spec.to_string());
+    }
+    let bytes = std::fs::read(path).map_err(|error| Error::Read {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    Ok(format!("sha256:{:x}", Sha256::digest(&bytes)))
+}
+
+/// Encodes the documents of corpus files ([`crate::corpus`]: JSONL `text` with optional
+/// `domain` and `lang`, or whole text files), each ending with the end-of-text token, into
+/// token shards with a manifest in `out`.
+pub fn write_shards(
+    files: &[PathBuf],
+    tok: &Tokenizer,
+    out: &Path,
+    settings: &ShardSettings,
+    mut progress: impl FnMut(ShardProgress),
+) -> Result<Tokenized> {
+    let eos = tok.vocab.eos;
+    let mut writer = ShardWriter::new(
+        out,
+        tok.vocab_size() as u64,
+        &settings.tokenizer,
+        settings.val_fraction,
+        settings.seed,
+        settings.shard_tokens,
+    )?;
+    let mut index = 0u64;
+    let mut ids = Vec::new();
+    for doc in Documents::new(files, PlainText::Whole) {
+        let doc = doc?;
+        ids.clear();
+        ids.extend(tok.encode(&doc.text, false, false));
+        // Documents end with the end-of-text token, so a model learns where they stop.
+        ids.extend(eos);
+        writer.add(index, &ids, doc.domain.as_deref(), doc.lang.as_deref())?;
+        index += 1;
+        if doc.line.is_some() && index.is_multiple_of(20_000) {
+            progress(ShardProgress::Documents(index));
+        }
+    }
+    progress(ShardProgress::Read);
+    if index == 0 {
+        return Err(Error::NoDocuments);
+    }
+    Ok(Tokenized {
+        manifest: writer.finish()?,
+        documents: index,
+    })
 }
 
 /// A shard opened through a memory map; every count in the header is checked against the

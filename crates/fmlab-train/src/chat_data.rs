@@ -11,6 +11,8 @@
 
 use std::path::Path;
 
+use fmlab_data::corpus::{Documents, PlainText};
+use fmlab_data::Error as DataError;
 use fmlab_tokenizer::{ChatTemplate, Message, Tokenizer};
 use serde::Serialize;
 
@@ -124,43 +126,25 @@ pub fn read_texts(
     }
     // JSON Lines are read a line at a time, only as far as the budget needs: the file may
     // be a whole pre-training corpus.
-    let jsonl = path.extension().is_some_and(|e| e == "jsonl");
-    let docs: Box<dyn Iterator<Item = Result<String>>> = if jsonl {
-        use std::io::BufRead;
-        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        Box::new(
-            std::io::BufReader::new(file)
-                .lines()
-                .enumerate()
-                .filter(|(_, l)| l.as_ref().map_or(true, |l| !l.trim().is_empty()))
-                .map(|(i, line)| {
-                    let line = line.map_err(|e| Error::io(path, e))?;
-                    serde_json::from_str::<serde_json::Value>(&line)
-                        .ok()
-                        .and_then(|v| v.get("text")?.as_str().map(String::from))
-                        .ok_or_else(|| {
-                            Error::Config(format!(
-                                "{} line {}: expected an object with a \"text\" field",
-                                path.display(),
-                                i + 1
-                            ))
-                        })
-                }),
-        )
-    } else {
-        Box::new(std::iter::once(read_lines(path)))
-    };
+    let docs = Documents::new(&[path.to_path_buf()], PlainText::Whole);
     let eos = tokenizer.vocab.eos;
     let mut out = Vec::new();
     let mut positions = 0usize;
     let mut used = 0usize;
     for doc in docs {
         if positions >= budget {
+            // With nothing to read, a file that cannot be opened (or plain text that cannot
+            // be read) is still an error.
+            if let (0, Err(e @ (DataError::Read { .. } | DataError::NotText { .. }))) =
+                (budget, doc)
+            {
+                return Err(corpus_error(e));
+            }
             break;
         }
-        let doc = doc?;
+        let doc = doc.map_err(corpus_error)?;
         let mut tokens: Vec<u32> = eos.into_iter().collect();
-        tokens.extend(tokenizer.encode(&doc, false, false));
+        tokens.extend(tokenizer.encode(&doc.text, false, false));
         tokens.extend(eos);
         if tokens.len() < 2 {
             continue;
@@ -187,6 +171,22 @@ pub fn read_texts(
         )));
     }
     Ok((out, used))
+}
+
+/// A corpus reader's error as [`read_texts`] reports it: a line that is no document names
+/// its line, a file that cannot be read its path.
+fn corpus_error(e: DataError) -> Error {
+    match e {
+        DataError::NotADocument { path, line, .. } => Error::Config(format!(
+            "{} line {}: expected an object with a \"text\" field",
+            path.display(),
+            line
+        )),
+        DataError::Read { path, error } | DataError::NotText { path, error } => {
+            Error::Io { path, error }
+        }
+        other => Error::Data(other),
+    }
 }
 
 /// One preference pair: a prompt (turns ending with the user's) and two answers.

@@ -6,6 +6,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
+mod corpus;
+
 use fmlab_data::world::lang::Lang;
 use fmlab_data::{judge, write_world, EvalItem, Format, Verdict, WorldConfig};
 use serde_json::Value;

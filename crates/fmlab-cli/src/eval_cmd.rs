@@ -1,14 +1,15 @@
 //! `fmlab eval chat` and `fmlab data preferences`: a chat model asked the world's questions
 //! through its template and judged; on-policy preference pairs from its own samples.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use fmlab_eval::chat::{
-    evaluate_chat, preference_pairs, ChatEval, ChatEvalConfig, Judge, PairConfig, RewardJudge,
-    WorldJudge,
+    evaluate_chat, preference_pairs, write_pairs, ChatEval, ChatEvalConfig, Judge, JudgeSpec,
+    PairConfig, RewardJudge, WorldJudge,
 };
+use serde::Serialize;
 
 #[derive(Subcommand)]
 pub enum EvalCommand {
@@ -132,14 +133,18 @@ pub struct PreferencesArgs {
     pub json: bool,
 }
 
+/// `fmlab data preferences --json`.
+#[derive(Serialize)]
+struct PairsSummary<'a> {
+    out: &'a Path,
+    prompts: usize,
+    pairs: usize,
+    k: usize,
+}
+
 pub fn preferences(args: PreferencesArgs) -> Result<()> {
-    let reward_path = match args.judge.as_str() {
-        "world" => None,
-        j => match j.strip_prefix("reward:") {
-            Some(path) => Some(path),
-            None => bail!("--judge: {:?} is neither world nor reward:PATH", args.judge),
-        },
-    };
+    let judge_spec = JudgeSpec::parse(&args.judge)
+        .with_context(|| format!("--judge: {:?} is neither world nor reward:PATH", args.judge))?;
     if args.k < 2 {
         bail!("-k: at least 2 answers per prompt are needed to make a pair");
     }
@@ -171,9 +176,14 @@ pub fn preferences(args: PreferencesArgs) -> Result<()> {
         })?,
         first_stream: 0,
     };
-    let reward_model = reward_path
-        .map(|p| crate::model::load_reward_model(p, loaded.tokenizer.vocab_size(), "--judge"))
-        .transpose()?;
+    let reward_model = match &judge_spec {
+        JudgeSpec::Reward(p) => Some(crate::model::load_reward_model(
+            p,
+            loaded.tokenizer.vocab_size(),
+            "--judge",
+        )?),
+        JudgeSpec::World => None,
+    };
     let reward_judge = match &reward_model {
         Some(rm) => Some(RewardJudge {
             scorer: fmlab_nn::RewardScorer::new(&rm.model)
@@ -195,19 +205,14 @@ pub fn preferences(args: PreferencesArgs) -> Result<()> {
         judge,
         &config,
     )?;
-    let mut text = String::new();
-    for p in &pairs {
-        text += &serde_json::to_string(p)?;
-        text.push('\n');
-    }
-    fmlab_formats::write_atomically(&args.out, text.as_bytes())?;
-    let summary = serde_json::json!({
-        "out": args.out,
-        "prompts": items.len(),
-        "pairs": pairs.len(),
-        "k": args.k,
-    });
+    write_pairs(&args.out, &pairs)?;
     if args.json {
+        let summary = PairsSummary {
+            out: &args.out,
+            prompts: items.len(),
+            pairs: pairs.len(),
+            k: args.k,
+        };
         crate::out(&format!("{}\n", serde_json::to_string_pretty(&summary)?))
     } else {
         crate::out(&format!(

@@ -5,8 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use fmlab_formats::Value;
-use fmlab_tokenizer::train::CHAT_TEMPLATE;
 use fmlab_train::export::{self, Quant};
 
 #[derive(Args)]
@@ -36,7 +34,10 @@ pub fn run(args: ExportArgs) -> Result<()> {
             args.run.display()
         );
     }
-    let merged = crate::model::merged_weights(&found)?;
+    let mut skipped = Vec::new();
+    let merged = fmlab_train::models::merged_weights(&found, &mut skipped);
+    crate::model::warn_skipped(&skipped);
+    let merged = merged?;
     let mut c = found.checkpoint;
     c.weights = merged;
     let spec = c.manifest.spec.clone();
@@ -50,26 +51,14 @@ pub fn run(args: ExportArgs) -> Result<()> {
                 .trained
                 .as_ref()
                 .context("GGUF export needs the tokenizer fmlab trained")?;
-            let mut meta: Vec<(String, Value)> = trained
-                .gguf_metadata()
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect();
-            meta.push((
-                "tokenizer.chat_template".into(),
-                Value::String(CHAT_TEMPLATE.into()),
-            ));
-            let w = export::gguf(&spec, &mut c.weights, quant, &name, meta)?;
-            let out = args.out.unwrap_or_else(|| {
-                found
-                    .run
-                    .join(format!("model-{}.gguf", args.quant.to_ascii_lowercase()))
-            });
-            w.write(&out)?;
+            let quant_name = args.quant.to_ascii_lowercase();
+            let out = args
+                .out
+                .unwrap_or_else(|| found.run.join(format!("model-{quant_name}.gguf")));
+            export::write_gguf(&spec, &mut c.weights, quant, &name, trained, &out)?;
             crate::out(&format!(
-                "{}: GGUF ({}), step {}\n",
+                "{}: GGUF ({quant_name}), step {}\n",
                 out.display(),
-                args.quant.to_ascii_lowercase(),
                 c.manifest.step
             ))
         }
@@ -77,32 +66,8 @@ pub fn run(args: ExportArgs) -> Result<()> {
             if !args.quant.eq_ignore_ascii_case("f32") {
                 bail!("--quant: safetensors exports are f32");
             }
-            let tokenizer = &tok.tokenizer;
-            let (bos, eos) = (tokenizer.vocab.bos, tokenizer.vocab.eos);
-            let (bytes, config) = export::hf_safetensors(&spec, &mut c.weights, bos, eos)?;
             let out = args.out.unwrap_or_else(|| found.run.join("hf"));
-            std::fs::create_dir_all(&out).with_context(|| format!("{}", out.display()))?;
-            let write = |name: &str, bytes: &[u8]| -> Result<()> {
-                fmlab_formats::write_atomically(&out.join(name), bytes)?;
-                Ok(())
-            };
-            write("model.safetensors", &bytes)?;
-            write("config.json", &serde_json::to_vec_pretty(&config)?)?;
-            write("tokenizer.json", tok.text.as_bytes())?;
-            let piece =
-                |id: Option<u32>| id.and_then(|i| tokenizer.piece(i).ok().map(String::from));
-            let tok_config = serde_json::json!({
-                "tokenizer_class": "PreTrainedTokenizerFast",
-                "bos_token": piece(bos),
-                "eos_token": piece(eos),
-                "pad_token": piece(tokenizer.vocab.pad),
-                "chat_template": CHAT_TEMPLATE,
-                "model_max_length": spec.context_length,
-            });
-            write(
-                "tokenizer_config.json",
-                &serde_json::to_vec_pretty(&tok_config)?,
-            )?;
+            export::write_hf_folder(&spec, &mut c.weights, &tok.tokenizer, &tok.text, &out)?;
             crate::out(&format!(
                 "{}: Hugging Face llama folder (model.safetensors, config.json, tokenizer.json), step {}\n",
                 out.display(),

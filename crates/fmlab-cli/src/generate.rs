@@ -6,15 +6,15 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use fmlab_nn::Session;
+pub use fmlab_sample::answer_of;
 use fmlab_sample::{
-    best_of_n, generate, generate_n, self_consistency, AnswerExtractor, Detokenizer,
-    GenerateOptions, Generation, Grammar, GrammarSpec, LanguageModel, MeanLogprob, Sampled,
-    Sampler, SamplerConfig, StopConditions, TokenizeFn, Vocabulary, Vote,
+    best_of_n, generate, self_consistency, BestOfN, GenerateOptions, Generation, GrammarSpec,
+    LanguageModel, MeanLogprob, RegexAnswer, Sampler, SamplerConfig, StopConditions, Vote,
+    LAST_NUMBER,
 };
-use std::sync::Arc;
-
-use fmlab_tokenizer::{Message, StreamDecoder, TokenType, Tokenizer};
-use serde::Serialize;
+use fmlab_tokenizer::{Message, StreamDecoder, Tokenizer};
+pub use fmlab_train::models::generation::TokenText;
+use fmlab_train::models::generation::{read_messages, sample, Conversation, Report, Request};
 
 use crate::model::{load, Loaded};
 use crate::sampling::SamplerArgs;
@@ -41,19 +41,7 @@ impl SamplingArgs {
     }
 
     fn context(&self, loaded: &Loaded) -> usize {
-        let model_ctx = loaded.model.spec.context_length as usize;
-        self.ctx
-            .map_or(model_ctx.min(4096), |c| c as usize)
-            .min(model_ctx)
-    }
-}
-
-/// Token bytes for the sampler's stop strings (control tokens render as nothing).
-pub struct TokenText<'a>(pub &'a Tokenizer);
-
-impl Detokenizer for TokenText<'_> {
-    fn token_bytes(&self, id: u32) -> Vec<u8> {
-        self.0.token_bytes(id, false).unwrap_or_default()
+        loaded.context(self.ctx.map(|c| c as usize))
     }
 }
 
@@ -79,20 +67,7 @@ pub struct PromptArgs {
 pub fn prompt_for(loaded: &Loaded, args: &PromptArgs) -> Result<Vec<u32>> {
     let messages: Option<Vec<Message>> = match (&args.messages, args.chat || args.system.is_some())
     {
-        (Some(path), _) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let m: Vec<Message> = serde_json::from_str(&text).with_context(|| {
-                format!(
-                    "{}: expected a JSON list of {{\"role\", \"content\"}}",
-                    path.display()
-                )
-            })?;
-            if m.is_empty() {
-                bail!("{}: the conversation is empty", path.display());
-            }
-            Some(m)
-        }
+        (Some(path), _) => Some(read_messages(path)?),
         (None, true) => {
             let prompt = args
                 .prompt
@@ -168,130 +143,20 @@ pub struct GenerateArgs {
     sampling: SamplingArgs,
 }
 
-/// One alternative token in a `logprobs` entry.
-#[derive(Serialize)]
-struct Alternative {
-    id: u32,
-    text: String,
-    logprob: f32,
-}
-
-/// Log-probabilities of one generated token.
-#[derive(Serialize)]
-struct TokenReport {
-    id: u32,
-    text: String,
-    /// Under the model's own distribution.
-    logprob: Option<f32>,
-    /// Under the processed distribution the token was drawn from.
-    logprob_sampled: f32,
-    /// The best alternatives under the model's distribution.
-    top: Vec<Alternative>,
-    /// The best alternatives under the processed distribution.
-    top_sampled: Vec<Alternative>,
-}
-
-#[derive(Serialize)]
-struct Choice {
-    index: usize,
-    text: String,
-    tokens: Vec<u32>,
-    generated_tokens: usize,
-    finish_reason: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    mean_logprob: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    logprobs: Option<Vec<TokenReport>>,
-}
-
-#[derive(Serialize)]
-struct BestOfReport {
-    /// Each sample's score: its mean log-probability, or the reward model's reward.
-    scores: Vec<f64>,
-    best: usize,
-}
-
-#[derive(Serialize)]
-struct VoteEntry {
-    answer: String,
-    count: usize,
-    share: f64,
-}
-
-#[derive(Serialize)]
-struct VoteReport {
-    /// Per sample, the extracted answer (null when none).
-    answers: Vec<Option<String>>,
-    votes: Vec<VoteEntry>,
-    answer: Option<String>,
-    /// The winning answer's share of all samples.
-    agreement: f64,
-}
-
-fn vote_report(v: &Vote) -> VoteReport {
-    VoteReport {
-        answers: v.answers.clone(),
-        votes: v
-            .shares
-            .iter()
-            .map(|s| VoteEntry {
-                answer: s.answer.clone(),
-                count: s.count,
-                share: s.share,
-            })
-            .collect(),
-        answer: v.winner.clone(),
-        agreement: v.agreement(),
-    }
-}
-
-#[derive(Serialize)]
-struct GenerateReport {
-    /// The sample shown: the first, or best-of-n's choice.
-    #[serde(flatten)]
-    first: Choice,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    best_of: Option<BestOfReport>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    self_consistency: Option<VoteReport>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    choices: Option<Vec<Choice>>,
-    prompt_tokens: usize,
-    stopped_at_eos: bool,
-    prefill_tokens_per_second: f64,
-    decode_tokens_per_second: f64,
-    /// The chain in force, with its order.
-    sampler: String,
-    temperature: f32,
-    seed: u64,
-}
-
 /// The prompt's token ids: raw text with the model's BOS rule, or a rendered conversation.
 fn prompt_ids(
     loaded: &Loaded,
     messages: Option<&[Message]>,
     raw: Option<&str>,
 ) -> Result<Vec<u32>> {
-    let tok = &loaded.tokenizer;
     match (messages, raw) {
-        (Some(messages), _) => {
-            let template = loaded.template.as_ref().with_context(|| {
-                format!(
-                    "{} has no chat template (a base model): give a raw --prompt without --chat",
-                    loaded.path.display()
-                )
-            })?;
-            let text = template.render(messages, true)?;
-            let mut ids = tok.encode(&text, true, true);
-            // A template that writes the BOS itself would otherwise get a second one.
-            if let (Some(bos), [a, b, ..]) = (tok.vocab.bos, ids.as_slice()) {
-                if *a == bos && *b == bos {
-                    ids.remove(0);
-                }
-            }
-            Ok(ids)
-        }
-        (None, Some(text)) => Ok(tok.encode(text, true, false)),
+        (Some(messages), _) => loaded.chat_ids(messages)?.with_context(|| {
+            format!(
+                "{} has no chat template (a base model): give a raw --prompt without --chat",
+                loaded.path.display()
+            )
+        }),
+        (None, Some(text)) => Ok(loaded.raw_ids(text)),
         (None, None) => bail!("give --prompt TEXT or --messages FILE"),
     }
 }
@@ -311,87 +176,39 @@ fn generate_on_pool(args: GenerateArgs) -> Result<()> {
     let json = args.json || args.logprobs.is_some();
     let n = args.best_of.or(args.self_consistency).unwrap_or(args.n) as usize;
     let extractor = match (&args.self_consistency, &args.answer_regex) {
-        (Some(_), Some(r)) => Some(RegexAnswer::new(r)?),
+        (Some(_), Some(r)) => Some(answer_regex(r)?),
         (Some(_), None) if grammar_given(&args) => Some(RegexAnswer::whole()),
-        (Some(_), None) => Some(RegexAnswer::new(LAST_NUMBER)?),
+        (Some(_), None) => Some(answer_regex(LAST_NUMBER)?),
         (None, Some(_)) => bail!("--answer-regex goes with --self-consistency N"),
         (None, None) => None,
     };
     // Test-time compute streams nothing: the choice comes after all samples.
     let quiet = json || args.best_of.is_some() || args.self_consistency.is_some();
-    // Best-of-n ranks by log-probability, so it needs them.
-    let logprobs = args
-        .logprobs
-        .map(|k| k as usize)
-        .or(args.best_of.map(|_| 0));
     let tok = &loaded.tokenizer;
-    let detok = TokenText(tok);
-    let stop = StopConditions {
-        max_new_tokens: args.max_tokens as usize,
-        min_new_tokens: args.min_tokens as usize,
-        stop_tokens: tok.stop_tokens(),
-        stop_sequences: args.stop.iter().map(|s| s.as_bytes().to_vec()).collect(),
-        ignore_stop_tokens: args.ignore_eos,
-    };
-    let spec = grammar_spec(&args)?;
-    let vocabulary = match &spec {
-        Some(_) => Some(vocabulary(tok)?),
-        None => None,
-    };
-    let mut grammars: Vec<Option<Grammar>> = (0..n)
-        .map(|_| match (&vocabulary, &spec) {
-            (Some(v), Some(spec)) => v.grammar(spec).map(Some),
-            _ => Ok(None),
-        })
-        .collect::<std::result::Result<_, _>>()?;
-    let mut grammar_slots = grammars.iter_mut();
-    // A token may end inside a UTF-8 character: each sample's text waits for whole ones.
-    let mut printers: Vec<StreamDecoder> = (0..n).map(|_| StreamDecoder::new()).collect();
-    let mut started = vec![false; n];
-    let mut failure: Option<anyhow::Error> = None;
-    let generations = generate_n(
-        &mut session,
-        &ids,
-        &config,
-        logprobs,
-        n,
-        |_| GenerateOptions {
-            stop: stop.clone(),
-            detokenizer: Some(&detok),
-            constraint: grammar_slots
-                .next()
-                .and_then(Option::as_mut)
-                .map(|g| g as &mut dyn fmlab_sample::Constraint),
+    let grammar = grammar_spec(&args)?;
+    let request = Request {
+        ids: &ids,
+        config: &config,
+        samples: n,
+        stop: StopConditions {
+            max_new_tokens: args.max_tokens as usize,
+            min_new_tokens: args.min_tokens as usize,
+            stop_tokens: tok.stop_tokens(),
+            stop_sequences: args.stop.iter().map(|s| s.as_bytes().to_vec()).collect(),
+            ignore_stop_tokens: args.ignore_eos,
         },
-        &mut |i, _step, bytes| {
-            if quiet {
-                return true;
-            }
-            if !started[i] {
-                started[i] = true;
-                if n > 1 {
-                    if let Err(e) = crate::out(&format!(
-                        "{}--- sample {} ---\n",
-                        if i > 0 { "\n" } else { "" },
-                        i + 1
-                    )) {
-                        failure = Some(e);
-                        return false;
-                    }
-                }
-            }
-            match crate::out(&printers[i].push_bytes(bytes)) {
-                Ok(()) => true,
-                Err(e) => {
-                    failure = Some(e);
-                    false
-                }
-            }
-        },
-    )?;
-    if let Some(e) = failure {
-        return Err(e);
-    }
+        grammar: grammar.as_ref(),
+        // Best-of-n ranks by log-probability, so it needs them.
+        logprobs: args
+            .logprobs
+            .map(|k| k as usize)
+            .or(args.best_of.map(|_| 0)),
+    };
+    let mut printer = Printer::new(n, n > 1);
+    let generations = sample(&mut session, tok, &request, &mut |i, bytes| {
+        quiet || printer.push(i, bytes)
+    })?;
+    let rest = printer.finish()?;
     let best = match (args.best_of, &args.reward_model) {
         (Some(_), Some(rm)) => {
             let rm_loaded =
@@ -405,72 +222,21 @@ fn generate_on_pool(args: GenerateArgs) -> Result<()> {
     };
     let vote = extractor.map(|mut e| self_consistency(&generations, &mut e));
     if json {
-        let lead = best.as_ref().map_or(0, |b| b.best);
-        let mut choices: Vec<Choice> = generations
-            .iter()
-            .enumerate()
-            .map(|(i, g)| choice(tok, i, g, args.logprobs.is_some()))
-            .collect();
-        let first_gen = &generations[lead];
-        let report = GenerateReport {
-            first: choice(tok, lead, first_gen, args.logprobs.is_some()),
-            best_of: best.as_ref().map(|b| BestOfReport {
-                scores: b.scores.clone(),
-                best: b.best,
-            }),
-            self_consistency: vote.as_ref().map(vote_report),
-            choices: None,
-            prompt_tokens: first_gen.prompt_tokens,
-            stopped_at_eos: first_gen.stopped(),
-            prefill_tokens_per_second: first_gen.prefill_tokens_per_second(),
-            decode_tokens_per_second: mean_decode_speed(&generations),
-            sampler: config.describe(),
-            temperature: config.temperature,
-            seed: config.seed,
-        };
-        let report = if n > 1 {
-            GenerateReport {
-                choices: Some(std::mem::take(&mut choices)),
-                ..report
-            }
-        } else {
-            report
-        };
+        let logprobs = args.logprobs.is_some();
+        let report = Report::new(
+            tok,
+            &generations,
+            &config,
+            best.as_ref(),
+            vote.as_ref(),
+            logprobs,
+        );
         crate::out(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
     } else if let Some(b) = &best {
-        let g = &generations[b.best];
-        crate::out(&format!("{}\n", String::from_utf8_lossy(&g.bytes)))?;
-        eprintln!(
-            "best of {n}: sample {} (mean logprob {:.3}; others {})",
-            b.best + 1,
-            b.scores[b.best],
-            b.scores
-                .iter()
-                .map(|s| format!("{s:.3}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        print_best(&generations, b)?;
     } else if let Some(v) = &vote {
-        let mut text = String::new();
-        for s in &v.shares {
-            text.push_str(&format!(
-                "{:>5.1}%  {:>3}/{n}  {}\n",
-                100.0 * s.share,
-                s.count,
-                s.answer
-            ));
-        }
-        let missing = v.answers.iter().filter(|a| a.is_none()).count();
-        if missing > 0 {
-            text.push_str(&format!("{missing} of {n} samples gave no answer\n"));
-        }
-        text.push_str(&format!(
-            "answer: {}\n",
-            v.winner.as_deref().unwrap_or("(none)")
-        ));
-        crate::out(&text)?;
+        print_vote(v, n)?;
     } else {
-        let rest: String = printers.iter_mut().map(StreamDecoder::finish).collect();
         crate::out(&format!("{rest}\n"))?;
     }
     for g in &generations {
@@ -480,46 +246,100 @@ fn generate_on_pool(args: GenerateArgs) -> Result<()> {
     Ok(())
 }
 
-/// The default answer of self-consistency: the last number in the text.
-const LAST_NUMBER: &str = r"-?\d+(?:[.,]\d+)*";
-
-/// Extracts answers with a regex: the first capture group (or the whole match) of the
-/// last match; `None` matches the whole trimmed text.
-struct RegexAnswer {
-    regex: Option<regex::Regex>,
+fn print_best(generations: &[Generation], b: &BestOfN) -> Result<()> {
+    let g = &generations[b.best];
+    crate::out(&format!("{}\n", String::from_utf8_lossy(&g.bytes)))?;
+    eprintln!(
+        "best of {}: sample {} (mean logprob {:.3}; others {})",
+        generations.len(),
+        b.best + 1,
+        b.scores[b.best],
+        b.scores
+            .iter()
+            .map(|s| format!("{s:.3}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
 }
 
-impl RegexAnswer {
-    fn new(pattern: &str) -> Result<Self> {
-        let regex =
-            regex::Regex::new(pattern).map_err(|e| anyhow::anyhow!("--answer-regex: {e}"))?;
-        Ok(Self { regex: Some(regex) })
+fn print_vote(v: &Vote, n: usize) -> Result<()> {
+    let mut text = String::new();
+    for s in &v.shares {
+        text.push_str(&format!(
+            "{:>5.1}%  {:>3}/{n}  {}\n",
+            100.0 * s.share,
+            s.count,
+            s.answer
+        ));
     }
-
-    fn whole() -> Self {
-        Self { regex: None }
+    let missing = v.answers.iter().filter(|a| a.is_none()).count();
+    if missing > 0 {
+        text.push_str(&format!("{missing} of {n} samples gave no answer\n"));
     }
+    text.push_str(&format!(
+        "answer: {}\n",
+        v.winner.as_deref().unwrap_or("(none)")
+    ));
+    crate::out(&text)
 }
 
-impl AnswerExtractor for RegexAnswer {
-    fn extract(&mut self, completion: &Generation) -> Option<String> {
-        answer_of(
-            &String::from_utf8_lossy(&completion.bytes),
-            self.regex.as_ref(),
-        )
-    }
+fn answer_regex(pattern: &str) -> Result<RegexAnswer> {
+    RegexAnswer::new(pattern).map_err(|e| anyhow::anyhow!("--answer-regex: {e}"))
 }
 
-/// The answer in `text`: the first capture group (or the whole match) of the last match of
-/// `regex`, or the whole trimmed text without one.
-pub fn answer_of(text: &str, regex: Option<&regex::Regex>) -> Option<String> {
-    let Some(re) = regex else {
-        let t = text.trim();
-        return (!t.is_empty()).then(|| t.to_string());
-    };
-    let caps = re.captures_iter(text).last()?;
-    let m = caps.get(1).or_else(|| caps.get(0))?;
-    Some(m.as_str().trim().to_string())
+/// Prints samples' text as it is drawn: whole UTF-8 characters only (a token may end
+/// inside one), each sample under a header when `headers`. A failed write stops generation
+/// and is returned by [`Printer::finish`].
+struct Printer {
+    decoders: Vec<StreamDecoder>,
+    started: Vec<bool>,
+    headers: bool,
+    failure: Option<anyhow::Error>,
+}
+
+impl Printer {
+    fn new(samples: usize, headers: bool) -> Self {
+        Self {
+            decoders: (0..samples).map(|_| StreamDecoder::new()).collect(),
+            started: vec![false; samples],
+            headers,
+            failure: None,
+        }
+    }
+
+    /// Prints sample `i`'s next bytes; false when writing failed.
+    fn push(&mut self, i: usize, bytes: &[u8]) -> bool {
+        if !self.started[i] {
+            self.started[i] = true;
+            if self.headers {
+                let gap = if i > 0 { "\n" } else { "" };
+                if let Err(e) = crate::out(&format!("{gap}--- sample {} ---\n", i + 1)) {
+                    self.failure = Some(e);
+                    return false;
+                }
+            }
+        }
+        match crate::out(&self.decoders[i].push_bytes(bytes)) {
+            Ok(()) => true,
+            Err(e) => {
+                self.failure = Some(e);
+                false
+            }
+        }
+    }
+
+    /// The text still held back (incomplete characters), or the write that failed.
+    fn finish(mut self) -> Result<String> {
+        if let Some(e) = self.failure {
+            return Err(e);
+        }
+        Ok(self
+            .decoders
+            .iter_mut()
+            .map(StreamDecoder::finish)
+            .collect())
+    }
 }
 
 fn grammar_given(args: &GenerateArgs) -> bool {
@@ -546,76 +366,6 @@ fn grammar_spec(args: &GenerateArgs) -> Result<Option<GrammarSpec>> {
     Ok(None)
 }
 
-/// The model's vocabulary for constrained decoding: each token's bytes, control tokens
-/// marked, and the tokenizer for the tokens a grammar forces.
-pub fn vocabulary(tok: &Tokenizer) -> Result<Vocabulary> {
-    let n = tok.vocab_size();
-    let mut tokens = Vec::with_capacity(n);
-    let mut special = Vec::with_capacity(n);
-    for id in 0..n as u32 {
-        let control = matches!(
-            tok.vocab.token_type(id),
-            TokenType::Control | TokenType::Unknown | TokenType::Unused
-        );
-        tokens.push(tok.token_bytes(id, control)?);
-        special.push(control);
-    }
-    let shared = Arc::new(tok.clone());
-    let tokenize: TokenizeFn =
-        Arc::new(move |bytes: &[u8]| shared.encode(&String::from_utf8_lossy(bytes), false, false));
-    Ok(Vocabulary::new(
-        tokens,
-        &special,
-        &tok.stop_tokens(),
-        tokenize,
-    )?)
-}
-
-/// Mean decode speed over several generations.
-fn mean_decode_speed(gs: &[Generation]) -> f64 {
-    let speeds: Vec<f64> = gs
-        .iter()
-        .map(Generation::decode_tokens_per_second)
-        .collect();
-    speeds.iter().sum::<f64>() / speeds.len().max(1) as f64
-}
-
-fn choice(tok: &Tokenizer, index: usize, g: &Generation, logprobs: bool) -> Choice {
-    let text_of = |id: u32| {
-        String::from_utf8_lossy(&tok.token_bytes(id, true).unwrap_or_default()).into_owned()
-    };
-    let alternatives = |alts: &[fmlab_sample::TokenLogprob]| {
-        alts.iter()
-            .map(|a| Alternative {
-                id: a.id,
-                text: text_of(a.id),
-                logprob: a.logprob,
-            })
-            .collect()
-    };
-    Choice {
-        index,
-        text: String::from_utf8_lossy(&g.bytes).into_owned(),
-        tokens: g.tokens.clone(),
-        generated_tokens: g.tokens.len(),
-        finish_reason: g.stop.finish_reason(),
-        mean_logprob: g.mean_logprob(),
-        logprobs: logprobs.then(|| {
-            g.steps
-                .iter()
-                .map(|s: &Sampled| TokenReport {
-                    id: s.token,
-                    text: text_of(s.token),
-                    logprob: s.logprob,
-                    logprob_sampled: s.logprob_sampled,
-                    top: alternatives(&s.top),
-                    top_sampled: alternatives(&s.top_sampled),
-                })
-                .collect()
-        }),
-    }
-}
-
 /// Runs one generation of a chat turn, printing text as it completes.
 fn stream(
     session: &mut Session,
@@ -634,25 +384,11 @@ fn stream(
         detokenizer: Some(&detok),
         constraint: None,
     };
-    let mut printer = StreamDecoder::new();
-    let mut failure: Option<anyhow::Error> = None;
-    let generation = generate(
-        session,
-        ids,
-        sampler,
-        options,
-        &mut |_, bytes| match crate::out(&printer.push_bytes(bytes)) {
-            Ok(()) => true,
-            Err(e) => {
-                failure = Some(e);
-                false
-            }
-        },
-    )?;
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    crate::out(&printer.finish())?;
+    let mut printer = Printer::new(1, false);
+    let generation = generate(session, ids, sampler, options, &mut |_, bytes| {
+        printer.push(0, bytes)
+    })?;
+    crate::out(&printer.finish()?)?;
     let text = String::from_utf8_lossy(&generation.bytes).into_owned();
     Ok((generation, text))
 }
@@ -698,8 +434,10 @@ fn chat_on_pool(args: ChatArgs) -> Result<()> {
             loaded.path.display()
         );
     }
-    let mut system = args.system.clone();
-    let mut history: Vec<Message> = Vec::new();
+    let mut conversation = Conversation {
+        system: args.system.clone(),
+        history: Vec::new(),
+    };
     let mut sampler = Sampler::new(args.sampling.config(&loaded)?)?;
     let context = args.sampling.context(&loaded);
     eprintln!(
@@ -720,14 +458,14 @@ fn chat_on_pool(args: ChatArgs) -> Result<()> {
         match input {
             "/quit" | "/exit" => break,
             "/reset" => {
-                history.clear();
+                conversation.history.clear();
                 eprintln!("(conversation cleared)");
                 continue;
             }
             _ if input.starts_with("/system") => {
                 let text = input.trim_start_matches("/system").trim();
-                system = (!text.is_empty()).then(|| text.to_string());
-                history.clear();
+                conversation.system = (!text.is_empty()).then(|| text.to_string());
+                conversation.history.clear();
                 eprintln!("(system turn set; conversation cleared)");
                 continue;
             }
@@ -737,59 +475,19 @@ fn chat_on_pool(args: ChatArgs) -> Result<()> {
             }
             _ => {}
         }
-        history.push(Message::new("user", input));
-        let mut turns = Vec::new();
-        if let Some(s) = &system {
-            turns.push(Message::new("system", s));
-        }
-        turns.extend(history.iter().cloned());
-        let ids = prompt_ids(&loaded, Some(&turns), None)?;
-        // The whole conversation is re-read each turn; drop the oldest turns when it no
+        // The whole conversation is re-read each turn; the oldest turns go when it no
         // longer fits.
-        if ids.len() + 1 >= context {
-            history.drain(..history.len().saturating_sub(1));
+        let Some(ids) = conversation.ask(&loaded, input, context)? else {
             eprintln!("(the conversation no longer fits the context of {context} tokens; older turns dropped)");
             continue;
-        }
+        };
         let mut session = Session::new(&loaded.model, context);
         let budget = (args.max_tokens as usize).min(context - session.position() - ids.len());
         let (generation, text) =
             stream(&mut session, &loaded.tokenizer, &ids, &mut sampler, budget)?;
         crate::out("\n")?;
         eprintln!("({})", stats(&generation));
-        history.push(Message::new("assistant", text.trim()));
+        conversation.answered(&text);
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use fmlab_sample::Constraint;
-
-    /// The constrained-decoding vocabulary from a Hugging Face tokenizer.json: a regex
-    /// grammar allows exactly the tokens whose text can continue a match.
-    #[test]
-    fn vocabulary_from_tokenizer_json() -> Result<()> {
-        // The package folder at run time: a shared build folder may hold this test
-        // compiled in another clone.
-        let dir = std::env::var("CARGO_MANIFEST_DIR")
-            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
-        let path = std::path::Path::new(&dir).join("../../fixtures/tokenizer-json/tokenizer.json");
-        let tok = Tokenizer::from_tokenizer_json(&path)?;
-        let vocab = vocabulary(&tok)?;
-        let mut grammar = vocab.grammar(&GrammarSpec::Regex("[0-9]+".into()))?;
-        let mask = grammar.mask()?;
-        let mut allowed = 0;
-        for id in 0..tok.vocab_size() as u32 {
-            let text = String::from_utf8_lossy(&tok.token_bytes(id, false)?).into_owned();
-            let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
-            if mask.allows(id) {
-                allowed += 1;
-                assert!(digits, "token {id} {text:?} allowed");
-            }
-        }
-        assert!(allowed > 0);
-        Ok(())
-    }
 }

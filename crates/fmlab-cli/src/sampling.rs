@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use fmlab_sample::{ChainOrder, Dry, Penalties, Sampler, SamplerConfig};
 use fmlab_tokenizer::Tokenizer;
+use fmlab_train::models::generation::{dry_breakers, DEFAULT_BREAKERS};
 use serde::Serialize;
 
 /// Every sampler setting. Defaults are llama.cpp's; out-of-range values are refused with
@@ -117,9 +118,6 @@ fn parse_bias(text: &str) -> Result<(u32, f32), String> {
     Ok((id, bias))
 }
 
-/// DRY's default sequence breakers (llama.cpp's).
-const DEFAULT_BREAKERS: [&str; 4] = ["\n", ":", "\"", "*"];
-
 impl SamplerArgs {
     /// The configuration; `tokenizer` (when there is one) turns DRY's breaker strings into
     /// the ids of every token whose text contains one, and checks logit-bias ids.
@@ -145,15 +143,7 @@ impl SamplerArgs {
                         .map(String::as_str)
                         .collect()
                 };
-                for id in 0..tok.vocab_size() as u32 {
-                    let bytes = tok.token_bytes(id, false).unwrap_or_default();
-                    if texts
-                        .iter()
-                        .any(|t| !t.is_empty() && contains(&bytes, t.as_bytes()))
-                    {
-                        breakers.push(id);
-                    }
-                }
+                breakers = dry_breakers(tok, &texts);
             }
         }
         let config = SamplerConfig {
@@ -193,10 +183,6 @@ impl SamplerArgs {
         config.validate()?;
         Ok(config)
     }
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    needle.len() <= haystack.len() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 #[derive(Args)]

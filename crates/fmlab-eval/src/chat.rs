@@ -65,7 +65,7 @@ impl Judge for RewardJudge<'_> {
         let Ok(text) = self.template.render(&messages, false) else {
             return f64::NEG_INFINITY;
         };
-        let mut ids = self.tokenizer.encode(&text, false, true);
+        let mut ids = fmlab_tokenizer::chat::encode_chat(self.tokenizer, &text, true);
         // Training's rows predict each sequence's last token from the one before: the
         // reward sits at the end-of-turn marker, not after the newline that follows it.
         ids.pop();
@@ -139,10 +139,9 @@ pub fn select(items: &[EvalItem], per_split: usize) -> Vec<&EvalItem> {
 
 /// The prompt tokens of `item` as a user turn with the generation prompt.
 fn prompt_ids(item: &EvalItem, template: &ChatTemplate, tokenizer: &Tokenizer) -> Result<Vec<u32>> {
-    let text = template
-        .render(&[Message::new("user", &item.prompt)], true)
-        .map_err(|e| crate::Error::Config(format!("chat template: {e}")))?;
-    Ok(tokenizer.encode(&text, false, true))
+    template
+        .prompt_ids(tokenizer, &[Message::new("user", &item.prompt)])
+        .map_err(|e| crate::Error::Config(format!("chat template: {e}")))
 }
 
 /// One answer to `item`: greedy when `sampler` is `None`.
@@ -337,6 +336,38 @@ impl Pairing {
             _ => None,
         }
     }
+}
+
+/// Which judge scores sampled answers: the world's exact judge, or a reward model (its
+/// path or name) trained with `fmlab train reward`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JudgeSpec {
+    World,
+    Reward(String),
+}
+
+impl JudgeSpec {
+    /// `world` or `reward:MODEL`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "world" => Some(JudgeSpec::World),
+            _ => s
+                .strip_prefix("reward:")
+                .map(|m| JudgeSpec::Reward(m.to_string())),
+        }
+    }
+}
+
+/// Writes `pairs` to `path` (atomically) as JSON Lines in `preferences.jsonl`'s layout
+/// plus the judge's scores.
+pub fn write_pairs(path: &std::path::Path, pairs: &[SampledPair]) -> Result<()> {
+    let mut text = String::new();
+    for p in pairs {
+        text += &serde_json::to_string(p).map_err(|e| crate::Error::Config(e.to_string()))?;
+        text.push('\n');
+    }
+    fmlab_formats::write_atomically(path, text.as_bytes())?;
+    Ok(())
 }
 
 /// How on-policy pairs are sampled.

@@ -23,6 +23,8 @@ pub enum Error {
     Generate(#[from] fmlab_sample::Error),
     #[error("{0}")]
     Config(String),
+    #[error(transparent)]
+    Format(#[from] fmlab_formats::Error),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -35,8 +35,8 @@ pub use sampler::{
     exp_nonpositive as sampler_exp, log_sum_exp, Sampled, Sampler, TokenLogprob, TokenMask,
 };
 pub use ttc::{
-    best_of_n, distinct_n, self_consistency, vote, AnswerExtractor, BestOfN, MeanLogprob, Scorer,
-    Vote, VoteShare,
+    answer_of, best_of_n, distinct_n, self_consistency, vote, AnswerExtractor, BestOfN,
+    MeanLogprob, RegexAnswer, Scorer, Vote, VoteShare, LAST_NUMBER,
 };
 
 /// Errors of sampling and generation.

@@ -5,7 +5,8 @@
 //! - self-consistency (Wang et al. 2022): n samples, an answer extracted from each by an
 //!   [`AnswerExtractor`], majority vote with the vote shares.
 //!
-//! Answers are opaque strings here: the caller extracts them from text.
+//! Answers are opaque strings to the vote; [`RegexAnswer`] extracts them from text with a
+//! regex (by default the last number, [`LAST_NUMBER`]).
 
 use std::collections::HashMap;
 
@@ -58,6 +59,50 @@ pub fn best_of_n(
 /// Extracts the answer of a completion, or `None` when it gives none.
 pub trait AnswerExtractor {
     fn extract(&mut self, completion: &Generation) -> Option<String>;
+}
+
+/// The default answer of self-consistency: the last number in the text.
+pub const LAST_NUMBER: &str = r"-?\d+(?:[.,]\d+)*";
+
+/// Extracts answers with a regex: the first capture group (or the whole match) of the
+/// last match; without a regex, the whole trimmed text.
+#[derive(Debug, Clone)]
+pub struct RegexAnswer {
+    regex: Option<regex::Regex>,
+}
+
+impl RegexAnswer {
+    pub fn new(pattern: &str) -> std::result::Result<Self, regex::Error> {
+        Ok(Self {
+            regex: Some(regex::Regex::new(pattern)?),
+        })
+    }
+
+    /// The whole trimmed text is the answer (a grammar already shaped it).
+    pub fn whole() -> Self {
+        Self { regex: None }
+    }
+}
+
+impl AnswerExtractor for RegexAnswer {
+    fn extract(&mut self, completion: &Generation) -> Option<String> {
+        answer_of(
+            &String::from_utf8_lossy(&completion.bytes),
+            self.regex.as_ref(),
+        )
+    }
+}
+
+/// The answer in `text`: the first capture group (or the whole match) of the last match of
+/// `regex`, or the whole trimmed text without one.
+pub fn answer_of(text: &str, regex: Option<&regex::Regex>) -> Option<String> {
+    let Some(re) = regex else {
+        let t = text.trim();
+        return (!t.is_empty()).then(|| t.to_string());
+    };
+    let caps = re.captures_iter(text).last()?;
+    let m = caps.get(1).or_else(|| caps.get(0))?;
+    Some(m.as_str().trim().to_string())
 }
 
 /// One answer's share of the vote.

@@ -1,7 +1,8 @@
 //! Chat templates: the model's own Jinja template rendered with minijinja the way Hugging
 //! Face `transformers` renders it (`trim_blocks` and `lstrip_blocks` on, Python string
 //! methods, `raise_exception`), with `messages`, `add_generation_prompt`, `bos_token` and
-//! `eos_token` in the context.
+//! `eos_token` in the context; and fmlab's one rule that turns a rendered chat into ids
+//! ([`encode_chat`]), used by generation, chat evaluation and training data alike.
 
 use minijinja::{context, Environment, Error as JinjaError, ErrorKind};
 use serde::{Deserialize, Serialize};
@@ -92,4 +93,28 @@ impl ChatTemplate {
             })
             .map_err(|e| Error::Template(format!("{e:#}")))
     }
+
+    /// A conversation's ids up to where the assistant's reply begins: rendered with the
+    /// generation prompt, then [`encode_chat`].
+    pub fn prompt_ids(&self, tokenizer: &Tokenizer, messages: &[Message]) -> Result<Vec<u32>> {
+        Ok(encode_chat(tokenizer, &self.render(messages, true)?, true))
+    }
+}
+
+/// The ids of rendered chat text, the one prompt→ids rule (llama.cpp's chat path):
+/// special-token text (`<|im_start|>`) becomes those tokens; at the `start` of a sequence
+/// the tokenizer adds what its model asks for (GGUF's `tokenizer.ggml.add_bos_token` /
+/// `add_eos_token`, a `tokenizer.json` post-processor), and a BOS the template writes
+/// itself is kept once, never twice. So a model whose template writes `{{ bos_token }}`
+/// and whose tokenizer adds one (Gemma) starts with one BOS; a model that adds none
+/// (SmolLM2, fmlab's own) starts with what its template writes. Text after the start of a
+/// sequence (`start` false: the next turn of a conversation) gets nothing added.
+pub fn encode_chat(tokenizer: &Tokenizer, text: &str, start: bool) -> Vec<u32> {
+    let mut ids = tokenizer.encode(text, start, true);
+    if let (true, Some(bos), [a, b, ..]) = (start, tokenizer.vocab.bos, ids.as_slice()) {
+        if *a == bos && *b == bos {
+            ids.remove(0);
+        }
+    }
+    ids
 }

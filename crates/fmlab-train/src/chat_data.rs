@@ -265,9 +265,9 @@ pub struct ChatEncoder<'a> {
 }
 
 impl ChatEncoder<'_> {
-    fn encode_text(&self, text: &str) -> Vec<u32> {
-        // The template writes the special tokens; their texts are parsed as such.
-        self.tokenizer.encode(text, false, true)
+    /// `text`'s ids by the prompt→ids rule; `start`: it begins the sequence.
+    fn encode_text(&self, text: &str, start: bool) -> Vec<u32> {
+        fmlab_tokenizer::chat::encode_chat(self.tokenizer, text, start)
     }
 
     fn render(&self, messages: &[Message], open: bool) -> Result<String> {
@@ -296,10 +296,10 @@ impl ChatEncoder<'_> {
                     "the chat template's rendering of a conversation does not extend its rendering of the turns before an answer; masks need it to".into(),
                 ));
             }
-            let before = self.encode_text(&prompt[done..]);
+            let before = self.encode_text(&prompt[done..], tokens.is_empty());
             mask.extend(std::iter::repeat_n(false, before.len()));
             tokens.extend(before);
-            let answer = self.encode_text(&full[prompt.len()..]);
+            let answer = self.encode_text(&full[prompt.len()..], tokens.is_empty());
             mask.extend(std::iter::repeat_n(true, answer.len()));
             tokens.extend(answer);
             done = full.len();
@@ -307,7 +307,7 @@ impl ChatEncoder<'_> {
         // Turns after the last answer are not trained on.
         let rest = self.render(messages, false)?;
         if rest.len() > done && rest.starts_with(&full) {
-            let after = self.encode_text(&rest[done..]);
+            let after = self.encode_text(&rest[done..], tokens.is_empty());
             mask.extend(std::iter::repeat_n(false, after.len()));
             tokens.extend(after);
         }
@@ -341,7 +341,9 @@ impl ChatEncoder<'_> {
 
     /// The prompt rendered with the generation prompt: what sampling continues.
     pub fn prompt(&self, prompt: &[Message]) -> Result<Vec<u32>> {
-        Ok(self.encode_text(&self.render(prompt, true)?))
+        self.template
+            .prompt_ids(self.tokenizer, prompt)
+            .map_err(|e| Error::Config(format!("chat template: {e}")))
     }
 }
 

@@ -479,3 +479,64 @@ pub fn hf_safetensors(
     });
     Ok((bytes, config))
 }
+
+/// Writes the GGUF file of a run's weights to `out`, with the tokenizer fmlab trained and
+/// fmlab's chat template in its metadata.
+pub fn write_gguf(
+    spec: &ModelSpec,
+    weights: &mut Weights<f32>,
+    quant: Quant,
+    name: &str,
+    trained: &fmlab_tokenizer::train::TrainedBpe,
+    out: &std::path::Path,
+) -> Result<()> {
+    let mut meta: Vec<(String, Value)> = trained
+        .gguf_metadata()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    meta.push((
+        "tokenizer.chat_template".into(),
+        Value::String(fmlab_tokenizer::train::CHAT_TEMPLATE.into()),
+    ));
+    gguf(spec, weights, quant, name, meta)?.write(out)?;
+    Ok(())
+}
+
+/// Writes a Hugging Face llama folder to `out`: `model.safetensors`, `config.json`, the
+/// run's `tokenizer.json` (its text) and a `tokenizer_config.json` naming the BOS, EOS
+/// and padding tokens and fmlab's chat template.
+pub fn write_hf_folder(
+    spec: &ModelSpec,
+    weights: &mut Weights<f32>,
+    tokenizer: &fmlab_tokenizer::Tokenizer,
+    tokenizer_json: &str,
+    out: &std::path::Path,
+) -> Result<()> {
+    let (bos, eos) = (tokenizer.vocab.bos, tokenizer.vocab.eos);
+    let (bytes, config) = hf_safetensors(spec, weights, bos, eos)?;
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let write = |name: &str, bytes: &[u8]| -> Result<()> {
+        fmlab_formats::write_atomically(&out.join(name), bytes)?;
+        Ok(())
+    };
+    write("model.safetensors", &bytes)?;
+    write(
+        "config.json",
+        &serde_json::to_vec_pretty(&config).map_err(Error::Json)?,
+    )?;
+    write("tokenizer.json", tokenizer_json.as_bytes())?;
+    let piece = |id: Option<u32>| id.and_then(|i| tokenizer.piece(i).ok().map(String::from));
+    let tok_config = json!({
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": piece(bos),
+        "eos_token": piece(eos),
+        "pad_token": piece(tokenizer.vocab.pad),
+        "chat_template": fmlab_tokenizer::train::CHAT_TEMPLATE,
+        "model_max_length": spec.context_length,
+    });
+    write(
+        "tokenizer_config.json",
+        &serde_json::to_vec_pretty(&tok_config).map_err(Error::Json)?,
+    )
+}

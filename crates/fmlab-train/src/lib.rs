@@ -16,6 +16,7 @@ pub mod checkpoint;
 mod driver;
 pub mod export;
 pub mod finetune;
+pub mod models;
 mod optim;
 pub mod pretrain;
 mod schedule;

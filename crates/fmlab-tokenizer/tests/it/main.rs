@@ -52,13 +52,15 @@ fn check_model(gguf: &str, reference_file: &str) -> (Tokenizer, GgufFile) {
             _ => {
                 let messages: Vec<Message> =
                     serde_json::from_value(prompt["messages"].clone()).unwrap();
-                let ours = template
-                    .as_ref()
-                    .expect("a chat template")
-                    .render(&messages, true)
-                    .unwrap();
+                let template = template.as_ref().expect("a chat template");
+                let ours = template.render(&messages, true).unwrap();
                 assert_eq!(ours, rendered, "{gguf} chat rendering");
-                assert_eq!(tok.encode(&ours, true, true), expected, "{gguf} chat ids");
+                // The one prompt→ids rule (generation, chat evaluation, training data).
+                assert_eq!(
+                    template.prompt_ids(&tok, &messages).unwrap(),
+                    expected,
+                    "{gguf} chat ids"
+                );
             }
         }
     }
@@ -91,6 +93,42 @@ fn gemma3_matches_llama_cpp() {
     let ids = tok.encode(text, false, false);
     assert_eq!(ids.len(), 4);
     assert_eq!(tok.decode(&ids, false).unwrap(), text);
+}
+
+/// The prompt→ids rule on a model whose tokenizer adds a BOS (Gemma 3, `add_bos_token`):
+/// Gemma 3 270M has no template, so its raw prompts are rendered by one template that
+/// writes `{{ bos_token }}` itself (as Gemma's instruct template does) and one that does
+/// not; both must give llama.cpp's ids, one BOS and never two. Text that continues a
+/// sequence gets none.
+#[test]
+fn prompt_ids_keep_one_bos() {
+    let file = GgufFile::open(model("gemma-3-270m-q4_k_m.gguf")).unwrap();
+    let tok = Tokenizer::from_gguf(&file.gguf).unwrap();
+    assert!(tok.vocab.add_bos);
+    let bos = tok.piece(tok.vocab.bos.unwrap()).unwrap().to_string();
+    let writes_bos =
+        ChatTemplate::new("{{ bos_token }}{{ messages[0].content }}", &bos, "").unwrap();
+    let plain = ChatTemplate::new("{{ messages[0].content }}", &bos, "").unwrap();
+    let r = reference("gemma-3-270m-q4_k_m.json");
+    let mut raw = 0;
+    for case in r["generate"].as_array().unwrap() {
+        if case["prompt"]["kind"] != "raw" {
+            continue;
+        }
+        raw += 1;
+        let expected = ids(&case["prompt_ids"]);
+        assert_eq!(expected[0], tok.vocab.bos.unwrap());
+        let messages = [Message::new("user", case["rendered"].as_str().unwrap())];
+        for t in [&writes_bos, &plain] {
+            assert_eq!(t.prompt_ids(&tok, &messages).unwrap(), expected);
+        }
+        let text = case["rendered"].as_str().unwrap();
+        assert_eq!(
+            fmlab_tokenizer::chat::encode_chat(&tok, text, false),
+            expected[1..]
+        );
+    }
+    assert!(raw > 0);
 }
 
 #[test]

@@ -336,7 +336,7 @@ fn given(law: LawKind, params: f64, tokens: f64) -> Result<Allocation> {
 /// The named device, a peak FLOP/s, or this machine's CPU measured with f32 matrix products.
 fn hardware(name: &str, power_watts: Option<f64>, quiet: bool) -> Result<Hardware> {
     if name.eq_ignore_ascii_case("cpu") {
-        let peak = measure_cpu_flops();
+        let peak = fmlab_kernels::measure_peak_flops();
         if !quiet {
             eprintln!(
                 "measured this CPU at {} FLOP/s (f32 matrix products, all threads)",
@@ -361,25 +361,6 @@ fn hardware(name: &str, power_watts: Option<f64>, quiet: bool) -> Result<Hardwar
         hw.power_watts = w;
     }
     Ok(hw)
-}
-
-/// Best of a few timed 512×512×512 f32 products (about half a second in all).
-pub fn measure_cpu_flops() -> f64 {
-    let n = 512;
-    let a = vec![1.0f32; n * n];
-    let b = vec![0.5f32; n * n];
-    let mut c = vec![0.0f32; n * n];
-    let flops = 2.0 * (n * n * n) as f64;
-    let mut best = 0.0f64;
-    let start = Instant::now();
-    while start.elapsed().as_secs_f64() < 0.5 {
-        let t = Instant::now();
-        if fmlab_kernels::matmul(&mut c, &a, &b, n, n, n, fmlab_kernels::Threads(0)).is_err() {
-            break;
-        }
-        best = best.max(flops / t.elapsed().as_secs_f64().max(1e-9));
-    }
-    best.max(1.0)
 }
 
 fn plan_table(r: &PlanReport, o: &PlanOptions) -> String {

@@ -127,6 +127,54 @@ fn steps_within(s: &PostSettings, seconds: f64) -> u64 {
     ((0.8 * seconds * s.tokens_per_second / per_step) as u64).max(1)
 }
 
+/// The SFT model's answers to the world's training prompts, `s.k` each, judged into
+/// pairs; sampled in chunks until `deadline` (a quarter of the time left). Returns the
+/// prompts asked and the pairs.
+fn on_policy_pairs(
+    s: &PostSettings,
+    world: &Path,
+    loaded: &crate::model::Loaded,
+    deadline: Option<Instant>,
+) -> Result<(Vec<EvalItem>, Vec<fmlab_eval::chat::SampledPair>)> {
+    let template = loaded.template.as_ref().context("no chat template")?;
+    let mut prompts = crate::speedrun::read_eval(&world.join("prompts.jsonl"))?;
+    prompts.truncate(s.prompts);
+    // Sampled in chunks until the deadline (a short run asks fewer prompts); each prompt
+    // keeps its own sampler streams whichever chunk it falls in.
+    let mut pairs = Vec::new();
+    let mut asked = 0usize;
+    for chunk in prompts.chunks(250) {
+        if asked > 0 && deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        pairs.extend(preference_pairs(
+            &loaded.model,
+            &loaded.tokenizer,
+            template,
+            chunk,
+            &WorldJudge,
+            &PairConfig {
+                k: s.k,
+                sampler: fmlab_sample::SamplerConfig {
+                    temperature: 1.0,
+                    top_k: 0,
+                    top_p: 1.0,
+                    min_p: 0.0,
+                    seed: s.seed,
+                    ..Default::default()
+                },
+                max_new_tokens: 48,
+                // A right answer is preferred to "I don't know" too, not only to the worst.
+                pairing: fmlab_eval::chat::Pairing::BestVsEachLevel,
+                first_stream: (asked * s.k) as u64,
+            },
+        )?);
+        asked += chunk.len();
+    }
+    prompts.truncate(asked);
+    Ok((prompts, pairs))
+}
+
 /// Runs SFT and DPO from the pre-trained `run`, with `deadline` for the whole stage (or
 /// none: then SFT and DPO run their full epochs and every prompt is sampled for pairs);
 /// returns the report's `base`, `sft` and `dpo` sections and the stage seconds.
@@ -194,43 +242,8 @@ pub fn post_train(
 
     // --- on-policy pairs from the SFT model's answers to training prompts ---
     let t = Instant::now();
-    let template = loaded.template.as_ref().context("no chat template")?;
-    let mut prompts = crate::speedrun::read_eval(&world.join("prompts.jsonl"))?;
-    prompts.truncate(s.prompts);
-    // Sampled in chunks until a quarter of the time left is spent (a short run asks fewer
-    // prompts); each prompt keeps its own sampler streams whichever chunk it falls in.
     let pairs_deadline = ahead(left().map(|t| 0.25 * t));
-    let mut pairs = Vec::new();
-    let mut asked = 0usize;
-    for chunk in prompts.chunks(250) {
-        if asked > 0 && pairs_deadline.is_some_and(|d| Instant::now() >= d) {
-            break;
-        }
-        pairs.extend(preference_pairs(
-            &loaded.model,
-            &loaded.tokenizer,
-            template,
-            chunk,
-            &WorldJudge,
-            &PairConfig {
-                k: s.k,
-                sampler: fmlab_sample::SamplerConfig {
-                    temperature: 1.0,
-                    top_k: 0,
-                    top_p: 1.0,
-                    min_p: 0.0,
-                    seed: s.seed,
-                    ..Default::default()
-                },
-                max_new_tokens: 48,
-                // A right answer is preferred to "I don't know" too, not only to the worst.
-                pairing: fmlab_eval::chat::Pairing::BestVsEachLevel,
-                first_stream: (asked * s.k) as u64,
-            },
-        )?);
-        asked += chunk.len();
-    }
-    prompts.truncate(asked);
+    let (prompts, pairs) = on_policy_pairs(s, world, &loaded, pairs_deadline)?;
     let mut lines = String::new();
     for p in &pairs {
         lines += &serde_json::to_string(p)?;

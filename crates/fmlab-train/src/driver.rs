@@ -1,7 +1,9 @@
 //! The loop every trainer runs: steps until the configured count or a stop request,
 //! validation and checkpoints on the configured cadence, and always a checkpoint at the
 //! end. Pre-training and finetuning differ in what a step, an evaluation and a checkpoint
-//! are, not in when they happen; this is the one place that decides when.
+//! are, not in when they happen; this is the one place that decides when. The settings
+//! both loops share ([`LoopConfig`]) and what they report ([`Event`], [`StepMetrics`],
+//! [`Outcome`]) live here too.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -9,7 +9,11 @@
 //!   exact resumption;
 //! - [`finetune::Finetuner`]: supervised and preference finetuning (DPO, IPO, hinge,
 //!   SimPO) on full weights or LoRA adapters, over [`chat_data`]'s masked, packed rows;
-//! - [`checkpoint`]: checkpoints written atomically and verified on load.
+//! - [`checkpoint`]: checkpoints written atomically and verified on load;
+//! - [`settings`] and [`finetune::setup`]: what a caller gives (flags, a TOML file, the
+//!   speedrun) resolved into a run's configuration with the defaults filled in;
+//! - [`session`]: a run driven to its end with a [`Progress`] callback, returning a typed
+//!   summary; [`metrics`]: the one reader of a run's `metrics.jsonl`.
 
 pub mod chat_data;
 pub mod checkpoint;

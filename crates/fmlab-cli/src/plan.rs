@@ -156,7 +156,7 @@ fn run_plan(o: PlanOptions) -> Result<()> {
     };
     // This machine's CPU, measured with f32 matrix products, when --hardware is cpu.
     let measure = || {
-        let peak = measure_cpu_flops();
+        let peak = fmlab_kernels::measure_peak_flops();
         if !o.json {
             eprintln!(
                 "measured this CPU at {} FLOP/s (f32 matrix products, all threads)",
@@ -171,25 +171,6 @@ fn run_plan(o: PlanOptions) -> Result<()> {
     } else {
         crate::out(&plan_table(&report))
     }
-}
-
-/// Best of a few timed 512×512×512 f32 products (about half a second in all).
-pub fn measure_cpu_flops() -> f64 {
-    let n = 512;
-    let a = vec![1.0f32; n * n];
-    let b = vec![0.5f32; n * n];
-    let mut c = vec![0.0f32; n * n];
-    let flops = 2.0 * (n * n * n) as f64;
-    let mut best = 0.0f64;
-    let start = Instant::now();
-    while start.elapsed().as_secs_f64() < 0.5 {
-        let t = Instant::now();
-        if fmlab_kernels::matmul(&mut c, &a, &b, n, n, n, fmlab_kernels::Threads(0)).is_err() {
-            break;
-        }
-        best = best.max(flops / t.elapsed().as_secs_f64().max(1e-9));
-    }
-    best.max(1.0)
 }
 
 fn plan_table(r: &PlanReport) -> String {

@@ -28,7 +28,7 @@ use fmlab_train::pretrain::Pretrainer;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::train_cmd::{self, Settings};
+use crate::train_cmd;
 
 #[derive(Args)]
 pub struct SpeedrunArgs {
@@ -363,7 +363,7 @@ pub fn run(args: SpeedrunArgs) -> Result<()> {
             .floor()
             .max(10.0) as u64,
     };
-    let settings = Settings {
+    let settings = fmlab_train::PretrainSettings {
         depth: Some(chosen.depth),
         seq_len: Some(args.seq_len),
         batch: Some(args.batch),
@@ -377,7 +377,7 @@ pub fn run(args: SpeedrunArgs) -> Result<()> {
         seed: Some(args.seed),
         ..Default::default()
     };
-    let (spec, pconfig) = train_cmd::resolve(&settings, manifest.vocab_size)?;
+    let (spec, pconfig) = settings.resolve(manifest.vocab_size)?;
     let run_dir = out.join("run");
     let mut pre = Pretrainer::create(&run_dir, spec, pconfig, &shards, Some(&tok_path))?;
     say(&format!(

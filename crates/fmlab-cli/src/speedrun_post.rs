@@ -13,10 +13,10 @@ use fmlab_eval::chat::{
     WorldJudge,
 };
 use fmlab_train::chat_data::{read_conversations, Skipped};
-use fmlab_train::finetune::{Data, Method, PreferenceLoss};
+use fmlab_train::finetune::{Data, FinetuneSettings, Method, NewStage, PreferenceLoss};
 use serde_json::{json, Value};
 
-use crate::finetune_cmd::{finetune, FinetuneSettings, FinetuneSummary};
+use crate::finetune_cmd::{finetune, Finetuned};
 
 /// Post-training settings of the speedrun.
 pub struct PostSettings {
@@ -106,28 +106,17 @@ fn evaluate(
     )?)
 }
 
-fn settings(s: &PostSettings, lr: f32, epochs: f64) -> FinetuneSettings {
+/// A stage's settings: `epochs` at `lr`, at most `max_steps`.
+fn settings(s: &PostSettings, lr: f32, epochs: f64, max_steps: Option<u64>) -> FinetuneSettings {
     FinetuneSettings {
         seq_len: Some(s.seq_len),
-        batch: 8,
-        grad_accum: 1,
         epochs,
-        steps: None,
+        max_steps,
         lr: Some(lr),
-        schedule: "cosine".into(),
         warmup_ratio: 0.05,
-        weight_decay: 0.0,
-        grad_clip: 1.0,
-        val_fraction: 0.05,
-        eval_every: None,
-        checkpoint_every: 0,
         keep: 1,
         seed: s.seed,
-        lora_rank: None,
-        lora_alpha: None,
-        lora_targets: Vec::new(),
-        json: true,
-        max_steps: None,
+        ..FinetuneSettings::default()
     }
 }
 
@@ -136,6 +125,54 @@ fn settings(s: &PostSettings, lr: f32, epochs: f64) -> FinetuneSettings {
 fn steps_within(s: &PostSettings, seconds: f64) -> u64 {
     let per_step = (8 * s.seq_len) as f64;
     ((0.8 * seconds * s.tokens_per_second / per_step) as u64).max(1)
+}
+
+/// The SFT model's answers to the world's training prompts, `s.k` each, judged into
+/// pairs; sampled in chunks until `deadline` (a quarter of the time left). Returns the
+/// prompts asked and the pairs.
+fn on_policy_pairs(
+    s: &PostSettings,
+    world: &Path,
+    loaded: &crate::model::Loaded,
+    deadline: Option<Instant>,
+) -> Result<(Vec<EvalItem>, Vec<fmlab_eval::chat::SampledPair>)> {
+    let template = loaded.template.as_ref().context("no chat template")?;
+    let mut prompts = crate::speedrun::read_eval(&world.join("prompts.jsonl"))?;
+    prompts.truncate(s.prompts);
+    // Sampled in chunks until the deadline (a short run asks fewer prompts); each prompt
+    // keeps its own sampler streams whichever chunk it falls in.
+    let mut pairs = Vec::new();
+    let mut asked = 0usize;
+    for chunk in prompts.chunks(250) {
+        if asked > 0 && deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        pairs.extend(preference_pairs(
+            &loaded.model,
+            &loaded.tokenizer,
+            template,
+            chunk,
+            &WorldJudge,
+            &PairConfig {
+                k: s.k,
+                sampler: fmlab_sample::SamplerConfig {
+                    temperature: 1.0,
+                    top_k: 0,
+                    top_p: 1.0,
+                    min_p: 0.0,
+                    seed: s.seed,
+                    ..Default::default()
+                },
+                max_new_tokens: 48,
+                // A right answer is preferred to "I don't know" too, not only to the worst.
+                pairing: fmlab_eval::chat::Pairing::BestVsEachLevel,
+                first_stream: (asked * s.k) as u64,
+            },
+        )?);
+        asked += chunk.len();
+    }
+    prompts.truncate(asked);
+    Ok((prompts, pairs))
 }
 
 /// Runs SFT and DPO from the pre-trained `run`, with `deadline` for the whole stage (or
@@ -172,22 +209,24 @@ pub fn post_train(
     let sft_dir = out.join("sft");
     // SFT (half of its rows replayed text, four epochs) is the longest post-training stage.
     let sft_seconds = total.map(|t| 0.55 * t);
-    let sft: FinetuneSummary = finetune(
-        base,
-        Data::Sft(seqs),
-        Some(&world.join("sft.jsonl")),
-        mix.as_ref(),
-        Method::Sft,
+    let sft_data = world.join("sft.jsonl");
+    let stage = NewStage {
+        out: &sft_dir,
+        method: Method::Sft,
+        data: Data::Sft(seqs),
         skipped,
-        &sft_dir,
-        &FinetuneSettings {
-            // The epochs asked for, or as many steps as the stage's time allows: a stage cut
-            // by its deadline would stop before its learning rate has decayed.
-            max_steps: sft_seconds.map(|t| steps_within(s, t)),
-            ..settings(s, s.sft_lr, s.sft_epochs)
-        },
-        ahead(sft_seconds),
-    )?;
+        source: Some(&sft_data),
+        mix: mix.as_ref(),
+    };
+    // The epochs asked for, or as many steps as the stage's time allows: a stage cut by its
+    // deadline would stop before its learning rate has decayed.
+    let sft_settings = settings(
+        s,
+        s.sft_lr,
+        s.sft_epochs,
+        sft_seconds.map(|t| steps_within(s, t)),
+    );
+    let sft: Finetuned = finetune(base, stage, &sft_settings, true, ahead(sft_seconds))?;
     seconds.push(("sft", t.elapsed().as_secs_f64()));
     let t = Instant::now();
     // The SFT model is loaded once: judged, then sampled for on-policy pairs.
@@ -203,43 +242,8 @@ pub fn post_train(
 
     // --- on-policy pairs from the SFT model's answers to training prompts ---
     let t = Instant::now();
-    let template = loaded.template.as_ref().context("no chat template")?;
-    let mut prompts = crate::speedrun::read_eval(&world.join("prompts.jsonl"))?;
-    prompts.truncate(s.prompts);
-    // Sampled in chunks until a quarter of the time left is spent (a short run asks fewer
-    // prompts); each prompt keeps its own sampler streams whichever chunk it falls in.
     let pairs_deadline = ahead(left().map(|t| 0.25 * t));
-    let mut pairs = Vec::new();
-    let mut asked = 0usize;
-    for chunk in prompts.chunks(250) {
-        if asked > 0 && pairs_deadline.is_some_and(|d| Instant::now() >= d) {
-            break;
-        }
-        pairs.extend(preference_pairs(
-            &loaded.model,
-            &loaded.tokenizer,
-            template,
-            chunk,
-            &WorldJudge,
-            &PairConfig {
-                k: s.k,
-                sampler: fmlab_sample::SamplerConfig {
-                    temperature: 1.0,
-                    top_k: 0,
-                    top_p: 1.0,
-                    min_p: 0.0,
-                    seed: s.seed,
-                    ..Default::default()
-                },
-                max_new_tokens: 48,
-                // A right answer is preferred to "I don't know" too, not only to the worst.
-                pairing: fmlab_eval::chat::Pairing::BestVsEachLevel,
-                first_stream: (asked * s.k) as u64,
-            },
-        )?);
-        asked += chunk.len();
-    }
-    prompts.truncate(asked);
+    let (prompts, pairs) = on_policy_pairs(s, world, &loaded, pairs_deadline)?;
     let mut lines = String::new();
     for p in &pairs {
         lines += &serde_json::to_string(p)?;
@@ -268,23 +272,25 @@ pub fn post_train(
     let data = sft_model.chat.encoder().pairs(&pairs_in)?;
     let dpo_dir = out.join("dpo");
     let dpo_seconds = left().map(|t| 0.6 * t);
-    let dpo = finetune(
-        sft_model,
-        Data::Pairs(data),
-        Some(&out.join("pairs.jsonl")),
-        None,
-        Method::Preference {
+    let pairs_file = out.join("pairs.jsonl");
+    let stage = NewStage {
+        out: &dpo_dir,
+        method: Method::Preference {
             beta: s.dpo_beta,
             loss: PreferenceLoss::Sigmoid,
         },
-        Skipped::default(),
-        &dpo_dir,
-        &FinetuneSettings {
-            max_steps: dpo_seconds.map(|t| steps_within(s, t)),
-            ..settings(s, s.dpo_lr, s.dpo_epochs)
-        },
-        ahead(dpo_seconds),
-    )?;
+        data: Data::Pairs(data),
+        skipped: Skipped::default(),
+        source: Some(&pairs_file),
+        mix: None,
+    };
+    let dpo_settings = settings(
+        s,
+        s.dpo_lr,
+        s.dpo_epochs,
+        dpo_seconds.map(|t| steps_within(s, t)),
+    );
+    let dpo = finetune(sft_model, stage, &dpo_settings, true, ahead(dpo_seconds))?;
     seconds.push(("dpo", t.elapsed().as_secs_f64()));
     let t = Instant::now();
     let dpo_eval = evaluate(&load(&dpo_dir)?, &items, s.eval_items)?;

@@ -1,18 +1,18 @@
-//! `fmlab train pretrain`: arguments and a TOML configuration merged into a model spec and a
-//! [`PretrainConfig`], the loop driven with a progress bar, Ctrl-C turned into a clean
-//! checkpoint-and-exit, and a loss-curve PNG at the end.
+//! `fmlab train pretrain`: arguments and a TOML configuration mapped into the library's
+//! [`PretrainSettings`], the loop driven (`fmlab_train::session`) with a progress bar,
+//! Ctrl-C turned into a clean checkpoint-and-exit, and a loss-curve PNG at the end. The
+//! progress bar and the loss plot of the finetuning commands are here too.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use fmlab_spec::ModelSpec;
+use fmlab_train::metrics::Metrics;
 use fmlab_train::pretrain::Pretrainer;
-use fmlab_train::{AdamWConfig, Event, Outcome, PretrainConfig, Schedule};
-use serde::Deserialize;
+use fmlab_train::{PretrainSettings, PretrainSummary, Progress, ScheduleKind};
 
 #[derive(Subcommand)]
 pub enum TrainCommand {
@@ -32,8 +32,7 @@ pub enum TrainCommand {
 }
 
 /// Every setting; the command line wins over `--config`, which wins over the defaults.
-#[derive(Args, Deserialize, Default, Clone)]
-#[serde(deny_unknown_fields)]
+#[derive(Args, Clone)]
 pub struct Settings {
     /// The depth dial: width 64·depth, heads of 128, SwiGLU, RoPE (see `fmlab_spec::from_depth`)
     /// [default: 4].
@@ -93,9 +92,38 @@ pub struct Settings {
     /// Seeds the initial weights and the order of training windows [default: 0].
     #[arg(long)]
     pub seed: Option<u64>,
-    /// A full model spec (TOML only: a `[model]` table with `fmlab_spec::ModelSpec`'s fields).
-    #[arg(skip)]
-    pub model: Option<ModelSpec>,
+}
+
+impl Settings {
+    /// The library's settings (a `[model]` table comes from a TOML file only).
+    fn library(&self) -> Result<PretrainSettings> {
+        let schedule = match &self.schedule {
+            Some(name) => Some(ScheduleKind::parse(name, &ScheduleKind::ALL)?),
+            None => None,
+        };
+        Ok(PretrainSettings {
+            depth: self.depth,
+            seq_len: self.seq_len,
+            batch: self.batch,
+            grad_accum: self.grad_accum,
+            steps: self.steps,
+            schedule,
+            lr: self.lr,
+            min_lr: self.min_lr,
+            warmup: self.warmup,
+            decay_steps: self.decay_steps,
+            weight_decay: self.weight_decay,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            grad_clip: self.grad_clip,
+            eval_every: self.eval_every,
+            eval_windows: self.eval_windows,
+            checkpoint_every: self.checkpoint_every,
+            keep: self.keep,
+            seed: self.seed,
+            model: None,
+        })
+    }
 }
 
 #[derive(Args)]
@@ -133,107 +161,6 @@ pub fn run(cmd: TrainCommand) -> Result<()> {
     }
 }
 
-fn merge(cli: Settings, file: Settings) -> Settings {
-    macro_rules! pick {
-        ($($f:ident),*) => { Settings { $($f: cli.$f.or(file.$f),)* } };
-    }
-    pick!(
-        depth,
-        seq_len,
-        batch,
-        grad_accum,
-        steps,
-        schedule,
-        lr,
-        min_lr,
-        warmup,
-        decay_steps,
-        weight_decay,
-        beta1,
-        beta2,
-        grad_clip,
-        eval_every,
-        eval_windows,
-        checkpoint_every,
-        keep,
-        seed,
-        model
-    )
-}
-
-/// The model and training configuration that settings describe, for a vocabulary.
-pub fn resolve(s: &Settings, vocab: u64) -> Result<(ModelSpec, PretrainConfig)> {
-    let seq_len = s.seq_len.unwrap_or(256);
-    if seq_len == 0 {
-        bail!("--seq-len: the sequence length must be at least 1");
-    }
-    let spec = match &s.model {
-        Some(m) => {
-            if s.depth.is_some() {
-                bail!("give either --depth or a [model] table, not both");
-            }
-            m.validate().map_err(|e| anyhow::anyhow!("[model]: {e}"))?;
-            m.clone()
-        }
-        None => fmlab_spec::from_depth(s.depth.unwrap_or(4), vocab, seq_len as u64)
-            .map_err(|e| anyhow::anyhow!("--depth: {e}"))?,
-    };
-    fmlab_nn::train::check_spec(&spec)?;
-    let batch = s.batch.unwrap_or(8);
-    let grad_accum = s.grad_accum.unwrap_or(1);
-    let per_step = (seq_len * batch * grad_accum).max(1) as u64;
-    let steps = match s.steps {
-        Some(n) => n,
-        None => {
-            let params = spec.params().total as f64;
-            ((fmlab_spec::TOKENS_PER_PARAM as f64 * params) / per_step as f64).ceil() as u64
-        }
-    }
-    .max(1);
-    let lr = s.lr.unwrap_or(3e-3);
-    let min_lr = s.min_lr.unwrap_or(lr / 10.0);
-    let warmup = s.warmup.unwrap_or((steps / 20).min(200));
-    let schedule = match s.schedule.as_deref().unwrap_or("cosine") {
-        "cosine" => Schedule::Cosine {
-            lr,
-            min_lr,
-            warmup,
-            total: steps,
-        },
-        "wsd" => Schedule::Wsd {
-            lr,
-            min_lr,
-            warmup,
-            decay: s.decay_steps.unwrap_or(steps / 5),
-            total: steps,
-        },
-        "constant" => Schedule::Constant { lr, warmup },
-        other => bail!("--schedule: {other:?} is not cosine, wsd or constant"),
-    };
-    let d = AdamWConfig::default();
-    let config = PretrainConfig {
-        seq_len,
-        batch,
-        grad_accum,
-        steps,
-        schedule,
-        adamw: AdamWConfig {
-            beta1: s.beta1.unwrap_or(d.beta1),
-            beta2: s.beta2.unwrap_or(d.beta2),
-            eps: d.eps,
-            weight_decay: s.weight_decay.unwrap_or(d.weight_decay),
-        },
-        grad_clip: s.grad_clip.unwrap_or(1.0),
-        eval_every: s.eval_every.unwrap_or((steps / 10).max(1)),
-        eval_windows: s.eval_windows.unwrap_or(16),
-        checkpoint_every: s.checkpoint_every.unwrap_or((steps / 5).max(1)),
-        keep: s.keep.unwrap_or(3),
-        seed: s.seed.unwrap_or(0),
-    };
-    config.validate(&spec)?;
-    Ok((spec, config))
-}
-
 fn pretrain(args: PretrainArgs) -> Result<()> {
     let stop = install_ctrl_c()?;
     let mut trainer = match &args.resume {
@@ -256,16 +183,16 @@ fn pretrain(args: PretrainArgs) -> Result<()> {
             let shards = args.shards.as_deref().context("--shards is required")?;
             let manifest = fmlab_data::shards::ShardManifest::read(shards)
                 .with_context(|| format!("reading the shards in {}", shards.display()))?;
-            let file = match &args.config {
+            let file: PretrainSettings = match &args.config {
                 Some(p) => {
                     let text = std::fs::read_to_string(p)
                         .with_context(|| format!("reading {}", p.display()))?;
                     toml::from_str(&text).with_context(|| format!("{}", p.display()))?
                 }
-                None => Settings::default(),
+                None => PretrainSettings::default(),
             };
-            let settings = merge(args.settings.clone(), file);
-            let (spec, config) = resolve(&settings, manifest.vocab_size)?;
+            let settings = args.settings.library()?.or(file);
+            let (spec, config) = settings.resolve(manifest.vocab_size)?;
             Pretrainer::create(&args.out, spec, config, shards, args.tokenizer.as_deref())?
         }
     };
@@ -305,23 +232,20 @@ pub fn install_ctrl_c() -> Result<Arc<AtomicBool>> {
     Ok(FLAG.get_or_init(|| stop).clone())
 }
 
-/// What a training session did (the figures `report.json` keeps).
+/// A pre-training session's summary and its loss curve (the `--json` output).
 #[derive(serde::Serialize, Debug, Clone)]
 pub struct Summary {
-    pub run: PathBuf,
-    pub checkpoint: PathBuf,
-    pub params: u64,
-    pub steps: u64,
-    pub tokens: u64,
-    pub initial_val_loss: Option<f64>,
-    pub final_val_loss: Option<f64>,
-    pub final_train_loss: Option<f64>,
-    pub tokens_per_second: f64,
-    pub mfu: f64,
-    pub peak_flops: f64,
-    pub train_seconds: f64,
-    pub interrupted: bool,
+    #[serde(flatten)]
+    pub summary: PretrainSummary,
     pub loss_plot: PathBuf,
+}
+
+impl std::ops::Deref for Summary {
+    type Target = PretrainSummary;
+
+    fn deref(&self) -> &PretrainSummary {
+        &self.summary
+    }
 }
 
 impl Summary {
@@ -346,157 +270,98 @@ impl Summary {
 /// Runs the loop with a progress bar (step, loss, tokens/s, MFU, ETA) and writes the
 /// loss curve; returns the session's summary.
 pub fn drive(t: &mut Pretrainer, stop: &AtomicBool, quiet: bool) -> Result<Summary> {
-    let spec = t.spec().clone();
-    let config = t.config().clone();
-    let peak = crate::plan::measure_cpu_flops();
-    let params = spec.params();
-    let mfu_of = |tps: f64| {
-        fmlab_scaling::mfu(
-            tps,
-            params.non_embedding as f64,
-            spec.n_layers,
-            spec.n_heads,
-            spec.head_dim,
-            config.seq_len as u64,
-            peak,
-        )
-        .unwrap_or(0.0)
-    };
-    let tty = !quiet && std::io::stderr().is_terminal();
-    let bar = progress_bar(config.steps, tty);
-    bar.set_position(t.step_count());
-    let mut initial_val = None;
-    let mut last_val = None;
-    let mut session_tokens = 0u64;
-    let mut session_seconds = 0.0;
-    let mut last_print = std::time::Instant::now();
-    let mut last_ckpt = None;
-    let total = config.steps;
-    let outcome = t.run(stop, &mut |e| match e {
-        Event::Step(m) => {
-            session_tokens += config.tokens_per_step();
-            session_seconds += config.tokens_per_step() as f64 / m.tokens_per_second;
-            let tps = session_tokens as f64 / session_seconds.max(1e-9);
-            bar.set_position(m.step);
-            bar.set_message(format!(
-                "loss {:.4} lr {:.2e} {:.0} tok/s MFU {:.1}%",
-                m.loss,
-                m.lr,
-                tps,
-                100.0 * mfu_of(tps)
-            ));
-            // Without a terminal, a line every ~10 s so logs show progress.
-            if !tty && !quiet && last_print.elapsed().as_secs_f64() > 10.0 {
-                last_print = std::time::Instant::now();
-                eprintln!(
-                    "step {}/{total} loss {:.4} {:.0} tok/s",
-                    m.step, m.loss, tps
-                );
-            }
-        }
-        Event::Eval { step, val_loss } => {
-            if step == 0 {
-                initial_val = Some(val_loss);
-            }
-            last_val = Some(val_loss);
-            if !quiet {
-                bar.println(format!("step {step}: val loss {val_loss:.4}"));
-            }
-        }
-        Event::Checkpoint { dir, .. } => {
-            last_ckpt = Some(dir);
-        }
-    })?;
-    bar.finish_and_clear();
-    fmlab_nn::train::release_buffers();
-    let run = t.run_dir().to_path_buf();
-    let metrics = read_metrics(&run)?;
-    if initial_val.is_none() {
-        initial_val = metrics.val.first().map(|p| p.1);
-    }
-    let loss_plot = run.join("loss.png");
-    plot_losses(&metrics, &loss_plot, "pre-training")?;
-    let tps = session_tokens as f64 / session_seconds.max(1e-9);
-    let checkpoint = match last_ckpt {
-        Some(d) => d,
-        None => fmlab_train::checkpoint::list(&run)
-            .last()
-            .map(|c| c.1.clone())
-            .context("the run has no checkpoint")?,
-    };
-    Ok(Summary {
-        run,
-        checkpoint,
-        params: params.total,
-        steps: t.step_count(),
-        tokens: t.step_count() * config.tokens_per_step(),
-        initial_val_loss: initial_val,
-        final_val_loss: last_val.or(metrics.val.last().map(|p| p.1)),
-        final_train_loss: metrics.train.last().map(|p| p.1),
-        tokens_per_second: tps,
-        mfu: mfu_of(tps),
-        peak_flops: peak,
-        train_seconds: session_seconds,
-        interrupted: outcome == Outcome::Interrupted,
-        loss_plot,
-    })
+    let peak = fmlab_kernels::measure_peak_flops();
+    let mut bar = Bar::new(quiet, None);
+    let summary = fmlab_train::session::pretrain(t, stop, peak, &mut |p| bar.on(p));
+    bar.finish();
+    let summary = summary?;
+    let loss_plot = plot(&summary.run, "pre-training")?;
+    Ok(Summary { summary, loss_plot })
 }
 
-/// A step bar on a terminal (`tty`), a hidden one otherwise.
-pub fn progress_bar(steps: u64, tty: bool) -> indicatif::ProgressBar {
-    let bar = if tty {
-        indicatif::ProgressBar::new(steps)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} step {pos}/{len} {msg} ETA {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar
+/// A step bar on a terminal, a line every ~10 s without one (so that logs show progress),
+/// validation losses printed unless `quiet`. `stage` names a finetuning stage (pre-training:
+/// none, and its figures add MFU).
+pub struct Bar {
+    bar: indicatif::ProgressBar,
+    tty: bool,
+    quiet: bool,
+    stage: Option<&'static str>,
+    last_print: std::time::Instant,
 }
 
-/// Train and validation losses by tokens seen, and the learning rate by step.
-pub struct Metrics {
-    pub train: Vec<(f64, f64)>,
-    pub val: Vec<(f64, f64)>,
-    pub lr: Vec<(f64, f64)>,
-    pub tokens_per_step: f64,
-}
-
-pub fn read_metrics(run: &Path) -> Result<Metrics> {
-    let path = run.join("metrics.jsonl");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let mut m = Metrics {
-        train: Vec::new(),
-        val: Vec::new(),
-        lr: Vec::new(),
-        tokens_per_step: 0.0,
-    };
-    for line in text.lines() {
-        let v: serde_json::Value = serde_json::from_str(line)
-            .with_context(|| format!("{}: a line is not JSON", path.display()))?;
-        let step = v["step"].as_f64().unwrap_or(0.0);
-        if let (Some(loss), Some(tokens)) = (v["loss"].as_f64(), v["tokens"].as_f64()) {
-            m.train.push((step, loss));
-            if step > 0.0 {
-                m.tokens_per_step = tokens / step;
-            }
-            if let Some(lr) = v["lr"].as_f64() {
-                m.lr.push((step, lr));
-            }
-        }
-        if let Some(val) = v["val_loss"].as_f64() {
-            m.val.push((step, val));
+impl Bar {
+    pub fn new(quiet: bool, stage: Option<&'static str>) -> Self {
+        let tty = !quiet && std::io::stderr().is_terminal();
+        let bar = if tty {
+            indicatif::ProgressBar::new(0)
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} step {pos}/{len} {msg} ETA {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Self {
+            bar,
+            tty,
+            quiet,
+            stage,
+            last_print: std::time::Instant::now(),
         }
     }
-    Ok(m)
+
+    pub fn on(&mut self, p: Progress) {
+        match p {
+            Progress::Start { step, total } => {
+                self.bar.set_length(total);
+                if self.stage.is_none() {
+                    self.bar.set_position(step);
+                }
+            }
+            Progress::Step {
+                step,
+                total,
+                loss,
+                lr,
+                tokens_per_second: tps,
+                mfu,
+            } => {
+                self.bar.set_position(step);
+                let mut msg = format!("loss {loss:.4} lr {lr:.2e} {tps:.0} tok/s");
+                if let Some(mfu) = mfu {
+                    msg += &format!(" MFU {:.1}%", 100.0 * mfu);
+                }
+                self.bar.set_message(msg);
+                if !self.tty && !self.quiet && self.last_print.elapsed().as_secs_f64() > 10.0 {
+                    self.last_print = std::time::Instant::now();
+                    match self.stage {
+                        Some(stage) => eprintln!("{stage} step {step}/{total} loss {loss:.4}"),
+                        None => eprintln!("step {step}/{total} loss {loss:.4} {tps:.0} tok/s"),
+                    }
+                }
+            }
+            Progress::Eval { step, val_loss } => {
+                if !self.quiet {
+                    self.bar
+                        .println(format!("step {step}: val loss {val_loss:.4}"));
+                }
+            }
+        }
+    }
+
+    pub fn finish(self) {
+        self.bar.finish_and_clear();
+    }
 }
 
-pub fn plot_losses(m: &Metrics, path: &Path, title: &str) -> Result<()> {
+/// Draws `run`'s losses and learning rate into `run/loss.png` (nothing without points);
+/// returns the path.
+pub fn plot(run: &Path, title: &str) -> Result<PathBuf> {
+    let path = run.join("loss.png");
+    let m: Metrics = fmlab_train::metrics::read(run)?;
     if m.train.is_empty() && m.val.is_empty() {
-        return Ok(());
+        return Ok(path);
     }
     crate::plot::PanelPlot {
         title,
@@ -512,5 +377,6 @@ pub fn plot_losses(m: &Metrics, path: &Path, title: &str) -> Result<()> {
             ),
         ],
     }
-    .write_png(path)
+    .write_png(&path)?;
+    Ok(path)
 }

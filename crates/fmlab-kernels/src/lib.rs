@@ -10,12 +10,14 @@
 
 mod matrix;
 mod ops;
+mod peak;
 mod q8;
 mod quant;
 mod simd;
 
 pub use matrix::{Matrix, MatrixData};
 pub use ops::*;
+pub use peak::measure_peak_flops;
 pub use q8::{
     dot_quantized, dot_quantized_portable, quantize_activations, quantize_activations_for,
     ActivationFormat, DotOrder, QuantizedRow,

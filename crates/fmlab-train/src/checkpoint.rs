@@ -18,9 +18,8 @@ use fmlab_spec::ModelSpec;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::finetune::{BaseRef, LoraConfig};
-use crate::pretrain::PretrainConfig;
-use crate::{AdamW, Error, Result};
+use crate::finetune::{BaseRef, LoraConfig, Stage};
+use crate::{AdamW, Error, LoopConfig, Result};
 
 pub const FORMAT: &str = "fmlab-checkpoint-1";
 const MODEL_FILE: &str = "model.safetensors";
@@ -41,7 +40,7 @@ pub struct Manifest {
     /// Optimizer steps taken.
     pub step: u64,
     pub spec: ModelSpec,
-    pub config: PretrainConfig,
+    pub config: LoopConfig,
     /// Where the next training window comes from. Training draws no other random numbers
     /// (no dropout): with the seed in `config`, this is the whole random state.
     pub cursor: Cursor,
@@ -55,9 +54,9 @@ pub struct Manifest {
     pub tokenizer: Option<FileEntry>,
     #[serde(default)]
     pub files: Vec<FileEntry>,
-    /// "sft" or "preference" for finetuning runs (absent for pre-training).
+    /// The stage of a finetuning run (absent for pre-training).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stage: Option<String>,
+    pub stage: Option<Stage>,
     /// Set when the checkpoint holds LoRA adapters rather than the model's weights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lora: Option<LoraConfig>,
@@ -310,7 +309,7 @@ pub fn load(dir: &Path, optimizer: bool) -> Result<Checkpoint> {
                 .weights
         }
         // A reward model: the backbone and its score head.
-        None if manifest.stage.as_deref() == Some("reward") => Weights::<f32>::from_descs(
+        None if manifest.stage == Some(Stage::Reward) => Weights::<f32>::from_descs(
             fmlab_nn::plan::tensors_with(&manifest.spec, fmlab_nn::plan::Head::Score),
         )?,
         None => Weights::<f32>::zeros(&manifest.spec)?,

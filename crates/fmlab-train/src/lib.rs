@@ -9,21 +9,33 @@
 //!   exact resumption;
 //! - [`finetune::Finetuner`]: supervised and preference finetuning (DPO, IPO, hinge,
 //!   SimPO) on full weights or LoRA adapters, over [`chat_data`]'s masked, packed rows;
-//! - [`checkpoint`]: checkpoints written atomically and verified on load.
+//! - [`checkpoint`]: checkpoints written atomically and verified on load;
+//! - [`settings`] and [`finetune::setup`]: what a caller gives (flags, a TOML file, the
+//!   speedrun) resolved into a run's configuration with the defaults filled in;
+//! - [`session`]: a run driven to its end with a [`Progress`] callback, returning a typed
+//!   summary; [`metrics`]: the one reader of a run's `metrics.jsonl`.
 
 pub mod chat_data;
 pub mod checkpoint;
 mod driver;
 pub mod export;
 pub mod finetune;
+pub mod metrics;
 pub mod models;
 mod optim;
 pub mod pretrain;
+mod run_state;
 mod schedule;
+pub mod session;
+pub mod settings;
 
+pub use driver::{Event, LoopConfig, Outcome, StepMetrics};
 pub use optim::{clip_grad_norm, AdamW, AdamWConfig};
-pub use pretrain::{Event, Outcome, PretrainConfig, Pretrainer, StepMetrics};
+pub use pretrain::Pretrainer;
+pub use run_state::Resumed;
 pub use schedule::Schedule;
+pub use session::{FinetuneSummary, PretrainSummary, Progress};
+pub use settings::{PretrainSettings, ScheduleKind};
 
 use std::path::PathBuf;
 
@@ -47,6 +59,14 @@ pub enum Error {
     },
     #[error("JSON: {0}")]
     Json(serde_json::Error),
+    /// A refusal whose text is the whole message (a setting out of range, a run resumed
+    /// with the wrong command).
+    #[error("{0}")]
+    Message(String),
+    /// What was being done when `inner` happened ("resuming RUN", "creating the run in
+    /// DIR").
+    #[error("{what}: {inner}")]
+    Context { what: String, inner: Box<Error> },
     #[error(transparent)]
     Model(#[from] fmlab_nn::Error),
     #[error(transparent)]
@@ -58,6 +78,14 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
+    /// This error, said to have happened while doing `what`.
+    pub(crate) fn during(self, what: String) -> Self {
+        Error::Context {
+            what,
+            inner: Box::new(self),
+        }
+    }
+
     pub(crate) fn io(path: &std::path::Path, error: std::io::Error) -> Self {
         Error::Io {
             path: path.to_path_buf(),

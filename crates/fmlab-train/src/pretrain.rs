@@ -12,7 +12,6 @@
 //!
 //! The loop never prints: it reports [`Event`]s to the caller, which draws progress.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
@@ -22,74 +21,16 @@ use fmlab_nn::train::{loss_and_grad, Weights};
 use fmlab_spec::ModelSpec;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{self, Checkpoint, FileEntry, Manifest};
-use crate::{clip_grad_norm, AdamW, AdamWConfig, Error, Result, Schedule};
-
-/// How a run trains. Stored in `run.json` and in every checkpoint.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PretrainConfig {
-    /// Tokens per training sequence.
-    pub seq_len: usize,
-    /// Sequences per micro-batch.
-    pub batch: usize,
-    /// Micro-batches per optimizer step (gradients averaged over them).
-    pub grad_accum: usize,
-    /// Optimizer steps in the run.
-    pub steps: u64,
-    pub schedule: Schedule,
-    pub adamw: AdamWConfig,
-    /// Global gradient-norm clip; 0 turns clipping off.
-    pub grad_clip: f32,
-    /// Validation loss every this many steps (and at the start and the end); 0: only then.
-    pub eval_every: u64,
-    /// Validation windows (of `seq_len + 1` tokens) per evaluation.
-    pub eval_windows: usize,
-    /// A checkpoint every this many steps (and at the end); 0: only at the end.
-    pub checkpoint_every: u64,
-    /// Checkpoints kept (the newest).
-    pub keep: usize,
-    /// Seeds the initial weights and the order of training windows.
-    pub seed: u64,
-}
-
-impl PretrainConfig {
-    /// Tokens per optimizer step.
-    pub fn tokens_per_step(&self) -> u64 {
-        (self.seq_len * self.batch * self.grad_accum) as u64
-    }
-
-    pub fn validate(&self, spec: &ModelSpec) -> Result<()> {
-        let bad = |m: String| Err(Error::Config(m));
-        if self.seq_len == 0 || self.batch == 0 || self.grad_accum == 0 {
-            return bad(format!(
-                "sequence length ({}), batch ({}) and accumulation ({}) must be at least 1",
-                self.seq_len, self.batch, self.grad_accum
-            ));
-        }
-        if self.seq_len as u64 > spec.context_length {
-            return bad(format!(
-                "sequence length {} exceeds the model's context of {}",
-                self.seq_len, spec.context_length
-            ));
-        }
-        if self.steps == 0 {
-            return bad("steps must be at least 1".into());
-        }
-        if !(self.grad_clip.is_finite() && self.grad_clip >= 0.0) {
-            return bad(format!("gradient clip must be ≥ 0, got {}", self.grad_clip));
-        }
-        self.schedule.validate()?;
-        AdamW::new(self.adamw, &[], &[])?;
-        Ok(())
-    }
-}
+use crate::checkpoint::{self, Checkpoint, FileEntry};
+use crate::run_state::{copy_tokenizer, optimizer_step, ManifestParts, Resumed, RunState};
+use crate::{AdamW, AdamWConfig, Error, Event, LoopConfig, Outcome, Result, StepMetrics};
 
 /// `run.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunFile {
     pub format: String,
     pub spec: ModelSpec,
-    pub config: PretrainConfig,
+    pub config: LoopConfig,
     /// The token shards (as given, made absolute).
     pub shards: PathBuf,
     pub tokenizer: Option<FileEntry>,
@@ -97,60 +38,15 @@ pub struct RunFile {
 
 const RUN_FORMAT: &str = "fmlab-run-1";
 
-/// One optimizer step's figures.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct StepMetrics {
-    pub step: u64,
-    pub loss: f64,
-    pub lr: f32,
-    pub grad_norm: f32,
-    /// Training tokens consumed so far.
-    pub tokens: u64,
-    pub tokens_per_second: f64,
-    pub train_seconds: f64,
-}
-
-/// What the loop reports as it goes.
-#[derive(Debug, Clone)]
-pub enum Event {
-    Step(StepMetrics),
-    Eval { step: u64, val_loss: f64 },
-    Checkpoint { step: u64, dir: PathBuf },
-}
-
-/// How a call to [`Pretrainer::run`] ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// All configured steps are done (the final checkpoint is written).
-    Finished,
-    /// The stop flag was raised; a checkpoint of the last step is written.
-    Interrupted,
-}
-
-/// Where a resumed run picked up.
-#[derive(Debug)]
-pub struct Resumed {
-    pub step: u64,
-    pub dir: PathBuf,
-    /// Newer checkpoints that failed verification, and why.
-    pub skipped: Vec<(PathBuf, Error)>,
-}
-
 /// A pre-training run in progress.
 pub struct Pretrainer {
-    run: PathBuf,
+    state: RunState,
     pub file: RunFile,
     weights: Weights<f32>,
     grads: Weights<f32>,
     optimizer: AdamW,
     train: Windows,
     val: Vec<Vec<u32>>,
-    step: u64,
-    tokens: u64,
-    train_seconds: f64,
-    last_loss: Option<f64>,
-    last_val: Option<f64>,
-    metrics: std::fs::File,
 }
 
 fn optimizer_for(weights: &mut Weights<f32>, config: AdamWConfig) -> Result<AdamW> {
@@ -183,7 +79,7 @@ impl Pretrainer {
     pub fn create(
         run: &Path,
         spec: ModelSpec,
-        config: PretrainConfig,
+        config: LoopConfig,
         shards: &Path,
         tokenizer: Option<&Path>,
     ) -> Result<Self> {
@@ -203,16 +99,10 @@ impl Pretrainer {
         }
         std::fs::create_dir_all(run).map_err(|e| Error::io(run, e))?;
         let tokenizer = match tokenizer {
-            Some(path) => {
-                let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-                let name = "tokenizer.json".to_string();
-                fmlab_formats::write_atomically(&run.join(&name), &bytes)?;
-                Some(FileEntry {
-                    name,
-                    bytes: bytes.len() as u64,
-                    sha256: format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&bytes)),
-                })
-            }
+            Some(path) => Some(copy_tokenizer(
+                run,
+                &std::fs::read(path).map_err(|e| Error::io(path, e))?,
+            )?),
             None => None,
         };
         let shards = std::path::absolute(shards).map_err(|e| Error::io(shards, e))?;
@@ -223,7 +113,6 @@ impl Pretrainer {
             shards,
             tokenizer,
         };
-        let json = serde_json::to_vec_pretty(&file).map_err(Error::Json)?;
         let mut weights = Weights::<f32>::init(&spec, config.seed)?;
         let optimizer = optimizer_for(&mut weights, config.adamw)?;
         let train = Windows::open(
@@ -234,27 +123,15 @@ impl Pretrainer {
             Cursor::default(),
         )?;
         let val = val_windows(&file.shards, config.seq_len, config.eval_windows)?;
-        fmlab_formats::write_atomically(&run.join("run.json"), &json)?;
-        let metrics_path = run.join("metrics.jsonl");
-        fmlab_formats::write_atomically(&metrics_path, b"")?;
-        let metrics = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&metrics_path)
-            .map_err(|e| Error::io(&metrics_path, e))?;
+        let state = RunState::create(run, &file)?;
         Ok(Self {
-            run: run.to_path_buf(),
+            state,
             grads: Weights::zeros(&spec)?,
             file,
             weights,
             optimizer,
             train,
             val,
-            step: 0,
-            tokens: 0,
-            train_seconds: 0.0,
-            last_loss: None,
-            last_val: None,
-            metrics,
         })
     }
 
@@ -293,7 +170,7 @@ impl Pretrainer {
         let c = &file.config;
         let train = Windows::open(&file.shards, "train", c.seq_len, c.seed, manifest.cursor)?;
         let val = val_windows(&file.shards, c.seq_len, c.eval_windows)?;
-        let metrics = checkpoint::metrics_until(run, manifest.step)?;
+        let state = RunState::resume(run, &manifest)?;
         let resumed = Resumed {
             step: manifest.step,
             dir,
@@ -301,26 +178,20 @@ impl Pretrainer {
         };
         Ok((
             Self {
-                run: run.to_path_buf(),
+                state,
                 grads: Weights::zeros(&file.spec)?,
                 file,
                 weights,
                 optimizer,
                 train,
                 val,
-                step: manifest.step,
-                tokens: manifest.tokens,
-                train_seconds: manifest.train_seconds,
-                last_loss: manifest.train_loss,
-                last_val: manifest.val_loss,
-                metrics,
             },
             resumed,
         ))
     }
 
     pub fn step_count(&self) -> u64 {
-        self.step
+        self.state.step
     }
 
     pub fn weights(&self) -> &Weights<f32> {
@@ -331,12 +202,12 @@ impl Pretrainer {
         &self.file.spec
     }
 
-    pub fn config(&self) -> &PretrainConfig {
+    pub fn config(&self) -> &LoopConfig {
         &self.file.config
     }
 
     pub fn run_dir(&self) -> &Path {
-        &self.run
+        &self.state.dir
     }
 
     /// The fixed validation windows (`seq_len + 1` tokens each).
@@ -347,11 +218,6 @@ impl Pretrainer {
     /// Whether there is a validation split to evaluate on.
     pub fn has_validation(&self) -> bool {
         !self.val.is_empty()
-    }
-
-    fn log(&mut self, line: &serde_json::Value) -> Result<()> {
-        let path = self.run.join("metrics.jsonl");
-        writeln!(self.metrics, "{line}").map_err(|e| Error::io(&path, e))
     }
 
     /// Mean validation loss (nats per token) over the fixed validation windows; `None`
@@ -396,62 +262,40 @@ impl Pretrainer {
             )? as f64;
         }
         loss /= c.grad_accum as f64;
-        if !loss.is_finite() {
-            return Err(Error::Diverged {
-                step: self.step + 1,
-                loss,
-            });
-        }
-        if c.grad_accum > 1 {
-            let s = 1.0 / c.grad_accum as f32;
-            self.grads.as_mut_slice().iter_mut().for_each(|x| *x *= s);
-        }
-        let mut grads: Vec<&mut [f32]> = self
-            .grads
-            .tensors_mut()
-            .into_iter()
-            .map(|(t, _)| t)
-            .collect();
-        // Clipping off still measures the norm (for the metrics).
-        let max_norm = if c.grad_clip > 0.0 {
-            c.grad_clip
-        } else {
-            f32::INFINITY
-        };
-        let grad_norm = clip_grad_norm(&mut grads, max_norm);
-        let lr = c.schedule.lr(self.step);
-        let grad_refs: Vec<&[f32]> = grads.iter().map(|g| &**g).collect();
-        let mut params: Vec<&mut [f32]> = self
-            .weights
-            .tensors_mut()
-            .into_iter()
-            .map(|(t, _)| t)
-            .collect();
-        self.optimizer.step(lr, &mut params, &grad_refs)?;
-        self.step += 1;
-        self.tokens += c.tokens_per_step();
+        let st = &mut self.state;
+        let (grad_norm, lr) = optimizer_step(
+            &c,
+            st.step,
+            loss,
+            &mut self.grads,
+            &mut self.weights,
+            &mut self.optimizer,
+        )?;
+        st.step += 1;
+        st.tokens += c.tokens_per_step();
         let seconds = start.elapsed().as_secs_f64();
-        self.train_seconds += seconds;
-        self.last_loss = Some(loss);
+        st.train_seconds += seconds;
+        st.last_loss = Some(loss);
         let m = StepMetrics {
-            step: self.step,
+            step: st.step,
             loss,
             lr,
             grad_norm,
-            tokens: self.tokens,
+            tokens: st.tokens,
             tokens_per_second: c.tokens_per_step() as f64 / seconds.max(1e-9),
-            train_seconds: self.train_seconds,
+            train_seconds: st.train_seconds,
         };
-        self.log(&serde_json::to_value(m).map_err(Error::Json)?)?;
+        st.log(&serde_json::to_value(m).map_err(Error::Json)?)?;
         Ok(m)
     }
 
     /// Evaluates, logs and reports the validation loss.
     fn eval_event(&mut self, on: &mut dyn FnMut(Event)) -> Result<()> {
         if let Some(val_loss) = self.evaluate()? {
-            self.last_val = Some(val_loss);
-            let step = self.step;
-            self.log(&serde_json::json!({ "step": step, "val_loss": val_loss }))?;
+            self.state.last_val = Some(val_loss);
+            let step = self.state.step;
+            self.state
+                .log(&serde_json::json!({ "step": step, "val_loss": val_loss }))?;
             on(Event::Eval { step, val_loss });
         }
         Ok(())
@@ -459,25 +303,18 @@ impl Pretrainer {
 
     /// Writes a checkpoint of the current step.
     pub fn checkpoint(&mut self) -> Result<PathBuf> {
-        let manifest = Manifest {
-            format: checkpoint::FORMAT.into(),
-            step: self.step,
-            spec: self.file.spec.clone(),
-            config: self.file.config.clone(),
+        let manifest = self.state.manifest(ManifestParts {
+            spec: &self.file.spec,
+            config: &self.file.config,
             cursor: self.train.cursor(),
-            tokens: self.tokens,
-            train_seconds: self.train_seconds,
-            train_loss: self.last_loss,
-            val_loss: self.last_val,
-            tokenizer: self.file.tokenizer.clone(),
-            files: Vec::new(),
+            tokenizer: &self.file.tokenizer,
             stage: None,
             lora: None,
             base: None,
-        };
+        });
         let keep = self.file.config.keep.max(1);
         checkpoint::save(
-            &self.run,
+            &self.state.dir,
             &manifest,
             &mut self.weights,
             &self.optimizer,
@@ -494,11 +331,11 @@ impl Pretrainer {
 
 impl crate::driver::Loop for Pretrainer {
     fn run_dir(&self) -> &Path {
-        &self.run
+        &self.state.dir
     }
 
     fn steps_done(&self) -> u64 {
-        self.step
+        self.state.step
     }
 
     fn cadence(&self) -> (u64, u64, u64) {

@@ -10,7 +10,7 @@ use fmlab_train::chat_data::{read_conversations, read_pairs, read_texts, ChatEnc
 use fmlab_train::finetune::{
     prepare, Base, BaseRef, Data, FinetuneConfig, Finetuner, LoraConfig, Method, PreferenceLoss,
 };
-use fmlab_train::{AdamWConfig, PretrainConfig, Schedule};
+use fmlab_train::{AdamWConfig, LoopConfig, Schedule};
 
 use super::{scratch, tiny};
 
@@ -29,8 +29,8 @@ fn write(path: &Path, lines: &[&str]) {
     std::fs::write(path, lines.join("\n")).unwrap();
 }
 
-fn optim(steps: u64, lr: f32) -> PretrainConfig {
-    PretrainConfig {
+fn optim(steps: u64, lr: f32) -> LoopConfig {
+    LoopConfig {
         seq_len: 64,
         batch: 2,
         grad_accum: 1,
@@ -170,7 +170,7 @@ fn sft_learns_the_answers_and_skips_bad_records() {
         );
         // The checkpoint loads back (adapters for LoRA).
         let (c, _) = fmlab_train::checkpoint::latest(&run, false).unwrap();
-        assert_eq!(c.manifest.stage.as_deref(), Some("sft"));
+        assert_eq!(c.manifest.stage, Some(fmlab_train::finetune::Stage::Sft));
         assert_eq!(c.manifest.lora, lora);
     }
     write(&path, &["nope", r#"{"messages": []}"#]);

@@ -10,7 +10,7 @@ use fmlab_data::shards::ShardWriter;
 use fmlab_nn::train::{loss_and_grad, Weights};
 use fmlab_train::checkpoint;
 use fmlab_train::pretrain::Pretrainer;
-use fmlab_train::{AdamW, AdamWConfig, Event, Outcome, PretrainConfig, Schedule};
+use fmlab_train::{AdamW, AdamWConfig, Event, LoopConfig, Outcome, Schedule};
 
 mod finetune;
 mod hf;
@@ -83,8 +83,8 @@ fn write_shards(dir: &Path, vocab: u64) {
     w.finish().unwrap();
 }
 
-fn config(steps: u64) -> PretrainConfig {
-    PretrainConfig {
+fn config(steps: u64) -> LoopConfig {
+    LoopConfig {
         seq_len: 16,
         batch: 4,
         grad_accum: 2,
@@ -261,9 +261,9 @@ fn bad_configurations_are_errors() {
     let dir = scratch("bad");
     let shards = dir.join("shards");
     write_shards(&shards, 48);
-    let cases: Vec<(PretrainConfig, fmlab_spec::ModelSpec, &str)> = vec![
+    let cases: Vec<(LoopConfig, fmlab_spec::ModelSpec, &str)> = vec![
         (
-            PretrainConfig {
+            LoopConfig {
                 seq_len: 0,
                 ..config(5)
             },
@@ -271,7 +271,7 @@ fn bad_configurations_are_errors() {
             "sequence length",
         ),
         (
-            PretrainConfig {
+            LoopConfig {
                 seq_len: 64,
                 ..config(5)
             },
@@ -279,7 +279,7 @@ fn bad_configurations_are_errors() {
             "exceeds the model's context",
         ),
         (
-            PretrainConfig {
+            LoopConfig {
                 steps: 0,
                 ..config(5)
             },
@@ -287,7 +287,7 @@ fn bad_configurations_are_errors() {
             "steps",
         ),
         (
-            PretrainConfig {
+            LoopConfig {
                 grad_clip: f32::NAN,
                 ..config(5)
             },

@@ -1,0 +1,235 @@
+//! A training session from a caller's side: the loop driven to its end or a stop request,
+//! progress reported through a callback ([`Progress`]), and what the session did returned
+//! as a summary — validation losses first and last, throughput and MFU (pre-training),
+//! the checkpoint written, the reward statistics (preference and reward runs).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::chat_data::Skipped;
+use crate::finetune::{Finetuner, RecordCounts, RewardStats, Stage};
+use crate::{checkpoint, metrics, Error, Event, Outcome, Pretrainer, Result};
+
+/// What a session reports as it goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress {
+    /// Before the first step: where the run stands.
+    Start { step: u64, total: u64 },
+    /// After each optimizer step. Pre-training reports tokens per second over the session
+    /// so far and the MFU they make; finetuning the step's own tokens per second.
+    Step {
+        step: u64,
+        total: u64,
+        loss: f64,
+        lr: f32,
+        tokens_per_second: f64,
+        mfu: Option<f64>,
+    },
+    /// A validation loss.
+    Eval { step: u64, val_loss: f64 },
+}
+
+/// What a pre-training session did (the figures `report.json` keeps).
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct PretrainSummary {
+    pub run: PathBuf,
+    pub checkpoint: PathBuf,
+    pub params: u64,
+    pub steps: u64,
+    pub tokens: u64,
+    pub initial_val_loss: Option<f64>,
+    pub final_val_loss: Option<f64>,
+    pub final_train_loss: Option<f64>,
+    pub tokens_per_second: f64,
+    pub mfu: f64,
+    pub peak_flops: f64,
+    pub train_seconds: f64,
+    pub interrupted: bool,
+}
+
+/// Trains `t` until its steps are done or `stop` is raised; `peak_flops` (this machine's,
+/// measured) turns throughput into MFU.
+pub fn pretrain(
+    t: &mut Pretrainer,
+    stop: &AtomicBool,
+    peak_flops: f64,
+    on: &mut dyn FnMut(Progress),
+) -> Result<PretrainSummary> {
+    let spec = t.spec().clone();
+    let config = t.config().clone();
+    let params = spec.params();
+    let mfu_of = |tps: f64| {
+        fmlab_scaling::mfu(
+            tps,
+            params.non_embedding as f64,
+            spec.n_layers,
+            spec.n_heads,
+            spec.head_dim,
+            config.seq_len as u64,
+            peak_flops,
+        )
+        .unwrap_or(0.0)
+    };
+    let total = config.steps;
+    on(Progress::Start {
+        step: t.step_count(),
+        total,
+    });
+    let (mut initial_val, mut last_val, mut last_ckpt) = (None, None, None);
+    let mut session_tokens = 0u64;
+    let mut session_seconds = 0.0;
+    let outcome = t.run(stop, &mut |e| match e {
+        Event::Step(m) => {
+            session_tokens += config.tokens_per_step();
+            session_seconds += config.tokens_per_step() as f64 / m.tokens_per_second;
+            let tps = session_tokens as f64 / session_seconds.max(1e-9);
+            on(Progress::Step {
+                step: m.step,
+                total,
+                loss: m.loss,
+                lr: m.lr,
+                tokens_per_second: tps,
+                mfu: Some(mfu_of(tps)),
+            });
+        }
+        Event::Eval { step, val_loss } => {
+            if step == 0 {
+                initial_val = Some(val_loss);
+            }
+            last_val = Some(val_loss);
+            on(Progress::Eval { step, val_loss });
+        }
+        Event::Checkpoint { dir, .. } => last_ckpt = Some(dir),
+    })?;
+    fmlab_nn::train::release_buffers();
+    let run = t.run_dir().to_path_buf();
+    let metrics = metrics::read(&run)?;
+    let tps = session_tokens as f64 / session_seconds.max(1e-9);
+    let checkpoint = match last_ckpt {
+        Some(d) => d,
+        None => checkpoint::list(&run)
+            .last()
+            .map(|c| c.1.clone())
+            .ok_or_else(|| Error::Message("the run has no checkpoint".into()))?,
+    };
+    Ok(PretrainSummary {
+        run,
+        checkpoint,
+        params: params.total,
+        steps: t.step_count(),
+        tokens: t.step_count() * config.tokens_per_step(),
+        // A resumed run evaluated its start in an earlier session.
+        initial_val_loss: initial_val.or(metrics.val.first().map(|p| p.1)),
+        final_val_loss: last_val.or(metrics.val.last().map(|p| p.1)),
+        final_train_loss: metrics.train.last().map(|p| p.1),
+        tokens_per_second: tps,
+        mfu: mfu_of(tps),
+        peak_flops,
+        train_seconds: session_seconds,
+        interrupted: outcome == Outcome::Interrupted,
+    })
+}
+
+/// What a finetuning session did.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct FinetuneSummary {
+    pub run: PathBuf,
+    pub checkpoint: PathBuf,
+    pub stage: Stage,
+    pub steps: u64,
+    pub train_records: usize,
+    pub val_records: usize,
+    pub skipped: Skipped,
+    pub skipped_too_long: usize,
+    pub initial_val_loss: Option<f64>,
+    pub final_val_loss: Option<f64>,
+    pub first_train_loss: Option<f64>,
+    pub final_train_loss: Option<f64>,
+    /// The last step's preference metrics (a reward model's: its rewards, not β-scaled
+    /// log-ratios).
+    pub rewards: Option<RewardStats>,
+    /// The same on the held-out pairs at the last evaluation (a reward model's pairwise
+    /// accuracy is `val_rewards.accuracy`).
+    pub val_rewards: Option<RewardStats>,
+    pub train_seconds: f64,
+    pub interrupted: bool,
+}
+
+/// A finetuning run ready to train, with what its summary reports about its records.
+pub struct FinetuneSession {
+    pub finetuner: Finetuner,
+    pub skipped: Skipped,
+    pub counts: RecordCounts,
+}
+
+impl FinetuneSession {
+    /// Trains until the steps are done, `stop` is raised or `deadline` has passed (checked
+    /// after each step).
+    pub fn run(
+        mut self,
+        stop: &AtomicBool,
+        deadline: Option<Instant>,
+        on: &mut dyn FnMut(Progress),
+    ) -> Result<FinetuneSummary> {
+        let ft = &mut self.finetuner;
+        let total = ft.file.config.optim.steps;
+        on(Progress::Start {
+            step: ft.step_count(),
+            total,
+        });
+        let (mut initial_val, mut last_val, mut last_ckpt) = (None, None, None);
+        let started = Instant::now();
+        // The loop polls one flag: raised after a step when `stop` was raised or the
+        // deadline has passed.
+        let local = AtomicBool::new(stop.load(Ordering::Relaxed));
+        let outcome = ft.run(&local, &mut |e| match e {
+            Event::Step(m) => {
+                on(Progress::Step {
+                    step: m.step,
+                    total,
+                    loss: m.loss,
+                    lr: m.lr,
+                    tokens_per_second: m.tokens_per_second,
+                    mfu: None,
+                });
+                if deadline.is_some_and(|d| Instant::now() >= d) || stop.load(Ordering::Relaxed) {
+                    local.store(true, Ordering::Relaxed);
+                }
+            }
+            Event::Eval { step, val_loss } => {
+                if step == 0 {
+                    initial_val = Some(val_loss);
+                }
+                last_val = Some(val_loss);
+                on(Progress::Eval { step, val_loss });
+            }
+            Event::Checkpoint { dir, .. } => last_ckpt = Some(dir),
+        })?;
+        fmlab_nn::train::release_buffers();
+        let run = ft.run_dir().to_path_buf();
+        let metrics = metrics::read(&run)?;
+        Ok(FinetuneSummary {
+            checkpoint: last_ckpt
+                .ok_or_else(|| Error::Message("the run wrote no checkpoint".into()))?,
+            run,
+            stage: ft.file.stage,
+            steps: ft.step_count(),
+            train_records: self.counts.train,
+            val_records: self.counts.val,
+            skipped: self.skipped,
+            skipped_too_long: self.counts.too_long,
+            // A resumed run evaluated its start in an earlier session.
+            initial_val_loss: initial_val.or(metrics.val.first().map(|p| p.1)),
+            final_val_loss: last_val,
+            first_train_loss: metrics.train.first().map(|p| p.1),
+            final_train_loss: metrics.train.last().map(|p| p.1),
+            rewards: metrics.rewards,
+            val_rewards: metrics.val_rewards,
+            train_seconds: started.elapsed().as_secs_f64(),
+            interrupted: outcome == Outcome::Interrupted,
+        })
+    }
+}

@@ -50,7 +50,7 @@ fn chat(args: ChatEvalArgs) -> Result<()> {
         .template
         .as_ref()
         .context("the model has no chat template")?;
-    let items = crate::speedrun::read_eval(&args.items)?;
+    let items = fmlab_data::read_items(&args.items)?;
     let config = ChatEvalConfig {
         per_split: args.per_split,
         max_new_tokens: args.max_tokens,
@@ -153,7 +153,7 @@ pub fn preferences(args: PreferencesArgs) -> Result<()> {
         .template
         .as_ref()
         .context("the model has no chat template")?;
-    let mut items = crate::speedrun::read_eval(&args.prompts)?;
+    let mut items = fmlab_data::read_items(&args.prompts)?;
     if let Some(n) = args.limit {
         items.truncate(n);
     }

@@ -11,8 +11,7 @@ use clap::Args;
 use fmlab_train::chat_data::{read_conversations, read_pairs};
 use fmlab_train::finetune::setup::{start, SCHEDULES};
 use fmlab_train::finetune::{
-    Base, Data, FinetuneSettings as Library, Method, Mix, NewStage, PreferenceLoss, ResumePlan,
-    Stage,
+    Data, FinetuneSettings as Library, Method, Mix, NewStage, PreferenceLoss, ResumePlan, Stage,
 };
 use fmlab_train::session::FinetuneSession;
 use fmlab_train::{FinetuneSummary, ScheduleKind};
@@ -289,39 +288,15 @@ pub fn finetune(
     if stage.skipped.total() > 0 && !quiet {
         eprintln!("warning: {}", stage.skipped.describe());
     }
-    let (base, chat) = split(base, true);
+    let (base, chat) = base.into_base(true);
     drive(start(base, &chat.tokenizer, stage, s)?, quiet, deadline)
-}
-
-/// The library's base model and the chat it is read with; its `tokenizer.json` goes into
-/// the run when `copy_tokenizer`.
-fn split(t: Trainable, copy_tokenizer: bool) -> (Base, crate::model::Chat) {
-    let Trainable {
-        spec,
-        weights,
-        chat,
-        source,
-    } = t;
-    let tokenizer_json = match copy_tokenizer {
-        true => chat.tokenizer_json.clone().map(String::into_bytes),
-        false => None,
-    };
-    let base = Base {
-        spec,
-        weights,
-        source,
-        tokenizer_json,
-    };
-    (base, chat)
 }
 
 /// Continues the finetuning run `run` (of stage `command`) from its newest checkpoint.
 fn resume(run: &Path, command: Stage, s: &FinetuneSettings) -> Result<Finetuned> {
     let plan = ResumePlan::read(run, command)?;
-    let (base, chat) = split(
-        crate::model::load_trainable(&plan.base().to_string_lossy())?,
-        false,
-    );
+    let (base, chat) =
+        crate::model::load_trainable(&plan.base().to_string_lossy())?.into_base(false);
     let (session, resumed) = plan.resume(base, &chat.encoder(), s.steps)?;
     for (dir, why) in &resumed.skipped {
         eprintln!("warning: skipped {}: {why}", dir.display());

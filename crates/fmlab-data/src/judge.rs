@@ -223,6 +223,26 @@ fn json_object(text: &str) -> Option<serde_json::Map<String, serde_json::Value>>
     }
 }
 
+/// The items of an eval or prompts file (`eval.jsonl`, `prompts.jsonl`): one JSON object a
+/// line, blank lines skipped.
+pub fn read_items(path: &std::path::Path) -> crate::Result<Vec<EvalItem>> {
+    let text = std::fs::read_to_string(path).map_err(|error| crate::Error::Read {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| crate::Error::Parse {
+                path: path.to_path_buf(),
+                line: i + 1,
+                message: e.to_string(),
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

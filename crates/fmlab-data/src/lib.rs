@@ -19,7 +19,7 @@ pub mod shards;
 pub mod stats;
 pub mod world;
 
-pub use judge::{judge, EvalItem, Format, Verdict};
+pub use judge::{judge, read_items, EvalItem, Format, Verdict};
 pub use world::{write_world, WorldConfig, WorldSummary};
 
 use std::path::{Path, PathBuf};

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use fmlab_data::Verdict;
 use fmlab_eval::chat::{ChatEval, WinRate};
 use fmlab_eval::world::{Example, Score};
-use fmlab_train::finetune::FinetuneSummary;
+use fmlab_train::FinetuneSummary;
 use serde::Serialize;
 
 /// The version of the report's layout.
@@ -40,8 +40,8 @@ pub struct Report {
 pub struct WorldFacts {
     pub dir: PathBuf,
     pub size_bytes: u64,
-    pub people: usize,
-    pub documents: usize,
+    pub people: u64,
+    pub documents: u64,
 }
 
 #[derive(Serialize, Clone, Debug)]
@@ -174,13 +174,22 @@ pub struct BaseStage {
     pub model: PathBuf,
 }
 
+/// A finetuning stage's summary, and where its loss curve is drawn (by the caller: this
+/// crate draws nothing).
+#[derive(Serialize, Clone, Debug)]
+pub struct Training {
+    #[serde(flatten)]
+    pub summary: FinetuneSummary,
+    pub loss_plot: PathBuf,
+}
+
 #[derive(Serialize, Clone, Debug)]
 pub struct SftStage {
     #[serde(flatten)]
     pub eval: StageEval,
     pub win_rate_vs_base: f64,
     pub win_vs_base: WinRate,
-    pub training: FinetuneSummary,
+    pub training: Training,
 }
 
 #[derive(Serialize, Clone, Debug)]
@@ -189,7 +198,7 @@ pub struct DpoStage {
     pub eval: StageEval,
     pub win_rate_vs_sft: f64,
     pub win_vs_sft: WinRate,
-    pub training: FinetuneSummary,
+    pub training: Training,
     pub pairs: PairsFacts,
 }
 

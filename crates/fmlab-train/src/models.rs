@@ -526,6 +526,24 @@ pub struct Trainable {
     pub skipped: Skipped,
 }
 
+impl Trainable {
+    /// The finetuning base and the chat its records are read with; the base carries the
+    /// model's `tokenizer.json` into the new run when `copy_tokenizer`.
+    pub fn into_base(self, copy_tokenizer: bool) -> (crate::finetune::Base, Chat) {
+        let tokenizer_json = match copy_tokenizer {
+            true => self.chat.tokenizer_json.clone().map(String::into_bytes),
+            false => None,
+        };
+        let base = crate::finetune::Base {
+            spec: self.spec,
+            weights: self.weights,
+            source: self.source,
+            tokenizer_json,
+        };
+        (base, self.chat)
+    }
+}
+
 /// Loads a training run, a checkpoint folder, a Hugging Face folder, a GGUF file or a known
 /// model's name as dense f32 weights (GGUF matrices dequantised).
 pub fn load_trainable(name: &str) -> Result<Trainable> {

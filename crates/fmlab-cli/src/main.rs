@@ -44,9 +44,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// The main job: the whole lifecycle on the embedded world within a time budget —
-    /// world, tokenizer, shards, a planner-sized pre-training run, samples, evaluation —
-    /// ending in report.html, PNGs and report.json.
+    /// The main job: the whole lifecycle on the embedded world within a time budget (or for
+    /// a fixed number of steps) — world, tokenizer, shards, a planner-sized pre-training run,
+    /// samples, evaluation, then SFT, on-policy pairs and DPO, each model judged — ending in
+    /// report.html, PNGs and report.json.
     Speedrun(Box<speedrun::SpeedrunArgs>),
     /// Write the seeded synthetic world: knowledge base, multilingual corpus, SFT,
     /// preference and eval sets (`fmlab world stats DIR` shows its mix).

@@ -25,8 +25,8 @@ use fmlab_train::PretrainSummary;
 
 use crate::plan::{plan, StepShape, BYTES_PER_TOKEN_GUESS};
 use crate::report::{
-    Candidate, EvalFacts, PlanFacts, Plots, PretrainFacts, Report, TokenizerFacts, WorldFacts,
-    FORMAT,
+    Candidate, EvalFacts, PlanFacts, Plots, PretrainFacts, Report, SampleSet, TokenizerFacts,
+    WorldFacts, FORMAT,
 };
 use crate::{post, samples, Config, Error, Event};
 
@@ -127,36 +127,9 @@ pub fn run(
 
     // --- validation bits per byte, samples, evaluation ---
     let t = Instant::now();
-    let model = pre.weights().to_transformer(pre.spec())?;
-    let val_bits_per_byte = samples::bits_per_byte(&pre, &data.tokenizer)?;
-    let samples = samples::samples(&model, &data.tokenizer, config.seed)?;
-    let items = fmlab_data::read_items(&data.world_dir.join("eval.jsonl"))?;
-    let eval = fmlab_eval::world::evaluate_world(
-        &model,
-        &data.tokenizer,
-        &items,
-        &fmlab_eval::world::WorldEvalConfig {
-            per_bucket: config.eval_items,
-            ..Default::default()
-        },
-    )?;
+    let (eval, samples) = evaluate(config, pre, &data)?;
     stages.insert("eval".into(), t.elapsed().as_secs_f64());
-    let eval = EvalFacts {
-        fact_recall: eval
-            .fact_recall
-            .iter()
-            .map(|(k, v)| (k.clone(), v.accuracy))
-            .collect(),
-        fact_recall_detail: eval.fact_recall,
-        fact_recall_by_lang: eval.fact_recall_by_lang,
-        arithmetic_accuracy: eval.arithmetic.accuracy,
-        arithmetic: eval.arithmetic,
-        val_bits_per_byte,
-        examples: eval.examples,
-    };
     on(Event::Evaluated(&eval));
-    drop(model);
-    drop(pre);
 
     // --- post-training: SFT, on-policy pairs, DPO, each stage judged ---
     let post = if config.post_share > 0.0 {
@@ -166,21 +139,7 @@ pub fn run(
             Some(_) => None,
             None => Some(started + Duration::from_secs_f64((budget - 8.0).max(0.0))),
         };
-        let settings = post::PostSettings {
-            seed: config.seed,
-            seq_len: config.seq_len,
-            // Three chat evaluations: 30 questions per split at 3 minutes, 100 at 10.
-            eval_items: ((budget / 6.0) as usize).clamp(30, 100),
-            sft_lr: config.sft_lr,
-            sft_epochs: config.sft_epochs,
-            sft_mix: config.sft_mix,
-            tokens_per_second: trained.tokens_per_second,
-            dpo_lr: config.dpo_lr,
-            dpo_beta: config.dpo_beta,
-            dpo_epochs: config.dpo_epochs,
-            prompts: config.pair_prompts,
-            k: config.pair_answers,
-        };
+        let settings = post_settings(config, trained.tokens_per_second);
         let dirs = post::Dirs {
             out,
             world: &data.world_dir,
@@ -417,4 +376,61 @@ fn pretrain(
         )));
     }
     Ok((pre, summary))
+}
+
+/// The pre-trained model's validation bits per byte, samples and few-shot evaluation on
+/// the world (`pre` is dropped afterwards: post-training reloads the run).
+fn evaluate(
+    config: &Config,
+    pre: Pretrainer,
+    data: &Data,
+) -> Result<(EvalFacts, Vec<SampleSet>), Error> {
+    let model = pre.weights().to_transformer(pre.spec())?;
+    let val_bits_per_byte = samples::bits_per_byte(&pre, &data.tokenizer)?;
+    let samples = samples::samples(&model, &data.tokenizer, config.seed)?;
+    let items = fmlab_data::read_items(&data.world_dir.join("eval.jsonl"))?;
+    let eval = fmlab_eval::world::evaluate_world(
+        &model,
+        &data.tokenizer,
+        &items,
+        &fmlab_eval::world::WorldEvalConfig {
+            per_bucket: config.eval_items,
+            ..Default::default()
+        },
+    )?;
+    let facts = EvalFacts {
+        fact_recall: eval
+            .fact_recall
+            .iter()
+            .map(|(k, v)| (k.clone(), v.accuracy))
+            .collect(),
+        fact_recall_detail: eval.fact_recall,
+        fact_recall_by_lang: eval.fact_recall_by_lang,
+        arithmetic_accuracy: eval.arithmetic.accuracy,
+        arithmetic: eval.arithmetic,
+        val_bits_per_byte,
+        examples: eval.examples,
+    };
+    Ok((facts, samples))
+}
+
+/// Post-training's settings; `tokens_per_second` (pre-training's) sizes its stages to
+/// their time.
+fn post_settings(config: &Config, tokens_per_second: f64) -> post::PostSettings {
+    let budget = config.minutes * 60.0;
+    post::PostSettings {
+        seed: config.seed,
+        seq_len: config.seq_len,
+        // Three chat evaluations: 30 questions per split at 3 minutes, 100 at 10.
+        eval_items: ((budget / 6.0) as usize).clamp(30, 100),
+        sft_lr: config.sft_lr,
+        sft_epochs: config.sft_epochs,
+        sft_mix: config.sft_mix,
+        tokens_per_second,
+        dpo_lr: config.dpo_lr,
+        dpo_beta: config.dpo_beta,
+        dpo_epochs: config.dpo_epochs,
+        prompts: config.pair_prompts,
+        k: config.pair_answers,
+    }
 }

@@ -108,21 +108,7 @@ pub fn run(
         on,
     )?;
     stages.insert("pretrain".into(), t.elapsed().as_secs_f64());
-    let pretrain_facts = PretrainFacts {
-        params: trained.params,
-        depth: chosen.depth,
-        d_model: chosen.d_model,
-        steps: trained.steps,
-        tokens: trained.tokens,
-        tokens_per_second: trained.tokens_per_second,
-        mfu: trained.mfu,
-        peak_flops: trained.peak_flops,
-        initial_val_loss: trained.initial_val_loss,
-        final_val_loss: trained.final_val_loss,
-        final_train_loss: trained.final_train_loss,
-        interrupted_at_deadline: trained.interrupted,
-        run: trained.run.clone(),
-    };
+    let pretrain_facts = pretrain_facts(&chosen, &trained);
     on(Event::Pretrained(&pretrain_facts));
 
     // --- validation bits per byte, samples, evaluation ---
@@ -133,22 +119,17 @@ pub fn run(
 
     // --- post-training: SFT, on-policy pairs, DPO, each stage judged ---
     let post = if config.post_share > 0.0 {
-        // Whatever the earlier stages left, less a margin for the report; fixed steps have
-        // no deadline.
-        let end = match config.steps {
-            Some(_) => None,
-            None => Some(started + Duration::from_secs_f64((budget - 8.0).max(0.0))),
-        };
-        let settings = post_settings(config, trained.tokens_per_second);
         let dirs = post::Dirs {
             out,
             world: &data.world_dir,
             run: &run_dir,
         };
+        let ends = post_deadline(config, started);
+        let settings = post_settings(config, trained.tokens_per_second);
         Some(post::post_train(
             &settings,
             &dirs,
-            end,
+            ends,
             stop,
             &mut stages,
             on,
@@ -432,5 +413,34 @@ fn post_settings(config: &Config, tokens_per_second: f64) -> post::PostSettings 
         dpo_epochs: config.dpo_epochs,
         prompts: config.pair_prompts,
         k: config.pair_answers,
+    }
+}
+
+/// When post-training must end: whatever the earlier stages left, less a margin for the
+/// report; fixed steps have no deadline.
+fn post_deadline(config: &Config, started: Instant) -> Option<Instant> {
+    let budget = config.minutes * 60.0;
+    match config.steps {
+        Some(_) => None,
+        None => Some(started + Duration::from_secs_f64((budget - 8.0).max(0.0))),
+    }
+}
+
+/// What the report keeps of pre-training.
+fn pretrain_facts(chosen: &Candidate, trained: &PretrainSummary) -> PretrainFacts {
+    PretrainFacts {
+        params: trained.params,
+        depth: chosen.depth,
+        d_model: chosen.d_model,
+        steps: trained.steps,
+        tokens: trained.tokens,
+        tokens_per_second: trained.tokens_per_second,
+        mfu: trained.mfu,
+        peak_flops: trained.peak_flops,
+        initial_val_loss: trained.initial_val_loss,
+        final_val_loss: trained.final_val_loss,
+        final_train_loss: trained.final_train_loss,
+        interrupted_at_deadline: trained.interrupted,
+        run: trained.run.clone(),
     }
 }

@@ -32,6 +32,32 @@ pub enum Progress {
     Eval { step: u64, val_loss: f64 },
 }
 
+/// What a session keeps of the loop's evaluations and checkpoints.
+#[derive(Default)]
+struct Seen {
+    /// The validation loss at step 0, when this session evaluated it.
+    initial_val: Option<f64>,
+    last_val: Option<f64>,
+    last_ckpt: Option<PathBuf>,
+}
+
+impl Seen {
+    /// Notes an evaluation (passed on as progress) or a checkpoint; steps are the caller's.
+    fn record(&mut self, e: Event, on: &mut dyn FnMut(Progress)) {
+        match e {
+            Event::Eval { step, val_loss } => {
+                if step == 0 {
+                    self.initial_val = Some(val_loss);
+                }
+                self.last_val = Some(val_loss);
+                on(Progress::Eval { step, val_loss });
+            }
+            Event::Checkpoint { dir, .. } => self.last_ckpt = Some(dir),
+            Event::Step(_) => {}
+        }
+    }
+}
+
 /// What a pre-training session did (the figures `report.json` keeps).
 #[derive(Serialize, Debug, Clone, PartialEq)]
 pub struct PretrainSummary {
@@ -78,7 +104,7 @@ pub fn pretrain(
         step: t.step_count(),
         total,
     });
-    let (mut initial_val, mut last_val, mut last_ckpt) = (None, None, None);
+    let mut seen = Seen::default();
     let mut session_tokens = 0u64;
     let mut session_seconds = 0.0;
     let outcome = t.run(stop, &mut |e| match e {
@@ -95,20 +121,13 @@ pub fn pretrain(
                 mfu: Some(mfu_of(tps)),
             });
         }
-        Event::Eval { step, val_loss } => {
-            if step == 0 {
-                initial_val = Some(val_loss);
-            }
-            last_val = Some(val_loss);
-            on(Progress::Eval { step, val_loss });
-        }
-        Event::Checkpoint { dir, .. } => last_ckpt = Some(dir),
+        other => seen.record(other, on),
     })?;
     fmlab_nn::train::release_buffers();
     let run = t.run_dir().to_path_buf();
     let metrics = metrics::read(&run)?;
     let tps = session_tokens as f64 / session_seconds.max(1e-9);
-    let checkpoint = match last_ckpt {
+    let checkpoint = match seen.last_ckpt {
         Some(d) => d,
         None => checkpoint::list(&run)
             .last()
@@ -122,8 +141,8 @@ pub fn pretrain(
         steps: t.step_count(),
         tokens: t.step_count() * config.tokens_per_step(),
         // A resumed run evaluated its start in an earlier session.
-        initial_val_loss: initial_val.or(metrics.val.first().map(|p| p.1)),
-        final_val_loss: last_val.or(metrics.val.last().map(|p| p.1)),
+        initial_val_loss: seen.initial_val.or(metrics.val.first().map(|p| p.1)),
+        final_val_loss: seen.last_val.or(metrics.val.last().map(|p| p.1)),
         final_train_loss: metrics.train.last().map(|p| p.1),
         tokens_per_second: tps,
         mfu: mfu_of(tps),
@@ -180,7 +199,7 @@ impl FinetuneSession {
             step: ft.step_count(),
             total,
         });
-        let (mut initial_val, mut last_val, mut last_ckpt) = (None, None, None);
+        let mut seen = Seen::default();
         let started = Instant::now();
         // The loop polls one flag: raised after a step when `stop` was raised or the
         // deadline has passed.
@@ -199,20 +218,14 @@ impl FinetuneSession {
                     local.store(true, Ordering::Relaxed);
                 }
             }
-            Event::Eval { step, val_loss } => {
-                if step == 0 {
-                    initial_val = Some(val_loss);
-                }
-                last_val = Some(val_loss);
-                on(Progress::Eval { step, val_loss });
-            }
-            Event::Checkpoint { dir, .. } => last_ckpt = Some(dir),
+            other => seen.record(other, on),
         })?;
         fmlab_nn::train::release_buffers();
         let run = ft.run_dir().to_path_buf();
         let metrics = metrics::read(&run)?;
         Ok(FinetuneSummary {
-            checkpoint: last_ckpt
+            checkpoint: seen
+                .last_ckpt
                 .ok_or_else(|| Error::Message("the run wrote no checkpoint".into()))?,
             run,
             stage: ft.file.stage,
@@ -222,8 +235,8 @@ impl FinetuneSession {
             skipped: self.skipped,
             skipped_too_long: self.counts.too_long,
             // A resumed run evaluated its start in an earlier session.
-            initial_val_loss: initial_val.or(metrics.val.first().map(|p| p.1)),
-            final_val_loss: last_val,
+            initial_val_loss: seen.initial_val.or(metrics.val.first().map(|p| p.1)),
+            final_val_loss: seen.last_val,
             first_train_loss: metrics.train.first().map(|p| p.1),
             final_train_loss: metrics.train.last().map(|p| p.1),
             rewards: metrics.rewards,

@@ -314,13 +314,13 @@ fn resume(run: &Path, command: Stage, s: &FinetuneSettings) -> Result<Finetuned>
 
 /// Runs a session with a progress bar, Ctrl-C to stop it, and draws its loss curve.
 fn drive(session: FinetuneSession, quiet: bool, deadline: Option<Instant>) -> Result<Finetuned> {
-    let stop = crate::train_cmd::install_ctrl_c()?;
+    let stop = crate::progress::install_ctrl_c()?;
     let stage = session.finetuner.file.stage.name();
-    let mut bar = crate::train_cmd::Bar::new(quiet, Some(stage));
+    let mut bar = crate::progress::Bar::new(quiet, Some(stage));
     let summary = session.run(&stop, deadline, &mut |p| bar.on(p));
     bar.finish();
     let summary = summary?;
-    let loss_plot = crate::train_cmd::plot(&summary.run, stage)?;
+    let loss_plot = crate::progress::plot(&summary.run, stage)?;
     Ok(Finetuned { summary, loss_plot })
 }
 

@@ -12,6 +12,7 @@ mod model;
 mod numbers;
 mod plan;
 mod plot;
+mod progress;
 mod pull;
 mod report_html;
 mod sampling;

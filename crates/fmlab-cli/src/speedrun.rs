@@ -10,7 +10,7 @@ use fmlab_speedrun::report::{Report, StageEval};
 use fmlab_speedrun::{Config, Event};
 
 use crate::numbers::si;
-use crate::train_cmd::{install_ctrl_c, Bar};
+use crate::progress::{install_ctrl_c, Bar};
 
 #[derive(Args)]
 pub struct SpeedrunArgs {
@@ -221,7 +221,7 @@ impl Printer {
                 if let Some(bar) = self.bar.take() {
                     bar.finish();
                 }
-                if let Err(e) = crate::train_cmd::plot(run, stage) {
+                if let Err(e) = crate::progress::plot(run, stage) {
                     self.error.get_or_insert(e);
                 }
             }

@@ -18,7 +18,7 @@ use fmlab_spec::ModelSpec;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::finetune::{BaseRef, LoraConfig, Stage};
+use crate::stage::{BaseRef, LoraConfig, Stage};
 use crate::{AdamW, Error, LoopConfig, Result};
 
 pub const FORMAT: &str = "fmlab-checkpoint-1";

@@ -28,6 +28,7 @@ mod run_state;
 mod schedule;
 pub mod session;
 pub mod settings;
+pub mod stage;
 
 pub use driver::{Event, LoopConfig, Outcome, StepMetrics};
 pub use optim::{clip_grad_norm, AdamW, AdamWConfig};

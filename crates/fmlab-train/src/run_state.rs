@@ -11,7 +11,7 @@ use fmlab_nn::train::Weights;
 use serde::Serialize;
 
 use crate::checkpoint::{self, FileEntry, Manifest};
-use crate::finetune::{BaseRef, LoraConfig, Stage};
+use crate::stage::{BaseRef, LoraConfig, Stage};
 use crate::{clip_grad_norm, AdamW, Error, LoopConfig, Result};
 
 /// Where a resumed run picked up.

@@ -34,16 +34,8 @@ use serde::{Deserialize, Serialize};
 use crate::chat_data::{Rows, Sequence};
 use crate::checkpoint::FileEntry;
 use crate::run_state::RunState;
+pub use crate::stage::{BaseRef, LoraConfig, Stage};
 use crate::{AdamW, LoopConfig};
-
-/// LoRA settings (Hu et al. 2021).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LoraConfig {
-    pub rank: usize,
-    pub alpha: f64,
-    /// Adapted maps: GGUF suffixes (`attn_q`, …) or Hugging Face names (`q_proj`, …).
-    pub targets: Vec<String>,
-}
 
 /// What a finetuning run optimises.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,35 +48,6 @@ pub enum Method {
     /// A Bradley–Terry reward model on (chosen, rejected) pairs: the backbone with a scalar
     /// head, −log σ(r_chosen − r_rejected), each reward read where its answer ends.
     Reward,
-}
-
-/// A finetuning stage: what `run.json`, checkpoints and summaries call it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stage {
-    Sft,
-    Preference,
-    Reward,
-}
-
-impl Stage {
-    /// The `fmlab train` subcommand that runs (and resumes) the stage.
-    pub fn command(self) -> &'static str {
-        match self {
-            Stage::Sft => "sft",
-            Stage::Preference => "dpo",
-            Stage::Reward => "reward",
-        }
-    }
-
-    /// Its name in `run.json`, checkpoints and summaries.
-    pub fn name(self) -> &'static str {
-        match self {
-            Stage::Sft => "sft",
-            Stage::Preference => "preference",
-            Stage::Reward => "reward",
-        }
-    }
 }
 
 impl Method {
@@ -107,15 +70,6 @@ pub struct FinetuneConfig {
     pub lora: Option<LoraConfig>,
     /// Share of the records held out for validation (at least one when there are two).
     pub val_fraction: f64,
-}
-
-/// Where the base model came from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BaseRef {
-    /// A training run, a checkpoint folder, or a GGUF file (absolute).
-    pub path: PathBuf,
-    /// "run" or "gguf".
-    pub kind: String,
 }
 
 /// The base model a run starts from.

@@ -8,6 +8,7 @@
 //! Why our own engine rather than a tensor framework: see DESIGN.md. Matrix products go
 //! through the `gemm` crate, which reaches 85–120 GFLOP/s on the 2-core development machine.
 
+mod activation;
 mod matrix;
 mod ops;
 mod peak;
@@ -15,13 +16,13 @@ mod q8;
 mod quant;
 mod simd;
 
+pub use activation::{
+    quantize_activations, quantize_activations_for, ActivationFormat, DotOrder, QuantizedRow,
+};
 pub use matrix::{Matrix, MatrixData};
 pub use ops::*;
 pub use peak::measure_peak_flops;
-pub use q8::{
-    dot_quantized, dot_quantized_portable, quantize_activations, quantize_activations_for,
-    ActivationFormat, DotOrder, QuantizedRow,
-};
+pub use q8::{dot_quantized, dot_quantized_portable};
 pub use quant::{
     dequantize_block, dequantize_row, dot_row, f16_to_f32, f32_to_f16, quantize_q8_0, QuantType,
 };

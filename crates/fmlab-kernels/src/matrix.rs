@@ -4,9 +4,8 @@
 
 use rayon::prelude::*;
 
-use crate::q8::{
-    dot_quantized, quantize_activations_for, ActivationFormat, DotOrder, QuantizedRow,
-};
+use crate::activation::{quantize_activations_for, ActivationFormat, DotOrder, QuantizedRow};
+use crate::q8::dot_quantized;
 use crate::quant::{dequantize_row, dot_row, QuantType};
 use crate::{matmul_strided, Error, Result, Threads};
 

@@ -9,7 +9,6 @@
 //! binary is built for the machine; see `simd.rs` for the hand-written paths chosen at run
 //! time for the hottest types).
 
-use crate::q8::scale_min_k4;
 use crate::{Error, Result};
 
 /// The weight formats the kernels compute with.
@@ -365,6 +364,19 @@ pub fn quantize_q8_0(row: &[f32]) -> Result<Vec<u8>> {
         out.extend(block.iter().map(|&x| (x * id).round() as i8 as u8));
     }
     Ok(out)
+}
+
+/// The 6-bit scale and min of sub-block `j` of a Q4_K/Q5_K block.
+#[inline]
+pub(crate) fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        (
+            (q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4),
+            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
+        )
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,11 @@ use crate::QuantType;
 
 /// A SIMD integer dot product of a weight row with quantized activations, where one exists.
 #[inline]
-pub(crate) fn dot_quantized(t: QuantType, row: &[u8], a: &crate::q8::QuantizedRow) -> Option<f32> {
+pub(crate) fn dot_quantized(
+    t: QuantType,
+    row: &[u8],
+    a: &crate::activation::QuantizedRow,
+) -> Option<f32> {
     #[cfg(target_arch = "x86_64")]
     {
         if avx2::available() {
@@ -22,8 +26,8 @@ mod avx2 {
     use std::arch::x86_64::*;
     use std::sync::OnceLock;
 
-    use crate::q8::{scale_min_k4, DotOrder, QuantizedRow};
-    use crate::quant::f16_to_f32;
+    use crate::activation::{DotOrder, QuantizedRow};
+    use crate::quant::{f16_to_f32, scale_min_k4};
     use crate::QuantType;
 
     pub(super) fn available() -> bool {

@@ -9,7 +9,7 @@
 //! - `kb.jsonl`: one fact per line, `{subject, subject_id, relation, values{lang}, mentions, split}`;
 //! - `sft.jsonl`: `{id, kind, lang, messages[{role, content}]}`;
 //! - `preferences.jsonl`: `{id, kind, lang, prompt[...], chosen, rejected, rejected_kind}`;
-//! - `eval.jsonl`: [`crate::judge::EvalItem`] per line;
+//! - `eval.jsonl`: [`EvalItem`] per line;
 //! - `prompts.jsonl`: an eval item per line, judge-able training questions (never eval's);
 //! - `parallel.jsonl`: `{en, fr, sw}`, the same fact in each language (for tokenizer
 //!   premiums);
@@ -23,7 +23,7 @@ mod records;
 mod sets;
 
 pub use config::{WorldConfig, FREQUENT_MENTIONS};
-pub use records::{Conversation, Document, Preference, Turn, WorldSummary};
+pub use records::{Conversation, Document, EvalItem, Format, Preference, Turn, WorldSummary};
 
 use std::collections::HashSet;
 use std::path::Path;

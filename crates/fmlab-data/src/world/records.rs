@@ -1,12 +1,13 @@
 //! The records of a world's files: corpus documents, chat turns, conversations,
-//! preference pairs, and the summary of what a run wrote.
+//! preference pairs, eval items (which the judge in `crate::judge` scores), and the summary
+//! of what a run wrote.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use super::docs::Domain;
-use super::lang::Lang;
+use super::lang::{Lang, Relation};
 
 /// One corpus document.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,4 +74,44 @@ pub struct WorldSummary {
     /// Documents per language and per domain.
     pub by_lang: BTreeMap<String, u64>,
     pub by_domain: BTreeMap<String, u64>,
+}
+
+/// How the answer must be given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// Any text that states the answer.
+    Free,
+    /// A single word.
+    OneWord,
+    /// A JSON object with the fields "name" and "answer".
+    Json,
+    /// Exactly three lines starting with "- ", each stating a true fact.
+    List3,
+}
+
+/// One evaluation question with its exact answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EvalItem {
+    pub id: u64,
+    /// "fact" or "arithmetic".
+    pub kind: String,
+    pub lang: Lang,
+    /// "frequent", "rare", "unseen" (people by how often the corpus mentions them), or
+    /// "arithmetic".
+    pub split: String,
+    pub relation: Option<Relation>,
+    pub subject: Option<String>,
+    /// The user's message.
+    pub prompt: String,
+    pub format: Format,
+    /// The canonical answer (the refusal for unseen people).
+    pub answer: String,
+    /// Every acceptable answer (empty when the right answer is a refusal).
+    pub answers: Vec<String>,
+    /// The right answer is "I don't know": the world never mentions the subject.
+    pub refusal: bool,
+    /// For lists: every true value about the subject.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub known: Vec<String>,
 }

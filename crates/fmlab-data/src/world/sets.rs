@@ -13,8 +13,8 @@ use super::docs::{self, Slots};
 use super::kb::{Kb, Person};
 use super::lang::{self, Lang, Relation};
 use super::records::{Conversation, Preference, Turn};
+use super::records::{EvalItem, Format};
 use crate::io::AtomicFile;
-use crate::judge::{EvalItem, Format};
 use crate::rng::{pick_weighted, Rng};
 use crate::Result;
 

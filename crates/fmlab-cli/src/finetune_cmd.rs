@@ -4,7 +4,6 @@
 //! bar, Ctrl-C to stop with a checkpoint, and a loss curve at the end.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{bail, Result};
 use clap::Args;
@@ -217,7 +216,7 @@ pub fn sft(args: SftArgs) -> Result<()> {
         source: Some(&path),
         mix: mix.as_ref(),
     };
-    report(&finetune(base, stage, &s.library()?, s.json, None)?, s.json)
+    report(&finetune(base, stage, &s.library()?, s.json)?, s.json)
 }
 
 pub fn dpo(args: DpoArgs) -> Result<()> {
@@ -264,32 +263,25 @@ fn pairs_stage(
         source: Some(&path),
         mix: None,
     };
-    report(&finetune(base, stage, &s.library()?, s.json, None)?, s.json)
+    report(&finetune(base, stage, &s.library()?, s.json)?, s.json)
 }
 
-/// A finetuning session's summary and its loss curve (the `--json` output, and what the
-/// speedrun's report keeps).
-#[derive(serde::Serialize, Debug, Clone)]
-pub struct Finetuned {
+/// A finetuning session's summary and its loss curve (the `--json` output).
+#[derive(serde::Serialize)]
+struct Finetuned {
     #[serde(flatten)]
-    pub summary: FinetuneSummary,
-    pub loss_plot: PathBuf,
+    summary: FinetuneSummary,
+    loss_plot: PathBuf,
 }
 
-/// Starts `stage` from `base` with `s` and drives it (the speedrun calls this too, with a
-/// deadline); `quiet` (`--json`) keeps progress off stderr.
-pub fn finetune(
-    base: Trainable,
-    stage: NewStage<'_>,
-    s: &Library,
-    quiet: bool,
-    deadline: Option<Instant>,
-) -> Result<Finetuned> {
+/// Starts `stage` from `base` with `s` and drives it; `quiet` (`--json`) keeps progress
+/// off stderr.
+fn finetune(base: Trainable, stage: NewStage<'_>, s: &Library, quiet: bool) -> Result<Finetuned> {
     if stage.skipped.total() > 0 && !quiet {
         eprintln!("warning: {}", stage.skipped.describe());
     }
     let (base, chat) = base.into_base(true);
-    drive(start(base, &chat.tokenizer, stage, s)?, quiet, deadline)
+    drive(start(base, &chat.tokenizer, stage, s)?, quiet)
 }
 
 /// Continues the finetuning run `run` (of stage `command`) from its newest checkpoint.
@@ -309,15 +301,15 @@ fn resume(run: &Path, command: Stage, s: &FinetuneSettings) -> Result<Finetuned>
             resumed.dir.display()
         );
     }
-    drive(session, s.json, None)
+    drive(session, s.json)
 }
 
 /// Runs a session with a progress bar, Ctrl-C to stop it, and draws its loss curve.
-fn drive(session: FinetuneSession, quiet: bool, deadline: Option<Instant>) -> Result<Finetuned> {
+fn drive(session: FinetuneSession, quiet: bool) -> Result<Finetuned> {
     let stop = crate::progress::install_ctrl_c()?;
     let stage = session.finetuner.file.stage.name();
     let mut bar = crate::progress::Bar::new(quiet, Some(stage));
-    let summary = session.run(&stop, deadline, &mut |p| bar.on(p));
+    let summary = session.run(&stop, None, &mut |p| bar.on(p));
     bar.finish();
     let summary = summary?;
     let loss_plot = crate::progress::plot(&summary.run, stage)?;
@@ -328,51 +320,5 @@ fn report(f: &Finetuned, json: bool) -> Result<()> {
     if json {
         return crate::out(&format!("{}\n", serde_json::to_string_pretty(f)?));
     }
-    let summary = &f.summary;
-    let fmt = |x: Option<f64>| x.map_or("-".into(), |v| format!("{v:.4}"));
-    let mut text = format!(
-        "{}: {} {} steps on {} records ({} held out)\ntrain loss {} → {}, val loss {} → {}\n",
-        summary.run.display(),
-        summary.stage.name(),
-        summary.steps,
-        summary.train_records,
-        summary.val_records,
-        fmt(summary.first_train_loss),
-        fmt(summary.final_train_loss),
-        fmt(summary.initial_val_loss),
-        fmt(summary.final_val_loss),
-    );
-    if let Some(r) = &summary.rewards {
-        text += &format!(
-            "rewards: chosen {:.4}, rejected {:.4}, margin {:.4}, accuracy {:.2}\n",
-            r.chosen, r.rejected, r.margin, r.accuracy
-        );
-    }
-    if let Some(v) = &summary.val_rewards {
-        text += &format!("held-out pairs: accuracy {:.3}\n", v.accuracy);
-    }
-    let skipped = summary.skipped.describe();
-    if !skipped.is_empty() {
-        text += &format!("{skipped}\n");
-    }
-    if summary.skipped_too_long > 0 {
-        text += &format!(
-            "{} records longer than a row left out\n",
-            summary.skipped_too_long
-        );
-    }
-    text += &format!(
-        "checkpoint {}\nloss curve {}\n",
-        summary.checkpoint.display(),
-        f.loss_plot.display()
-    );
-    if summary.interrupted {
-        text += &format!(
-            "interrupted at step {}: continue with `fmlab train {} --resume {}`\n",
-            summary.steps,
-            summary.stage.command(),
-            summary.run.display()
-        );
-    }
-    crate::out(&text)
+    crate::out(&f.summary.describe(Some(&f.loss_plot)))
 }

@@ -199,9 +199,9 @@ fn pretrain(args: PretrainArgs) -> Result<()> {
     if args.json {
         crate::out(&format!("{}\n", serde_json::to_string_pretty(&summary)?))?;
     } else {
-        crate::out(&summary.describe())?;
+        crate::out(&summary.summary.describe(Some(&summary.loss_plot)))?;
     }
-    if summary.interrupted {
+    if summary.summary.interrupted {
         eprintln!(
             "interrupted: continue with `fmlab train pretrain --resume {}`",
             trainer.run_dir().display()
@@ -212,42 +212,15 @@ fn pretrain(args: PretrainArgs) -> Result<()> {
 
 /// A pre-training session's summary and its loss curve (the `--json` output).
 #[derive(serde::Serialize, Debug, Clone)]
-pub struct Summary {
+struct Summary {
     #[serde(flatten)]
     pub summary: PretrainSummary,
     pub loss_plot: PathBuf,
 }
 
-impl std::ops::Deref for Summary {
-    type Target = PretrainSummary;
-
-    fn deref(&self) -> &PretrainSummary {
-        &self.summary
-    }
-}
-
-impl Summary {
-    fn describe(&self) -> String {
-        let f = |x: Option<f64>| x.map_or("-".into(), |v| format!("{v:.4}"));
-        format!(
-            "{}: {} steps, {} tokens, {:.0} tokens/s, MFU {:.1}%\nval loss {} → {} (train {})\ncheckpoint {}\nloss curve {}\n",
-            self.run.display(),
-            self.steps,
-            crate::numbers::si(self.tokens as f64),
-            self.tokens_per_second,
-            100.0 * self.mfu,
-            f(self.initial_val_loss),
-            f(self.final_val_loss),
-            f(self.final_train_loss),
-            self.checkpoint.display(),
-            self.loss_plot.display()
-        )
-    }
-}
-
 /// Runs the loop with a progress bar (step, loss, tokens/s, MFU, ETA) and writes the
 /// loss curve; returns the session's summary.
-pub fn drive(t: &mut Pretrainer, stop: &AtomicBool, quiet: bool) -> Result<Summary> {
+fn drive(t: &mut Pretrainer, stop: &AtomicBool, quiet: bool) -> Result<Summary> {
     let peak = fmlab_kernels::measure_peak_flops();
     let mut bar = Bar::new(quiet, None);
     let summary = fmlab_train::session::pretrain(t, stop, peak, &mut |p| bar.on(p));

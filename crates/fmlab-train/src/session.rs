@@ -3,14 +3,15 @@
 //! as a summary — validation losses first and last, throughput and MFU (pre-training),
 //! the checkpoint written, the reward statistics (preference and reward runs).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use serde::Serialize;
 
 use crate::chat_data::Skipped;
-use crate::finetune::{Finetuner, RecordCounts, RewardStats, Stage};
+pub use crate::finetune::FinetuneSession;
+use crate::finetune::{RewardStats, Stage};
 use crate::{checkpoint, metrics, Error, Event, Outcome, Pretrainer, Result};
 
 /// What a session reports as it goes.
@@ -74,6 +75,33 @@ pub struct PretrainSummary {
     pub peak_flops: f64,
     pub train_seconds: f64,
     pub interrupted: bool,
+}
+
+/// A loss as the summaries print it: four decimals, `-` when there is none.
+fn loss(x: Option<f64>) -> String {
+    x.map_or("-".into(), |v| format!("{v:.4}"))
+}
+
+impl PretrainSummary {
+    /// The summary as lines of text, ending with the loss curve's path when one was drawn.
+    pub fn describe(&self, loss_plot: Option<&Path>) -> String {
+        let mut text = format!(
+            "{}: {} steps, {} tokens, {:.0} tokens/s, MFU {:.1}%\nval loss {} → {} (train {})\ncheckpoint {}\n",
+            self.run.display(),
+            self.steps,
+            fmlab_spec::units::si(self.tokens as f64),
+            self.tokens_per_second,
+            100.0 * self.mfu,
+            loss(self.initial_val_loss),
+            loss(self.final_val_loss),
+            loss(self.final_train_loss),
+            self.checkpoint.display(),
+        );
+        if let Some(p) = loss_plot {
+            text += &format!("loss curve {}\n", p.display());
+        }
+        text
+    }
 }
 
 /// Trains `t` until its steps are done or `stop` is raised; `peak_flops` (this machine's,
@@ -177,11 +205,55 @@ pub struct FinetuneSummary {
     pub interrupted: bool,
 }
 
-/// A finetuning run ready to train, with what its summary reports about its records.
-pub struct FinetuneSession {
-    pub finetuner: Finetuner,
-    pub skipped: Skipped,
-    pub counts: RecordCounts,
+impl FinetuneSummary {
+    /// The summary as lines of text: losses, rewards, records left out, the checkpoint,
+    /// the loss curve's path when one was drawn, and how to continue an interrupted run.
+    pub fn describe(&self, loss_plot: Option<&Path>) -> String {
+        let mut text = format!(
+            "{}: {} {} steps on {} records ({} held out)\ntrain loss {} → {}, val loss {} → {}\n",
+            self.run.display(),
+            self.stage.name(),
+            self.steps,
+            self.train_records,
+            self.val_records,
+            loss(self.first_train_loss),
+            loss(self.final_train_loss),
+            loss(self.initial_val_loss),
+            loss(self.final_val_loss),
+        );
+        if let Some(r) = &self.rewards {
+            text += &format!(
+                "rewards: chosen {:.4}, rejected {:.4}, margin {:.4}, accuracy {:.2}\n",
+                r.chosen, r.rejected, r.margin, r.accuracy
+            );
+        }
+        if let Some(v) = &self.val_rewards {
+            text += &format!("held-out pairs: accuracy {:.3}\n", v.accuracy);
+        }
+        let skipped = self.skipped.describe();
+        if !skipped.is_empty() {
+            text += &format!("{skipped}\n");
+        }
+        if self.skipped_too_long > 0 {
+            text += &format!(
+                "{} records longer than a row left out\n",
+                self.skipped_too_long
+            );
+        }
+        text += &format!("checkpoint {}\n", self.checkpoint.display());
+        if let Some(p) = loss_plot {
+            text += &format!("loss curve {}\n", p.display());
+        }
+        if self.interrupted {
+            text += &format!(
+                "interrupted at step {}: continue with `fmlab train {} --resume {}`\n",
+                self.steps,
+                self.stage.command(),
+                self.run.display()
+            );
+        }
+        text
+    }
 }
 
 impl FinetuneSession {

@@ -37,6 +37,14 @@ use crate::run_state::RunState;
 pub use crate::stage::{BaseRef, LoraConfig, Stage};
 use crate::{AdamW, LoopConfig};
 
+/// A finetuning run ready to train, with what its summary reports about its records
+/// ([`crate::session`] runs it).
+pub struct FinetuneSession {
+    pub finetuner: Finetuner,
+    pub skipped: crate::chat_data::Skipped,
+    pub counts: RecordCounts,
+}
+
 /// What a finetuning run optimises.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]

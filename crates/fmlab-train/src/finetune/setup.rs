@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 
 use fmlab_tokenizer::Tokenizer;
 
+use super::FinetuneSession;
 use super::{
     prepare, Base, Data, DataRef, FinetuneConfig, FinetuneRun, Finetuner, LoraConfig, Method, Mix,
     Stage,
 };
 use crate::chat_data::{read_conversations, read_pairs, ChatEncoder, Sequence, Skipped};
-use crate::session::FinetuneSession;
 use crate::{AdamWConfig, Error, LoopConfig, Pretrainer, Result, Resumed, Schedule, ScheduleKind};
 
 /// How a finetuning stage trains, as a caller gives it.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Args;
 use fmlab_formats::{Inspection, Source, SourceKind, Target};
-use fmlab_spec::{FlopsPerToken, ModelSpec, ParamCounts, Positions, Precision};
+use fmlab_spec::{FlopsPerToken, ParamCounts, Precision};
 
 use crate::numbers::{bytes, grouped, put, si};
 
@@ -69,7 +69,7 @@ fn table(r: &Inspection) -> String {
         return s;
     };
     put!(s, "\narchitecture");
-    for (k, v) in architecture(spec) {
+    for (k, v) in spec.summary() {
         put!(s, "  {k:<16} {v}");
     }
     if let Some(p) = &r.parameters_by_component {
@@ -111,102 +111,6 @@ fn facts(src: &Source) -> Vec<String> {
         facts.push(types.join(", "));
     }
     facts
-}
-
-/// The architecture section's rows.
-fn architecture(spec: &ModelSpec) -> Vec<(&'static str, String)> {
-    let mut biases = Vec::new();
-    for (on, name) in [
-        (spec.qkv_bias, "q/k/v"),
-        (spec.attn_out_bias, "attention output"),
-        (spec.mlp_bias, "MLP"),
-    ] {
-        if on {
-            biases.push(name);
-        }
-    }
-    let mut rows = vec![
-        ("family", spec.architecture.clone()),
-        ("vocabulary", grouped(spec.vocab_size)),
-        ("context", grouped(spec.context_length)),
-        ("d_model", grouped(spec.d_model)),
-        ("layers", grouped(spec.n_layers)),
-        (
-            "heads",
-            format!(
-                "{} query / {} key-value, head dim {} ({})",
-                spec.n_heads,
-                spec.n_kv_heads,
-                spec.head_dim,
-                spec.attention_kind()
-            ),
-        ),
-        (
-            "feed-forward",
-            format!(
-                "{} wide, {}",
-                grouped(spec.ffn_dim),
-                spec.ffn_kind.describe()
-            ),
-        ),
-        (
-            "norms",
-            format!(
-                "{}, {}, eps {:e}{}",
-                spec.norm_kind.describe(),
-                spec.norm_placement.describe(),
-                spec.norm_eps,
-                if spec.qk_norm { ", QK-norm" } else { "" }
-            ),
-        ),
-        (
-            "positions",
-            match spec.positions {
-                Positions::Learned => "learned".into(),
-                Positions::Rope { base } => format!("RoPE, base {base}"),
-            },
-        ),
-        (
-            "biases",
-            if biases.is_empty() {
-                "none".into()
-            } else {
-                biases.join(", ")
-            },
-        ),
-        (
-            "embeddings",
-            format!(
-                "{}{}",
-                if spec.tied_embeddings {
-                    "tied"
-                } else {
-                    "untied"
-                },
-                if spec.scale_embeddings {
-                    ", scaled by √d_model"
-                } else {
-                    ""
-                }
-            ),
-        ),
-    ];
-    if let Some(w) = spec.sliding_window {
-        let pattern = if w.global_every == 0 {
-            "every layer local".to_string()
-        } else {
-            format!("every {}th layer global", w.global_every)
-        };
-        let local_base = w
-            .local_rope_base
-            .map(|b| format!(", local RoPE base {b}"))
-            .unwrap_or_default();
-        rows.push((
-            "sliding window",
-            format!("{} tokens, {pattern}{local_base}", w.window),
-        ));
-    }
-    rows
 }
 
 fn parameters(s: &mut String, p: &ParamCounts, tensor_elements: Option<u64>) {

@@ -11,7 +11,8 @@
 //! - [`Hardware`], [`run_cost`], [`mfu`]: time, energy and cost of a run; PaLM's MFU.
 //! - [`plan`]: the planner behind `fmlab plan` — which of compute, params and tokens are
 //!   given decides what is solved; data-constrained and inference-aware views; a device.
-//! - [`parse_number`], [`parse_runs`]: `7B`, `1.4T` and a CSV of runs, from text.
+//! - [`parse_number`], [`parse_byte_size`], [`parse_runs`]: `7B`, `1.4T`, `500kB` and a CSV
+//!   of runs, from text.
 //! - [`fit`]: fitting `L(N, D)` to a user's own runs (Huber loss on log-loss, L-BFGS from a
 //!   grid of starts, as Hoffmann et al. did).
 //!
@@ -26,7 +27,7 @@ mod plan;
 
 pub use fit::{fit, FitOptions, FitResult, Run};
 pub use hardware::{mfu, run_cost, Hardware, RunCost, HARDWARE};
-pub use input::{parse_number, parse_runs};
+pub use input::{parse_byte_size, parse_number, parse_runs};
 pub use laws::{
     inference_optimal, Allocation, DataConstrained, DataConstrainedPoint, InferenceOptimum,
     KaplanLaw, LawKind, ParametricLaw, CHINCHILLA, DATA_CONSTRAINED, EPOCH, KAPLAN,
@@ -65,6 +66,10 @@ pub enum Error {
     NotANumber(String),
     #[error("{0:?}: must be a finite number > 0")]
     NotPositive(String),
+    #[error("{0:?} is not a size (examples: 1MB, 500kB, 2GB, 1e6)")]
+    NotASize(String),
+    #[error("{0}: must be between 1 byte and 10 TB")]
+    SizeOutOfRange(String),
     #[error("{0}: empty file (expected a header with params,tokens,loss)")]
     NoRuns(String),
     #[error("{file}: the header has no {name:?} column (found {found:?})")]

@@ -13,10 +13,12 @@
 //! 2022 (arXiv 2205.05198) for activation memory; EleutherAI "Transformer Math 101" for
 //! optimizer memory.
 
+mod describe;
 mod flops;
 mod memory;
 mod params;
 mod presets;
+pub mod units;
 
 pub use flops::FlopsPerToken;
 pub use memory::{ActivationMemory, Precision, TrainingMemory, TrainingPrecision};

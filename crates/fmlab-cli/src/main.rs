@@ -14,7 +14,6 @@ mod plan;
 mod plot;
 mod progress;
 mod pull;
-mod report_html;
 mod sampling;
 mod speedrun;
 mod study;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use fmlab_speedrun::report::{Report, StageEval};
+use fmlab_speedrun::report::Report;
 use fmlab_speedrun::{Config, Event};
 
 use crate::numbers::si;
@@ -88,31 +88,6 @@ pub struct SpeedrunArgs {
     json: bool,
 }
 
-/// UTC date and time as YYYYMMDD-HHMMSS, for default folder names.
-fn timestamp() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + (m <= 2) as i64;
-    format!(
-        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 fn say(msg: &str) {
     eprintln!("[speedrun] {msg}");
 }
@@ -141,22 +116,6 @@ impl SpeedrunArgs {
             steps: self.steps,
         }
     }
-}
-
-/// One model's chat figures, as the speedrun's log lines give them.
-fn describe(name: &str, e: &StageEval) -> String {
-    let acc =
-        |m: &std::collections::BTreeMap<String, f64>, b: &str| m.get(b).copied().unwrap_or(0.0);
-    format!(
-        "{name}: format {:.0}%, facts frequent {:.1}% rare {:.1}% (free-form questions {:.1}% / {:.1}%), unseen: I don't know {:.0}% / hallucinated {:.0}%",
-        100.0 * e.format_compliance,
-        100.0 * acc(&e.fact_accuracy, "frequent"),
-        100.0 * acc(&e.fact_accuracy, "rare"),
-        100.0 * acc(&e.fact_accuracy_free_form, "frequent"),
-        100.0 * acc(&e.fact_accuracy_free_form, "rare"),
-        100.0 * e.idk_rate_unseen,
-        100.0 * e.hallucination_rate_unseen
-    )
 }
 
 /// Prints an event of the run: its log line, a training stage's progress bar, the loss
@@ -245,16 +204,16 @@ impl Printer {
             Event::Judged { name, eval, win } => say(&match (name, win) {
                 ("DPO", Some(w)) => format!(
                     "{}; win rate over SFT {:.0}% ({:.0}% of decided)",
-                    describe(name, eval),
+                    eval.describe(name),
                     100.0 * w.win_rate,
                     100.0 * w.win_rate_decided
                 ),
                 (_, Some(w)) => format!(
                     "{}; win rate over base {:.0}%",
-                    describe(name, eval),
+                    eval.describe(name),
                     100.0 * w.win_rate
                 ),
-                (_, None) => describe(name, eval),
+                (_, None) => eval.describe(name),
             }),
             Event::Pairs { pairs, prompts, k } => say(&format!(
                 "on-policy pairs: {pairs} of {prompts} prompts ({k} answers each) separated by the judge"
@@ -267,10 +226,7 @@ impl Printer {
 pub fn run(args: SpeedrunArgs) -> Result<()> {
     let config = args.config();
     config.validate()?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(format!("speedrun-{}", timestamp())));
+    let out = args.out.clone().unwrap_or_else(fmlab_speedrun::default_out);
     let ctrl_c = install_ctrl_c()?;
     let mut printer = Printer {
         bar: None,
@@ -284,8 +240,10 @@ pub fn run(args: SpeedrunArgs) -> Result<()> {
     recall_plot(&report).write_png(&recall_png)?;
     let drawn = report.pretrain.run.join("loss.png");
     std::fs::copy(&drawn, &loss_png).with_context(|| format!("copying {}", drawn.display()))?;
-    let html =
-        crate::report_html::html_report(&report, &[("loss", &loss_png), ("recall", &recall_png)])?;
+    let html = fmlab_speedrun::html::html_report(
+        &report,
+        &[("loss", &loss_png), ("recall", &recall_png)],
+    )?;
     fmlab_formats::write_atomically(&out.join("report.html"), html.as_bytes())?;
     say(&format!(
         "done in {:.0} s (budget {:.0} s): {}",

@@ -5,8 +5,8 @@
 //!
 //! It lives in a crate of its own because it is the one caller of both fmlab-train and
 //! fmlab-eval (neither depends on the other). It draws nothing and prints nothing: progress
-//! reaches the caller as [`Event`]s, and the CLI draws the PNGs and writes `report.html`
-//! from the same [`Report`] that becomes `report.json`.
+//! reaches the caller as [`Event`]s; the CLI draws the PNGs, and [`html::html_report`] writes
+//! `report.html` from the same [`Report`] that becomes `report.json`.
 
 pub mod plan;
 pub mod report;
@@ -43,6 +43,7 @@ pub enum Error {
     Json(#[from] serde_json::Error),
 }
 
+pub mod html;
 mod post;
 mod run;
 
@@ -177,3 +178,33 @@ pub enum Event<'a> {
 }
 
 use std::path::Path;
+
+/// Where a run goes when the caller names no folder: `runs/speedrun-YYYYMMDD-HHMMSS` (UTC).
+pub fn default_out() -> std::path::PathBuf {
+    std::path::Path::new("runs").join(format!("speedrun-{}", timestamp()))
+}
+
+/// UTC date and time as YYYYMMDD-HHMMSS, for default folder names.
+fn timestamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + (m <= 2) as i64;
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}

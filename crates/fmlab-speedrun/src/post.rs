@@ -167,14 +167,7 @@ fn on_policy_pairs(
             &WorldJudge,
             &PairConfig {
                 k: s.k,
-                sampler: fmlab_sample::SamplerConfig {
-                    temperature: 1.0,
-                    top_k: 0,
-                    top_p: 1.0,
-                    min_p: 0.0,
-                    seed: s.seed,
-                    ..Default::default()
-                },
+                sampler: fmlab_sample::SamplerConfig::pure(s.seed),
                 max_new_tokens: 48,
                 // A right answer is preferred to "I don't know" too, not only to the worst.
                 pairing: fmlab_eval::chat::Pairing::BestVsEachLevel,

@@ -136,6 +136,21 @@ pub struct StageExample {
 }
 
 impl StageEval {
+    /// One line of the figures, after the model's `name` (the speedrun's log).
+    pub fn describe(&self, name: &str) -> String {
+        let acc = |m: &BTreeMap<String, f64>, b: &str| m.get(b).copied().unwrap_or(0.0);
+        format!(
+            "{name}: format {:.0}%, facts frequent {:.1}% rare {:.1}% (free-form questions {:.1}% / {:.1}%), unseen: I don't know {:.0}% / hallucinated {:.0}%",
+            100.0 * self.format_compliance,
+            100.0 * acc(&self.fact_accuracy, "frequent"),
+            100.0 * acc(&self.fact_accuracy, "rare"),
+            100.0 * acc(&self.fact_accuracy_free_form, "frequent"),
+            100.0 * acc(&self.fact_accuracy_free_form, "rare"),
+            100.0 * self.idk_rate_unseen,
+            100.0 * self.hallucination_rate_unseen
+        )
+    }
+
     pub fn of(e: &ChatEval) -> Self {
         let accuracies = |m: &BTreeMap<String, Score>| {
             m.iter()

@@ -1,14 +1,15 @@
 //! The speedrun's `report.html`: one self-contained page (tables, and the PNGs inline as
-//! data URIs) written from the same typed [`Report`] as `report.json`.
+//! data URIs) written from the same typed [`Report`] as `report.json`. The caller draws the
+//! PNGs (the CLI, which alone knows plotters) and hands their paths in.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::{Context, Result};
 use base64::Engine as _;
-use fmlab_speedrun::report::{Report, StageEval};
+use fmlab_spec::units::si;
 
-use crate::numbers::si;
+use crate::report::{Report, StageEval};
+use crate::Error;
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -43,7 +44,7 @@ th{background:#f3f3f3}img{max-width:100%}pre{white-space:pre-wrap;background:#f7
 
 /// The page: plan, pre-training, evaluation (with `images`, named `loss` and `recall`),
 /// post-training, samples.
-pub fn html_report(r: &Report, images: &[(&str, &Path)]) -> Result<String> {
+pub fn html_report(r: &Report, images: &[(&str, &Path)]) -> Result<String, Error> {
     let mut h = String::from(HEAD);
     let _ = write!(
         h,
@@ -60,7 +61,8 @@ pub fn html_report(r: &Report, images: &[(&str, &Path)]) -> Result<String> {
     plan_section(&mut h, r);
     pretrain_section(&mut h, r);
     for (name, path) in images {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::Message(format!("reading {}: {e}", path.display())))?;
         if *name == "recall" {
             eval_table(&mut h, r);
         }

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use fmlab_eval::chat::{
-    evaluate_chat, preference_pairs, write_pairs, ChatEval, ChatEvalConfig, Judge, JudgeSpec,
-    PairConfig, RewardJudge, WorldJudge,
+    evaluate_chat, preference_pairs, write_pairs, ChatEvalConfig, Judge, JudgeSpec, PairConfig,
+    RewardJudge, WorldJudge,
 };
 use serde::Serialize;
 
@@ -59,43 +59,10 @@ fn chat(args: ChatEvalArgs) -> Result<()> {
     if args.json {
         return crate::out(&format!("{}\n", serde_json::to_string_pretty(&e)?));
     }
-    crate::out(&describe(&e))
+    crate::out(&e.describe())
 }
 
 /// The figures of a chat evaluation, one per line.
-pub fn describe(e: &ChatEval) -> String {
-    let mut s = format!(
-        "{} answers; format compliance {:.1}%\n",
-        e.answers.len(),
-        100.0 * e.format_compliance
-    );
-    for (split, score) in &e.fact_accuracy {
-        let free = e
-            .fact_accuracy_free_form
-            .get(split)
-            .copied()
-            .unwrap_or_default();
-        s += &format!(
-            "fact accuracy, {split}: {:.1}% ({} of {}); free-form questions {:.1}% ({} of {})\n",
-            100.0 * score.accuracy,
-            score.correct,
-            score.items,
-            100.0 * free.accuracy,
-            free.correct,
-            free.items
-        );
-    }
-    s += &format!(
-        "never-seen people: \"I don't know\" {:.1}%, hallucinated {:.1}%\narithmetic: {:.1}% ({} of {})\n",
-        100.0 * e.idk_rate_unseen,
-        100.0 * e.hallucination_rate_unseen,
-        100.0 * e.arithmetic.accuracy,
-        e.arithmetic.correct,
-        e.arithmetic.items
-    );
-    s
-}
-
 #[derive(Args)]
 pub struct PreferencesArgs {
     /// The model whose answers are sampled (usually an SFT run).
@@ -161,11 +128,7 @@ pub fn preferences(args: PreferencesArgs) -> Result<()> {
         k: args.k,
         sampler: fmlab_sample::SamplerConfig {
             temperature: args.temperature,
-            top_k: 0,
-            top_p: 1.0,
-            min_p: 0.0,
-            seed: args.seed,
-            ..Default::default()
+            ..fmlab_sample::SamplerConfig::pure(args.seed)
         },
         max_new_tokens: args.max_tokens,
         pairing: fmlab_eval::chat::Pairing::parse(&args.pairing).with_context(|| {

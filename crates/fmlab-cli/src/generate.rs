@@ -8,13 +8,14 @@ use clap::Args;
 use fmlab_nn::Session;
 pub use fmlab_sample::answer_of;
 use fmlab_sample::{
-    best_of_n, generate, self_consistency, BestOfN, GenerateOptions, Generation, GrammarSpec,
-    LanguageModel, MeanLogprob, RegexAnswer, Sampler, SamplerConfig, StopConditions, Vote,
-    LAST_NUMBER,
+    generate, BestOfN, GenerateOptions, Generation, GrammarSpec, LanguageModel, MeanLogprob,
+    RegexAnswer, Sampler, SamplerConfig, StopConditions, Vote, LAST_NUMBER,
 };
 use fmlab_tokenizer::{Message, StreamDecoder, Tokenizer};
 pub use fmlab_train::models::generation::TokenText;
-use fmlab_train::models::generation::{read_messages, sample, Conversation, Report, Request};
+use fmlab_train::models::generation::{
+    read_messages, sample, Conversation, Drawn, Request, Selection,
+};
 
 use crate::model::{load, Loaded};
 use crate::sampling::SamplerArgs;
@@ -209,37 +210,39 @@ fn generate_on_pool(args: GenerateArgs) -> Result<()> {
         quiet || printer.push(i, bytes)
     })?;
     let rest = printer.finish()?;
-    let best = match (args.best_of, &args.reward_model) {
-        (Some(_), Some(rm)) => {
-            let rm_loaded =
-                crate::model::load_reward_model(rm, tok.vocab_size(), "--reward-model")?;
-            let mut scorer = fmlab_nn::RewardScorer::new(&rm_loaded.model)
-                .with_context(|| format!("--reward-model {rm}"))?;
-            Some(best_of_n(&ids, &generations, &mut scorer)?)
-        }
-        (Some(_), None) => Some(best_of_n(&ids, &generations, &mut MeanLogprob)?),
+    let reward_model = match &args.reward_model {
+        Some(rm) => Some(crate::model::load_reward_model(
+            rm,
+            tok.vocab_size(),
+            "--reward-model",
+        )?),
+        None => None,
+    };
+    let mut scorer = match (&reward_model, &args.reward_model) {
+        (Some(rm), Some(name)) => Some(
+            fmlab_nn::RewardScorer::new(&rm.model)
+                .with_context(|| format!("--reward-model {name}"))?,
+        ),
         _ => None,
     };
-    let vote = extractor.map(|mut e| self_consistency(&generations, &mut e));
+    let selection = match (args.best_of, &mut scorer, extractor) {
+        (Some(_), Some(scorer), _) => Selection::BestOf(scorer),
+        (Some(_), None, _) => Selection::BestOf(&mut MeanLogprob),
+        (None, _, Some(e)) => Selection::Vote(e),
+        (None, _, None) => Selection::All,
+    };
+    let drawn = Drawn::select(&ids, generations, selection)?;
     if json {
-        let logprobs = args.logprobs.is_some();
-        let report = Report::new(
-            tok,
-            &generations,
-            &config,
-            best.as_ref(),
-            vote.as_ref(),
-            logprobs,
-        );
+        let report = drawn.report(tok, &config, args.logprobs.is_some());
         crate::out(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
-    } else if let Some(b) = &best {
-        print_best(&generations, b)?;
-    } else if let Some(v) = &vote {
+    } else if let Some(b) = &drawn.best {
+        print_best(&drawn.generations, b)?;
+    } else if let Some(v) = &drawn.vote {
         print_vote(v, n)?;
     } else {
         crate::out(&format!("{rest}\n"))?;
     }
-    for g in &generations {
+    for g in &drawn.generations {
         eprintln!("{}", stats(g));
     }
     eprintln!("sampler: {}", config.describe());

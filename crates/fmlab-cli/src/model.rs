@@ -1,13 +1,12 @@
-//! The CLI's side of loading models (`fmlab_train::models` does the loading): the same
-//! names as before, and the warnings about skipped checkpoints printed as they always were.
+//! The CLI's side of loading models (`fmlab_train::models` does the loading): each loader
+//! with the checkpoints it passed over printed as warnings, and the thread pool a command
+//! runs its model on.
 
 use anyhow::{Context, Result};
 use std::path::Path;
 
-// Kept under the names other commands use until they call `fmlab_train::models` directly.
-#[allow(unused_imports)]
 pub use fmlab_train::models::{
-    load_tokenizer, models_dir, run_tokenizer, Chat, Loaded, RunCheckpoint, Trainable, KNOWN_MODELS,
+    load_tokenizer, models_dir, run_tokenizer, Loaded, RunCheckpoint, Trainable, KNOWN_MODELS,
 };
 
 /// Prints `warning: skipped checkpoint DIR: WHY` for each checkpoint a load passed over.

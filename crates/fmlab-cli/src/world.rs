@@ -3,10 +3,8 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand};
-use fmlab_data::world::docs::Domain;
-use fmlab_data::world::lang::Lang;
 use fmlab_data::WorldConfig;
 
 #[derive(Args)]
@@ -59,24 +57,6 @@ enum WorldCommand {
     },
 }
 
-fn shares<T>(text: &str, parse: impl Fn(&str) -> Option<T>, what: &str) -> Result<Vec<(T, f64)>> {
-    let mut out = Vec::new();
-    for part in text.split(',').filter(|p| !p.trim().is_empty()) {
-        let Some((name, share)) = part.split_once('=') else {
-            bail!("--{what}: {part:?} is not NAME=SHARE");
-        };
-        let Some(item) = parse(name.trim()) else {
-            bail!("--{what}: unknown {} {name:?}", what.trim_end_matches('s'));
-        };
-        let share: f64 = share
-            .trim()
-            .parse()
-            .map_err(|_| anyhow::anyhow!("--{what}: {share:?} is not a number"))?;
-        out.push((item, share));
-    }
-    Ok(out)
-}
-
 pub fn run(args: WorldArgs) -> Result<()> {
     if let Some(WorldCommand::Stats { dir, json }) = args.command {
         return stats(&dir, json);
@@ -88,12 +68,9 @@ pub fn run(args: WorldArgs) -> Result<()> {
         typo_rate: args.typo_rate,
         lowercase_rate: args.lowercase_rate,
         sets_per_mb: args.sets_per_mb,
-        languages: shares(&args.languages, Lang::parse, "languages")?,
         ..WorldConfig::default()
     };
-    if let Some(d) = &args.domains {
-        config.domains = shares(d, Domain::parse, "domains")?;
-    }
+    config.set_mix(&args.languages, args.domains.as_deref())?;
     let tty = std::io::stderr().is_terminal();
     let started = std::time::Instant::now();
     let summary = fmlab_data::write_world(&config, &args.out, |bytes| {

@@ -42,6 +42,9 @@ pub enum Error {
     },
     #[error("world: {0}")]
     Config(String),
+    /// A mix (`NAME=SHARE,…`) that cannot be read; `what` is its flag's name.
+    #[error("--{what}: {message}")]
+    Mix { what: &'static str, message: String },
     /// A corpus file that cannot be opened, or a JSONL line that cannot be read.
     #[error("reading {path}: {error}")]
     Read {

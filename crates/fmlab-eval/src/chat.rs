@@ -124,6 +124,43 @@ pub struct ChatEval {
     pub answers: Vec<Answer>,
 }
 
+impl ChatEval {
+    /// The figures as lines of text (`fmlab eval chat`'s table).
+    pub fn describe(&self) -> String {
+        let e = self;
+        let mut s = format!(
+            "{} answers; format compliance {:.1}%\n",
+            e.answers.len(),
+            100.0 * e.format_compliance
+        );
+        for (split, score) in &e.fact_accuracy {
+            let free = e
+                .fact_accuracy_free_form
+                .get(split)
+                .copied()
+                .unwrap_or_default();
+            s += &format!(
+                "fact accuracy, {split}: {:.1}% ({} of {}); free-form questions {:.1}% ({} of {})\n",
+                100.0 * score.accuracy,
+                score.correct,
+                score.items,
+                100.0 * free.accuracy,
+                free.correct,
+                free.items
+            );
+        }
+        s += &format!(
+            "never-seen people: \"I don't know\" {:.1}%, hallucinated {:.1}%\narithmetic: {:.1}% ({} of {})\n",
+            100.0 * e.idk_rate_unseen,
+            100.0 * e.hallucination_rate_unseen,
+            100.0 * e.arithmetic.accuracy,
+            e.arithmetic.correct,
+            e.arithmetic.items
+        );
+        s
+    }
+}
+
 /// The items [`evaluate_chat`] asks: `per_split` at most per split, in file order.
 pub fn select(items: &[EvalItem], per_split: usize) -> Vec<&EvalItem> {
     let mut count: BTreeMap<&str, usize> = BTreeMap::new();

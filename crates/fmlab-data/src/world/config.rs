@@ -1,11 +1,36 @@
-//! What a world depends on ([`WorldConfig`], checked by [`WorldConfig::validate`]), and
-//! the mention count that makes a person "frequent".
+//! What a world depends on ([`WorldConfig`], checked by [`WorldConfig::validate`]; its
+//! language and domain mixes read by [`WorldConfig::set_mix`]), and the mention count that
+//! makes a person "frequent".
 
 use serde::{Deserialize, Serialize};
 
 use super::docs::Domain;
 use super::lang::Lang;
 use crate::{Error, Result};
+
+/// `NAME=SHARE,NAME=SHARE`: each name through `parse`, each share a number; `what` (a
+/// plural: `languages`) names the list in errors.
+pub fn parse_shares<T>(
+    text: &str,
+    parse: impl Fn(&str) -> Option<T>,
+    what: &'static str,
+) -> Result<Vec<(T, f64)>> {
+    let bad = |message: String| Error::Mix { what, message };
+    let mut out = Vec::new();
+    for part in text.split(',').filter(|p| !p.trim().is_empty()) {
+        let (name, share) = part
+            .split_once('=')
+            .ok_or_else(|| bad(format!("{part:?} is not NAME=SHARE")))?;
+        let item = parse(name.trim())
+            .ok_or_else(|| bad(format!("unknown {} {name:?}", what.trim_end_matches('s'))))?;
+        let share: f64 = share
+            .trim()
+            .parse()
+            .map_err(|_| bad(format!("{share:?} is not a number")))?;
+        out.push((item, share));
+    }
+    Ok(out)
+}
 
 /// Everything the world depends on.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -54,6 +79,16 @@ impl Default for WorldConfig {
 }
 
 impl WorldConfig {
+    /// Sets the language mix (`en=0.85,fr=0.135,sw=0.015`) and, when given, the domain mix
+    /// (`biography=0.5,story=0.5`).
+    pub fn set_mix(&mut self, languages: &str, domains: Option<&str>) -> Result<()> {
+        self.languages = parse_shares(languages, Lang::parse, "languages")?;
+        if let Some(d) = domains {
+            self.domains = parse_shares(d, Domain::parse, "domains")?;
+        }
+        Ok(())
+    }
+
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
         if self.size < 10_000 {
@@ -123,3 +158,20 @@ impl WorldConfig {
 
 /// People with at least this many mentions are "frequent"; with fewer, "rare".
 pub const FREQUENT_MENTIONS: u32 = 10;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mixes_are_read_and_bad_ones_named() {
+        let mut c = WorldConfig::default();
+        c.set_mix("en=0.9, sw=0.1", Some("story=1")).unwrap();
+        assert_eq!(c.languages, vec![(Lang::En, 0.9), (Lang::Sw, 0.1)]);
+        assert_eq!(c.domains, vec![(Domain::Story, 1.0)]);
+        let message = |langs: &str| c.set_mix(langs, None).unwrap_err().to_string();
+        assert_eq!(message("en=0.5,xx=0.5"), "--languages: unknown language \"xx\"");
+        assert_eq!(message("en"), "--languages: \"en\" is not NAME=SHARE");
+        assert_eq!(message("en=half"), "--languages: \"half\" is not a number");
+    }
+}

@@ -1,16 +1,16 @@
 //! Running a loaded model with a sampler, what `fmlab generate` and `fmlab chat` (and a
 //! server) share besides the loop of `fmlab_sample::generate`: token bytes for stop strings
 //! ([`TokenText`]) and for grammars ([`vocabulary`]), n samples of one prompt each under its
-//! own grammar ([`sample`]), DRY's breaker tokens ([`dry_breakers`]), a conversation
+//! own grammar ([`sample`]), best-of-n and self-consistency over them ([`Drawn`]), DRY's breaker tokens ([`dry_breakers`]), a conversation
 //! that fits the context ([`Conversation`]), conversation files ([`read_messages`]), and the typed report of what was drawn ([`Report`]: texts,
 //! tokens, log-probabilities, best-of-n scores, self-consistency votes).
 
 use std::sync::Arc;
 
 use fmlab_sample::{
-    generate_n, BestOfN, Constraint, Detokenizer, GenerateOptions, Generation, Grammar,
-    GrammarSpec, LanguageModel, Sampled, SamplerConfig, StopConditions, TokenLogprob, TokenizeFn,
-    Vocabulary, Vote,
+    best_of_n, generate_n, self_consistency, BestOfN, Constraint, Detokenizer, GenerateOptions,
+    Generation, Grammar, GrammarSpec, LanguageModel, RegexAnswer, Sampled, SamplerConfig, Scorer,
+    StopConditions, TokenLogprob, TokenizeFn, Vocabulary, Vote,
 };
 use std::path::Path;
 
@@ -121,6 +121,52 @@ pub fn sample(
         },
         &mut |i, _step, bytes| on_bytes(i, bytes),
     )?)
+}
+
+/// What test-time compute does with a request's samples.
+pub enum Selection<'a> {
+    /// Every sample kept, the first shown.
+    All,
+    /// Best-of-n: the sample the scorer ranks highest (mean log-probability, or a reward
+    /// model's score) is shown.
+    BestOf(&'a mut dyn Scorer),
+    /// Self-consistency: an answer extracted from each sample, the majority's shown.
+    Vote(RegexAnswer),
+}
+
+/// A request's samples with test-time compute's verdict on them.
+pub struct Drawn {
+    pub generations: Vec<Generation>,
+    pub best: Option<BestOfN>,
+    pub vote: Option<Vote>,
+}
+
+impl Drawn {
+    /// Applies `selection` to the samples of prompt `ids`.
+    pub fn select(ids: &[u32], generations: Vec<Generation>, selection: Selection) -> Result<Self> {
+        let (best, vote) = match selection {
+            Selection::All => (None, None),
+            Selection::BestOf(scorer) => (Some(best_of_n(ids, &generations, scorer)?), None),
+            Selection::Vote(mut e) => (None, Some(self_consistency(&generations, &mut e))),
+        };
+        Ok(Drawn {
+            generations,
+            best,
+            vote,
+        })
+    }
+
+    /// The typed report; `logprobs`: with each token's log-probabilities.
+    pub fn report(&self, tok: &Tokenizer, config: &SamplerConfig, logprobs: bool) -> Report {
+        Report::new(
+            tok,
+            &self.generations,
+            config,
+            self.best.as_ref(),
+            self.vote.as_ref(),
+            logprobs,
+        )
+    }
 }
 
 /// An interactive conversation: a system turn and the turns since, re-read whole each

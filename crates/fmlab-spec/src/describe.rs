@@ -117,7 +117,10 @@ mod tests {
                 .unwrap_or_else(|| panic!("no {label} row"))
         };
         assert_eq!(row("d_model"), "4,096");
-        assert_eq!(row("heads"), "32 query / 32 key-value, head dim 128 (multi-head)");
+        assert_eq!(
+            row("heads"),
+            "32 query / 32 key-value, head dim 128 (multi-head)"
+        );
         assert_eq!(row("feed-forward"), "11,008 wide, SwiGLU");
         assert_eq!(row("positions"), "RoPE, base 10000");
         assert_eq!(row("biases"), "none");

@@ -170,7 +170,10 @@ mod tests {
         assert_eq!(c.languages, vec![(Lang::En, 0.9), (Lang::Sw, 0.1)]);
         assert_eq!(c.domains, vec![(Domain::Story, 1.0)]);
         let message = |langs: &str| c.set_mix(langs, None).unwrap_err().to_string();
-        assert_eq!(message("en=0.5,xx=0.5"), "--languages: unknown language \"xx\"");
+        assert_eq!(
+            message("en=0.5,xx=0.5"),
+            "--languages: unknown language \"xx\""
+        );
         assert_eq!(message("en"), "--languages: \"en\" is not NAME=SHARE");
         assert_eq!(message("en=half"), "--languages: \"half\" is not a number");
     }

@@ -169,7 +169,7 @@ mod tests {
         c.set_mix("en=0.9, sw=0.1", Some("story=1")).unwrap();
         assert_eq!(c.languages, vec![(Lang::En, 0.9), (Lang::Sw, 0.1)]);
         assert_eq!(c.domains, vec![(Domain::Story, 1.0)]);
-        let message = |langs: &str| c.set_mix(langs, None).unwrap_err().to_string();
+        let mut message = |langs: &str| c.set_mix(langs, None).unwrap_err().to_string();
         assert_eq!(
             message("en=0.5,xx=0.5"),
             "--languages: unknown language \"xx\""

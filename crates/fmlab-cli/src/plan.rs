@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::numbers::{duration, put, si};
 
 #[derive(Args)]
-#[command(args_conflicts_with_subcommands = true)]
+#[command(args_conflicts_with_subcommands = true, allow_negative_numbers = true)]
 pub struct PlanArgs {
     #[command(subcommand)]
     command: Option<PlanCommand>,
@@ -39,6 +39,9 @@ enum Law {
     Epoch,
     /// Kaplan et al. 2020 (N counts non-embedding parameters).
     Kaplan,
+    /// Muennighoff et al. 2023: their own fit with the decay of repeated data (the default
+    /// with --unique-tokens).
+    Muennighoff,
 }
 
 impl Law {
@@ -47,6 +50,7 @@ impl Law {
             Law::Chinchilla => LawKind::Chinchilla,
             Law::Epoch => LawKind::Epoch,
             Law::Kaplan => LawKind::Kaplan,
+            Law::Muennighoff => LawKind::Muennighoff,
         }
     }
 }
@@ -68,9 +72,9 @@ struct PlanOptions {
     /// Take N (and the architecture, for MFU) from a model file or folder.
     #[arg(long)]
     model: Option<PathBuf>,
-    /// The scaling law.
-    #[arg(long, value_enum, default_value = "chinchilla")]
-    law: Law,
+    /// The scaling law [default: chinchilla, or muennighoff with --unique-tokens].
+    #[arg(long, value_enum)]
+    law: Option<Law>,
     /// Unique tokens available: repeats are discounted (Muennighoff et al. 2023).
     #[arg(long, value_parser = crate::numbers::positive)]
     unique_tokens: Option<f64>,
@@ -136,8 +140,13 @@ fn run_plan(o: PlanOptions) -> Result<()> {
         },
         (None, None) => None,
     };
+    let law = match (o.law, o.unique_tokens) {
+        (Some(law), _) => law,
+        (None, Some(_)) => Law::Muennighoff,
+        (None, None) => Law::Chinchilla,
+    };
     let request = PlanRequest {
-        law: o.law.kind(),
+        law: law.kind(),
         compute: o.compute,
         params: o.params,
         tokens: o.tokens,
@@ -154,16 +163,13 @@ fn run_plan(o: PlanOptions) -> Result<()> {
             seq_len: o.seq_len,
         }),
     };
-    // This machine's CPU, measured with f32 matrix products, when --hardware is cpu.
+    // This machine's CPU, measured once with f32 matrix products, when --hardware is cpu.
     let measure = || {
-        let peak = fmlab_kernels::measure_peak_flops();
+        let peak = fmlab_kernels::peak_flops();
         if !o.json {
-            eprintln!(
-                "measured this CPU at {} FLOP/s (f32 matrix products, all threads)",
-                si(peak)
-            );
+            eprintln!("this CPU: {}", peak.describe());
         }
-        peak
+        peak.flops
     };
     let report = fmlab_scaling::plan(&request, measure)?;
     if o.json {
@@ -203,9 +209,10 @@ fn plan_table(r: &PlanReport) -> String {
     );
     if let Some(d) = &r.data_constrained {
         let p = &d.point;
+        let (rd, rn) = (d.r_star_tokens, d.r_star_params);
         put!(
             s,
-            "\ndata-constrained (Muennighoff et al.: R*_D 15.39, R*_N 5.31)"
+            "\ndata-constrained (Muennighoff et al.: R*_D {rd:.2}, R*_N {rn:.2})"
         );
         row(&mut s, "unique tokens", si(p.unique_tokens), "");
         row(&mut s, "epochs", format!("{:.2}", p.epochs), "");

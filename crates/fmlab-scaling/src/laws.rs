@@ -36,6 +36,18 @@ pub const EPOCH: ParametricLaw = ParametricLaw {
     beta: 0.3658,
 };
 
+/// Muennighoff et al. 2023's own fit of `E + A/N^α + B/D^β` to their C4 runs, made together
+/// with the decay constants of [`MUENNIGHOFF`] (the parametric-fit section of the
+/// datablations repository's README gives them as logarithms: A = e^6.255414,
+/// B = e^7.3049974, E = e^0.6254804, α = β = 0.3526596).
+pub const MUENNIGHOFF_BASE: ParametricLaw = ParametricLaw {
+    e: 1.869_143_678_405_485_8,
+    a: 520.824_951_659_918_7,
+    b: 1_487.716_093_782_861,
+    alpha: 0.352_659_6,
+    beta: 0.352_659_6,
+};
+
 /// One point of a plan: a model size and a token count, their compute and predicted loss.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Allocation {
@@ -66,6 +78,9 @@ pub enum LawKind {
     Chinchilla,
     Epoch,
     Kaplan,
+    /// Muennighoff et al. 2023's fit: with limited unique data, its own `E, A, B, α, β`
+    /// and decay constants ([`MUENNIGHOFF`]).
+    Muennighoff,
 }
 
 impl LawKind {
@@ -75,6 +90,7 @@ impl LawKind {
             LawKind::Chinchilla => Some(CHINCHILLA),
             LawKind::Epoch => Some(EPOCH),
             LawKind::Kaplan => None,
+            LawKind::Muennighoff => Some(MUENNIGHOFF_BASE),
         }
     }
 
@@ -83,6 +99,7 @@ impl LawKind {
             LawKind::Chinchilla => "chinchilla",
             LawKind::Epoch => "epoch",
             LawKind::Kaplan => "kaplan",
+            LawKind::Muennighoff => "muennighoff",
         }
     }
 
@@ -92,6 +109,7 @@ impl LawKind {
             LawKind::Chinchilla => CHINCHILLA.loss(params, tokens),
             LawKind::Epoch => EPOCH.loss(params, tokens),
             LawKind::Kaplan => KAPLAN.loss(params, tokens),
+            LawKind::Muennighoff => MUENNIGHOFF_BASE.loss(params, tokens),
         }
     }
 
@@ -101,6 +119,7 @@ impl LawKind {
             LawKind::Chinchilla => CHINCHILLA.optimal(flops),
             LawKind::Epoch => EPOCH.optimal(flops),
             LawKind::Kaplan => KAPLAN.optimal(flops),
+            LawKind::Muennighoff => MUENNIGHOFF_BASE.optimal(flops),
         }
     }
 
@@ -110,6 +129,7 @@ impl LawKind {
             LawKind::Chinchilla => CHINCHILLA.optimal_for_params(params),
             LawKind::Epoch => EPOCH.optimal_for_params(params),
             LawKind::Kaplan => KAPLAN.optimal_for_params(params),
+            LawKind::Muennighoff => MUENNIGHOFF_BASE.optimal_for_params(params),
         }
     }
 
@@ -119,6 +139,7 @@ impl LawKind {
             LawKind::Chinchilla => CHINCHILLA.optimal_for_tokens(tokens),
             LawKind::Epoch => EPOCH.optimal_for_tokens(tokens),
             LawKind::Kaplan => KAPLAN.optimal_for_tokens(tokens),
+            LawKind::Muennighoff => MUENNIGHOFF_BASE.optimal_for_tokens(tokens),
         }
     }
 }
@@ -280,11 +301,21 @@ pub struct DataConstrained {
     pub r_star_params: f64,
 }
 
-/// The datablations fit (README of github.com/huggingface/datablations) over Chinchilla's law.
+/// The paper's decay constants over Chinchilla's law: `R*` fitted with another `E, A, B, α,
+/// β` (those of [`MUENNIGHOFF`]) and borrowed here, as the paper's text quotes them rounded.
+/// What `--law chinchilla --unique-tokens` uses; [`MUENNIGHOFF`] is the consistent set.
 pub const DATA_CONSTRAINED: DataConstrained = DataConstrained {
     base: CHINCHILLA,
     r_star_tokens: 15.39,
     r_star_params: 5.31,
+};
+
+/// Muennighoff et al. 2023 as fitted: [`MUENNIGHOFF_BASE`] with its own `R*_D` and `R*_N`
+/// (datablations README).
+pub const MUENNIGHOFF: DataConstrained = DataConstrained {
+    base: MUENNIGHOFF_BASE,
+    r_star_tokens: 15.387_756,
+    r_star_params: 5.309_743,
 };
 
 /// The effect of unique data on a plan.

@@ -30,7 +30,8 @@ pub use hardware::{mfu, run_cost, Hardware, RunCost, HARDWARE};
 pub use input::{parse_byte_size, parse_number, parse_runs};
 pub use laws::{
     inference_optimal, Allocation, DataConstrained, DataConstrainedPoint, InferenceOptimum,
-    KaplanLaw, LawKind, ParametricLaw, CHINCHILLA, DATA_CONSTRAINED, EPOCH, KAPLAN,
+    KaplanLaw, LawKind, ParametricLaw, CHINCHILLA, DATA_CONSTRAINED, EPOCH, KAPLAN, MUENNIGHOFF,
+    MUENNIGHOFF_BASE,
 };
 pub use plan::{plan, DataConstrainedReport, DeviceRequest, PlanReport, PlanRequest, Solved};
 

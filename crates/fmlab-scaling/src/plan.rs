@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::{
     inference_optimal, mfu, run_cost, Allocation, DataConstrained, DataConstrainedPoint, Error,
-    Hardware, InferenceOptimum, LawKind, ParametricLaw, Result, DATA_CONSTRAINED,
+    Hardware, InferenceOptimum, LawKind, ParametricLaw, Result, DATA_CONSTRAINED, MUENNIGHOFF,
 };
 
 /// What to plan. `params` given explicitly wins over the model's; with neither compute,
@@ -118,6 +118,9 @@ pub struct DataConstrainedReport {
     pub point: DataConstrainedPoint,
     /// The plan's loss had the data been unlimited.
     pub unconstrained_loss: f64,
+    /// The decay constants used: `R*_D` (repeated tokens) and `R*_N` (excess parameters).
+    pub r_star_tokens: f64,
+    pub r_star_params: f64,
 }
 
 /// Plans a run. `measure_cpu` gives this machine's peak FLOP/s when the device is `cpu`
@@ -137,10 +140,12 @@ pub fn plan(request: &PlanRequest, measure_cpu: impl FnOnce() -> f64) -> Result<
     let (mode, allocation) = allocate(request, params)?;
     let data_constrained = match request.unique_tokens {
         Some(u) => {
-            let base = parametric(law, "--unique-tokens")?;
+            let dc = data_law(law)?;
             Some(DataConstrainedReport {
-                point: over(base).point(allocation.params, allocation.tokens, u)?,
-                unconstrained_loss: base.loss(allocation.params, allocation.tokens)?,
+                point: dc.point(allocation.params, allocation.tokens, u)?,
+                unconstrained_loss: dc.base.loss(allocation.params, allocation.tokens)?,
+                r_star_tokens: dc.r_star_tokens,
+                r_star_params: dc.r_star_params,
             })
         }
         None => None,
@@ -187,7 +192,7 @@ fn allocate(request: &PlanRequest, params: Option<f64>) -> Result<(Solved, Alloc
         (Some(c), None, None) => match request.unique_tokens {
             Some(u) => (
                 Solved::ComputeOptimalLimitedData,
-                over(parametric(law, "--unique-tokens")?).optimal(c, u)?,
+                data_law(law)?.optimal(c, u)?,
             ),
             None => (Solved::ComputeOptimal, law.optimal(c)?),
         },
@@ -249,12 +254,16 @@ fn parametric(law: LawKind, flag: &'static str) -> Result<ParametricLaw> {
     law.parametric().ok_or(Error::NeedsParametric(flag))
 }
 
-/// The data-constrained law over the chosen base law.
-fn over(base: ParametricLaw) -> DataConstrained {
-    DataConstrained {
-        base,
-        ..DATA_CONSTRAINED
-    }
+/// The data-constrained law of `law`: Muennighoff et al.'s own fit, or their decay
+/// constants over another parametric law.
+fn data_law(law: LawKind) -> Result<DataConstrained> {
+    Ok(match law {
+        LawKind::Muennighoff => MUENNIGHOFF,
+        other => DataConstrained {
+            base: parametric(other, "--unique-tokens")?,
+            ..DATA_CONSTRAINED
+        },
+    })
 }
 
 fn given(law: LawKind, params: f64, tokens: f64) -> Result<Allocation> {

@@ -241,3 +241,20 @@ fn runs_and_numbers_from_text() {
         "r.csv:2: tokens: \"x\" is not a number (examples: 1e21, 7B, 1.4T, 500M)"
     );
 }
+
+/// Muennighoff et al.'s own fit against the worked values of the datablations README: the
+/// two models of their Figure 1 (right) at 25B unique tokens, and the allocation its grid
+/// search finds for the compute of the second (≈227B tokens, 9.1 epochs, 6.8B parameters).
+#[test]
+fn muennighoff_fit_reproduces_the_papers_worked_values() {
+    let loss = |n, d| MUENNIGHOFF.point(n, d, 25e9).unwrap().loss;
+    assert!((loss(6.34e9, 242e9) - 2.2256440889984477).abs() < 1e-9);
+    assert!((loss(8.67e9, 178e9) - 2.2269634075087867).abs() < 1e-9);
+    let best = MUENNIGHOFF.optimal(6.0 * 8.67e9 * 178e9, 25e9).unwrap();
+    assert!(close(best.tokens, 227e9, 0.01), "{}", best.tokens);
+    assert!(close(best.params, 6.8e9, 0.01), "{}", best.params);
+    assert!((best.tokens / 25e9 - 9.1).abs() < 0.1);
+    // Its own E, A, B, α, β differ from Chinchilla's: the consistent set is the default.
+    assert_ne!(MUENNIGHOFF.base, CHINCHILLA);
+    assert_eq!(LawKind::Muennighoff.parametric(), Some(MUENNIGHOFF_BASE));
+}

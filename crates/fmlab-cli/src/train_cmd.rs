@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use fmlab_train::pretrain::Pretrainer;
 use fmlab_train::{PretrainSettings, PretrainSummary, ScheduleKind};
@@ -35,19 +35,19 @@ pub enum TrainCommand {
 pub struct Settings {
     /// The depth dial: width 64·depth, heads of 128, SwiGLU, RoPE (see `fmlab_spec::from_depth`)
     /// [default: 4].
-    #[arg(long)]
+    #[arg(value_parser = crate::numbers::integer::<u64>, long)]
     pub depth: Option<u64>,
     /// Tokens per training sequence (also the model's context) [default: 256].
-    #[arg(long)]
+    #[arg(value_parser = crate::numbers::integer::<usize>, long)]
     pub seq_len: Option<usize>,
     /// Sequences per micro-batch [default: 8].
-    #[arg(long)]
+    #[arg(value_parser = crate::numbers::integer::<usize>, long)]
     pub batch: Option<usize>,
     /// Micro-batches per optimizer step [default: 1].
-    #[arg(long)]
+    #[arg(value_parser = crate::numbers::integer::<usize>, long)]
     pub grad_accum: Option<usize>,
     /// Optimizer steps [default: the compute-optimal budget, 20 tokens per parameter].
-    #[arg(long)]
+    #[arg(value_parser = crate::numbers::integer::<u64>, long)]
     pub steps: Option<u64>,
     /// cosine, wsd or constant [default: cosine].
     #[arg(long)]
@@ -59,10 +59,10 @@ pub struct Settings {
     #[arg(long)]
     pub min_lr: Option<f32>,
     /// Warmup steps [default: 5% of the steps, at most 200].
-    #[arg(long)]
+    #[arg(value_parser = crate::numbers::integer::<u64>, long)]
     pub warmup: Option<u64>,
     /// WSD's decay steps [default: 20% of the steps].
-    #[arg(long)]
+    #[arg(value_parser = crate::numbers::integer::<u64>, long)]
     pub decay_steps: Option<u64>,
     /// AdamW weight decay on matrices [default: 0.1].
     #[arg(long)]
@@ -77,19 +77,19 @@ pub struct Settings {
     #[arg(long)]
     pub grad_clip: Option<f32>,
     /// Validation loss every N steps [default: steps / 10].
-    #[arg(long)]
+    #[arg(value_parser = crate::numbers::integer::<u64>, long)]
     pub eval_every: Option<u64>,
     /// Validation windows per evaluation [default: 16].
-    #[arg(long)]
+    #[arg(value_parser = crate::numbers::integer::<usize>, long)]
     pub eval_windows: Option<usize>,
     /// A checkpoint every N steps [default: steps / 5].
-    #[arg(long)]
+    #[arg(value_parser = crate::numbers::integer::<u64>, long)]
     pub checkpoint_every: Option<u64>,
     /// Checkpoints kept [default: 3].
-    #[arg(long)]
+    #[arg(value_parser = crate::numbers::integer::<usize>, long)]
     pub keep: Option<usize>,
     /// Seeds the initial weights and the order of training windows [default: 0].
-    #[arg(long)]
+    #[arg(value_parser = crate::numbers::integer::<u64>, long)]
     pub seed: Option<u64>,
 }
 
@@ -126,12 +126,13 @@ impl Settings {
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 pub struct PretrainArgs {
     /// Token shards (`fmlab data tokenize --out DIR`).
     #[arg(long, required_unless_present = "resume")]
     shards: Option<PathBuf>,
     /// The tokenizer the shards were made with (copied into the run, for generation and
-    /// export).
+    /// export) [default: the shards' own tokenizer.json, which `data tokenize` keeps].
     #[arg(long)]
     tokenizer: Option<PathBuf>,
     /// A TOML file with any of the settings below (same names, underscores), and
@@ -192,7 +193,19 @@ fn pretrain(args: PretrainArgs) -> Result<()> {
             };
             let settings = args.settings.library()?.or(file);
             let (spec, config) = settings.resolve(manifest.vocab_size)?;
-            Pretrainer::create(&args.out, spec, config, shards, args.tokenizer.as_deref())?
+            // The tokenizer given, or the one `data tokenize` kept beside the shards: a run
+            // without one could be trained but never used.
+            let own = shards.join("tokenizer.json");
+            let tokenizer = match &args.tokenizer {
+                Some(t) => t.clone(),
+                None if own.is_file() => own,
+                None => bail!(
+                    "{} holds no tokenizer.json: give --tokenizer, the one the shards were made with ({})",
+                    shards.display(),
+                    manifest.tokenizer
+                ),
+            };
+            Pretrainer::create(&args.out, spec, config, shards, Some(&tokenizer))?
         }
     };
     let summary = drive(&mut trainer, &stop, false)?;
@@ -221,7 +234,7 @@ struct Summary {
 /// Runs the loop with a progress bar (step, loss, tokens/s, MFU, ETA) and writes the
 /// loss curve; returns the session's summary.
 fn drive(t: &mut Pretrainer, stop: &AtomicBool, quiet: bool) -> Result<Summary> {
-    let peak = fmlab_kernels::measure_peak_flops();
+    let peak = fmlab_kernels::peak_flops().flops;
     let mut bar = Bar::new(quiet, None);
     let summary = fmlab_train::session::pretrain(t, stop, peak, &mut |p| bar.on(p));
     bar.finish();

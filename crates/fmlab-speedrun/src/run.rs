@@ -250,6 +250,7 @@ fn prepare_data(
             val_fraction: 0.02,
             seed: config.seed,
             shard_tokens: 64 << 20,
+            tokenizer_file: None,
         },
         |_| {},
     )?
@@ -324,7 +325,7 @@ fn pretrain(
         None => Some(Instant::now() + Duration::from_secs_f64(train_seconds * 1.1 + 5.0)),
     };
     let local = AtomicBool::new(false);
-    let peak = fmlab_kernels::measure_peak_flops();
+    let peak = fmlab_kernels::peak_flops().flops;
     let summary = std::thread::scope(|scope| {
         let watcher = scope.spawn(|| loop {
             if local.load(Ordering::Relaxed) {

@@ -19,6 +19,7 @@ pub enum DataCommand {
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 pub struct TokenizeArgs {
     /// JSONL files of documents (a world's corpus.jsonl) or plain text files (one document).
     #[arg(required = true)]
@@ -33,11 +34,12 @@ pub struct TokenizeArgs {
     #[arg(long, default_value = "0.01")]
     val_fraction: f64,
     /// Seed of the train/val split.
-    #[arg(long, default_value = "0")]
+    #[arg(value_parser = crate::numbers::integer::<u64>, long, default_value = "0")]
     seed: u64,
     /// Tokens per shard at most.
     #[arg(long, default_value = "64M", value_parser = crate::numbers::count)]
     shard_tokens: u64,
+    /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
 }
@@ -56,6 +58,9 @@ fn tokenize(args: TokenizeArgs) -> Result<()> {
         val_fraction: args.val_fraction,
         seed: args.seed,
         shard_tokens: args.shard_tokens,
+        // A tokenizer.json file travels with the shards (a model's stays in the model).
+        tokenizer_file: Some(PathBuf::from(&args.tokenizer))
+            .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "json")),
     };
     let tty = std::io::stderr().is_terminal();
     let Tokenized {

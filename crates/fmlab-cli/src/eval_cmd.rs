@@ -20,18 +20,20 @@ pub enum EvalCommand {
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 pub struct ChatEvalArgs {
-    /// A training run, a checkpoint folder, a GGUF file or a known model's name.
+    /// The chat model: a pulled name (`fmlab pull --list`), a .gguf file, a training run or
+    /// checkpoint folder, or a Hugging Face folder.
     #[arg(long)]
     pub model: String,
     /// Eval items (a world's eval.jsonl).
     #[arg(long)]
     pub items: PathBuf,
     /// Items per split (frequent, rare, unseen, arithmetic) at most.
-    #[arg(long, default_value_t = 100)]
+    #[arg(value_parser = crate::numbers::integer::<usize>, long, default_value_t = 100)]
     pub per_split: usize,
     /// Tokens an answer may take.
-    #[arg(long, default_value_t = 48)]
+    #[arg(value_parser = crate::numbers::integer::<usize>, long, default_value_t = 48)]
     pub max_tokens: usize,
     /// Print every answer with its verdict too (JSON).
     #[arg(long)]
@@ -64,6 +66,7 @@ fn chat(args: ChatEvalArgs) -> Result<()> {
 
 /// The figures of a chat evaluation, one per line.
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 pub struct PreferencesArgs {
     /// The model whose answers are sampled (usually an SFT run).
     #[arg(long)]
@@ -76,7 +79,7 @@ pub struct PreferencesArgs {
     #[arg(long, default_value = "world")]
     pub judge: String,
     /// Answers sampled per prompt.
-    #[arg(short, long, default_value_t = 4)]
+    #[arg(value_parser = crate::numbers::integer::<usize>, short, long, default_value_t = 4)]
     pub k: usize,
     /// Sampling temperature.
     #[arg(long, default_value_t = 1.0)]
@@ -86,16 +89,18 @@ pub struct PreferencesArgs {
     #[arg(long, default_value = "best-worst")]
     pub pairing: String,
     /// Prompts used at most (in file order).
-    #[arg(long)]
+    #[arg(value_parser = crate::numbers::integer::<usize>, long)]
     pub limit: Option<usize>,
     /// Tokens an answer may take.
-    #[arg(long, default_value_t = 48)]
+    #[arg(value_parser = crate::numbers::integer::<usize>, long, default_value_t = 48)]
     pub max_tokens: usize,
-    #[arg(long, default_value_t = 0)]
+    /// Seeds the sampled answers: the same seed gives the same pairs.
+    #[arg(value_parser = crate::numbers::integer::<u64>, long, default_value_t = 0)]
     pub seed: u64,
     /// The pairs, JSON Lines in preferences.jsonl's layout (plus the judge's scores).
     #[arg(long, default_value = "pairs.jsonl")]
     pub out: PathBuf,
+    /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
 }

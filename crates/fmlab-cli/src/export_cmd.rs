@@ -8,6 +8,7 @@ use clap::Args;
 use fmlab_train::export::{self, Quant};
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 pub struct ExportArgs {
     /// A training run (its newest good checkpoint) or one checkpoint's folder.
     run: PathBuf,

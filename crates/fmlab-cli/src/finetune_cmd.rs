@@ -26,19 +26,19 @@ fn defaults() -> Library {
 pub struct FinetuneSettings {
     /// Row length in tokens; records are packed into rows, and longer ones skipped
     /// [default: 512, at most the model's context].
-    #[arg(long)]
+    #[arg(value_parser = crate::numbers::integer::<usize>, long)]
     pub seq_len: Option<usize>,
     /// Rows per micro-batch.
-    #[arg(long, default_value_t = defaults().batch)]
+    #[arg(value_parser = crate::numbers::integer::<usize>, long, default_value_t = defaults().batch)]
     pub batch: usize,
     /// Micro-batches per optimizer step.
-    #[arg(long, default_value_t = defaults().grad_accum)]
+    #[arg(value_parser = crate::numbers::integer::<usize>, long, default_value_t = defaults().grad_accum)]
     pub grad_accum: usize,
     /// Passes over the training records (unless --steps is given).
     #[arg(long, default_value_t = defaults().epochs)]
     pub epochs: f64,
     /// Optimizer steps (overrides --epochs).
-    #[arg(long)]
+    #[arg(value_parser = crate::numbers::integer::<u64>, long)]
     pub steps: Option<u64>,
     /// Peak learning rate [default: SFT 1e-4, or 1e-3 with LoRA; DPO 1e-5, or 1e-4 with
     /// LoRA].
@@ -60,19 +60,19 @@ pub struct FinetuneSettings {
     #[arg(long, default_value_t = defaults().val_fraction)]
     pub val_fraction: f64,
     /// Validation every N steps [default: steps / 5].
-    #[arg(long)]
+    #[arg(value_parser = crate::numbers::integer::<u64>, long)]
     pub eval_every: Option<u64>,
-    /// A checkpoint every N steps (and at the end) [default: only at the end].
-    #[arg(long, default_value_t = defaults().checkpoint_every)]
+    /// A checkpoint every N steps, and one at the end (0: only at the end).
+    #[arg(value_parser = crate::numbers::integer::<u64>, long, default_value_t = defaults().checkpoint_every)]
     pub checkpoint_every: u64,
     /// Checkpoints kept.
-    #[arg(long, default_value_t = defaults().keep)]
+    #[arg(value_parser = crate::numbers::integer::<usize>, long, default_value_t = defaults().keep)]
     pub keep: usize,
     /// Seeds the validation split, the order of rows and the LoRA initialisation.
-    #[arg(long, default_value_t = defaults().seed)]
+    #[arg(value_parser = crate::numbers::integer::<u64>, long, default_value_t = defaults().seed)]
     pub seed: u64,
     /// Train LoRA adapters of this rank instead of the full weights.
-    #[arg(long)]
+    #[arg(value_parser = crate::numbers::integer::<usize>, long)]
     pub lora_rank: Option<usize>,
     /// LoRA's α (the update is scaled by α / rank) [default: 2 × rank].
     #[arg(long)]
@@ -90,6 +90,7 @@ pub struct FinetuneSettings {
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 pub struct SftArgs {
     /// The model to finetune: a training run, a checkpoint folder, a GGUF file, a Hugging
     /// Face folder (config.json, *.safetensors, tokenizer.json, tokenizer_config.json; llama,
@@ -121,6 +122,7 @@ pub struct SftArgs {
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 pub struct DpoArgs {
     /// The model to start from and to use as the frozen reference (usually an SFT run).
     #[arg(long, required_unless_present = "resume")]
@@ -150,6 +152,7 @@ pub struct DpoArgs {
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 pub struct RewardArgs {
     /// The backbone (usually an SFT run); a scalar head is added to it.
     #[arg(long, required_unless_present = "resume")]

@@ -1,6 +1,7 @@
-//! `fmlab generate` and `fmlab chat`: running a model with a sampler.
+//! `fmlab generate`: running a model with a sampler — streamed text, n samples, best-of-n,
+//! self-consistency, grammars, logprobs; the sampling flags and the streaming printer that
+//! `fmlab chat` (chat.rs) shares.
 
-use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -8,14 +9,12 @@ use clap::Args;
 use fmlab_nn::Session;
 pub use fmlab_sample::answer_of;
 use fmlab_sample::{
-    generate, BestOfN, GenerateOptions, Generation, GrammarSpec, LanguageModel, MeanLogprob,
-    RegexAnswer, Sampler, SamplerConfig, StopConditions, Vote, LAST_NUMBER,
+    generate, BestOfN, GenerateOptions, Generation, GrammarSpec, MeanLogprob, RegexAnswer, Sampler,
+    SamplerConfig, StopConditions, Vote, LAST_NUMBER,
 };
 use fmlab_tokenizer::{Message, StreamDecoder, Tokenizer};
 pub use fmlab_train::models::generation::TokenText;
-use fmlab_train::models::generation::{
-    read_messages, sample, Conversation, Drawn, Request, Selection,
-};
+use fmlab_train::models::generation::{read_messages, sample, Drawn, Request, Selection};
 
 use crate::model::{load, Loaded};
 use crate::sampling::SamplerArgs;
@@ -30,19 +29,25 @@ pub struct SamplingArgs {
     ctx: Option<u64>,
     /// Threads (default: all cores).
     #[arg(long, value_parser = crate::numbers::count)]
-    threads: Option<u64>,
+    pub(crate) threads: Option<u64>,
 }
 
 impl SamplingArgs {
-    fn config(&self, loaded: &Loaded) -> Result<SamplerConfig> {
+    pub(crate) fn config(&self, loaded: &Loaded) -> Result<SamplerConfig> {
         self.sampler.config(
             Some(&loaded.tokenizer),
             Some(loaded.model.spec.vocab_size as usize),
         )
     }
 
-    fn context(&self, loaded: &Loaded) -> usize {
-        loaded.context(self.ctx.map(|c| c as usize))
+    /// The context: `--ctx`, at most the model's trained context (refused beyond it, as
+    /// perplexity does), by default the model's up to 4096.
+    pub(crate) fn context(&self, loaded: &Loaded) -> Result<usize> {
+        let max = loaded.model.spec.context_length;
+        match self.ctx {
+            Some(c) if c > max => bail!("--ctx {c}: the model's context is {max} tokens"),
+            c => Ok(loaded.context(c.map(|c| c as usize))),
+        }
     }
 }
 
@@ -90,8 +95,10 @@ pub fn prompt_for(loaded: &Loaded, args: &PromptArgs) -> Result<Vec<u32>> {
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 pub struct GenerateArgs {
-    /// A .gguf file or a model name (`fmlab pull --list`).
+    /// The model: a pulled name (`fmlab pull --list`), a .gguf file, a training run or
+    /// checkpoint folder, or a Hugging Face folder.
     model: String,
     #[command(flatten)]
     prompt: PromptArgs,
@@ -99,7 +106,7 @@ pub struct GenerateArgs {
     #[arg(long, default_value = "128", value_parser = crate::numbers::count)]
     max_tokens: u64,
     /// End-of-generation tokens cannot end the output before this many tokens.
-    #[arg(long, default_value = "0")]
+    #[arg(value_parser = crate::numbers::integer::<u64>, long, default_value = "0")]
     min_tokens: u64,
     /// Stop when this text appears (repeatable); the output ends before it.
     #[arg(long)]
@@ -173,7 +180,7 @@ fn generate_on_pool(args: GenerateArgs) -> Result<()> {
     let loaded = load(&args.model)?;
     let config = args.sampling.config(&loaded)?;
     let ids = prompt_for(&loaded, &args.prompt)?;
-    let mut session = Session::new(&loaded.model, args.sampling.context(&loaded));
+    let mut session = Session::new(&loaded.model, args.sampling.context(&loaded)?);
     let json = args.json || args.logprobs.is_some();
     let n = args.best_of.or(args.self_consistency).unwrap_or(args.n) as usize;
     let extractor = match (&args.self_consistency, &args.answer_regex) {
@@ -236,7 +243,7 @@ fn generate_on_pool(args: GenerateArgs) -> Result<()> {
         let report = drawn.report(tok, &config, args.logprobs.is_some());
         crate::out(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
     } else if let Some(b) = &drawn.best {
-        print_best(&drawn.generations, b)?;
+        print_best(&drawn.generations, b, args.reward_model.is_some())?;
     } else if let Some(v) = &drawn.vote {
         print_vote(v, n)?;
     } else {
@@ -249,11 +256,14 @@ fn generate_on_pool(args: GenerateArgs) -> Result<()> {
     Ok(())
 }
 
-fn print_best(generations: &[Generation], b: &BestOfN) -> Result<()> {
+/// The chosen sample, and on stderr every sample's score: its mean log-probability, or
+/// the reward model's reward.
+fn print_best(generations: &[Generation], b: &BestOfN, by_reward: bool) -> Result<()> {
     let g = &generations[b.best];
     crate::out(&format!("{}\n", String::from_utf8_lossy(&g.bytes)))?;
+    let score = if by_reward { "reward" } else { "mean logprob" };
     eprintln!(
-        "best of {}: sample {} (mean logprob {:.3}; others {})",
+        "best of {}: sample {} ({score} {:.3}; others {})",
         generations.len(),
         b.best + 1,
         b.scores[b.best],
@@ -359,6 +369,8 @@ fn grammar_spec(args: &GenerateArgs) -> Result<Option<GrammarSpec>> {
         return Ok(Some(GrammarSpec::JsonSchema(schema)));
     }
     if let Some(regex) = &args.regex {
+        // Checked here first: the grammar engine's own message is hard to read.
+        regex::Regex::new(regex).map_err(|e| anyhow::anyhow!("--regex: {e}"))?;
         return Ok(Some(GrammarSpec::Regex(regex.clone())));
     }
     if let Some(path) = &args.grammar {
@@ -369,13 +381,15 @@ fn grammar_spec(args: &GenerateArgs) -> Result<Option<GrammarSpec>> {
     Ok(None)
 }
 
-/// Runs one generation of a chat turn, printing text as it completes.
-fn stream(
+/// Runs one generation of a chat turn, printing text as it completes, while `keep_going`
+/// says so.
+pub(crate) fn stream(
     session: &mut Session,
     tokenizer: &Tokenizer,
     ids: &[u32],
     sampler: &mut Sampler,
     max_tokens: usize,
+    keep_going: &mut dyn FnMut() -> bool,
 ) -> Result<(Generation, String)> {
     let detok = TokenText(tokenizer);
     let options = GenerateOptions {
@@ -389,14 +403,14 @@ fn stream(
     };
     let mut printer = Printer::new(1, false);
     let generation = generate(session, ids, sampler, options, &mut |_, bytes| {
-        printer.push(0, bytes)
+        printer.push(0, bytes) && keep_going()
     })?;
     crate::out(&printer.finish()?)?;
     let text = String::from_utf8_lossy(&generation.bytes).into_owned();
     Ok((generation, text))
 }
 
-fn stats(g: &Generation) -> String {
+pub(crate) fn stats(g: &Generation) -> String {
     let prefill = if g.prefill_time.is_zero() {
         "prefill shared".to_string()
     } else {
@@ -408,89 +422,4 @@ fn stats(g: &Generation) -> String {
         g.tokens.len(),
         g.decode_tokens_per_second()
     )
-}
-
-#[derive(Args)]
-pub struct ChatArgs {
-    /// A .gguf file or a model name.
-    model: String,
-    /// The system turn to start with.
-    #[arg(long)]
-    system: Option<String>,
-    /// Tokens per reply at most.
-    #[arg(long, default_value = "512", value_parser = crate::numbers::count)]
-    max_tokens: u64,
-    #[command(flatten)]
-    sampling: SamplingArgs,
-}
-
-/// An interactive conversation: each turn is rendered with the whole history.
-pub fn run_chat(args: ChatArgs) -> Result<()> {
-    crate::model::with_threads(args.sampling.threads, || chat_on_pool(args))
-}
-
-fn chat_on_pool(args: ChatArgs) -> Result<()> {
-    let loaded = load(&args.model)?;
-    if loaded.template.is_none() {
-        bail!(
-            "{} has no chat template (a base model); use `fmlab generate --prompt` instead",
-            loaded.path.display()
-        );
-    }
-    let mut conversation = Conversation {
-        system: args.system.clone(),
-        history: Vec::new(),
-    };
-    let mut sampler = Sampler::new(args.sampling.config(&loaded)?)?;
-    let context = args.sampling.context(&loaded);
-    eprintln!(
-        "chatting with {} — /reset, /system TEXT, /quit",
-        loaded.path.display()
-    );
-    let stdin = std::io::stdin();
-    let mut lines = stdin.lock().lines();
-    loop {
-        eprint!("> ");
-        let _ = std::io::stderr().flush();
-        let Some(line) = lines.next() else { break };
-        let line = line?;
-        let input = line.trim();
-        if input.is_empty() {
-            continue;
-        }
-        match input {
-            "/quit" | "/exit" => break,
-            "/reset" => {
-                conversation.history.clear();
-                eprintln!("(conversation cleared)");
-                continue;
-            }
-            _ if input.starts_with("/system") => {
-                let text = input.trim_start_matches("/system").trim();
-                conversation.system = (!text.is_empty()).then(|| text.to_string());
-                conversation.history.clear();
-                eprintln!("(system turn set; conversation cleared)");
-                continue;
-            }
-            _ if input.starts_with('/') => {
-                eprintln!("unknown command {input}: /reset, /system TEXT, /quit");
-                continue;
-            }
-            _ => {}
-        }
-        // The whole conversation is re-read each turn; the oldest turns go when it no
-        // longer fits.
-        let Some(ids) = conversation.ask(&loaded, input, context)? else {
-            eprintln!("(the conversation no longer fits the context of {context} tokens; older turns dropped)");
-            continue;
-        };
-        let mut session = Session::new(&loaded.model, context);
-        let budget = (args.max_tokens as usize).min(context - session.position() - ids.len());
-        let (generation, text) =
-            stream(&mut session, &loaded.tokenizer, &ids, &mut sampler, budget)?;
-        crate::out("\n")?;
-        eprintln!("({})", stats(&generation));
-        conversation.answered(&text);
-    }
-    Ok(())
 }

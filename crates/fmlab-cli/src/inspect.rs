@@ -11,6 +11,7 @@ use fmlab_spec::{FlopsPerToken, ParamCounts, Precision};
 use crate::numbers::{bytes, grouped, put, si};
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 pub struct InspectArgs {
     /// A .gguf or .safetensors file, a model folder with config.json, or a config.json.
     #[arg(required_unless_present = "preset", conflicts_with = "preset")]

@@ -2,6 +2,7 @@
 //! module turns its arguments into calls on the library crates and prints the result.
 //! Only this crate knows the terminal.
 
+mod chat;
 mod data_cmd;
 mod eval_cmd;
 mod export_cmd;
@@ -65,8 +66,9 @@ enum Command {
     Plan(Box<plan::PlanArgs>),
     /// Generate text from a GGUF model, streaming it to stdout.
     Generate(Box<generate::GenerateArgs>),
-    /// An interactive conversation with a chat model (/reset, /system TEXT, /quit).
-    Chat(Box<generate::ChatArgs>),
+    /// An interactive conversation with a chat model: line editing and history, """ blocks,
+    /// Ctrl-C stops a reply; /help lists /set, /save, /load, /reset, /context.
+    Chat(Box<chat::ChatArgs>),
     /// Apply a sampler chain to a logits vector (a JSON array): the final distribution and
     /// one seeded draw — to see what each sampler does.
     SampleLogits(Box<sampling::SampleLogitsArgs>),
@@ -103,7 +105,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(args),
         Command::Plan(args) => plan::run(*args),
         Command::Generate(args) => generate::run_generate(*args),
-        Command::Chat(args) => generate::run_chat(*args),
+        Command::Chat(args) => chat::run_chat(*args),
         Command::SampleLogits(args) => sampling::run_sample_logits(*args),
         Command::Study(cmd) => study::run(cmd),
         Command::Tokenizer(cmd) => tokenizer_cmd::run(cmd),

@@ -24,7 +24,7 @@ pub struct SamplerArgs {
     #[arg(long, default_value = "1")]
     pub dynatemp_exponent: f32,
     /// Keep the K most likely tokens (0: all).
-    #[arg(long, default_value = "40")]
+    #[arg(value_parser = crate::numbers::integer::<usize>, long, default_value = "40")]
     pub top_k: usize,
     /// Keep the smallest set of most likely tokens whose probability reaches P (1: all).
     #[arg(long, default_value = "0.95", allow_hyphen_values = true)]
@@ -42,7 +42,7 @@ pub struct SamplerArgs {
     #[arg(long, default_value = "1", allow_hyphen_values = true)]
     pub repeat_penalty: f32,
     /// How many of the latest tokens the penalties look at.
-    #[arg(long, default_value = "64")]
+    #[arg(value_parser = crate::numbers::integer::<usize>, long, default_value = "64")]
     pub repeat_last_n: usize,
     /// Subtract F × count from seen tokens' logits (OpenAI; −2…2).
     #[arg(long, default_value = "0", allow_hyphen_values = true)]
@@ -53,13 +53,14 @@ pub struct SamplerArgs {
     /// DRY: penalise continuing a repeated sequence by M × BASE^(length − allowed) (0: off).
     #[arg(long, default_value = "0", allow_hyphen_values = true)]
     pub dry_multiplier: f32,
+    /// DRY's base: the penalty grows by this factor per token repeated beyond the allowed length.
     #[arg(long, default_value = "1.75", allow_hyphen_values = true)]
     pub dry_base: f32,
     /// Repeats up to this length go unpenalised.
-    #[arg(long, default_value = "2")]
+    #[arg(value_parser = crate::numbers::integer::<usize>, long, default_value = "2")]
     pub dry_allowed_length: usize,
     /// How many of the latest tokens DRY searches (0: all).
-    #[arg(long, default_value = "0")]
+    #[arg(value_parser = crate::numbers::integer::<usize>, long, default_value = "0")]
     pub dry_penalty_last_n: usize,
     /// Text that breaks a repetition for DRY (repeatable; default: newline, ':', '"', '*').
     #[arg(long = "dry-sequence-breaker")]
@@ -67,6 +68,7 @@ pub struct SamplerArgs {
     /// XTC: with this probability, drop all tokens above the threshold but the least likely.
     #[arg(long, default_value = "0", allow_hyphen_values = true)]
     pub xtc_probability: f32,
+    /// XTC's threshold: only tokens at least this likely may be dropped.
     #[arg(long, default_value = "0.1", allow_hyphen_values = true)]
     pub xtc_threshold: f32,
     /// Drop tokens with probability below E (0: off).
@@ -76,7 +78,7 @@ pub struct SamplerArgs {
     #[arg(long, default_value = "0", allow_hyphen_values = true)]
     pub eta_cutoff: f32,
     /// Mirostat version (0: off, 1, 2); replaces the truncation samplers.
-    #[arg(long, default_value = "0")]
+    #[arg(value_parser = crate::numbers::integer::<u8>, long, default_value = "0")]
     pub mirostat: u8,
     /// Mirostat's target surprise τ (bits).
     #[arg(long, default_value = "5", allow_hyphen_values = true)]
@@ -93,10 +95,10 @@ pub struct SamplerArgs {
     #[arg(long, default_value = "llama.cpp")]
     pub sampler_order: String,
     /// Tokens every truncation stage keeps at least.
-    #[arg(long, default_value = "1")]
+    #[arg(value_parser = crate::numbers::integer::<usize>, long, default_value = "1")]
     pub min_keep: usize,
     /// Seed of the random stream: the same seed and settings give the same tokens.
-    #[arg(long, default_value = "0")]
+    #[arg(value_parser = crate::numbers::integer::<u64>, long, default_value = "0")]
     pub seed: u64,
 }
 
@@ -186,6 +188,7 @@ impl SamplerArgs {
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 pub struct SampleLogitsArgs {
     /// A JSON array of logits (numbers; "-inf" or null for banned tokens).
     #[arg(long)]

@@ -13,6 +13,7 @@ use crate::numbers::si;
 use crate::progress::{install_ctrl_c, Bar};
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 pub struct SpeedrunArgs {
     /// The time budget for the whole run, in minutes.
     #[arg(long, default_value = "10")]
@@ -21,19 +22,19 @@ pub struct SpeedrunArgs {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Seeds the world, the initial weights, the data order and the samples.
-    #[arg(long, default_value = "0")]
+    #[arg(value_parser = crate::numbers::integer::<u64>, long, default_value = "0")]
     seed: u64,
     /// Train this depth instead of the planner's choice.
-    #[arg(long)]
+    #[arg(value_parser = crate::numbers::integer::<u64>, long)]
     depth: Option<u64>,
     /// Tokenizer vocabulary.
-    #[arg(long, default_value = "2048")]
+    #[arg(value_parser = crate::numbers::integer::<u64>, long, default_value = "2048")]
     vocab: u64,
     /// Tokens per training sequence.
-    #[arg(long, default_value = "256")]
+    #[arg(value_parser = crate::numbers::integer::<usize>, long, default_value = "256")]
     seq_len: usize,
     /// Sequences per step.
-    #[arg(long, default_value = "8")]
+    #[arg(value_parser = crate::numbers::integer::<usize>, long, default_value = "8")]
     batch: usize,
     /// Peak learning rate (1e-2 beat 3e-3 and 2e-2 on 3-minute runs: val loss 0.81 vs
     /// 1.15 and 1.06).
@@ -46,7 +47,7 @@ pub struct SpeedrunArgs {
     #[arg(long, default_value = "16")]
     epochs: f64,
     /// Eval questions per bucket (frequent, rare, arithmetic).
-    #[arg(long, default_value = "200")]
+    #[arg(value_parser = crate::numbers::integer::<usize>, long, default_value = "200")]
     eval_items: usize,
     /// Share of the budget for post-training (SFT, on-policy pairs, DPO and their chat
     /// evaluations); 0 skips it.
@@ -72,16 +73,16 @@ pub struct SpeedrunArgs {
     #[arg(long, default_value = "0.1")]
     dpo_beta: f64,
     /// Training prompts whose sampled answers make DPO's on-policy pairs.
-    #[arg(long, default_value = "2000")]
+    #[arg(value_parser = crate::numbers::integer::<usize>, long, default_value = "2000")]
     pair_prompts: usize,
     /// Answers sampled per prompt.
-    #[arg(long, default_value = "4")]
+    #[arg(value_parser = crate::numbers::integer::<usize>, long, default_value = "4")]
     pair_answers: usize,
     /// Train exactly this many pre-training steps, and SFT and DPO for their full epochs,
     /// instead of fitting each stage to the time budget: the world is sized from the steps,
     /// no stage has a deadline, and the same seed, depth and steps give the same models on
     /// any machine (the tests use it; with --depth, nothing depends on the machine's speed).
-    #[arg(long)]
+    #[arg(value_parser = crate::numbers::integer::<u64>, long)]
     steps: Option<u64>,
     /// Print report.json to stdout at the end.
     #[arg(long)]

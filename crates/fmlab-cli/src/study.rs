@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use fmlab_eval::sampling_study::{check_temperatures, SamplingStudy, StudyRow};
+use fmlab_sample::SamplerConfig;
 use serde::Serialize;
 
 use crate::generate::{answer_of, prompt_for, PromptArgs, TokenText};
@@ -21,12 +22,15 @@ pub enum StudyCommand {
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 pub struct SamplingStudyArgs {
-    /// A .gguf file or a model name.
+    /// The model: a pulled name (`fmlab pull --list`), a .gguf file, a training run or
+    /// checkpoint folder, or a Hugging Face folder.
     model: String,
     #[command(flatten)]
     prompt: PromptArgs,
-    /// Temperatures to compare, comma-separated.
+    /// Temperatures to compare, comma-separated (the chain's own --temperature does not
+    /// apply here: each of these replaces it).
     #[arg(
         long,
         default_value = "0,0.5,1,1.5",
@@ -78,6 +82,11 @@ pub fn run(cmd: StudyCommand) -> Result<()> {
 
 fn sampling_study(args: SamplingStudyArgs) -> Result<()> {
     check_temperatures(&args.temperatures)?;
+    if args.sampler.temperature != SamplerConfig::default().temperature {
+        anyhow::bail!(
+            "--temperature: `study sampling` compares the --temperatures list; give the temperatures there"
+        );
+    }
     let answer_regex = args
         .answer_regex
         .as_deref()

@@ -25,6 +25,7 @@ pub enum TokenizerCommand {
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 pub struct EncodeArgs {
     /// A tokenizer.json, a GGUF model, a model name, or a folder with GPT-2's encoder.json
     /// and vocab.bpe.
@@ -35,6 +36,7 @@ pub struct EncodeArgs {
     /// Write the ids as a JSON array here.
     #[arg(long)]
     ids: Option<PathBuf>,
+    /// One JSON object instead of the line.
     #[arg(long)]
     json: bool,
 }
@@ -76,6 +78,7 @@ fn encode(args: EncodeArgs) -> Result<()> {
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 pub struct CompareArgs {
     /// Tokenizers: tokenizer.json files, GGUF models or model names.
     #[arg(required = true)]
@@ -89,6 +92,7 @@ pub struct CompareArgs {
     /// A PNG of the premiums.
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// The rows as JSON instead of the table.
     #[arg(long)]
     json: bool,
 }
@@ -155,6 +159,7 @@ fn compare(args: CompareArgs) -> Result<()> {
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 pub struct TrainArgs {
     /// Text files, or JSONL files whose lines have a "text" field (a world's corpus.jsonl).
     #[arg(required = true)]
@@ -218,6 +223,12 @@ fn train(args: TrainArgs) -> Result<()> {
         bytes: trained.bytes,
         seconds: started.elapsed().as_secs_f64(),
     };
+    if summary.vocab_size < args.vocab_size as usize {
+        eprintln!(
+            "note: {} tokens, not the {} asked: after {} merges no pair of tokens occurs twice in the text (give more text for a larger vocabulary)",
+            summary.vocab_size, args.vocab_size, summary.merges
+        );
+    }
     if args.json {
         return crate::out(&format!("{}\n", serde_json::to_string_pretty(&summary)?));
     }

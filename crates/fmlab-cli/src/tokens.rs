@@ -1,5 +1,6 @@
 //! `fmlab tokenize` and `fmlab perplexity`.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -9,6 +10,7 @@ use serde::Serialize;
 use crate::model::{load, load_tokenizer};
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 pub struct TokenizeArgs {
     /// A .gguf file, a model name, or a Hugging Face tokenizer.json.
     model: String,
@@ -62,8 +64,10 @@ pub fn run_tokenize(args: TokenizeArgs) -> Result<()> {
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 pub struct PerplexityArgs {
-    /// A .gguf file or a model name.
+    /// The model: a pulled name (`fmlab pull --list`), a .gguf file, a training run or
+    /// checkpoint folder, or a Hugging Face folder.
     model: String,
     /// The text to score.
     file: PathBuf,
@@ -92,7 +96,8 @@ fn perplexity_on_pool(args: PerplexityArgs) -> Result<()> {
     }
     // Plain tokenization, no BOS: the protocol of llama.cpp's reference numbers.
     let tokens = loaded.tokenizer.encode(&text, false, false);
-    let quiet = args.json;
+    // `\r` progress only on a terminal: in a log it would be one long line.
+    let quiet = args.json || !std::io::stderr().is_terminal();
     let result =
         fmlab_eval::perplexity(&loaded.model, &tokens, args.ctx as usize, |done, total| {
             if !quiet {

@@ -8,12 +8,12 @@ use clap::{Args, Subcommand};
 use fmlab_data::WorldConfig;
 
 #[derive(Args)]
-#[command(args_conflicts_with_subcommands = true)]
+#[command(args_conflicts_with_subcommands = true, allow_negative_numbers = true)]
 pub struct WorldArgs {
     #[command(subcommand)]
     command: Option<WorldCommand>,
     /// Seed: the same seed and options give the same bytes.
-    #[arg(long, default_value = "0")]
+    #[arg(value_parser = crate::numbers::integer::<u64>, long, default_value = "0")]
     seed: u64,
     /// Corpus size: 1MB for a smoke test, hundreds of MB for real runs.
     #[arg(long, default_value = "10MB", value_parser = crate::numbers::byte_size)]
@@ -52,6 +52,7 @@ enum WorldCommand {
     Stats {
         /// A folder written by `fmlab world`.
         dir: PathBuf,
+        /// Print the mix as JSON.
         #[arg(long)]
         json: bool,
     },

@@ -184,13 +184,14 @@ fn json_object(text: &str) -> Option<serde_json::Map<String, serde_json::Value>>
 }
 
 /// The items of an eval or prompts file (`eval.jsonl`, `prompts.jsonl`): one JSON object a
-/// line, blank lines skipped.
+/// line, blank lines skipped; a file with none is refused.
 pub fn read_items(path: &std::path::Path) -> crate::Result<Vec<EvalItem>> {
     let text = std::fs::read_to_string(path).map_err(|error| crate::Error::Read {
         path: path.to_path_buf(),
         error,
     })?;
-    text.lines()
+    let items = text
+        .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
@@ -200,7 +201,11 @@ pub fn read_items(path: &std::path::Path) -> crate::Result<Vec<EvalItem>> {
                 message: e.to_string(),
             })
         })
-        .collect()
+        .collect::<crate::Result<Vec<EvalItem>>>()?;
+    if items.is_empty() {
+        return Err(crate::Error::NoItems(path.to_path_buf()));
+    }
+    Ok(items)
 }
 
 #[cfg(test)]

@@ -42,6 +42,9 @@ pub enum Error {
     },
     #[error("world: {0}")]
     Config(String),
+    /// An eval or prompts file without a single item.
+    #[error("{0}: no items (expected one JSON object a line, as the world's eval.jsonl)")]
+    NoItems(PathBuf),
     /// A mix (`NAME=SHARE,…`) that cannot be read; `what` is its flag's name.
     #[error("--{what}: {message}")]
     Mix { what: &'static str, message: String },

@@ -254,6 +254,9 @@ pub struct ShardSettings {
     pub seed: u64,
     /// Tokens per shard at most.
     pub shard_tokens: u64,
+    /// A `tokenizer.json` to keep beside the shards, so that pre-training finds the
+    /// tokenizer they were made with.
+    pub tokenizer_file: Option<PathBuf>,
 }
 
 /// What [`write_shards`] is doing.
@@ -288,7 +291,8 @@ pub fn tokenizer_id(spec: &str) -> Result<String> {
 
 /// Encodes the documents of corpus files ([`crate::corpus`]: JSONL `text` with optional
 /// `domain` and `lang`, or whole text files), each ending with the end-of-text token, into
-/// token shards with a manifest in `out`.
+/// token shards with a manifest in `out` (and `settings.tokenizer_file` copied in as
+/// `tokenizer.json`).
 pub fn write_shards(
     files: &[PathBuf],
     tok: &Tokenizer,
@@ -322,6 +326,10 @@ pub fn write_shards(
     progress(ShardProgress::Read);
     if index == 0 {
         return Err(Error::NoDocuments);
+    }
+    if let Some(path) = &settings.tokenizer_file {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        write_atomically(&out.join("tokenizer.json"), &bytes)?;
     }
     Ok(Tokenized {
         manifest: writer.finish()?,

@@ -237,6 +237,99 @@ impl SamplerConfig {
         }
     }
 
+    /// Every setting [`SamplerConfig::set`] changes, by its command-line name.
+    pub const SETTABLE: [&'static str; 26] = [
+        "temperature",
+        "dynatemp-range",
+        "dynatemp-exponent",
+        "top-k",
+        "top-p",
+        "min-p",
+        "typical-p",
+        "top-n-sigma",
+        "xtc-probability",
+        "xtc-threshold",
+        "epsilon-cutoff",
+        "eta-cutoff",
+        "repeat-penalty",
+        "repeat-last-n",
+        "frequency-penalty",
+        "presence-penalty",
+        "dry-multiplier",
+        "dry-base",
+        "dry-allowed-length",
+        "dry-penalty-last-n",
+        "mirostat",
+        "mirostat-tau",
+        "mirostat-eta",
+        "min-keep",
+        "sampler-order",
+        "seed",
+    ];
+
+    /// Sets one setting from text, by its command-line name (`top-k` or `top_k`), and
+    /// checks the result; a bad value leaves the configuration as it was. What `fmlab
+    /// chat`'s `/set` and a server's extra request fields call.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<()> {
+        let key = name.trim().replace('_', "-");
+        let unknown = || Error::Setting {
+            name: "set",
+            message: format!(
+                "unknown setting {name:?} (known: {})",
+                Self::SETTABLE.join(", ")
+            ),
+        };
+        let &name = Self::SETTABLE
+            .iter()
+            .find(|n| **n == key)
+            .ok_or_else(unknown)?;
+        let value = value.trim();
+        let bad = |kind: &str| Error::Setting {
+            name,
+            message: format!("{value:?} is not {kind}"),
+        };
+        let float = || -> Result<f32> {
+            match value {
+                "-inf" | "-infinity" => Ok(f32::NEG_INFINITY),
+                v => v.parse().map_err(|_| bad("a number")),
+            }
+        };
+        let int = || -> Result<usize> { value.parse().map_err(|_| bad("a whole number ≥ 0")) };
+        let mut next = self.clone();
+        match name {
+            "temperature" => next.temperature = float()?,
+            "dynatemp-range" => next.dynatemp_range = float()?,
+            "dynatemp-exponent" => next.dynatemp_exponent = float()?,
+            "top-k" => next.top_k = int()?,
+            "top-p" => next.top_p = float()?,
+            "min-p" => next.min_p = float()?,
+            "typical-p" => next.typical_p = float()?,
+            "top-n-sigma" => next.top_n_sigma = float()?,
+            "xtc-probability" => next.xtc_probability = float()?,
+            "xtc-threshold" => next.xtc_threshold = float()?,
+            "epsilon-cutoff" => next.epsilon_cutoff = float()?,
+            "eta-cutoff" => next.eta_cutoff = float()?,
+            "repeat-penalty" => next.penalties.repeat = float()?,
+            "repeat-last-n" => next.penalties.window = int()?,
+            "frequency-penalty" => next.penalties.frequency = float()?,
+            "presence-penalty" => next.penalties.presence = float()?,
+            "dry-multiplier" => next.dry.multiplier = float()?,
+            "dry-base" => next.dry.base = float()?,
+            "dry-allowed-length" => next.dry.allowed_length = int()?,
+            "dry-penalty-last-n" => next.dry.window = int()?,
+            "mirostat" => next.mirostat = value.parse().map_err(|_| bad("0, 1 or 2"))?,
+            "mirostat-tau" => next.mirostat_tau = float()?,
+            "mirostat-eta" => next.mirostat_eta = float()?,
+            "min-keep" => next.min_keep = int()?,
+            "sampler-order" => next.order = ChainOrder::parse(value)?,
+            "seed" => next.seed = value.parse().map_err(|_| bad("a whole number ≥ 0"))?,
+            _ => return Err(unknown()),
+        }
+        next.validate()?;
+        *self = next;
+        Ok(())
+    }
+
     /// Checks every setting; the error names the offending one (as the CLI flag).
     pub fn validate(&self) -> Result<()> {
         fn bad(name: &'static str, message: String) -> Result<()> {
@@ -439,6 +532,34 @@ impl SamplerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_changes_one_setting_and_refuses_bad_values() {
+        let mut c = SamplerConfig::default();
+        c.set("top_k", "7").unwrap();
+        c.set("temperature", "0.3").unwrap();
+        c.set("repeat-penalty", "1.1").unwrap();
+        c.set("sampler-order", "hf").unwrap();
+        assert_eq!((c.top_k, c.temperature, c.penalties.repeat), (7, 0.3, 1.1));
+        assert_eq!(c.order, ChainOrder::Hf);
+        let before = c.clone();
+        let message = |r: Result<()>| r.unwrap_err().to_string();
+        assert_eq!(
+            message(c.set("top-k", "many")),
+            "--top-k: \"many\" is not a whole number ≥ 0"
+        );
+        assert!(message(c.set("top-p", "1.5")).starts_with("--top-p:"));
+        assert!(message(c.set("warmth", "1")).starts_with("--set: unknown setting \"warmth\""));
+        assert_eq!(c, before, "a refused value changes nothing");
+        for name in SamplerConfig::SETTABLE {
+            let value = match name {
+                "sampler-order" => "llama.cpp",
+                "mirostat" => "2",
+                _ => "1",
+            };
+            SamplerConfig::default().set(name, value).unwrap();
+        }
+    }
 
     #[test]
     fn orders_and_names() {

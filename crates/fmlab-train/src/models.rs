@@ -47,6 +47,8 @@ pub enum Error {
     },
     #[error("{0}: no such run or checkpoint folder")]
     NoRun(PathBuf),
+    #[error("{0}: a file, not a training run or checkpoint folder (`fmlab quantize` changes a GGUF file's type; `fmlab convert` turns a Hugging Face folder into GGUF)")]
+    FileNotRun(PathBuf),
     #[error(
         "{0}: a folder, but neither a training run (run.json) nor a checkpoint (manifest.json)"
     )]
@@ -333,6 +335,9 @@ pub fn find_checkpoint(path: &Path, optimizer: bool) -> Result<RunCheckpoint> {
             checkpoint: c,
             skipped: Vec::new(),
         });
+    }
+    if path.is_file() {
+        return Err(Error::FileNotRun(path.to_path_buf()));
     }
     if !path.is_dir() {
         return Err(Error::NoRun(path.to_path_buf()));

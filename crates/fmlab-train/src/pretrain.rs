@@ -20,6 +20,7 @@ use fmlab_data::shards::{Cursor, ShardManifest, Windows};
 use fmlab_nn::train::{loss_and_grad, Weights};
 use fmlab_spec::ModelSpec;
 use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
 
 use crate::checkpoint::{self, Checkpoint, FileEntry};
 use crate::run_state::{copy_tokenizer, optimizer_step, ManifestParts, Resumed, RunState};
@@ -73,6 +74,68 @@ fn val_windows(shards: &Path, seq_len: usize, n: usize) -> Result<Vec<Vec<u32>>>
     }
 }
 
+/// The tokenizer a new run copies in, read and checked: it must be the one the shards were
+/// made with (the manifest records its hash). `None`: a run without one, which can be
+/// trained but not run or exported (`fmlab train pretrain` refuses that; tests of the loop
+/// on synthetic token streams need it).
+fn read_tokenizer(
+    shards: &Path,
+    manifest: &ShardManifest,
+    given: Option<&Path>,
+) -> Result<Option<Vec<u8>>> {
+    let Some(path) = given else {
+        return Ok(None);
+    };
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if let Some(want) = manifest.tokenizer.strip_prefix("sha256:") {
+        let got = format!("{:x}", sha2::Sha256::digest(&bytes));
+        if got != want {
+            return Err(Error::Config(format!(
+                "{}: not the tokenizer the shards in {} were made with (its SHA-256 is {got}, the manifest records {want})",
+                path.display(),
+                shards.display()
+            )));
+        }
+    }
+    Ok(Some(bytes))
+}
+
+/// Refuses, before anything is allocated or written, a run whose training memory (fmlab-spec's
+/// estimate: f32 weights, gradients, AdamW moments and one micro-batch's activations) exceeds
+/// the memory this machine has available.
+fn check_memory(spec: &ModelSpec, config: &LoopConfig) -> Result<()> {
+    let Some(available) = available_memory() else {
+        return Ok(());
+    };
+    let m = spec.training_memory(
+        fmlab_spec::TrainingPrecision::F32,
+        config.seq_len as u64,
+        config.batch as u64,
+    );
+    let need = m.total_no_recompute;
+    if need > available {
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        return Err(Error::Config(format!(
+            "the run needs about {:.1} GiB (weights, gradients and AdamW state {:.1} GiB; activations of {} sequences of {} tokens {:.1} GiB) but this machine has {:.1} GiB available: lower --seq-len, --batch (with --grad-accum for the same tokens per step) or --depth",
+            gib(need),
+            gib(m.weights + m.gradients + m.optimizer),
+            config.batch,
+            config.seq_len,
+            gib(m.activations.no_recompute),
+            gib(available)
+        )));
+    }
+    Ok(())
+}
+
+/// `MemAvailable` of `/proc/meminfo` in bytes (`None` where there is no such file).
+fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 impl Pretrainer {
     /// Starts a new run in `run` (which must not hold one already): initial weights from
     /// the seed, the tokenizer copied in, `run.json` written.
@@ -97,12 +160,11 @@ impl Pretrainer {
                 manifest.vocab_size, spec.vocab_size
             )));
         }
+        let tokenizer_bytes = read_tokenizer(shards, &manifest, tokenizer)?;
+        check_memory(&spec, &config)?;
         std::fs::create_dir_all(run).map_err(|e| Error::io(run, e))?;
-        let tokenizer = match tokenizer {
-            Some(path) => Some(copy_tokenizer(
-                run,
-                &std::fs::read(path).map_err(|e| Error::io(path, e))?,
-            )?),
+        let tokenizer = match tokenizer_bytes {
+            Some(bytes) => Some(copy_tokenizer(run, &bytes)?),
             None => None,
         };
         let shards = std::path::absolute(shards).map_err(|e| Error::io(shards, e))?;

@@ -158,6 +158,11 @@ impl PretrainSettings {
         let grad_accum = s.grad_accum.unwrap_or(1);
         let per_step = (seq_len * batch * grad_accum).max(1) as u64;
         let steps = match s.steps {
+            Some(0) => {
+                return Err(Error::Message(
+                    "--steps 0: a run trains at least one step".into(),
+                ))
+            }
             Some(n) => n,
             None => {
                 let params = spec.params().total as f64;

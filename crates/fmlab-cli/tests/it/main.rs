@@ -216,6 +216,21 @@ fn plan_json_fields() {
         "--json",
     ]);
     assert!(v["data_constrained"]["epochs"].as_f64().unwrap() > 1.0);
+    // --unique-tokens takes Muennighoff et al.'s own fit unless a law is named.
+    assert_eq!(v["law"], "muennighoff");
+    assert_eq!(v["data_constrained"]["r_star_tokens"], 15.387756);
+    let mixed = json(&[
+        "plan",
+        "--compute",
+        "1e21",
+        "--unique-tokens",
+        "5B",
+        "--law",
+        "chinchilla",
+        "--json",
+    ]);
+    assert_eq!(mixed["law"], "chinchilla");
+    assert_eq!(mixed["data_constrained"]["r_star_tokens"], 15.39);
     let v = json(&["plan", "--tokens", "300B", "--law", "epoch", "--json"]);
     assert_eq!(v["law"], "epoch");
 }
@@ -521,6 +536,93 @@ fn generate_errors() {
         "mamba",
     );
     fails(&["pull", "llama-70b"], "unknown model");
+}
+
+/// The chat's commands from piped input: settings, the context used, saving and loading
+/// the conversation, a block of several lines as one message, the token-limit notice.
+#[test]
+fn chat_commands_save_load_and_blocks() {
+    use std::io::Write as _;
+    let dir = scratch("chat-commands");
+    let saved = dir.join("conversation.json");
+    let script = format!(
+        "/help\n/set top-k many\n/set temperature 0\n/set max-tokens 4\n/set\nWhat is 12 times 7?\n/context\n/save {s}\n/reset\n/load {s}\n\"\"\"\nFirst line\nsecond line\n\"\"\"\n/load {missing}\n/quit\n",
+        s = saved.display(),
+        missing = dir.join("missing.json").display()
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fmlab"))
+        .args([
+            "chat",
+            &smollm2(),
+            "--system",
+            "Be brief.",
+            "--threads",
+            "1",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("/save FILE"), "help: {stderr}");
+    assert!(
+        stderr.contains("--top-k: \"many\" is not a whole number"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("(temperature = 0; from the next reply)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("max-tokens 4"),
+        "/set shows the settings: {stderr}"
+    );
+    assert!(stderr.contains("reached the limit of 4 tokens"), "{stderr}");
+    assert!(
+        stderr.contains("tokens used by the last turn; 2 turns"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("kept: the system turn \"Be brief.\""),
+        "{stderr}"
+    );
+    assert!(stderr.contains("(loaded 2 turns from"), "{stderr}");
+    assert!(
+        stderr.contains("missing.json"),
+        "a failed /load is named: {stderr}"
+    );
+    // Two replies: the question, and the block of two lines as one message.
+    assert_eq!(stderr.matches("generated 4 tokens").count(), 2, "{stderr}");
+    let turns: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+    let roles: Vec<&str> = turns
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["system", "user", "assistant"]);
+    assert_eq!(turns[1]["content"], "What is 12 times 7?");
+    // What /save writes, --messages starts from.
+    let resumed = Command::new(env!("CARGO_BIN_EXE_fmlab"))
+        .args(["chat", &smollm2(), "--messages", saved.to_str().unwrap()])
+        .arg("--threads")
+        .arg("1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert!(resumed.status.success(), "{stderr}");
+    assert!(stderr.contains("(loaded 2 turns from"), "{stderr}");
 }
 
 #[test]

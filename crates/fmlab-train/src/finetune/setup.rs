@@ -184,6 +184,11 @@ fn configure(context: u64, method: Method, s: &FinetuneSettings) -> Result<Finet
 fn size(config: &mut FinetuneConfig, train_rows: usize, s: &FinetuneSettings) -> Result<()> {
     let per_step = (s.batch * s.grad_accum).max(1) as f64;
     let steps = match s.steps {
+        Some(0) => {
+            return Err(Error::Message(
+                "--steps 0: a run trains at least one step".into(),
+            ))
+        }
         Some(n) => n,
         None => {
             if !(s.epochs.is_finite() && s.epochs > 0.0) {

@@ -14,8 +14,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use fmlab_nn::Session;
 use fmlab_sample::{Sampler, SamplerConfig, StopReason};
-use fmlab_tokenizer::Message;
-use fmlab_train::models::generation::{read_messages, Conversation};
+use fmlab_train::models::generation::Conversation;
 use rustyline::error::ReadlineError;
 
 use crate::generate::{stats, stream, SamplingArgs};
@@ -81,7 +80,8 @@ fn chat_on_pool(args: ChatArgs) -> Result<()> {
         loaded,
     };
     if let Some(path) = &args.messages {
-        chat.load(path)?;
+        let n = chat.conversation.load(path)?;
+        eprintln!("(loaded {n} turns from {})", path.display());
     }
     let mut sampler = Sampler::new(chat.config.clone())?;
     eprintln!(
@@ -214,19 +214,17 @@ impl Chat {
                 if rest.is_empty() {
                     bail!("/save FILE: give a file name");
                 }
-                let json = serde_json::to_string_pretty(&self.messages())?;
+                let turns = self.conversation.messages();
+                let json = serde_json::to_string_pretty(&turns)?;
                 fmlab_formats::write_atomically(path, format!("{json}\n").as_bytes())?;
-                eprintln!(
-                    "(saved {} turns to {})",
-                    self.messages().len(),
-                    path.display()
-                );
+                eprintln!("(saved {} turns to {})", turns.len(), path.display());
             }
             "load" => {
                 if rest.is_empty() {
                     bail!("/load FILE: give a file name");
                 }
-                self.load(Path::new(rest))?;
+                let n = self.conversation.load(Path::new(rest))?;
+                eprintln!("(loaded {n} turns from {rest})");
             }
             "set" => {
                 self.set(rest)?;
@@ -260,41 +258,6 @@ impl Chat {
             self.config.set(name, value)?;
         }
         eprintln!("({name} = {}; from the next reply)", value.trim());
-        Ok(())
-    }
-
-    /// The conversation as turns: the system turn first, when there is one.
-    fn messages(&self) -> Vec<Message> {
-        let system = self.conversation.system.iter();
-        system
-            .map(|s| Message::new("system", s))
-            .chain(self.conversation.history.iter().cloned())
-            .collect()
-    }
-
-    /// Replaces the conversation with the one saved in `path`.
-    fn load(&mut self, path: &Path) -> Result<()> {
-        let mut turns = read_messages(path)?;
-        let system = match turns.first() {
-            Some(m) if m.role == "system" => Some(turns.remove(0).content),
-            _ => None,
-        };
-        if let Some(m) = turns
-            .iter()
-            .find(|m| m.role != "user" && m.role != "assistant")
-        {
-            bail!(
-                "{}: a turn with role {:?} (expected a system turn first, then user and assistant turns)",
-                path.display(),
-                m.role
-            );
-        }
-        let n = turns.len();
-        self.conversation = Conversation {
-            system: system.or(self.conversation.system.take()),
-            history: turns,
-        };
-        eprintln!("(loaded {n} turns from {})", path.display());
         Ok(())
     }
 }

@@ -47,6 +47,8 @@ pub enum Error {
     },
     #[error("{0}: no such run or checkpoint folder")]
     NoRun(PathBuf),
+    #[error("{path}: a turn with role {role:?} (expected a system turn first, then user and assistant turns)")]
+    TurnRole { path: PathBuf, role: String },
     #[error("{0}: a file, not a training run or checkpoint folder (`fmlab quantize` changes a GGUF file's type; `fmlab convert` turns a Hugging Face folder into GGUF)")]
     FileNotRun(PathBuf),
     #[error(

@@ -103,7 +103,7 @@ fn read_tokenizer(
 /// Refuses, before anything is allocated or written, a run whose training memory (fmlab-spec's
 /// estimate: f32 weights, gradients, AdamW moments and one micro-batch's activations) exceeds
 /// the memory this machine has available.
-fn check_memory(spec: &ModelSpec, config: &LoopConfig) -> Result<()> {
+pub(crate) fn check_memory(spec: &ModelSpec, config: &LoopConfig) -> Result<()> {
     let Some(available) = available_memory() else {
         return Ok(());
     };

@@ -538,6 +538,48 @@ fn generate_errors() {
     fails(&["pull", "llama-70b"], "unknown model");
 }
 
+/// Refusals with one clear line each, instead of silent garbage.
+#[test]
+fn bad_requests_are_refused_with_the_rule() {
+    let dir = scratch("refusals");
+    fails(&["plan", "--compute", "-5"], "\"-5\": must be a finite number > 0");
+    fails(
+        &["generate", &smollm2(), "--prompt", "x", "--top-k", "1.5"],
+        "must be an integer",
+    );
+    fails(
+        &["generate", &smollm2(), "--prompt", "x", "--ctx", "100000"],
+        "--ctx 100000: the model's context is 8192 tokens",
+    );
+    fails(
+        &["generate", &smollm2(), "--prompt", "x", "--regex", "("],
+        "--regex: regex parse error",
+    );
+    fails(&["export", &smollm2()], "a file, not a training run");
+    let empty = dir.join("empty.jsonl");
+    std::fs::write(&empty, "\n").unwrap();
+    fails(
+        &["eval", "chat", "--model", &smollm2(), "--items", empty.to_str().unwrap()],
+        "no items",
+    );
+    // A tokenizer that runs out of pairs to merge says so.
+    let text = dir.join("tiny.txt");
+    std::fs::write(&text, "abab abab abab").unwrap();
+    let tok = dir.join("tiny.json");
+    let out = fmlab(&[
+        "tokenizer",
+        "train",
+        text.to_str().unwrap(),
+        "--vocab-size",
+        "5000",
+        "--out",
+        tok.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not the 5000 asked"), "{stderr}");
+}
+
 /// The chat's commands from piped input: settings, the context used, saving and loading
 /// the conversation, a block of several lines as one message, the token-limit notice.
 #[test]

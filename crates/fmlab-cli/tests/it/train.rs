@@ -514,3 +514,51 @@ fn export_reproduces_the_checkpoint() {
         "no such run",
     );
 }
+
+/// Refusals instead of runs that could not be used: a tokenizer other than the shards',
+/// no tokenizer at all, no steps, more memory than the machine has — each refused before
+/// the run folder exists; without --tokenizer the shards' own is taken.
+#[test]
+fn pretrain_refuses_runs_that_could_not_be_used() {
+    let dir = scratch("pretrain-refusals");
+    let (tok, shards) = world_shards(&dir);
+    let (tok_s, shards_s) = (tok.to_str().unwrap(), shards.to_str().unwrap());
+    let out = dir.join("run");
+    let out_s = out.to_str().unwrap();
+    // Another tokenizer: a smaller vocabulary trained on the same text.
+    let other = dir.join("other.json");
+    let corpus = dir.join("world/corpus.jsonl");
+    json(&[
+        "tokenizer",
+        "train",
+        corpus.to_str().unwrap(),
+        "--vocab-size",
+        "300",
+        "--out",
+        other.to_str().unwrap(),
+        "--json",
+    ]);
+    let mut args = pretrain_args(shards_s, other.to_str().unwrap(), out_s, "2");
+    fails(&args, "not the tokenizer the shards");
+    args = pretrain_args(shards_s, tok_s, out_s, "0");
+    fails(&args, "--steps 0");
+    args = pretrain_args(shards_s, tok_s, out_s, "2");
+    args.extend(["--depth", "64", "--seq-len", "4096", "--batch", "64"]);
+    fails(&args, "available: lower --seq-len");
+    assert!(!out.exists(), "a refused run leaves nothing behind");
+    // No --tokenizer: the shards' own (data tokenize kept it), copied into the run.
+    let mut own = pretrain_args(shards_s, tok_s, out_s, "2");
+    let at = own.iter().position(|a| *a == "--tokenizer").unwrap();
+    own.drain(at..at + 2);
+    json(&[own.as_slice(), &["--json"]].concat());
+    assert_eq!(
+        std::fs::read(out.join("tokenizer.json")).unwrap(),
+        std::fs::read(&tok).unwrap()
+    );
+    // Shards without one, and no --tokenizer: refused.
+    std::fs::remove_file(shards.join("tokenizer.json")).unwrap();
+    let again = dir.join("run2");
+    own[own.iter().position(|a| *a == out_s).unwrap()] = again.to_str().unwrap();
+    fails(&own, "holds no tokenizer.json");
+    assert!(!again.exists());
+}

@@ -243,6 +243,7 @@ pub fn start(
     });
     let counts = prepared.records.clone();
     size(&mut config, counts.train_rows, s)?;
+    crate::pretrain::check_memory(&base.spec, &config.optim)?;
     let out = stage.out;
     let finetuner = Finetuner::from_prepared(out, base, prepared, config)
         .map_err(|e| e.during(format!("creating the run in {}", out.display())))?;

@@ -202,6 +202,37 @@ impl Conversation {
     pub fn answered(&mut self, text: &str) {
         self.history.push(Message::new("assistant", text.trim()));
     }
+
+    /// The conversation as turns, the system turn first when there is one: what a
+    /// conversation file holds.
+    pub fn messages(&self) -> Vec<Message> {
+        let system = self.system.iter().map(|s| Message::new("system", s));
+        system.chain(self.history.iter().cloned()).collect()
+    }
+
+    /// The conversation of a file's `turns` (`path` names it in errors): a system turn
+    /// first, if any, then user and assistant turns; without a system turn of its own it
+    /// keeps `self`'s.
+    pub fn load(&mut self, path: &Path) -> Result<usize> {
+        let mut turns = read_messages(path)?;
+        let system = match turns.first() {
+            Some(m) if m.role == "system" => Some(turns.remove(0).content),
+            _ => None,
+        };
+        if let Some(m) = turns
+            .iter()
+            .find(|m| m.role != "user" && m.role != "assistant")
+        {
+            return Err(Error::TurnRole {
+                path: path.to_path_buf(),
+                role: m.role.clone(),
+            });
+        }
+        let n = turns.len();
+        self.system = system.or(self.system.take());
+        self.history = turns;
+        Ok(n)
+    }
 }
 
 /// A conversation file: a JSON list of `{"role", "content"}` turns, not empty.

@@ -21,7 +21,8 @@ pub enum EvalCommand {
 
 #[derive(Args)]
 pub struct ChatEvalArgs {
-    /// A training run, a checkpoint folder, a GGUF file or a known model's name.
+    /// A training run, a checkpoint folder, a Hugging Face folder, a GGUF file or a known
+    /// model's name.
     #[arg(long)]
     pub model: String,
     /// Eval items (a world's eval.jsonl).

@@ -91,7 +91,8 @@ pub fn prompt_for(loaded: &Loaded, args: &PromptArgs) -> Result<Vec<u32>> {
 
 #[derive(Args)]
 pub struct GenerateArgs {
-    /// A .gguf file or a model name (`fmlab pull --list`).
+    /// MODEL: a .gguf file, a pulled model's name (`fmlab pull --list`), a training run or
+    /// checkpoint folder, or a Hugging Face folder.
     model: String,
     #[command(flatten)]
     prompt: PromptArgs,

@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+mod convert;
 mod post;
 mod sampling;
 mod train;

@@ -95,15 +95,15 @@ pub fn gguf_metadata(files: &HfFiles, vocab_size: usize) -> Result<GgufTokenizer
     match model["type"].as_str() {
         Some("BPE") => {}
         Some(other) => {
-            return Err(Error::UnsupportedModel(format!(
-                "{other} (tokenizer.json); convert covers byte-level BPE"
+            return Err(bad(format!(
+                "a {other} model; conversion covers byte-level BPE tokenizers"
             )))
         }
         None => return Err(bad("no model.type")),
     }
     if !is_byte_level(&doc) {
-        return Err(Error::UnsupportedModel(
-            "SentencePiece-style BPE (tokenizer.json without a ByteLevel pre-tokenizer or decoder); convert covers byte-level BPE".into(),
+        return Err(bad(
+            "a SentencePiece-style BPE (byte fallback, no ByteLevel pre-tokenizer or decoder); conversion covers byte-level BPE tokenizers",
         ));
     }
     let hf: tokenizers::Tokenizer = files.tokenizer_json.parse().map_err(bad)?;

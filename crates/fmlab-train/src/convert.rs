@@ -147,7 +147,8 @@ fn architecture_metadata(spec: &ModelSpec, arch: &str) -> Vec<(String, Value)> {
 pub fn convert(dir: &Path, quant: Quant) -> Result<(GgufWriter, Converted)> {
     check_folder(dir)?;
     let config = read_json(&dir.join("config.json"))?;
-    let spec = fmlab_formats::spec_from_hf_config(&config.to_string())?;
+    let spec = fmlab_formats::spec_from_hf_config(&config.to_string())
+        .map_err(|e| refuse(format!("{}: {e}", dir.join("config.json").display())))?;
     check_supported(dir, &spec, &config)?;
 
     // The tokenizer first: it is cheap, and a refusal there should not wait for the weights.
@@ -176,7 +177,11 @@ pub fn convert(dir: &Path, quant: Quant) -> Result<(GgufWriter, Converted)> {
         .iter()
         .any(|(k, _)| k == "tokenizer.chat_template");
 
-    let (spec, mut weights) = weights_from_hf(dir)?;
+    // Its messages name the file and tensor; they are not about training settings.
+    let (spec, mut weights) = weights_from_hf(dir).map_err(|e| match e {
+        Error::Config(msg) => refuse(msg),
+        e => e,
+    })?;
     let arch = match spec.architecture.as_str() {
         "mistral" => "llama",
         other => other,

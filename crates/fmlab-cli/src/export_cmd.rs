@@ -68,7 +68,14 @@ pub fn run(args: ExportArgs) -> Result<()> {
                 bail!("--quant: safetensors exports are f32");
             }
             let out = args.out.unwrap_or_else(|| found.run.join("hf"));
-            export::write_hf_folder(&spec, &mut c.weights, &tok.tokenizer, &tok.text, &out)?;
+            export::write_hf_folder(
+                &spec,
+                &mut c.weights,
+                &tok.tokenizer,
+                &tok.text,
+                fmlab_tokenizer::train::CHAT_TEMPLATE,
+                &out,
+            )?;
             crate::out(&format!(
                 "{}: Hugging Face llama folder (model.safetensors, config.json, tokenizer.json), step {}\n",
                 out.display(),

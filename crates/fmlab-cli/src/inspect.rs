@@ -13,9 +13,11 @@ use crate::numbers::{bytes, grouped, put, si};
 #[derive(Args)]
 #[command(allow_negative_numbers = true)]
 pub struct InspectArgs {
-    /// A .gguf or .safetensors file, a model folder with config.json, or a config.json.
+    /// MODEL: a .gguf file, a pulled model's name, a training run or checkpoint folder, a
+    /// Hugging Face folder (config.json and safetensors), a .safetensors file or a
+    /// config.json.
     #[arg(required_unless_present = "preset", conflicts_with = "preset")]
-    path: Option<PathBuf>,
+    path: Option<String>,
     /// A built-in architecture instead of a file.
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(fmlab_spec::PRESET_NAMES))]
     preset: Option<String>,
@@ -32,16 +34,42 @@ pub struct InspectArgs {
 }
 
 pub fn run(args: InspectArgs) -> Result<()> {
-    let target = match (&args.preset, &args.path) {
-        (Some(name), _) => Target::Preset(name),
-        (None, Some(path)) => Target::Path(path),
-        (None, None) => bail!("give a PATH or --preset NAME"),
+    let report = match (&args.preset, &args.path) {
+        (Some(name), _) => {
+            fmlab_formats::inspect(Target::Preset(name), args.seq_len, args.micro_batch)?
+        }
+        (None, Some(name)) => {
+            let path = model_path(name)?;
+            if path.join("run.json").is_file() || path.join("manifest.json").is_file() {
+                let found = crate::model::find_checkpoint(&path, false)?;
+                let c = &found.checkpoint;
+                let mut described = fmlab_formats::describe(&c.dir.join("model.safetensors"))?;
+                described.spec = Some(c.manifest.spec.clone());
+                fmlab_formats::inspect_description(described, args.seq_len, args.micro_batch)?
+            } else {
+                fmlab_formats::inspect(Target::Path(&path), args.seq_len, args.micro_batch)?
+            }
+        }
+        (None, None) => bail!("give a MODEL or --preset NAME"),
     };
-    let report = fmlab_formats::inspect(target, args.seq_len, args.micro_batch)?;
     if args.json {
         crate::out(&format!("{}\n", serde_json::to_string_pretty(&report)?))
     } else {
         crate::out(&table(&report))
+    }
+}
+
+/// A path as given when it exists, else a pulled model's file by name (an unknown name is
+/// left to `inspect`, which says "no such file").
+fn model_path(name: &str) -> Result<PathBuf> {
+    let path = PathBuf::from(name);
+    if path.exists() {
+        return Ok(path);
+    }
+    match fmlab_train::models::resolve(name) {
+        Ok(p) => Ok(p),
+        Err(e @ fmlab_train::models::Error::NotDownloaded(_)) => Err(e.into()),
+        Err(_) => Ok(path),
     }
 }
 

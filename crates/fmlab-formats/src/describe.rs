@@ -136,6 +136,16 @@ pub fn inspect(target: Target, seq_len: Option<u64>, micro_batch: u64) -> Result
     anatomy(described, seq_len, micro_batch)
 }
 
+/// The anatomy of a model already described (a caller that knows the spec from elsewhere,
+/// such as a training checkpoint's manifest).
+pub fn inspect_description(
+    described: Description,
+    seq_len: Option<u64>,
+    micro_batch: u64,
+) -> Result<Inspection> {
+    anatomy(described, seq_len, micro_batch)
+}
+
 /// Reads the spec and file facts from any supported path.
 pub fn describe(path: &Path) -> Result<Description> {
     if !path.exists() {

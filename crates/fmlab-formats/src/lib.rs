@@ -19,7 +19,9 @@ pub mod hf_config;
 pub mod safetensors;
 mod write;
 
-pub use describe::{describe, inspect, Description, Inspection, Source, SourceKind, Target};
+pub use describe::{
+    describe, inspect, inspect_description, Description, Inspection, Source, SourceKind, Target,
+};
 pub use error::{Error, Result};
 pub use gguf::{GgmlType, Gguf, GgufFile, TensorInfo, Value, ValueType};
 pub use gguf_spec::spec_from_gguf;

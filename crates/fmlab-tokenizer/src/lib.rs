@@ -15,6 +15,7 @@
 
 mod bpe;
 pub mod chat;
+pub mod hf;
 mod pretokenize;
 mod spm;
 mod stream;

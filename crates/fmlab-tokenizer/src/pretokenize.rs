@@ -9,8 +9,8 @@ use crate::{Error, Result};
 /// GPT-2's split pattern without its final `|\s+`: unmatched whitespace is kept as a piece
 /// of its own anyway.
 const GPT2: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
-const LLAMA3: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-const QWEN2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+pub(crate) const LLAMA3: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+pub(crate) const QWEN2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 #[derive(Debug, Clone)]
 pub struct PreTokenizer {
@@ -20,9 +20,10 @@ pub struct PreTokenizer {
 
 impl PreTokenizer {
     /// Names accepted from `tokenizer.ggml.pre`.
-    pub const NAMES: [&'static str; 7] = [
+    pub const NAMES: [&'static str; 8] = [
         "default",
         "gpt2",
+        "gpt-2",
         "smollm",
         "starcoder",
         "llama-bpe",
@@ -32,7 +33,8 @@ impl PreTokenizer {
 
     pub fn named(name: &str) -> Result<Self> {
         let patterns: &[&str] = match name {
-            "default" | "gpt2" => &[GPT2],
+            // llama.cpp's converter writes GPT-2's as `gpt-2`.
+            "default" | "gpt2" | "gpt-2" => &[GPT2],
             // SmolLM and StarCoder first isolate every digit.
             "smollm" | "starcoder" => &[r"\p{N}", GPT2],
             "llama-bpe" | "llama3" => &[LLAMA3],

@@ -269,6 +269,15 @@ impl TrainedBpe {
     pub fn from_tokenizer_json(doc: &Value) -> Result<Self> {
         let bad =
             |why: &str| Error::Train(format!("tokenizer.json: {why} (not one fmlab trained)"));
+        // Our encoder splits with our pattern: another pre-tokenizer (SmolLM's digits and
+        // GPT-2 split, say) over the same kind of vocabulary is not ours to run.
+        let split = doc["pre_tokenizer"]["pretokenizers"]
+            .as_array()
+            .and_then(|steps| steps.first())
+            .and_then(|s| s["pattern"]["Regex"].as_str());
+        if split != Some(SPLIT_PATTERN) {
+            return Err(bad("its pre-tokenizer is not fmlab's split pattern"));
+        }
         let specials: Vec<String> = doc["added_tokens"]
             .as_array()
             .ok_or_else(|| bad("no added_tokens"))?

@@ -29,6 +29,18 @@ impl TokenType {
             _ => TokenType::Normal,
         }
     }
+
+    /// The `tokenizer.ggml.token_type` value.
+    pub fn id(self) -> i32 {
+        match self {
+            TokenType::Normal => 1,
+            TokenType::Unknown => 2,
+            TokenType::Control => 3,
+            TokenType::UserDefined => 4,
+            TokenType::Unused => 5,
+            TokenType::Byte => 6,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

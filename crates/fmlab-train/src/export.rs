@@ -32,7 +32,7 @@ impl Quant {
     }
 
     /// GGUF's `general.file_type`.
-    fn file_type(self) -> u32 {
+    pub(crate) fn file_type(self) -> u32 {
         match self {
             Quant::F32 => 0,
             Quant::F16 => 1,
@@ -106,6 +106,18 @@ pub fn gguf(
     for (k, v) in tokenizer {
         w.metadata(&k, v);
     }
+    add_tensors(&mut w, weights, quant)?;
+    Ok(w)
+}
+
+/// Adds every tensor of `weights` under its GGUF name: matrices in `quant` (Q8_0 where a
+/// row is whole blocks of 32, else f16), vectors (norms, biases) in f32 as llama.cpp's
+/// converter keeps them.
+pub(crate) fn add_tensors(
+    w: &mut GgufWriter,
+    weights: &mut Weights<f32>,
+    quant: Quant,
+) -> Result<()> {
     for t in weights.named_mut() {
         // ggml lists dimensions fastest first: [in, out].
         let dims: Vec<u64> = t.shape.iter().rev().map(|&d| d as u64).collect();
@@ -130,7 +142,7 @@ pub fn gguf(
         };
         w.tensor(&t.name, &dims, ty, data)?;
     }
-    Ok(w)
+    Ok(())
 }
 
 /// Hugging Face's name for a tensor, from its GGUF name.
@@ -308,13 +320,7 @@ pub fn weights_from_hf(dir: &std::path::Path) -> Result<(ModelSpec, Weights<f32>
             dir.display(),
         )));
     }
-    let mut paths: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(dir, e))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-        .collect();
-    paths.sort();
+    let paths = safetensors_files(dir)?;
     if paths.is_empty() {
         return Err(Error::Config(format!(
             "{}: no .safetensors file next to config.json",
@@ -407,6 +413,54 @@ pub fn weights_from_hf(dir: &std::path::Path) -> Result<(ModelSpec, Weights<f32>
         }
     }
     Ok((spec, w))
+}
+
+/// The safetensors files of a Hugging Face folder: those `model.safetensors.index.json`
+/// maps tensors to (each must be there), or else every `*.safetensors` file in it.
+pub fn safetensors_files(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
+    let index = dir.join("model.safetensors.index.json");
+    if index.is_file() {
+        let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
+        let doc: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::Message(format!("{}: {e}", index.display())))?;
+        let map = doc["weight_map"]
+            .as_object()
+            .ok_or_else(|| Error::Message(format!("{}: no weight_map object", index.display())))?;
+        let mut names: Vec<&str> = Vec::with_capacity(map.len());
+        for (tensor, file) in map {
+            let file = file.as_str().ok_or_else(|| {
+                Error::Message(format!(
+                    "{}: the file of {tensor} is not a name",
+                    index.display()
+                ))
+            })?;
+            if file.contains('/') || file.contains('\\') || file.starts_with('.') {
+                return Err(Error::Message(format!(
+                    "{}: {file:?} is not a file name in the folder",
+                    index.display()
+                )));
+            }
+            names.push(file);
+        }
+        names.sort_unstable();
+        names.dedup();
+        let paths: Vec<std::path::PathBuf> = names.iter().map(|n| dir.join(n)).collect();
+        if let Some(missing) = paths.iter().find(|p| !p.is_file()) {
+            return Err(Error::Message(format!(
+                "{}: listed in model.safetensors.index.json but missing",
+                missing.display()
+            )));
+        }
+        return Ok(paths);
+    }
+    let mut paths: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    paths.sort();
+    Ok(paths)
 }
 
 /// Rows of a query or key projection from adjacent rotary pairs to halves (Hugging Face's
@@ -503,14 +557,17 @@ pub fn write_gguf(
     Ok(())
 }
 
-/// Writes a Hugging Face llama folder to `out`: `model.safetensors`, `config.json`, the
-/// run's `tokenizer.json` (its text) and a `tokenizer_config.json` naming the BOS, EOS
-/// and padding tokens and fmlab's chat template.
+/// Writes a Hugging Face llama folder to `out`: `model.safetensors`, `config.json`,
+/// `tokenizer.json` (the text given: a run's own, or one written from a GGUF vocabulary by
+/// `fmlab_tokenizer::hf::tokenizer_json`) and a `tokenizer_config.json` naming the BOS,
+/// EOS, unknown and padding tokens, whether BOS (and EOS) are added, and `chat_template`
+/// (fmlab's own for a run).
 pub fn write_hf_folder(
     spec: &ModelSpec,
     weights: &mut Weights<f32>,
     tokenizer: &fmlab_tokenizer::Tokenizer,
     tokenizer_json: &str,
+    chat_template: &str,
     out: &std::path::Path,
 ) -> Result<()> {
     let (bos, eos) = (tokenizer.vocab.bos, tokenizer.vocab.eos);
@@ -527,14 +584,20 @@ pub fn write_hf_folder(
     )?;
     write("tokenizer.json", tokenizer_json.as_bytes())?;
     let piece = |id: Option<u32>| id.and_then(|i| tokenizer.piece(i).ok().map(String::from));
-    let tok_config = json!({
+    let mut tok_config = json!({
         "tokenizer_class": "PreTrainedTokenizerFast",
         "bos_token": piece(bos),
         "eos_token": piece(eos),
+        "unk_token": piece(tokenizer.vocab.unk),
         "pad_token": piece(tokenizer.vocab.pad),
-        "chat_template": fmlab_tokenizer::train::CHAT_TEMPLATE,
+        "add_bos_token": tokenizer.vocab.add_bos,
+        "chat_template": chat_template,
         "model_max_length": spec.context_length,
     });
+    // Written only when set, as llama.cpp's GGUF files have the key only then.
+    if tokenizer.vocab.add_eos {
+        tok_config["add_eos_token"] = json!(true);
+    }
     write(
         "tokenizer_config.json",
         &serde_json::to_vec_pretty(&tok_config).map_err(Error::Json)?,

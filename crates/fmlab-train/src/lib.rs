@@ -17,6 +17,7 @@
 
 pub mod chat_data;
 pub mod checkpoint;
+pub mod convert;
 mod driver;
 pub mod export;
 pub mod finetune;

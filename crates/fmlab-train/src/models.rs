@@ -252,9 +252,13 @@ impl Loaded {
     }
 }
 
-/// Loads a GGUF file, a known model's name, a training run or a checkpoint folder.
+/// Loads a GGUF file, a known model's name, a training run, a checkpoint folder or a
+/// Hugging Face folder.
 pub fn load(name: &str) -> Result<Loaded> {
     let path = resolve(name)?;
+    if is_hf_folder(&path) {
+        return load_hf(&path);
+    }
     if path.is_dir() {
         return load_checkpoint(&path);
     }
@@ -271,6 +275,92 @@ pub fn load(name: &str) -> Result<Loaded> {
         template,
         skipped: Vec::new(),
     })
+}
+
+/// A Hugging Face model folder: `config.json` in a folder that is neither a training run
+/// nor a checkpoint.
+pub fn is_hf_folder(path: &Path) -> bool {
+    path.is_dir()
+        && path.join("config.json").is_file()
+        && !path.join("run.json").is_file()
+        && !path.join("manifest.json").is_file()
+}
+
+/// A Hugging Face folder ready to run: its weights ([`crate::export::weights_from_hf`]),
+/// tokenizer and chat template, if it has one ([`hf_tokenizer`]).
+fn load_hf(dir: &Path) -> Result<Loaded> {
+    let (tokenizer, template) = hf_tokenizer(dir)?;
+    let (spec, weights) = crate::export::weights_from_hf(dir)?;
+    let model = weights.to_transformer(&spec)?;
+    Ok(Loaded {
+        path: dir.to_path_buf(),
+        model,
+        tokenizer,
+        template,
+        skipped: Vec::new(),
+    })
+}
+
+/// The tokenizer and chat template of a Hugging Face folder: `tokenizer.json` on our own
+/// encoder when fmlab trained it (as its run loads it, so an exported run tokenizes as the
+/// run does), through the `tokenizers` crate otherwise; BOS, EOS, unknown and padding
+/// tokens as `tokenizer_config.json` names them; its `chat_template` (or
+/// `chat_template.jinja`) when there is one.
+pub fn hf_tokenizer(dir: &Path) -> Result<(Tokenizer, Option<ChatTemplate>)> {
+    let tok_path = dir.join("tokenizer.json");
+    if !tok_path.is_file() {
+        return Err(Error::File {
+            what: "no tokenizer.json in the Hugging Face folder",
+            path: dir.to_path_buf(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        });
+    }
+    let mut tokenizer = run_tokenizer(dir)?.tokenizer;
+    let cfg_path = dir.join("tokenizer_config.json");
+    let cfg: serde_json::Value = match cfg_path.is_file() {
+        true => serde_json::from_str(&read(&cfg_path)?).map_err(|source| Error::Json {
+            path: cfg_path.clone(),
+            source,
+        })?,
+        false => serde_json::Value::Null,
+    };
+    let text = |k: &str| match &cfg[k] {
+        serde_json::Value::String(s) => Some(s.clone()),
+        v => v["content"].as_str().map(str::to_string),
+    };
+    let id = |k: &str| text(k).and_then(|t| tokenizer.vocab.id(&t));
+    let (bos, eos, unk, pad) = (
+        id("bos_token"),
+        id("eos_token"),
+        id("unk_token"),
+        id("pad_token"),
+    );
+    let v = &mut tokenizer.vocab;
+    v.bos = bos.or(v.bos);
+    v.eos = eos.or(v.eos);
+    v.unk = unk.or(v.unk);
+    v.pad = pad.or(v.pad);
+    let jinja = dir.join("chat_template.jinja");
+    let source = match cfg["chat_template"].as_str() {
+        Some(s) => Some(s.to_string()),
+        None if jinja.is_file() => Some(read(&jinja)?),
+        None => None,
+    };
+    let template = match source {
+        Some(s) => Some(
+            ChatTemplate::new(
+                &s,
+                &text("bos_token").unwrap_or_default(),
+                &text("eos_token").unwrap_or_default(),
+            )
+            .map_err(|source| Error::Template {
+                path: cfg_path.clone(),
+                source,
+            })?,
+        ),
+        None => None,
+    };
+    Ok((tokenizer, template))
 }
 
 /// A GGUF file's tokenizer and chat template (if it has one).
@@ -467,28 +557,12 @@ pub fn chat_of(found: &RunCheckpoint, skipped: &mut Skipped) -> Result<Chat> {
 /// The tokenizer (`tokenizer.json`) and chat template (`tokenizer_config.json`'s
 /// `chat_template`, with its BOS and EOS texts) of a Hugging Face model folder.
 pub fn hf_chat(dir: &Path) -> Result<Chat> {
-    let tok_path = dir.join("tokenizer.json");
-    let tokenizer =
-        Tokenizer::from_tokenizer_json(&tok_path).map_err(|source| Error::TokenizerJson {
-            path: tok_path.clone(),
-            source,
-        })?;
-    let cfg_path = dir.join("tokenizer_config.json");
-    let cfg: serde_json::Value =
-        serde_json::from_str(&read(&cfg_path)?).map_err(|source| Error::Json {
-            path: cfg_path.clone(),
-            source,
-        })?;
-    let text = |k: &str| match &cfg[k] {
-        serde_json::Value::String(s) => s.clone(),
-        v => v["content"].as_str().unwrap_or("").to_string(),
-    };
-    let source = cfg["chat_template"]
-        .as_str()
-        .ok_or_else(|| Error::NoHfTemplate(cfg_path.clone()))?;
+    let (tokenizer, template) = hf_tokenizer(dir)?;
+    let template =
+        template.ok_or_else(|| Error::NoHfTemplate(dir.join("tokenizer_config.json")))?;
     Ok(Chat {
-        template: ChatTemplate::new(source, &text("bos_token"), &text("eos_token"))?,
-        tokenizer_json: Some(read(&tok_path)?),
+        template,
+        tokenizer_json: Some(read(&dir.join("tokenizer.json"))?),
         tokenizer,
     })
 }
@@ -560,8 +634,7 @@ pub fn load_trainable(name: &str) -> Result<Trainable> {
         path: abs.clone(),
         kind: kind.into(),
     };
-    let is_run = path.join("run.json").is_file() || path.join("manifest.json").is_file();
-    if path.is_dir() && !is_run && path.join("config.json").is_file() {
+    if is_hf_folder(&path) {
         let (spec, weights) = crate::export::weights_from_hf(&path)?;
         return Ok(Trainable {
             spec,
@@ -607,7 +680,9 @@ pub fn load_trainable(name: &str) -> Result<Trainable> {
 
 /// Just the tokenizer (no weights are read): a `.json` path is a Hugging Face
 /// `tokenizer.json`; a folder with `encoder.json` and `vocab.bpe` is GPT-2's original
-/// tokenizer; otherwise a GGUF file or a known model's name.
+/// tokenizer; a Hugging Face folder's is its `tokenizer.json` ([`hf_tokenizer`]); a
+/// training run's or checkpoint's is its run's (or, finetuned, its base model's);
+/// otherwise a GGUF file or a known model's name.
 pub fn load_tokenizer(name: &str) -> Result<Tokenizer> {
     let dir = Path::new(name);
     if dir.is_dir() && dir.join("encoder.json").is_file() && dir.join("vocab.bpe").is_file() {
@@ -617,6 +692,13 @@ pub fn load_tokenizer(name: &str) -> Result<Tokenizer> {
         )?);
     }
     let path = resolve(name)?;
+    if is_hf_folder(&path) {
+        return Ok(hf_tokenizer(&path)?.0);
+    }
+    if path.is_dir() {
+        let found = find_checkpoint(&path, false)?;
+        return Ok(chat_of(&found, &mut Vec::new())?.tokenizer);
+    }
     if path.extension().is_some_and(|e| e == "json") {
         return Ok(Tokenizer::from_tokenizer_json(&path)?);
     }

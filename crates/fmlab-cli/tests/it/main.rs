@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+mod convert;
 mod post;
 mod sampling;
 mod train;
@@ -542,7 +543,10 @@ fn generate_errors() {
 #[test]
 fn bad_requests_are_refused_with_the_rule() {
     let dir = scratch("refusals");
-    fails(&["plan", "--compute", "-5"], "\"-5\": must be a finite number > 0");
+    fails(
+        &["plan", "--compute", "-5"],
+        "\"-5\": must be a finite number > 0",
+    );
     fails(
         &["generate", &smollm2(), "--prompt", "x", "--top-k", "1.5"],
         "must be an integer",
@@ -559,7 +563,14 @@ fn bad_requests_are_refused_with_the_rule() {
     let empty = dir.join("empty.jsonl");
     std::fs::write(&empty, "\n").unwrap();
     fails(
-        &["eval", "chat", "--model", &smollm2(), "--items", empty.to_str().unwrap()],
+        &[
+            "eval",
+            "chat",
+            "--model",
+            &smollm2(),
+            "--items",
+            empty.to_str().unwrap(),
+        ],
         "no items",
     );
     // A tokenizer that runs out of pairs to merge says so.

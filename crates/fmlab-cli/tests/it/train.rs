@@ -558,7 +558,8 @@ fn pretrain_refuses_runs_that_could_not_be_used() {
     // Shards without one, and no --tokenizer: refused.
     std::fs::remove_file(shards.join("tokenizer.json")).unwrap();
     let again = dir.join("run2");
-    own[own.iter().position(|a| *a == out_s).unwrap()] = again.to_str().unwrap();
+    let at = own.iter().position(|a| *a == out_s).unwrap();
+    own[at] = again.to_str().unwrap();
     fails(&own, "holds no tokenizer.json");
     assert!(!again.exists());
 }

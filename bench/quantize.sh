@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # What quantization costs SmolLM2: `fmlab quantize` from the f16 file (itself the reference
 # Q4_1 model dequantized) to each type, then each file's size, bits per weight and
-# perplexity on the GPL-3 text (`fmlab perplexity`, windows of 256 tokens as the reference
-# protocol), printed as a Markdown table. `FMLAB=path` uses an existing binary instead of
-# a release build; `TYPES="q8_0 q4_0"` picks the types; `TEXT=file` scores another text.
+# perplexity on the start of the GPL-3 text (its first `CHARS` bytes, default 12000: 2590
+# tokens; `fmlab perplexity`, windows of 256 tokens as the reference protocol), printed as
+# a Markdown table. `FMLAB=path` uses an existing binary instead of a release build;
+# `TYPES="q8_0 q4_0"` picks the types; `TEXT=file` scores another text.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 if [ -z "${FMLAB:-}" ]; then
@@ -13,10 +14,11 @@ else
 fi
 bash "$root/scripts/fetch-models.sh"
 model="${FMLAB_MODELS_DIR:-$HOME/.cache/fmlab/models}/SmolLM2-135M-Instruct.Q4_1.gguf"
-text="${TEXT:-$root/../shared/data/ppl/GPL-3.txt}"
 types="${TYPES:-q8_0 q6_k q5_k_m q5_k_s q5_1 q5_0 q4_k_m q4_k_s q4_1 q4_0}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
+text="$work/text.txt"
+head -c "${CHARS:-12000}" "${TEXT:-$root/../shared/data/ppl/GPL-3.txt}" > "$text"
 
 # The summary line ends "… A → B bits per weight": the input's and the output's.
 bits() { sed -E 's/.* ([0-9.]+) → ([0-9.]+) bits per weight$/\1 \2/'; }

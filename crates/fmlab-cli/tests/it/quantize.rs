@@ -215,3 +215,62 @@ fn quantize_refuses_bad_input() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Perplexity on the start of the GPL-3 text (four windows of 256 tokens) moves as
+/// quantization says it should: q8_0 within 1% of the f16 file it came from, and fewer
+/// bits cost more: f16 ≤ q8_0 < q5_0 < q4_0 (bench/quantize.sh has every type).
+#[test]
+fn quantized_perplexity_moves_as_expected() {
+    let dir = super::scratch("quantize-perplexity");
+    let text = std::fs::read_to_string(fmlab_testkit::shared().join("data/ppl/GPL-3.txt"))
+        .expect("../shared/data/ppl/GPL-3.txt");
+    let head = dir.join("head.txt");
+    std::fs::write(&head, &text[..5200]).unwrap();
+    let f16 = dir.join("in-f16.gguf");
+    let run = |args: &[&str]| {
+        let out = super::fmlab(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "quantize",
+        &super::smollm2(),
+        f16.to_str().unwrap(),
+        "--type",
+        "f16",
+    ]);
+    let mut ppl = std::collections::BTreeMap::new();
+    for t in ["f16", "q8_0", "q5_0", "q4_0"] {
+        let path = if t == "f16" {
+            f16.clone()
+        } else {
+            let p = dir.join(format!("{t}.gguf"));
+            run(&[
+                "quantize",
+                f16.to_str().unwrap(),
+                p.to_str().unwrap(),
+                "--type",
+                t,
+            ]);
+            p
+        };
+        let v = super::json(&[
+            "perplexity",
+            path.to_str().unwrap(),
+            head.to_str().unwrap(),
+            "--ctx",
+            "256",
+            "--json",
+        ]);
+        assert!(v["tokens_scored"].as_u64().unwrap() >= 1000, "{v}");
+        ppl.insert(t, v["perplexity"].as_f64().unwrap());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    eprintln!("perplexity: {ppl:?}");
+    let (f16, q8, q5, q4) = (ppl["f16"], ppl["q8_0"], ppl["q5_0"], ppl["q4_0"]);
+    assert!((q8 / f16 - 1.0).abs() < 0.01, "{ppl:?}");
+    assert!(f16 <= q8 * 1.001 && q8 < q5 && q5 < q4, "{ppl:?}");
+}

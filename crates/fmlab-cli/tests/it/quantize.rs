@@ -216,16 +216,18 @@ fn quantize_refuses_bad_input() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Perplexity on the start of the GPL-3 text (four windows of 256 tokens) moves as
-/// quantization says it should: q8_0 within 1% of the f16 file it came from, and fewer
-/// bits cost more: f16 ≤ q8_0 < q5_0 < q4_0 (bench/quantize.sh has every type).
+/// Perplexity on the start of the GPL-3 text (its first 12 000 bytes: ten windows of 256
+/// tokens, as bench/quantize.sh, which has every type) moves as quantization says it
+/// should: q8_0 within 1% of the f16 file it came from, and fewer bits cost more: both
+/// below q5_0, below q4_0. (Whether q8_0 scores above or below f16 is noise: on the first
+/// four windows alone q8_0 scores 0.9% better.)
 #[test]
 fn quantized_perplexity_moves_as_expected() {
     let dir = super::scratch("quantize-perplexity");
     let text = std::fs::read_to_string(fmlab_testkit::shared().join("data/ppl/GPL-3.txt"))
         .expect("../shared/data/ppl/GPL-3.txt");
     let head = dir.join("head.txt");
-    std::fs::write(&head, &text[..5200]).unwrap();
+    std::fs::write(&head, &text[..12_000]).unwrap();
     let f16 = dir.join("in-f16.gguf");
     let run = |args: &[&str]| {
         let out = super::fmlab(args);
@@ -265,12 +267,12 @@ fn quantized_perplexity_moves_as_expected() {
             "256",
             "--json",
         ]);
-        assert!(v["tokens_scored"].as_u64().unwrap() >= 1000, "{v}");
+        assert!(v["tokens_scored"].as_u64().unwrap() >= 2500, "{v}");
         ppl.insert(t, v["perplexity"].as_f64().unwrap());
     }
     std::fs::remove_dir_all(&dir).unwrap();
     eprintln!("perplexity: {ppl:?}");
     let (f16, q8, q5, q4) = (ppl["f16"], ppl["q8_0"], ppl["q5_0"], ppl["q4_0"]);
     assert!((q8 / f16 - 1.0).abs() < 0.01, "{ppl:?}");
-    assert!(f16 <= q8 * 1.001 && q8 < q5 && q5 < q4, "{ppl:?}");
+    assert!(f16.max(q8) < q5 && q5 < q4, "{ppl:?}");
 }

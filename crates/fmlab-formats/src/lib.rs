@@ -27,4 +27,6 @@ pub use gguf::{GgmlType, Gguf, GgufFile, TensorInfo, Value, ValueType};
 pub use gguf_spec::spec_from_gguf;
 pub use hf_config::spec_from_hf_config;
 pub use safetensors::{Dtype, SafeTensors, SafetensorsFile, TensorView};
-pub use write::{safetensors_bytes, write_atomically, GgufWriter};
+pub use write::{
+    safetensors_bytes, write_atomically, AtomicFile, GgufStreamWriter, GgufWriter, TensorHeader,
+};

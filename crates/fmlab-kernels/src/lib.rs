@@ -1,7 +1,8 @@
 //! The numeric engine under the decoder: matrix products through the `gemm` crate (`matmul`,
 //! `matmul_strided`, and `gemm_into`, generic over f32/f64 with any strides, which every
 //! product of the training path uses); ggml's block formats, their dequantisation and dot
-//! products (`quant.rs`, `q8.rs`, run-time SIMD paths in `simd.rs`); `Matrix`, a weight
+//! products (`quant.rs`, `q8.rs`, run-time SIMD paths in `simd.rs`), their quantizers with
+//! ggml's reference arithmetic (`quantize.rs`); `Matrix`, a weight
 //! dense or quantized behind one type (`matrix.rs`); and the row kernels of inference
 //! (`ops.rs`: norms, activations, RoPE, causal attention over a KV cache, ggml's exp).
 //!
@@ -14,6 +15,7 @@ mod ops;
 mod peak;
 mod q8;
 mod quant;
+mod quantize;
 mod simd;
 
 pub use activation::{
@@ -23,9 +25,8 @@ pub use matrix::{Matrix, MatrixData};
 pub use ops::*;
 pub use peak::{measure_peak_flops, peak_flops, Peak, PeakSource};
 pub use q8::{dot_quantized, dot_quantized_portable};
-pub use quant::{
-    dequantize_block, dequantize_row, dot_row, f16_to_f32, f32_to_f16, quantize_q8_0, QuantType,
-};
+pub use quant::{dequantize_block, dequantize_row, dot_row, f16_to_f32, f32_to_f16, QuantType};
+pub use quantize::{f32_to_bf16, quantize_q8_0, quantize_row, quantize_row_into};
 
 /// Errors: shapes that do not fit the buffers they describe, formats without a kernel.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -1,5 +1,5 @@
 //! ggml's block formats: dequantisation, dot products against f32 vectors, f16 conversion
-//! and q8_0 quantisation (export).
+//! (quantisation is `quantize.rs`, which builds on this module).
 //!
 //! Layouts follow ggml (`ggml-common.h`): every block starts with its f16 scale(s), then the
 //! packed quants. A row of `n` weights is `n / block_elements` consecutive blocks.
@@ -345,27 +345,6 @@ pub fn dot_row(t: QuantType, row: &[u8], x: &[f32]) -> f32 {
     acc.iter().sum()
 }
 
-/// Quantizes a row (its length a multiple of 32) to Q8_0 blocks as ggml's reference
-/// `quantize_row_q8_0_ref` does: per block d = max|x| / 127 stored as f16, and
-/// q = round(x / d) (half away from zero), so exported files match llama.cpp's converter.
-pub fn quantize_q8_0(row: &[f32]) -> Result<Vec<u8>> {
-    if !row.len().is_multiple_of(32) {
-        return Err(Error::Quant(format!(
-            "Q8_0 needs rows of a multiple of 32 values, got {}",
-            row.len()
-        )));
-    }
-    let mut out = Vec::with_capacity(row.len() / 32 * 34);
-    for block in row.chunks_exact(32) {
-        let amax = block.iter().fold(0f32, |m, x| m.max(x.abs()));
-        let d = amax / 127.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-        out.extend_from_slice(&f32_to_f16(d).to_le_bytes());
-        out.extend(block.iter().map(|&x| (x * id).round() as i8 as u8));
-    }
-    Ok(out)
-}
-
 /// The 6-bit scale and min of sub-block `j` of a Q4_K/Q5_K block.
 #[inline]
 pub(crate) fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
@@ -382,40 +361,6 @@ pub(crate) fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Q8_0 quantization: dequantizing gives every value back within half a step of its
-    /// block, the largest magnitude exactly ±127 steps, and a zero block stays zero.
-    #[test]
-    fn q8_0_quantization_round_trips() {
-        let row: Vec<f32> = (0..96)
-            .map(|i| {
-                if i < 32 {
-                    0.0
-                } else {
-                    ((i * 37 % 101) as f32 - 50.0) / 7.0
-                }
-            })
-            .collect();
-        let bytes = quantize_q8_0(&row).unwrap();
-        assert_eq!(bytes.len(), 3 * 34);
-        let mut back = vec![0f32; 96];
-        dequantize_row(QuantType::Q8_0, &bytes, &mut back).unwrap();
-        for (b, chunk) in row.chunks(32).enumerate() {
-            let d = f16_to_f32(u16::from_le_bytes([bytes[b * 34], bytes[b * 34 + 1]]));
-            for (k, &x) in chunk.iter().enumerate() {
-                assert!(
-                    (back[b * 32 + k] - x).abs() <= d / 2.0 + 1e-3 * d.max(1e-6),
-                    "{x}"
-                );
-            }
-            let qmax = bytes[b * 34 + 2..b * 34 + 34]
-                .iter()
-                .map(|&q| (q as i8).unsigned_abs())
-                .max();
-            assert_eq!(qmax, Some(if b == 0 { 0 } else { 127 }));
-        }
-        assert!(quantize_q8_0(&[1.0; 33]).is_err());
-    }
 
     #[test]
     fn half_precision_round_trips() {

@@ -13,7 +13,9 @@
 //! - [`settings`] and [`finetune::setup`]: what a caller gives (flags, a TOML file, the
 //!   speedrun) resolved into a run's configuration with the defaults filled in;
 //! - [`session`]: a run driven to its end with a [`Progress`] callback, returning a typed
-//!   summary; [`metrics`]: the one reader of a run's `metrics.jsonl`.
+//!   summary; [`metrics`]: the one reader of a run's `metrics.jsonl`;
+//! - [`quantize`]: a GGUF file re-encoded tensor by tensor as llama.cpp's `llama-quantize`
+//!   does (`fmlab quantize`).
 
 pub mod chat_data;
 pub mod checkpoint;
@@ -25,6 +27,7 @@ pub mod metrics;
 pub mod models;
 mod optim;
 pub mod pretrain;
+pub mod quantize;
 mod run_state;
 mod schedule;
 pub mod session;

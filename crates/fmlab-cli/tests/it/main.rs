@@ -10,6 +10,7 @@ use serde_json::Value;
 
 mod convert;
 mod post;
+mod quantize;
 mod sampling;
 mod train;
 

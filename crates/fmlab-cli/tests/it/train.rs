@@ -433,7 +433,57 @@ fn export_reproduces_the_checkpoint() {
                 .len(),
             16
         );
+        // `fmlab quantize` of the f32 export gives the export's own tensors, byte for byte
+        // (same reference arithmetic, same types), in llama.cpp's order.
+        let requant = dir.join(format!("m-quantized-{quant}.gguf"));
+        let out = super::fmlab(&[
+            "quantize",
+            gguf.to_str().unwrap(),
+            requant.to_str().unwrap(),
+            "--type",
+            quant,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (exported, quantized) = (
+            fmlab_formats::GgufFile::open(&q).unwrap(),
+            fmlab_formats::GgufFile::open(&requant).unwrap(),
+        );
+        assert_eq!(exported.gguf.tensors.len(), quantized.gguf.tensors.len());
+        for t in &exported.gguf.tensors {
+            let u = quantized.gguf.tensor(&t.name).unwrap();
+            assert_eq!((t.ggml_type, &t.dims), (u.ggml_type, &u.dims), "{}", t.name);
+            assert!(
+                exported.tensor_data(t).unwrap() == quantized.tensor_data(u).unwrap(),
+                "{quant}: {} differs",
+                t.name
+            );
+        }
     }
+    // A K-quant mix of the export runs.
+    let q4 = dir.join("m-q4_k_m.gguf");
+    let out = super::fmlab(&[
+        "quantize",
+        gguf.to_str().unwrap(),
+        q4.to_str().unwrap(),
+        "--type",
+        "q4_k_m",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        greedy(q4.to_str().unwrap(), "The")["tokens"]
+            .as_array()
+            .unwrap()
+            .len(),
+        16
+    );
     // Hugging Face folder: config.json gives the spec back; tensors equal the checkpoint's
     // bit for bit once queries and keys are permuted back.
     let hf = dir.join("hf");

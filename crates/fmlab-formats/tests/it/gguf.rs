@@ -282,3 +282,56 @@ fn unsupported_architecture_is_named() {
         "{err}"
     );
 }
+
+/// The streaming writer writes the same bytes as the in-memory one, leaves nothing behind
+/// when a tensor's size is wrong or a tensor is missing, and replaces an existing file only
+/// on `finish`.
+#[test]
+fn stream_writer_matches_the_in_memory_writer() {
+    use fmlab_formats::{GgufStreamWriter, TensorHeader};
+    let file = Gguf::parse(&sample()).unwrap();
+    let bytes = sample();
+    let data = |t: &fmlab_formats::TensorInfo| {
+        let start = (file.data_offset + t.offset) as usize;
+        bytes[start..start + t.n_bytes as usize].to_vec()
+    };
+    let headers: Vec<TensorHeader> = file
+        .tensors
+        .iter()
+        .map(|t| TensorHeader {
+            name: t.name.clone(),
+            dims: t.dims.clone(),
+            ggml_type: t.ggml_type,
+            n_bytes: t.n_bytes,
+        })
+        .collect();
+    let dir = std::env::temp_dir().join(format!("fmlab-stream-writer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("out.gguf");
+    std::fs::write(&path, b"old").unwrap();
+
+    let mut w =
+        GgufStreamWriter::create(&path, &file.metadata, headers.clone(), file.alignment).unwrap();
+    for t in &file.tensors {
+        w.write_tensor(&data(t)).unwrap();
+    }
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        b"old",
+        "replaced before finish"
+    );
+    w.finish().unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+
+    // A short tensor is refused; an unfinished writer leaves the old file and no temporary.
+    std::fs::write(&path, b"old").unwrap();
+    let mut w =
+        GgufStreamWriter::create(&path, &file.metadata, headers.clone(), file.alignment).unwrap();
+    let first = data(&file.tensors[0]);
+    assert!(w.write_tensor(&first[1..]).is_err());
+    assert!(w.finish().is_err());
+    assert_eq!(std::fs::read(&path).unwrap(), b"old");
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert_eq!(left.len(), 1, "temporary file left behind");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

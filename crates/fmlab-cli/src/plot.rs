@@ -154,7 +154,8 @@ impl PanelPlot<'_> {
     }
 }
 
-/// Grouped bars: one group per category, one bar per series in each.
+/// Grouped bars: one group per category, one bar per series in each (a value that is not
+/// finite draws no bar: a figure the series does not have).
 pub struct BarPlot<'a> {
     pub title: &'a str,
     pub y_label: &'a str,
@@ -182,7 +183,9 @@ impl BarPlot<'_> {
             .filter(|v| v.is_finite())
             .fold(0.0f64, f64::max)
             * 1.15;
-        let root = BitMapBackend::new(file, (960, 560)).into_drawing_area();
+        // Wide enough for each category's label.
+        let pixels = (130 * n_cat as u32 + 120).max(960);
+        let root = BitMapBackend::new(file, (pixels, 560)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| err(&e))?;
         let mut chart = ChartBuilder::on(&root)
             .caption(self.title, ("sans-serif", 22))
@@ -213,10 +216,16 @@ impl BarPlot<'_> {
         for (s, (label, values)) in self.series.iter().enumerate() {
             let color = PALETTE[s % PALETTE.len()];
             chart
-                .draw_series(values.iter().enumerate().map(|(c, &v)| {
-                    let x0 = c as f64 + 0.1 + s as f64 * width;
-                    Rectangle::new([(x0, 0.0), (x0 + width * 0.95, v)], color.filled())
-                }))
+                .draw_series(
+                    values
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, v)| v.is_finite())
+                        .map(|(c, &v)| {
+                            let x0 = c as f64 + 0.1 + s as f64 * width;
+                            Rectangle::new([(x0, 0.0), (x0 + width * 0.95, v)], color.filled())
+                        }),
+                )
                 .map_err(|e| err(&e))?
                 .label(label.as_str())
                 .legend(move |(x, y)| {

@@ -1,6 +1,7 @@
 //! `fmlab speedrun`: the flags of [`fmlab_speedrun::run`] (the whole lifecycle on the
 //! embedded world within a time budget, or for a fixed number of steps), its progress on
-//! stderr, the PNGs (the pre-training loss curve, few-shot accuracy) and `report.html`.
+//! stderr, the PNGs (the loss curves of pre-training, SFT and DPO, few-shot accuracy, the
+//! three models compared) and `report.html`.
 
 use std::path::PathBuf;
 
@@ -237,26 +238,96 @@ pub fn run(args: SpeedrunArgs) -> Result<()> {
     if let Some(e) = printer.error {
         return Err(e);
     }
-    let (loss_png, recall_png) = (out.join(&report.plots.loss), out.join(&report.plots.recall));
-    recall_plot(&report).write_png(&recall_png)?;
-    let drawn = report.pretrain.run.join("loss.png");
-    std::fs::copy(&drawn, &loss_png).with_context(|| format!("copying {}", drawn.display()))?;
-    let html = fmlab_speedrun::html::html_report(
-        &report,
-        &[("loss", &loss_png), ("recall", &recall_png)],
-    )?;
-    fmlab_formats::write_atomically(&out.join("report.html"), html.as_bytes())?;
+    let html = draw_and_write_page(&report, &out)?;
     say(&format!(
         "done in {:.0} s (budget {:.0} s): {}",
         report.elapsed_seconds,
         args.minutes * 60.0,
-        out.join("report.html").display()
+        html.display()
     ));
     if args.json {
         crate::out(&format!("{}\n", serde_json::to_string_pretty(&report)?))
     } else {
-        crate::out(&format!("{}\n", out.join("report.html").display()))
+        crate::out(&format!("{}\n", html.display()))
     }
+}
+
+/// Draws the report's PNGs into `out` (pre-training's loss curve copied from its run
+/// folder; the finetuning stages' were drawn as they ended) and writes `report.html` with
+/// them inline; returns the page's path.
+fn draw_and_write_page(report: &Report, out: &std::path::Path) -> Result<PathBuf> {
+    let (loss_png, recall_png) = (out.join(&report.plots.loss), out.join(&report.plots.recall));
+    recall_plot(report).write_png(&recall_png)?;
+    let drawn = out.join(&report.pretrain.run).join("loss.png");
+    std::fs::copy(&drawn, &loss_png).with_context(|| format!("copying {}", drawn.display()))?;
+    let mut images = vec![("loss", loss_png), ("recall", recall_png)];
+    if let (Some(png), Some(plot)) = (&report.plots.stages, stages_plot(report)) {
+        let png = out.join(png);
+        plot.write_png(&png)?;
+        images.push(("stages", png));
+    }
+    let curves = [
+        ("sft_loss", &report.plots.sft_loss),
+        ("dpo_loss", &report.plots.dpo_loss),
+    ];
+    for (name, png) in curves {
+        // A stage without a logged point has no curve (`progress::plot` draws none).
+        if let Some(png) = png.as_ref().map(|p| out.join(p)).filter(|p| p.is_file()) {
+            images.push((name, png));
+        }
+    }
+    let images: Vec<(&str, &std::path::Path)> =
+        images.iter().map(|(n, p)| (*n, p.as_path())).collect();
+    let html = fmlab_speedrun::html::html_report(report, &images)?;
+    let page = out.join("report.html");
+    fmlab_formats::write_atomically(&page, html.as_bytes())?;
+    Ok(page)
+}
+
+/// Base, SFT and DPO on every measure of the chat evaluation, in percent (win rates over
+/// the previous stage: none for the base model); none without post-training.
+fn stages_plot(r: &Report) -> Option<crate::plot::BarPlot<'static>> {
+    let (base, sft, dpo) = (r.base.as_ref()?, r.sft.as_ref()?, r.dpo.as_ref()?);
+    let figures = |e: &fmlab_speedrun::report::StageEval, win: f64| {
+        let get = |m: &std::collections::BTreeMap<String, f64>, k: &str| {
+            m.get(k).copied().unwrap_or(f64::NAN)
+        };
+        [
+            e.format_compliance,
+            get(&e.fact_accuracy, "frequent"),
+            get(&e.fact_accuracy, "rare"),
+            get(&e.fact_accuracy_free_form, "frequent"),
+            get(&e.fact_accuracy_free_form, "rare"),
+            e.idk_rate_unseen,
+            e.hallucination_rate_unseen,
+            e.arithmetic_accuracy,
+            win,
+        ]
+        .map(|x| 100.0 * x)
+        .to_vec()
+    };
+    Some(crate::plot::BarPlot {
+        title: "base, SFT and DPO asked the held-out questions as a chat",
+        y_label: "% of questions",
+        categories: [
+            "format",
+            "facts: freq.",
+            "facts: rare",
+            "free-form: freq.",
+            "free-form: rare",
+            "unseen: IDK",
+            "unseen: halluc.",
+            "arithmetic",
+            "win rate",
+        ]
+        .map(String::from)
+        .to_vec(),
+        series: vec![
+            ("base".into(), figures(&base.eval, f64::NAN)),
+            ("SFT".into(), figures(&sft.eval, sft.win_rate_vs_base)),
+            ("DPO".into(), figures(&dpo.eval, dpo.win_rate_vs_sft)),
+        ],
+    })
 }
 
 /// Few-shot accuracy by bucket, and arithmetic.

@@ -53,8 +53,9 @@ use fmlab_eval::chat::WinRate;
 use fmlab_train::Progress;
 use report::{Candidate, EvalFacts, PretrainFacts, StageEval, TokenizerFacts, WorldFacts};
 
-/// A speedrun's settings (the CLI's flags; `validate` names the flag of a bad value).
-#[derive(Debug, Clone)]
+/// A speedrun's settings (the CLI's flags; `validate` names the flag of a bad value). The
+/// report keeps them all, under `config`.
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Config {
     /// The time budget for the whole run, in minutes.
     pub minutes: f64,

@@ -258,7 +258,7 @@ pub fn post_train(
     // --- base, asked through the chat template it never saw ---
     let t = Instant::now();
     let base_chat = evaluate(&load(dirs.run, on)?, &items, s.eval_items)?;
-    let base_eval = StageEval::of(&base_chat);
+    let base_eval = StageEval::of(&base_chat, &items);
     on(Event::Judged {
         name: "base",
         eval: &base_eval,
@@ -275,7 +275,7 @@ pub fn post_train(
     // The SFT model is loaded once: judged, then sampled for on-policy pairs.
     let loaded = load(&sft_dir, on)?;
     let sft_chat = evaluate(&loaded, &items, s.eval_items)?;
-    let sft_eval = StageEval::of(&sft_chat);
+    let sft_eval = StageEval::of(&sft_chat, &items);
     let sft_win = win_rate(&sft_chat, &base_chat, &items, &WorldJudge);
     on(Event::Judged {
         name: "SFT",
@@ -346,7 +346,7 @@ pub fn post_train(
     timed("dpo", t);
     let t = Instant::now();
     let dpo_chat = evaluate(&load(&dpo_dir, on)?, &items, s.eval_items)?;
-    let dpo_eval = StageEval::of(&dpo_chat);
+    let dpo_eval = StageEval::of(&dpo_chat, &items);
     let dpo_win = win_rate(&dpo_chat, &sft_chat, &items, &WorldJudge);
     on(Event::Judged {
         name: "DPO",

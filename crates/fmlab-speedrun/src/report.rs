@@ -3,16 +3,20 @@
 //! by the CLI's HTML page from the same types.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use fmlab_data::Verdict;
+use fmlab_data::{EvalItem, Verdict};
 use fmlab_eval::chat::{ChatEval, WinRate};
 use fmlab_eval::world::{Example, Score};
 use fmlab_train::FinetuneSummary;
 use serde::Serialize;
 
-/// The version of the report's layout.
-pub const FORMAT: &str = "fmlab-speedrun-1";
+use crate::Config;
+
+/// The version of the report's layout. 2: paths are relative to the report's folder
+/// (1 had them as the run named them), and the configuration, fmlab's version, the CPU,
+/// examples' expected answers and the SFT, DPO and comparison plots were added.
+pub const FORMAT: &str = "fmlab-speedrun-2";
 
 #[derive(Serialize, Clone, Debug)]
 pub struct Report {
@@ -21,6 +25,11 @@ pub struct Report {
     pub seed: u64,
     pub elapsed_seconds: f64,
     pub within_budget: bool,
+    /// The fmlab release that ran it.
+    pub fmlab_version: String,
+    pub cpu: CpuFacts,
+    /// Every setting of the run (the CLI's flags).
+    pub config: Config,
     /// Seconds per stage, by stage name.
     pub stages_seconds: BTreeMap<String, f64>,
     pub world: WorldFacts,
@@ -34,6 +43,15 @@ pub struct Report {
     pub dpo: Option<DpoStage>,
     pub checkpoint: PathBuf,
     pub plots: Plots,
+}
+
+/// The machine's CPU, as the throughput and MFU figures depend on it.
+#[derive(Serialize, Clone, Debug)]
+pub struct CpuFacts {
+    /// The model name from `/proc/cpuinfo` ("unknown CPU" elsewhere).
+    pub model: String,
+    /// Threads the training and evaluation ran on.
+    pub threads: usize,
 }
 
 #[derive(Serialize, Clone, Debug)]
@@ -129,11 +147,18 @@ pub struct StageEval {
 
 #[derive(Serialize, Clone, Debug)]
 pub struct StageExample {
+    /// The eval item's id: the same questions are asked of every stage.
+    pub id: u64,
     pub split: String,
     pub prompt: String,
+    /// The item's canonical answer ("I don't know" for never-seen people).
+    pub expected: String,
     pub answer: String,
     pub verdict: Verdict,
 }
+
+/// Examples kept per split (frequent, rare, unseen, arithmetic) of each stage's answers.
+const EXAMPLES_PER_SPLIT: usize = 3;
 
 impl StageEval {
     /// One line of the figures, after the model's `name` (the speedrun's log).
@@ -151,7 +176,9 @@ impl StageEval {
         )
     }
 
-    pub fn of(e: &ChatEval) -> Self {
+    /// The figures of `e`, and its first answers in each split with `items`' expected
+    /// answers beside them.
+    pub fn of(e: &ChatEval, items: &[EvalItem]) -> Self {
         let accuracies = |m: &BTreeMap<String, Score>| {
             m.iter()
                 .map(|(k, v)| (k.clone(), v.accuracy))
@@ -166,19 +193,31 @@ impl StageEval {
             arithmetic_accuracy: e.arithmetic.accuracy,
             verdicts: e.verdicts.clone(),
             items: e.answers.len(),
-            examples: e
-                .answers
-                .iter()
-                .take(8)
-                .map(|a| StageExample {
-                    split: a.split.clone(),
-                    prompt: a.prompt.clone(),
-                    answer: a.text.clone(),
-                    verdict: a.verdict,
-                })
-                .collect(),
+            examples: examples(e, items),
         }
     }
+}
+
+/// The first `EXAMPLES_PER_SPLIT` answers of each split, in the order asked.
+fn examples(e: &ChatEval, items: &[EvalItem]) -> Vec<StageExample> {
+    let expected: BTreeMap<u64, &str> = items.iter().map(|i| (i.id, i.answer.as_str())).collect();
+    let mut per_split: BTreeMap<&str, usize> = BTreeMap::new();
+    e.answers
+        .iter()
+        .filter(|a| {
+            let n = per_split.entry(a.split.as_str()).or_default();
+            *n += 1;
+            *n <= EXAMPLES_PER_SPLIT
+        })
+        .map(|a| StageExample {
+            id: a.id,
+            split: a.split.clone(),
+            prompt: a.prompt.clone(),
+            expected: expected.get(&a.id).copied().unwrap_or_default().to_string(),
+            answer: a.text.clone(),
+            verdict: a.verdict,
+        })
+        .collect()
 }
 
 /// The pre-trained model asked through the chat template it never saw.
@@ -225,8 +264,81 @@ pub struct PairsFacts {
     pub file: String,
 }
 
+/// The PNGs the caller draws, relative to the report's folder.
 #[derive(Serialize, Clone, Debug)]
 pub struct Plots {
+    /// Pre-training's loss curve.
     pub loss: String,
+    /// Few-shot accuracy by bucket.
     pub recall: String,
+    /// SFT's and DPO's loss curves, in their run folders (with post-training).
+    pub sft_loss: Option<String>,
+    pub dpo_loss: Option<String>,
+    /// Base, SFT and DPO side by side on every measure (with post-training).
+    pub stages: Option<String>,
+}
+
+/// `path` relative to `dir` when it lies inside it (as every path a speedrun writes does),
+/// whether it names `dir` as given or its canonical form.
+fn relative(dir: &Path, canonical: Option<&Path>, path: &mut PathBuf) {
+    let rel = path
+        .strip_prefix(dir)
+        .ok()
+        .or_else(|| canonical.and_then(|c| path.strip_prefix(c).ok()));
+    if let Some(rel) = rel {
+        *path = rel.to_path_buf();
+    }
+}
+
+impl Report {
+    /// Rewrites every path of the report relative to `dir`, the report's folder, so that
+    /// the folder can be moved; paths outside it are kept as they are.
+    pub fn make_relative(&mut self, dir: &Path) {
+        let mut paths = vec![
+            &mut self.world.dir,
+            &mut self.tokenizer.path,
+            &mut self.pretrain.run,
+            &mut self.checkpoint,
+        ];
+        if let Some(b) = &mut self.base {
+            paths.push(&mut b.model);
+        }
+        let sft = self.sft.as_mut().map(|s| &mut s.training);
+        let dpo = self.dpo.as_mut().map(|d| &mut d.training);
+        for t in sft.into_iter().chain(dpo) {
+            paths.extend([
+                &mut t.loss_plot,
+                &mut t.summary.run,
+                &mut t.summary.checkpoint,
+            ]);
+        }
+        let canonical = dir.canonicalize().ok();
+        for p in paths {
+            relative(dir, canonical.as_deref(), p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_inside_the_folder_become_relative() {
+        let dir = std::env::temp_dir();
+        let canonical = dir.canonicalize().unwrap_or_else(|_| dir.clone());
+        let cases = [
+            (dir.join("run/checkpoint-10"), "run/checkpoint-10"),
+            (canonical.join("sft/loss.png"), "sft/loss.png"),
+            (PathBuf::from("/elsewhere/run"), "/elsewhere/run"),
+        ];
+        for (given, expected) in cases {
+            let mut p = given;
+            relative(&dir, Some(&canonical), &mut p);
+            assert_eq!(p, PathBuf::from(expected));
+        }
+        let mut p = PathBuf::from("sr/world");
+        relative(Path::new("sr"), None, &mut p);
+        assert_eq!(p, PathBuf::from("world"));
+    }
 }

@@ -25,8 +25,8 @@ use fmlab_train::PretrainSummary;
 
 use crate::plan::{plan, StepShape, BYTES_PER_TOKEN_GUESS};
 use crate::report::{
-    Candidate, EvalFacts, PlanFacts, Plots, PretrainFacts, Report, SampleSet, TokenizerFacts,
-    WorldFacts, FORMAT,
+    Candidate, CpuFacts, EvalFacts, PlanFacts, Plots, PretrainFacts, Report, SampleSet,
+    TokenizerFacts, WorldFacts, FORMAT,
 };
 use crate::{post, samples, Config, Error, Event};
 
@@ -35,8 +35,9 @@ type Stages = BTreeMap<String, f64>;
 
 /// Runs the whole lifecycle into `out` (which must not hold a speedrun yet); `stop` (the
 /// caller's Ctrl-C) ends pre-training at a checkpoint and the run with an error naming it.
-/// Writes `report.json` and returns the report; `report.json`'s `plots` name the PNGs the
-/// caller draws (`loss.png`: pre-training's curve; `recall.png`).
+/// Writes `report.json` and returns the report, its paths relative to `out`; `plots` name
+/// the PNGs the caller draws (`loss.png`: pre-training's curve; `recall.png`; with
+/// post-training `stages.png`, and `sft/loss.png`, `dpo/loss.png` when the stages end).
 pub fn run(
     config: &Config,
     out: &Path,
@@ -97,13 +98,15 @@ pub fn run(
             .max(10.0) as u64,
     };
     let run_dir = out.join("run");
+    // MFU's peak, and the CPU the report names: one figure per CPU and thread count.
+    let peak = fmlab_kernels::peak_flops();
     let (pre, trained) = pretrain(
         config,
         &data,
         &chosen,
         &run_dir,
-        steps,
-        train_seconds,
+        (steps, train_seconds),
+        peak.flops,
         stop,
         on,
     )?;
@@ -143,12 +146,18 @@ pub fn run(
         Some(p) => (Some(p.base), Some(p.sft), Some(p.dpo)),
         None => (None, None, None),
     };
-    let report = Report {
+    let mut report = Report {
         format: FORMAT.into(),
         minutes: config.minutes,
         seed: config.seed,
         elapsed_seconds: elapsed,
         within_budget: elapsed <= budget,
+        fmlab_version: env!("CARGO_PKG_VERSION").into(),
+        cpu: CpuFacts {
+            model: peak.cpu,
+            threads: peak.threads,
+        },
+        config: config.clone(),
         stages_seconds: stages,
         world: data.world,
         plan: PlanFacts {
@@ -169,16 +178,27 @@ pub fn run(
         sft,
         dpo,
         checkpoint: trained.checkpoint,
-        plots: Plots {
-            loss: "loss.png".into(),
-            recall: "recall.png".into(),
-        },
+        plots: plots(config.post_share > 0.0),
     };
+    report.make_relative(out);
     fmlab_formats::write_atomically(
         &out.join("report.json"),
         &serde_json::to_vec_pretty(&report)?,
     )?;
     Ok(report)
+}
+
+/// The PNGs the caller draws, in the report's folder (the finetuning stages' curves in
+/// their run folders).
+fn plots(post_trained: bool) -> Plots {
+    let post = |p: &str| post_trained.then(|| p.to_string());
+    Plots {
+        loss: "loss.png".into(),
+        recall: "recall.png".into(),
+        sft_loss: post("sft/loss.png"),
+        dpo_loss: post("dpo/loss.png"),
+        stages: post("stages.png"),
+    }
 }
 
 /// The world, its tokenizer and its token shards.
@@ -286,8 +306,8 @@ fn pretrain(
     data: &Data,
     chosen: &Candidate,
     run_dir: &Path,
-    steps: u64,
-    train_seconds: f64,
+    (steps, train_seconds): (u64, f64),
+    peak: f64,
     stop: &AtomicBool,
     on: &mut dyn FnMut(Event),
 ) -> Result<(Pretrainer, PretrainSummary), Error> {
@@ -325,7 +345,6 @@ fn pretrain(
         None => Some(Instant::now() + Duration::from_secs_f64(train_seconds * 1.1 + 5.0)),
     };
     let local = AtomicBool::new(false);
-    let peak = fmlab_kernels::peak_flops().flops;
     let summary = std::thread::scope(|scope| {
         let watcher = scope.spawn(|| loop {
             if local.load(Ordering::Relaxed) {

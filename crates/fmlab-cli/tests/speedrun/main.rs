@@ -94,9 +94,7 @@ fn speedrun_learns_within_its_budget() {
     let bpb = e["val_bits_per_byte"].as_f64().unwrap();
     assert!(bpb > 0.0 && bpb < 2.0, "{bpb}");
     let checkpoint = r["checkpoint"].as_str().unwrap();
-    assert!(std::path::Path::new(checkpoint)
-        .join("manifest.json")
-        .is_file());
+    assert!(out.join(checkpoint).join("manifest.json").is_file());
     // Post-training: every stage judged, with the stable fields; SFT teaches the chat
     // format the base model never saw, and DPO's rewards separate chosen from rejected.
     for stage in ["base", "sft", "dpo"] {
@@ -129,12 +127,17 @@ fn speedrun_learns_within_its_budget() {
         sft_fmt > base_fmt + 0.2,
         "format compliance {base_fmt} → {sft_fmt}"
     );
-    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
-    assert!(html.contains("Post-training"));
-    assert_eq!(html.matches("data:image/png;base64,").count(), 2);
-    for png in ["loss.png", "recall.png"] {
-        assert!(out.join(png).is_file());
-    }
+    report_context(&r);
+    // Moved elsewhere, the folder keeps every file the report names.
+    let moved = out.with_file_name(format!(
+        "{}-moved",
+        out.file_name().unwrap().to_str().unwrap()
+    ));
+    let _ = std::fs::remove_dir_all(&moved);
+    std::fs::rename(&out, &moved).unwrap();
+    let out = moved;
+    report_paths(&r, &out);
+    report_page(&r, &out);
     // A second speedrun into the same folder is refused rather than mixed in.
     let again = Command::new(env!("CARGO_BIN_EXE_fmlab"))
         .args(["speedrun", "--minutes", "1", "--out", out.to_str().unwrap()])
@@ -143,4 +146,100 @@ fn speedrun_learns_within_its_budget() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a speedrun"));
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// The run's settings, fmlab's version and the CPU, and the examples' expected answers.
+fn report_context(r: &Value) {
+    let c = &r["config"];
+    assert_eq!(c["steps"], 1000, "{c}");
+    assert_eq!(c["depth"], 2, "{c}");
+    assert_eq!(c["pair_prompts"], 200, "{c}");
+    assert_eq!(c["dpo_epochs"].as_f64(), Some(2.0), "{c}");
+    assert_eq!(c["seed"], 0, "{c}");
+    for key in [
+        "minutes",
+        "vocab",
+        "seq_len",
+        "batch",
+        "lr",
+        "epochs",
+        "eval_items",
+        "post_share",
+        "sft_lr",
+        "sft_epochs",
+        "sft_mix",
+        "dpo_lr",
+        "dpo_beta",
+        "pair_answers",
+    ] {
+        assert!(c[key].is_number(), "config.{key}: {c}");
+    }
+    assert_eq!(r["fmlab_version"], env!("CARGO_PKG_VERSION"));
+    assert!(r["cpu"]["model"].as_str().is_some_and(|m| !m.is_empty()));
+    assert!(r["cpu"]["threads"].as_u64().is_some_and(|t| t >= 1));
+    // Every stage shows the same questions, each with its expected answer and verdict.
+    let ids = |stage: &str| -> Vec<u64> {
+        let examples = r[stage]["examples"].as_array().unwrap();
+        for x in examples {
+            assert!(x["expected"].as_str().is_some_and(|e| !e.is_empty()), "{x}");
+            assert!(x["verdict"].is_string(), "{x}");
+        }
+        examples.iter().map(|x| x["id"].as_u64().unwrap()).collect()
+    };
+    assert!(ids("sft").len() >= 8);
+    assert_eq!(ids("sft"), ids("dpo"));
+    assert_eq!(ids("base"), ids("sft"));
+}
+
+/// Every path in the report is relative to the report's folder and names a file there.
+fn report_paths(r: &Value, out: &std::path::Path) {
+    let mut paths = vec![
+        &r["world"]["dir"],
+        &r["tokenizer"]["path"],
+        &r["pretrain"]["run"],
+        &r["checkpoint"],
+        &r["base"]["model"],
+        &r["dpo"]["pairs"]["file"],
+    ];
+    for stage in ["sft", "dpo"] {
+        let t = &r[stage]["training"];
+        paths.extend([&t["run"], &t["checkpoint"], &t["loss_plot"]]);
+    }
+    for plot in ["loss", "recall", "sft_loss", "dpo_loss", "stages"] {
+        paths.push(&r["plots"][plot]);
+    }
+    for p in paths {
+        let p = std::path::Path::new(p.as_str().unwrap());
+        assert!(p.is_relative(), "{}", p.display());
+        assert!(out.join(p).exists(), "{}", p.display());
+    }
+}
+
+/// The page: every PNG inline, the definitions, SFT's answers beside DPO's, the settings,
+/// and links relative to the page.
+fn report_page(r: &Value, out: &std::path::Path) {
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("Post-training"));
+    assert_eq!(html.matches("data:image/png;base64,").count(), 5);
+    for term in [
+        "format compliance:",
+        "hallucinated:",
+        "bits per byte:",
+        "win rate:",
+        "few-shot recall by bucket:",
+    ] {
+        assert!(html.contains(&format!("<dt>{term}</dt>")), "{term}");
+    }
+    assert!(html.contains("<th>SFT answer</th><th>verdict</th><th>DPO answer</th>"));
+    let table = &html[html.find("Answers: SFT beside DPO").unwrap()..];
+    let table = &table[..table.find("</table>").unwrap()];
+    assert_eq!(
+        table.matches("<tr><td>").count(),
+        r["sft"]["examples"].as_array().unwrap().len()
+    );
+    assert!(html.contains("<td>--pair-prompts</td><td>200</td>"));
+    assert!(html.contains(r["cpu"]["model"].as_str().unwrap()));
+    assert!(html.contains("<a href=\"sft/"));
+    // No absolute path of the run's folder (made under the temporary folder).
+    assert!(!html.contains(std::env::temp_dir().to_str().unwrap()));
 }

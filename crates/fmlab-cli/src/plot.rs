@@ -182,7 +182,7 @@ impl BarPlot<'_> {
             .flat_map(|(_, v)| v.iter().copied())
             .filter(|v| v.is_finite())
             .fold(0.0f64, f64::max)
-            * 1.15;
+            * 1.35;
         // Wide enough for each category's label.
         let pixels = (130 * n_cat as u32 + 120).max(960);
         let root = BitMapBackend::new(file, (pixels, 560)).into_drawing_area();
@@ -232,7 +232,15 @@ impl BarPlot<'_> {
                     Rectangle::new([(x, y - 6), (x + 16, y + 6)], color.filled())
                 });
         }
-        legend(&mut chart)?;
+        // Above the bars (the headroom keeps them clear), whatever their heights.
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 15))
+            .draw()
+            .map_err(|e| err(&e))?;
         root.present().map_err(|e| err(&e))?;
         Ok(())
     }

@@ -7,9 +7,8 @@ use crate::gguf::{GgmlType, Value, ValueType};
 use crate::safetensors::Dtype;
 use crate::{Error, Result};
 
-/// Writes `bytes` to `path` so that a reader sees either the old file or the whole new one:
-/// a temporary file in the same folder, flushed to disk, then renamed over `path`.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+/// The temporary file beside `path` that an atomic write fills before renaming it.
+fn temp_path(path: &Path) -> std::path::PathBuf {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -18,7 +17,13 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "out".into());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    dir.join(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// Writes `bytes` to `path` so that a reader sees either the old file or the whole new one:
+/// a temporary file in the same folder, flushed to disk, then renamed over `path`.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = temp_path(path);
     let result = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -168,15 +173,7 @@ pub struct AtomicFile {
 
 impl AtomicFile {
     pub fn create(path: &Path) -> Result<Self> {
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "out".into());
-        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        let tmp = temp_path(path);
         let file = std::fs::File::create(&tmp).map_err(|e| Error::io(path, e))?;
         Ok(Self {
             path: path.to_path_buf(),

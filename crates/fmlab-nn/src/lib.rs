@@ -14,6 +14,7 @@
 //! This crate knows token ids and logits, not text.
 
 mod load;
+pub use load::kernel_format;
 pub mod plan;
 pub mod train;
 

@@ -218,8 +218,9 @@ impl Loader<'_> {
     }
 }
 
-fn quant_type(info: &TensorInfo) -> Result<QuantType> {
-    Ok(match info.ggml_type {
+/// The kernels' block format of a GGUF tensor type (`None`: a type fmlab has no kernel for).
+pub fn kernel_format(t: GgmlType) -> Option<QuantType> {
+    Some(match t {
         GgmlType::F32 => QuantType::F32,
         GgmlType::F16 => QuantType::F16,
         GgmlType::BF16 => QuantType::BF16,
@@ -231,11 +232,13 @@ fn quant_type(info: &TensorInfo) -> Result<QuantType> {
         GgmlType::Q4_K => QuantType::Q4_K,
         GgmlType::Q5_K => QuantType::Q5_K,
         GgmlType::Q6_K => QuantType::Q6_K,
-        other => {
-            return Err(Error::UnsupportedFormat {
-                tensor: info.name.clone(),
-                format: other.name(),
-            })
-        }
+        _ => return None,
+    })
+}
+
+fn quant_type(info: &TensorInfo) -> Result<QuantType> {
+    kernel_format(info.ggml_type).ok_or_else(|| Error::UnsupportedFormat {
+        tensor: info.name.clone(),
+        format: info.ggml_type.name(),
     })
 }

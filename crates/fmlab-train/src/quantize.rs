@@ -179,23 +179,6 @@ fn is_block_format(t: GgmlType) -> bool {
     t.block().0 > 1
 }
 
-fn quant_type(t: GgmlType) -> Option<QuantType> {
-    Some(match t {
-        GgmlType::F32 => QuantType::F32,
-        GgmlType::F16 => QuantType::F16,
-        GgmlType::BF16 => QuantType::BF16,
-        GgmlType::Q4_0 => QuantType::Q4_0,
-        GgmlType::Q4_1 => QuantType::Q4_1,
-        GgmlType::Q5_0 => QuantType::Q5_0,
-        GgmlType::Q5_1 => QuantType::Q5_1,
-        GgmlType::Q8_0 => QuantType::Q8_0,
-        GgmlType::Q4_K => QuantType::Q4_K,
-        GgmlType::Q5_K => QuantType::Q5_K,
-        GgmlType::Q6_K => QuantType::Q6_K,
-        _ => return None,
-    })
-}
-
 fn ggml_type(t: QuantType) -> GgmlType {
     match t {
         QuantType::F32 => GgmlType::F32,
@@ -555,7 +538,7 @@ impl QuantizePlan {
                 }
                 ggml_type(t)
             };
-            if to != info.ggml_type && quant_type(info.ggml_type).is_none() {
+            if to != info.ggml_type && fmlab_nn::kernel_format(info.ggml_type).is_none() {
                 return Err(Error::Message(format!(
                     "tensor {:?} is {}, which fmlab cannot dequantize (it reads f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q4_K, q5_K, q6_K)",
                     info.name,
@@ -667,7 +650,10 @@ const ROWS_PER_TASK: usize = 16;
 /// One tensor's bytes in its new type: rows dequantized to f32 and quantized again, in
 /// parallel (each row is independent, so the bytes do not depend on the thread count).
 fn convert(t: &TensorPlan, data: &[u8]) -> Result<Vec<u8>> {
-    let (Some(from), Some(to)) = (quant_type(t.from), quant_type(t.to)) else {
+    let (Some(from), Some(to)) = (
+        fmlab_nn::kernel_format(t.from),
+        fmlab_nn::kernel_format(t.to),
+    ) else {
         return Err(Error::Message(format!(
             "tensor {:?}: no conversion from {} to {}",
             t.name,

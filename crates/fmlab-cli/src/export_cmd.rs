@@ -68,14 +68,13 @@ pub fn run(args: ExportArgs) -> Result<()> {
                 bail!("--quant: safetensors exports are f32");
             }
             let out = args.out.unwrap_or_else(|| found.run.join("hf"));
-            export::write_hf_folder(
-                &spec,
-                &mut c.weights,
-                &tok.tokenizer,
-                &tok.text,
-                fmlab_tokenizer::train::CHAT_TEMPLATE,
-                &out,
-            )?;
+            let files = export::HfTokenizerFiles {
+                tokenizer: &tok.tokenizer,
+                tokenizer_json: &tok.text,
+                tokenizer_model: None,
+                chat_template: Some(fmlab_tokenizer::train::CHAT_TEMPLATE),
+            };
+            export::write_hf_folder(&spec, &mut c.weights, &files, &out)?;
             crate::out(&format!(
                 "{}: Hugging Face llama folder (model.safetensors, config.json, tokenizer.json), step {}\n",
                 out.display(),

@@ -68,6 +68,10 @@ pub struct HfFiles<'a> {
     pub config: Option<&'a serde_json::Value>,
     /// `chat_template.jinja`, used when `tokenizer_config.json` has no `chat_template`.
     pub chat_template: Option<&'a str>,
+    /// `tokenizer.model`'s bytes: a SentencePiece model's vocabulary, scores and types.
+    pub tokenizer_model: Option<&'a [u8]>,
+    /// `added_tokens.json` (token text → id), which older SentencePiece folders carry.
+    pub added_tokens: Option<&'a serde_json::Value>,
 }
 
 /// The `tokenizer.*` metadata of a converted model.
@@ -77,10 +81,14 @@ pub struct GgufTokenizer {
     /// `tokenizer.ggml.pre`.
     pub pre: String,
     /// How `pre` was chosen: `"hash"` (llama.cpp's table) or `"pre_tokenizer"` (its
-    /// description in tokenizer.json).
+    /// description in tokenizer.json); `"tokenizer.model"` for a SentencePiece vocabulary.
     pub pre_from: &'static str,
-    /// The SHA-256 of the check text's ids.
+    /// The SHA-256 of the check text's ids (empty when no tokenizer.json gave them).
     pub hash: String,
+    /// For a SentencePiece vocabulary with a `tokenizer.json` beside it: the first token at
+    /// which the `tokenizers` crate's ids for llama.cpp's check text differ from the
+    /// converted vocabulary's (`None` when they agree or there is nothing to compare).
+    pub differs_at: Option<usize>,
 }
 
 fn bad(why: impl std::fmt::Display) -> Error {
@@ -90,6 +98,9 @@ fn bad(why: impl std::fmt::Display) -> Error {
 /// The `tokenizer.ggml.*` metadata and chat template of `files` for a model of
 /// `vocab_size` tokens.
 pub fn gguf_metadata(files: &HfFiles, vocab_size: usize) -> Result<GgufTokenizer> {
+    if let Some(model) = files.tokenizer_model {
+        return spm_metadata(files, model, vocab_size);
+    }
     let doc: serde_json::Value = serde_json::from_str(files.tokenizer_json).map_err(bad)?;
     let model = &doc["model"];
     match model["type"].as_str() {
@@ -103,7 +114,7 @@ pub fn gguf_metadata(files: &HfFiles, vocab_size: usize) -> Result<GgufTokenizer
     }
     if !is_byte_level(&doc) {
         return Err(bad(
-            "a SentencePiece-style BPE (byte fallback, no ByteLevel pre-tokenizer or decoder); conversion covers byte-level BPE tokenizers",
+            "a SentencePiece-style BPE (byte fallback, no ByteLevel pre-tokenizer or decoder), whose scores and piece types are in tokenizer.model, which the folder lacks",
         ));
     }
     let hf: tokenizers::Tokenizer = files.tokenizer_json.parse().map_err(bad)?;
@@ -194,6 +205,136 @@ pub fn gguf_metadata(files: &HfFiles, vocab_size: usize) -> Result<GgufTokenizer
         pre,
         pre_from,
         hash,
+        differs_at: None,
+    })
+}
+
+/// The metadata of a SentencePiece vocabulary, as llama.cpp's `_set_vocab_sentencepiece`
+/// writes it: `tokenizer.model`'s pieces by id with their scores and types (user-defined
+/// pieces count as normal there), ids the model lacks up to `vocab_size` as unused
+/// `[PADn]` with score -10000; then `added_tokens.json`'s tokens as user-defined and
+/// `tokenizer_config.json`'s `added_tokens_decoder` entries as control (special, or
+/// looking special) or user-defined tokens, each with score -1000. Special ids and the
+/// BOS/EOS flags as for byte-level vocabularies; `add_space_prefix` false for Gemma 3 (as
+/// llama.cpp writes it) or when the model adds no dummy prefix.
+fn spm_metadata(files: &HfFiles, model: &[u8], vocab_size: usize) -> Result<GgufTokenizer> {
+    use crate::sentencepiece::{ModelProto, BPE};
+    let proto = ModelProto::parse(model)?;
+    if proto.model_type != BPE {
+        return Err(Error::UnsupportedModel(format!(
+            "tokenizer.model is a {} SentencePiece model; fmlab's SentencePiece tokenizer merges pieces by score, as llama.cpp's does for BPE models",
+            match proto.model_type {
+                crate::sentencepiece::UNIGRAM => "unigram".to_string(),
+                other => format!("type-{other}"),
+            }
+        )));
+    }
+    let mut tokens: Vec<String> = (0..vocab_size).map(|i| format!("[PAD{i}]")).collect();
+    let mut scores = vec![-10_000f32; vocab_size];
+    let mut types = vec![TokenType::Unused; vocab_size];
+    for (id, p) in proto.pieces.iter().enumerate().take(vocab_size) {
+        tokens[id] = p.piece.clone();
+        scores[id] = p.score;
+        types[id] = match p.kind {
+            TokenType::UserDefined => TokenType::Normal,
+            other => other,
+        };
+    }
+    let mut added = |id: u64, text: String, kind: TokenType| {
+        if let Some(slot) = usize::try_from(id).ok().filter(|&i| i < vocab_size) {
+            tokens[slot] = text;
+            scores[slot] = -1000.0;
+            types[slot] = kind;
+        }
+    };
+    if let Some(map) = files.added_tokens.and_then(|v| v.as_object()) {
+        for (text, id) in map {
+            if let Some(id) = id.as_u64() {
+                added(id, text.clone(), TokenType::UserDefined);
+            }
+        }
+    }
+    if let Some(decoder) = files
+        .tokenizer_config
+        .and_then(|c| c["added_tokens_decoder"].as_object())
+    {
+        for (id, entry) in decoder {
+            let (Ok(id), Some(text)) = (id.parse::<u64>(), entry["content"].as_str()) else {
+                return Err(Error::Metadata(format!(
+                    "tokenizer_config.json: added_tokens_decoder entry {id:?} is not an id with a content"
+                )));
+            };
+            if entry["special"].as_bool() == Some(true) || looks_special(text) {
+                added(id, text.to_string(), TokenType::Control);
+            } else {
+                added(id, text.replace('\u{2581}', " "), TokenType::UserDefined);
+            }
+        }
+    }
+
+    let mut metadata: Vec<(String, Value)> = vec![
+        ("tokenizer.ggml.model".into(), Value::String("llama".into())),
+        ("tokenizer.ggml.pre".into(), Value::String("default".into())),
+        ("tokenizer.ggml.tokens".into(), Value::strings(&tokens)),
+        (
+            "tokenizer.ggml.scores".into(),
+            Value::Array(ValueType::F32, scores.into_iter().map(Value::F32).collect()),
+        ),
+        (
+            "tokenizer.ggml.token_type".into(),
+            Value::Array(
+                ValueType::I32,
+                types.iter().map(|t| Value::I32(t.id())).collect(),
+            ),
+        ),
+    ];
+    // Special ids are looked up among tokenizer.json's added tokens when there is one.
+    let doc: serde_json::Value =
+        serde_json::from_str(files.tokenizer_json).unwrap_or(serde_json::Value::Null);
+    metadata.extend(special_ids(&doc, files, vocab_size));
+    if let Some(cfg) = files.tokenizer_config {
+        for typ in ["bos", "eos"] {
+            if let Some(flag) = cfg[format!("add_{typ}_token")].as_bool() {
+                metadata.push((format!("tokenizer.ggml.add_{typ}_token"), Value::Bool(flag)));
+            }
+        }
+    }
+    let gemma3 = files
+        .config
+        .is_some_and(|c| matches!(c["model_type"].as_str(), Some("gemma3" | "gemma3_text")));
+    if gemma3 || !proto.add_dummy_prefix {
+        metadata.push(("tokenizer.ggml.add_space_prefix".into(), Value::Bool(false)));
+    }
+    metadata.extend(chat_templates(files)?);
+
+    // Where tokenizer.json is there too, the two should tokenize alike: say where not.
+    let ours = Tokenizer::from_metadata(
+        metadata
+            .iter()
+            .filter(|(k, _)| k.starts_with("tokenizer.ggml."))
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect(),
+    )?;
+    let (hash, differs_at) = match files.tokenizer_json.parse::<tokenizers::Tokenizer>() {
+        Ok(hf) => {
+            let want = hf
+                .encode(CHECK_TEXT, false)
+                .map_err(bad)?
+                .get_ids()
+                .to_vec();
+            let got = ours.encode(CHECK_TEXT, false, true);
+            let at = got.iter().zip(&want).take_while(|(a, b)| a == b).count();
+            let differs = (got != want).then_some(at);
+            (check_hash(&hf)?, differs)
+        }
+        Err(_) => (String::new(), None),
+    };
+    Ok(GgufTokenizer {
+        metadata,
+        pre: "default".into(),
+        pre_from: "tokenizer.model",
+        hash,
+        differs_at,
     })
 }
 
@@ -370,41 +511,30 @@ fn pre_from_description(pre: &serde_json::Value) -> Option<String> {
     Some(name.into())
 }
 
-/// A `tokenizer.json` for the byte-level BPE tokenizer (`tokenizer.ggml.model = gpt2`) of
-/// a GGUF file: every token in the vocabulary, control and user-defined tokens also as
-/// added tokens (special when control), the merges, the pre-tokenizer `tokenizer.ggml.pre`
-/// names, and a post-processor adding BOS when the file asks for it.
+/// A `tokenizer.json` for the tokenizer of a GGUF file: every token in the vocabulary,
+/// control and user-defined tokens also as added tokens (special when control), and a
+/// post-processor adding BOS when the file asks for it. A byte-level BPE vocabulary
+/// (`tokenizer.ggml.model = gpt2`) keeps its merges and the pre-tokenizer
+/// `tokenizer.ggml.pre` names; a SentencePiece one (`llama`) becomes what Hugging Face
+/// writes for Gemma and Llama 2: spaces replaced by `▁`, BPE with byte fallback, and
+/// merges generated from the vocabulary, ordered by the merged piece's score.
 pub fn tokenizer_json(g: &Gguf) -> Result<serde_json::Value> {
     let tok = Tokenizer::from_gguf(g)?;
     let model = g.get("tokenizer.ggml.model").and_then(Value::as_str);
-    if model != Some("gpt2") {
-        return Err(Error::UnsupportedModel(format!(
-            "{} (only byte-level BPE, gpt2, is written as tokenizer.json)",
+    let (normalizer, pre_tokenizer, decoder, bpe) = match model {
+        Some("gpt2") => byte_level_parts(g)?,
+        Some("llama") => spm_parts(&tok),
+        _ => return Err(Error::UnsupportedModel(format!(
+            "{} (byte-level BPE, gpt2, and SentencePiece, llama, are written as tokenizer.json)",
             model.unwrap_or("none")
-        )));
-    }
-    let pre = g
-        .get("tokenizer.ggml.pre")
-        .and_then(Value::as_str)
-        .unwrap_or("default");
-    let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
-    let split = |pattern: &str| json!({"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": false});
-    let pre_tokenizer = match pre {
-        "default" | "gpt2" | "gpt-2" => byte_level(true),
-        "smollm" | "starcoder" => json!({"type": "Sequence", "pretokenizers": [
-            {"type": "Digits", "individual_digits": true}, byte_level(true)]}),
-        "llama-bpe" | "llama3" => {
-            json!({"type": "Sequence", "pretokenizers": [split(LLAMA3), byte_level(false)]})
-        }
-        "qwen2" => json!({"type": "Sequence", "pretokenizers": [split(QWEN2), byte_level(false)]}),
-        other => return Err(Error::UnsupportedPreTokenizer(other.into())),
+        ))),
     };
     let n = tok.vocab_size();
     let mut vocab = serde_json::Map::new();
     let mut added = Vec::new();
     for id in 0..n as u32 {
         let piece = tok.piece(id)?;
-        let kind = tok.vocab.token_type(id);
+        let kind = tok.vocab.stored_token_type(id);
         if matches!(kind, TokenType::Control | TokenType::UserDefined) {
             added.push(json!({
                 "id": id, "content": piece, "single_word": false, "lstrip": false,
@@ -413,14 +543,6 @@ pub fn tokenizer_json(g: &Gguf) -> Result<serde_json::Value> {
         }
         vocab.entry(piece.to_string()).or_insert(json!(id));
     }
-    let merges = g
-        .get("tokenizer.ggml.merges")
-        .and_then(Value::as_array)
-        .ok_or_else(|| Error::Metadata("tokenizer.ggml.merges is missing".into()))?
-        .iter()
-        .map(|m| m.as_str().map(str::to_string))
-        .collect::<Option<Vec<String>>>()
-        .ok_or_else(|| Error::Metadata("tokenizer.ggml.merges holds a non-string".into()))?;
     let post_processor = match (tok.vocab.add_bos, tok.vocab.bos) {
         (true, Some(bos)) => {
             let text = tok.piece(bos)?;
@@ -439,20 +561,123 @@ pub fn tokenizer_json(g: &Gguf) -> Result<serde_json::Value> {
         }
         _ => serde_json::Value::Null,
     };
+    let mut model = bpe;
+    model["type"] = json!("BPE");
+    model["dropout"] = serde_json::Value::Null;
+    model["continuing_subword_prefix"] = serde_json::Value::Null;
+    model["end_of_word_suffix"] = serde_json::Value::Null;
+    model["ignore_merges"] = json!(false);
+    model["vocab"] = serde_json::Value::Object(vocab);
     Ok(json!({
         "version": "1.0",
         "truncation": null,
         "padding": null,
         "added_tokens": added,
-        "normalizer": null,
+        "normalizer": normalizer,
         "pre_tokenizer": pre_tokenizer,
         "post_processor": post_processor,
-        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
-        "model": {
-            "type": "BPE", "dropout": null, "unk_token": null,
-            "continuing_subword_prefix": null, "end_of_word_suffix": null,
-            "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
-            "vocab": vocab, "merges": merges
-        }
+        "decoder": decoder,
+        "model": model,
     }))
+}
+
+type Parts = (
+    serde_json::Value,
+    serde_json::Value,
+    serde_json::Value,
+    serde_json::Value,
+);
+
+/// Normaliser, pre-tokenizer, decoder and BPE settings of a byte-level vocabulary.
+fn byte_level_parts(g: &Gguf) -> Result<Parts> {
+    let pre = g
+        .get("tokenizer.ggml.pre")
+        .and_then(Value::as_str)
+        .unwrap_or("default");
+    let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
+    let split = |pattern: &str| json!({"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": false});
+    let pre_tokenizer = match pre {
+        "default" | "gpt2" | "gpt-2" => byte_level(true),
+        "smollm" | "starcoder" => json!({"type": "Sequence", "pretokenizers": [
+            {"type": "Digits", "individual_digits": true}, byte_level(true)]}),
+        "llama-bpe" | "llama3" => {
+            json!({"type": "Sequence", "pretokenizers": [split(LLAMA3), byte_level(false)]})
+        }
+        "qwen2" => json!({"type": "Sequence", "pretokenizers": [split(QWEN2), byte_level(false)]}),
+        other => return Err(Error::UnsupportedPreTokenizer(other.into())),
+    };
+    let merges = g
+        .get("tokenizer.ggml.merges")
+        .and_then(Value::as_array)
+        .ok_or_else(|| Error::Metadata("tokenizer.ggml.merges is missing".into()))?
+        .iter()
+        .map(|m| m.as_str().map(str::to_string))
+        .collect::<Option<Vec<String>>>()
+        .ok_or_else(|| Error::Metadata("tokenizer.ggml.merges holds a non-string".into()))?;
+    Ok((
+        serde_json::Value::Null,
+        pre_tokenizer,
+        json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true}),
+        json!({"unk_token": null, "fuse_unk": false, "byte_fallback": false, "merges": merges}),
+    ))
+}
+
+/// Normaliser, decoder and BPE settings of a SentencePiece vocabulary: `▁` for spaces (a
+/// leading one too when the vocabulary adds a space prefix), byte fallback, and the merges.
+fn spm_parts(tok: &Tokenizer) -> Parts {
+    let replace = json!({"type": "Replace", "pattern": {"String": " "}, "content": "\u{2581}"});
+    let unreplace = json!({"type": "Replace", "pattern": {"String": "\u{2581}"}, "content": " "});
+    let (normalizer, decoder) = match tok.vocab.add_space_prefix {
+        true => (
+            json!({"type": "Sequence", "normalizers": [
+                {"type": "Prepend", "prepend": "\u{2581}"}, replace]}),
+            json!({"type": "Sequence", "decoders": [unreplace, {"type": "ByteFallback"},
+                {"type": "Fuse"}, {"type": "Strip", "content": " ", "start": 1, "stop": 0}]}),
+        ),
+        false => (
+            replace,
+            json!({"type": "Sequence", "decoders": [unreplace, {"type": "ByteFallback"}, {"type": "Fuse"}]}),
+        ),
+    };
+    let unk = tok
+        .vocab
+        .unk
+        .and_then(|u| tok.piece(u).ok())
+        .map(str::to_string);
+    (
+        normalizer,
+        serde_json::Value::Null,
+        decoder,
+        json!({"unk_token": unk, "fuse_unk": true, "byte_fallback": true, "merges": spm_merges(&tok.vocab)}),
+    )
+}
+
+/// Merges for a SentencePiece vocabulary, as Hugging Face generates them: every split of
+/// every piece into two pieces of the vocabulary, those of one piece by the ids of their
+/// parts, then all by the merged piece's score, highest first (then longer left and right
+/// parts first). Merging by this rank is merging by score, as SentencePiece does.
+fn spm_merges(vocab: &crate::Vocab) -> Vec<[String; 2]> {
+    let mut merges: Vec<(f32, usize, usize, [String; 2])> = Vec::new();
+    for id in 0..vocab.len() as u32 {
+        let Ok(piece) = vocab.piece(id) else { continue };
+        let score = vocab.scores[id as usize];
+        let mut local: Vec<(u32, u32, usize)> = piece
+            .char_indices()
+            .skip(1)
+            .filter_map(|(at, _)| Some((vocab.id(&piece[..at])?, vocab.id(&piece[at..])?, at)))
+            .collect();
+        local.sort_unstable();
+        for (_, _, at) in local {
+            let (l, r) = piece.split_at(at);
+            merges.push((
+                score,
+                l.chars().count(),
+                r.chars().count(),
+                [l.to_string(), r.to_string()],
+            ));
+        }
+    }
+    // Stable, so that equal keys keep the order above (as Python's sort does).
+    merges.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)).then(b.2.cmp(&a.2)));
+    merges.into_iter().map(|m| m.3).collect()
 }

@@ -17,6 +17,7 @@ mod bpe;
 pub mod chat;
 pub mod hf;
 mod pretokenize;
+pub mod sentencepiece;
 mod spm;
 mod stream;
 pub mod train;

@@ -62,6 +62,9 @@ pub struct Vocab {
     specials: Vec<u32>,
     /// Tokens that end generation.
     end_of_generation: Vec<u32>,
+    /// End-of-generation tokens that loading made control tokens, with the type the file
+    /// gave them (what an export writes back).
+    promoted: Vec<(u32, TokenType)>,
 }
 
 /// A piece of input after partitioning: text to tokenize, or a special token.
@@ -158,8 +161,12 @@ impl Vocab {
         }
         let mut types = types;
         let mut end_of_generation = Vec::new();
+        let mut promoted = Vec::new();
         for text in END_OF_GENERATION {
             if let Some(&id) = index.get(text) {
+                if types[id as usize] != TokenType::Control {
+                    promoted.push((id, types[id as usize]));
+                }
                 types[id as usize] = TokenType::Control;
                 end_of_generation.push(id);
             }
@@ -193,6 +200,7 @@ impl Vocab {
             index,
             specials,
             end_of_generation,
+            promoted,
         })
     }
 
@@ -244,6 +252,7 @@ impl Vocab {
             scores: vec![0.0; n],
             specials: Vec::new(),
             end_of_generation,
+            promoted: Vec::new(),
             pieces,
             types,
             index,
@@ -273,6 +282,15 @@ impl Vocab {
             .get(id as usize)
             .copied()
             .unwrap_or(TokenType::Unknown)
+    }
+
+    /// The type the vocabulary's file gives a token: [`Self::token_type`] but for
+    /// end-of-generation tokens, which loading makes control tokens as llama.cpp does.
+    pub fn stored_token_type(&self, id: u32) -> TokenType {
+        match self.promoted.iter().find(|(p, _)| *p == id) {
+            Some(&(_, kind)) => kind,
+            None => self.token_type(id),
+        }
     }
 
     /// The id of a token by its exact text.

@@ -10,7 +10,8 @@
 //!   `.rope.freq_base`, `.attention.layer_norm_rms_epsilon`, …); Mistral is written as
 //!   `llama`, as llama.cpp does;
 //! - the tokenizer as `tokenizer.ggml.*` and the chat template
-//!   ([`fmlab_tokenizer::hf::gguf_metadata`]).
+//!   ([`fmlab_tokenizer::hf::gguf_metadata`]): byte-level BPE from `tokenizer.json`,
+//!   SentencePiece vocabularies (Gemma 3, Llama 2) from `tokenizer.model` with their scores.
 //!
 //! Architectures: llama, mistral, qwen2, gemma3. GPT-2 is refused: llama.cpp stores its
 //! fused query/key/value map as one `attn_qkv` tensor, which fmlab's loader does not read.
@@ -31,9 +32,15 @@ pub struct Converted {
     /// `general.architecture` of the GGUF file.
     pub architecture: String,
     pub tensors: usize,
-    /// `tokenizer.ggml.pre`, and how it was chosen (`hash` or `pre_tokenizer`).
+    /// `tokenizer.ggml.model`: `gpt2` (byte-level BPE) or `llama` (SentencePiece).
+    pub tokenizer_model: String,
+    /// `tokenizer.ggml.pre`, and how it was chosen (`hash`, `pre_tokenizer`, or
+    /// `tokenizer.model` for a SentencePiece vocabulary).
     pub pre_tokenizer: String,
     pub pre_tokenizer_from: &'static str,
+    /// For a SentencePiece vocabulary: the token of llama.cpp's check text from which the
+    /// folder's tokenizer.json tokenizes otherwise than the converted vocabulary.
+    pub tokenizer_json_differs_at: Option<usize>,
     pub vocab_size: u64,
     pub chat_template: bool,
 }
@@ -50,10 +57,17 @@ fn check_folder(dir: &Path) -> Result<()> {
             dir.display()
         )));
     }
-    for f in ["config.json", "tokenizer.json"] {
-        if !dir.join(f).is_file() {
+    let has = |f: &str| dir.join(f).is_file();
+    for (present, missing) in [
+        (has("config.json"), "config.json"),
+        (
+            has("tokenizer.json") || has("tokenizer.model"),
+            "tokenizer.json or tokenizer.model",
+        ),
+    ] {
+        if !present {
             return Err(refuse(format!(
-                "{}: no {f} (a Hugging Face model folder has config.json, *.safetensors and tokenizer.json)",
+                "{}: no {missing} (a Hugging Face model folder has config.json, *.safetensors and tokenizer.json, or SentencePiece's tokenizer.model)",
                 dir.display()
             )));
         }
@@ -152,8 +166,27 @@ pub fn convert(dir: &Path, quant: Quant) -> Result<(GgufWriter, Converted)> {
     check_supported(dir, &spec, &config)?;
 
     // The tokenizer first: it is cheap, and a refusal there should not wait for the weights.
-    let tok_path = dir.join("tokenizer.json");
-    let tokenizer_json = std::fs::read_to_string(&tok_path).map_err(|e| Error::io(&tok_path, e))?;
+    // A SentencePiece model's vocabulary is read from tokenizer.model, as llama.cpp does;
+    // tokenizer.json then gives the special tokens and a cross-check.
+    let model_path = dir.join("tokenizer.model");
+    let tokenizer_model = match model_path.is_file() {
+        true => Some(std::fs::read(&model_path).map_err(|e| Error::io(&model_path, e))?),
+        false => None,
+    };
+    let tok_path = match tokenizer_model {
+        Some(_) => model_path.clone(),
+        None => dir.join("tokenizer.json"),
+    };
+    let json_path = dir.join("tokenizer.json");
+    let tokenizer_json = match json_path.is_file() {
+        true => std::fs::read_to_string(&json_path).map_err(|e| Error::io(&json_path, e))?,
+        false => String::new(),
+    };
+    let added_path = dir.join("added_tokens.json");
+    let added_tokens = match added_path.is_file() {
+        true => Some(read_json(&added_path)?),
+        false => None,
+    };
     let cfg_path = dir.join("tokenizer_config.json");
     let tokenizer_config = match cfg_path.is_file() {
         true => Some(read_json(&cfg_path)?),
@@ -169,6 +202,8 @@ pub fn convert(dir: &Path, quant: Quant) -> Result<(GgufWriter, Converted)> {
         tokenizer_config: tokenizer_config.as_ref(),
         config: Some(&config),
         chat_template: jinja.as_deref(),
+        tokenizer_model: tokenizer_model.as_deref(),
+        added_tokens: added_tokens.as_ref(),
     };
     let tok = fmlab_tokenizer::hf::gguf_metadata(&files, spec.vocab_size as usize)
         .map_err(|e| refuse(format!("{}: {e}", tok_path.display())))?;
@@ -206,8 +241,13 @@ pub fn convert(dir: &Path, quant: Quant) -> Result<(GgufWriter, Converted)> {
     let converted = Converted {
         architecture: arch.to_string(),
         tensors,
+        tokenizer_model: match tok.pre_from {
+            "tokenizer.model" => "llama".into(),
+            _ => "gpt2".into(),
+        },
         pre_tokenizer: tok.pre,
         pre_tokenizer_from: tok.pre_from,
+        tokenizer_json_differs_at: tok.differs_at,
         vocab_size: spec.vocab_size,
         chat_template,
         spec,

@@ -479,24 +479,49 @@ pub fn permute_rope_rows(w: &[f32], cols: usize, head_dim: usize, inverse: bool)
     out
 }
 
-/// `model.safetensors` (f32, Hugging Face names and layout) and `config.json` for
-/// `LlamaForCausalLM`; `bos`/`eos` are the tokenizer's ids.
+/// Whether `spec` is Gemma 3's shape (what `weights_from_hf` reads from a Gemma 3
+/// folder), which exports as `Gemma3ForCausalLM`.
+fn is_gemma3(spec: &ModelSpec) -> bool {
+    spec.architecture == "gemma3"
+        && spec.ffn_kind == FfnKind::GeGlu
+        && spec.norm_placement == fmlab_spec::NormPlacement::PreAndPost
+        && spec.qk_norm
+        && spec.scale_embeddings
+        && !spec.qkv_bias
+        && !spec.attn_out_bias
+        && !spec.mlp_bias
+        && spec.sliding_window.is_some()
+}
+
+/// `model.safetensors` (f32, Hugging Face names and layout) and `config.json`:
+/// `LlamaForCausalLM` for Llama-shaped models ([`check_exportable`]), `Gemma3ForCausalLM`
+/// for Gemma 3 (norms stored as w where GGUF holds 1 + w, query/key rows as they are);
+/// `bos`/`eos`/`pad` are the tokenizer's ids.
 pub fn hf_safetensors(
     spec: &ModelSpec,
     weights: &mut Weights<f32>,
     bos: Option<u32>,
     eos: Option<u32>,
+    pad: Option<u32>,
 ) -> Result<(Vec<u8>, serde_json::Value)> {
-    check_exportable(spec)?;
+    let gemma = is_gemma3(spec);
+    if !gemma {
+        check_exportable(spec)?;
+    }
     let hd = spec.head_dim as usize;
     let mut tensors: Vec<(String, Vec<u64>, Vec<u8>)> = Vec::new();
     for t in weights.named_mut() {
-        let name = hf_name(&t.name)
-            .ok_or_else(|| Error::Config(format!("no Hugging Face name for {}", t.name)))?;
-        let data = if t.name.ends_with("attn_q.weight") || t.name.ends_with("attn_k.weight") {
-            permute_rope_rows(t.data, t.shape[1], hd, false)
-        } else {
-            t.data.to_vec()
+        let (name, take) = match gemma {
+            true if t.name == "output.weight" => Some(("lm_head.weight".to_string(), Take::Plain)),
+            true => gemma3_source(&t.name).map(|(names, take)| (names[0].clone(), take)),
+            false => hf_name(&t.name).map(|n| (n, Take::Plain)),
+        }
+        .ok_or_else(|| Error::Config(format!("no Hugging Face name for {}", t.name)))?;
+        let rotated = t.name.ends_with("attn_q.weight") || t.name.ends_with("attn_k.weight");
+        let data = match take {
+            Take::PlusOne => t.data.iter().map(|w| w - 1.0).collect(),
+            _ if rotated && !gemma => permute_rope_rows(t.data, t.shape[1], hd, false),
+            _ => t.data.to_vec(),
         };
         let shape = t.shape.iter().map(|&s| s as u64).collect();
         tensors.push((name, shape, f32_bytes(&data)));
@@ -510,7 +535,7 @@ pub fn hf_safetensors(
         Positions::Rope { base } => base,
         Positions::Learned => 10_000.0,
     };
-    let config = json!({
+    let mut config = json!({
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
         "hidden_size": spec.d_model,
@@ -530,7 +555,35 @@ pub fn hf_safetensors(
         "torch_dtype": "float32",
         "bos_token_id": bos,
         "eos_token_id": eos,
+        "pad_token_id": pad,
     });
+    if let (true, Some(sw), Some(c)) = (gemma, &spec.sliding_window, config.as_object_mut()) {
+        // Layer i (from 0) attends globally when (i + 1) is a multiple of the period.
+        let layer_types: Vec<&str> = (1..=spec.n_layers)
+            .map(|i| match sw.global_every > 0 && i % sw.global_every == 0 {
+                true => "full_attention",
+                false => "sliding_attention",
+            })
+            .collect();
+        c.remove("hidden_act");
+        c.remove("mlp_bias");
+        let extra = json!({
+            "architectures": ["Gemma3ForCausalLM"],
+            "model_type": "gemma3_text",
+            "hidden_activation": "gelu_pytorch_tanh",
+            "query_pre_attn_scalar": spec.query_pre_attn_scalar.unwrap_or(spec.head_dim as f64),
+            "sliding_window": sw.window,
+            "sliding_window_pattern": sw.global_every,
+            "layer_types": layer_types,
+            "rope_local_base_freq": sw.local_rope_base.unwrap_or(10_000.0),
+            "rope_scaling": null,
+            "final_logit_softcapping": null,
+            "attn_logit_softcapping": null,
+        });
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            c.insert(k.clone(), v.clone());
+        }
+    }
     Ok((bytes, config))
 }
 
@@ -557,21 +610,33 @@ pub fn write_gguf(
     Ok(())
 }
 
-/// Writes a Hugging Face llama folder to `out`: `model.safetensors`, `config.json`,
-/// `tokenizer.json` (the text given: a run's own, or one written from a GGUF vocabulary by
-/// `fmlab_tokenizer::hf::tokenizer_json`) and a `tokenizer_config.json` naming the BOS,
-/// EOS, unknown and padding tokens, whether BOS (and EOS) are added, and `chat_template`
-/// (fmlab's own for a run).
+/// The tokenizer files of a Hugging Face folder, as [`write_hf_folder`] writes them.
+pub struct HfTokenizerFiles<'a> {
+    /// The vocabulary and special tokens.
+    pub tokenizer: &'a fmlab_tokenizer::Tokenizer,
+    /// `tokenizer.json`'s text: a run's own, or one written from a GGUF vocabulary by
+    /// `fmlab_tokenizer::hf::tokenizer_json`.
+    pub tokenizer_json: &'a str,
+    /// SentencePiece's `tokenizer.model`, for a vocabulary that is SentencePiece's.
+    pub tokenizer_model: Option<&'a [u8]>,
+    /// `chat_template` (fmlab's own for a run), when the model has one.
+    pub chat_template: Option<&'a str>,
+}
+
+/// Writes a Hugging Face folder to `out` ([`hf_safetensors`]): `model.safetensors`,
+/// `config.json`, `tokenizer.json`, `tokenizer.model` when given, and a
+/// `tokenizer_config.json` naming the BOS, EOS, unknown and padding tokens, whether BOS
+/// (and EOS) are added, the control and user-defined tokens (`added_tokens_decoder`) and
+/// the chat template.
 pub fn write_hf_folder(
     spec: &ModelSpec,
     weights: &mut Weights<f32>,
-    tokenizer: &fmlab_tokenizer::Tokenizer,
-    tokenizer_json: &str,
-    chat_template: &str,
+    files: &HfTokenizerFiles,
     out: &std::path::Path,
 ) -> Result<()> {
+    let tokenizer = files.tokenizer;
     let (bos, eos) = (tokenizer.vocab.bos, tokenizer.vocab.eos);
-    let (bytes, config) = hf_safetensors(spec, weights, bos, eos)?;
+    let (bytes, config) = hf_safetensors(spec, weights, bos, eos, tokenizer.vocab.pad)?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let write = |name: &str, bytes: &[u8]| -> Result<()> {
         fmlab_formats::write_atomically(&out.join(name), bytes)?;
@@ -582,8 +647,26 @@ pub fn write_hf_folder(
         "config.json",
         &serde_json::to_vec_pretty(&config).map_err(Error::Json)?,
     )?;
-    write("tokenizer.json", tokenizer_json.as_bytes())?;
+    write("tokenizer.json", files.tokenizer_json.as_bytes())?;
+    if let Some(model) = files.tokenizer_model {
+        write("tokenizer.model", model)?;
+    }
     let piece = |id: Option<u32>| id.and_then(|i| tokenizer.piece(i).ok().map(String::from));
+    let mut added = serde_json::Map::new();
+    for id in 0..tokenizer.vocab_size() as u32 {
+        let kind = tokenizer.vocab.stored_token_type(id);
+        if matches!(
+            kind,
+            fmlab_tokenizer::TokenType::Control | fmlab_tokenizer::TokenType::UserDefined
+        ) {
+            added.insert(
+                id.to_string(),
+                json!({"content": piece(Some(id)), "lstrip": false, "normalized": false,
+                       "rstrip": false, "single_word": false,
+                       "special": kind == fmlab_tokenizer::TokenType::Control}),
+            );
+        }
+    }
     let mut tok_config = json!({
         "tokenizer_class": "PreTrainedTokenizerFast",
         "bos_token": piece(bos),
@@ -591,9 +674,12 @@ pub fn write_hf_folder(
         "unk_token": piece(tokenizer.vocab.unk),
         "pad_token": piece(tokenizer.vocab.pad),
         "add_bos_token": tokenizer.vocab.add_bos,
-        "chat_template": chat_template,
+        "added_tokens_decoder": added,
         "model_max_length": spec.context_length,
     });
+    if let Some(template) = files.chat_template {
+        tok_config["chat_template"] = json!(template);
+    }
     // Written only when set, as llama.cpp's GGUF files have the key only then.
     if tokenizer.vocab.add_eos {
         tok_config["add_eos_token"] = json!(true);

@@ -1,7 +1,8 @@
 //! `fmlab convert`: Hugging Face folders to GGUF, and HF folders accepted wherever a model
 //! is. The round trips: a run exported as an HF folder and converted back generates the
 //! run's own greedy tokens; the reference SmolLM2 turned into an HF folder and converted
-//! back has the original's tokenizer metadata, chat template and ids.
+//! back has the original's tokenizer metadata, chat template and ids; so has the reference
+//! Gemma 3, whose SentencePiece vocabulary travels as tokenizer.model.
 
 use std::path::Path;
 
@@ -29,7 +30,20 @@ fn meta<'a>(f: &'a GgufFile, key: &str) -> &'a Value {
 /// The tokenizer keys of two GGUF files are equal (present in both or absent in both).
 fn same_tokenizer(a: &GgufFile, b: &GgufFile, keys: &[&str]) {
     for key in keys {
-        assert_eq!(a.gguf.get(key), b.gguf.get(key), "{key}");
+        let (x, y) = (a.gguf.get(key), b.gguf.get(key));
+        // Long arrays: name the first entry that differs rather than print both.
+        if let (Some(Value::Array(_, xs)), Some(Value::Array(_, ys))) = (x, y) {
+            let at = xs.iter().zip(ys).position(|(p, q)| p != q);
+            assert!(
+                at.is_none() && xs.len() == ys.len(),
+                "{key}: {} vs {} entries, first difference at {at:?}: {:?} vs {:?}",
+                xs.len(),
+                ys.len(),
+                at.map(|i| &xs[i]),
+                at.map(|i| &ys[i]),
+            );
+        }
+        assert_eq!(x, y, "{key}");
     }
 }
 
@@ -203,7 +217,7 @@ fn convert_refusals(dir: &Path, hf: &Path) {
     let no_tok = copy("no-tokenizer", &["tokenizer.json"]);
     fails(
         &["convert", no_tok.to_str().unwrap(), out_s],
-        "no tokenizer.json",
+        "no tokenizer.json or tokenizer.model",
     );
     let no_weights = copy("no-weights", &["model.safetensors"]);
     fails(
@@ -268,6 +282,29 @@ fn convert_refusals(dir: &Path, hf: &Path) {
     t["decoder"] = Json::Null;
     std::fs::write(spm.join("tokenizer.json"), t.to_string()).unwrap();
     fails(&["convert", spm.to_str().unwrap(), out_s], "SentencePiece");
+    // A damaged tokenizer.model, and a unigram one (llama.cpp runs those as T5's, not by
+    // score): each named.
+    let damaged = copy("damaged-spm", &[]);
+    std::fs::write(damaged.join("tokenizer.model"), b"\x0a\xff\xff\x03abc").unwrap();
+    fails(&["convert", damaged.to_str().unwrap(), out_s], "tokenizer.model");
+    let unigram = copy("unigram", &[]);
+    let proto = fmlab_tokenizer::sentencepiece::ModelProto {
+        pieces: vec![fmlab_tokenizer::sentencepiece::Piece {
+            piece: "<unk>".into(),
+            score: 0.0,
+            kind: fmlab_tokenizer::TokenType::Unknown,
+        }],
+        model_type: fmlab_tokenizer::sentencepiece::UNIGRAM,
+        byte_fallback: false,
+        unk_id: 0,
+        bos_id: -1,
+        eos_id: -1,
+        pad_id: -1,
+        add_dummy_prefix: true,
+        remove_extra_whitespaces: true,
+    };
+    std::fs::write(unigram.join("tokenizer.model"), proto.to_bytes()).unwrap();
+    fails(&["convert", unigram.to_str().unwrap(), out_s], "unigram");
     assert!(!out.exists(), "a refused conversion wrote {out_s}");
     // The output is a folder.
     fails(&["convert", hf_s, dir.to_str().unwrap()], "a folder");
@@ -289,32 +326,20 @@ fn convert_reference_model_through_an_hf_folder() {
     let tokenizer_json = fmlab_tokenizer::hf::tokenizer_json(&file.gguf).unwrap();
     let template = meta(&file, "tokenizer.chat_template").as_str().unwrap();
     let hf = dir.join("hf");
-    fmlab_train::export::write_hf_folder(
-        &trainable.spec,
-        &mut weights,
-        &trainable.chat.tokenizer,
-        &tokenizer_json.to_string(),
-        template,
-        &hf,
-    )
-    .unwrap();
+    let files = fmlab_train::export::HfTokenizerFiles {
+        tokenizer: &trainable.chat.tokenizer,
+        tokenizer_json: &tokenizer_json.to_string(),
+        tokenizer_model: None,
+        chat_template: Some(template),
+    };
+    fmlab_train::export::write_hf_folder(&trainable.spec, &mut weights, &files, &hf).unwrap();
     drop(weights);
     // The folder's tokenizer (the `tokenizers` crate over the tokenizer.json written from
     // the GGUF vocabulary) gives the original's ids.
     let ours = fmlab_train::models::load_tokenizer(hf.to_str().unwrap()).unwrap();
     let reference = fmlab_tokenizer::Tokenizer::from_gguf(&file.gguf).unwrap();
-    let mut texts: Vec<String> = ["code.txt", "edge.txt", "english.txt", "multilingual.txt"]
-        .iter()
-        .map(|f| fmlab_testkit::fixture(&format!("texts/{f}")))
-        .collect();
-    texts.push(fmlab_tokenizer::hf::CHECK_TEXT.to_string());
     let prompts: Json = serde_json::from_str(&fmlab_testkit::fixture("prompts.json")).unwrap();
-    for p in prompts.as_array().unwrap() {
-        if let Some(t) = p["text"].as_str() {
-            texts.push(t.to_string());
-        }
-    }
-    for text in &texts {
+    for text in &tokenizer_texts() {
         assert_eq!(
             ours.encode(text, false, true),
             reference.encode(text, false, true),
@@ -403,4 +428,139 @@ fn convert_reference_model_through_an_hf_folder() {
     };
     assert_eq!(chat(gguf.to_str().unwrap()), chat(&original));
     assert_eq!(chat(hf.to_str().unwrap()), chat(&original));
+}
+
+/// The texts the tokenizer round trips are checked on: the fixture texts, llama.cpp's
+/// check text and the fixture prompts.
+fn tokenizer_texts() -> Vec<String> {
+    let mut texts: Vec<String> = ["code.txt", "edge.txt", "english.txt", "multilingual.txt"]
+        .iter()
+        .map(|f| fmlab_testkit::fixture(&format!("texts/{f}")))
+        .collect();
+    texts.push(fmlab_tokenizer::hf::CHECK_TEXT.to_string());
+    let prompts: Json = serde_json::from_str(&fmlab_testkit::fixture("prompts.json")).unwrap();
+    for p in prompts.as_array().unwrap() {
+        if let Some(t) = p["text"].as_str() {
+            texts.push(t.to_string());
+        }
+    }
+    texts
+}
+
+/// The reference Gemma 3 (Q4_K_M) dequantised into a Hugging Face folder
+/// (`Gemma3ForCausalLM`, norms stored as w, a SentencePiece `tokenizer.model` and a
+/// `tokenizer.json` written from the GGUF vocabulary), then converted as llama.cpp's
+/// converter does: the GGUF has the original's tokens, scores, types, special ids and flags
+/// (`add_space_prefix` false) and spec; the folder's tokenizer.json (merges generated from
+/// the scores, as Hugging Face does) gives the GGUF tokenizer's ids; the folder and the
+/// converted file generate the same greedy tokens, and their first ones are the original's.
+#[test]
+fn convert_gemma3_through_an_hf_folder_with_sentencepiece() {
+    let dir = scratch("convert-gemma3");
+    let original = super::gemma();
+    let file = GgufFile::open(&original).unwrap();
+    let model = fmlab_nn::from_gguf(&file).unwrap();
+    let spec = model.spec.clone();
+    let mut weights = fmlab_nn::train::Weights::from_transformer(&model).unwrap();
+    drop(model);
+    let tokenizer = fmlab_tokenizer::Tokenizer::from_gguf(&file.gguf).unwrap();
+    let tokenizer_json = fmlab_tokenizer::hf::tokenizer_json(&file.gguf).unwrap();
+    let proto = fmlab_tokenizer::sentencepiece::ModelProto::from_gguf(&file.gguf).unwrap();
+    assert!(!proto.add_dummy_prefix && proto.byte_fallback);
+    let hf = dir.join("hf");
+    let files = fmlab_train::export::HfTokenizerFiles {
+        tokenizer: &tokenizer,
+        tokenizer_json: &tokenizer_json.to_string(),
+        tokenizer_model: Some(&proto.to_bytes()),
+        chat_template: None,
+    };
+    fmlab_train::export::write_hf_folder(&spec, &mut weights, &files, &hf).unwrap();
+    drop(weights);
+    let config: Json =
+        serde_json::from_str(&std::fs::read_to_string(hf.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["architectures"][0], "Gemma3ForCausalLM");
+
+    let ours = fmlab_train::models::load_tokenizer(hf.to_str().unwrap()).unwrap();
+    for text in &tokenizer_texts() {
+        assert_eq!(
+            ours.encode(text, false, true),
+            tokenizer.encode(text, false, true),
+            "{text:?}"
+        );
+    }
+
+    let gguf = dir.join("converted.gguf");
+    let report = json(&[
+        "convert",
+        hf.to_str().unwrap(),
+        gguf.to_str().unwrap(),
+        "--type",
+        "f32",
+        "--json",
+    ]);
+    assert_eq!(report["tokenizer_model"], "llama");
+    assert_eq!(report["pre_tokenizer_from"], "tokenizer.model");
+    assert_eq!(report["tokenizer_json_differs_at"], Json::Null);
+    let converted = GgufFile::open(&gguf).unwrap();
+    same_tokenizer(
+        &converted,
+        &file,
+        &[
+            "tokenizer.ggml.model",
+            "tokenizer.ggml.pre",
+            "tokenizer.ggml.tokens",
+            "tokenizer.ggml.scores",
+            "tokenizer.ggml.token_type",
+            "tokenizer.ggml.bos_token_id",
+            "tokenizer.ggml.eos_token_id",
+            "tokenizer.ggml.unknown_token_id",
+            "tokenizer.ggml.padding_token_id",
+            "tokenizer.ggml.add_bos_token",
+            // (add_eos_token: the export writes the key only when set, as fmlab's own
+            // GGUF files have it; Gemma's file has it false.)
+            "tokenizer.ggml.add_space_prefix",
+            "tokenizer.chat_template",
+            "general.architecture",
+            "gemma3.context_length",
+            "gemma3.embedding_length",
+            "gemma3.block_count",
+            "gemma3.feed_forward_length",
+            "gemma3.attention.head_count",
+            "gemma3.attention.head_count_kv",
+            "gemma3.attention.key_length",
+            "gemma3.attention.value_length",
+            "gemma3.attention.sliding_window",
+            "gemma3.rope.freq_base",
+            "gemma3.attention.layer_norm_rms_epsilon",
+        ],
+    );
+    assert_eq!(
+        fmlab_formats::spec_from_gguf(&converted.gguf).unwrap(),
+        fmlab_formats::spec_from_gguf(&file.gguf).unwrap()
+    );
+    let prompts: Json = serde_json::from_str(&fmlab_testkit::fixture("prompts.json")).unwrap();
+    let prompt = prompts[0]["text"].as_str().unwrap();
+    let short = |model: &str, n: &str| {
+        json(&[
+            "generate",
+            model,
+            "--prompt",
+            prompt,
+            "--max-tokens",
+            n,
+            "--temperature",
+            "0",
+            "--json",
+        ])
+    };
+    let from_hf = short(hf.to_str().unwrap(), "6");
+    let from_gguf = short(gguf.to_str().unwrap(), "6");
+    assert_eq!(from_hf["tokens"], from_gguf["tokens"]);
+    assert_eq!(from_hf["prompt_tokens"], from_gguf["prompt_tokens"]);
+    // The original computes with its quantised blocks, the conversion with their f32
+    // values: the first tokens agree.
+    let from_original = short(&original, "2");
+    assert_eq!(from_gguf["prompt_tokens"], from_original["prompt_tokens"]);
+    let first = |v: &Json| v["tokens"].as_array().unwrap()[..2].to_vec();
+    assert_eq!(first(&from_gguf), first(&from_original));
 }

@@ -64,6 +64,11 @@ impl GgufWriter {
         self
     }
 
+    /// How many tensors the file will hold.
+    pub fn tensor_count(&self) -> usize {
+        self.tensors.len()
+    }
+
     /// Adds a tensor with `dims` in ggml order and `data` already in `ggml_type`'s layout.
     pub fn tensor(
         &mut self,

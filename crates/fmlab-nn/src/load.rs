@@ -14,7 +14,7 @@ pub fn from_gguf(file: &GgufFile) -> Result<Transformer> {
     // The architectures whose GGUF tensors and metadata fmlab reads.
     if !matches!(
         spec.architecture.as_str(),
-        "llama" | "mistral" | "qwen2" | "gemma3"
+        "llama" | "mistral" | "qwen2" | "gemma3" | "gpt2"
     ) {
         return Err(Error::UnsupportedArchitecture(spec.architecture));
     }
@@ -160,6 +160,21 @@ impl Source for Loader<'_> {
     }
 }
 
+/// Where a query, key or value tensor lies inside a fused `attn_qkv` one (llama.cpp's
+/// GPT-2 layout: the query's rows, then the key's, then the value's): the fused name and
+/// the part (0, 1, 2).
+fn fused_part(name: &str) -> Option<(String, usize)> {
+    let (layer, rest) = name.strip_prefix("blk.")?.split_once('.')?;
+    let (which, suffix) = rest.split_once('.')?;
+    let part = match which {
+        "attn_q" => 0,
+        "attn_k" => 1,
+        "attn_v" => 2,
+        _ => return None,
+    };
+    Some((format!("blk.{layer}.attn_qkv.{suffix}"), part))
+}
+
 impl Loader<'_> {
     fn info(&self, name: &str) -> Result<&TensorInfo> {
         self.file
@@ -168,8 +183,31 @@ impl Loader<'_> {
             .ok_or_else(|| Error::MissingTensor(name.into()))
     }
 
-    /// A `rows × cols` matrix (ggml dims `[cols, rows]`) in its stored format.
+    /// A `rows × cols` matrix (ggml dims `[cols, rows]`) in its stored format; a query,
+    /// key or value map the file fuses into `attn_qkv` is its third of the rows (each row
+    /// is whole blocks, so the slice keeps the stored format).
     fn matrix(&self, name: &str, rows: u64, cols: u64) -> Result<Matrix> {
+        if let (None, Some((fused, part))) = (self.file.gguf.tensor(name), fused_part(name)) {
+            if let Some(info) = self.file.gguf.tensor(&fused) {
+                if info.dims != [cols, 3 * rows] {
+                    return Err(Error::Shape {
+                        tensor: fused,
+                        expected: vec![cols, 3 * rows],
+                        found: info.dims.clone(),
+                    });
+                }
+                let format = quant_type(info)?;
+                let row = format.row_bytes(cols as usize)?;
+                let n = rows as usize * row;
+                let bytes = self.file.tensor_data(info)?[part * n..(part + 1) * n].to_vec();
+                return Ok(Matrix::quantized(
+                    rows as usize,
+                    cols as usize,
+                    format,
+                    bytes,
+                )?);
+            }
+        }
         let info = self.info(name)?;
         if info.dims != [cols, rows] {
             return Err(Error::Shape {
@@ -188,8 +226,16 @@ impl Loader<'_> {
         )?)
     }
 
-    /// A vector of `len` values as f32.
+    /// A vector of `len` values as f32 (a query, key or value bias the file fuses into
+    /// `attn_qkv.bias`: its third).
     fn vector(&self, name: &str, len: u64) -> Result<Vec<f32>> {
+        if let (None, Some((fused, part))) = (self.file.gguf.tensor(name), fused_part(name)) {
+            if self.file.gguf.tensor(&fused).is_some() {
+                let all = self.vector(&fused, 3 * len)?;
+                let n = len as usize;
+                return Ok(all[part * n..(part + 1) * n].to_vec());
+            }
+        }
         let info = self.info(name)?;
         if info.n_elements != len || info.dims.iter().filter(|&&x| x != 1).count() > 1 {
             return Err(Error::Shape {

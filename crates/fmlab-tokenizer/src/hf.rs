@@ -524,10 +524,12 @@ pub fn tokenizer_json(g: &Gguf) -> Result<serde_json::Value> {
     let (normalizer, pre_tokenizer, decoder, bpe) = match model {
         Some("gpt2") => byte_level_parts(g)?,
         Some("llama") => spm_parts(&tok),
-        _ => return Err(Error::UnsupportedModel(format!(
+        _ => {
+            return Err(Error::UnsupportedModel(format!(
             "{} (byte-level BPE, gpt2, and SentencePiece, llama, are written as tokenizer.json)",
             model.unwrap_or("none")
-        ))),
+        )))
+        }
     };
     let n = tok.vocab_size();
     let mut vocab = serde_json::Map::new();

@@ -13,13 +13,15 @@
 //!   ([`fmlab_tokenizer::hf::gguf_metadata`]): byte-level BPE from `tokenizer.json`,
 //!   SentencePiece vocabularies (Gemma 3, Llama 2) from `tokenizer.model` with their scores.
 //!
-//! Architectures: llama, mistral, qwen2, gemma3. GPT-2 is refused: llama.cpp stores its
-//! fused query/key/value map as one `attn_qkv` tensor, which fmlab's loader does not read.
+//! Architectures: llama, mistral, qwen2, gemma3 and gpt2 (its query, key and value maps
+//! fused into one `attn_qkv` tensor, as llama.cpp's GPT-2 layout has them).
 
 use std::path::Path;
 
 use fmlab_formats::{GgufWriter, Value};
 use fmlab_spec::{ModelSpec, Positions};
+
+use fmlab_nn::train::Weights;
 
 use crate::export::{add_tensors, weights_from_hf, Quant};
 use crate::{Error, Result};
@@ -83,13 +85,6 @@ fn read_json(path: &Path) -> Result<serde_json::Value> {
 /// Settings fmlab's models do not run, refused rather than dropped.
 fn check_supported(dir: &Path, spec: &ModelSpec, config: &serde_json::Value) -> Result<()> {
     let arch = spec.architecture.as_str();
-    if arch == "gpt2" {
-        return Err(refuse(format!(
-            "{}: gpt2 is not converted: llama.cpp's GPT-2 layout fuses the query, key and value maps into attn_qkv, which fmlab's loader does not read (run the folder directly: `fmlab generate {}`)",
-            dir.display(),
-            dir.display()
-        )));
-    }
     let text = config.get("text_config").unwrap_or(config);
     if let Some(scaling) = text.get("rope_scaling").filter(|v| !v.is_null()) {
         let kind = scaling["rope_type"]
@@ -116,6 +111,20 @@ fn check_supported(dir: &Path, spec: &ModelSpec, config: &serde_json::Value) -> 
 fn architecture_metadata(spec: &ModelSpec, arch: &str) -> Vec<(String, Value)> {
     let u = |x: u64| Value::U32(x as u32);
     let key = |k: &str| format!("{arch}.{k}");
+    if arch == "gpt2" {
+        // GPT-2's converter writes no rotary or key/value-head keys, and LayerNorm's ε.
+        return vec![
+            (key("block_count"), u(spec.n_layers)),
+            (key("context_length"), u(spec.context_length)),
+            (key("embedding_length"), u(spec.d_model)),
+            (key("feed_forward_length"), u(spec.ffn_dim)),
+            (key("attention.head_count"), u(spec.n_heads)),
+            (
+                key("attention.layer_norm_epsilon"),
+                Value::F32(spec.norm_eps as f32),
+            ),
+        ];
+    }
     let base = match spec.positions {
         Positions::Rope { base } => base,
         Positions::Learned => 10_000.0,
@@ -155,6 +164,37 @@ fn architecture_metadata(spec: &ModelSpec, arch: &str) -> Vec<(String, Value)> {
         }
     }
     m
+}
+
+/// The model part of a converted GGUF file — `general.*`, the architecture's keys as
+/// llama.cpp writes them (mistral as `llama`) and the tensors in `quant` — to which
+/// [`convert`] adds the tokenizer. Returns the writer and `general.architecture`.
+pub fn model_gguf(
+    spec: &ModelSpec,
+    weights: &mut Weights<f32>,
+    quant: Quant,
+    name: &str,
+) -> Result<(GgufWriter, &'static str)> {
+    let arch = match spec.architecture.as_str() {
+        "llama" | "mistral" => "llama",
+        "qwen2" => "qwen2",
+        "gemma3" => "gemma3",
+        "gpt2" => "gpt2",
+        other => {
+            return Err(refuse(format!(
+                "{other}: not an architecture fmlab converts (llama, mistral, qwen2, gemma3, gpt2)"
+            )))
+        }
+    };
+    let mut w = GgufWriter::new();
+    w.metadata("general.architecture", Value::String(arch.into()))
+        .metadata("general.name", Value::String(name.into()))
+        .metadata("general.file_type", Value::U32(quant.file_type()));
+    for (k, v) in architecture_metadata(spec, arch) {
+        w.metadata(&k, v);
+    }
+    add_tensors(&mut w, weights, quant, arch == "gpt2")?;
+    Ok((w, arch))
 }
 
 /// The GGUF file of the Hugging Face folder `dir`, in memory, and what it holds.
@@ -217,27 +257,16 @@ pub fn convert(dir: &Path, quant: Quant) -> Result<(GgufWriter, Converted)> {
         Error::Config(msg) => refuse(msg),
         e => e,
     })?;
-    let arch = match spec.architecture.as_str() {
-        "mistral" => "llama",
-        other => other,
-    };
     let name = dir
         .canonicalize()
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| spec.architecture.clone());
-    let mut w = GgufWriter::new();
-    w.metadata("general.architecture", Value::String(arch.into()))
-        .metadata("general.name", Value::String(name))
-        .metadata("general.file_type", Value::U32(quant.file_type()));
-    for (k, v) in architecture_metadata(&spec, arch) {
-        w.metadata(&k, v);
-    }
+    let (mut w, arch) = model_gguf(&spec, &mut weights, quant, &name)?;
     for (k, v) in tok.metadata {
         w.metadata(&k, v);
     }
-    add_tensors(&mut w, &mut weights, quant)?;
-    let tensors = weights.named_mut().len();
+    let tensors = w.tensor_count();
     let converted = Converted {
         architecture: arch.to_string(),
         tensors,

@@ -106,42 +106,77 @@ pub fn gguf(
     for (k, v) in tokenizer {
         w.metadata(&k, v);
     }
-    add_tensors(&mut w, weights, quant)?;
+    add_tensors(&mut w, weights, quant, false)?;
     Ok(w)
 }
 
 /// Adds every tensor of `weights` under its GGUF name: matrices in `quant` (Q8_0 where a
 /// row is whole blocks of 32, else f16), vectors (norms, biases) in f32 as llama.cpp's
-/// converter keeps them.
+/// converter keeps them. With `fuse_qkv` (llama.cpp's GPT-2 layout) each layer's query,
+/// key and value maps and biases are written as one `attn_qkv` tensor, their rows in that
+/// order.
 pub(crate) fn add_tensors(
     w: &mut GgufWriter,
     weights: &mut Weights<f32>,
     quant: Quant,
+    fuse_qkv: bool,
 ) -> Result<()> {
+    // Query and key parts wait for the value's; then the three are written as one.
+    let mut parts: std::collections::HashMap<String, Vec<f32>> = Default::default();
     for t in weights.named_mut() {
-        // ggml lists dimensions fastest first: [in, out].
-        let dims: Vec<u64> = t.shape.iter().rev().map(|&d| d as u64).collect();
-        let matrix = t.shape.len() == 2;
-        let (ty, data) = match quant {
-            Quant::Q8_0 if matrix && t.shape[1] % 32 == 0 => {
-                let mut bytes = Vec::with_capacity(t.data.len() / 32 * 34);
-                for row in t.data.chunks_exact(t.shape[1]) {
-                    bytes.extend(fmlab_kernels::quantize_q8_0(row)?);
+        let fused = fuse_qkv
+            .then(|| {
+                let (layer, rest) = t.name.strip_prefix("blk.")?.split_once('.')?;
+                let (which, suffix) = rest.split_once('.')?;
+                matches!(which, "attn_q" | "attn_k" | "attn_v")
+                    .then(|| (format!("blk.{layer}.attn_qkv.{suffix}"), which == "attn_v"))
+            })
+            .flatten();
+        match fused {
+            None => add_tensor(w, &t.name, &t.shape, t.data, quant)?,
+            Some((name, last)) => {
+                let data = parts.entry(name.clone()).or_default();
+                data.extend_from_slice(t.data);
+                if last {
+                    let data = parts.remove(&name).unwrap_or_default();
+                    let mut shape = t.shape.to_vec();
+                    shape[0] = data.len() / shape.get(1).copied().unwrap_or(1);
+                    add_tensor(w, &name, &shape, &data, quant)?;
                 }
-                (GgmlType::Q8_0, bytes)
             }
-            Quant::F16 | Quant::Q8_0 if matrix => (
-                GgmlType::F16,
-                t.data
-                    .iter()
-                    .flat_map(|&x| fmlab_kernels::f32_to_f16(x).to_le_bytes())
-                    .collect(),
-            ),
-            // Norms stay f32, as llama.cpp's converter keeps them.
-            _ => (GgmlType::F32, f32_bytes(t.data)),
-        };
-        w.tensor(&t.name, &dims, ty, data)?;
+        }
     }
+    Ok(())
+}
+
+fn add_tensor(
+    w: &mut GgufWriter,
+    name: &str,
+    shape: &[usize],
+    data: &[f32],
+    quant: Quant,
+) -> Result<()> {
+    // ggml lists dimensions fastest first: [in, out].
+    let dims: Vec<u64> = shape.iter().rev().map(|&d| d as u64).collect();
+    let matrix = shape.len() == 2;
+    let (ty, bytes) = match quant {
+        Quant::Q8_0 if matrix && shape[1].is_multiple_of(32) => {
+            let mut bytes = Vec::with_capacity(data.len() / 32 * 34);
+            for row in data.chunks_exact(shape[1]) {
+                bytes.extend(fmlab_kernels::quantize_q8_0(row)?);
+            }
+            (GgmlType::Q8_0, bytes)
+        }
+        Quant::F16 | Quant::Q8_0 if matrix => (
+            GgmlType::F16,
+            data.iter()
+                .flat_map(|&x| fmlab_kernels::f32_to_f16(x).to_le_bytes())
+                .collect(),
+        ),
+        // Norms stay f32, as llama.cpp's converter keeps them.
+        _ => (GgmlType::F32, f32_bytes(data)),
+    };
+    w.tensor(name, &dims, ty, bytes)?;
     Ok(())
 }
 

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use fmlab_nn::{KvCache, Logits};
-use fmlab_train::export::weights_from_hf;
+use fmlab_train::export::{weights_from_hf, Quant};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/hf/{name}"))
@@ -54,6 +54,27 @@ fn hugging_face_folders_give_transformers_logits() {
         let mut cache = KvCache::new(&spec, ids.len());
         let inferred = model.forward(&ids, &mut cache, Logits::All).unwrap();
         check("inference", &inferred, 2e-3);
+        // Converted to GGUF (`fmlab convert`'s tensors and keys; GPT-2's query, key and
+        // value fused into attn_qkv as llama.cpp lays them out) and loaded back from it.
+        let mut weights = weights;
+        let (w, _) =
+            fmlab_train::convert::model_gguf(&spec, &mut weights, Quant::F32, name).unwrap();
+        let path = super::scratch("hf-gguf").join(format!("{name}.gguf"));
+        w.write(&path).unwrap();
+        let file = fmlab_formats::GgufFile::open(&path).unwrap();
+        if name == "gpt2" {
+            assert!(file.gguf.tensor("blk.0.attn_qkv.weight").is_some());
+            assert!(file.gguf.tensor("blk.0.attn_q.weight").is_none());
+        }
+        assert_eq!(fmlab_formats::spec_from_gguf(&file.gguf).unwrap(), spec);
+        let model = fmlab_nn::from_gguf(&file).unwrap();
+        let mut cache = KvCache::new(&spec, ids.len());
+        let from_gguf = model.forward(&ids, &mut cache, Logits::All).unwrap();
+        check("inference from GGUF", &from_gguf, 2e-3);
+        assert_eq!(
+            from_gguf, inferred,
+            "{name}: GGUF and folder give other logits"
+        );
     }
 }
 

@@ -15,6 +15,7 @@ fn fixture(name: &str) -> PathBuf {
 
 #[test]
 fn hugging_face_folders_give_transformers_logits() {
+    let scratch = super::scratch("hf-gguf");
     for (name, arch) in [("llama", "llama"), ("gemma3", "gemma3"), ("gpt2", "gpt2")] {
         let dir = fixture(name);
         let reference: serde_json::Value =
@@ -59,7 +60,8 @@ fn hugging_face_folders_give_transformers_logits() {
         let mut weights = weights;
         let (w, _) =
             fmlab_train::convert::model_gguf(&spec, &mut weights, Quant::F32, name).unwrap();
-        let path = super::scratch("hf-gguf").join(format!("{name}.gguf"));
+        // (scripts/check_gguf_with_llamacpp.py runs these files in llama.cpp.)
+        let path = scratch.join(format!("{name}.gguf"));
         w.write(&path).unwrap();
         let file = fmlab_formats::GgufFile::open(&path).unwrap();
         if name == "gpt2" {

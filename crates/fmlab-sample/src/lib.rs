@@ -26,8 +26,8 @@ pub use candidates::{Candidate, Candidates};
 pub use config::{ChainOrder, SamplerConfig, Stage};
 pub use constrain::{Grammar, GrammarSpec, TokenizeFn, Vocabulary};
 pub use generate::{
-    generate, generate_n, prefill, Constraint, Detokenizer, GenerateOptions, Generation,
-    StopConditions, StopMatcher, StopReason,
+    generate, generate_n, prefill, Constraint, Decoding, Detokenizer, GenerateOptions, Generation,
+    Next, StopConditions, StopMatcher, StopReason,
 };
 pub use processors::{Dry, Penalties};
 pub use rng::Rng;

@@ -29,11 +29,17 @@ impl Message {
 #[derive(Debug)]
 pub struct ChatTemplate {
     env: Environment<'static>,
+    source: String,
     bos_token: String,
     eos_token: String,
 }
 
 impl ChatTemplate {
+    /// The template's Jinja source.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
     /// Compiles `source`; `bos_token` and `eos_token` are the texts of those tokens.
     pub fn new(source: &str, bos_token: &str, eos_token: &str) -> Result<Self> {
         let mut env = Environment::new();
@@ -54,6 +60,7 @@ impl ChatTemplate {
             .map_err(|e| Error::Template(format!("{e:#}")))?;
         Ok(Self {
             env,
+            source: source.to_string(),
             bos_token: bos_token.into(),
             eos_token: eos_token.into(),
         })

@@ -125,6 +125,69 @@ fn gemma3_agrees_with_llama_cpp() {
     );
 }
 
+/// A batched forward pass over several sequences (prompts being read and single decode
+/// steps, mixed) gives each the logits it gets alone: on SmolLM2's Q4_1/Q8_0 weights the
+/// quantized products do not depend on how many rows they see, and attention reads each
+/// sequence's own cache.
+#[test]
+fn batched_forward_equals_each_sequence_alone() {
+    let (model, _) = load("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let r = reference("smollm2-135m-instruct-q4_1.json");
+    let prompts: Vec<Vec<u32>> = r["generate"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| ids(&c["prompt_ids"]))
+        .collect();
+    // Alone: each prompt, then two greedy steps.
+    let mut alone = Vec::new();
+    for p in &prompts {
+        let mut cache = KvCache::new(&model.spec, 256);
+        let mut rows = vec![model.forward(p, &mut cache, Logits::Last).unwrap()];
+        for _ in 0..2 {
+            let t = fmlab_sample::argmax(rows.last().unwrap());
+            rows.push(model.forward(&[t], &mut cache, Logits::Last).unwrap());
+        }
+        alone.push(rows);
+    }
+    // Together: the first half read their prompts while the second half are one step in.
+    let mut caches: Vec<KvCache> = prompts
+        .iter()
+        .map(|_| KvCache::new(&model.spec, 256))
+        .collect();
+    let half = prompts.len() / 2;
+    let mut last: Vec<Vec<f32>> = vec![Vec::new(); prompts.len()];
+    for i in half..prompts.len() {
+        last[i] = model
+            .forward(&prompts[i], &mut caches[i], Logits::Last)
+            .unwrap();
+    }
+    for round in 0..3 {
+        let inputs: Vec<Vec<u32>> = (0..prompts.len())
+            .map(|i| match (i < half, round) {
+                (true, 0) => prompts[i].clone(),
+                _ => vec![fmlab_sample::argmax(&last[i])],
+            })
+            .collect();
+        let mut segments: Vec<fmlab_nn::Segment> = inputs
+            .iter()
+            .zip(caches.iter_mut())
+            .enumerate()
+            .filter(|(i, _)| *i < half || round < 2)
+            .map(|(_, (tokens, cache))| fmlab_nn::Segment { tokens, cache })
+            .collect();
+        let out = model.forward_batch(&mut segments).unwrap();
+        let active: Vec<usize> = (0..prompts.len())
+            .filter(|&i| i < half || round < 2)
+            .collect();
+        for (i, logits) in active.into_iter().zip(out) {
+            let step = if i < half { round } else { round + 1 };
+            assert_eq!(logits, alone[i][step], "sequence {i}, step {step}");
+            last[i] = logits;
+        }
+    }
+}
+
 mod train {
     use fmlab_nn::train::{loss_and_grad, Weights};
     use fmlab_spec::from_depth;

@@ -78,7 +78,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         threads: args.threads.map(|t| t as usize),
     };
     let parallel = config.parallel;
-    fmlab_serve::serve(loaded, config, move |addr| {
+    let log: fmlab_serve::RequestLog = std::sync::Arc::new(|line: &str| eprintln!("{line}"));
+    fmlab_serve::serve(loaded, config, log, move |addr| {
         eprintln!(
             "serving `{alias}` on http://{addr} ({parallel} sequences at a time{}); playground at http://{addr}/ — Ctrl-C stops",
             if api_key.is_some() { ", API key required" } else { "" }

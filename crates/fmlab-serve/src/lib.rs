@@ -75,11 +75,16 @@ pub enum Error {
     Config(String),
 }
 
+/// Where the server's one line per request goes (method, route, status, tokens, ms): the
+/// library never prints, its caller decides.
+pub type RequestLog = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// Serves `loaded` until the process is interrupted; `ready` hears the bound address once
-/// the server accepts connections.
+/// the server accepts connections, `log` one line per request.
 pub fn serve(
     loaded: Loaded,
     config: ServeConfig,
+    log: RequestLog,
     ready: impl FnOnce(SocketAddr) + Send + 'static,
 ) -> Result<(), Error> {
     if config.parallel == 0 {
@@ -94,7 +99,7 @@ pub fn serve(
         .build()?;
     runtime.block_on(async move {
         let metrics = Arc::new(Mutex::new(metrics::Metrics::default()));
-        let state = routes::AppState::new(loaded, &config, metrics)?;
+        let state = routes::AppState::new(loaded, &config, metrics, log)?;
         let app = router(state);
         let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port)).await?;
         let addr = listener.local_addr()?;

@@ -41,6 +41,7 @@ pub struct AppState {
     pub api_key: Option<String>,
     pub created: u64,
     pub body_limit: usize,
+    pub log: crate::RequestLog,
 }
 
 pub type Shared = Arc<AppState>;
@@ -51,6 +52,7 @@ impl AppState {
         loaded: Loaded,
         config: &ServeConfig,
         metrics: Arc<Mutex<Metrics>>,
+        log: crate::RequestLog,
     ) -> Result<Shared, Error> {
         let context = config
             .context
@@ -80,6 +82,7 @@ impl AppState {
             api_key: config.api_key.clone(),
             created: now(),
             body_limit: config.body_limit,
+            log,
         }))
     }
 
@@ -110,6 +113,7 @@ pub fn router(state: Shared) -> Router {
     let limit = state.body_limit;
     Router::new()
         .route("/", get(playground))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
         .route("/v1/models", get(models))
@@ -281,9 +285,11 @@ async fn tokenize(State(st): State<Shared>, body: Bytes) -> Response {
         let req: api::TokenizeRequest = api::parse(&body)?;
         st.check_model(req.model.as_deref())?;
         let ids = match (&req.prompt, &req.messages) {
+            // Special-token text becomes its token, as Hugging Face tokenizers (and so
+            // vLLM, and lm-evaluation-harness's remote tokenizer) read it.
             (Some(text), None) => {
                 st.tokenizer
-                    .encode(text, req.add_special_tokens.unwrap_or(true), false)
+                    .encode(text, req.add_special_tokens.unwrap_or(true), true)
             }
             (None, Some(messages)) => {
                 let messages = chat_messages(messages)?;

@@ -20,9 +20,14 @@ pub fn start(config: fmlab_serve::ServeConfig) -> SocketAddr {
     let loaded = fmlab_train::models::load(path.to_str().unwrap_or_default()).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        fmlab_serve::serve(loaded, config, move |addr| {
-            let _ = tx.send(addr);
-        })
+        fmlab_serve::serve(
+            loaded,
+            config,
+            std::sync::Arc::new(|_: &str| {}),
+            move |addr| {
+                let _ = tx.send(addr);
+            },
+        )
         .unwrap();
     });
     rx.recv().unwrap()

@@ -9,22 +9,8 @@ bash "$root/scripts/fetch-models.sh"
 models="${FMLAB_MODELS_DIR:-$HOME/.cache/fmlab/models}"
 
 # --- llama.cpp -------------------------------------------------------------------------
-cache="$HOME/.cache/fmlab/llamacpp"
-src="$cache/llama_cpp_python-0.3.36/vendor/llama.cpp"
 # LLAMA_BENCH may name an existing llama-bench binary instead.
-bench_bin="${LLAMA_BENCH:-$src/build-native/bin/llama-bench}"
-if [ ! -x "$bench_bin" ]; then
-  mkdir -p "$cache"
-  "$PY" -m pip install --quiet cmake scikit-build-core
-  if [ ! -d "$src" ]; then
-    "$PY" -m pip download --quiet --no-deps --no-build-isolation --no-binary llama-cpp-python \
-      llama-cpp-python==0.3.36 -d "$cache"
-    tar xzf "$cache/llama_cpp_python-0.3.36.tar.gz" -C "$cache"
-  fi
-  PATH="$(dirname "$PY"):$PATH" cmake -S "$src" -B "$src/build-native" -DCMAKE_BUILD_TYPE=Release \
-    -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF > /dev/null
-  PATH="$(dirname "$PY"):$PATH" cmake --build "$src/build-native" -j "$(nproc)" --target llama-bench > /dev/null
-fi
+bench_bin="${LLAMA_BENCH:-$(llamacpp_bin llama-bench)}"
 
 # llama-bench's CSV: n_prompt, n_gen, n_threads and avg_ts columns.
 llama_bench() { # model threads -> "pp512 tg128"

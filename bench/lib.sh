@@ -21,3 +21,25 @@ median_seconds() {
   done
   printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR] = $1} END {printf "%.4f\n", a[int((NR + 1) / 2)] / 1e6}'
 }
+
+# llamacpp_bin NAME: the path of llama.cpp's tool NAME (llama-bench, llama-server), built
+# once from the llama-cpp-python 0.3.36 sdist (its vendored llama.cpp) with
+# -DGGML_NATIVE=ON into ~/.cache/fmlab/llamacpp.
+llamacpp_bin() {
+  local cache="$HOME/.cache/fmlab/llamacpp"
+  local src="$cache/llama_cpp_python-0.3.36/vendor/llama.cpp"
+  local bin="$src/build-native/bin/$1"
+  if [ ! -x "$bin" ]; then
+    mkdir -p "$cache"
+    "$PY" -m pip install --quiet cmake scikit-build-core
+    if [ ! -d "$src" ]; then
+      "$PY" -m pip download --quiet --no-deps --no-build-isolation --no-binary llama-cpp-python \
+        llama-cpp-python==0.3.36 -d "$cache"
+      tar xzf "$cache/llama_cpp_python-0.3.36.tar.gz" -C "$cache"
+    fi
+    PATH="$(dirname "$PY"):$PATH" cmake -S "$src" -B "$src/build-native" -DCMAKE_BUILD_TYPE=Release \
+      -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=ON > /dev/null
+    PATH="$(dirname "$PY"):$PATH" cmake --build "$src/build-native" -j "$(nproc)" --target "$1" > /dev/null
+  fi
+  echo "$bin"
+}

@@ -41,15 +41,7 @@ for level in "1 4" "8 2" "32 1"; do
   set -- $level
   f=$(run_fmlab "$1" "$2")
   l=$(run_llama "$1" "$2")
-  for pair in "fmlab:$f" "llama-server:$l"; do
-    name="${pair%%:*}"; json="${pair#*:}"
-    python3 -c '
-import json, sys
-j = json.loads(sys.argv[2])
-print(f"{j[\"clients\"]:<8} {sys.argv[1]:<13} {j[\"tokens_per_s\"]:>9} {j[\"ttft_p50_ms\"]:>9} {j[\"ttft_p99_ms\"]:>9} {j[\"tpot_p50_ms\"]:>9} {j[\"tpot_p99_ms\"]:>9}" + (f"  ({j[\"errors\"]} errors)" if j["errors"] else ""))' "$name" "$json"
-  done
-  python3 -c '
-import json, sys
-f, l = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-print(f"{f[\"clients\"]:<8} ratio fmlab / llama-server: {f[\"tokens_per_s\"] / l[\"tokens_per_s\"]:.2f}x")' "$f" "$l"
+  python3 "$root/bench/serve_load.py" --row fmlab "$f"
+  python3 "$root/bench/serve_load.py" --row llama-server "$l"
+  python3 "$root/bench/serve_load.py" --ratio "$f" "$l"
 done

@@ -5,6 +5,8 @@ tokens/s over the whole run, and p50/p99 of the time to first token and of the t
 tokens, in milliseconds. Standard library only.
 
     python3 bench/serve_load.py HOST:PORT CLIENTS REQUESTS TOKENS [EXTRA_JSON]
+    python3 bench/serve_load.py --row NAME JSON        # a table row of one result
+    python3 bench/serve_load.py --ratio JSON JSON      # throughput ratio of two results
 """
 
 import http.client
@@ -13,6 +15,18 @@ import statistics
 import sys
 import threading
 import time
+
+if sys.argv[1] == "--row":
+    j = json.loads(sys.argv[3])
+    row = [j["clients"], sys.argv[2], j["tokens_per_s"], j["ttft_p50_ms"], j["ttft_p99_ms"],
+           j["tpot_p50_ms"], j["tpot_p99_ms"]]
+    print("{:<8} {:<13} {:>9} {:>9} {:>9} {:>9} {:>9}".format(*row)
+          + (f"  ({j['errors']} errors)" if j["errors"] else ""))
+    sys.exit(0)
+if sys.argv[1] == "--ratio":
+    f, l = json.loads(sys.argv[2]), json.loads(sys.argv[3])
+    print(f"{f['clients']:<8} ratio fmlab / llama-server: {f['tokens_per_s'] / l['tokens_per_s']:.2f}x")
+    sys.exit(0)
 
 addr, clients, requests_each, tokens = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 extra = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {}

@@ -26,6 +26,7 @@ use fmlab_kernels::{
     AttentionShape, Matrix, RopeStyle, Threads,
 };
 use fmlab_spec::{FfnKind, ModelSpec, NormKind};
+use rayon::prelude::*;
 
 use plan::{LinearId, NormId, Op, Slot};
 
@@ -324,27 +325,53 @@ impl Transformer {
                     let (keys, values, queries) = (get(k), get(v), get(q));
                     let (kv_width, q_width) = (keys.len() / n, queries.len() / n);
                     let mut attn = vec![0f32; n * step.width];
-                    for (seg, &(first, rows, p0)) in segments.iter_mut().zip(&spans) {
-                        let cache = &mut *seg.cache;
-                        let kv = first * kv_width..(first + rows) * kv_width;
-                        cache.keys[layer].extend(keys[kv.clone()].iter().map(|&x| f16_round(x)));
-                        cache.values[layer].extend(values[kv].iter().map(|&x| f16_round(x)));
-                        causal_attention(
-                            &queries[first * q_width..(first + rows) * q_width],
-                            &cache.keys[layer],
-                            &cache.values[layer],
-                            &mut attn[first * step.width..(first + rows) * step.width],
-                            p0,
-                            p0 + rows,
-                            AttentionShape {
-                                n_heads: s.n_heads as usize,
-                                n_kv_heads: s.n_kv_heads as usize,
-                                head_dim: hd,
-                                scale: scale as f32,
-                                scale_queries,
-                                window,
-                            },
-                        );
+                    // Each sequence's rows of the output, in order (segments are contiguous).
+                    let mut outs: Vec<&mut [f32]> = Vec::with_capacity(spans.len());
+                    let mut rest = attn.as_mut_slice();
+                    for &(_, rows, _) in &spans {
+                        let (head, tail) = rest.split_at_mut(rows * step.width);
+                        outs.push(head);
+                        rest = tail;
+                    }
+                    let shape = AttentionShape {
+                        n_heads: s.n_heads as usize,
+                        n_kv_heads: s.n_kv_heads as usize,
+                        head_dim: hd,
+                        scale: scale as f32,
+                        scale_queries,
+                        window,
+                    };
+                    let one =
+                        |seg: &mut Segment<'_>,
+                         out: &mut [f32],
+                         &(first, rows, p0): &(usize, usize, usize)| {
+                            let cache = &mut *seg.cache;
+                            let kv = first * kv_width..(first + rows) * kv_width;
+                            cache.keys[layer]
+                                .extend(keys[kv.clone()].iter().map(|&x| f16_round(x)));
+                            cache.values[layer].extend(values[kv].iter().map(|&x| f16_round(x)));
+                            causal_attention(
+                                &queries[first * q_width..(first + rows) * q_width],
+                                &cache.keys[layer],
+                                &cache.values[layer],
+                                out,
+                                p0,
+                                p0 + rows,
+                                shape,
+                            );
+                        };
+                    // Sequences attend to their own caches: several at once in parallel
+                    // (a decode step's single rows would otherwise run one after another).
+                    if segments.len() > 1 {
+                        segments
+                            .par_iter_mut()
+                            .zip(outs.into_par_iter())
+                            .zip(spans.par_iter())
+                            .for_each(|((seg, out), span)| one(seg, out, span));
+                    } else {
+                        for ((seg, out), span) in segments.iter_mut().zip(outs).zip(&spans) {
+                            one(seg, out, span);
+                        }
                     }
                     attn
                 }

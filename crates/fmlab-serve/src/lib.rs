@@ -69,8 +69,13 @@ impl Default for ServeConfig {
 /// Errors starting the server.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind {
+        addr: String,
+        reason: std::io::Error,
+    },
     #[error("{0}")]
     Config(String),
 }
@@ -101,7 +106,12 @@ pub fn serve(
         let metrics = Arc::new(Mutex::new(metrics::Metrics::default()));
         let state = routes::AppState::new(loaded, &config, metrics, log)?;
         let app = router(state);
-        let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port)).await?;
+        let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))
+            .await
+            .map_err(|reason| Error::Bind {
+                addr: format!("{}:{}", config.host, config.port),
+                reason,
+            })?;
         let addr = listener.local_addr()?;
         ready(addr);
         axum::serve(listener, app)

@@ -552,3 +552,22 @@ fn sixty_four_concurrent_streams_finish_complete_and_correct() {
         assert_eq!(text, alone[i % 8], "client {i}");
     }
 }
+
+/// A port already taken is one error naming the address.
+#[test]
+fn a_port_in_use_is_named() {
+    let addr = server();
+    let path = fmlab_testkit::model(fmlab_testkit::SMOLLM2);
+    let loaded = fmlab_train::models::load(path.to_str().unwrap()).unwrap();
+    let config = fmlab_serve::ServeConfig {
+        port: addr.port(),
+        ..Default::default()
+    };
+    let err = fmlab_serve::serve(loaded, config, std::sync::Arc::new(|_: &str| {}), |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(&format!("cannot listen on 127.0.0.1:{}: ", addr.port())),
+        "{err}"
+    );
+}

@@ -488,11 +488,21 @@ fn a_full_queue_refuses_and_a_closed_connection_cancels() {
     let mut buf = [0u8; 4096];
     let n = first.read(&mut buf).unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).contains("200 OK"));
+    // The response's headers go out when the request is queued: wait until the engine
+    // decodes it, so that the next request waits in the queue rather than being refused.
+    let until = |name: &str, at_least: f64| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while metric(addr, name) < at_least && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            metric(addr, name) >= at_least,
+            "{name} never reached {at_least}"
+        );
+    };
+    until("fmlab_active_sequences", 1.0);
     let second = std::thread::spawn(move || post(addr, "/v1/completions", &[], &long));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while metric(addr, "fmlab_queue_length") < 1.0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    until("fmlab_queue_length", 1.0);
     let started = Instant::now();
     let r = post(
         addr,

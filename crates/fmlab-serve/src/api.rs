@@ -262,7 +262,6 @@ impl Sampling {
     ) -> Result<Option<GrammarSpec>, ApiError> {
         let mut given: Vec<(&str, GrammarSpec)> = Vec::new();
         if let Some(r) = &self.regex {
-            regex_check(r)?;
             given.push(("regex", GrammarSpec::Regex(r.clone())));
         }
         if let Some(g) = &self.grammar {
@@ -293,13 +292,6 @@ impl Sampling {
             .map(OneOrMany::into_vec)
             .unwrap_or_default()
     }
-}
-
-fn regex_check(r: &str) -> Result<(), ApiError> {
-    if r.is_empty() {
-        return Err(ApiError::invalid("regex", "regex: empty"));
-    }
-    Ok(())
 }
 
 /// `POST /v1/completions`.

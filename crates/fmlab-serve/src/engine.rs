@@ -87,6 +87,9 @@ pub enum Event {
     },
     /// The request failed (the message is for the client).
     Failed(String),
+    /// The request cannot be run as asked: its grammar or sampler settings were refused
+    /// when its sequence was set up (a 400, not the server's failure).
+    Invalid(String),
 }
 
 /// A prompt token's log-probability and the most likely alternatives at its position.
@@ -328,7 +331,7 @@ impl Engine {
     fn start(&mut self, job: Job) {
         let started = Instant::now();
         let fail = |events: &UnboundedSender<Event>, message: String| {
-            let _ = events.send(Event::Failed(message));
+            let _ = events.send(Event::Invalid(message));
         };
         let sampler = match Self::sampler(&job.config, 0, job.logprobs) {
             Ok(s) => s,
@@ -358,7 +361,10 @@ impl Engine {
                     ready = Some(last);
                     pending.clear();
                 }
-                Err(e) => return fail(&job.events, e),
+                Err(e) => {
+                    let _ = job.events.send(Event::Failed(e));
+                    return;
+                }
             }
         }
         {
@@ -569,7 +575,7 @@ impl Engine {
                 Some(spec) => match self.grammar(spec) {
                     Ok(g) => Some(g),
                     Err(e) => {
-                        let _ = events.send(Event::Failed(e));
+                        let _ = events.send(Event::Invalid(e));
                         continue;
                     }
                 },
@@ -584,7 +590,7 @@ impl Engine {
             let (sampler, decoding) = match built {
                 Ok(x) => x,
                 Err(e) => {
-                    let _ = events.send(Event::Failed(e));
+                    let _ = events.send(Event::Invalid(e));
                     continue;
                 }
             };

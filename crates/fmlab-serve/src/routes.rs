@@ -542,6 +542,16 @@ impl AppState {
     }
 }
 
+/// The engine failed while running a request.
+fn failure(message: String) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message)
+}
+
+/// The engine could not set up a request as asked (its grammar, say).
+fn invalid(message: String) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+}
+
 /// Everything the engine said about a request, once every choice is done.
 struct Collected {
     prompts: BTreeMap<usize, Vec<PromptToken>>,
@@ -569,13 +579,8 @@ async fn collect(mut rx: UnboundedReceiver<Event>, choices: usize) -> Result<Col
                     *slot = Some(*generation);
                 }
             }
-            Some(Event::Failed(message)) => {
-                return Err(ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "server_error",
-                    message,
-                ))
-            }
+            Some(Event::Failed(message)) => return Err(failure(message)),
+            Some(Event::Invalid(message)) => return Err(invalid(message)),
             None => {
                 return Err(ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -1073,8 +1078,17 @@ impl StreamState {
             }
             Event::Failed(message) => {
                 self.finished = true;
-                let e = ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message);
-                vec![data(e.body()), SseEvent::default().data("[DONE]")]
+                vec![
+                    data(failure(message).body()),
+                    SseEvent::default().data("[DONE]"),
+                ]
+            }
+            Event::Invalid(message) => {
+                self.finished = true;
+                vec![
+                    data(invalid(message).body()),
+                    SseEvent::default().data("[DONE]"),
+                ]
             }
         }
     }

@@ -180,13 +180,7 @@ pub fn gguf_metadata(files: &HfFiles, vocab_size: usize) -> Result<GgufTokenizer
         ),
     };
     metadata[1].1 = Value::String(pre.clone());
-    let ours = Tokenizer::from_metadata(
-        metadata
-            .iter()
-            .filter(|(k, _)| k.starts_with("tokenizer.ggml."))
-            .map(|(k, v)| (k.as_str(), v.clone()))
-            .collect(),
-    )?;
+    let ours = encoder(&metadata)?;
     let want = hf
         .encode(CHECK_TEXT, false)
         .map_err(bad)?
@@ -308,13 +302,7 @@ fn spm_metadata(files: &HfFiles, model: &[u8], vocab_size: usize) -> Result<Gguf
     metadata.extend(chat_templates(files)?);
 
     // Where tokenizer.json is there too, the two should tokenize alike: say where not.
-    let ours = Tokenizer::from_metadata(
-        metadata
-            .iter()
-            .filter(|(k, _)| k.starts_with("tokenizer.ggml."))
-            .map(|(k, v)| (k.as_str(), v.clone()))
-            .collect(),
-    )?;
+    let ours = encoder(&metadata)?;
     let (hash, differs_at) = match files.tokenizer_json.parse::<tokenizers::Tokenizer>() {
         Ok(hf) => {
             let want = hf
@@ -336,6 +324,18 @@ fn spm_metadata(files: &HfFiles, model: &[u8], vocab_size: usize) -> Result<Gguf
         hash,
         differs_at,
     })
+}
+
+/// Our encoder over converted metadata (its `tokenizer.ggml.*` keys), to check it against
+/// the `tokenizers` crate.
+fn encoder(metadata: &[(String, Value)]) -> Result<Tokenizer> {
+    Tokenizer::from_metadata(
+        metadata
+            .iter()
+            .filter(|(k, _)| k.starts_with("tokenizer.ggml."))
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect(),
+    )
 }
 
 /// Whether a tokenizer.json maps bytes to GPT-2's printable characters (a ByteLevel

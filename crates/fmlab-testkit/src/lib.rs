@@ -4,7 +4,8 @@
 
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
@@ -76,6 +77,51 @@ pub fn gpt2_tiny(vocab: u64) -> fmlab_spec::ModelSpec {
     s.head_dim = 4;
     s.ffn_dim = 32;
     s
+}
+
+/// A test's scratch folder under the system's temporary folder, removed when the value is
+/// dropped — also when the test fails, since a panic unwinds through the drop. Tests write
+/// gigabytes here (f32 copies of the reference models), and a folder left by each failed or
+/// finished run filled the disk of the machine that runs CI.
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    /// `<tmp>/fmlab-<label>-<pid>`, emptied of anything a previous run left, and created.
+    pub fn new(label: &str) -> Self {
+        let s = Self::absent(label);
+        std::fs::create_dir_all(&s.0).unwrap_or_else(|e| panic!("{}: {e}", s.0.display()));
+        s
+    }
+
+    /// The same path, not created (for code that must create it, or refuse a missing one).
+    pub fn absent(label: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("fmlab-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Self(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// SplitMix64 (Steele et al. 2014): a tiny seeded generator, the same on every machine, for

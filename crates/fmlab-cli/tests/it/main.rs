@@ -60,10 +60,8 @@ fn smollm2() -> String {
         .into_owned()
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("fmlab-cli-test-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn scratch(name: &str) -> fmlab_testkit::Scratch {
+    fmlab_testkit::Scratch::new(&format!("cli-test-{name}"))
 }
 
 #[test]

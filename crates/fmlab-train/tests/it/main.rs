@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use fmlab_data::shards::ShardWriter;
@@ -26,11 +26,8 @@ fn tiny(vocab: u64, layers: u64) -> fmlab_spec::ModelSpec {
     s
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("fmlab-train-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn scratch(name: &str) -> fmlab_testkit::Scratch {
+    fmlab_testkit::Scratch::new(&format!("train-{name}"))
 }
 
 #[test]

@@ -5,8 +5,8 @@ use serde_json::Value;
 
 use super::{fails, fmlab, json, scratch, smollm2};
 
-fn logits_file(name: &str, logits: &[f32]) -> String {
-    let path = scratch("sample-logits").join(name);
+fn logits_file(dir: &std::path::Path, name: &str, logits: &[f32]) -> String {
+    let path = dir.join(name);
     std::fs::write(&path, serde_json::to_string(logits).unwrap()).unwrap();
     path.to_string_lossy().into_owned()
 }
@@ -22,7 +22,9 @@ fn probs(v: &Value) -> Vec<f64> {
 
 #[test]
 fn sample_logits_applies_the_chain() {
+    let dir = scratch("sample-logits-chain");
     let f = logits_file(
+        &dir,
         "four.json",
         &[0.4f32.ln(), 0.3f32.ln(), 0.2f32.ln(), 0.1f32.ln()],
     );
@@ -65,7 +67,7 @@ fn sample_logits_applies_the_chain() {
     assert!((p[0] - 16.0 / 30.0).abs() < 1e-5, "{p:?}");
     let p = probs(&run(&["--logit-bias", "0=-inf"]));
     assert_eq!(p[0], 0.0);
-    let history = scratch("sample-logits").join("history.json");
+    let history = dir.join("history.json");
     std::fs::write(&history, "[0, 0]").unwrap();
     let v = run(&[
         "--history",
@@ -90,7 +92,8 @@ fn sample_logits_applies_the_chain() {
 
 #[test]
 fn bad_sampler_settings_name_the_flag() {
-    let f = logits_file("two.json", &[1.0, 2.0]);
+    let dir = scratch("sample-logits-bad");
+    let f = logits_file(&dir, "two.json", &[1.0, 2.0]);
     for (flag, value) in [
         ("--top-p", "1.5"),
         ("--top-p", "0"),
@@ -115,7 +118,7 @@ fn bad_sampler_settings_name_the_flag() {
         &["sample-logits", "--logits", &f, "--logit-bias", "7=1"],
         "outside the vocabulary",
     );
-    let bad = scratch("sample-logits").join("bad.json");
+    let bad = dir.join("bad.json");
     std::fs::write(&bad, "[1, \"x\"]").unwrap();
     fails(
         &["sample-logits", "--logits", bad.to_str().unwrap()],

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 mod corpus;
 
@@ -13,10 +13,9 @@ use fmlab_data::{judge, write_world, EvalItem, Format, Verdict, WorldConfig};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("fmlab-data-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+/// A folder for one test, not created (the world writer creates it), removed at the end.
+fn scratch(name: &str) -> fmlab_testkit::Scratch {
+    fmlab_testkit::Scratch::absent(&format!("data-test-{name}"))
 }
 
 fn hash_dir(dir: &Path) -> String {
@@ -43,7 +42,7 @@ fn lines(dir: &Path, file: &str) -> Vec<Value> {
         .collect()
 }
 
-fn world(name: &str, config: &WorldConfig) -> PathBuf {
+fn world(name: &str, config: &WorldConfig) -> fmlab_testkit::Scratch {
     let dir = scratch(name);
     write_world(config, &dir, |_| {}).unwrap();
     dir

@@ -424,7 +424,7 @@ fn final_weights(run: &Path) -> Vec<f32> {
 /// text), DPO with LoRA (the cached reference log-probabilities are read back).
 #[test]
 fn resumed_runs_match_uninterrupted_ones() {
-    let dir = scratch("resume");
+    let dir = scratch("finetune-resume");
     let (tok, template) = tokenizer();
     let enc = ChatEncoder {
         template: &template,

@@ -5,7 +5,7 @@
 use rayon::prelude::*;
 
 use crate::activation::{quantize_activations_for, ActivationFormat, DotOrder, QuantizedRow};
-use crate::q8::dot_quantized;
+use crate::q8::{dot_quantized, dot_quantized_rows};
 use crate::quant::{dequantize_row, dot_row, QuantType};
 use crate::{matmul_strided, Error, Result, Threads};
 
@@ -194,10 +194,7 @@ impl Matrix {
             .for_each(|(c, out)| {
                 for (i, out_row) in out.chunks_exact_mut(n).enumerate() {
                     let r = c * CHUNK + i;
-                    let w = &bytes[r * rb..(r + 1) * rb];
-                    for (o, a) in out_row.iter_mut().zip(&inputs) {
-                        *o = dot_quantized(format, w, a);
-                    }
+                    dot_quantized_rows(format, &bytes[r * rb..(r + 1) * rb], &inputs, out_row);
                 }
             });
         for r in 0..rows {

@@ -24,6 +24,19 @@ pub fn dot_quantized(t: QuantType, row: &[u8], a: &QuantizedRow) -> f32 {
     dot_quantized_portable(t, row, a)
 }
 
+/// One weight row times several activation rows: `out[t] = row · inputs[t]`, each value
+/// bit-identical to [`dot_quantized`] of that row alone. Where a SIMD path for several rows
+/// exists (Q4_0, Q4_1, Q8_0 on AVX2) the weight block is unpacked once for up to four rows,
+/// which is what makes decoding several sequences together cheaper than one after another.
+pub fn dot_quantized_rows(t: QuantType, row: &[u8], inputs: &[QuantizedRow], out: &mut [f32]) {
+    if crate::simd::dot_quantized_rows(t, row, inputs, out) {
+        return;
+    }
+    for (o, a) in out.iter_mut().zip(inputs) {
+        *o = dot_quantized(t, row, a);
+    }
+}
+
 /// The portable integer path (also the reference the SIMD paths are tested against): one
 /// function per block format, each the scalar form of ggml's kernel for it.
 pub fn dot_quantized_portable(t: QuantType, row: &[u8], a: &QuantizedRow) -> f32 {
@@ -279,6 +292,43 @@ mod tests {
             }
         }
         b
+    }
+
+    /// Several activation rows at once give each row's one-row result to the bit, for
+    /// every group size the kernel splits a batch into (1–4 and remainders).
+    #[test]
+    fn several_rows_match_one_row_at_a_time() {
+        let n = 256;
+        for t in [
+            QuantType::Q4_0,
+            QuantType::Q4_1,
+            QuantType::Q8_0,
+            QuantType::Q5_0,
+            QuantType::Q6_K,
+        ] {
+            let (elements, _) = t.block();
+            let row = blocks(t, n / elements);
+            for count in [1, 2, 3, 4, 5, 7, 8, 9] {
+                let inputs: Vec<QuantizedRow> = (0..count)
+                    .map(|r| {
+                        let x: Vec<f32> = (0..n)
+                            .map(|i| ((i * 37 + r * 11) % 101) as f32 / 17.0 - 3.0 + r as f32)
+                            .collect();
+                        quantize_activations_for(&x, t.activation_format(), DotOrder::Row)
+                    })
+                    .collect();
+                let mut out = vec![f32::NAN; count];
+                dot_quantized_rows(t, &row, &inputs, &mut out);
+                for (r, a) in inputs.iter().enumerate() {
+                    let one = dot_quantized(t, &row, a);
+                    assert_eq!(
+                        out[r].to_bits(),
+                        one.to_bits(),
+                        "{t:?} {count} rows, row {r}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

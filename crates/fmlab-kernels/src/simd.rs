@@ -21,6 +21,29 @@ pub(crate) fn dot_quantized(
     None
 }
 
+/// One weight row times several activation rows (`out[t] = row · inputs[t]`), where a SIMD
+/// path exists: each weight block is loaded and unpacked once for up to four activation
+/// rows, and each row's sums are formed by the same operations in the same order as
+/// [`dot_quantized`] forms them alone, so the results are bit-identical. Returns `false`
+/// (and writes nothing) where no such path exists.
+#[inline]
+pub(crate) fn dot_quantized_rows(
+    t: QuantType,
+    row: &[u8],
+    inputs: &[crate::activation::QuantizedRow],
+    out: &mut [f32],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if avx2::available() {
+            // SAFETY: `available()` checked that the CPU has AVX2 and FMA.
+            return unsafe { avx2::dot_quantized_rows(t, row, inputs, out) };
+        }
+    }
+    let _ = (t, row, inputs, out);
+    false
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
@@ -80,6 +103,143 @@ mod avx2 {
             QuantType::Q6_K => Some(iq6_k(row, a)),
             _ => None,
         }
+    }
+
+    /// See [`super::dot_quantized_rows`].
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dot_quantized_rows(
+        t: QuantType,
+        row: &[u8],
+        inputs: &[QuantizedRow],
+        out: &mut [f32],
+    ) -> bool {
+        let (elements, bytes) = t.block();
+        let kind = match t {
+            QuantType::Q4_0 => Kind::Q4_0,
+            QuantType::Q4_1 => Kind::Q4_1,
+            QuantType::Q8_0 => Kind::Q8_0,
+            _ => return false,
+        };
+        let blocks = row.len() / bytes;
+        // Every length the raw loops rely on, checked once here.
+        if out.len() != inputs.len()
+            || row.len() != blocks * bytes
+            || elements != 32
+            || inputs.iter().any(|a| {
+                a.qs.len() < blocks * 32
+                    || a.d.len() < blocks
+                    || (kind == Kind::Q4_1 && a.s.len() < blocks)
+            })
+        {
+            return false;
+        }
+        let mut start = 0;
+        while start < inputs.len() {
+            let take = (inputs.len() - start).min(4);
+            let group = &inputs[start..start + take];
+            let o = &mut out[start..start + take];
+            // SAFETY: AVX2/FMA (caller); lengths checked above.
+            unsafe {
+                match take {
+                    4 => o.copy_from_slice(&rows_raw::<4>(kind, row.as_ptr(), blocks, group)),
+                    3 => o.copy_from_slice(&rows_raw::<3>(kind, row.as_ptr(), blocks, group)),
+                    2 => o.copy_from_slice(&rows_raw::<2>(kind, row.as_ptr(), blocks, group)),
+                    _ => o.copy_from_slice(&rows_raw::<1>(kind, row.as_ptr(), blocks, group)),
+                }
+            }
+            start += take;
+        }
+        true
+    }
+
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Kind {
+        Q4_0,
+        Q4_1,
+        Q8_0,
+    }
+
+    /// One weight row of `blocks` blocks times `K` activation rows. Per block the weight
+    /// quants are unpacked and their scale converted once; then each activation row takes
+    /// exactly the steps of the one-row kernel (`iq4_0`, `iq4_1_raw`, `iq8_0_raw`): the
+    /// integer dot product, its conversion, and the FMA with weight scale × activation
+    /// scale into that row's own accumulator (plus the minimum's term for Q4_1).
+    ///
+    /// # Safety
+    /// AVX2 and FMA; `row` holds `blocks` blocks of `kind`; `a` holds `K` rows of at least
+    /// `blocks` blocks of quants, scales and (for Q4_1) sums.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn rows_raw<const K: usize>(
+        kind: Kind,
+        row: *const u8,
+        blocks: usize,
+        a: &[QuantizedRow],
+    ) -> [f32; K] {
+        let mut acc = [_mm256_setzero_ps(); K];
+        let mut mins = [0f32; K];
+        let mask = _mm_set1_epi8(0x0f);
+        let eight = _mm256_set1_epi8(8);
+        let qs: [*const u8; K] = std::array::from_fn(|k| a[k].qs.as_ptr() as *const u8);
+        let ds: [*const f32; K] = std::array::from_fn(|k| a[k].d.as_ptr());
+        let ss: [*const f32; K] = std::array::from_fn(|k| a[k].s.as_ptr());
+        let stride = match kind {
+            Kind::Q4_0 => 18,
+            Kind::Q4_1 => 20,
+            Kind::Q8_0 => 34,
+        };
+        for b in 0..blocks {
+            // SAFETY: block b lies within `row` and within every `a[k]` (caller's contract).
+            unsafe {
+                let block = row.add(stride * b);
+                let d = f16_to_f32(block.cast::<u16>().read_unaligned());
+                let q = match kind {
+                    Kind::Q8_0 => _mm256_loadu_si256(block.add(2).cast()),
+                    Kind::Q4_0 | Kind::Q4_1 => {
+                        let at = if kind == Kind::Q4_1 { 4 } else { 2 };
+                        let bytes = _mm_loadu_si128(block.add(at).cast());
+                        let lo = _mm_and_si128(bytes, mask);
+                        let hi = _mm_and_si128(_mm_srli_epi16::<4>(bytes), mask);
+                        _mm256_set_m128i(hi, lo)
+                    }
+                };
+                match kind {
+                    Kind::Q4_1 => {
+                        let m = f16_to_f32(block.add(2).cast::<u16>().read_unaligned());
+                        for k in 0..K {
+                            let x = _mm256_loadu_si256(qs[k].add(32 * b).cast());
+                            let p = _mm256_cvtepi32_ps(dot_us(q, x));
+                            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d * *ds[k].add(b)), p, acc[k]);
+                            mins[k] += m * *ss[k].add(b);
+                        }
+                    }
+                    Kind::Q4_0 | Kind::Q8_0 => {
+                        let q = if kind == Kind::Q4_0 {
+                            _mm256_sub_epi8(q, eight)
+                        } else {
+                            q
+                        };
+                        // The sign moved onto the activations once per block (dot_ss).
+                        let abs = _mm256_sign_epi8(q, q);
+                        for k in 0..K {
+                            let x = _mm256_loadu_si256(qs[k].add(32 * b).cast());
+                            let p = _mm256_cvtepi32_ps(dot_us(abs, _mm256_sign_epi8(x, q)));
+                            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d * *ds[k].add(b)), p, acc[k]);
+                        }
+                    }
+                }
+            }
+        }
+        std::array::from_fn(|k| {
+            if kind == Kind::Q4_1 {
+                hsum(acc[k]) + mins[k]
+            } else {
+                hsum(acc[k])
+            }
+        })
     }
 
     #[inline]

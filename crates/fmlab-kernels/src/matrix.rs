@@ -5,7 +5,7 @@
 use rayon::prelude::*;
 
 use crate::activation::{quantize_activations_for, ActivationFormat, DotOrder, QuantizedRow};
-use crate::q8::{dot_quantized, dot_quantized_rows};
+use crate::q8::{dot_batch, dot_quantized, Batch};
 use crate::quant::{dequantize_row, dot_row, QuantType};
 use crate::{matmul_strided, Error, Result, Threads};
 
@@ -189,13 +189,13 @@ impl Matrix {
         }
         // Output transposed (rows × n) so that tasks own contiguous memory, then scattered.
         let mut yt = vec![0f32; rows * n];
+        let batch = Batch::new(format, &inputs);
         yt.par_chunks_mut(CHUNK * n)
             .enumerate()
             .for_each(|(c, out)| {
-                for (i, out_row) in out.chunks_exact_mut(n).enumerate() {
-                    let r = c * CHUNK + i;
-                    dot_quantized_rows(format, &bytes[r * rb..(r + 1) * rb], &inputs, out_row);
-                }
+                let first = c * CHUNK;
+                let count = out.len() / n;
+                dot_batch(&bytes[first * rb..(first + count) * rb], rb, &batch, out);
             });
         for r in 0..rows {
             for t in 0..n {

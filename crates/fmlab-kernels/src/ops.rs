@@ -301,6 +301,7 @@ pub fn causal_attention(
                 kv_width,
                 s,
                 single,
+                simd: simd_attention(),
             };
             #[cfg(target_arch = "x86_64")]
             {
@@ -326,6 +327,45 @@ struct AttentionRow<'a> {
     s: AttentionShape,
     /// A single query (one-token decoding): ggml's `vec_dot_f16` summation order.
     single: bool,
+    /// Whether the AVX2 forms of the dot products and value sums may run (same results).
+    simd: bool,
+}
+
+fn simd_attention() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        fma_available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `q · k` in the summation order of ggml's one-token (`single`: [`dot32`]) or batched
+/// ([`dot8`]) f16 product; with `simd`, by the AVX2 form of the same operations.
+#[inline(always)]
+fn score_dot(simd: bool, q: &[f32], k: &[f32], single: bool) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let whole = if single { 32 } else { 8 };
+        if simd && q.len() == k.len() && q.len().is_multiple_of(whole) {
+            // SAFETY: `simd` is set only where the CPU has AVX2 and FMA; lengths checked.
+            return unsafe {
+                if single {
+                    avx2_attention::dot32(q, k)
+                } else {
+                    avx2_attention::dot8(q, k)
+                }
+            };
+        }
+    }
+    let _ = simd;
+    if single {
+        dot32(q, k)
+    } else {
+        dot8(q, k)
+    }
 }
 
 /// Whether the CPU has AVX2 and FMA, so that `mul_add` compiles to one instruction.
@@ -381,9 +421,9 @@ fn attention_row(r: &AttentionRow, out_row: &mut [f32]) {
             let at = kp * r.kv_width + kvh * hd;
             let k = &r.k[at..at + hd];
             *score = if r.single {
-                dot32(&qh, k)
+                score_dot(r.simd, &qh, k, true)
             } else {
-                dot8(&qh, k)
+                score_dot(r.simd, &qh, k, false)
             } * score_scale;
             max = max.max(*score);
         }
@@ -403,23 +443,15 @@ fn attention_row(r: &AttentionRow, out_row: &mut [f32]) {
             sum += hsum8(&g) as f64;
         }
         let inv = (1.0 / sum) as f32;
-        lanes.fill(0.0);
+        for (j, score) in scores.iter_mut().enumerate() {
+            if first + j >= start {
+                *score = f16_round(*score * inv);
+            }
+        }
         // Each output feature is a dot over positions: `slots` partial sums per feature, the
         // position deciding the slot (8 lanes batched, 4×8 lanes one token at a time).
         let slots = if r.single { 32 } else { 8 };
-        for (j, &score) in scores.iter().enumerate() {
-            let kp = first + j;
-            if kp < start {
-                continue;
-            }
-            let p = f16_round(score * inv);
-            let slot = kp % slots;
-            let lane = &mut lanes[slot * hd..(slot + 1) * hd];
-            let at = kp * r.kv_width + kvh * hd;
-            for (l, &vv) in lane.iter_mut().zip(&r.v[at..at + hd]) {
-                *l = p.mul_add(vv, *l);
-            }
-        }
+        weigh_values(r, &scores, kvh, first, start..end, slots, &mut lanes);
         for (d, o) in out_row[h * hd..(h + 1) * hd].iter_mut().enumerate() {
             let l = |i: usize| lanes[i * hd + d];
             *o = if r.single {
@@ -431,6 +463,184 @@ fn attention_row(r: &AttentionRow, out_row: &mut [f32]) {
             } else {
                 (l(0) + l(4) + (l(2) + l(6))) + (l(1) + l(5) + (l(3) + l(7)))
             };
+        }
+    }
+}
+
+/// `lanes[slot · hd + d] = Σ p[kp] · v[kp][d]` over the positions `span`, `slot = kp mod
+/// slots`, each slot's sum taken with FMA in position order from zero (`p` is indexed from
+/// `first`). Head sizes of whole vectors go eight features at a time with eight slots' sums
+/// held in registers over all positions, which is one load and one FMA per position and
+/// vector instead of also loading and storing the sum; the per-lane operations, and so the
+/// results, are those of the plain loop kept for other head sizes.
+#[inline(always)]
+fn weigh_values(
+    r: &AttentionRow,
+    p: &[f32],
+    kvh: usize,
+    first: usize,
+    span: std::ops::Range<usize>,
+    slots: usize,
+    lanes: &mut [f32],
+) {
+    let hd = r.s.head_dim;
+    let (start, end) = (span.start, span.end);
+    if !r.simd || !hd.is_multiple_of(8) || !slots.is_multiple_of(8) || !first.is_multiple_of(8) {
+        weigh_values_plain(r, p, kvh, first, span, slots, lanes);
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: `simd` is set only where the CPU has AVX2 and FMA; the shapes were
+        // checked above and every position of `span` lies in `v` and `p`.
+        unsafe {
+            avx2_attention::weigh(
+                r.v,
+                r.kv_width,
+                kvh * hd,
+                hd,
+                p,
+                first,
+                start,
+                end,
+                slots,
+                lanes,
+            )
+        };
+    }
+}
+
+/// The AVX2 forms of attention's dot products and value sums: the same operations, lane by
+/// lane, as the portable loops ([`dot8`], [`dot32`], [`weigh_values_plain`]), written with
+/// intrinsics so that the sums stay in registers.
+#[cfg(target_arch = "x86_64")]
+mod avx2_attention {
+    use std::arch::x86_64::*;
+
+    /// [`super::dot8`] for lengths divisible by 8.
+    ///
+    /// # Safety
+    /// AVX2 and FMA; `a.len() == b.len()`, a multiple of 8.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dot8(a: &[f32], b: &[f32]) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        for i in (0..a.len()).step_by(8) {
+            // SAFETY: i + 8 ≤ len for both (caller).
+            unsafe {
+                let x = _mm256_loadu_ps(a.as_ptr().add(i));
+                let y = _mm256_loadu_ps(b.as_ptr().add(i));
+                acc = _mm256_fmadd_ps(x, y, acc);
+            }
+        }
+        // hsum8: (l0 + l4) + (l2 + l6), plus (l1 + l5) + (l3 + l7).
+        let t = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps::<1>(acc));
+        let u = _mm_add_ps(t, _mm_movehl_ps(t, t));
+        _mm_cvtss_f32(_mm_add_ss(u, _mm_shuffle_ps::<0b01>(u, u)))
+    }
+
+    /// [`super::dot32`] for lengths divisible by 32.
+    ///
+    /// # Safety
+    /// AVX2 and FMA; `a.len() == b.len()`, a multiple of 32.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dot32(a: &[f32], b: &[f32]) -> f32 {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for i in (0..a.len()).step_by(32) {
+            for (j, v) in acc.iter_mut().enumerate() {
+                // SAFETY: i + 32 ≤ len for both (caller).
+                unsafe {
+                    let x = _mm256_loadu_ps(a.as_ptr().add(i + 8 * j));
+                    let y = _mm256_loadu_ps(b.as_ptr().add(i + 8 * j));
+                    *v = _mm256_fmadd_ps(x, y, *v);
+                }
+            }
+        }
+        // (v0 + v2) + (v1 + v3), then reduce_vec_dot_f16: halves added, (t0 + t1) + (t2 + t3).
+        let x = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]));
+        let t = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps::<1>(x));
+        let h = _mm_hadd_ps(t, t);
+        _mm_cvtss_f32(_mm_hadd_ps(h, h))
+    }
+
+    /// [`super::weigh_values`]: for each eight features and each eight slots, the slots'
+    /// sums held in eight registers over all positions of `start..end`.
+    ///
+    /// # Safety
+    /// AVX2 and FMA; `hd` and `slots` multiples of 8, `first` too and `first ≤ start`;
+    /// `p` holds `end − first` weights; row `kp` of `v` (`kv_width` apart, from `off`)
+    /// holds `hd` values for every `kp < end`; `lanes` holds `slots · hd`.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn weigh(
+        v: &[f32],
+        kv_width: usize,
+        off: usize,
+        hd: usize,
+        p: &[f32],
+        first: usize,
+        start: usize,
+        end: usize,
+        slots: usize,
+        lanes: &mut [f32],
+    ) {
+        let (vp, pp) = (v.as_ptr(), p.as_ptr());
+        for c in (0..hd).step_by(8) {
+            for m in 0..slots / 8 {
+                let mut acc = [_mm256_setzero_ps(); 8];
+                let mut g0 = first / slots * slots + 8 * m;
+                while g0 < end {
+                    // SAFETY: positions in start..end lie in `v` and `p` (caller).
+                    unsafe {
+                        if g0 >= start && g0 + 8 <= end {
+                            for (i, a) in acc.iter_mut().enumerate() {
+                                let kp = g0 + i;
+                                let w = _mm256_set1_ps(*pp.add(kp - first));
+                                let x = _mm256_loadu_ps(vp.add(kp * kv_width + off + c));
+                                *a = _mm256_fmadd_ps(w, x, *a);
+                            }
+                        } else if g0 + 8 > start {
+                            for (i, a) in acc.iter_mut().enumerate() {
+                                let kp = g0 + i;
+                                if kp >= start && kp < end {
+                                    let w = _mm256_set1_ps(*pp.add(kp - first));
+                                    let x = _mm256_loadu_ps(vp.add(kp * kv_width + off + c));
+                                    *a = _mm256_fmadd_ps(w, x, *a);
+                                }
+                            }
+                        }
+                    }
+                    g0 += slots;
+                }
+                for (i, a) in acc.iter().enumerate() {
+                    let slot = 8 * m + i;
+                    let out = &mut lanes[slot * hd + c..slot * hd + c + 8];
+                    // SAFETY: `out` is eight f32.
+                    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), *a) };
+                }
+            }
+        }
+    }
+}
+
+/// [`weigh_values`] one position at a time, each slot's sums in memory.
+#[inline(always)]
+fn weigh_values_plain(
+    r: &AttentionRow,
+    p: &[f32],
+    kvh: usize,
+    first: usize,
+    span: std::ops::Range<usize>,
+    slots: usize,
+    lanes: &mut [f32],
+) {
+    let hd = r.s.head_dim;
+    lanes.fill(0.0);
+    for kp in span {
+        let pk = p[kp - first];
+        let at = kp * r.kv_width + kvh * hd;
+        let lane = &mut lanes[(kp % slots) * hd..(kp % slots + 1) * hd];
+        for (l, &vv) in lane.iter_mut().zip(&r.v[at..at + hd]) {
+            *l = pk.mul_add(vv, *l);
         }
     }
 }
@@ -536,6 +746,85 @@ pub fn gelu_tanh_f16(x: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The AVX2 dot products give the portable loops' bits.
+    #[test]
+    fn score_dots_match_the_portable_loops() {
+        let noise = |i: usize| ((i * 7919 % 1009) as f32 - 504.0) / 97.0;
+        for len in [8, 32, 64, 256] {
+            let a: Vec<f32> = (0..len).map(noise).collect();
+            let b: Vec<f32> = (0..len).map(|i| noise(i + 500)).collect();
+            if len % 32 == 0 {
+                assert_eq!(
+                    score_dot(simd_attention(), &a, &b, true).to_bits(),
+                    dot32(&a, &b).to_bits()
+                );
+            }
+            assert_eq!(
+                score_dot(simd_attention(), &a, &b, false).to_bits(),
+                dot8(&a, &b).to_bits()
+            );
+        }
+    }
+
+    /// The register-blocked value sums give the plain loop's bits, for both slot counts,
+    /// windows that start inside a run of eight, and spans shorter than one run.
+    #[test]
+    fn value_sums_match_the_plain_loop() {
+        let (hd, kv_heads) = (16, 2);
+        let positions = 75;
+        let noise = |i: usize| ((i * 7919 % 1009) as f32 - 504.0) / 97.0;
+        let v: Vec<f32> = (0..positions * kv_heads * hd).map(noise).collect();
+        let p: Vec<f32> = (0..positions).map(|i| noise(i + 13).abs() / 5.0).collect();
+        let s = AttentionShape {
+            n_heads: 4,
+            n_kv_heads: kv_heads,
+            head_dim: hd,
+            scale: 1.0,
+            scale_queries: false,
+            window: None,
+        };
+        let r = AttentionRow {
+            q_row: &[],
+            k: &[],
+            v: &v,
+            pos: 0,
+            kv_len: positions,
+            group: 2,
+            kv_width: kv_heads * hd,
+            s,
+            single: false,
+            simd: simd_attention(),
+        };
+        for slots in [8, 32] {
+            for (first, start, end) in [
+                (0, 0, 75),
+                (8, 13, 75),
+                (16, 19, 23),
+                (0, 0, 1),
+                (40, 47, 48),
+            ] {
+                for kvh in 0..kv_heads {
+                    let p = &p[first..end];
+                    let mut fast = vec![f32::NAN; 32 * hd];
+                    let mut plain = vec![f32::NAN; 32 * hd];
+                    weigh_values(&r, p, kvh, first, start..end, slots, &mut fast);
+                    weigh_values_plain(&r, p, kvh, first, start..end, slots, &mut plain);
+                    let bits = |x: &[f32]| {
+                        x[..slots * hd]
+                            .iter()
+                            .map(|v| v.to_bits())
+                            .collect::<Vec<_>>()
+                    };
+                    assert_eq!(
+                        bits(&fast),
+                        bits(&plain),
+                        "{slots} slots, {first} {start}..{end}"
+                    );
+                }
+            }
+        }
+    }
 
     /// Causal attention in f64 without any rounding: the reference.
     fn naive(q: &[f32], k: &[f32], v: &[f32], n: usize, s: AttentionShape) -> Vec<f64> {

@@ -24,16 +24,58 @@ pub fn dot_quantized(t: QuantType, row: &[u8], a: &QuantizedRow) -> f32 {
     dot_quantized_portable(t, row, a)
 }
 
-/// One weight row times several activation rows: `out[t] = row · inputs[t]`, each value
-/// bit-identical to [`dot_quantized`] of that row alone. Where a SIMD path for several rows
-/// exists (Q4_0, Q4_1, Q8_0 on AVX2) the weight block is unpacked once for up to four rows,
-/// which is what makes decoding several sequences together cheaper than one after another.
-pub fn dot_quantized_rows(t: QuantType, row: &[u8], inputs: &[QuantizedRow], out: &mut [f32]) {
-    if crate::simd::dot_quantized_rows(t, row, inputs, out) {
+/// Activation rows prepared for products with many weight rows ([`dot_batch`]): packed
+/// four at a time where a multi-row kernel exists for the format on this CPU.
+pub struct Batch<'a> {
+    format: QuantType,
+    inputs: &'a [QuantizedRow],
+    packed: Option<crate::simd::Packed>,
+}
+
+impl<'a> Batch<'a> {
+    /// `inputs` quantized for weights in `format` (each in the dot order it will follow).
+    pub fn new(format: QuantType, inputs: &'a [QuantizedRow]) -> Self {
+        let packed = if inputs.len() > 1 && inputs.iter().all(|a| a.order == DotOrder::Row) {
+            crate::simd::pack(format, inputs)
+        } else {
+            None
+        };
+        Batch {
+            format,
+            inputs,
+            packed,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.inputs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inputs.is_empty()
+    }
+}
+
+/// Consecutive weight rows (`rows`, each `row_bytes` long in the batch's format) times
+/// every row of `batch`: `out[r · n + i] = row r · input i`, each value bit-identical to
+/// [`dot_quantized`] of that pair alone. Where a multi-row kernel exists (Q4_0, Q4_1, Q8_0
+/// on AVX2) a weight block is unpacked once for four activation rows and an activation
+/// block loaded once for two weight rows, which is what makes decoding several sequences
+/// together cheaper than one after another.
+pub fn dot_batch(rows: &[u8], row_bytes: usize, batch: &Batch<'_>, out: &mut [f32]) {
+    if let Some(p) = &batch.packed {
+        if crate::simd::dot_packed(batch.format, rows, row_bytes, p, out) {
+            return;
+        }
+    }
+    let n = batch.inputs.len();
+    if row_bytes == 0 || n == 0 {
         return;
     }
-    for (o, a) in out.iter_mut().zip(inputs) {
-        *o = dot_quantized(t, row, a);
+    for (w, o) in rows.chunks_exact(row_bytes).zip(out.chunks_exact_mut(n)) {
+        for (v, a) in o.iter_mut().zip(batch.inputs) {
+            *v = dot_quantized(batch.format, w, a);
+        }
     }
 }
 
@@ -294,10 +336,11 @@ mod tests {
         b
     }
 
-    /// Several activation rows at once give each row's one-row result to the bit, for
-    /// every group size the kernel splits a batch into (1–4 and remainders).
+    /// Several weight rows times several activation rows give each pair's one-row result
+    /// to the bit, for every way the kernel splits the work (pairs of weight rows and an
+    /// odd one; groups of four activation rows and a padded remainder).
     #[test]
-    fn several_rows_match_one_row_at_a_time() {
+    fn batched_products_match_one_row_at_a_time() {
         let n = 256;
         for t in [
             QuantType::Q4_0,
@@ -306,8 +349,9 @@ mod tests {
             QuantType::Q5_0,
             QuantType::Q6_K,
         ] {
-            let (elements, _) = t.block();
-            let row = blocks(t, n / elements);
+            let (elements, size) = t.block();
+            let weights = blocks(t, 3 * n / elements);
+            let row_bytes = size * n / elements;
             for count in [1, 2, 3, 4, 5, 7, 8, 9] {
                 let inputs: Vec<QuantizedRow> = (0..count)
                     .map(|r| {
@@ -317,15 +361,21 @@ mod tests {
                         quantize_activations_for(&x, t.activation_format(), DotOrder::Row)
                     })
                     .collect();
-                let mut out = vec![f32::NAN; count];
-                dot_quantized_rows(t, &row, &inputs, &mut out);
-                for (r, a) in inputs.iter().enumerate() {
-                    let one = dot_quantized(t, &row, a);
-                    assert_eq!(
-                        out[r].to_bits(),
-                        one.to_bits(),
-                        "{t:?} {count} rows, row {r}"
-                    );
+                let batch = Batch::new(t, &inputs);
+                for weight_rows in 1..=3 {
+                    let rows = &weights[..weight_rows * row_bytes];
+                    let mut out = vec![f32::NAN; weight_rows * count];
+                    dot_batch(rows, row_bytes, &batch, &mut out);
+                    for (r, w) in rows.chunks_exact(row_bytes).enumerate() {
+                        for (i, a) in inputs.iter().enumerate() {
+                            let one = dot_quantized(t, w, a);
+                            assert_eq!(
+                                out[r * count + i].to_bits(),
+                                one.to_bits(),
+                                "{t:?}: {weight_rows} × {count} rows, pair ({r}, {i})"
+                            );
+                        }
+                    }
                 }
             }
         }

@@ -21,27 +21,106 @@ pub(crate) fn dot_quantized(
     None
 }
 
-/// One weight row times several activation rows (`out[t] = row · inputs[t]`), where a SIMD
-/// path exists: each weight block is loaded and unpacked once for up to four activation
-/// rows, and each row's sums are formed by the same operations in the same order as
-/// [`dot_quantized`] forms them alone, so the results are bit-identical. Returns `false`
-/// (and writes nothing) where no such path exists.
-#[inline]
-pub(crate) fn dot_quantized_rows(
+/// Activation rows prepared for the multi-row kernels, where one exists for the weight
+/// format and the CPU (Q4_0, Q4_1 and Q8_0 on AVX2): see [`pack`].
+pub(crate) struct Packed {
+    /// Real rows (the last group of four is padded with zeros).
+    rows: usize,
+    blocks: usize,
+    /// Per group of four rows, per block: the four rows' 32 quants.
+    qs: Vec<i8>,
+    /// Per group, per block: the four rows' scales.
+    d: Vec<f32>,
+    /// Per group, per block: the four rows' `d · Σq` (Q8_1 activations; empty otherwise).
+    s: Vec<f32>,
+}
+
+/// Packs `inputs` four rows at a time so that the kernel reads one contiguous stream per
+/// group: for each block, the four rows' quants (128 bytes), scales and sums. `None` where
+/// no multi-row kernel exists for `t` on this CPU, or the rows are not whole blocks.
+pub(crate) fn pack(t: QuantType, inputs: &[crate::activation::QuantizedRow]) -> Option<Packed> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let with_sums = match t {
+            QuantType::Q4_0 | QuantType::Q8_0 => false,
+            QuantType::Q4_1 => true,
+            _ => return None,
+        };
+        if !avx2::available() || inputs.is_empty() {
+            return None;
+        }
+        let blocks = inputs[0].d.len();
+        if inputs.iter().any(|a| {
+            a.d.len() != blocks || a.qs.len() != 32 * blocks || (with_sums && a.s.len() != blocks)
+        }) {
+            return None;
+        }
+        let groups = inputs.len().div_ceil(4);
+        let mut qs = vec![0i8; groups * blocks * 128];
+        let mut d = vec![0f32; groups * blocks * 4];
+        let mut s = vec![0f32; if with_sums { groups * blocks * 4 } else { 0 }];
+        for (r, a) in inputs.iter().enumerate() {
+            let (g, k) = (r / 4, r % 4);
+            for b in 0..blocks {
+                let at = (g * blocks + b) * 4 + k;
+                qs[32 * at..32 * at + 32].copy_from_slice(&a.qs[32 * b..32 * b + 32]);
+                d[at] = a.d[b];
+                if with_sums {
+                    s[at] = a.s[b];
+                }
+            }
+        }
+        Some(Packed {
+            rows: inputs.len(),
+            blocks,
+            qs,
+            d,
+            s,
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (t, inputs);
+        None
+    }
+}
+
+/// `out[r · n + i] = weight row r · activation row i` for the weight rows in `rows` (each
+/// `row_bytes` long, in format `t`) and the `n` rows `packed` holds. Each value is formed by
+/// the same operations in the same order as the one-row kernel ([`dot_quantized`]) forms
+/// it, so the results are bit-identical; what is shared is the work around them: a weight
+/// block is loaded, unpacked and its scale converted once for four activation rows, and
+/// an activation block is loaded once for two weight rows. Returns `false` (and writes
+/// nothing) where the shapes do not match what `packed` was made for.
+pub(crate) fn dot_packed(
     t: QuantType,
-    row: &[u8],
-    inputs: &[crate::activation::QuantizedRow],
+    rows: &[u8],
+    row_bytes: usize,
+    packed: &Packed,
     out: &mut [f32],
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        if avx2::available() {
-            // SAFETY: `available()` checked that the CPU has AVX2 and FMA.
-            return unsafe { avx2::dot_quantized_rows(t, row, inputs, out) };
+        let (elements, bytes) = t.block();
+        let count = rows.len().checked_div(row_bytes).unwrap_or(0);
+        if elements != 32
+            || row_bytes == 0
+            || row_bytes != packed.blocks * bytes
+            || rows.len() != count * row_bytes
+            || out.len() != count * packed.rows
+            || !avx2::available()
+        {
+            return false;
         }
+        // SAFETY: AVX2/FMA checked; the shapes (blocks per row, rows, outputs) checked above,
+        // and `packed` holds whole groups of `blocks` blocks.
+        unsafe { avx2::dot_packed(t, rows, row_bytes, packed, out) }
     }
-    let _ = (t, row, inputs, out);
-    false
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (t, rows, row_bytes, packed, out);
+        false
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -105,52 +184,47 @@ mod avx2 {
         }
     }
 
-    /// See [`super::dot_quantized_rows`].
+    /// See [`super::dot_packed`].
     ///
     /// # Safety
-    /// The CPU must support AVX2 and FMA.
+    /// AVX2 and FMA; `rows` holds whole rows of `packed.blocks` blocks of `t` (one of
+    /// Q4_0, Q4_1, Q8_0, as `pack` accepted), `out` one value per weight row and packed row.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn dot_quantized_rows(
+    pub(super) unsafe fn dot_packed(
         t: QuantType,
-        row: &[u8],
-        inputs: &[QuantizedRow],
+        rows: &[u8],
+        row_bytes: usize,
+        packed: &super::Packed,
         out: &mut [f32],
     ) -> bool {
-        let (elements, bytes) = t.block();
         let kind = match t {
             QuantType::Q4_0 => Kind::Q4_0,
             QuantType::Q4_1 => Kind::Q4_1,
             QuantType::Q8_0 => Kind::Q8_0,
             _ => return false,
         };
-        let blocks = row.len() / bytes;
-        // Every length the raw loops rely on, checked once here.
-        if out.len() != inputs.len()
-            || row.len() != blocks * bytes
-            || elements != 32
-            || inputs.iter().any(|a| {
-                a.qs.len() < blocks * 32
-                    || a.d.len() < blocks
-                    || (kind == Kind::Q4_1 && a.s.len() < blocks)
-            })
-        {
-            return false;
-        }
-        let mut start = 0;
-        while start < inputs.len() {
-            let take = (inputs.len() - start).min(4);
-            let group = &inputs[start..start + take];
-            let o = &mut out[start..start + take];
-            // SAFETY: AVX2/FMA (caller); lengths checked above.
-            unsafe {
-                match take {
-                    4 => o.copy_from_slice(&rows_raw::<4>(kind, row.as_ptr(), blocks, group)),
-                    3 => o.copy_from_slice(&rows_raw::<3>(kind, row.as_ptr(), blocks, group)),
-                    2 => o.copy_from_slice(&rows_raw::<2>(kind, row.as_ptr(), blocks, group)),
-                    _ => o.copy_from_slice(&rows_raw::<1>(kind, row.as_ptr(), blocks, group)),
+        let n = packed.rows;
+        let count = rows.len() / row_bytes;
+        let mut r = 0;
+        while r < count {
+            let pair = count - r >= 2;
+            for g in 0..n.div_ceil(4) {
+                let take = (n - 4 * g).min(4);
+                // SAFETY: AVX2/FMA (caller); rows r (and r + 1) exist; group g exists.
+                unsafe {
+                    let w = rows.as_ptr().add(r * row_bytes);
+                    if pair {
+                        let v = group_raw::<2>(kind, w, row_bytes, packed, g);
+                        out[r * n + 4 * g..r * n + 4 * g + take].copy_from_slice(&v[0][..take]);
+                        out[(r + 1) * n + 4 * g..(r + 1) * n + 4 * g + take]
+                            .copy_from_slice(&v[1][..take]);
+                    } else {
+                        let v = group_raw::<1>(kind, w, row_bytes, packed, g);
+                        out[r * n + 4 * g..r * n + 4 * g + take].copy_from_slice(&v[0][..take]);
+                    }
                 }
             }
-            start += take;
+            r += if pair { 2 } else { 1 };
         }
         true
     }
@@ -162,83 +236,107 @@ mod avx2 {
         Q8_0,
     }
 
-    /// One weight row of `blocks` blocks times `K` activation rows. Per block the weight
-    /// quants are unpacked and their scale converted once; then each activation row takes
-    /// exactly the steps of the one-row kernel (`iq4_0`, `iq4_1_raw`, `iq8_0_raw`): the
-    /// integer dot product, its conversion, and the FMA with weight scale × activation
-    /// scale into that row's own accumulator (plus the minimum's term for Q4_1).
+    /// `R` weight rows (consecutive, `row_bytes` apart) times the four activation rows of
+    /// group `g`. Per block, each weight row's quants are unpacked and its scale converted
+    /// once; each activation block is loaded once. Then every (weight, activation) pair
+    /// takes exactly the steps of the one-row kernel (`iq4_0`, `iq4_1_raw`, `iq8_0_raw`):
+    /// the integer dot product, its conversion, the FMA with weight scale × activation
+    /// scale into its own accumulator, and for Q4_1 the minimum's term `m · s` added to its
+    /// own running sum (four of them side by side in one register: the same IEEE products
+    /// and sums, lane by lane).
     ///
     /// # Safety
-    /// AVX2 and FMA; `row` holds `blocks` blocks of `kind`; `a` holds `K` rows of at least
-    /// `blocks` blocks of quants, scales and (for Q4_1) sums.
+    /// AVX2 and FMA; `w` points at `R` rows of `packed.blocks` blocks of `kind`; group `g`
+    /// exists in `packed`.
+    // `k` indexes the activation rows of the group in `acc`, `qs` and `ds` alike.
+    #[allow(clippy::needless_range_loop)]
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn rows_raw<const K: usize>(
+    unsafe fn group_raw<const R: usize>(
         kind: Kind,
-        row: *const u8,
-        blocks: usize,
-        a: &[QuantizedRow],
-    ) -> [f32; K] {
-        let mut acc = [_mm256_setzero_ps(); K];
-        let mut mins = [0f32; K];
+        w: *const u8,
+        row_bytes: usize,
+        packed: &super::Packed,
+        g: usize,
+    ) -> [[f32; 4]; R] {
+        let mut acc = [[_mm256_setzero_ps(); 4]; R];
+        let mut mins = [_mm_setzero_ps(); R];
         let mask = _mm_set1_epi8(0x0f);
         let eight = _mm256_set1_epi8(8);
-        let qs: [*const u8; K] = std::array::from_fn(|k| a[k].qs.as_ptr() as *const u8);
-        let ds: [*const f32; K] = std::array::from_fn(|k| a[k].d.as_ptr());
-        let ss: [*const f32; K] = std::array::from_fn(|k| a[k].s.as_ptr());
+        let blocks = packed.blocks;
+        let base = g * blocks;
+        let qs = packed.qs.as_ptr().cast::<u8>();
+        let ds = packed.d.as_ptr();
+        let ss = packed.s.as_ptr();
         let stride = match kind {
             Kind::Q4_0 => 18,
             Kind::Q4_1 => 20,
             Kind::Q8_0 => 34,
         };
         for b in 0..blocks {
-            // SAFETY: block b lies within `row` and within every `a[k]` (caller's contract).
+            // SAFETY: block b of each weight row, and block b of group g (caller's contract).
             unsafe {
-                let block = row.add(stride * b);
-                let d = f16_to_f32(block.cast::<u16>().read_unaligned());
-                let q = match kind {
-                    Kind::Q8_0 => _mm256_loadu_si256(block.add(2).cast()),
-                    Kind::Q4_0 | Kind::Q4_1 => {
-                        let at = if kind == Kind::Q4_1 { 4 } else { 2 };
-                        let bytes = _mm_loadu_si128(block.add(at).cast());
-                        let lo = _mm_and_si128(bytes, mask);
-                        let hi = _mm_and_si128(_mm_srli_epi16::<4>(bytes), mask);
-                        _mm256_set_m128i(hi, lo)
-                    }
-                };
-                match kind {
-                    Kind::Q4_1 => {
+                let at = (base + b) * 4;
+                let mut q = [_mm256_setzero_si256(); R];
+                let mut d = [0f32; R];
+                for j in 0..R {
+                    let block = w.add(j * row_bytes + stride * b);
+                    d[j] = f16_to_f32(block.cast::<u16>().read_unaligned());
+                    q[j] = match kind {
+                        Kind::Q8_0 => _mm256_loadu_si256(block.add(2).cast()),
+                        Kind::Q4_0 | Kind::Q4_1 => {
+                            let from = if kind == Kind::Q4_1 { 4 } else { 2 };
+                            let bytes = _mm_loadu_si128(block.add(from).cast());
+                            let lo = _mm_and_si128(bytes, mask);
+                            let hi = _mm_and_si128(_mm_srli_epi16::<4>(bytes), mask);
+                            let u = _mm256_set_m128i(hi, lo);
+                            if kind == Kind::Q4_0 {
+                                _mm256_sub_epi8(u, eight)
+                            } else {
+                                u
+                            }
+                        }
+                    };
+                    if kind == Kind::Q4_1 {
                         let m = f16_to_f32(block.add(2).cast::<u16>().read_unaligned());
-                        for k in 0..K {
-                            let x = _mm256_loadu_si256(qs[k].add(32 * b).cast());
-                            let p = _mm256_cvtepi32_ps(dot_us(q, x));
-                            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d * *ds[k].add(b)), p, acc[k]);
-                            mins[k] += m * *ss[k].add(b);
-                        }
+                        mins[j] = _mm_add_ps(
+                            mins[j],
+                            _mm_mul_ps(_mm_set1_ps(m), _mm_loadu_ps(ss.add(at))),
+                        );
                     }
-                    Kind::Q4_0 | Kind::Q8_0 => {
-                        let q = if kind == Kind::Q4_0 {
-                            _mm256_sub_epi8(q, eight)
+                }
+                // Signed weights: the sign moves onto the activations (dot_ss), once per
+                // weight row.
+                let abs: [__m256i; R] = std::array::from_fn(|j| _mm256_sign_epi8(q[j], q[j]));
+                for k in 0..4 {
+                    let x = _mm256_loadu_si256(qs.add(32 * (at + k)).cast());
+                    let dk = *ds.add(at + k);
+                    for j in 0..R {
+                        let p = if kind == Kind::Q4_1 {
+                            dot_us(q[j], x)
                         } else {
-                            q
+                            dot_us(abs[j], _mm256_sign_epi8(x, q[j]))
                         };
-                        // The sign moved onto the activations once per block (dot_ss).
-                        let abs = _mm256_sign_epi8(q, q);
-                        for k in 0..K {
-                            let x = _mm256_loadu_si256(qs[k].add(32 * b).cast());
-                            let p = _mm256_cvtepi32_ps(dot_us(abs, _mm256_sign_epi8(x, q)));
-                            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d * *ds[k].add(b)), p, acc[k]);
-                        }
+                        acc[j][k] = _mm256_fmadd_ps(
+                            _mm256_set1_ps(d[j] * dk),
+                            _mm256_cvtepi32_ps(p),
+                            acc[j][k],
+                        );
                     }
                 }
             }
         }
-        std::array::from_fn(|k| {
-            if kind == Kind::Q4_1 {
-                hsum(acc[k]) + mins[k]
-            } else {
-                hsum(acc[k])
-            }
+        std::array::from_fn(|j| {
+            let mut m = [0f32; 4];
+            // SAFETY: `m` is four f32.
+            unsafe { _mm_storeu_ps(m.as_mut_ptr(), mins[j]) };
+            std::array::from_fn(|k| {
+                if kind == Kind::Q4_1 {
+                    hsum(acc[j][k]) + m[k]
+                } else {
+                    hsum(acc[j][k])
+                }
+            })
         })
     }
 

@@ -226,8 +226,7 @@ mod train {
         }
         let trained = trainer.train(|_, _| {}).unwrap();
         assert_eq!(trained.vocab_size(), 2000);
-        let dir = std::env::temp_dir().join(format!("fmlab-train-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = fmlab_testkit::Scratch::new("tokenizer-train");
         let path = dir.join("tokenizer.json");
         std::fs::write(
             &path,
@@ -287,8 +286,7 @@ mod train {
 /// GPT-2's original file pair (encoder.json, vocab.bpe) loads onto our encoder.
 #[test]
 fn gpt2_file_pair() {
-    let dir = std::env::temp_dir().join(format!("fmlab-gpt2-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fmlab_testkit::Scratch::new("tokenizer-gpt2");
     // The 256 byte characters (GPT-2's table), "he", "Ġhe" and the end-of-text token.
     let mut encoder = serde_json::Map::new();
     let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);

@@ -60,3 +60,17 @@ for file in SmolLM2-135M-Instruct.Q4_1.gguf gemma-3-270m-q4_k_m.gguf; do
       'BEGIN {printf "%-34s %7d %10.1f %10.1f %7.2f %10.1f %10.1f %7.2f\n", m, t, a, b, a / b, c, d, c / d}'
   done
 done
+
+# --- several sequences decoded together --------------------------------------------------
+# The server's continuous batching: aggregate decode tokens/s at 1, 8 and 32 sequences
+# (crates/fmlab-nn/examples/decode_batch.rs: 32-token prompts, then 64 steps of every
+# sequence together; medians of three runs), and each batch's ratio to one sequence.
+cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p fmlab-nn --example decode_batch
+echo
+echo "batched decode (fmlab; aggregate tokens/s, ratio to one sequence)"
+for file in SmolLM2-135M-Instruct.Q4_1.gguf gemma-3-270m-q4_k_m.gguf; do
+  for threads in 1 2; do
+    echo "$file, $threads thread(s):"
+    "$CARGO_TARGET_DIR/release/examples/decode_batch" "$models/$file" "$threads" 1 8 32 | sed 's/^/  /'
+  done
+done

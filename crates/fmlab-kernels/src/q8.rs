@@ -58,7 +58,7 @@ impl<'a> Batch<'a> {
 
 /// Consecutive weight rows (`rows`, each `row_bytes` long in the batch's format) times
 /// every row of `batch`: `out[r · n + i] = row r · input i`, each value bit-identical to
-/// [`dot_quantized`] of that pair alone. Where a multi-row kernel exists (Q4_0, Q4_1, Q8_0
+/// [`dot_quantized`] of that pair alone. Where a multi-row kernel exists (Q4_0, Q4_1, Q5_0, Q8_0
 /// on AVX2) a weight block is unpacked once for four activation rows and an activation
 /// block loaded once for two weight rows, which is what makes decoding several sequences
 /// together cheaper than one after another.

@@ -22,7 +22,7 @@ pub(crate) fn dot_quantized(
 }
 
 /// Activation rows prepared for the multi-row kernels, where one exists for the weight
-/// format and the CPU (Q4_0, Q4_1 and Q8_0 on AVX2): see [`pack`].
+/// format and the CPU (Q4_0, Q4_1, Q5_0 and Q8_0 on AVX2): see [`pack`].
 pub(crate) struct Packed {
     /// Real rows (the last group of four is padded with zeros).
     rows: usize,
@@ -42,7 +42,7 @@ pub(crate) fn pack(t: QuantType, inputs: &[crate::activation::QuantizedRow]) -> 
     #[cfg(target_arch = "x86_64")]
     {
         let with_sums = match t {
-            QuantType::Q4_0 | QuantType::Q8_0 => false,
+            QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Q8_0 => false,
             QuantType::Q4_1 => true,
             _ => return None,
         };
@@ -188,7 +188,7 @@ mod avx2 {
     ///
     /// # Safety
     /// AVX2 and FMA; `rows` holds whole rows of `packed.blocks` blocks of `t` (one of
-    /// Q4_0, Q4_1, Q8_0, as `pack` accepted), `out` one value per weight row and packed row.
+    /// Q4_0, Q4_1, Q5_0, Q8_0, as `pack` accepted), `out` one value per weight row and packed row.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn dot_packed(
         t: QuantType,
@@ -200,6 +200,7 @@ mod avx2 {
         let kind = match t {
             QuantType::Q4_0 => Kind::Q4_0,
             QuantType::Q4_1 => Kind::Q4_1,
+            QuantType::Q5_0 => Kind::Q5_0,
             QuantType::Q8_0 => Kind::Q8_0,
             _ => return false,
         };
@@ -233,13 +234,14 @@ mod avx2 {
     enum Kind {
         Q4_0,
         Q4_1,
+        Q5_0,
         Q8_0,
     }
 
     /// `R` weight rows (consecutive, `row_bytes` apart) times the four activation rows of
     /// group `g`. Per block, each weight row's quants are unpacked and its scale converted
     /// once; each activation block is loaded once. Then every (weight, activation) pair
-    /// takes exactly the steps of the one-row kernel (`iq4_0`, `iq4_1_raw`, `iq8_0_raw`):
+    /// takes exactly the steps of the one-row kernel (`iq4_0`, `iq4_1_raw`, `iq5_0`, `iq8_0_raw`):
     /// the integer dot product, its conversion, the FMA with weight scale × activation
     /// scale into its own accumulator, and for Q4_1 the minimum's term `m · s` added to its
     /// own running sum (four of them side by side in one register: the same IEEE products
@@ -271,6 +273,7 @@ mod avx2 {
         let stride = match kind {
             Kind::Q4_0 => 18,
             Kind::Q4_1 => 20,
+            Kind::Q5_0 => 22,
             Kind::Q8_0 => 34,
         };
         for b in 0..blocks {
@@ -284,6 +287,18 @@ mod avx2 {
                     d[j] = f16_to_f32(block.cast::<u16>().read_unaligned());
                     q[j] = match kind {
                         Kind::Q8_0 => _mm256_loadu_si256(block.add(2).cast()),
+                        Kind::Q5_0 => {
+                            // As `iq5_0`: q − 16 from the nibble and the fifth bit.
+                            let qh = block.add(2).cast::<u32>().read_unaligned();
+                            let high_clear = _mm256_andnot_si256(
+                                bits_to_bytes(qh),
+                                _mm256_set1_epi8(0xF0u8 as i8),
+                            );
+                            let bytes = _mm_loadu_si128(block.add(6).cast());
+                            let lo = _mm_and_si128(bytes, mask);
+                            let hi = _mm_and_si128(_mm_srli_epi16::<4>(bytes), mask);
+                            _mm256_or_si256(_mm256_set_m128i(hi, lo), high_clear)
+                        }
                         Kind::Q4_0 | Kind::Q4_1 => {
                             let from = if kind == Kind::Q4_1 { 4 } else { 2 };
                             let bytes = _mm_loadu_si128(block.add(from).cast());

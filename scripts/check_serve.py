@@ -176,12 +176,35 @@ def lm_eval_checks(addr):
     tm = TaskManager(include_path=str(tasks_dir))
     args = (f"model=smollm2,base_url=http://{addr}/v1/completions,tokenizer_backend=remote,"
             "num_concurrent=4,max_retries=1,tokenized_requests=True")
+    started = time.time()
     res = lm_eval.simple_evaluate(
         model="local-completions", model_args=args,
         tasks=["fmlab_mc", "fmlab_rolling", "fmlab_gen"], task_manager=tm, log_samples=True,
     )
+    lm_eval_seconds = time.time() - started
     for task in ("fmlab_mc", "fmlab_rolling", "fmlab_gen"):
         print(task, {k: v for k, v in res["results"][task].items() if not k.endswith("stderr,none")})
+
+    # `fmlab eval run` in-process on the same task files and model: the same accuracies,
+    # perplexities to 1e-4 (relative), and the same closed-form standard errors.
+    started = time.time()
+    ours = json.loads(subprocess.run(
+        [FMLAB, "eval", "run", "--model", MODEL, "--tasks", str(tasks_dir), "--threads", "2", "--json"],
+        check=True, capture_output=True, text=True).stdout)
+    fmlab_seconds = time.time() - started
+    for task in ("fmlab_mc", "fmlab_rolling", "fmlab_gen"):
+        theirs, mine = res["results"][task], ours["results"][task]
+        for key, value in theirs.items():
+            if "," not in key or value in ("N/A", None) or ("stderr" in key and "perplexity" in key) \
+                    or ("stderr" in key and "bits_per_byte" in key):
+                continue  # perplexities' standard errors are bootstraps on both sides
+            value = float(value)
+            got = mine.get(key)
+            agree = got is not None and (abs(got - value) <= 1e-4 * max(1.0, abs(value)))
+            check(agree, f"eval run agrees with lm-evaluation-harness: {task} {key} = {got} vs {value}")
+    print(f"wall time on the three tasks: fmlab eval run {fmlab_seconds:.1f} s (in-process, "
+          f"model load included), lm-evaluation-harness over HTTP {lm_eval_seconds:.1f} s "
+          f"({lm_eval_seconds / fmlab_seconds:.1f}x)")
 
     # multiple choice: every (context, continuation)'s log-likelihood and greedy flag.
     samples = res["samples"]["fmlab_mc"]

@@ -17,6 +17,50 @@ pub enum EvalCommand {
     /// and judge the answers: format compliance, fact accuracy by frequency bucket,
     /// "I don't know" and hallucination rates on never-seen people, arithmetic.
     Chat(ChatEvalArgs),
+    /// Run lm-evaluation-harness task files (YAML over local JSON lines data) on a model:
+    /// multiple_choice, loglikelihood, loglikelihood_rolling and generate_until tasks, their
+    /// metrics with standard errors, and results in lm-evaluation-harness's JSON shape.
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+#[command(allow_negative_numbers = true)]
+pub struct RunArgs {
+    /// The model: a pulled name (`fmlab pull --list`), a .gguf file, a training run or
+    /// checkpoint folder, or a Hugging Face folder.
+    #[arg(long)]
+    pub model: String,
+    /// Task files (lm-evaluation-harness YAML), or folders of them (every .yaml inside).
+    #[arg(long, num_args = 1.., required = true)]
+    pub tasks: Vec<PathBuf>,
+    /// Documents per task at most (in file order).
+    #[arg(value_parser = crate::numbers::integer::<usize>, long)]
+    pub limit: Option<usize>,
+    /// Few-shot examples per prompt (overrides the task files' num_fewshot).
+    #[arg(value_parser = crate::numbers::integer::<usize>, long)]
+    pub num_fewshot: Option<usize>,
+    /// Seeds the choice of few-shot examples and the bootstrap of standard errors.
+    #[arg(value_parser = crate::numbers::integer::<u64>, long, default_value_t = 1234)]
+    pub seed: u64,
+    /// Tokens per window at most (longer requests are cut from the left, rolling
+    /// log-likelihoods read in windows of this size).
+    #[arg(value_parser = crate::numbers::integer::<usize>, long, default_value_t = 2048)]
+    pub max_length: usize,
+    /// Resamples for the standard errors of perplexities.
+    #[arg(value_parser = crate::numbers::integer::<usize>, long, default_value_t = 1000)]
+    pub bootstrap_iters: usize,
+    /// Threads for the model (default: one per core).
+    #[arg(value_parser = crate::numbers::integer::<u64>, long)]
+    pub threads: Option<u64>,
+    /// Write results.json (and with --log-samples, samples_TASK.jsonl) into this folder.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Also write every document's requests, responses and scores (needs --out).
+    #[arg(long)]
+    pub log_samples: bool,
+    /// Print the results JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
@@ -43,6 +87,7 @@ pub struct ChatEvalArgs {
 pub fn run(cmd: EvalCommand) -> Result<()> {
     match cmd {
         EvalCommand::Chat(args) => chat(args),
+        EvalCommand::Run(args) => crate::model::with_threads(args.threads, || run_tasks(&args)),
     }
 }
 
@@ -62,6 +107,106 @@ fn chat(args: ChatEvalArgs) -> Result<()> {
         return crate::out(&format!("{}\n", serde_json::to_string_pretty(&e)?));
     }
     crate::out(&e.describe())
+}
+
+/// Task files named on the command line: files as given, folders as their .yaml files in
+/// name order.
+fn task_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("--tasks: {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                .collect();
+            if found.is_empty() {
+                bail!("--tasks: {} holds no .yaml task files", p.display());
+            }
+            found.sort();
+            out.extend(found);
+        } else if p.is_file() {
+            out.push(p.clone());
+        } else {
+            bail!(
+                "--tasks: {} is neither a task file nor a folder",
+                p.display()
+            );
+        }
+    }
+    Ok(out)
+}
+
+fn run_tasks(args: &RunArgs) -> Result<()> {
+    use fmlab_eval::harness::{results_json, run_task, sample_lines, LocalModel, RunConfig, Task};
+    if args.log_samples && args.out.is_none() {
+        bail!("--log-samples writes into the --out folder; give --out DIR");
+    }
+    let tasks: Vec<Task> = task_files(&args.tasks)?
+        .iter()
+        .map(|f| Task::load(f).map_err(anyhow::Error::from))
+        .collect::<Result<_>>()?;
+    let loaded = crate::model::load(&args.model)?;
+    let config = RunConfig {
+        limit: args.limit,
+        num_fewshot: args.num_fewshot,
+        seed: args.seed,
+        bootstrap_iters: args.bootstrap_iters,
+    };
+    let mut lm = LocalModel::new(&loaded.model, &loaded.tokenizer, args.max_length);
+    let mut results = Vec::new();
+    for task in &tasks {
+        let mut last = std::time::Instant::now();
+        let r = run_task(task, &mut lm, &config, |done, total| {
+            if done == total || last.elapsed().as_secs_f64() > 1.0 {
+                eprint!("\r{}: {done}/{total} documents", task.name);
+                last = std::time::Instant::now();
+            }
+        })?;
+        eprintln!(" ({:.1} s)", r.seconds);
+        results.push(r);
+    }
+    let refs: Vec<&Task> = tasks.iter().collect();
+    let json = results_json(&refs, &results, &args.model, &config);
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("--out: {}", dir.display()))?;
+        let path = dir.join("results.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+        if args.log_samples {
+            for r in &results {
+                let path = dir.join(format!("samples_{}.jsonl", r.task));
+                let mut text = String::new();
+                for line in sample_lines(r) {
+                    text.push_str(&serde_json::to_string(&line)?);
+                    text.push('\n');
+                }
+                std::fs::write(&path, text)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+    }
+    if args.json {
+        return crate::out(&format!("{}\n", serde_json::to_string_pretty(&json)?));
+    }
+    let mut table = format!(
+        "{:<24} {:<8} {:<10} {:<16} {:>10} {:>10}\n",
+        "task", "n-shot", "filter", "metric", "value", "stderr"
+    );
+    for r in &results {
+        for (metric, filter, value, stderr) in &r.metrics {
+            table.push_str(&format!(
+                "{:<24} {:<8} {:<10} {:<16} {:>10.4} {:>10}\n",
+                r.task,
+                r.num_fewshot,
+                filter,
+                metric,
+                value,
+                stderr.map_or("N/A".to_string(), |s| format!("{s:.4}"))
+            ));
+        }
+    }
+    crate::out(&table)
 }
 
 /// The figures of a chat evaluation, one per line.

@@ -9,6 +9,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 mod convert;
+mod eval_run;
 mod post;
 mod quantize;
 mod sampling;

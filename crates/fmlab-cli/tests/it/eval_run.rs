@@ -1,0 +1,133 @@
+//! `fmlab eval run`: lm-evaluation-harness task files on SmolLM2 give lm-evaluation-harness's
+//! own numbers (recorded by scripts/check_serve.py, which runs it against `fmlab serve`),
+//! results and samples in its shapes, and bad task files one clear error each.
+
+use serde_json::Value;
+
+use super::{fails, fmlab, json, scratch, smollm2};
+
+fn tasks_dir() -> String {
+    fmlab_testkit::root()
+        .join("scripts/serve_tasks")
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn task_files_score_as_lm_evaluation_harness_does() {
+    let dir = scratch("eval-run");
+    let out = dir.to_str().unwrap();
+    let v = json(&[
+        "eval",
+        "run",
+        "--model",
+        &smollm2(),
+        "--tasks",
+        &tasks_dir(),
+        "--out",
+        out,
+        "--log-samples",
+        "--json",
+    ]);
+    let reference = fmlab_testkit::reference("lm-eval-serve-tasks.json");
+    for (task, metrics) in reference["results"].as_object().unwrap() {
+        for (key, want) in metrics.as_object().unwrap() {
+            let (want, got) = (want.as_f64().unwrap(), v["results"][task][key].as_f64());
+            let got = got.unwrap_or_else(|| panic!("{task} {key} missing: {}", v["results"]));
+            // Accuracies and their standard errors exactly; perplexities to 1e-4 (lm-eval
+            // read its log-probabilities through the server's JSON).
+            assert!(
+                (got - want).abs() <= 1e-4 * want.abs().max(1.0)
+                    && (key.contains("perplexity") || key.contains("per_byte") || got == want),
+                "{task} {key}: {got} vs lm-evaluation-harness {want}"
+            );
+        }
+    }
+    // Its results shape, and the file on disk equals what was printed.
+    assert_eq!(v["n-samples"]["fmlab_mc"]["effective"], 8);
+    assert_eq!(v["versions"]["fmlab_mc"], 1);
+    assert_eq!(v["configs"]["fmlab_gen"]["output_type"], "generate_until");
+    let written: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    assert_eq!(written["results"], v["results"]);
+    // Samples: one line per document (per filter), with its responses and scores.
+    let samples = std::fs::read_to_string(dir.join("samples_fmlab_mc.jsonl")).unwrap();
+    let lines: Vec<Value> = samples
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 8);
+    assert_eq!(lines[0]["arguments"].as_array().unwrap().len(), 4);
+    assert!(lines.iter().all(|l| l["acc"] == 0.0 || l["acc"] == 1.0));
+
+    // --limit and the table.
+    let o = fmlab(&[
+        "eval",
+        "run",
+        "--model",
+        &smollm2(),
+        "--tasks",
+        &format!("{}/fmlab_mc.yaml", tasks_dir()),
+        "--limit",
+        "2",
+    ]);
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && table.contains("acc_norm"), "{table}");
+}
+
+#[test]
+fn bad_task_files_name_the_problem() {
+    let dir = scratch("eval-run-bad");
+    let write = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_string_lossy().into_owned()
+    };
+    let model = smollm2();
+    let run = |task: &str, needle: &str| {
+        fails(&["eval", "run", "--model", &model, "--tasks", task], needle)
+    };
+    run(
+        &write(
+            "hub.yaml",
+            "task: t\ndataset_path: cais/mmlu\ntest_split: test\n",
+        ),
+        "only local JSON lines",
+    );
+    run(
+        &write(
+            "fn.yaml",
+            "task: t\ndataset_path: json\ndoc_to_text: !function utils.doc\n",
+        ),
+        "!function",
+    );
+    run(
+        &write("nofile.yaml", "task: t\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: missing.jsonl\ntest_split: test\n"),
+        "missing.jsonl",
+    );
+    std::fs::write(dir.join("d.jsonl"), "{\"q\": \"x\", \"a\": \"y\"}\n").unwrap();
+    run(
+        &write("metric.yaml", "task: t\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: d.jsonl\ntest_split: test\noutput_type: generate_until\ndoc_to_text: q\ndoc_to_target: a\nmetric_list:\n  - metric: bleu\n"),
+        "metric \"bleu\"",
+    );
+    run(
+        &write("typo.yaml", "task: t\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: d.jsonl\ntest_split: test\ndoc_to_txt: q\n"),
+        "doc_to_txt",
+    );
+    run(
+        &format!("{}/none.yaml", dir.display()),
+        "neither a task file nor a folder",
+    );
+    fails(
+        &[
+            "eval",
+            "run",
+            "--model",
+            &model,
+            "--tasks",
+            &tasks_dir(),
+            "--log-samples",
+        ],
+        "--out",
+    );
+}

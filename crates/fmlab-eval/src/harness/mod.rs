@@ -1,0 +1,706 @@
+//! The evaluation pipeline over lm-evaluation-harness task files ([`task`]): requests built
+//! as lm-evaluation-harness builds them, answered by a [`LanguageModel`] (a local model
+//! here, [`LocalModel`]), scored with its metrics and standard errors, and written in its
+//! results JSON shape with per-document samples, so that its readers read ours and the two
+//! can be compared number for number.
+
+pub mod task;
+
+use std::time::Instant;
+
+use fmlab_nn::{KvCache, Logits, Transformer};
+use fmlab_tokenizer::Tokenizer;
+use serde_json::{json, Map, Value};
+
+pub use task::{OutputType, Task};
+
+use crate::{log_softmax_at, Error, Result};
+
+/// What a task asks of a model, in lm-evaluation-harness's three request kinds.
+pub trait LanguageModel {
+    /// For each (context, continuation): `Σ log p(continuation | context)` and whether
+    /// greedy decoding would have produced the continuation.
+    fn loglikelihood(&mut self, requests: &[(String, String)]) -> Result<Vec<(f64, bool)>>;
+    /// For each text: its log-likelihood as a whole, read in windows of the model's context
+    /// after a prefix token.
+    fn loglikelihood_rolling(&mut self, texts: &[String]) -> Result<Vec<f64>>;
+    /// For each (context, stop strings, token limit): the greedy continuation, cut before
+    /// the first stop string.
+    fn generate_until(&mut self, requests: &[(String, Vec<String>, usize)]) -> Result<Vec<String>>;
+}
+
+/// A model of fmlab's own engine, answering in-process: each context is computed once for
+/// all its continuations (the KV cache is cut back to it between them).
+pub struct LocalModel<'m> {
+    model: &'m Transformer,
+    tokenizer: &'m Tokenizer,
+    /// Tokens per window (the model's context, at most `max_length`).
+    max_length: usize,
+    cache: KvCache,
+}
+
+impl<'m> LocalModel<'m> {
+    pub fn new(model: &'m Transformer, tokenizer: &'m Tokenizer, max_length: usize) -> Self {
+        let max_length = max_length.min(model.spec.context_length as usize).max(2);
+        LocalModel {
+            model,
+            tokenizer,
+            max_length,
+            cache: KvCache::new(&model.spec, max_length + 1),
+        }
+    }
+
+    /// Text to tokens as lm-evaluation-harness's remote tokenizer gives them (no BOS/EOS
+    /// added; control-token text becomes the token, as the server's /tokenize does).
+    fn encode(&self, text: &str) -> Vec<u32> {
+        self.tokenizer.encode(text, false, true)
+    }
+
+    /// The prefix of rolling windows and of empty contexts: BOS, else EOS.
+    fn prefix_token(&self) -> Result<u32> {
+        let v = &self.tokenizer.vocab;
+        v.bos
+            .or(v.eos)
+            .ok_or_else(|| Error::Config("the tokenizer has neither BOS nor EOS".into()))
+    }
+
+    /// lm-evaluation-harness's `_encode_pair`: trailing spaces of the context move to the
+    /// continuation; the continuation is what encoding the whole adds after the context's
+    /// own encoding.
+    fn encode_pair(&self, context: &str, continuation: &str) -> (Vec<u32>, Vec<u32>) {
+        let trimmed = context.trim_end();
+        let (context, continuation) = if trimmed.len() < context.len() {
+            (
+                trimmed,
+                format!("{}{continuation}", &context[trimmed.len()..]),
+            )
+        } else {
+            (context, continuation.to_string())
+        };
+        let whole = self.encode(&format!("{context}{continuation}"));
+        let ctx = self.encode(context);
+        let cont = whole.get(ctx.len()..).unwrap_or(&[]).to_vec();
+        (ctx, cont)
+    }
+
+    /// Scores `cont` after `ctx` (both tokens), left-truncated to the window as
+    /// lm-evaluation-harness does; reuses the cache when it already holds `ctx`.
+    fn score(
+        &mut self,
+        ctx: &[u32],
+        cont: &[u32],
+        cached: &mut Option<(Vec<u32>, Vec<f32>)>,
+    ) -> Result<(f64, bool)> {
+        if cont.is_empty() {
+            return Ok((0.0, true));
+        }
+        let prefix;
+        let ctx = if ctx.is_empty() {
+            prefix = [self.prefix_token()?];
+            &prefix[..]
+        } else {
+            ctx
+        };
+        let vocab = self.model.spec.vocab_size as usize;
+        let fits = ctx.len() + cont.len() <= self.max_length + 1;
+        let (mut total, mut greedy) = (0f64, true);
+        let mut take = |row: &[f32], t: u32| {
+            total += log_softmax_at(row, t as usize);
+            greedy &= argmax(row) == t;
+        };
+        if fits {
+            // The context once, its last logits kept; each continuation after it.
+            let hit = cached.as_ref().is_some_and(|(c, _)| c.as_slice() == ctx);
+            if !hit {
+                self.cache.clear();
+                let last = self.model.forward(ctx, &mut self.cache, Logits::Last)?;
+                *cached = Some((ctx.to_vec(), last));
+            } else {
+                self.cache.truncate(ctx.len());
+            }
+            let last = cached.as_ref().map(|(_, l)| l.clone()).unwrap_or_default();
+            take(&last, cont[0]);
+            if cont.len() > 1 {
+                let rows =
+                    self.model
+                        .forward(&cont[..cont.len() - 1], &mut self.cache, Logits::All)?;
+                for (row, &t) in rows.chunks_exact(vocab).zip(&cont[1..]) {
+                    take(row, t);
+                }
+            }
+        } else {
+            // Too long for one window: the last max_length + 1 tokens, scored from scratch.
+            let all: Vec<u32> = ctx.iter().chain(cont).copied().collect();
+            let keep = &all[all.len() - (self.max_length + 1)..];
+            let inputs = &keep[..keep.len() - 1];
+            *cached = None;
+            self.cache.clear();
+            let rows = self.model.forward(inputs, &mut self.cache, Logits::All)?;
+            let n = cont.len().min(inputs.len());
+            let first = inputs.len() - n;
+            for (i, row) in rows.chunks_exact(vocab).enumerate().skip(first) {
+                take(row, keep[i + 1]);
+            }
+        }
+        Ok((total, greedy))
+    }
+}
+
+fn argmax(row: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+impl LanguageModel for LocalModel<'_> {
+    fn loglikelihood(&mut self, requests: &[(String, String)]) -> Result<Vec<(f64, bool)>> {
+        let mut cached = None;
+        requests
+            .iter()
+            .map(|(context, continuation)| {
+                let (ctx, cont) = self.encode_pair(context, continuation);
+                self.score(&ctx, &cont, &mut cached)
+            })
+            .collect()
+    }
+
+    fn loglikelihood_rolling(&mut self, texts: &[String]) -> Result<Vec<f64>> {
+        let prefix = self.prefix_token()?;
+        let mut out = Vec::with_capacity(texts.len());
+        for text in texts {
+            let tokens = self.encode(text);
+            let mut total = 0f64;
+            // Windows as lm-evaluation-harness's get_rolling_token_windows with a context
+            // of one token: the first predicts max_length tokens after the prefix; each next
+            // one predicts the following max_length tokens after the max_length − … tokens
+            // before them.
+            let mut predicted = 0;
+            while predicted < tokens.len() {
+                let n = self.max_length.min(tokens.len() - predicted);
+                let end = predicted + n;
+                let (inputs, scored): (Vec<u32>, &[u32]) = if predicted == 0 {
+                    let mut v = vec![prefix];
+                    v.extend_from_slice(&tokens[..end - 1]);
+                    (v, &tokens[..end])
+                } else {
+                    let start = end.saturating_sub(self.max_length + 1);
+                    (tokens[start..end - 1].to_vec(), &tokens[predicted..end])
+                };
+                self.cache.clear();
+                let rows = self.model.forward(&inputs, &mut self.cache, Logits::All)?;
+                let vocab = self.model.spec.vocab_size as usize;
+                let first = inputs.len() - scored.len();
+                for (row, &t) in rows.chunks_exact(vocab).skip(first).zip(scored) {
+                    total += log_softmax_at(row, t as usize);
+                }
+                predicted = end;
+            }
+            out.push(total);
+        }
+        Ok(out)
+    }
+
+    fn generate_until(&mut self, requests: &[(String, Vec<String>, usize)]) -> Result<Vec<String>> {
+        let stops = self.tokenizer.vocab.stop_tokens();
+        let mut out = Vec::with_capacity(requests.len());
+        for (context, until, max_tokens) in requests {
+            let mut ctx = self.encode(context);
+            if ctx.is_empty() {
+                ctx.push(self.prefix_token()?);
+            }
+            let room = self
+                .max_length
+                .saturating_sub(ctx.len().min(self.max_length));
+            if ctx.len() > self.max_length {
+                ctx.drain(..ctx.len() - self.max_length);
+            }
+            self.cache.clear();
+            let mut logits = self.model.forward(&ctx, &mut self.cache, Logits::Last)?;
+            let mut ids: Vec<u32> = Vec::new();
+            let mut text = String::new();
+            for _ in 0..(*max_tokens).min(room) {
+                let t = argmax(&logits);
+                if stops.contains(&t) {
+                    break;
+                }
+                ids.push(t);
+                text = self
+                    .tokenizer
+                    .decode(&ids, false)
+                    .map_err(|e| Error::Config(e.to_string()))?;
+                if until
+                    .iter()
+                    .any(|u| !u.is_empty() && text.contains(u.as_str()))
+                {
+                    break;
+                }
+                logits = self.model.forward(&[t], &mut self.cache, Logits::Last)?;
+            }
+            for u in until.iter().filter(|u| !u.is_empty()) {
+                if let Some(at) = text.find(u.as_str()) {
+                    text.truncate(at);
+                }
+            }
+            out.push(text);
+        }
+        Ok(out)
+    }
+}
+
+/// How a run goes: documents per task at most, few-shot examples, seed.
+#[derive(Debug, Clone, Default)]
+pub struct RunConfig {
+    pub limit: Option<usize>,
+    /// Overrides each task's `num_fewshot`.
+    pub num_fewshot: Option<usize>,
+    pub seed: u64,
+    /// Resamples for the standard errors of perplexities (lm-evaluation-harness
+    /// bootstraps them too).
+    pub bootstrap_iters: usize,
+}
+
+/// One document's outcome: what was asked, answered, and each metric's value.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub doc_id: usize,
+    pub doc: Value,
+    pub target: Value,
+    pub arguments: Value,
+    pub resps: Value,
+    /// Per filter: the filtered response and each metric's per-document item.
+    pub filtered: Vec<Filtered>,
+}
+
+/// One filter's view of a document: (filter name, filtered response, each metric's item).
+pub type Filtered = (String, Value, Vec<(String, Item)>);
+
+/// A metric's per-document item: a score, or a (log-likelihood, weight) pair.
+#[derive(Debug, Clone, Copy)]
+pub enum Item {
+    Score(f64),
+    Weighted(f64, f64),
+}
+
+/// A task's outcome.
+#[derive(Debug, Clone)]
+pub struct TaskResult {
+    pub task: String,
+    pub num_fewshot: usize,
+    pub original: usize,
+    pub samples: Vec<Sample>,
+    /// (metric, filter, value, standard error).
+    pub metrics: Vec<(String, String, f64, Option<f64>)>,
+    pub seconds: f64,
+}
+
+/// Runs `task` against `lm`; `on_progress(done, total)` after each request batch.
+pub fn run_task(
+    task: &Task,
+    lm: &mut dyn LanguageModel,
+    config: &RunConfig,
+    mut on_progress: impl FnMut(usize, usize),
+) -> Result<TaskResult> {
+    let started = Instant::now();
+    let n = config
+        .limit
+        .map_or(task.docs.len(), |l| l.min(task.docs.len()));
+    let shots = config.num_fewshot.unwrap_or(task.num_fewshot);
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        let doc = &task.docs[i];
+        let context = task.context(i, shots, config.seed)?;
+        let target = task.target(doc)?;
+        let sample = match task.output_type {
+            OutputType::MultipleChoice => {
+                let choices = task.choices(doc)?;
+                let requests: Vec<(String, String)> = choices
+                    .iter()
+                    .map(|c| (context.clone(), format!("{}{c}", task.target_delimiter)))
+                    .collect();
+                let results = lm.loglikelihood(&requests)?;
+                let gold = task.gold(doc)?;
+                let lls: Vec<f64> = results.iter().map(|r| r.0).collect();
+                let chars: Vec<f64> = choices.iter().map(|c| c.chars().count() as f64).collect();
+                let bytes: Vec<f64> = choices.iter().map(|c| c.len() as f64).collect();
+                let pick = |scale: &dyn Fn(usize) -> f64| {
+                    first_max(lls.iter().enumerate().map(|(j, l)| l / scale(j)))
+                };
+                let hit = |p: usize| if Some(p) == gold { 1.0 } else { 0.0 };
+                let mut items = Vec::new();
+                for m in &task.metrics {
+                    let v = match m.as_str() {
+                        "acc" => hit(pick(&|_| 1.0)),
+                        "acc_norm" => hit(pick(&|j| chars[j])),
+                        "acc_bytes" => hit(pick(&|j| bytes[j])),
+                        _ => gold.map_or(0.0, |g| if results[g].1 { 1.0 } else { 0.0 }),
+                    };
+                    items.push((m.clone(), Item::Score(v)));
+                }
+                Sample {
+                    doc_id: i,
+                    doc: doc.clone(),
+                    target: target.clone(),
+                    arguments: json!(requests),
+                    resps: json!(results
+                        .iter()
+                        .map(|(l, g)| json!([[l.to_string(), g.to_string()]]))
+                        .collect::<Vec<_>>()),
+                    filtered: vec![(
+                        "none".into(),
+                        json!(results
+                            .iter()
+                            .map(|(l, g)| json!([l.to_string(), g.to_string()]))
+                            .collect::<Vec<_>>()),
+                        items,
+                    )],
+                }
+            }
+            OutputType::Loglikelihood => {
+                let cont = format!("{}{}", task.target_delimiter, task.target_text(doc)?);
+                let requests = vec![(context.clone(), cont)];
+                let (ll, greedy) = lm.loglikelihood(&requests)?[0];
+                let items = task
+                    .metrics
+                    .iter()
+                    .map(|m| {
+                        let v = if m == "perplexity" {
+                            ll
+                        } else if greedy {
+                            1.0
+                        } else {
+                            0.0
+                        };
+                        (m.clone(), Item::Score(v))
+                    })
+                    .collect();
+                Sample {
+                    doc_id: i,
+                    doc: doc.clone(),
+                    target: target.clone(),
+                    arguments: json!(requests),
+                    resps: json!([[[ll.to_string(), greedy.to_string()]]]),
+                    filtered: vec![(
+                        "none".into(),
+                        json!([ll.to_string(), greedy.to_string()]),
+                        items,
+                    )],
+                }
+            }
+            OutputType::LoglikelihoodRolling => {
+                let text = task.target_text(doc)?;
+                let ll = lm.loglikelihood_rolling(std::slice::from_ref(&text))?[0];
+                let words = regex_split_count(&text) as f64;
+                let bytes = text.len() as f64;
+                let items = task
+                    .metrics
+                    .iter()
+                    .map(|m| {
+                        let w = if m == "word_perplexity" { words } else { bytes };
+                        (m.clone(), Item::Weighted(ll, w))
+                    })
+                    .collect();
+                Sample {
+                    doc_id: i,
+                    doc: doc.clone(),
+                    target: json!(text),
+                    arguments: json!([[text]]),
+                    resps: json!([[ll]]),
+                    filtered: vec![("none".into(), json!([ll]), items)],
+                }
+            }
+            OutputType::GenerateUntil => {
+                let requests = vec![(context.clone(), task.until.clone(), task.max_gen_toks)];
+                let text = lm.generate_until(&requests)?.remove(0);
+                let gold = task.target_text(doc)?;
+                let filtered = task
+                    .filters
+                    .iter()
+                    .map(|f| {
+                        let out = f.apply(&text);
+                        let items = task
+                            .metrics
+                            .iter()
+                            .map(|m| (m.clone(), Item::Score(if out == gold { 1.0 } else { 0.0 })))
+                            .collect();
+                        (f.name.clone(), json!(out), items)
+                    })
+                    .collect();
+                Sample {
+                    doc_id: i,
+                    doc: doc.clone(),
+                    target: json!(gold),
+                    arguments: json!([[context, {"until": task.until, "max_gen_toks": task.max_gen_toks}]]),
+                    resps: json!([[text]]),
+                    filtered,
+                }
+            }
+        };
+        samples.push(sample);
+        on_progress(i + 1, n);
+    }
+    let metrics = aggregate(&samples, config);
+    Ok(TaskResult {
+        task: task.name.clone(),
+        num_fewshot: shots,
+        original: task.docs.len(),
+        samples,
+        metrics,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The index of the first largest value (numpy's argmax).
+fn first_max(values: impl Iterator<Item = f64>) -> usize {
+    let mut best = (0, f64::NEG_INFINITY);
+    for (i, v) in values.enumerate() {
+        if v > best.1 {
+            best = (i, v);
+        }
+    }
+    best.0
+}
+
+/// Words as lm-evaluation-harness counts them: `len(re.split(r"\s+", text))`.
+fn regex_split_count(text: &str) -> usize {
+    let mut count = 1;
+    let mut in_space = false;
+    for c in text.chars() {
+        if c.is_whitespace() {
+            if !in_space {
+                count += 1;
+            }
+            in_space = true;
+        } else {
+            in_space = false;
+        }
+    }
+    count
+}
+
+/// Each (metric, filter): its aggregate and standard error.
+fn aggregate(samples: &[Sample], config: &RunConfig) -> Vec<(String, String, f64, Option<f64>)> {
+    let mut out = Vec::new();
+    let Some(first) = samples.first() else {
+        return out;
+    };
+    for (f, (filter, _, items)) in first.filtered.iter().enumerate() {
+        for (m, (metric, _)) in items.iter().enumerate() {
+            let values: Vec<Item> = samples.iter().map(|s| s.filtered[f].2[m].1).collect();
+            let (value, stderr) = aggregate_metric(metric, &values, config);
+            out.push((metric.clone(), filter.clone(), value, stderr));
+        }
+    }
+    out
+}
+
+/// One metric's aggregate over documents, as lm-evaluation-harness aggregates it, with its
+/// standard error: the closed form for means, a seeded bootstrap for perplexities.
+pub fn aggregate_metric(metric: &str, items: &[Item], config: &RunConfig) -> (f64, Option<f64>) {
+    let agg = |items: &[Item]| -> f64 {
+        match metric {
+            "perplexity" => {
+                let s: Vec<f64> = items.iter().map(item_score).collect();
+                (-mean(&s)).exp()
+            }
+            "word_perplexity" | "byte_perplexity" => (-weighted_mean(items)).exp(),
+            "bits_per_byte" => -weighted_mean(items) / std::f64::consts::LN_2,
+            _ => mean(&items.iter().map(item_score).collect::<Vec<_>>()),
+        }
+    };
+    let value = agg(items);
+    let bootstrapped = matches!(
+        metric,
+        "perplexity" | "word_perplexity" | "byte_perplexity" | "bits_per_byte"
+    );
+    let stderr = if items.len() < 2 {
+        None
+    } else if bootstrapped {
+        let iters = config.bootstrap_iters.max(1);
+        let mut state = config.seed ^ 0x5DEE_CE66;
+        let mut draws = Vec::with_capacity(iters);
+        let mut resample = vec![Item::Score(0.0); items.len()];
+        for _ in 0..iters {
+            for r in resample.iter_mut() {
+                state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let mut z = state;
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                *r = items[((z ^ (z >> 31)) % items.len() as u64) as usize];
+            }
+            draws.push(agg(&resample));
+        }
+        Some(sample_stddev(&draws) * ((draws.len() - 1) as f64 / draws.len() as f64).sqrt())
+    } else {
+        let s: Vec<f64> = items.iter().map(item_score).collect();
+        Some(sample_stddev(&s) / (s.len() as f64).sqrt())
+    };
+    (value, stderr)
+}
+
+fn item_score(i: &Item) -> f64 {
+    match *i {
+        Item::Score(v) => v,
+        Item::Weighted(a, _) => a,
+    }
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+fn weighted_mean(items: &[Item]) -> f64 {
+    let (mut a, mut b) = (0.0, 0.0);
+    for i in items {
+        if let Item::Weighted(x, w) = *i {
+            a += x;
+            b += w;
+        }
+    }
+    a / b
+}
+
+/// The sample standard deviation (n − 1 in the denominator).
+fn sample_stddev(v: &[f64]) -> f64 {
+    let m = mean(v);
+    (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (v.len() as f64 - 1.0)).sqrt()
+}
+
+/// The results JSON of lm-evaluation-harness (`results`, `configs`, `versions`, `n-shot`,
+/// `n-samples`, `higher_is_better`, `config`) for `results` of `tasks`.
+pub fn results_json(
+    tasks: &[&Task],
+    results: &[TaskResult],
+    model: &str,
+    config: &RunConfig,
+) -> Value {
+    let mut res = Map::new();
+    let mut configs = Map::new();
+    let mut versions = Map::new();
+    let mut nshot = Map::new();
+    let mut nsamples = Map::new();
+    let mut better = Map::new();
+    for (task, r) in tasks.iter().zip(results) {
+        let mut m = Map::new();
+        m.insert("alias".into(), json!(r.task));
+        let mut hib = Map::new();
+        for (metric, filter, value, stderr) in &r.metrics {
+            m.insert(format!("{metric},{filter}"), json!(value));
+            m.insert(
+                format!("{metric}_stderr,{filter}"),
+                stderr.map_or(json!("N/A"), |s| json!(s)),
+            );
+            hib.insert(
+                metric.clone(),
+                json!(!metric.contains("perplexity") && metric != "bits_per_byte"),
+            );
+        }
+        res.insert(r.task.clone(), Value::Object(m));
+        configs.insert(r.task.clone(), task.config.clone());
+        versions.insert(r.task.clone(), task.version.clone());
+        nshot.insert(r.task.clone(), json!(r.num_fewshot));
+        nsamples.insert(
+            r.task.clone(),
+            json!({"original": r.original, "effective": r.samples.len()}),
+        );
+        better.insert(r.task.clone(), Value::Object(hib));
+    }
+    json!({
+        "results": res,
+        "group_subtasks": Value::Object(results.iter().map(|r| (r.task.clone(), json!([]))).collect()),
+        "configs": configs,
+        "versions": versions,
+        "n-shot": nshot,
+        "higher_is_better": better,
+        "n-samples": nsamples,
+        "config": {
+            "model": "fmlab",
+            "model_args": model,
+            "limit": config.limit,
+            "num_fewshot": config.num_fewshot,
+            "random_seed": config.seed,
+            "bootstrap_iters": config.bootstrap_iters,
+        },
+        "total_evaluation_time_seconds": results.iter().map(|r| r.seconds).sum::<f64>().to_string(),
+    })
+}
+
+/// A task's samples as lm-evaluation-harness's samples JSONL lines.
+pub fn sample_lines(r: &TaskResult) -> Vec<Value> {
+    r.samples
+        .iter()
+        .flat_map(|s| {
+            s.filtered.iter().map(move |(filter, filtered, items)| {
+                let mut m = Map::new();
+                m.insert("doc_id".into(), json!(s.doc_id));
+                m.insert("doc".into(), s.doc.clone());
+                m.insert("target".into(), s.target.clone());
+                m.insert("arguments".into(), s.arguments.clone());
+                m.insert("resps".into(), s.resps.clone());
+                m.insert("filtered_resps".into(), filtered.clone());
+                m.insert("filter".into(), json!(filter));
+                for (metric, item) in items {
+                    m.insert(
+                        metric.clone(),
+                        match *item {
+                            Item::Score(v) => json!(v),
+                            Item::Weighted(a, b) => json!([a, b]),
+                        },
+                    );
+                }
+                Value::Object(m)
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> RunConfig {
+        RunConfig {
+            bootstrap_iters: 200,
+            seed: 1,
+            ..RunConfig::default()
+        }
+    }
+
+    /// Means and their standard errors by hand: [1, 0, 1, 1] → 0.75, s = 0.5, se = 0.25.
+    #[test]
+    fn accuracy_and_its_standard_error() {
+        let items: Vec<Item> = [1.0, 0.0, 1.0, 1.0].map(Item::Score).to_vec();
+        let (v, se) = aggregate_metric("acc", &items, &cfg());
+        assert_eq!(v, 0.75);
+        assert!((se.unwrap_or(0.0) - 0.25).abs() < 1e-12);
+        assert_eq!(aggregate_metric("acc", &items[..1], &cfg()).1, None);
+    }
+
+    /// Weighted perplexities by hand: log-likelihoods −4 and −2 over 2 and 1 words (or
+    /// bytes): exp(6/3) = e², bits per byte 2 / ln 2; per-document perplexity exp(3).
+    #[test]
+    fn perplexities_by_hand() {
+        let items = vec![Item::Weighted(-4.0, 2.0), Item::Weighted(-2.0, 1.0)];
+        let (wp, se) = aggregate_metric("word_perplexity", &items, &cfg());
+        assert!((wp - 2f64.exp()).abs() < 1e-12);
+        assert!(se.is_some_and(|s| s.is_finite()));
+        let (bpb, _) = aggregate_metric("bits_per_byte", &items, &cfg());
+        assert!((bpb - 2.0 / std::f64::consts::LN_2).abs() < 1e-12);
+        let (p, _) = aggregate_metric(
+            "perplexity",
+            &[Item::Score(-4.0), Item::Score(-2.0)],
+            &cfg(),
+        );
+        assert!((p - 3f64.exp()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn words_and_argmax_as_lm_evaluation_harness_counts() {
+        assert_eq!(regex_split_count("a b  c"), 3);
+        assert_eq!(regex_split_count(" a"), 2); // re.split gives ['', 'a']
+        assert_eq!(first_max([1.0, 3.0, 3.0].into_iter()), 1);
+    }
+}

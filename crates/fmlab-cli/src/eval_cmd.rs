@@ -21,6 +21,32 @@ pub enum EvalCommand {
     /// multiple_choice, loglikelihood, loglikelihood_rolling and generate_until tasks, their
     /// metrics with standard errors, and results in lm-evaluation-harness's JSON shape.
     Run(RunArgs),
+    /// Compare two runs of `eval run --out DIR --log-samples` (or lm-evaluation-harness's
+    /// --log_samples output): per task and metric, B − A with a paired bootstrap confidence
+    /// interval, McNemar's exact test for accuracies, and a verdict. Exits with status 1
+    /// when B is significantly worse on any row (a CI gate).
+    Compare(CompareArgs),
+}
+
+#[derive(Args)]
+#[command(allow_negative_numbers = true)]
+pub struct CompareArgs {
+    /// The baseline run: a results folder (results.json and samples_TASK.jsonl files).
+    pub a: PathBuf,
+    /// The candidate run, compared with A.
+    pub b: PathBuf,
+    /// Significance level: the confidence interval is 1 − level.
+    #[arg(long, default_value_t = 0.05)]
+    pub level: f64,
+    /// Paired bootstrap resamples.
+    #[arg(value_parser = crate::numbers::integer::<usize>, long, default_value_t = 2000)]
+    pub bootstrap_iters: usize,
+    /// Seeds the bootstrap.
+    #[arg(value_parser = crate::numbers::integer::<u64>, long, default_value_t = 1234)]
+    pub seed: u64,
+    /// Print the rows as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
@@ -88,6 +114,7 @@ pub fn run(cmd: EvalCommand) -> Result<()> {
     match cmd {
         EvalCommand::Chat(args) => chat(args),
         EvalCommand::Run(args) => crate::model::with_threads(args.threads, || run_tasks(&args)),
+        EvalCommand::Compare(args) => compare_runs(&args),
     }
 }
 
@@ -207,6 +234,50 @@ fn run_tasks(args: &RunArgs) -> Result<()> {
         }
     }
     crate::out(&table)
+}
+
+fn compare_runs(args: &CompareArgs) -> Result<()> {
+    use fmlab_eval::harness::compare::{compare, read_run};
+    let a = read_run(&args.a).with_context(|| format!("A: {}", args.a.display()))?;
+    let b = read_run(&args.b).with_context(|| format!("B: {}", args.b.display()))?;
+    let rows = compare(&a, &b, args.level, args.bootstrap_iters, args.seed)?;
+    if args.json {
+        crate::out(&format!("{}\n", serde_json::to_string_pretty(&rows)?))?;
+    } else {
+        let ci = format!("{:.0}% CI", 100.0 * (1.0 - args.level));
+        let mut t = format!(
+            "{:<20} {:<22} {:>5} {:>10} {:>10} {:>10} {:>22} {:>8}  verdict\n",
+            "task", "metric", "docs", "A", "B", "B − A", ci, "p"
+        );
+        for r in &rows {
+            t.push_str(&format!(
+                "{:<20} {:<22} {:>5} {:>10.4} {:>10.4} {:>+10.4} {:>22} {:>8.4}  {}\n",
+                r.task,
+                r.metric,
+                r.documents,
+                r.a,
+                r.b,
+                r.difference,
+                format!("[{:+.4}, {:+.4}]", r.ci_low, r.ci_high),
+                r.p_value,
+                r.verdict
+            ));
+        }
+        crate::out(&t)?;
+    }
+    let worse: Vec<String> = rows
+        .iter()
+        .filter(|r| r.verdict == "worse")
+        .map(|r| format!("{} {}", r.task, r.metric))
+        .collect();
+    if !worse.is_empty() {
+        bail!(
+            "B is significantly worse than A (level {}) on: {}",
+            args.level,
+            worse.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// The figures of a chat evaluation, one per line.

@@ -131,3 +131,81 @@ fn bad_task_files_name_the_problem() {
         "--out",
     );
 }
+
+/// `eval compare`: a planted regression (15 of 45 right answers turned wrong, on 60
+/// documents) is flagged with exit status 1; a run against itself passes; the real run on
+/// the serve tasks against a second identical run finds no change.
+#[test]
+fn compare_flags_a_regression_and_passes_no_change() {
+    let dir = scratch("eval-compare");
+    let write_run = |name: &str, right: usize| {
+        let d = dir.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        let lines: Vec<String> = (0..60)
+            .map(|i| {
+                let acc = if i < right { 1.0 } else { 0.0 };
+                format!("{{\"doc_id\": {i}, \"filter\": \"none\", \"acc\": {acc}}}")
+            })
+            .collect();
+        std::fs::write(d.join("samples_quiz.jsonl"), lines.join("\n")).unwrap();
+        std::fs::write(d.join("results.json"), "{}").unwrap();
+        d.to_string_lossy().into_owned()
+    };
+    let (a, b) = (write_run("a", 45), write_run("b", 30));
+    let o = fmlab(&["eval", "compare", &a, &b]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert_eq!(o.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("worse") && stdout.contains("-0.2500"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("significantly worse") && stderr.contains("quiz acc,none"),
+        "{stderr}"
+    );
+    let v = json(&["eval", "compare", &b, &a, "--json"]);
+    assert_eq!(v[0]["verdict"], "better");
+    let o = fmlab(&["eval", "compare", &a, &a]);
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("no detectable change")
+    );
+
+    let runs: Vec<String> = ["r1", "r2"]
+        .iter()
+        .map(|r| {
+            let d = dir.join(r).to_string_lossy().into_owned();
+            let o = fmlab(&[
+                "eval",
+                "run",
+                "--model",
+                &smollm2(),
+                "--tasks",
+                &tasks_dir(),
+                "--out",
+                &d,
+                "--log-samples",
+            ]);
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            d
+        })
+        .collect();
+    let v = json(&["eval", "compare", &runs[0], &runs[1], "--json"]);
+    let rows = v.as_array().unwrap();
+    assert!(rows.len() >= 6, "{v}");
+    assert!(
+        rows.iter()
+            .all(|r| r["verdict"] == "no detectable change" && r["difference"] == 0.0),
+        "{v}"
+    );
+    fails(
+        &["eval", "compare", &a, &dir.join("none").to_string_lossy()],
+        "none",
+    );
+    fails(
+        &["eval", "compare", &a, &b, "--level", "2"],
+        "between 0 and 1",
+    );
+}

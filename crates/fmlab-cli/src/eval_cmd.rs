@@ -186,7 +186,7 @@ fn run_tasks(args: &RunArgs) -> Result<()> {
         let mut last = std::time::Instant::now();
         let r = run_task(task, &mut lm, &config, |done, total| {
             if done == total || last.elapsed().as_secs_f64() > 1.0 {
-                eprint!("\r{}: {done}/{total} documents", task.name);
+                eprint!("\r{}: {done}/{total} requests", task.name);
                 last = std::time::Instant::now();
             }
         })?;

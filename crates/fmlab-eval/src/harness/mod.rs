@@ -21,13 +21,25 @@ use crate::{log_softmax_at, Error, Result};
 pub trait LanguageModel {
     /// For each (context, continuation): `Σ log p(continuation | context)` and whether
     /// greedy decoding would have produced the continuation.
-    fn loglikelihood(&mut self, requests: &[(String, String)]) -> Result<Vec<(f64, bool)>>;
+    fn loglikelihood(
+        &mut self,
+        requests: &[(String, String)],
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Vec<(f64, bool)>>;
     /// For each text: its log-likelihood as a whole, read in windows of the model's context
     /// after a prefix token.
-    fn loglikelihood_rolling(&mut self, texts: &[String]) -> Result<Vec<f64>>;
+    fn loglikelihood_rolling(
+        &mut self,
+        texts: &[String],
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Vec<f64>>;
     /// For each (context, stop strings, token limit): the greedy continuation, cut before
     /// the first stop string.
-    fn generate_until(&mut self, requests: &[(String, Vec<String>, usize)]) -> Result<Vec<String>>;
+    fn generate_until(
+        &mut self,
+        requests: &[(String, Vec<String>, usize)],
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Vec<String>>;
 }
 
 /// A model of fmlab's own engine, answering in-process: each context is computed once for
@@ -158,18 +170,26 @@ fn argmax(row: &[f32]) -> u32 {
 }
 
 impl LanguageModel for LocalModel<'_> {
-    fn loglikelihood(&mut self, requests: &[(String, String)]) -> Result<Vec<(f64, bool)>> {
+    fn loglikelihood(
+        &mut self,
+        requests: &[(String, String)],
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Vec<(f64, bool)>> {
         let mut cached = None;
-        requests
-            .iter()
-            .map(|(context, continuation)| {
-                let (ctx, cont) = self.encode_pair(context, continuation);
-                self.score(&ctx, &cont, &mut cached)
-            })
-            .collect()
+        let mut out = Vec::with_capacity(requests.len());
+        for (context, continuation) in requests {
+            let (ctx, cont) = self.encode_pair(context, continuation);
+            out.push(self.score(&ctx, &cont, &mut cached)?);
+            progress(out.len(), requests.len());
+        }
+        Ok(out)
     }
 
-    fn loglikelihood_rolling(&mut self, texts: &[String]) -> Result<Vec<f64>> {
+    fn loglikelihood_rolling(
+        &mut self,
+        texts: &[String],
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Vec<f64>> {
         let prefix = self.prefix_token()?;
         let mut out = Vec::with_capacity(texts.len());
         for text in texts {
@@ -201,11 +221,16 @@ impl LanguageModel for LocalModel<'_> {
                 predicted = end;
             }
             out.push(total);
+            progress(out.len(), texts.len());
         }
         Ok(out)
     }
 
-    fn generate_until(&mut self, requests: &[(String, Vec<String>, usize)]) -> Result<Vec<String>> {
+    fn generate_until(
+        &mut self,
+        requests: &[(String, Vec<String>, usize)],
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Vec<String>> {
         let stops = self.tokenizer.vocab.stop_tokens();
         let mut out = Vec::with_capacity(requests.len());
         for (context, until, max_tokens) in requests {
@@ -247,6 +272,7 @@ impl LanguageModel for LocalModel<'_> {
                 }
             }
             out.push(text);
+            progress(out.len(), requests.len());
         }
         Ok(out)
     }
@@ -298,7 +324,9 @@ pub struct TaskResult {
     pub seconds: f64,
 }
 
-/// Runs `task` against `lm`; `on_progress(done, total)` after each request batch.
+/// Runs `task` against `lm`: every document's requests are built first and sent together
+/// (so that a remote model can answer them concurrently), then scored.
+/// `on_progress(done, total)` follows the requests.
 pub fn run_task(
     task: &Task,
     lm: &mut dyn LanguageModel,
@@ -310,118 +338,112 @@ pub fn run_task(
         .limit
         .map_or(task.docs.len(), |l| l.min(task.docs.len()));
     let shots = config.num_fewshot.unwrap_or(task.num_fewshot);
-    let mut samples = Vec::with_capacity(n);
+    let mut contexts = Vec::with_capacity(n);
     for i in 0..n {
-        let doc = &task.docs[i];
-        let context = task.context(i, shots, config.seed)?;
-        let target = task.target(doc)?;
-        let sample = match task.output_type {
-            OutputType::MultipleChoice => {
-                let choices = task.choices(doc)?;
-                let requests: Vec<(String, String)> = choices
-                    .iter()
-                    .map(|c| (context.clone(), format!("{}{c}", task.target_delimiter)))
-                    .collect();
-                let results = lm.loglikelihood(&requests)?;
-                let gold = task.gold(doc)?;
-                let lls: Vec<f64> = results.iter().map(|r| r.0).collect();
-                let chars: Vec<f64> = choices.iter().map(|c| c.chars().count() as f64).collect();
-                let bytes: Vec<f64> = choices.iter().map(|c| c.len() as f64).collect();
-                let pick = |scale: &dyn Fn(usize) -> f64| {
-                    first_max(lls.iter().enumerate().map(|(j, l)| l / scale(j)))
-                };
-                let hit = |p: usize| if Some(p) == gold { 1.0 } else { 0.0 };
-                let mut items = Vec::new();
-                for m in &task.metrics {
-                    let v = match m.as_str() {
-                        "acc" => hit(pick(&|_| 1.0)),
-                        "acc_norm" => hit(pick(&|j| chars[j])),
-                        "acc_bytes" => hit(pick(&|j| bytes[j])),
-                        _ => gold.map_or(0.0, |g| if results[g].1 { 1.0 } else { 0.0 }),
-                    };
-                    items.push((m.clone(), Item::Score(v)));
+        contexts.push(task.context(i, shots, config.seed)?);
+    }
+    let samples = match task.output_type {
+        OutputType::MultipleChoice | OutputType::Loglikelihood => {
+            let mut requests: Vec<(String, String)> = Vec::new();
+            let mut spans = Vec::with_capacity(n);
+            for (i, context) in contexts.iter().enumerate() {
+                let doc = &task.docs[i];
+                let start = requests.len();
+                if task.output_type == OutputType::MultipleChoice {
+                    for c in task.choices(doc)? {
+                        requests.push((context.clone(), format!("{}{c}", task.target_delimiter)));
+                    }
+                } else {
+                    let cont = format!("{}{}", task.target_delimiter, task.target_text(doc)?);
+                    requests.push((context.clone(), cont));
                 }
-                Sample {
-                    doc_id: i,
-                    doc: doc.clone(),
-                    target: target.clone(),
-                    arguments: json!(requests),
-                    resps: json!(results
+                spans.push(start..requests.len());
+            }
+            let results = lm.loglikelihood(&requests, &mut on_progress)?;
+            let mut samples = Vec::with_capacity(n);
+            for (i, span) in spans.into_iter().enumerate() {
+                let doc = &task.docs[i];
+                let (reqs, res) = (&requests[span.clone()], &results[span]);
+                samples.push(if task.output_type == OutputType::MultipleChoice {
+                    multiple_choice_sample(task, i, doc, reqs, res)?
+                } else {
+                    let (ll, greedy) = res[0];
+                    let items = task
+                        .metrics
                         .iter()
-                        .map(|(l, g)| json!([[l.to_string(), g.to_string()]]))
-                        .collect::<Vec<_>>()),
-                    filtered: vec![(
-                        "none".into(),
-                        json!(results
-                            .iter()
-                            .map(|(l, g)| json!([l.to_string(), g.to_string()]))
-                            .collect::<Vec<_>>()),
-                        items,
-                    )],
-                }
+                        .map(|m| {
+                            let v = if m == "perplexity" {
+                                ll
+                            } else if greedy {
+                                1.0
+                            } else {
+                                0.0
+                            };
+                            (m.clone(), Item::Score(v))
+                        })
+                        .collect();
+                    Sample {
+                        doc_id: i,
+                        doc: doc.clone(),
+                        target: task.target(doc)?,
+                        arguments: json!(reqs),
+                        resps: json!([[[ll.to_string(), greedy.to_string()]]]),
+                        filtered: vec![(
+                            "none".into(),
+                            json!([ll.to_string(), greedy.to_string()]),
+                            items,
+                        )],
+                    }
+                });
             }
-            OutputType::Loglikelihood => {
-                let cont = format!("{}{}", task.target_delimiter, task.target_text(doc)?);
-                let requests = vec![(context.clone(), cont)];
-                let (ll, greedy) = lm.loglikelihood(&requests)?[0];
-                let items = task
-                    .metrics
-                    .iter()
-                    .map(|m| {
-                        let v = if m == "perplexity" {
-                            ll
-                        } else if greedy {
-                            1.0
-                        } else {
-                            0.0
-                        };
-                        (m.clone(), Item::Score(v))
-                    })
-                    .collect();
-                Sample {
-                    doc_id: i,
-                    doc: doc.clone(),
-                    target: target.clone(),
-                    arguments: json!(requests),
-                    resps: json!([[[ll.to_string(), greedy.to_string()]]]),
-                    filtered: vec![(
-                        "none".into(),
-                        json!([ll.to_string(), greedy.to_string()]),
-                        items,
-                    )],
-                }
-            }
-            OutputType::LoglikelihoodRolling => {
-                let text = task.target_text(doc)?;
-                let ll = lm.loglikelihood_rolling(std::slice::from_ref(&text))?[0];
-                let words = regex_split_count(&text) as f64;
-                let bytes = text.len() as f64;
-                let items = task
-                    .metrics
-                    .iter()
-                    .map(|m| {
-                        let w = if m == "word_perplexity" { words } else { bytes };
-                        (m.clone(), Item::Weighted(ll, w))
-                    })
-                    .collect();
-                Sample {
-                    doc_id: i,
-                    doc: doc.clone(),
-                    target: json!(text),
-                    arguments: json!([[text]]),
-                    resps: json!([[ll]]),
-                    filtered: vec![("none".into(), json!([ll]), items)],
-                }
-            }
-            OutputType::GenerateUntil => {
-                let requests = vec![(context.clone(), task.until.clone(), task.max_gen_toks)];
-                let text = lm.generate_until(&requests)?.remove(0);
+            samples
+        }
+        OutputType::LoglikelihoodRolling => {
+            let texts: Vec<String> = (0..n)
+                .map(|i| task.target_text(&task.docs[i]))
+                .collect::<Result<_>>()?;
+            let lls = lm.loglikelihood_rolling(&texts, &mut on_progress)?;
+            texts
+                .iter()
+                .zip(lls)
+                .enumerate()
+                .map(|(i, (text, ll))| {
+                    let words = regex_split_count(text) as f64;
+                    let bytes = text.len() as f64;
+                    let items = task
+                        .metrics
+                        .iter()
+                        .map(|m| {
+                            let w = if m == "word_perplexity" { words } else { bytes };
+                            (m.clone(), Item::Weighted(ll, w))
+                        })
+                        .collect();
+                    Sample {
+                        doc_id: i,
+                        doc: task.docs[i].clone(),
+                        target: json!(text),
+                        arguments: json!([[text]]),
+                        resps: json!([[ll]]),
+                        filtered: vec![("none".into(), json!([ll]), items)],
+                    }
+                })
+                .collect()
+        }
+        OutputType::GenerateUntil => {
+            let requests: Vec<(String, Vec<String>, usize)> = contexts
+                .iter()
+                .map(|c| (c.clone(), task.until.clone(), task.max_gen_toks))
+                .collect();
+            let texts = lm.generate_until(&requests, &mut on_progress)?;
+            let mut samples = Vec::with_capacity(n);
+            for (i, (text, context)) in texts.iter().zip(&contexts).enumerate() {
+                let doc = &task.docs[i];
                 let gold = task.target_text(doc)?;
                 let filtered = task
                     .filters
                     .iter()
                     .map(|f| {
-                        let out = f.apply(&text);
+                        let out = f.apply(text);
                         let items = task
                             .metrics
                             .iter()
@@ -430,19 +452,18 @@ pub fn run_task(
                         (f.name.clone(), json!(out), items)
                     })
                     .collect();
-                Sample {
+                samples.push(Sample {
                     doc_id: i,
                     doc: doc.clone(),
                     target: json!(gold),
                     arguments: json!([[context, {"until": task.until, "max_gen_toks": task.max_gen_toks}]]),
                     resps: json!([[text]]),
                     filtered,
-                }
+                });
             }
-        };
-        samples.push(sample);
-        on_progress(i + 1, n);
-    }
+            samples
+        }
+    };
     let metrics = aggregate(&samples, config);
     Ok(TaskResult {
         task: task.name.clone(),
@@ -451,6 +472,54 @@ pub fn run_task(
         samples,
         metrics,
         seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// A multiple-choice document scored from its choices' log-likelihoods, as
+/// lm-evaluation-harness's `process_results` scores it.
+fn multiple_choice_sample(
+    task: &Task,
+    i: usize,
+    doc: &Value,
+    requests: &[(String, String)],
+    results: &[(f64, bool)],
+) -> Result<Sample> {
+    let choices = task.choices(doc)?;
+    let gold = task.gold(doc)?;
+    let lls: Vec<f64> = results.iter().map(|r| r.0).collect();
+    let chars: Vec<f64> = choices.iter().map(|c| c.chars().count() as f64).collect();
+    let bytes: Vec<f64> = choices.iter().map(|c| c.len() as f64).collect();
+    let pick =
+        |scale: &dyn Fn(usize) -> f64| first_max(lls.iter().enumerate().map(|(j, l)| l / scale(j)));
+    let hit = |p: usize| if Some(p) == gold { 1.0 } else { 0.0 };
+    let items = task
+        .metrics
+        .iter()
+        .map(|m| {
+            let v = match m.as_str() {
+                "acc" => hit(pick(&|_| 1.0)),
+                "acc_norm" => hit(pick(&|j| chars[j])),
+                "acc_bytes" => hit(pick(&|j| bytes[j])),
+                _ => gold.map_or(0.0, |g| if results[g].1 { 1.0 } else { 0.0 }),
+            };
+            (m.clone(), Item::Score(v))
+        })
+        .collect();
+    let pairs = |r: &(f64, bool)| json!([r.0.to_string(), r.1.to_string()]);
+    Ok(Sample {
+        doc_id: i,
+        doc: doc.clone(),
+        target: task.target(doc)?,
+        arguments: json!(requests),
+        resps: json!(results
+            .iter()
+            .map(|r| json!([pairs(r)]))
+            .collect::<Vec<_>>()),
+        filtered: vec![(
+            "none".into(),
+            json!(results.iter().map(pairs).collect::<Vec<_>>()),
+            items,
+        )],
     })
 }
 

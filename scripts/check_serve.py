@@ -192,6 +192,17 @@ def lm_eval_checks(addr):
         [FMLAB, "eval", "run", "--model", MODEL, "--tasks", str(tasks_dir), "--threads", "2", "--json"],
         check=True, capture_output=True, text=True).stdout)
     fmlab_seconds = time.time() - started
+    # The same task files through the same server with `eval run --base-url`: the API model.
+    over_api = json.loads(subprocess.run(
+        [FMLAB, "eval", "run", "--base-url", f"http://{addr}/v1", "--model-name", "smollm2",
+         "--tasks", str(tasks_dir), "--json"],
+        check=True, capture_output=True, text=True).stdout)
+    for task in ("fmlab_mc", "fmlab_rolling", "fmlab_gen"):
+        for key, value in res["results"][task].items():
+            if "," in key and "stderr" not in key:
+                got = over_api["results"][task].get(key)
+                check(got is not None and abs(got - float(value)) <= 1e-6 * max(1.0, abs(float(value))),
+                      f"eval run --base-url agrees with lm-evaluation-harness: {task} {key} = {got} vs {value}")
     for task in ("fmlab_mc", "fmlab_rolling", "fmlab_gen"):
         theirs, mine = res["results"][task], ours["results"][task]
         for key, value in theirs.items():

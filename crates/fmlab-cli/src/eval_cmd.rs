@@ -52,10 +52,30 @@ pub struct CompareArgs {
 #[derive(Args)]
 #[command(allow_negative_numbers = true)]
 pub struct RunArgs {
-    /// The model: a pulled name (`fmlab pull --list`), a .gguf file, a training run or
-    /// checkpoint folder, or a Hugging Face folder.
+    /// The model, run in-process: a pulled name (`fmlab pull --list`), a .gguf file, a
+    /// training run or checkpoint folder, or a Hugging Face folder. Or give --base-url.
+    #[arg(
+        long,
+        required_unless_present = "base_url",
+        conflicts_with = "base_url"
+    )]
+    pub model: Option<String>,
+    /// A model behind an OpenAI-compatible API instead (fmlab serve, vLLM, llama-server, a
+    /// hosted API): its base with the version, e.g. http://127.0.0.1:8080/v1.
+    #[arg(long, requires = "model_name")]
+    pub base_url: Option<String>,
+    /// The `model` field sent to the API.
     #[arg(long)]
-    pub model: String,
+    pub model_name: Option<String>,
+    /// The environment variable holding the API key (sent as a bearer token when set).
+    #[arg(long, default_value = "OPENAI_API_KEY")]
+    pub api_key_env: String,
+    /// Requests in flight at once (API models).
+    #[arg(value_parser = crate::numbers::integer::<usize>, long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Further tries of a failed request (connection errors, 429, 5xx; API models).
+    #[arg(value_parser = crate::numbers::integer::<usize>, long, default_value_t = 3)]
+    pub retries: usize,
     /// Task files (lm-evaluation-harness YAML), or folders of them (every .yaml inside).
     #[arg(long, num_args = 1.., required = true)]
     pub tasks: Vec<PathBuf>,
@@ -173,18 +193,51 @@ fn run_tasks(args: &RunArgs) -> Result<()> {
         .iter()
         .map(|f| Task::load(f).map_err(anyhow::Error::from))
         .collect::<Result<_>>()?;
-    let loaded = crate::model::load(&args.model)?;
     let config = RunConfig {
         limit: args.limit,
         num_fewshot: args.num_fewshot,
         seed: args.seed,
         bootstrap_iters: args.bootstrap_iters,
     };
-    let mut lm = LocalModel::new(&loaded.model, &loaded.tokenizer, args.max_length);
+    let loaded;
+    let mut local;
+    let mut remote;
+    let (lm, model_args): (&mut dyn fmlab_eval::harness::LanguageModel, String) =
+        match (&args.model, &args.base_url) {
+            (Some(m), _) => {
+                loaded = crate::model::load(m)?;
+                local = LocalModel::new(&loaded.model, &loaded.tokenizer, args.max_length);
+                (&mut local, m.clone())
+            }
+            (None, Some(url)) => {
+                let name = args.model_name.clone().unwrap_or_default();
+                remote =
+                    fmlab_eval::harness::api::ApiModel::new(fmlab_eval::harness::api::ApiConfig {
+                        base_url: url.clone(),
+                        model: name.clone(),
+                        api_key: std::env::var(&args.api_key_env)
+                            .ok()
+                            .filter(|k| !k.is_empty()),
+                        concurrency: args.concurrency.max(1),
+                        retries: args.retries,
+                    })?;
+                eprintln!(
+                    "{url}: requests as {} ({} at once)",
+                    if remote.tokenized() {
+                        "token ids (the server's /tokenize)"
+                    } else {
+                        "text"
+                    },
+                    args.concurrency.max(1)
+                );
+                (&mut remote, format!("base_url={url},model={name}"))
+            }
+            (None, None) => bail!("give --model or --base-url"),
+        };
     let mut results = Vec::new();
     for task in &tasks {
         let mut last = std::time::Instant::now();
-        let r = run_task(task, &mut lm, &config, |done, total| {
+        let r = run_task(task, lm, &config, |done, total| {
             if done == total || last.elapsed().as_secs_f64() > 1.0 {
                 eprint!("\r{}: {done}/{total} requests", task.name);
                 last = std::time::Instant::now();
@@ -194,7 +247,7 @@ fn run_tasks(args: &RunArgs) -> Result<()> {
         results.push(r);
     }
     let refs: Vec<&Task> = tasks.iter().collect();
-    let json = results_json(&refs, &results, &args.model, &config);
+    let json = results_json(&refs, &results, &model_args, &config);
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir).with_context(|| format!("--out: {}", dir.display()))?;
         let path = dir.join("results.json");

@@ -209,3 +209,49 @@ fn compare_flags_a_regression_and_passes_no_change() {
         "between 0 and 1",
     );
 }
+
+/// An API model that cannot be reached, or a malformed address, is one error naming it.
+#[test]
+fn unreachable_api_is_one_clear_error() {
+    let tasks = format!("{}/fmlab_mc.yaml", tasks_dir());
+    fails(
+        &[
+            "eval",
+            "run",
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "--model-name",
+            "m",
+            "--tasks",
+            &tasks,
+            "--retries",
+            "0",
+        ],
+        "127.0.0.1:9",
+    );
+    fails(
+        &[
+            "eval",
+            "run",
+            "--base-url",
+            "localhost:8080",
+            "--model-name",
+            "m",
+            "--tasks",
+            &tasks,
+        ],
+        "http://",
+    );
+    fails(
+        &[
+            "eval",
+            "run",
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "--tasks",
+            &tasks,
+        ],
+        "--model-name",
+    );
+    fails(&["eval", "run", "--tasks", &tasks], "--model");
+}

@@ -4,6 +4,7 @@
 //! results JSON shape with per-document samples, so that its readers read ours and the two
 //! can be compared number for number.
 
+pub mod api;
 pub mod compare;
 pub mod task;
 

@@ -92,6 +92,11 @@ pub struct RunArgs {
     /// log-likelihoods read in windows of this size).
     #[arg(value_parser = crate::numbers::integer::<usize>, long, default_value_t = 2048)]
     pub max_length: usize,
+    /// Contexts scored together in one batched forward pass (local models). On Q4_0, Q4_1,
+    /// Q5_0, Q8_0 and f32 weights the scores do not depend on it; K-quant kernels order
+    /// their sums by batch size as llama.cpp's do.
+    #[arg(value_parser = crate::numbers::integer::<usize>, long, default_value_t = 8)]
+    pub batch_size: usize,
     /// Resamples for the standard errors of perplexities.
     #[arg(value_parser = crate::numbers::integer::<usize>, long, default_value_t = 1000)]
     pub bootstrap_iters: usize,
@@ -206,7 +211,8 @@ fn run_tasks(args: &RunArgs) -> Result<()> {
         match (&args.model, &args.base_url) {
             (Some(m), _) => {
                 loaded = crate::model::load(m)?;
-                local = LocalModel::new(&loaded.model, &loaded.tokenizer, args.max_length);
+                local = LocalModel::new(&loaded.model, &loaded.tokenizer, args.max_length)
+                    .with_batch(args.batch_size);
                 (&mut local, m.clone())
             }
             (None, Some(url)) => {

@@ -227,6 +227,24 @@ impl Transformer {
             .collect())
     }
 
+    /// [`Self::forward_batch`] with the logits after every token of every segment: for each
+    /// segment, `tokens × vocab` values (what scoring continuations needs).
+    pub fn forward_batch_all(&self, segments: &mut [Segment<'_>]) -> Result<Vec<Vec<f32>>> {
+        if segments.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<usize> = segments.iter().map(|s| s.tokens.len()).collect();
+        let all = self.execute(segments, Logits::All, &mut |_, _| {})?;
+        let vocab = all.len() / rows.iter().sum::<usize>().max(1);
+        let mut out = Vec::with_capacity(rows.len());
+        let mut at = 0;
+        for r in rows {
+            out.push(all[at..at + r * vocab].to_vec());
+            at += r * vocab;
+        }
+        Ok(out)
+    }
+
     /// The plan's executor over `segments` (see [`Self::forward_traced`] and
     /// [`Self::forward_batch`]); `Logits::Last` keeps each segment's last row.
     fn execute(

@@ -255,3 +255,38 @@ fn unreachable_api_is_one_clear_error() {
     );
     fails(&["eval", "run", "--tasks", &tasks], "--model");
 }
+
+/// Batched scoring (contexts together, each continuation after a copy of its context's
+/// cache) gives one-at-a-time's log-likelihoods to the bit on SmolLM2's Q4_1/Q8_0 weights.
+#[test]
+fn batched_scoring_equals_one_at_a_time() {
+    let dir = scratch("eval-batch");
+    let samples: Vec<String> = ["1", "3"]
+        .iter()
+        .map(|b| {
+            let d = dir.join(format!("b{b}"));
+            let d = d.to_str().unwrap();
+            let o = fmlab(&[
+                "eval",
+                "run",
+                "--model",
+                &smollm2(),
+                "--tasks",
+                &format!("{}/fmlab_mc.yaml", tasks_dir()),
+                "--batch-size",
+                b,
+                "--out",
+                d,
+                "--log-samples",
+            ]);
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            std::fs::read_to_string(format!("{d}/samples_fmlab_mc.jsonl")).unwrap()
+        })
+        .collect();
+    let resps = |text: &str| -> Vec<Value> {
+        text.lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()["resps"].clone())
+            .collect()
+    };
+    assert_eq!(resps(&samples[0]), resps(&samples[1]));
+}

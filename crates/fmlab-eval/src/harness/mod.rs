@@ -51,6 +51,8 @@ pub struct LocalModel<'m> {
     /// Tokens per window (the model's context, at most `max_length`).
     max_length: usize,
     cache: KvCache,
+    /// Contexts computed together in one batched forward pass.
+    batch: usize,
 }
 
 impl<'m> LocalModel<'m> {
@@ -61,7 +63,107 @@ impl<'m> LocalModel<'m> {
             tokenizer,
             max_length,
             cache: KvCache::new(&model.spec, max_length + 1),
+            batch: 1,
         }
+    }
+
+    /// Scores up to `batch` contexts (with all their continuations) per batched forward
+    /// pass. On block formats whose products do not depend on the number of rows (Q4_0,
+    /// Q4_1, Q5_0, Q8_0, f32) the log-likelihoods are those of one at a time, to the bit;
+    /// K-quant kernels order their sums by batch size as ggml's do (floating-point noise).
+    pub fn with_batch(mut self, batch: usize) -> Self {
+        self.batch = batch.max(1);
+        self
+    }
+
+    /// Consecutive requests that share a context, each group computed together; groups in
+    /// chunks of `batch` through batched forward passes. Requests that do not fit one window
+    /// go one at a time (left-truncated).
+    fn loglikelihood_batched(
+        &mut self,
+        encoded: &[(Vec<u32>, Vec<u32>)],
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Vec<(f64, bool)>> {
+        let n = encoded.len();
+        let vocab = self.model.spec.vocab_size as usize;
+        let mut out = vec![(0.0, true); n];
+        let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
+        let mut i = 0;
+        while i < n {
+            let mut j = i + 1;
+            while j < n && encoded[j].0 == encoded[i].0 {
+                j += 1;
+            }
+            groups.push(i..j);
+            i = j;
+        }
+        let fits = |r: &std::ops::Range<usize>| {
+            encoded[r.clone()].iter().all(|(c, x)| {
+                !c.is_empty() && !x.is_empty() && c.len() + x.len() <= self.max_length + 1
+            })
+        };
+        let (batchable, single): (Vec<_>, Vec<_>) = groups.into_iter().partition(|g| fits(g));
+        let mut done = 0;
+        let mut cached = None;
+        for g in single {
+            for k in g {
+                out[k] = self.score(&encoded[k].0, &encoded[k].1, &mut cached)?;
+                done += 1;
+                progress(done, n);
+            }
+        }
+        for chunk in batchable.chunks(self.batch) {
+            // The contexts, each in its own cache.
+            let mut caches: Vec<KvCache> = chunk
+                .iter()
+                .map(|_| KvCache::new(&self.model.spec, self.max_length + 1))
+                .collect();
+            let lasts = {
+                let mut segments: Vec<fmlab_nn::Segment<'_>> = chunk
+                    .iter()
+                    .zip(caches.iter_mut())
+                    .map(|(g, cache)| fmlab_nn::Segment {
+                        tokens: &encoded[g.start].0,
+                        cache,
+                    })
+                    .collect();
+                self.model.forward_batch(&mut segments)?
+            };
+            // Every continuation after a copy of its context's cache.
+            let mut conts: Vec<(usize, KvCache)> = Vec::new();
+            for (g, (cache, last)) in chunk.iter().zip(caches.iter().zip(&lasts)) {
+                for k in g.clone() {
+                    let cont = &encoded[k].1;
+                    out[k] = (
+                        log_softmax_at(last, cont[0] as usize),
+                        argmax(last) == cont[0],
+                    );
+                    if cont.len() > 1 {
+                        conts.push((k, cache.clone()));
+                    }
+                }
+            }
+            let rows = {
+                let mut segments: Vec<fmlab_nn::Segment<'_>> = conts
+                    .iter_mut()
+                    .map(|(k, cache)| fmlab_nn::Segment {
+                        tokens: &encoded[*k].1[..encoded[*k].1.len() - 1],
+                        cache,
+                    })
+                    .collect();
+                self.model.forward_batch_all(&mut segments)?
+            };
+            for ((k, _), rows) in conts.iter().zip(&rows) {
+                let (total, greedy) = &mut out[*k];
+                for (row, &t) in rows.chunks_exact(vocab).zip(&encoded[*k].1[1..]) {
+                    *total += log_softmax_at(row, t as usize);
+                    *greedy &= argmax(row) == t;
+                }
+            }
+            done += chunk.iter().map(|g| g.len()).sum::<usize>();
+            progress(done, n);
+        }
+        Ok(out)
     }
 
     /// Text to tokens as lm-evaluation-harness's remote tokenizer gives them (no BOS/EOS
@@ -176,6 +278,17 @@ impl LanguageModel for LocalModel<'_> {
         requests: &[(String, String)],
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Vec<(f64, bool)>> {
+        if self.batch > 1 {
+            let mut encoded = Vec::with_capacity(requests.len());
+            for (context, continuation) in requests {
+                let (mut ctx, cont) = self.encode_pair(context, continuation);
+                if ctx.is_empty() && !cont.is_empty() {
+                    ctx.push(self.prefix_token()?);
+                }
+                encoded.push((ctx, cont));
+            }
+            return self.loglikelihood_batched(&encoded, progress);
+        }
         let mut cached = None;
         let mut out = Vec::with_capacity(requests.len());
         for (context, continuation) in requests {

@@ -191,6 +191,15 @@ fn task_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 
 fn run_tasks(args: &RunArgs) -> Result<()> {
     use fmlab_eval::harness::{results_json, run_task, sample_lines, LocalModel, RunConfig, Task};
+    if args.max_length < 2 {
+        bail!(
+            "--max-length {}: a window needs at least 2 tokens",
+            args.max_length
+        );
+    }
+    if args.batch_size == 0 || args.concurrency == 0 {
+        bail!("--batch-size and --concurrency: at least 1");
+    }
     if args.log_samples && args.out.is_none() {
         bail!("--log-samples writes into the --out folder; give --out DIR");
     }
@@ -224,7 +233,7 @@ fn run_tasks(args: &RunArgs) -> Result<()> {
                         api_key: std::env::var(&args.api_key_env)
                             .ok()
                             .filter(|k| !k.is_empty()),
-                        concurrency: args.concurrency.max(1),
+                        concurrency: args.concurrency,
                         retries: args.retries,
                     })?;
                 eprintln!(
@@ -234,7 +243,7 @@ fn run_tasks(args: &RunArgs) -> Result<()> {
                     } else {
                         "text"
                     },
-                    args.concurrency.max(1)
+                    args.concurrency
                 );
                 (&mut remote, format!("base_url={url},model={name}"))
             }

@@ -46,14 +46,6 @@ impl<'a> Batch<'a> {
             packed,
         }
     }
-
-    pub fn len(&self) -> usize {
-        self.inputs.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.inputs.is_empty()
-    }
 }
 
 /// Consecutive weight rows (`rows`, each `row_bytes` long in the batch's format) times

@@ -57,7 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .collect();
                 let logits = pool.install(|| model.forward_batch(&mut segments))?;
                 for (t, l) in next.iter_mut().zip(&logits) {
-                    t[0] = argmax(l);
+                    t[0] = fmlab_sample::argmax(l);
                 }
             }
             rates.push((batch * STEPS) as f64 / start.elapsed().as_secs_f64());
@@ -76,14 +76,4 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     Ok(())
-}
-
-fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in logits.iter().enumerate() {
-        if v > logits[best] {
-            best = i;
-        }
-    }
-    best as u32
 }

@@ -130,6 +130,24 @@ fn bad_task_files_name_the_problem() {
         ],
         "--out",
     );
+    for (flag, needle) in [
+        ("--max-length", "at least 2 tokens"),
+        ("--batch-size", "at least 1"),
+    ] {
+        fails(
+            &[
+                "eval",
+                "run",
+                "--model",
+                &model,
+                "--tasks",
+                &tasks_dir(),
+                flag,
+                "0",
+            ],
+            needle,
+        );
+    }
 }
 
 /// `eval compare`: a planted regression (15 of 45 right answers turned wrong, on 60

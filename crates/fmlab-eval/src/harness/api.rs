@@ -265,9 +265,7 @@ impl ApiModel {
     }
 
     fn score_request(&self, context: &str, continuation: &str) -> Result<(f64, bool)> {
-        // lm-evaluation-harness's _encode_pair: the context's trailing spaces move over.
-        let trimmed = context.trim_end();
-        let moved = format!("{}{continuation}", &context[trimmed.len()..]);
+        let (trimmed, moved) = super::split_pair(context, continuation);
         let echo = |prompt: Value| {
             self.completions(json!({
                 "model": self.config.model, "prompt": prompt, "max_tokens": 0, "echo": true,

@@ -152,12 +152,12 @@ pub fn compare(
             let (vb, _) = aggregate_metric(name, &ib, &cfg);
             let difference = vb - va;
             // Paired bootstrap: the same resampled documents for both runs.
-            let mut state = seed;
+            let mut rng = fmlab_sample::Rng::new(seed);
             let mut diffs = Vec::with_capacity(iters);
             let (mut ra, mut rb) = (ia.clone(), ib.clone());
             for _ in 0..iters.max(1) {
                 for j in 0..docs.len() {
-                    let k = (splitmix(&mut state) % docs.len() as u64) as usize;
+                    let k = (rng.next_u64() % docs.len() as u64) as usize;
                     ra[j] = ia[k];
                     rb[j] = ib[k];
                 }
@@ -225,14 +225,6 @@ fn score(i: &Item) -> f64 {
         Item::Score(v) => v,
         Item::Weighted(a, _) => a,
     }
-}
-
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// McNemar's exact test: with `b` and `c` discordant pairs, the two-sided binomial p-value

@@ -11,6 +11,7 @@ pub mod task;
 use std::time::Instant;
 
 use fmlab_nn::{KvCache, Logits, Transformer};
+use fmlab_sample::{argmax, Rng};
 use fmlab_tokenizer::Tokenizer;
 use serde_json::{json, Map, Value};
 
@@ -44,7 +45,7 @@ pub trait LanguageModel {
 }
 
 /// A model of fmlab's own engine, answering in-process: each context is computed once for
-/// all its continuations (the KV cache is cut back to it between them).
+/// all its continuations, several contexts per batched forward pass.
 pub struct LocalModel<'m> {
     model: &'m Transformer,
     tokenizer: &'m Tokenizer,
@@ -76,9 +77,10 @@ impl<'m> LocalModel<'m> {
         self
     }
 
-    /// Consecutive requests that share a context, each group computed together; groups in
-    /// chunks of `batch` through batched forward passes. Requests that do not fit one window
-    /// go one at a time (left-truncated).
+    /// Consecutive requests that share a context, each group computed together (the context
+    /// once, each continuation after a copy of its cache); groups in chunks of `batch`
+    /// through batched forward passes. Requests that do not fit one window go one at a time
+    /// (left-truncated); empty continuations score 0 and count as greedy.
     fn loglikelihood_batched(
         &mut self,
         encoded: &[(Vec<u32>, Vec<u32>)],
@@ -104,10 +106,12 @@ impl<'m> LocalModel<'m> {
         };
         let (batchable, single): (Vec<_>, Vec<_>) = groups.into_iter().partition(|g| fits(g));
         let mut done = 0;
-        let mut cached = None;
         for g in single {
             for k in g {
-                out[k] = self.score(&encoded[k].0, &encoded[k].1, &mut cached)?;
+                let (ctx, cont) = &encoded[k];
+                if !cont.is_empty() {
+                    out[k] = self.score_truncated(ctx, cont)?;
+                }
                 done += 1;
                 progress(done, n);
             }
@@ -184,92 +188,30 @@ impl<'m> LocalModel<'m> {
     /// continuation; the continuation is what encoding the whole adds after the context's
     /// own encoding.
     fn encode_pair(&self, context: &str, continuation: &str) -> (Vec<u32>, Vec<u32>) {
-        let trimmed = context.trim_end();
-        let (context, continuation) = if trimmed.len() < context.len() {
-            (
-                trimmed,
-                format!("{}{continuation}", &context[trimmed.len()..]),
-            )
-        } else {
-            (context, continuation.to_string())
-        };
+        let (context, continuation) = split_pair(context, continuation);
         let whole = self.encode(&format!("{context}{continuation}"));
         let ctx = self.encode(context);
         let cont = whole.get(ctx.len()..).unwrap_or(&[]).to_vec();
         (ctx, cont)
     }
 
-    /// Scores `cont` after `ctx` (both tokens), left-truncated to the window as
-    /// lm-evaluation-harness does; reuses the cache when it already holds `ctx`.
-    fn score(
-        &mut self,
-        ctx: &[u32],
-        cont: &[u32],
-        cached: &mut Option<(Vec<u32>, Vec<f32>)>,
-    ) -> Result<(f64, bool)> {
-        if cont.is_empty() {
-            return Ok((0.0, true));
-        }
-        let prefix;
-        let ctx = if ctx.is_empty() {
-            prefix = [self.prefix_token()?];
-            &prefix[..]
-        } else {
-            ctx
-        };
+    /// Scores `cont` after `ctx` (both tokens) when the two do not fit one window: the last
+    /// `max_length + 1` tokens from an empty cache, as lm-evaluation-harness cuts them.
+    fn score_truncated(&mut self, ctx: &[u32], cont: &[u32]) -> Result<(f64, bool)> {
         let vocab = self.model.spec.vocab_size as usize;
-        let fits = ctx.len() + cont.len() <= self.max_length + 1;
+        let all: Vec<u32> = ctx.iter().chain(cont).copied().collect();
+        let keep = &all[all.len().saturating_sub(self.max_length + 1)..];
+        let inputs = &keep[..keep.len().saturating_sub(1)];
+        self.cache.clear();
+        let rows = self.model.forward(inputs, &mut self.cache, Logits::All)?;
+        let first = inputs.len() - cont.len().min(inputs.len());
         let (mut total, mut greedy) = (0f64, true);
-        let mut take = |row: &[f32], t: u32| {
-            total += log_softmax_at(row, t as usize);
-            greedy &= argmax(row) == t;
-        };
-        if fits {
-            // The context once, its last logits kept; each continuation after it.
-            let hit = cached.as_ref().is_some_and(|(c, _)| c.as_slice() == ctx);
-            if !hit {
-                self.cache.clear();
-                let last = self.model.forward(ctx, &mut self.cache, Logits::Last)?;
-                *cached = Some((ctx.to_vec(), last));
-            } else {
-                self.cache.truncate(ctx.len());
-            }
-            let last = cached.as_ref().map(|(_, l)| l.clone()).unwrap_or_default();
-            take(&last, cont[0]);
-            if cont.len() > 1 {
-                let rows =
-                    self.model
-                        .forward(&cont[..cont.len() - 1], &mut self.cache, Logits::All)?;
-                for (row, &t) in rows.chunks_exact(vocab).zip(&cont[1..]) {
-                    take(row, t);
-                }
-            }
-        } else {
-            // Too long for one window: the last max_length + 1 tokens, scored from scratch.
-            let all: Vec<u32> = ctx.iter().chain(cont).copied().collect();
-            let keep = &all[all.len() - (self.max_length + 1)..];
-            let inputs = &keep[..keep.len() - 1];
-            *cached = None;
-            self.cache.clear();
-            let rows = self.model.forward(inputs, &mut self.cache, Logits::All)?;
-            let n = cont.len().min(inputs.len());
-            let first = inputs.len() - n;
-            for (i, row) in rows.chunks_exact(vocab).enumerate().skip(first) {
-                take(row, keep[i + 1]);
-            }
+        for (i, row) in rows.chunks_exact(vocab).enumerate().skip(first) {
+            total += log_softmax_at(row, keep[i + 1] as usize);
+            greedy &= argmax(row) == keep[i + 1];
         }
         Ok((total, greedy))
     }
-}
-
-fn argmax(row: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in row.iter().enumerate() {
-        if v > row[best] {
-            best = i;
-        }
-    }
-    best as u32
 }
 
 impl LanguageModel for LocalModel<'_> {
@@ -278,25 +220,15 @@ impl LanguageModel for LocalModel<'_> {
         requests: &[(String, String)],
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Vec<(f64, bool)>> {
-        if self.batch > 1 {
-            let mut encoded = Vec::with_capacity(requests.len());
-            for (context, continuation) in requests {
-                let (mut ctx, cont) = self.encode_pair(context, continuation);
-                if ctx.is_empty() && !cont.is_empty() {
-                    ctx.push(self.prefix_token()?);
-                }
-                encoded.push((ctx, cont));
-            }
-            return self.loglikelihood_batched(&encoded, progress);
-        }
-        let mut cached = None;
-        let mut out = Vec::with_capacity(requests.len());
+        let mut encoded = Vec::with_capacity(requests.len());
         for (context, continuation) in requests {
-            let (ctx, cont) = self.encode_pair(context, continuation);
-            out.push(self.score(&ctx, &cont, &mut cached)?);
-            progress(out.len(), requests.len());
+            let (mut ctx, cont) = self.encode_pair(context, continuation);
+            if ctx.is_empty() && !cont.is_empty() {
+                ctx.push(self.prefix_token()?);
+            }
+            encoded.push((ctx, cont));
         }
-        Ok(out)
+        self.loglikelihood_batched(&encoded, progress)
     }
 
     fn loglikelihood_rolling(
@@ -390,6 +322,16 @@ impl LanguageModel for LocalModel<'_> {
         }
         Ok(out)
     }
+}
+
+/// lm-evaluation-harness's `_encode_pair` split: trailing whitespace of the context moves
+/// to the front of the continuation.
+pub fn split_pair<'a>(context: &'a str, continuation: &str) -> (&'a str, String) {
+    let trimmed = context.trim_end();
+    (
+        trimmed,
+        format!("{}{continuation}", &context[trimmed.len()..]),
+    )
 }
 
 /// How a run goes: documents per task at most, few-shot examples, seed.
@@ -704,16 +646,12 @@ pub fn aggregate_metric(metric: &str, items: &[Item], config: &RunConfig) -> (f6
         None
     } else if bootstrapped {
         let iters = config.bootstrap_iters.max(1);
-        let mut state = config.seed ^ 0x5DEE_CE66;
+        let mut rng = Rng::new(config.seed);
         let mut draws = Vec::with_capacity(iters);
         let mut resample = vec![Item::Score(0.0); items.len()];
         for _ in 0..iters {
             for r in resample.iter_mut() {
-                state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-                let mut z = state;
-                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-                *r = items[((z ^ (z >> 31)) % items.len() as u64) as usize];
+                *r = items[(rng.next_u64() % items.len() as u64) as usize];
             }
             draws.push(agg(&resample));
         }

@@ -31,6 +31,18 @@ impl OutputType {
         }
     }
 
+    /// Every metric fmlab computes for this output type.
+    fn metrics(self) -> &'static [&'static str] {
+        match self {
+            OutputType::MultipleChoice => &["acc", "acc_norm", "acc_bytes", "exact_match"],
+            OutputType::Loglikelihood => &["perplexity", "acc"],
+            OutputType::LoglikelihoodRolling => {
+                &["word_perplexity", "byte_perplexity", "bits_per_byte"]
+            }
+            OutputType::GenerateUntil => &["exact_match"],
+        }
+    }
+
     /// The metrics lm-evaluation-harness computes when a task lists none.
     fn default_metrics(self) -> &'static [&'static str] {
         match self {
@@ -306,47 +318,7 @@ impl Task {
                 "repeats other than 1 are not supported".into(),
             ));
         }
-        let files = f
-            .dataset_kwargs
-            .as_ref()
-            .map(|k| &k.data_files)
-            .ok_or_else(|| Error::Config("dataset_kwargs.data_files is missing".into()))?;
-        let split_file = |split: &str| -> Option<PathBuf> {
-            match files {
-                Value::Object(m) => m.get(split).and_then(|v| match v {
-                    Value::String(s) => Some(folder.join(s)),
-                    Value::Array(a) => a.first().and_then(Value::as_str).map(|s| folder.join(s)),
-                    _ => None,
-                }),
-                Value::String(s) if split == "train" => Some(folder.join(s)),
-                _ => None,
-            }
-        };
-        let read_split = |split: &str| -> Result<Vec<Value>> {
-            let path = split_file(split).ok_or_else(|| {
-                Error::Config(format!(
-                    "split {split:?} has no file in dataset_kwargs.data_files"
-                ))
-            })?;
-            read_jsonl(&path)
-        };
-        let eval_split = f
-            .test_split
-            .clone()
-            .or_else(|| f.validation_split.clone())
-            .ok_or_else(|| {
-                Error::Config("neither test_split nor validation_split is set".into())
-            })?;
-        let docs = read_split(&eval_split)?;
-        let shot_split = f
-            .fewshot_split
-            .clone()
-            .or_else(|| f.training_split.clone())
-            .or_else(|| f.validation_split.clone().filter(|v| *v != eval_split));
-        let (fewshot_docs, fewshot_from_eval_split) = match &shot_split {
-            Some(s) => (read_split(s)?, false),
-            None => (docs.clone(), true),
-        };
+        let (docs, fewshot_docs, fewshot_from_eval_split) = read_docs(&f, folder)?;
         let output_type = match f.output_type.as_deref().unwrap_or("generate_until") {
             "multiple_choice" => OutputType::MultipleChoice,
             "loglikelihood" => OutputType::Loglikelihood,
@@ -387,75 +359,8 @@ impl Task {
                 max_gen_toks = m;
             }
         }
-        let metrics: Vec<String> = match &f.metric_list {
-            Some(list) => list.iter().map(|m| m.metric.clone()).collect(),
-            None => output_type
-                .default_metrics()
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-        };
-        for m in f.metric_list.iter().flatten() {
-            let _ = (&m.aggregation, m.higher_is_better);
-        }
-        for m in &metrics {
-            let ok = match output_type {
-                OutputType::MultipleChoice => {
-                    matches!(m.as_str(), "acc" | "acc_norm" | "acc_bytes" | "exact_match")
-                }
-                OutputType::Loglikelihood => matches!(m.as_str(), "acc" | "perplexity"),
-                OutputType::LoglikelihoodRolling => {
-                    matches!(
-                        m.as_str(),
-                        "word_perplexity" | "byte_perplexity" | "bits_per_byte"
-                    )
-                }
-                OutputType::GenerateUntil => m == "exact_match",
-            };
-            if !ok {
-                return Err(Error::Config(format!(
-                    "metric {m:?} is not one fmlab computes for {} tasks",
-                    output_type.name()
-                )));
-            }
-        }
-        let mut filters = Vec::new();
-        for entry in f.filter_list.iter().flatten() {
-            let mut steps = Vec::new();
-            for s in &entry.filter {
-                steps.push(match s.function.as_str() {
-                    "regex" => {
-                        let p = s
-                            .regex_pattern
-                            .as_deref()
-                            .unwrap_or(r"#### (\-?[0-9\.\,]+)");
-                        FilterStep::Regex {
-                            pattern: regex::Regex::new(p).map_err(|e| {
-                                Error::Config(format!("filter {:?}: regex: {e}", entry.name))
-                            })?,
-                            fallback: s.fallback.clone().unwrap_or_else(|| "[invalid]".into()),
-                        }
-                    }
-                    "take_first" => FilterStep::TakeFirst,
-                    other => {
-                        return Err(Error::Config(format!(
-                            "filter {:?}: function {other:?} (fmlab applies regex and take_first)",
-                            entry.name
-                        )))
-                    }
-                });
-            }
-            filters.push(Filter {
-                name: entry.name.clone(),
-                steps,
-            });
-        }
-        if filters.is_empty() {
-            filters.push(Filter {
-                name: "none".into(),
-                steps: vec![FilterStep::TakeFirst],
-            });
-        }
+        let metrics = metrics(f.metric_list.as_deref(), output_type)?;
+        let filters = filters(f.filter_list.as_deref())?;
         let version = f
             .metadata
             .as_ref()
@@ -590,19 +495,125 @@ impl Task {
     }
 }
 
-/// `k` of `pool` without replacement, by a seeded partial Fisher–Yates shuffle (SplitMix64).
+/// The evaluated documents, the few-shot pool and whether the pool is the evaluated split.
+fn read_docs(f: &TaskFile, folder: &Path) -> Result<(Vec<Value>, Vec<Value>, bool)> {
+    let files = f
+        .dataset_kwargs
+        .as_ref()
+        .map(|k| &k.data_files)
+        .ok_or_else(|| Error::Config("dataset_kwargs.data_files is missing".into()))?;
+    let split_file = |split: &str| -> Option<PathBuf> {
+        match files {
+            Value::Object(m) => m.get(split).and_then(|v| match v {
+                Value::String(s) => Some(folder.join(s)),
+                Value::Array(a) => a.first().and_then(Value::as_str).map(|s| folder.join(s)),
+                _ => None,
+            }),
+            Value::String(s) if split == "train" => Some(folder.join(s)),
+            _ => None,
+        }
+    };
+    let read_split = |split: &str| -> Result<Vec<Value>> {
+        let path = split_file(split).ok_or_else(|| {
+            Error::Config(format!(
+                "split {split:?} has no file in dataset_kwargs.data_files"
+            ))
+        })?;
+        read_jsonl(&path)
+    };
+    let eval_split = f
+        .test_split
+        .clone()
+        .or_else(|| f.validation_split.clone())
+        .ok_or_else(|| Error::Config("neither test_split nor validation_split is set".into()))?;
+    let docs = read_split(&eval_split)?;
+    let shot_split = f
+        .fewshot_split
+        .clone()
+        .or_else(|| f.training_split.clone())
+        .or_else(|| f.validation_split.clone().filter(|v| *v != eval_split));
+    let (fewshot_docs, fewshot_from_eval_split) = match &shot_split {
+        Some(s) => (read_split(s)?, false),
+        None => (docs.clone(), true),
+    };
+    Ok((docs, fewshot_docs, fewshot_from_eval_split))
+}
+
+/// The task's metrics (lm-evaluation-harness's defaults where it lists none), each one
+/// fmlab computes for the output type.
+fn metrics(list: Option<&[MetricEntry]>, output_type: OutputType) -> Result<Vec<String>> {
+    let metrics: Vec<String> = match list {
+        Some(list) => list.iter().map(|m| m.metric.clone()).collect(),
+        None => output_type
+            .default_metrics()
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    };
+    // Aggregations and directions are fixed per metric, as lm-evaluation-harness's defaults.
+    for m in list.into_iter().flatten() {
+        let _ = (&m.aggregation, m.higher_is_better);
+    }
+    if let Some(m) = metrics
+        .iter()
+        .find(|m| !output_type.metrics().contains(&m.as_str()))
+    {
+        return Err(Error::Config(format!(
+            "metric {m:?} is not one fmlab computes for {} tasks",
+            output_type.name()
+        )));
+    }
+    Ok(metrics)
+}
+
+/// The filter pipelines (`none`, taking the first response, where the task lists none).
+fn filters(list: Option<&[FilterEntry]>) -> Result<Vec<Filter>> {
+    let mut filters = Vec::new();
+    for entry in list.into_iter().flatten() {
+        let mut steps = Vec::new();
+        for s in &entry.filter {
+            steps.push(match s.function.as_str() {
+                "regex" => {
+                    let p = s
+                        .regex_pattern
+                        .as_deref()
+                        .unwrap_or(r"#### (\-?[0-9\.\,]+)");
+                    FilterStep::Regex {
+                        pattern: regex::Regex::new(p).map_err(|e| {
+                            Error::Config(format!("filter {:?}: regex: {e}", entry.name))
+                        })?,
+                        fallback: s.fallback.clone().unwrap_or_else(|| "[invalid]".into()),
+                    }
+                }
+                "take_first" => FilterStep::TakeFirst,
+                other => {
+                    return Err(Error::Config(format!(
+                        "filter {:?}: function {other:?} (fmlab applies regex and take_first)",
+                        entry.name
+                    )))
+                }
+            });
+        }
+        filters.push(Filter {
+            name: entry.name.clone(),
+            steps,
+        });
+    }
+    if filters.is_empty() {
+        filters.push(Filter {
+            name: "none".into(),
+            steps: vec![FilterStep::TakeFirst],
+        });
+    }
+    Ok(filters)
+}
+
+/// `k` of `pool` without replacement, by a seeded partial Fisher–Yates shuffle.
 fn sample_indices(pool: &[usize], k: usize, seed: u64) -> Vec<usize> {
     let mut p = pool.to_vec();
-    let mut state = seed;
-    let mut next = || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
+    let mut rng = fmlab_sample::Rng::new(seed);
     for i in 0..k.min(p.len()) {
-        let j = i + (next() % (p.len() - i) as u64) as usize;
+        let j = i + (rng.next_u64() % (p.len() - i) as u64) as usize;
         p.swap(i, j);
     }
     p.truncate(k);

@@ -275,7 +275,9 @@ fn unreachable_api_is_one_clear_error() {
 }
 
 /// Batched scoring (contexts together, each continuation after a copy of its context's
-/// cache) gives one-at-a-time's log-likelihoods to the bit on SmolLM2's Q4_1/Q8_0 weights.
+/// cache) gives one-at-a-time's log-likelihoods to the bit on SmolLM2's Q4_1/Q8_0 weights,
+/// and batched greedy generation (one decoding step for every unfinished request per
+/// pass) one-at-a-time's texts.
 #[test]
 fn batched_scoring_equals_one_at_a_time() {
     let dir = scratch("eval-batch");
@@ -291,6 +293,7 @@ fn batched_scoring_equals_one_at_a_time() {
                 &smollm2(),
                 "--tasks",
                 &format!("{}/fmlab_mc.yaml", tasks_dir()),
+                &format!("{}/fmlab_gen.yaml", tasks_dir()),
                 "--batch-size",
                 b,
                 "--out",
@@ -299,6 +302,7 @@ fn batched_scoring_equals_one_at_a_time() {
             ]);
             assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
             std::fs::read_to_string(format!("{d}/samples_fmlab_mc.jsonl")).unwrap()
+                + &std::fs::read_to_string(format!("{d}/samples_fmlab_gen.jsonl")).unwrap()
         })
         .collect();
     let resps = |text: &str| -> Vec<Value> {

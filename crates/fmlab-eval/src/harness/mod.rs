@@ -272,14 +272,41 @@ impl LanguageModel for LocalModel<'_> {
         Ok(out)
     }
 
+    /// Greedy continuations, `batch` requests at a time: their contexts prefilled in one
+    /// batched forward pass, then one decoding step for every unfinished request per pass
+    /// (each in its own cache), as the server's continuous batching decodes.
     fn generate_until(
         &mut self,
         requests: &[(String, Vec<String>, usize)],
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Vec<String>> {
-        let stops = self.tokenizer.vocab.stop_tokens();
         let mut out = Vec::with_capacity(requests.len());
-        for (context, until, max_tokens) in requests {
+        for chunk in requests.chunks(self.batch) {
+            out.extend(self.generate_chunk(chunk)?);
+            progress(out.len(), requests.len());
+        }
+        Ok(out)
+    }
+}
+
+/// One request being decoded by [`LocalModel::generate_chunk`].
+struct Decoding<'r> {
+    until: &'r [String],
+    cache: KvCache,
+    /// Tokens still allowed.
+    left: usize,
+    ids: Vec<u32>,
+    text: String,
+    last: u32,
+    done: bool,
+}
+
+impl LocalModel<'_> {
+    fn generate_chunk(&self, chunk: &[(String, Vec<String>, usize)]) -> Result<Vec<String>> {
+        let stops = self.tokenizer.vocab.stop_tokens();
+        let mut contexts = Vec::with_capacity(chunk.len());
+        let mut states = Vec::with_capacity(chunk.len());
+        for (context, until, max_tokens) in chunk {
             let mut ctx = self.encode(context);
             if ctx.is_empty() {
                 ctx.push(self.prefix_token()?);
@@ -290,37 +317,84 @@ impl LanguageModel for LocalModel<'_> {
             if ctx.len() > self.max_length {
                 ctx.drain(..ctx.len() - self.max_length);
             }
-            self.cache.clear();
-            let mut logits = self.model.forward(&ctx, &mut self.cache, Logits::Last)?;
-            let mut ids: Vec<u32> = Vec::new();
-            let mut text = String::new();
-            for _ in 0..(*max_tokens).min(room) {
-                let t = argmax(&logits);
-                if stops.contains(&t) {
-                    break;
-                }
-                ids.push(t);
-                text = self
-                    .tokenizer
-                    .decode(&ids, false)
-                    .map_err(|e| Error::Config(e.to_string()))?;
-                if until
-                    .iter()
-                    .any(|u| !u.is_empty() && text.contains(u.as_str()))
-                {
-                    break;
-                }
-                logits = self.model.forward(&[t], &mut self.cache, Logits::Last)?;
-            }
-            for u in until.iter().filter(|u| !u.is_empty()) {
-                if let Some(at) = text.find(u.as_str()) {
-                    text.truncate(at);
-                }
-            }
-            out.push(text);
-            progress(out.len(), requests.len());
+            states.push(Decoding {
+                until,
+                cache: KvCache::new(&self.model.spec, self.max_length + 1),
+                left: (*max_tokens).min(room),
+                ids: Vec::new(),
+                text: String::new(),
+                last: 0,
+                done: false,
+            });
+            contexts.push(ctx);
         }
-        Ok(out)
+        let mut logits = {
+            let mut segments: Vec<fmlab_nn::Segment<'_>> = contexts
+                .iter()
+                .zip(states.iter_mut())
+                .map(|(tokens, s)| fmlab_nn::Segment {
+                    tokens,
+                    cache: &mut s.cache,
+                })
+                .collect();
+            self.model.forward_batch(&mut segments)?
+        };
+        loop {
+            // Each unfinished request takes its greedy token from its row of `logits`.
+            let mut rows = logits.iter();
+            for s in states.iter_mut().filter(|s| !s.done) {
+                let Some(row) = rows.next() else { break };
+                if s.left == 0 {
+                    s.done = true;
+                    continue;
+                }
+                let t = argmax(row);
+                if stops.contains(&t) {
+                    s.done = true;
+                    continue;
+                }
+                s.ids.push(t);
+                s.left -= 1;
+                s.text = self
+                    .tokenizer
+                    .decode(&s.ids, false)
+                    .map_err(|e| Error::Config(e.to_string()))?;
+                s.last = t;
+                s.done = s.left == 0
+                    || s.until
+                        .iter()
+                        .any(|u| !u.is_empty() && s.text.contains(u.as_str()));
+            }
+            let lasts: Vec<[u32; 1]> = states
+                .iter()
+                .filter(|s| !s.done)
+                .map(|s| [s.last])
+                .collect();
+            if lasts.is_empty() {
+                break;
+            }
+            let mut segments: Vec<fmlab_nn::Segment<'_>> = states
+                .iter_mut()
+                .filter(|s| !s.done)
+                .zip(&lasts)
+                .map(|(s, t)| fmlab_nn::Segment {
+                    tokens: t,
+                    cache: &mut s.cache,
+                })
+                .collect();
+            logits = self.model.forward_batch(&mut segments)?;
+        }
+        Ok(states
+            .into_iter()
+            .map(|mut s| {
+                for u in s.until.iter().filter(|u| !u.is_empty()) {
+                    if let Some(at) = s.text.find(u.as_str()) {
+                        s.text.truncate(at);
+                    }
+                }
+                s.text
+            })
+            .collect())
     }
 }
 

@@ -76,9 +76,15 @@ pub struct RunArgs {
     /// Further tries of a failed request (connection errors, 429, 5xx; API models).
     #[arg(value_parser = crate::numbers::integer::<usize>, long, default_value_t = 3)]
     pub retries: usize,
-    /// Task files (lm-evaluation-harness YAML), or folders of them (every .yaml inside).
+    /// What to run: lm-evaluation-harness task or group files (YAML), folders of them (their
+    /// groups, and their tasks no group holds), or names of tasks, groups or tags defined
+    /// in those folders or in --include-path.
     #[arg(long, num_args = 1.., required = true)]
-    pub tasks: Vec<PathBuf>,
+    pub tasks: Vec<String>,
+    /// Folders whose task and group files (searched recursively) define the names --tasks
+    /// and groups refer to.
+    #[arg(long, num_args = 1..)]
+    pub include_path: Vec<PathBuf>,
     /// Documents per task at most (in file order).
     #[arg(value_parser = crate::numbers::integer::<usize>, long)]
     pub limit: Option<usize>,
@@ -161,34 +167,6 @@ fn chat(args: ChatEvalArgs) -> Result<()> {
     crate::out(&e.describe())
 }
 
-/// Task files named on the command line: files as given, folders as their .yaml files in
-/// name order.
-fn task_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(p)
-                .with_context(|| format!("--tasks: {}", p.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| f.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-                .collect();
-            if found.is_empty() {
-                bail!("--tasks: {} holds no .yaml task files", p.display());
-            }
-            found.sort();
-            out.extend(found);
-        } else if p.is_file() {
-            out.push(p.clone());
-        } else {
-            bail!(
-                "--tasks: {} is neither a task file nor a folder",
-                p.display()
-            );
-        }
-    }
-    Ok(out)
-}
-
 fn run_tasks(args: &RunArgs) -> Result<()> {
     use fmlab_eval::harness::{results_json, run_task, sample_lines, LocalModel, RunConfig, Task};
     if args.max_length < 2 {
@@ -203,10 +181,8 @@ fn run_tasks(args: &RunArgs) -> Result<()> {
     if args.log_samples && args.out.is_none() {
         bail!("--log-samples writes into the --out folder; give --out DIR");
     }
-    let tasks: Vec<Task> = task_files(&args.tasks)?
-        .iter()
-        .map(|f| Task::load(f).map_err(anyhow::Error::from))
-        .collect::<Result<_>>()?;
+    let suite = fmlab_eval::harness::resolve(&args.tasks, &args.include_path)?;
+    let tasks = &suite.tasks;
     let config = RunConfig {
         limit: args.limit,
         num_fewshot: args.num_fewshot,
@@ -250,7 +226,7 @@ fn run_tasks(args: &RunArgs) -> Result<()> {
             (None, None) => bail!("give --model or --base-url"),
         };
     let mut results = Vec::new();
-    for task in &tasks {
+    for task in tasks {
         let mut last = std::time::Instant::now();
         let r = run_task(task, lm, &config, |done, total| {
             if done == total || last.elapsed().as_secs_f64() > 1.0 {
@@ -262,7 +238,7 @@ fn run_tasks(args: &RunArgs) -> Result<()> {
         results.push(r);
     }
     let refs: Vec<&Task> = tasks.iter().collect();
-    let json = results_json(&refs, &results, &model_args, &config);
+    let json = results_json(&refs, &suite.groups, &results, &model_args, &config);
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir).with_context(|| format!("--out: {}", dir.display()))?;
         let path = dir.join("results.json");
@@ -288,17 +264,64 @@ fn run_tasks(args: &RunArgs) -> Result<()> {
         "{:<24} {:<8} {:<10} {:<16} {:>10} {:>10}\n",
         "task", "n-shot", "filter", "metric", "value", "stderr"
     );
-    for r in &results {
+    let row = |table: &mut String,
+               name: &str,
+               shots: String,
+               filter: &str,
+               metric: &str,
+               value: f64,
+               stderr: Option<f64>| {
+        table.push_str(&format!(
+            "{:<24} {:<8} {:<10} {:<16} {:>10.4} {:>10}\n",
+            name,
+            shots,
+            filter,
+            metric,
+            value,
+            stderr.map_or("N/A".to_string(), |s| format!("{s:.4}"))
+        ));
+    };
+    let in_group = |t: &str| {
+        suite
+            .groups
+            .iter()
+            .any(|g| g.children.iter().any(|c| c == t))
+    };
+    for (task, r) in tasks.iter().zip(&results) {
+        let name = if in_group(&r.task) {
+            format!(" - {}", task.alias)
+        } else {
+            task.alias.clone()
+        };
         for (metric, filter, value, stderr) in &r.metrics {
-            table.push_str(&format!(
-                "{:<24} {:<8} {:<10} {:<16} {:>10.4} {:>10}\n",
-                r.task,
-                r.num_fewshot,
+            row(
+                &mut table,
+                &name,
+                r.num_fewshot.to_string(),
                 filter,
                 metric,
-                value,
-                stderr.map_or("N/A".to_string(), |s| format!("{s:.4}"))
-            ));
+                *value,
+                *stderr,
+            );
+        }
+    }
+    if suite.groups.iter().any(|g| !g.aggregate.is_empty()) {
+        table.push_str(&format!(
+            "\n{:<24} {:<8} {:<10} {:<16} {:>10} {:>10}\n",
+            "group", "docs", "filter", "metric", "value", "stderr"
+        ));
+        for g in &suite.groups {
+            for (metric, filter, value, stderr, docs) in g.scores(&suite.groups, &results) {
+                row(
+                    &mut table,
+                    &g.alias,
+                    docs.to_string(),
+                    &filter,
+                    &metric,
+                    value,
+                    stderr,
+                );
+            }
         }
     }
     crate::out(&table)

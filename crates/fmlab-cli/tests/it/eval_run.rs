@@ -312,3 +312,100 @@ fn batched_scoring_equals_one_at_a_time() {
     };
     assert_eq!(resps(&samples[0]), resps(&samples[1]));
 }
+
+/// A group file (lm-evaluation-harness's `group:` / `task:` / `aggregate_metric_list`)
+/// named on the command line: its tasks found by name in --include-path folders (one of
+/// them through `include:` with overrides, one inline group nested), its accuracy the
+/// document-weighted mean of its tasks' with the pooled standard error, and the results'
+/// `groups` / `group_subtasks` as lm-evaluation-harness writes them.
+#[test]
+fn groups_aggregate_their_tasks() {
+    let dir = scratch("eval-group");
+    let lines: Vec<&str> = include_str!("../../../../scripts/serve_tasks/mc.jsonl")
+        .lines()
+        .take(3)
+        .collect();
+    std::fs::write(dir.join("head.jsonl"), lines.join("\n") + "\n").unwrap();
+    std::fs::write(
+        dir.join("mc_head.yaml"),
+        format!(
+            "include: {}/fmlab_mc.yaml\ntask: fmlab_mc_head\ntag: heads\n\
+             dataset_kwargs:\n  data_files:\n    test: head.jsonl\n",
+            tasks_dir()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("suite.yaml"),
+        "group: fmlab_suite\ngroup_alias: Suite\ntask:\n  - fmlab_mc\n  - heads\n  \
+         - group: fmlab_inner\n    task:\n      - fmlab_gen\n\
+         aggregate_metric_list:\n  - metric: acc\n    aggregation: mean\n    \
+         weight_by_size: true\nmetadata:\n  version: 2\n",
+    )
+    .unwrap();
+    let (d, t) = (dir.to_str().unwrap().to_string(), tasks_dir());
+    let v = json(&[
+        "eval",
+        "run",
+        "--model",
+        &smollm2(),
+        "--tasks",
+        "fmlab_suite",
+        "--include-path",
+        &d,
+        &t,
+        "--json",
+    ]);
+    let acc = |task: &str, key: &str| v["results"][task][key].as_f64().unwrap();
+    let (a, b) = (
+        acc("fmlab_mc", "acc,none"),
+        acc("fmlab_mc_head", "acc,none"),
+    );
+    let (sa, sb) = (
+        acc("fmlab_mc", "acc_stderr,none"),
+        acc("fmlab_mc_head", "acc_stderr,none"),
+    );
+    let want = (8.0 * a + 3.0 * b) / 11.0;
+    assert!(
+        (acc("fmlab_suite", "acc,none") - want).abs() < 1e-12,
+        "{}",
+        v["results"]
+    );
+    let pooled = ((7.0 * 8.0 * sa * sa + 2.0 * 3.0 * sb * sb) / 9.0 / 11.0).sqrt();
+    assert!((acc("fmlab_suite", "acc_stderr,none") - pooled).abs() < 1e-12);
+    assert_eq!(v["results"]["fmlab_suite"]["alias"], "Suite");
+    assert_eq!(
+        v["groups"]["fmlab_suite"]["acc,none"],
+        v["results"]["fmlab_suite"]["acc,none"]
+    );
+    assert_eq!(
+        v["group_subtasks"]["fmlab_suite"],
+        serde_json::json!(["fmlab_mc", "fmlab_mc_head", "fmlab_inner"])
+    );
+    assert_eq!(
+        v["group_subtasks"]["fmlab_inner"],
+        serde_json::json!(["fmlab_gen"])
+    );
+    assert_eq!(v["versions"]["fmlab_suite"], 2);
+    assert_eq!(v["n-samples"]["fmlab_mc_head"]["effective"], 3);
+    // The included file's settings with the overrides on top.
+    assert_eq!(
+        v["configs"]["fmlab_mc_head"]["output_type"],
+        "multiple_choice"
+    );
+    // A group without aggregate_metric_list reports no score of its own.
+    assert!(v["groups"].get("fmlab_inner").is_none());
+    fails(
+        &[
+            "eval",
+            "run",
+            "--model",
+            &smollm2(),
+            "--tasks",
+            "no_such_task",
+            "--include-path",
+            &t,
+        ],
+        "\"no_such_task\" is neither a file, a folder, nor a task, group or tag",
+    );
+}

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod compare;
+pub mod suite;
 pub mod task;
 
 use std::time::Instant;
@@ -15,6 +16,7 @@ use fmlab_sample::{argmax, Rng};
 use fmlab_tokenizer::Tokenizer;
 use serde_json::{json, Map, Value};
 
+pub use suite::{resolve, Group, Suite};
 pub use task::{OutputType, Task};
 
 use crate::{log_softmax_at, Error, Result};
@@ -765,10 +767,12 @@ fn sample_stddev(v: &[f64]) -> f64 {
     (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (v.len() as f64 - 1.0)).sqrt()
 }
 
-/// The results JSON of lm-evaluation-harness (`results`, `configs`, `versions`, `n-shot`,
-/// `n-samples`, `higher_is_better`, `config`) for `results` of `tasks`.
+/// The results JSON of lm-evaluation-harness (`results`, `groups`, `group_subtasks`,
+/// `configs`, `versions`, `n-shot`, `n-samples`, `higher_is_better`, `config`) for `results`
+/// of `tasks`, with `groups`' aggregated scores after the tasks'.
 pub fn results_json(
     tasks: &[&Task],
+    groups: &[Group],
     results: &[TaskResult],
     model: &str,
     config: &RunConfig,
@@ -779,9 +783,10 @@ pub fn results_json(
     let mut nshot = Map::new();
     let mut nsamples = Map::new();
     let mut better = Map::new();
+    let higher = |metric: &str| !metric.contains("perplexity") && metric != "bits_per_byte";
     for (task, r) in tasks.iter().zip(results) {
         let mut m = Map::new();
-        m.insert("alias".into(), json!(r.task));
+        m.insert("alias".into(), json!(task.alias));
         let mut hib = Map::new();
         for (metric, filter, value, stderr) in &r.metrics {
             m.insert(format!("{metric},{filter}"), json!(value));
@@ -789,10 +794,7 @@ pub fn results_json(
                 format!("{metric}_stderr,{filter}"),
                 stderr.map_or(json!("N/A"), |s| json!(s)),
             );
-            hib.insert(
-                metric.clone(),
-                json!(!metric.contains("perplexity") && metric != "bits_per_byte"),
-            );
+            hib.insert(metric.clone(), json!(higher(metric)));
         }
         res.insert(r.task.clone(), Value::Object(m));
         configs.insert(r.task.clone(), task.config.clone());
@@ -804,9 +806,49 @@ pub fn results_json(
         );
         better.insert(r.task.clone(), Value::Object(hib));
     }
-    json!({
+    let mut aggregated = Map::new();
+    let mut subtasks = Map::new();
+    for g in groups {
+        let mut m = Map::new();
+        m.insert("alias".into(), json!(g.alias));
+        let scores = g.scores(groups, results);
+        let mut hib = Map::new();
+        for (metric, filter, value, stderr, _) in &scores {
+            m.insert(format!("{metric},{filter}"), json!(value));
+            m.insert(
+                format!("{metric}_stderr,{filter}"),
+                stderr.map_or(json!("N/A"), |s| json!(s)),
+            );
+            hib.insert(metric.clone(), json!(higher(metric)));
+        }
+        if !scores.is_empty() {
+            m.insert("sample_len".into(), json!(scores.iter().map(|s| s.4).max()));
+            aggregated.insert(g.name.clone(), Value::Object(m.clone()));
+        }
+        res.insert(g.name.clone(), Value::Object(m));
+        subtasks.insert(g.name.clone(), json!(g.children));
+        versions.insert(g.name.clone(), g.version.clone());
+        let shots: Vec<usize> = g
+            .leaves(groups)
+            .iter()
+            .filter_map(|l| results.iter().find(|r| r.task == *l))
+            .map(|r| r.num_fewshot)
+            .collect();
+        if shots.windows(2).all(|w| w[0] == w[1]) {
+            if let Some(k) = shots.first() {
+                nshot.insert(g.name.clone(), json!(k));
+            }
+        }
+        better.insert(g.name.clone(), Value::Object(hib));
+    }
+    for r in results {
+        if !groups.iter().any(|g| g.children.contains(&r.task)) {
+            subtasks.insert(r.task.clone(), json!([]));
+        }
+    }
+    let mut out = json!({
         "results": res,
-        "group_subtasks": Value::Object(results.iter().map(|r| (r.task.clone(), json!([]))).collect()),
+        "group_subtasks": subtasks,
         "configs": configs,
         "versions": versions,
         "n-shot": nshot,
@@ -821,7 +863,11 @@ pub fn results_json(
             "bootstrap_iters": config.bootstrap_iters,
         },
         "total_evaluation_time_seconds": results.iter().map(|r| r.seconds).sum::<f64>().to_string(),
-    })
+    });
+    if !aggregated.is_empty() {
+        out["groups"] = Value::Object(aggregated);
+    }
+    out
 }
 
 /// A task's samples as lm-evaluation-harness's samples JSONL lines.

@@ -99,6 +99,8 @@ impl Filter {
 #[derive(Debug, Clone)]
 pub struct Task {
     pub name: String,
+    /// The name shown in results (`task_alias`, else the name).
+    pub alias: String,
     pub version: Value,
     pub output_type: OutputType,
     /// The evaluated documents (the test split, else validation).
@@ -128,6 +130,8 @@ pub struct Task {
 #[serde(deny_unknown_fields)]
 struct TaskFile {
     task: String,
+    #[serde(default)]
+    task_alias: Option<String>,
     #[serde(default)]
     tag: Option<Value>,
     #[serde(default)]
@@ -276,24 +280,18 @@ fn as_text(v: &Value) -> String {
 impl Task {
     /// Reads a task file; its data files are relative to the file's folder.
     pub fn load(path: &Path) -> Result<Task> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-        if text.contains("!function") {
-            return Err(Error::Config(format!(
-                "{}: `!function` hooks run Python code, which fmlab does not run; write the \
-                 template in Jinja instead",
-                path.display()
-            )));
-        }
-        let file: TaskFile = serde_yaml_ng::from_str(&text)
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-        let config: Value = serde_yaml_ng::from_str(&text)
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        let config = read_config(path)?;
         let folder = path.parent().unwrap_or(Path::new("."));
-        Self::from_file(file, config, folder).map_err(|e| match e {
-            Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
-            other => other,
-        })
+        Self::from_config(config, folder)
+            .map_err(|e| Error::Config(format!("{}: {}", path.display(), bare(e))))
+    }
+
+    /// A task from its configuration (a task file's contents with its `include`s merged, or
+    /// a task written inline in a group file); data files are relative to `folder`.
+    pub fn from_config(config: Value, folder: &Path) -> Result<Task> {
+        let file: TaskFile =
+            serde_json::from_value(config.clone()).map_err(|e| Error::Config(e.to_string()))?;
+        Self::from_file(file, config, folder)
     }
 
     fn from_file(f: TaskFile, config: Value, folder: &Path) -> Result<Task> {
@@ -369,6 +367,7 @@ impl Task {
             .unwrap_or(Value::Null);
         Ok(Task {
             name: f.task.clone(),
+            alias: f.task_alias.clone().unwrap_or_else(|| f.task.clone()),
             version,
             output_type,
             docs,
@@ -492,6 +491,63 @@ impl Task {
         }
         out.push_str(&self.text(doc)?);
         Ok(out)
+    }
+}
+
+/// A task or group file as a JSON value, with the files its `include` names merged under
+/// it (its own keys win), as lm-evaluation-harness reads them; `!function` hooks refused.
+pub fn read_config(path: &Path) -> Result<Value> {
+    read_config_depth(path, 0)
+}
+
+fn read_config_depth(path: &Path, depth: usize) -> Result<Value> {
+    if depth > 8 {
+        return Err(Error::Config(format!(
+            "{}: `include` nested more than 8 deep (a cycle?)",
+            path.display()
+        )));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    if text.contains("!function") {
+        return Err(Error::Config(format!(
+            "{}: `!function` hooks run Python code, which fmlab does not run; write the \
+             template in Jinja instead",
+            path.display()
+        )));
+    }
+    let mut config: Value = serde_yaml_ng::from_str(&text)
+        .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    let Value::Object(map) = &mut config else {
+        return Err(Error::Config(format!(
+            "{}: not a mapping of settings",
+            path.display()
+        )));
+    };
+    if let Some(include) = map.remove("include") {
+        let Value::String(name) = include else {
+            return Err(Error::Config(format!(
+                "{}: `include` names one file",
+                path.display()
+            )));
+        };
+        let base_path = path.parent().unwrap_or(Path::new(".")).join(&name);
+        let mut base = read_config_depth(&base_path, depth + 1)?;
+        if let Value::Object(b) = &mut base {
+            for (k, v) in std::mem::take(map) {
+                b.insert(k, v);
+            }
+        }
+        return Ok(base);
+    }
+    Ok(config)
+}
+
+/// An error's text without its variant's wrapping (for prefixing a file name).
+pub(crate) fn bare(e: Error) -> String {
+    match e {
+        Error::Config(m) => m,
+        other => other.to_string(),
     }
 }
 

@@ -77,8 +77,9 @@ pub struct RunArgs {
     #[arg(value_parser = crate::numbers::integer::<usize>, long, default_value_t = 3)]
     pub retries: usize,
     /// What to run: lm-evaluation-harness task or group files (YAML), folders of them (their
-    /// groups, and their tasks no group holds), or names of tasks, groups or tags defined
-    /// in those folders or in --include-path.
+    /// groups, and their tasks no group holds), names of tasks, groups or tags defined in
+    /// those folders or in --include-path, or a world folder (`fmlab world` output: the
+    /// world's fact-recall and arithmetic tasks, group "world").
     #[arg(long, num_args = 1.., required = true)]
     pub tasks: Vec<String>,
     /// Folders whose task and group files (searched recursively) define the names --tasks
@@ -181,7 +182,28 @@ fn run_tasks(args: &RunArgs) -> Result<()> {
     if args.log_samples && args.out.is_none() {
         bail!("--log-samples writes into the --out folder; give --out DIR");
     }
-    let suite = fmlab_eval::harness::resolve(&args.tasks, &args.include_path)?;
+    // World folders (`fmlab world` output) give the world's own tasks; the rest is
+    // lm-evaluation-harness task files and names.
+    let mut worlds = Vec::new();
+    let mut specs = Vec::new();
+    for spec in &args.tasks {
+        match fmlab_eval::world::world_suite(std::path::Path::new(spec))? {
+            Some(w) => worlds.push(w),
+            None => specs.push(spec.clone()),
+        }
+    }
+    let mut suite = if specs.is_empty() {
+        fmlab_eval::harness::Suite::default()
+    } else {
+        fmlab_eval::harness::resolve(&specs, &args.include_path)?
+    };
+    for (tasks, group) in worlds {
+        if suite.groups.iter().any(|g| g.name == group.name) {
+            bail!("--tasks: two world folders (both would be the group \"world\")");
+        }
+        suite.tasks.extend(tasks);
+        suite.groups.push(group);
+    }
     let tasks = &suite.tasks;
     let config = RunConfig {
         limit: args.limit,

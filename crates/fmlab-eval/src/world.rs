@@ -5,17 +5,19 @@
 //! corpus states them: a few true statements about other frequent people, then the same
 //! statement about the subject cut before the value ("Kea Jemda was born in"), completed
 //! greedily. Arithmetic uses the corpus's own layout: the problem, then "Answer: N".
-//! Decoding runs through the same generation loop as `fmlab generate`.
+//! The questions are tasks of the evaluation pipeline ([`world_tasks`]), so `fmlab eval
+//! run --tasks WORLD_FOLDER` runs them on any model and the speedrun's evaluation is a call
+//! of it.
 
 use std::collections::BTreeMap;
 
 use fmlab_data::world::lang::{Lang, Relation};
 use fmlab_data::EvalItem;
-use fmlab_nn::{Session, Transformer};
-use fmlab_sample::{GenerateOptions, Sampler, StopConditions};
+use fmlab_nn::Transformer;
 use fmlab_tokenizer::Tokenizer;
-use rayon::prelude::*;
 use serde::Serialize;
+
+use crate::harness::{run_task, Group, Item, LocalModel, RunConfig, Task as HarnessTask};
 
 use crate::Result;
 
@@ -178,129 +180,149 @@ fn tasks(items: &[EvalItem], config: &WorldEvalConfig) -> Vec<Task> {
     out
 }
 
-/// Whether `completion` (its first line) states one of `answers`: as a whole word or phrase
-/// for facts, as the first number for arithmetic.
-fn is_correct(completion: &str, answers: &[String], arithmetic: bool) -> bool {
-    let line = completion.lines().next().unwrap_or("").trim();
-    if arithmetic {
-        let number: String = line
-            .trim_start()
-            .chars()
-            .take_while(|c| c.is_ascii_digit() || *c == '-')
-            .collect();
-        return answers.iter().any(|a| a == &number);
+/// The world's eval items as evaluation-pipeline tasks (`world_recall_frequent`,
+/// `world_recall_rare`, `world_arithmetic`, generate_until over prompts with their worked
+/// examples built in): fact recall scored by `contains_answer` (the answer's words in the
+/// completion's first sentence), arithmetic by `exact_match` on the completion's first
+/// number. Each document keeps its language and question.
+pub fn world_tasks(items: &[EvalItem], config: &WorldEvalConfig) -> Result<Vec<HarnessTask>> {
+    let mut docs: BTreeMap<&str, Vec<serde_json::Value>> = BTreeMap::new();
+    for t in tasks(items, config) {
+        let bucket = if t.arithmetic {
+            "arithmetic"
+        } else {
+            t.bucket.as_str()
+        };
+        let key = match bucket {
+            "frequent" => "world_recall_frequent",
+            "rare" => "world_recall_rare",
+            _ => "world_arithmetic",
+        };
+        docs.entry(key).or_default().push(serde_json::json!({
+            "prompt": t.prompt,
+            "question": t.question,
+            "answers": t.answers,
+            "lang": t.lang.code(),
+            "bucket": bucket,
+        }));
     }
-    let line = line.split('.').next().unwrap_or("").to_lowercase();
-    let words: Vec<&str> = line
-        .split(|c: char| !c.is_alphanumeric() && c != '\'' && c != '-')
-        .filter(|w| !w.is_empty())
-        .collect();
-    answers.iter().any(|a| {
-        let want: Vec<String> = a
-            .to_lowercase()
-            .split(|c: char| !c.is_alphanumeric() && c != '\'' && c != '-')
-            .filter(|w| !w.is_empty())
-            .map(String::from)
-            .collect();
-        !want.is_empty() && words.windows(want.len()).any(|w| w == want.as_slice())
-    })
+    let mut out = Vec::new();
+    for name in [
+        "world_recall_frequent",
+        "world_recall_rare",
+        "world_arithmetic",
+    ] {
+        let Some(d) = docs.remove(name) else { continue };
+        let arithmetic = name == "world_arithmetic";
+        let mut task = serde_json::json!({
+            "task": name,
+            "output_type": "generate_until",
+            "doc_to_text": "prompt",
+            "doc_to_target": "answers",
+            "generation_kwargs": {"until": ["\n"], "max_gen_toks": config.max_new_tokens},
+            "metric_list": [{"metric": if arithmetic { "exact_match" } else { "contains_answer" }}],
+            "metadata": {"version": 1},
+        });
+        if arithmetic {
+            task["filter_list"] = serde_json::json!([{"name": "first_number", "filter": [
+                {"function": "regex", "regex_pattern": "^\\s*([-0-9]+)"},
+                {"function": "take_first"},
+            ]}]);
+        }
+        out.push(HarnessTask::from_docs(task, d)?);
+    }
+    Ok(out)
 }
 
-/// Few-shot fact recall and arithmetic accuracy of `model` on the world's eval items.
+/// Few-shot fact recall and arithmetic accuracy of `model` on the world's eval items: the
+/// tasks of [`world_tasks`] run through the evaluation pipeline (contexts batched, greedy),
+/// then counted by bucket and language.
 pub fn evaluate_world(
     model: &Transformer,
     tokenizer: &Tokenizer,
     items: &[EvalItem],
     config: &WorldEvalConfig,
 ) -> Result<WorldEval> {
-    let tasks = tasks(items, config);
     let context = model.spec.context_length as usize;
-    let results: Vec<Result<Option<(usize, String)>>> = tasks
-        .par_iter()
-        .enumerate()
-        .map(|(i, t)| {
-            let mut ids = tokenizer.encode(&t.prompt, false, false);
-            // Keep the question whole when the examples do not fit.
-            let room = context.saturating_sub(config.max_new_tokens);
-            if ids.len() > room {
-                ids.drain(..ids.len() - room);
-            }
-            if ids.is_empty() {
-                return Ok(None);
-            }
-            let mut session = Session::new(model, ids.len() + config.max_new_tokens);
-            let g = fmlab_sample::generate(
-                &mut session,
-                &ids,
-                &mut Sampler::greedy(),
-                GenerateOptions::new(StopConditions {
-                    max_new_tokens: config.max_new_tokens,
-                    ignore_stop_tokens: true,
-                    ..Default::default()
-                }),
-                &mut |_, _| true,
-            )?;
-            let text = tokenizer.decode(&g.tokens, false).unwrap_or_default();
-            Ok(Some((i, text)))
-        })
-        .collect();
+    let mut lm = LocalModel::new(model, tokenizer, context).with_batch(8);
+    let run = RunConfig::default();
     let mut eval = WorldEval {
         fact_recall: BTreeMap::new(),
         fact_recall_by_lang: BTreeMap::new(),
         arithmetic: Score::default(),
         examples: Vec::new(),
     };
-    for r in results {
-        let Some((i, completion)) = r? else { continue };
-        let t = &tasks[i];
-        let ok = is_correct(&completion, &t.answers, t.arithmetic);
-        if t.arithmetic {
-            eval.arithmetic.add(ok);
-        } else {
-            eval.fact_recall
-                .entry(t.bucket.clone())
-                .or_default()
-                .add(ok);
-            eval.fact_recall_by_lang
-                .entry(t.lang.code().into())
-                .or_default()
-                .entry(t.bucket.clone())
-                .or_default()
-                .add(ok);
-        }
-        let shown = eval
-            .examples
-            .iter()
-            .filter(|e| e.bucket == t.bucket)
-            .count();
-        if shown < 4 {
-            eval.examples.push(Example {
-                bucket: t.bucket.clone(),
-                lang: t.lang.code().into(),
-                question: t.question.clone(),
-                completion: completion.lines().next().unwrap_or("").to_string(),
-                answer: t.answers.first().cloned().unwrap_or_default(),
-                correct: ok,
-            });
+    for task in world_tasks(items, config)? {
+        let result = run_task(&task, &mut lm, &run, |_, _| {})?;
+        for s in &result.samples {
+            let field = |k: &str| {
+                s.doc
+                    .get(k)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("")
+                    .to_string()
+            };
+            let (bucket, lang) = (field("bucket"), field("lang"));
+            let completion = s.resps[0][0].as_str().unwrap_or("").to_string();
+            let ok = s
+                .filtered
+                .first()
+                .and_then(|f| f.2.first())
+                .is_some_and(|(_, item)| matches!(item, Item::Score(v) if *v > 0.5));
+            if bucket == "arithmetic" {
+                eval.arithmetic.add(ok);
+            } else {
+                eval.fact_recall.entry(bucket.clone()).or_default().add(ok);
+                eval.fact_recall_by_lang
+                    .entry(lang.clone())
+                    .or_default()
+                    .entry(bucket.clone())
+                    .or_default()
+                    .add(ok);
+            }
+            if eval.examples.iter().filter(|e| e.bucket == bucket).count() < 4 {
+                let answers = s.doc.get("answers").and_then(|a| a.as_array());
+                eval.examples.push(Example {
+                    bucket,
+                    lang,
+                    question: field("question"),
+                    completion: completion.lines().next().unwrap_or("").to_string(),
+                    answer: answers
+                        .and_then(|a| a.first())
+                        .and_then(|a| a.as_str())
+                        .unwrap_or("")
+                        .to_string(),
+                    correct: ok,
+                });
+            }
         }
     }
     Ok(eval)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn answers_are_matched_as_words_or_numbers() {
-        let a = |s: &str| vec![s.to_string()];
-        assert!(is_correct(" an engineer. She", &a("engineer"), false));
-        assert!(!is_correct(" an engineering firm", &a("engineer"), false));
-        assert!(is_correct(" Kea Jemda.", &a("Kea Jemda"), false));
-        assert!(!is_correct(" Kea.", &a("Kea Jemda"), false));
-        assert!(!is_correct(" 1931", &a("1932"), false));
-        assert!(is_correct(" 42\n\nNext", &a("42"), true));
-        assert!(!is_correct(" 420", &a("42"), true));
-        assert!(!is_correct("\n42", &a("42"), true));
+/// A world folder (`fmlab world` output: eval.jsonl beside manifest.json) named as a task
+/// source: its tasks (see [`world_tasks`], default sizes) and a `world` group listing them.
+/// `None` when `dir` is not a world folder.
+pub fn world_suite(dir: &std::path::Path) -> Result<Option<(Vec<HarnessTask>, Group)>> {
+    let items_path = dir.join("eval.jsonl");
+    if !(dir.join("manifest.json").is_file() && items_path.is_file()) {
+        return Ok(None);
     }
+    let items = fmlab_data::read_items(&items_path)
+        .map_err(|e| crate::Error::Config(format!("{}: {e}", items_path.display())))?;
+    let tasks = world_tasks(&items, &WorldEvalConfig::default())?;
+    if tasks.is_empty() {
+        return Err(crate::Error::Config(format!(
+            "{}: no fact or arithmetic questions to ask",
+            items_path.display()
+        )));
+    }
+    let group = Group {
+        name: "world".into(),
+        alias: "world".into(),
+        children: tasks.iter().map(|t| t.name.clone()).collect(),
+        aggregate: Vec::new(),
+        version: serde_json::json!(1),
+    };
+    Ok(Some((tasks, group)))
 }

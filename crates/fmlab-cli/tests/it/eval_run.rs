@@ -409,3 +409,60 @@ fn groups_aggregate_their_tasks() {
         "\"no_such_task\" is neither a file, a folder, nor a task, group or tag",
     );
 }
+
+/// A world folder named in --tasks runs the world's own tasks through the pipeline (group
+/// "world"): fact recall by bucket with `contains_answer`, arithmetic with `exact_match` on
+/// the first number; each document keeps its language and the acceptable answers.
+#[test]
+fn world_folders_are_task_sources() {
+    let dir = scratch("eval-world");
+    let world = dir.join("w");
+    let w = world.to_str().unwrap();
+    json(&[
+        "world", "--seed", "3", "--size", "200kB", "--out", w, "--json",
+    ]);
+    let out = dir.join("out");
+    let v = json(&[
+        "eval",
+        "run",
+        "--model",
+        &smollm2(),
+        "--tasks",
+        w,
+        "--limit",
+        "4",
+        "--out",
+        out.to_str().unwrap(),
+        "--log-samples",
+        "--json",
+    ]);
+    assert_eq!(
+        v["group_subtasks"]["world"],
+        serde_json::json!([
+            "world_recall_frequent",
+            "world_recall_rare",
+            "world_arithmetic"
+        ])
+    );
+    for (task, key) in [
+        ("world_recall_frequent", "contains_answer,none"),
+        ("world_recall_rare", "contains_answer,none"),
+        ("world_arithmetic", "exact_match,first_number"),
+    ] {
+        let x = v["results"][task][key].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&x), "{task}: {}", v["results"][task]);
+        assert_eq!(v["n-samples"][task]["effective"], 4);
+    }
+    let line: Value = serde_json::from_str(
+        std::fs::read_to_string(out.join("samples_world_recall_frequent.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(["en", "fr", "sw"].contains(&line["doc"]["lang"].as_str().unwrap()));
+    assert!(line["doc"]["answers"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty()));
+}

@@ -570,7 +570,16 @@ pub fn run_task(
             let mut samples = Vec::with_capacity(n);
             for (i, (text, context)) in texts.iter().zip(&contexts).enumerate() {
                 let doc = &task.docs[i];
-                let gold = task.target_text(doc)?;
+                // A list target: any of its entries counts, as lm-evaluation-harness scores
+                // multiple targets.
+                let golds: Vec<String> = match task.target(doc)? {
+                    Value::Array(a) => a.iter().map(task::as_text).collect(),
+                    v => vec![task::as_text(&v)],
+                };
+                let gold = match golds.as_slice() {
+                    [one] => json!(one),
+                    _ => json!(golds),
+                };
                 let filtered = task
                     .filters
                     .iter()
@@ -579,7 +588,14 @@ pub fn run_task(
                         let items = task
                             .metrics
                             .iter()
-                            .map(|m| (m.clone(), Item::Score(if out == gold { 1.0 } else { 0.0 })))
+                            .map(|m| {
+                                let hit = if m == "contains_answer" {
+                                    task::contains_answer(&out, &golds)
+                                } else {
+                                    golds.iter().any(|g| task.matching.matches(&out, g))
+                                };
+                                (m.clone(), Item::Score(if hit { 1.0 } else { 0.0 }))
+                            })
                             .collect();
                         (f.name.clone(), json!(out), items)
                     })
@@ -587,7 +603,7 @@ pub fn run_task(
                 samples.push(Sample {
                     doc_id: i,
                     doc: doc.clone(),
-                    target: json!(gold),
+                    target: gold,
                     arguments: json!([[context, {"until": task.until, "max_gen_toks": task.max_gen_toks}]]),
                     resps: json!([[text]]),
                     filtered,

@@ -39,7 +39,7 @@ impl OutputType {
             OutputType::LoglikelihoodRolling => {
                 &["word_perplexity", "byte_perplexity", "bits_per_byte"]
             }
-            OutputType::GenerateUntil => &["exact_match"],
+            OutputType::GenerateUntil => &["exact_match", "contains_answer"],
         }
     }
 
@@ -118,6 +118,8 @@ pub struct Task {
     pub until: Vec<String>,
     pub max_gen_toks: usize,
     pub metrics: Vec<String>,
+    /// How `exact_match` compares a response with the target.
+    pub matching: MatchOptions,
     pub filters: Vec<Filter>,
     /// The task file as read (for the results' `configs`).
     pub config: Value,
@@ -196,12 +198,80 @@ struct GenerationKwargs {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct MetricEntry {
     metric: String,
     #[serde(default)]
     aggregation: Option<String>,
     #[serde(default)]
     higher_is_better: Option<bool>,
+    #[serde(default)]
+    ignore_case: bool,
+    #[serde(default)]
+    ignore_punctuation: bool,
+    #[serde(default)]
+    ignore_numbers: bool,
+    #[serde(default)]
+    regexes_to_ignore: Vec<String>,
+}
+
+/// `exact_match`'s options (lm-evaluation-harness passes them to Hugging Face evaluate's
+/// exact_match): the regexes removed first, then lower case, then ASCII punctuation and
+/// digits removed, from both the response and the target.
+#[derive(Debug, Clone, Default)]
+pub struct MatchOptions {
+    pub regexes_to_ignore: Vec<regex::Regex>,
+    pub ignore_case: bool,
+    pub ignore_punctuation: bool,
+    pub ignore_numbers: bool,
+}
+
+impl MatchOptions {
+    fn normalise(&self, text: &str) -> String {
+        let mut t = text.to_string();
+        for r in &self.regexes_to_ignore {
+            t = r.replace_all(&t, "").into_owned();
+        }
+        if self.ignore_case {
+            t = t.to_lowercase();
+        }
+        if self.ignore_punctuation {
+            t.retain(|c| !c.is_ascii_punctuation());
+        }
+        if self.ignore_numbers {
+            t.retain(|c| !c.is_ascii_digit());
+        }
+        t
+    }
+
+    /// Whether `response` matches `target` under these options.
+    pub fn matches(&self, response: &str, target: &str) -> bool {
+        self.normalise(response) == self.normalise(target)
+    }
+}
+
+fn match_options(list: Option<&[MetricEntry]>) -> Result<MatchOptions> {
+    let Some(m) = list
+        .into_iter()
+        .flatten()
+        .find(|m| m.metric == "exact_match")
+    else {
+        return Ok(MatchOptions::default());
+    };
+    let regexes_to_ignore = m
+        .regexes_to_ignore
+        .iter()
+        .map(|r| {
+            regex::Regex::new(r)
+                .map_err(|e| Error::Config(format!("exact_match: regexes_to_ignore: {e}")))
+        })
+        .collect::<Result<_>>()?;
+    Ok(MatchOptions {
+        regexes_to_ignore,
+        ignore_case: m.ignore_case,
+        ignore_punctuation: m.ignore_punctuation,
+        ignore_numbers: m.ignore_numbers,
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -270,7 +340,7 @@ impl Template {
     }
 }
 
-fn as_text(v: &Value) -> String {
+pub(crate) fn as_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),
@@ -317,6 +387,26 @@ impl Task {
             ));
         }
         let (docs, fewshot_docs, fewshot_from_eval_split) = read_docs(&f, folder)?;
+        Self::build(f, config, docs, fewshot_docs, fewshot_from_eval_split)
+    }
+
+    /// A task whose documents are given rather than read (fmlab's own tasks built in code,
+    /// such as the world's): `config` holds everything else a task file would (without
+    /// `dataset_path`); few-shot examples come from the documents themselves.
+    pub fn from_docs(config: Value, docs: Vec<Value>) -> Result<Task> {
+        let f: TaskFile =
+            serde_json::from_value(config.clone()).map_err(|e| Error::Config(e.to_string()))?;
+        let shots = docs.clone();
+        Self::build(f, config, docs, shots, true)
+    }
+
+    fn build(
+        f: TaskFile,
+        config: Value,
+        docs: Vec<Value>,
+        fewshot_docs: Vec<Value>,
+        fewshot_from_eval_split: bool,
+    ) -> Result<Task> {
         let output_type = match f.output_type.as_deref().unwrap_or("generate_until") {
             "multiple_choice" => OutputType::MultipleChoice,
             "loglikelihood" => OutputType::Loglikelihood,
@@ -358,6 +448,7 @@ impl Task {
             }
         }
         let metrics = metrics(f.metric_list.as_deref(), output_type)?;
+        let matching = match_options(f.metric_list.as_deref())?;
         let filters = filters(f.filter_list.as_deref())?;
         let version = f
             .metadata
@@ -380,6 +471,7 @@ impl Task {
             until,
             max_gen_toks,
             metrics,
+            matching,
             filters,
             config,
             doc_to_text: Template::from(
@@ -755,5 +847,69 @@ mod tests {
         d.sort();
         d.dedup();
         assert_eq!(d.len(), 4);
+    }
+}
+
+/// fmlab's `contains_answer` (not an lm-evaluation-harness metric; the world's fact-recall
+/// rule): a target's words appear, in order and as whole words, in the first sentence of
+/// the response's first line (case ignored). True when any of `targets` does.
+pub fn contains_answer(response: &str, targets: &[String]) -> bool {
+    let line = response.lines().next().unwrap_or("").trim();
+    let words = |text: &str| -> Vec<String> {
+        text.to_lowercase()
+            .split(|c: char| !c.is_alphanumeric() && c != '\'' && c != '-')
+            .filter(|w| !w.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    let sentence = words(line.split('.').next().unwrap_or(""));
+    targets.iter().any(|t| {
+        let want = words(t);
+        !want.is_empty() && sentence.windows(want.len()).any(|w| w == want.as_slice())
+    })
+}
+
+#[cfg(test)]
+mod match_tests {
+    use super::*;
+
+    /// Hugging Face evaluate's exact_match order: regexes, then case, punctuation, digits.
+    #[test]
+    fn exact_match_options_normalise_both_sides() {
+        let plain = MatchOptions::default();
+        assert!(!plain.matches("Paris.", "paris"));
+        let loose = MatchOptions {
+            regexes_to_ignore: vec![regex::Regex::new(r"^the ").unwrap()],
+            ignore_case: true,
+            ignore_punctuation: true,
+            ignore_numbers: false,
+        };
+        assert!(loose.matches("Paris.", "paris"));
+        assert!(loose.matches("the Nile!", "Nile"));
+        // The regex runs before lower-casing: "The" is not "the".
+        assert!(!loose.matches("The Nile", "Nile"));
+        assert!(!loose.matches("42", "43"));
+        let digits = MatchOptions {
+            ignore_numbers: true,
+            ..MatchOptions::default()
+        };
+        assert!(digits.matches("room 42", "room 7"));
+    }
+
+    #[test]
+    fn answers_are_matched_as_words_or_numbers() {
+        let a = |s: &str| vec![s.to_string()];
+        assert!(contains_answer(" an engineer. She", &a("engineer")));
+        assert!(!contains_answer(" an engineering firm", &a("engineer")));
+        assert!(contains_answer(" Kea Jemda.", &a("Kea Jemda")));
+        assert!(!contains_answer(" Kea.", &a("Kea Jemda")));
+        assert!(!contains_answer(" 1931", &a("1932")));
+        assert!(contains_answer(" 42\n\nNext", &a("42")));
+        assert!(!contains_answer(" 420", &a("42")));
+        assert!(!contains_answer("\n42", &a("42")));
+        assert!(contains_answer(
+            " in Lome",
+            &[String::from("Accra"), String::from("Lome")]
+        ));
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod compare;
+pub mod pyrandom;
 pub mod suite;
 pub mod task;
 
@@ -470,10 +471,7 @@ pub fn run_task(
         .limit
         .map_or(task.docs.len(), |l| l.min(task.docs.len()));
     let shots = config.num_fewshot.unwrap_or(task.num_fewshot);
-    let mut contexts = Vec::with_capacity(n);
-    for i in 0..n {
-        contexts.push(task.context(i, shots, config.seed)?);
-    }
+    let contexts = task.contexts(n, shots, config.seed)?;
     let samples = match task.output_type {
         OutputType::MultipleChoice | OutputType::Loglikelihood => {
             let mut requests: Vec<(String, String)> = Vec::new();

@@ -108,9 +108,10 @@ pub struct Task {
     /// Where few-shot examples come from (`fewshot_split`, else training, else validation,
     /// else the evaluated split itself).
     pub fewshot_docs: Vec<Value>,
-    /// Whether few-shot examples come from the evaluated split (then a document is never
-    /// its own example).
-    pub fewshot_from_eval_split: bool,
+    /// Whether `fewshot_split` names the evaluated split: lm-evaluation-harness then draws
+    /// one example more and drops the document itself. (Falling back to the evaluated
+    /// split without naming it, it does not: a document can be its own example there.)
+    pub exclude_own_doc: bool,
     pub num_fewshot: usize,
     pub description: String,
     pub target_delimiter: String,
@@ -386,8 +387,8 @@ impl Task {
                 "repeats other than 1 are not supported".into(),
             ));
         }
-        let (docs, fewshot_docs, fewshot_from_eval_split) = read_docs(&f, folder)?;
-        Self::build(f, config, docs, fewshot_docs, fewshot_from_eval_split)
+        let (docs, fewshot_docs, exclude_own_doc) = read_docs(&f, folder)?;
+        Self::build(f, config, docs, fewshot_docs, exclude_own_doc)
     }
 
     /// A task whose documents are given rather than read (fmlab's own tasks built in code,
@@ -397,7 +398,7 @@ impl Task {
         let f: TaskFile =
             serde_json::from_value(config.clone()).map_err(|e| Error::Config(e.to_string()))?;
         let shots = docs.clone();
-        Self::build(f, config, docs, shots, true)
+        Self::build(f, config, docs, shots, false)
     }
 
     fn build(
@@ -405,7 +406,7 @@ impl Task {
         config: Value,
         docs: Vec<Value>,
         fewshot_docs: Vec<Value>,
-        fewshot_from_eval_split: bool,
+        exclude_own_doc: bool,
     ) -> Result<Task> {
         let output_type = match f.output_type.as_deref().unwrap_or("generate_until") {
             "multiple_choice" => OutputType::MultipleChoice,
@@ -463,7 +464,7 @@ impl Task {
             output_type,
             docs,
             fewshot_docs,
-            fewshot_from_eval_split,
+            exclude_own_doc,
             num_fewshot: f.num_fewshot.unwrap_or(0),
             description: f.description.clone().unwrap_or_default(),
             target_delimiter: f.target_delimiter.clone().unwrap_or_else(|| " ".into()),
@@ -552,36 +553,57 @@ impl Task {
         })
     }
 
-    /// The prompt for document `index`: the description, `shots` examples drawn with
-    /// `seed` (never the document itself), then the document's text.
-    pub fn context(&self, index: usize, shots: usize, seed: u64) -> Result<String> {
-        let doc = &self.docs[index];
-        let mut out = self.description.clone();
-        if shots > 0 {
-            let pool: Vec<usize> = (0..self.fewshot_docs.len())
-                .filter(|&i| !(self.fewshot_from_eval_split && i == index))
-                .collect();
-            if pool.len() < shots {
-                return Err(Error::Config(format!(
-                    "{} few-shot examples asked, {} available",
-                    shots,
-                    pool.len()
-                )));
+    /// The prompts of the first `n` documents, each with `shots` examples drawn as
+    /// lm-evaluation-harness draws them: one Python `Random(seed)` for the task,
+    /// `sample(pool, shots)` for each document in order (with [`Self::exclude_own_doc`],
+    /// `shots + 1` drawn and the document itself dropped); then the description, the
+    /// examples and the document's text.
+    pub fn contexts(&self, n: usize, shots: usize, seed: u64) -> Result<Vec<String>> {
+        let mut rng = super::pyrandom::PyRandom::new(seed);
+        let pool = self.fewshot_docs.len();
+        let mut out = Vec::with_capacity(n);
+        for doc in self.docs.iter().take(n) {
+            let mut text = self.description.clone();
+            if shots > 0 {
+                let want = shots + usize::from(self.exclude_own_doc);
+                if pool < want {
+                    return Err(Error::Config(format!(
+                        "{shots} few-shot examples asked, {pool} available"
+                    )));
+                }
+                let mut picked: Vec<usize> = rng.sample(pool, want);
+                if self.exclude_own_doc {
+                    picked.retain(|&i| self.fewshot_docs[i] != *doc);
+                    picked.truncate(shots);
+                    if picked.len() < shots {
+                        let others: Vec<usize> = (0..pool)
+                            .filter(|&i| self.fewshot_docs[i] != *doc)
+                            .collect();
+                        if others.len() < shots {
+                            return Err(Error::Config(format!(
+                                "{shots} few-shot examples asked, {} available besides the \
+                                 document",
+                                others.len()
+                            )));
+                        }
+                        picked = rng
+                            .sample(others.len(), shots)
+                            .iter()
+                            .map(|&i| others[i])
+                            .collect();
+                    }
+                }
+                for i in picked {
+                    let ex = &self.fewshot_docs[i];
+                    text.push_str(&self.text(ex)?);
+                    text.push_str(&self.target_delimiter);
+                    text.push_str(&self.target_text(ex)?);
+                    text.push_str(&self.fewshot_delimiter);
+                }
             }
-            let picked = sample_indices(
-                &pool,
-                shots,
-                seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-            );
-            for i in picked {
-                let ex = &self.fewshot_docs[i];
-                out.push_str(&self.text(ex)?);
-                out.push_str(&self.target_delimiter);
-                out.push_str(&self.target_text(ex)?);
-                out.push_str(&self.fewshot_delimiter);
-            }
+            text.push_str(&self.text(doc)?);
+            out.push(text);
         }
-        out.push_str(&self.text(doc)?);
         Ok(out)
     }
 }
@@ -680,11 +702,12 @@ fn read_docs(f: &TaskFile, folder: &Path) -> Result<(Vec<Value>, Vec<Value>, boo
         .clone()
         .or_else(|| f.training_split.clone())
         .or_else(|| f.validation_split.clone().filter(|v| *v != eval_split));
-    let (fewshot_docs, fewshot_from_eval_split) = match &shot_split {
-        Some(s) => (read_split(s)?, false),
-        None => (docs.clone(), true),
+    let exclude_own_doc = f.fewshot_split.as_deref() == Some(eval_split.as_str());
+    let fewshot_docs = match &shot_split {
+        Some(s) => read_split(s)?,
+        None => docs.clone(),
     };
-    Ok((docs, fewshot_docs, fewshot_from_eval_split))
+    Ok((docs, fewshot_docs, exclude_own_doc))
 }
 
 /// The task's metrics (lm-evaluation-harness's defaults where it lists none), each one
@@ -756,18 +779,6 @@ fn filters(list: Option<&[FilterEntry]>) -> Result<Vec<Filter>> {
     Ok(filters)
 }
 
-/// `k` of `pool` without replacement, by a seeded partial Fisher–Yates shuffle.
-fn sample_indices(pool: &[usize], k: usize, seed: u64) -> Vec<usize> {
-    let mut p = pool.to_vec();
-    let mut rng = fmlab_sample::Rng::new(seed);
-    for i in 0..k.min(p.len()) {
-        let j = i + (rng.next_u64() % (p.len() - i) as u64) as usize;
-        p.swap(i, j);
-    }
-    p.truncate(k);
-    p
-}
-
 /// A JSON or Python list literal (`['a', "b"]`) of strings and numbers.
 fn parse_list_literal(s: &str) -> Option<Vec<Value>> {
     if let Ok(Value::Array(a)) = serde_json::from_str::<Value>(s) {
@@ -836,17 +847,6 @@ mod tests {
         );
         assert_eq!(parse_list_literal("[1, 2]"), Some(vec![1.into(), 2.into()]));
         assert_eq!(parse_list_literal("not a list"), None);
-    }
-
-    #[test]
-    fn samples_are_distinct_and_seeded() {
-        let pool: Vec<usize> = (0..10).collect();
-        let a = sample_indices(&pool, 4, 7);
-        assert_eq!(a, sample_indices(&pool, 4, 7));
-        let mut d = a.clone();
-        d.sort();
-        d.dedup();
-        assert_eq!(d.len(), 4);
     }
 }
 

@@ -76,6 +76,7 @@ pub fn read_run(path: &Path) -> Result<RunItems> {
                 "acc_norm",
                 "acc_bytes",
                 "exact_match",
+                "contains_answer",
                 "perplexity",
                 "word_perplexity",
                 "byte_perplexity",

@@ -10,4 +10,4 @@ cargo build --release -p fmlab-cli --locked
 venv="$HOME/.cache/fmlab/venv-serve"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install -q 'lm_eval[api]==0.4.13' requests
-FMLAB="$CARGO_TARGET_DIR/release/fmlab" HF_DATASETS_OFFLINE=1 "$venv/bin/python" scripts/check_eval.py
+FMLAB="$CARGO_TARGET_DIR/release/fmlab" HF_DATASETS_OFFLINE=1 "$venv/bin/python" scripts/check_eval.py "$@"

@@ -466,3 +466,45 @@ fn world_folders_are_task_sources() {
         .as_array()
         .is_some_and(|a| !a.is_empty()));
 }
+
+/// fmlab's own task suite (scripts/eval_tasks: a group of two 3-shot multiple-choice tasks,
+/// a rolling log-likelihood task, a 2-shot generate-until task with a regex filter and
+/// `ignore_case`) gives lm-evaluation-harness's numbers, recorded by
+/// `scripts/check_eval.sh --record` against `fmlab serve`: few-shot examples drawn as it
+/// draws them, the group's aggregate, accuracies and their standard errors exactly,
+/// perplexities to 1e-4.
+#[test]
+fn own_task_suite_scores_as_lm_evaluation_harness_does() {
+    let tasks = fmlab_testkit::root().join("scripts/eval_tasks");
+    let v = json(&[
+        "eval",
+        "run",
+        "--model",
+        &smollm2(),
+        "--tasks",
+        tasks.to_str().unwrap(),
+        "--json",
+    ]);
+    let reference = fmlab_testkit::reference("lm-eval-eval-tasks.json");
+    let mut checked = 0;
+    for (task, metrics) in reference["results"].as_object().unwrap() {
+        for (key, want) in metrics.as_object().unwrap() {
+            let Some(want) = want.as_f64() else { continue };
+            let inexact = key.contains("perplexity") || key.contains("per_byte");
+            if inexact && key.contains("stderr") {
+                continue; // bootstraps on both sides
+            }
+            let got = v["results"][task][key]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{task} {key} missing: {}", v["results"]));
+            let ok = if inexact {
+                (got - want).abs() <= 1e-4 * want.abs().max(1.0)
+            } else {
+                (got - want).abs() <= 1e-12
+            };
+            assert!(ok, "{task} {key}: {got} vs lm-evaluation-harness {want}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 15, "only {checked} values in the reference");
+}

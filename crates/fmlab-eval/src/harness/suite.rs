@@ -116,6 +116,14 @@ fn insert_unique(map: &mut BTreeMap<String, Entry>, name: &str, entry: Entry) ->
     Ok(())
 }
 
+/// The folder holding `file` ("." for a bare file name, whose parent is the empty path).
+pub(crate) fn folder_of(file: &Path) -> &Path {
+    match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
 fn is_yaml(p: &Path) -> bool {
     p.extension().is_some_and(|x| x == "yaml" || x == "yml")
 }
@@ -145,7 +153,7 @@ pub fn resolve(specs: &[String], include: &[PathBuf]) -> Result<Suite> {
         if p.is_dir() {
             folders.push(p.to_path_buf());
         } else if p.is_file() {
-            folders.push(p.parent().unwrap_or(Path::new(".")).to_path_buf());
+            folders.push(folder_of(p).to_path_buf());
         }
     }
     for f in folders {
@@ -196,7 +204,7 @@ pub fn resolve(specs: &[String], include: &[PathBuf]) -> Result<Suite> {
         } else if p.is_file() {
             let config = read_config(p)?;
             if let Some(g) = config.get("group").and_then(Value::as_str) {
-                b.group(g, &config, p.parent().unwrap_or(Path::new(".")), p)?;
+                b.group(g, &config, folder_of(p), p)?;
             } else {
                 if config.get("task").and_then(Value::as_str).is_none() {
                     return Err(Error::Config(format!(
@@ -204,7 +212,7 @@ pub fn resolve(specs: &[String], include: &[PathBuf]) -> Result<Suite> {
                         p.display()
                     )));
                 }
-                b.add_task(config, p.parent().unwrap_or(Path::new(".")), p)?;
+                b.add_task(config, folder_of(p), p)?;
             }
         } else {
             b.named(s)?;
@@ -328,7 +336,7 @@ impl Builder<'_> {
                 Error::Config(format!("group {name:?} is not in the task folders read"))
             })?
             .clone();
-        let folder = entry.path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let folder = folder_of(&entry.path).to_path_buf();
         self.group(name, &entry.config, &folder, &entry.path)
     }
 
@@ -347,7 +355,7 @@ impl Builder<'_> {
                 c.insert(k.clone(), v.clone());
             }
         }
-        let folder = entry.path.parent().unwrap_or(Path::new("."));
+        let folder = folder_of(&entry.path);
         self.add_task(config, folder, &entry.path)
     }
 
@@ -580,6 +588,13 @@ mod tests {
 
     /// Two tasks of 4 and 2 documents with standard errors 0.25 and 0.5:
     /// (3·4·0.0625 + 1·2·0.25) / (6 − 2) = 1.25/4 = 0.3125; /6 → √0.0520833 = 0.228218.
+    /// A bare file name's tasks are read from (and its names looked up in) ".".
+    #[test]
+    fn bare_file_names_live_in_the_current_folder() {
+        assert_eq!(folder_of(Path::new("task.yaml")), Path::new("."));
+        assert_eq!(folder_of(Path::new("a/task.yaml")), Path::new("a"));
+    }
+
     #[test]
     fn pooled_standard_error_by_hand() {
         let se = pooled_stderr(&[0.25, 0.5], &[4.0, 2.0]);

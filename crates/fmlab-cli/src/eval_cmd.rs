@@ -161,34 +161,6 @@ fn chat(args: ChatEvalArgs) -> Result<()> {
     crate::out(&e.describe())
 }
 
-/// Task files named on the command line: files as given, folders as their .yaml files in
-/// name order.
-fn task_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(p)
-                .with_context(|| format!("--tasks: {}", p.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| f.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-                .collect();
-            if found.is_empty() {
-                bail!("--tasks: {} holds no .yaml task files", p.display());
-            }
-            found.sort();
-            out.extend(found);
-        } else if p.is_file() {
-            out.push(p.clone());
-        } else {
-            bail!(
-                "--tasks: {} is neither a task file nor a folder",
-                p.display()
-            );
-        }
-    }
-    Ok(out)
-}
-
 fn run_tasks(args: &RunArgs) -> Result<()> {
     use fmlab_eval::harness::{results_json, run_task, sample_lines, LocalModel, RunConfig, Task};
     if args.max_length < 2 {
@@ -203,10 +175,7 @@ fn run_tasks(args: &RunArgs) -> Result<()> {
     if args.log_samples && args.out.is_none() {
         bail!("--log-samples writes into the --out folder; give --out DIR");
     }
-    let tasks: Vec<Task> = task_files(&args.tasks)?
-        .iter()
-        .map(|f| Task::load(f).map_err(anyhow::Error::from))
-        .collect::<Result<_>>()?;
+    let tasks = fmlab_eval::harness::load_tasks(&args.tasks)?;
     let config = RunConfig {
         limit: args.limit,
         num_fewshot: args.num_fewshot,

@@ -4,6 +4,7 @@
 //! it ([`chat`]: format compliance, fact accuracy, "I don't know" versus hallucination,
 //! win rates, on-policy preference pairs).
 
+pub mod card;
 pub mod chat;
 pub mod harness;
 pub mod sampling_study;

@@ -334,6 +334,39 @@ pub fn split_pair<'a>(context: &'a str, continuation: &str) -> (&'a str, String)
     )
 }
 
+/// The task files named by `paths` (files as given, folders as the `.yaml`/`.yml` files
+/// inside in name order), loaded. A path that is neither, or a folder with no task file, is
+/// an error naming it.
+pub fn load_tasks(paths: &[std::path::PathBuf]) -> Result<Vec<Task>> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let listing = std::fs::read_dir(p)
+                .map_err(|e| Error::Config(format!("--tasks: {}: {e}", p.display())))?;
+            let mut found: Vec<std::path::PathBuf> = listing
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                .collect();
+            if found.is_empty() {
+                return Err(Error::Config(format!(
+                    "--tasks: {} holds no .yaml task files",
+                    p.display()
+                )));
+            }
+            found.sort();
+            files.extend(found);
+        } else if p.is_file() {
+            files.push(p.clone());
+        } else {
+            return Err(Error::Config(format!(
+                "--tasks: {} is neither a task file nor a folder",
+                p.display()
+            )));
+        }
+    }
+    files.iter().map(|f| Task::load(f)).collect()
+}
+
 /// How a run goes: documents per task at most, few-shot examples, seed.
 #[derive(Debug, Clone, Default)]
 pub struct RunConfig {
@@ -591,7 +624,7 @@ fn first_max(values: impl Iterator<Item = f64>) -> usize {
 }
 
 /// Words as lm-evaluation-harness counts them: `len(re.split(r"\s+", text))`.
-fn regex_split_count(text: &str) -> usize {
+pub fn regex_split_count(text: &str) -> usize {
     let mut count = 1;
     let mut in_space = false;
     for c in text.chars() {

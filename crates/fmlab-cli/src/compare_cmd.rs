@@ -361,26 +361,28 @@ fn quality_rows(cards: &[Card]) -> Vec<Row> {
         |c| c.perplexity.clone(),
         |g| format!("{}={}", g.by, g.group),
     );
-    for key in groups {
-        let find = |c: &Card| {
-            c.perplexity
-                .iter()
-                .find(|g| format!("{}={}", g.by, g.group) == key)
-                .cloned()
-        };
-        let label = key.strip_prefix("all=").unwrap_or(&key).to_string();
+    let find = |c: &Card, key: &str| {
+        c.perplexity
+            .iter()
+            .find(|g| format!("{}={}", g.by, g.group) == key)
+            .cloned()
+    };
+    let label = |key: &str| key.strip_prefix("all=").unwrap_or(key).to_string();
+    for key in &groups {
         put(
-            "bits/byte",
-            label.clone(),
+            "bits per byte (± 1.96 standard errors)",
+            label(key),
             cells(cards, |c| {
-                find(c).map(|g| interval(g.bits_per_byte, g.bits_per_byte_stderr))
+                find(c, key).map(|g| interval(g.bits_per_byte, g.bits_per_byte_stderr))
             }),
         );
+    }
+    for key in &groups {
         put(
-            "ppl/token",
-            label,
+            "perplexity per token (depends on the tokenizer)",
+            label(key),
             cells(cards, |c| {
-                find(c).map(|g| format!("{:.2}", g.token_perplexity))
+                find(c, key).map(|g| format!("{:.2}", g.token_perplexity))
             }),
         );
     }
@@ -391,7 +393,7 @@ fn quality_rows(cards: &[Card]) -> Vec<Row> {
     );
     for key in tasks {
         put(
-            "tasks",
+            "tasks (± 1.96 standard errors)",
             key.clone(),
             cells(cards, |c| {
                 c.tasks
@@ -419,7 +421,7 @@ fn format_table(cards: &[Card], rows: &[Row]) -> String {
         .max()
         .unwrap_or(0)
         .max(12)
-        + 2;
+        + 4;
     let col_w: Vec<usize> = (0..cards.len())
         .map(|i| {
             rows.iter()

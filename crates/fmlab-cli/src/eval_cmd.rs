@@ -182,28 +182,7 @@ fn run_tasks(args: &RunArgs) -> Result<()> {
     if args.log_samples && args.out.is_none() {
         bail!("--log-samples writes into the --out folder; give --out DIR");
     }
-    // World folders (`fmlab world` output) give the world's own tasks; the rest is
-    // lm-evaluation-harness task files and names.
-    let mut worlds = Vec::new();
-    let mut specs = Vec::new();
-    for spec in &args.tasks {
-        match fmlab_eval::world::world_suite(std::path::Path::new(spec))? {
-            Some(w) => worlds.push(w),
-            None => specs.push(spec.clone()),
-        }
-    }
-    let mut suite = if specs.is_empty() {
-        fmlab_eval::harness::Suite::default()
-    } else {
-        fmlab_eval::harness::resolve(&specs, &args.include_path)?
-    };
-    for (tasks, group) in worlds {
-        if suite.groups.iter().any(|g| g.name == group.name) {
-            bail!("--tasks: two world folders (both would be the group \"world\")");
-        }
-        suite.tasks.extend(tasks);
-        suite.groups.push(group);
-    }
+    let suite = fmlab_eval::task_suite(&args.tasks, &args.include_path)?;
     let tasks = &suite.tasks;
     let config = RunConfig {
         limit: args.limit,

@@ -38,18 +38,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
         (Some(name), _) => {
             fmlab_formats::inspect(Target::Preset(name), args.seq_len, args.micro_batch)?
         }
-        (None, Some(name)) => {
-            let path = model_path(name)?;
-            if path.join("run.json").is_file() || path.join("manifest.json").is_file() {
-                let found = crate::model::find_checkpoint(&path, false)?;
-                let c = &found.checkpoint;
-                let mut described = fmlab_formats::describe(&c.dir.join("model.safetensors"))?;
-                described.spec = Some(c.manifest.spec.clone());
-                fmlab_formats::inspect_description(described, args.seq_len, args.micro_batch)?
-            } else {
-                fmlab_formats::inspect(Target::Path(&path), args.seq_len, args.micro_batch)?
-            }
-        }
+        (None, Some(name)) => inspect_model(name, args.seq_len, args.micro_batch)?,
         (None, None) => bail!("give a MODEL or --preset NAME"),
     };
     if args.json {
@@ -57,6 +46,23 @@ pub fn run(args: InspectArgs) -> Result<()> {
     } else {
         crate::out(&table(&report))
     }
+}
+
+/// What `fmlab inspect MODEL` reports for any MODEL fmlab loads: a file or folder, a
+/// pulled model's name, a training run or checkpoint (its spec from the manifest).
+pub fn inspect_model(name: &str, seq_len: Option<u64>, micro_batch: u64) -> Result<Inspection> {
+    let path = model_path(name)?;
+    Ok(
+        if path.join("run.json").is_file() || path.join("manifest.json").is_file() {
+            let found = crate::model::find_checkpoint(&path, false)?;
+            let c = &found.checkpoint;
+            let mut described = fmlab_formats::describe(&c.dir.join("model.safetensors"))?;
+            described.spec = Some(c.manifest.spec.clone());
+            fmlab_formats::inspect_description(described, seq_len, micro_batch)?
+        } else {
+            fmlab_formats::inspect(Target::Path(&path), seq_len, micro_batch)?
+        },
+    )
 }
 
 /// A path as given when it exists, else a pulled model's file by name (an unknown name is

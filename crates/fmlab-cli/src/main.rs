@@ -3,6 +3,7 @@
 //! Only this crate knows the terminal.
 
 mod chat;
+mod compare_cmd;
 mod convert_cmd;
 mod data_cmd;
 mod eval_cmd;
@@ -93,6 +94,11 @@ enum Command {
     /// Evaluate models: chat models judged on the world.
     #[command(subcommand)]
     Eval(eval_cmd::EvalCommand),
+    /// A model-selection card, side by side for one or more models: parameters, file
+    /// size, memory at a context length, prefill and decode speed on this machine, tokens
+    /// per language, perplexity and bits per byte per language and domain, task scores
+    /// with 95% intervals — a table, --json, and with --out DIR card.html, card.json, PNGs.
+    Compare(Box<compare_cmd::CompareArgs>),
     /// Export a training run's checkpoint as GGUF (f32, f16, q8_0; for `fmlab generate` and
     /// llama.cpp) or as a Hugging Face llama folder (safetensors + config.json).
     Export(export_cmd::ExportArgs),
@@ -132,6 +138,7 @@ fn main() -> ExitCode {
         Command::Quantize(args) => quantize_cmd::run(args),
         Command::Serve(args) => serve_cmd::run(*args),
         Command::Eval(cmd) => eval_cmd::run(cmd),
+        Command::Compare(args) => compare_cmd::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,6 +4,7 @@
 //! it ([`chat`]: format compliance, fact accuracy, "I don't know" versus hallucination,
 //! win rates, on-policy preference pairs).
 
+pub mod card;
 pub mod chat;
 pub mod harness;
 pub mod sampling_study;
@@ -29,6 +30,36 @@ pub enum Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// What `--tasks` names, resolved: world folders (`fmlab world` output) give the world's own
+/// tasks (group "world", [`world::world_suite`]); everything else is lm-evaluation-harness
+/// task and group files, folders and names ([`harness::resolve`], names looked up in
+/// `include` folders too).
+pub fn task_suite(specs: &[String], include: &[std::path::PathBuf]) -> Result<harness::Suite> {
+    let mut worlds = Vec::new();
+    let mut rest = Vec::new();
+    for spec in specs {
+        match world::world_suite(std::path::Path::new(spec))? {
+            Some(w) => worlds.push(w),
+            None => rest.push(spec.clone()),
+        }
+    }
+    let mut suite = if rest.is_empty() {
+        harness::Suite::default()
+    } else {
+        harness::resolve(&rest, include)?
+    };
+    for (tasks, group) in worlds {
+        if suite.groups.iter().any(|g| g.name == group.name) {
+            return Err(Error::Config(
+                "--tasks: two world folders (both would be the group \"world\")".into(),
+            ));
+        }
+        suite.tasks.extend(tasks);
+        suite.groups.push(group);
+    }
+    Ok(suite)
+}
 
 /// The result of [`perplexity`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]

@@ -681,7 +681,7 @@ fn first_max(values: impl Iterator<Item = f64>) -> usize {
 }
 
 /// Words as lm-evaluation-harness counts them: `len(re.split(r"\s+", text))`.
-fn regex_split_count(text: &str) -> usize {
+pub fn regex_split_count(text: &str) -> usize {
     let mut count = 1;
     let mut in_space = false;
     for c in text.chars() {

@@ -5,6 +5,7 @@
 //! win rates, on-policy preference pairs).
 
 pub mod chat;
+pub mod consistency;
 pub mod harness;
 pub mod sampling_study;
 pub mod world;

@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+mod consistency;
 mod convert;
 mod eval_run;
 mod post;

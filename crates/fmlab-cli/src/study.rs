@@ -494,6 +494,19 @@ fn consistency_table(report: &ConsistencyReport, out: &Path) -> String {
             r.detector.negatives,
         ));
     }
+    text.push_str("\ndetector AUROC within each split:\n");
+    for r in report.rows.iter().filter(|r| r.temperature > 0.0) {
+        let parts: Vec<String> = r
+            .detector
+            .auroc_by_split
+            .iter()
+            .map(|(split, a)| match a {
+                Some(a) => format!("{split} {a:.3}"),
+                None => format!("{split} —"),
+            })
+            .collect();
+        text.push_str(&format!("{:>5.2}  {}\n", r.temperature, parts.join(", ")));
+    }
     text.push_str(&format!(
         "\n(percentages; agreement = share of answer pairs naming the same value)\nplots: {}, {}\nreport: {}\n",
         report.plots[0],

@@ -242,6 +242,9 @@ pub struct Detector {
     pub negatives: usize,
     /// `None` without positives or negatives.
     pub auroc: Option<f64>,
+    /// The same within each split (whether disagreement separates wrong answers from
+    /// right ones and refusals about the same kind of question).
+    pub auroc_by_split: BTreeMap<String, Option<f64>>,
     pub roc: Vec<RocPoint>,
 }
 
@@ -468,6 +471,10 @@ fn summarise(temperature: f32, questions: Vec<QuestionResult>) -> TemperatureRow
         .map(|q| (q.disagreement, q.first_wrong))
         .collect();
     let positives = scored.iter().filter(|s| s.1).count();
+    let mut by_split: BTreeMap<String, Vec<(f64, bool)>> = BTreeMap::new();
+    for (q, s) in questions.iter().zip(&scored) {
+        by_split.entry(q.split.clone()).or_default().push(*s);
+    }
     TemperatureRow {
         temperature,
         accuracy,
@@ -485,6 +492,10 @@ fn summarise(temperature: f32, questions: Vec<QuestionResult>) -> TemperatureRow
             positives,
             negatives: scored.len() - positives,
             auroc: auroc(&scored),
+            auroc_by_split: by_split
+                .iter()
+                .map(|(k, v)| (k.clone(), auroc(v)))
+                .collect(),
             roc: roc_curve(&scored),
         },
         questions,
@@ -588,5 +599,8 @@ mod tests {
         // Detector: the wrong question has disagreement 1, the others 0 and 1 — one tie.
         assert_eq!((row.detector.positives, row.detector.negatives), (1, 2));
         assert_eq!(row.detector.auroc, Some(0.75));
+        // Within a split: one question each, so nothing to separate.
+        assert_eq!(row.detector.auroc_by_split["rare"], None);
+        assert_eq!(row.detector.auroc_by_split.len(), 3);
     }
 }

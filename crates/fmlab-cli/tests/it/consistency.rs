@@ -114,6 +114,10 @@ fn consistency_study_report_and_errors() {
             d["positives"].as_u64().unwrap() + d["negatives"].as_u64().unwrap(),
             8
         );
+        for split in ["frequent", "rare", "unseen", "arithmetic"] {
+            let a = &d["auroc_by_split"][split];
+            assert!(a.is_null() || share(a) >= 0.0, "{split}: {a}");
+        }
         let roc = d["roc"].as_array().unwrap();
         match d["auroc"].as_f64() {
             Some(a) => {

@@ -29,8 +29,9 @@ impl Verdict {
     }
 }
 
-/// Lowercase, punctuation to spaces, single spaces: the form answers are compared in.
-fn normalise(s: &str) -> String {
+/// Lowercase, punctuation to spaces, single spaces, a space at each end: the form answers
+/// are compared in.
+pub(crate) fn normalise(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push(' ');
     let mut space = true;
@@ -77,10 +78,23 @@ pub fn is_refusal(text: &str) -> bool {
     .any(|p| t.contains(p))
 }
 
+/// Whether the judge takes `answer` as a refusal whatever the question: a short answer (at
+/// most eight words) that declines ([`is_refusal`]).
+pub fn declines(answer: &str) -> bool {
+    is_refusal(answer) && answer.split_whitespace().count() <= 8
+}
+
+/// The last number an answer states: what the judge compares with an arithmetic answer.
+pub fn last_number(answer: &str) -> Option<&str> {
+    answer
+        .split(|c: char| !(c.is_ascii_digit() || c == '-'))
+        .rfind(|t| !t.is_empty() && *t != "-")
+}
+
 /// The verdict on `answer` for `item`. A refusal is judged as a refusal in any format
 /// (correct when the world never mentions the subject).
 pub fn judge(item: &EvalItem, answer: &str) -> Verdict {
-    if is_refusal(answer) && answer.split_whitespace().count() <= 8 {
+    if declines(answer) {
         return if item.refusal {
             Verdict::Correct
         } else {
@@ -116,10 +130,7 @@ pub fn judge(item: &EvalItem, answer: &str) -> Verdict {
     }
     if item.kind == "arithmetic" {
         // The last number stated is the answer.
-        let last = answer
-            .split(|c: char| !(c.is_ascii_digit() || c == '-'))
-            .rfind(|t| !t.is_empty() && *t != "-");
-        return match last {
+        return match last_number(answer) {
             Some(n) if n.trim_start_matches('+') == item.answer => Verdict::Correct,
             Some(_) => Verdict::Wrong,
             None if is_refusal(answer) => Verdict::Refused,

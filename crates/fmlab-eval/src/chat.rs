@@ -175,14 +175,18 @@ pub fn select(items: &[EvalItem], per_split: usize) -> Vec<&EvalItem> {
 }
 
 /// The prompt tokens of `item` as a user turn with the generation prompt.
-fn prompt_ids(item: &EvalItem, template: &ChatTemplate, tokenizer: &Tokenizer) -> Result<Vec<u32>> {
+pub(crate) fn prompt_ids(
+    item: &EvalItem,
+    template: &ChatTemplate,
+    tokenizer: &Tokenizer,
+) -> Result<Vec<u32>> {
     template
         .prompt_ids(tokenizer, &[Message::new("user", &item.prompt)])
         .map_err(|e| crate::Error::Config(format!("chat template: {e}")))
 }
 
 /// One answer to `item`: greedy when `sampler` is `None`.
-fn answer(
+pub(crate) fn answer(
     model: &Transformer,
     tokenizer: &Tokenizer,
     ids: &[u32],
@@ -211,6 +215,47 @@ fn answer(
         text.trim().to_string(),
         matches!(g.stop, StopReason::StopToken(_)),
     ))
+}
+
+/// `n` answers to one prompt after one prefill: answer `i` draws from sampler stream `i`
+/// of `config`'s seed ([`fmlab_sample::generate_n`]); each with whether it ended its turn.
+pub(crate) fn answers_n(
+    model: &Transformer,
+    tokenizer: &Tokenizer,
+    ids: &[u32],
+    max_new_tokens: usize,
+    config: &SamplerConfig,
+    n: usize,
+) -> Result<Vec<(String, bool)>> {
+    let context = (ids.len() + max_new_tokens).min(model.spec.context_length as usize);
+    if ids.len() >= context {
+        return Ok(vec![(String::new(), false); n]);
+    }
+    let mut session = Session::new(model, context);
+    let stop = StopConditions {
+        max_new_tokens: max_new_tokens.min(context - ids.len()),
+        stop_tokens: tokenizer.stop_tokens(),
+        ..Default::default()
+    };
+    let gens = fmlab_sample::generate_n(
+        &mut session,
+        ids,
+        config,
+        None,
+        n,
+        |_| GenerateOptions::new(stop.clone()),
+        &mut |_, _, _| true,
+    )?;
+    Ok(gens
+        .iter()
+        .map(|g| {
+            let text = tokenizer.decode(&g.tokens, false).unwrap_or_default();
+            (
+                text.trim().to_string(),
+                matches!(g.stop, StopReason::StopToken(_)),
+            )
+        })
+        .collect())
 }
 
 /// Asks `model` the selected eval items through its chat template and judges the answers.

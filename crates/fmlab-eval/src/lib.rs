@@ -6,6 +6,7 @@
 
 pub mod card;
 pub mod chat;
+pub mod consistency;
 pub mod harness;
 pub mod sampling_study;
 pub mod world;

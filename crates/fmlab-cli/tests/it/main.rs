@@ -9,6 +9,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 mod compare;
+mod consistency;
 mod convert;
 mod eval_run;
 mod post;

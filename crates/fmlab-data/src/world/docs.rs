@@ -131,6 +131,19 @@ pub fn question(out: &mut String, slots: &Slots, lang: Lang, rel: Relation, rng:
     slots.fill(out, rng.pick_str(templates));
 }
 
+/// Every way the world asks about `p`'s `rel` in `lang`: each question template filled, in
+/// the lexicon's order ([`question`] picks one of them).
+pub fn questions(slots: &Slots, lang: Lang, rel: Relation) -> Vec<String> {
+    lang.lex().questions[rel as usize]
+        .iter()
+        .map(|t| {
+            let mut out = String::new();
+            slots.fill(&mut out, t);
+            out
+        })
+        .collect()
+}
+
 /// A biography: several facts about one person, in random order.
 pub fn biography(out: &mut String, kb: &Kb, p: &Person, lang: Lang, rng: &mut Rng) {
     let slots = Slots::person(kb, p, lang);

@@ -198,6 +198,11 @@ impl Kb {
         }
     }
 
+    /// The person of this full name (names are unique).
+    pub fn person_named(&self, name: &str) -> Option<&Person> {
+        self.people.iter().find(|p| p.name == name)
+    }
+
     /// People who may appear in training data, by popularity rank.
     pub fn seen_by_rank(&self) -> Vec<u32> {
         let mut v: Vec<(u32, u32)> = self

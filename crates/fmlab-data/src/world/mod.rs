@@ -21,9 +21,12 @@ pub mod kb;
 pub mod lang;
 mod records;
 mod sets;
+mod values;
 
 pub use config::{WorldConfig, FREQUENT_MENTIONS};
 pub use records::{Conversation, Document, EvalItem, Format, Preference, Turn, WorldSummary};
+pub use sets::paraphrases;
+pub use values::{named_number, Named, ValueIndex};
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -42,6 +45,38 @@ struct Manifest<'a> {
     format: &'static str,
     config: &'a WorldConfig,
     summary: &'a WorldSummary,
+}
+
+/// The configuration a world folder was written with (its `manifest.json`): with
+/// [`Kb::generate`]`(config.seed, config.people(), config.held_out)` it rebuilds the
+/// knowledge base.
+pub fn read_config(dir: &Path) -> Result<WorldConfig> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        format: String,
+        config: WorldConfig,
+    }
+    let path = dir.join("manifest.json");
+    let text = std::fs::read_to_string(&path).map_err(|error| Error::Read {
+        path: path.clone(),
+        error,
+    })?;
+    let head: Head = serde_json::from_str(&text).map_err(|e| Error::Parse {
+        path: path.clone(),
+        line: e.line(),
+        message: format!("not a world manifest: {e}"),
+    })?;
+    if head.format != "fmlab-world-1" {
+        return Err(Error::Parse {
+            path,
+            line: 1,
+            message: format!(
+                "format {:?}: this build reads \"fmlab-world-1\"",
+                head.format
+            ),
+        });
+    }
+    Ok(head.config)
 }
 
 /// Writes the world into `dir` (created if needed). `progress` is told the corpus bytes

@@ -625,9 +625,24 @@ fn fact_item(
     id: u64,
     rng: &mut Rng,
 ) -> EvalItem {
+    let mut question = String::new();
+    docs::question(&mut question, &Slots::person(kb, p, lang), lang, rel, rng);
+    asked_as(kb, p, rel, lang, format, split, id, question)
+}
+
+/// The eval item that asks `question` (about `p`'s `rel`, in `lang`) in `format`.
+#[allow(clippy::too_many_arguments)]
+fn asked_as(
+    kb: &Kb,
+    p: &Person,
+    rel: Relation,
+    lang: Lang,
+    format: Format,
+    split: &str,
+    id: u64,
+    mut prompt: String,
+) -> EvalItem {
     let lex = lang.lex();
-    let mut prompt = String::new();
-    docs::question(&mut prompt, &Slots::person(kb, p, lang), lang, rel, rng);
     match format {
         Format::OneWord => {
             prompt.push(' ');
@@ -664,6 +679,24 @@ fn fact_item(
         refusal: unseen,
         known: vec![],
     }
+}
+
+/// Every wording of a fact question in `lang`: one eval item per question template of
+/// the lexicon (in its order), in `format`, with the answers `eval.jsonl` would give it for
+/// a person of `split` ("unseen": the answer is a refusal). All carry `id`.
+pub fn paraphrases(
+    kb: &Kb,
+    p: &Person,
+    rel: Relation,
+    lang: Lang,
+    format: Format,
+    split: &str,
+    id: u64,
+) -> Vec<EvalItem> {
+    docs::questions(&Slots::person(kb, p, lang), lang, rel)
+        .into_iter()
+        .map(|q| asked_as(kb, p, rel, lang, format, split, id, q))
+        .collect()
 }
 
 /// "List three facts about X": any three true facts, one per line.

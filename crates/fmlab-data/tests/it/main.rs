@@ -467,3 +467,69 @@ mod shards {
         assert!(ShardWriter::new(&dir.join("y"), 10, "t", 1.5, 0, 1024).is_err());
     }
 }
+
+#[test]
+fn every_wording_of_an_eval_question_and_the_value_it_names() {
+    use fmlab_data::world::kb::Kb;
+    use fmlab_data::world::{paraphrases, read_config, Named, ValueIndex};
+    let config = WorldConfig {
+        seed: 5,
+        size: 200_000,
+        ..WorldConfig::default()
+    };
+    let dir = world("paraphrases", &config);
+    // The manifest gives back the configuration, and with it the knowledge base.
+    assert_eq!(read_config(&dir).unwrap(), config);
+    let kb = Kb::generate(config.seed, config.people(), config.held_out);
+    let values = ValueIndex::new(&kb);
+    let items: Vec<EvalItem> = fmlab_data::read_items(&dir.join("eval.jsonl")).unwrap();
+    let mut checked = 0;
+    for it in items.iter().filter(|i| i.relation.is_some()) {
+        let (rel, name) = (it.relation.unwrap(), it.subject.as_deref().unwrap());
+        let p = kb.person_named(name).unwrap();
+        let mut keys = Vec::new();
+        for lang in Lang::ALL {
+            let all = paraphrases(&kb, p, rel, lang, it.format, &it.split, it.id);
+            // English has two templates for every relation; French and Swahili one or two.
+            assert!(all.len() >= if lang == Lang::En { 2 } else { 1 }, "{it:?}");
+            let prompts: HashSet<&str> = all.iter().map(|w| w.prompt.as_str()).collect();
+            assert_eq!(prompts.len(), all.len(), "{all:?}");
+            for w in &all {
+                assert_eq!(
+                    (w.relation, w.format, w.refusal),
+                    (it.relation, it.format, it.refusal)
+                );
+                assert_eq!(w.lang, lang);
+                assert_eq!(judge(w, &render(w, None)), Verdict::Correct, "{w:?}");
+            }
+            if lang == it.lang {
+                // The item's own question is one of them, with the same answers.
+                let own: Vec<&EvalItem> = all.iter().filter(|w| w.prompt == it.prompt).collect();
+                assert_eq!(own.len(), 1, "{it:?}");
+                assert_eq!(own[0], it);
+            }
+            // The right answer in this language names one value, the same in every language.
+            keys.push(values.named(rel, Some(name), &render(&all[0], None)));
+        }
+        if it.refusal {
+            assert!(keys.iter().all(|k| *k == Named::Refusal), "{keys:?}");
+        } else {
+            assert!(matches!(keys[0], Named::Value(_)), "{it:?} {keys:?}");
+            assert!(keys.iter().all(|k| *k == keys[0]), "{it:?} {keys:?}");
+        }
+        checked += 1;
+    }
+    assert!(checked > 100, "{checked}");
+    // A folder without a manifest, and one with a foreign file in its place.
+    let empty = scratch("no-manifest");
+    std::fs::create_dir_all(&empty).unwrap();
+    assert!(read_config(&empty)
+        .unwrap_err()
+        .to_string()
+        .contains("manifest.json"));
+    std::fs::write(empty.join("manifest.json"), "{\"format\": \"other\"}").unwrap();
+    assert!(read_config(&empty)
+        .unwrap_err()
+        .to_string()
+        .contains("not a world manifest"));
+}

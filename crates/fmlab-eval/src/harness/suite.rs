@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::task::read_config;
+use super::task::{folder_of, read_config};
 use super::{Task, TaskResult};
 use crate::{Error, Result};
 
@@ -114,14 +114,6 @@ fn insert_unique(map: &mut BTreeMap<String, Entry>, name: &str, entry: Entry) ->
     }
     map.insert(name.to_string(), entry);
     Ok(())
-}
-
-/// The folder holding `file` ("." for a bare file name, whose parent is the empty path).
-pub(crate) fn folder_of(file: &Path) -> &Path {
-    match file.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
 }
 
 fn is_yaml(p: &Path) -> bool {

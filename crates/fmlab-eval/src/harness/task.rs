@@ -352,7 +352,7 @@ impl Task {
     /// Reads a task file; its data files are relative to the file's folder.
     pub fn load(path: &Path) -> Result<Task> {
         let config = read_config(path)?;
-        let folder = super::suite::folder_of(path);
+        let folder = folder_of(path);
         Self::from_config(config, folder)
             .map_err(|e| Error::Config(format!("{}: {}", path.display(), bare(e))))
     }
@@ -645,7 +645,7 @@ fn read_config_depth(path: &Path, depth: usize) -> Result<Value> {
                 path.display()
             )));
         };
-        let base_path = super::suite::folder_of(path).join(&name);
+        let base_path = folder_of(path).join(&name);
         let mut base = read_config_depth(&base_path, depth + 1)?;
         if let Value::Object(b) = &mut base {
             for (k, v) in std::mem::take(map) {
@@ -655,6 +655,14 @@ fn read_config_depth(path: &Path, depth: usize) -> Result<Value> {
         return Ok(base);
     }
     Ok(config)
+}
+
+/// The folder holding `file` ("." for a bare file name, whose parent is the empty path).
+pub(crate) fn folder_of(file: &Path) -> &Path {
+    match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
 }
 
 /// An error's text without its variant's wrapping (for prefixing a file name).

@@ -261,6 +261,16 @@ fn run_tasks(args: &RunArgs) -> Result<()> {
     if args.json {
         return crate::out(&format!("{}\n", serde_json::to_string_pretty(&json)?));
     }
+    crate::out(&results_table(&suite, &results))
+}
+
+/// The results as a table: each task's metrics (tasks of a group indented), then each
+/// group's aggregate scores.
+fn results_table(
+    suite: &fmlab_eval::harness::Suite,
+    results: &[fmlab_eval::harness::TaskResult],
+) -> String {
+    let tasks = &suite.tasks;
     let mut table = format!(
         "{:<24} {:<8} {:<10} {:<16} {:>10} {:>10}\n",
         "task", "n-shot", "filter", "metric", "value", "stderr"
@@ -288,7 +298,7 @@ fn run_tasks(args: &RunArgs) -> Result<()> {
             .iter()
             .any(|g| g.children.iter().any(|c| c == t))
     };
-    for (task, r) in tasks.iter().zip(&results) {
+    for (task, r) in tasks.iter().zip(results) {
         let name = if in_group(&r.task) {
             format!(" - {}", task.alias)
         } else {
@@ -312,7 +322,7 @@ fn run_tasks(args: &RunArgs) -> Result<()> {
             "group", "docs", "filter", "metric", "value", "stderr"
         ));
         for g in &suite.groups {
-            for (metric, filter, value, stderr, docs) in g.scores(&suite.groups, &results) {
+            for (metric, filter, value, stderr, docs) in g.scores(&suite.groups, results) {
                 row(
                     &mut table,
                     &g.alias,
@@ -325,7 +335,7 @@ fn run_tasks(args: &RunArgs) -> Result<()> {
             }
         }
     }
-    crate::out(&table)
+    table
 }
 
 fn compare_runs(args: &CompareArgs) -> Result<()> {

@@ -559,56 +559,7 @@ pub fn run_task(
                 })
                 .collect()
         }
-        OutputType::GenerateUntil => {
-            let requests: Vec<(String, Vec<String>, usize)> = contexts
-                .iter()
-                .map(|c| (c.clone(), task.until.clone(), task.max_gen_toks))
-                .collect();
-            let texts = lm.generate_until(&requests, &mut on_progress)?;
-            let mut samples = Vec::with_capacity(n);
-            for (i, (text, context)) in texts.iter().zip(&contexts).enumerate() {
-                let doc = &task.docs[i];
-                // A list target: any of its entries counts, as lm-evaluation-harness scores
-                // multiple targets.
-                let golds: Vec<String> = match task.target(doc)? {
-                    Value::Array(a) => a.iter().map(task::as_text).collect(),
-                    v => vec![task::as_text(&v)],
-                };
-                let gold = match golds.as_slice() {
-                    [one] => json!(one),
-                    _ => json!(golds),
-                };
-                let filtered = task
-                    .filters
-                    .iter()
-                    .map(|f| {
-                        let out = f.apply(text);
-                        let items = task
-                            .metrics
-                            .iter()
-                            .map(|m| {
-                                let hit = if m == "contains_answer" {
-                                    task::contains_answer(&out, &golds)
-                                } else {
-                                    golds.iter().any(|g| task.matching.matches(&out, g))
-                                };
-                                (m.clone(), Item::Score(if hit { 1.0 } else { 0.0 }))
-                            })
-                            .collect();
-                        (f.name.clone(), json!(out), items)
-                    })
-                    .collect();
-                samples.push(Sample {
-                    doc_id: i,
-                    doc: doc.clone(),
-                    target: gold,
-                    arguments: json!([[context, {"until": task.until, "max_gen_toks": task.max_gen_toks}]]),
-                    resps: json!([[text]]),
-                    filtered,
-                });
-            }
-            samples
-        }
+        OutputType::GenerateUntil => generate_samples(task, lm, &contexts, &mut on_progress)?,
     };
     let metrics = aggregate(&samples, config);
     Ok(TaskResult {
@@ -711,6 +662,65 @@ fn aggregate(samples: &[Sample], config: &RunConfig) -> Vec<(String, String, f64
         }
     }
     out
+}
+
+/// A generate_until task's samples: greedy continuations of `contexts`, filtered, scored
+/// against the target (any entry of a list target).
+fn generate_samples(
+    task: &Task,
+    lm: &mut dyn LanguageModel,
+    contexts: &[String],
+    on_progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<Sample>> {
+    let n = contexts.len();
+    let requests: Vec<(String, Vec<String>, usize)> = contexts
+        .iter()
+        .map(|c| (c.clone(), task.until.clone(), task.max_gen_toks))
+        .collect();
+    let texts = lm.generate_until(&requests, on_progress)?;
+    let mut samples = Vec::with_capacity(n);
+    for (i, (text, context)) in texts.iter().zip(contexts).enumerate() {
+        let doc = &task.docs[i];
+        // A list target: any of its entries counts, as lm-evaluation-harness scores
+        // multiple targets.
+        let golds: Vec<String> = match task.target(doc)? {
+            Value::Array(a) => a.iter().map(task::as_text).collect(),
+            v => vec![task::as_text(&v)],
+        };
+        let gold = match golds.as_slice() {
+            [one] => json!(one),
+            _ => json!(golds),
+        };
+        let filtered = task
+            .filters
+            .iter()
+            .map(|f| {
+                let out = f.apply(text);
+                let items = task
+                    .metrics
+                    .iter()
+                    .map(|m| {
+                        let hit = if m == "contains_answer" {
+                            task::contains_answer(&out, &golds)
+                        } else {
+                            golds.iter().any(|g| task.matching.matches(&out, g))
+                        };
+                        (m.clone(), Item::Score(if hit { 1.0 } else { 0.0 }))
+                    })
+                    .collect();
+                (f.name.clone(), json!(out), items)
+            })
+            .collect();
+        samples.push(Sample {
+            doc_id: i,
+            doc: doc.clone(),
+            target: gold,
+            arguments: json!([[context, {"until": task.until, "max_gen_toks": task.max_gen_toks}]]),
+            resps: json!([[text]]),
+            filtered,
+        });
+    }
+    Ok(samples)
 }
 
 /// One metric's aggregate over documents, as lm-evaluation-harness aggregates it, with its

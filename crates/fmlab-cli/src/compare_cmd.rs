@@ -114,12 +114,21 @@ pub fn run(args: CompareArgs) -> Result<()> {
             num_fewshot: args.num_fewshot,
             seed: args.seed,
             bootstrap_iters: args.bootstrap_iters,
+            ..RunConfig::default()
         },
     };
     // Everything that does not need a model is checked before the first one loads.
     card::check_config(&config)?;
     let texts = card::read_texts(&args.texts)?;
-    let tasks = fmlab_eval::task_suite(&args.tasks, &args.include_path)?.tasks;
+    let mut suite = fmlab_eval::task_suite(&args.tasks, &args.include_path)?;
+    let dropped = suite.drop_chat_tasks();
+    if !dropped.is_empty() {
+        eprintln!(
+            "{}: skipped (they ask through a chat template; `fmlab eval run` runs them per model)",
+            dropped.join(", ")
+        );
+    }
+    let tasks = suite.tasks;
     let parallel = match &args.parallel {
         Some(p) => Some(
             fmlab_data::premium::read_parallel(p)

@@ -110,6 +110,11 @@ pub struct RunArgs {
     /// Threads for the model (default: one per core).
     #[arg(value_parser = crate::numbers::integer::<u64>, long)]
     pub threads: Option<u64>,
+    /// Ask every task's prompt as a user turn through the model's chat template (with the
+    /// assistant's turn opened), as lm-evaluation-harness's --apply_chat_template does. The
+    /// world's chat tasks always ask through it (and are skipped for models without one).
+    #[arg(long)]
+    pub apply_chat_template: bool,
     /// Write results.json (and with --log-samples, samples_TASK.jsonl) into this folder.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -182,13 +187,14 @@ fn run_tasks(args: &RunArgs) -> Result<()> {
     if args.log_samples && args.out.is_none() {
         bail!("--log-samples writes into the --out folder; give --out DIR");
     }
-    let suite = fmlab_eval::task_suite(&args.tasks, &args.include_path)?;
-    let tasks = &suite.tasks;
-    let config = RunConfig {
+    let mut suite = fmlab_eval::task_suite(&args.tasks, &args.include_path)?;
+    let mut config = RunConfig {
         limit: args.limit,
         num_fewshot: args.num_fewshot,
         seed: args.seed,
         bootstrap_iters: args.bootstrap_iters,
+        chat_template: None,
+        apply_chat_template: args.apply_chat_template,
     };
     let loaded;
     let mut local;
@@ -197,6 +203,7 @@ fn run_tasks(args: &RunArgs) -> Result<()> {
         match (&args.model, &args.base_url) {
             (Some(m), _) => {
                 loaded = crate::model::load(m)?;
+                config.chat_template = loaded.template.clone();
                 local = LocalModel::new(&loaded.model, &loaded.tokenizer, args.max_length)
                     .with_batch(args.batch_size);
                 (&mut local, m.clone())
@@ -226,6 +233,27 @@ fn run_tasks(args: &RunArgs) -> Result<()> {
             }
             (None, None) => bail!("give --model or --base-url"),
         };
+    if args.apply_chat_template && config.chat_template.is_none() {
+        bail!("--apply-chat-template: the model has no chat template (API models: give tasks without it)");
+    }
+    if config.chat_template.is_none() {
+        let dropped = suite.drop_chat_tasks();
+        if !dropped.is_empty() {
+            eprintln!(
+                "{}: skipped, they ask through a chat template and {}",
+                dropped.join(", "),
+                if args.model.is_some() {
+                    "the model has none"
+                } else {
+                    "an API model's template is not ours to apply"
+                }
+            );
+        }
+    }
+    if suite.tasks.is_empty() {
+        bail!("--tasks: nothing to run on this model");
+    }
+    let tasks = &suite.tasks;
     let mut results = Vec::new();
     for task in tasks {
         let mut last = std::time::Instant::now();

@@ -18,6 +18,7 @@ use fmlab_tokenizer::{ChatTemplate, Message, Tokenizer};
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::harness::{run_task, Generation, Item, LocalModel, RunConfig, Task as HarnessTask};
 use crate::world::Score;
 use crate::Result;
 
@@ -258,7 +259,60 @@ pub(crate) fn answers_n(
         .collect())
 }
 
-/// Asks `model` the selected eval items through its chat template and judges the answers.
+/// The world's questions to a chat model as tasks of the evaluation pipeline, one per
+/// split (`world_chat_frequent`, `world_chat_rare`, `world_chat_unseen`,
+/// `world_chat_arithmetic`): each document an eval item, asked as a user turn through the
+/// model's chat template, answered greedily up to `max_new_tokens`, rated by the world's
+/// judge ([`judge_answer`]: `correct` — for never-seen people, "I don't know" —, `refused`,
+/// `hallucinated`, `ended`).
+pub fn chat_tasks(items: &[&EvalItem], max_new_tokens: usize) -> Result<Vec<HarnessTask>> {
+    let mut by_split: BTreeMap<&str, Vec<serde_json::Value>> = BTreeMap::new();
+    for it in items {
+        let doc = serde_json::to_value(it).map_err(|e| crate::Error::Config(e.to_string()))?;
+        by_split.entry(it.split.as_str()).or_default().push(doc);
+    }
+    let mut out = Vec::new();
+    for split in ["frequent", "rare", "unseen", "arithmetic"] {
+        let Some(docs) = by_split.remove(split) else {
+            continue;
+        };
+        let config = serde_json::json!({
+            "task": format!("world_chat_{split}"),
+            "output_type": "generate_until",
+            "doc_to_text": "prompt",
+            "doc_to_target": "answer",
+            "generation_kwargs": {"until": [], "max_gen_toks": max_new_tokens},
+            "metadata": {"version": 1},
+        });
+        let mut task = HarnessTask::from_docs(config, docs)?;
+        task.chat = true;
+        task.judge = Some(judge_answer);
+        task.metrics = JUDGED.iter().map(|m| m.to_string()).collect();
+        out.push(task);
+    }
+    Ok(out)
+}
+
+/// What [`judge_answer`] rates.
+const JUDGED: [&str; 4] = ["correct", "refused", "hallucinated", "ended"];
+
+/// The world's judge on one answer (trimmed), as pipeline metrics.
+pub fn judge_answer(doc: &serde_json::Value, answer: &Generation) -> Vec<(String, Item)> {
+    let verdict = serde_json::from_value::<EvalItem>(doc.clone())
+        .ok()
+        .map(|item| fmlab_data::judge(&item, answer.text.trim()));
+    let flag = |b: bool| Item::Score(if b { 1.0 } else { 0.0 });
+    vec![
+        ("correct".into(), flag(verdict == Some(Verdict::Correct))),
+        ("refused".into(), flag(verdict == Some(Verdict::Refused))),
+        ("hallucinated".into(), flag(verdict == Some(Verdict::Hallucinated))),
+        ("ended".into(), flag(answer.ended)),
+    ]
+}
+
+/// Asks `model` the selected eval items through its chat template and judges the answers:
+/// the tasks of [`chat_tasks`] run through the evaluation pipeline (answers decoded in
+/// batches), then summarised.
 pub fn evaluate_chat(
     model: &Transformer,
     tokenizer: &Tokenizer,
@@ -267,24 +321,39 @@ pub fn evaluate_chat(
     config: &ChatEvalConfig,
 ) -> Result<ChatEval> {
     let chosen = select(items, config.per_split);
-    let answers: Vec<Result<Answer>> = chosen
-        .par_iter()
-        .map(|item| {
-            let ids = prompt_ids(item, template, tokenizer)?;
-            let (text, ended) = answer(model, tokenizer, &ids, config.max_new_tokens, None)?;
-            Ok(Answer {
+    let position: BTreeMap<u64, usize> =
+        chosen.iter().enumerate().map(|(i, it)| (it.id, i)).collect();
+    let mut lm =
+        LocalModel::new(model, tokenizer, model.spec.context_length as usize).with_batch(8);
+    let run = RunConfig {
+        chat_template: Some(template.clone()),
+        ..RunConfig::default()
+    };
+    let mut answers = Vec::with_capacity(chosen.len());
+    for task in chat_tasks(&chosen, config.max_new_tokens)? {
+        for s in run_task(&task, &mut lm, &run, |_, _| {})?.samples {
+            let item: EvalItem = serde_json::from_value(s.doc.clone())
+                .map_err(|e| crate::Error::Config(e.to_string()))?;
+            let text = s.resps[0][0].as_str().unwrap_or("").trim().to_string();
+            let ended = s
+                .filtered
+                .first()
+                .and_then(|f| f.2.iter().find(|(m, _)| m == "ended"))
+                .is_some_and(|(_, v)| matches!(v, Item::Score(x) if *x > 0.5));
+            answers.push(Answer {
                 id: item.id,
                 split: item.split.clone(),
                 lang: item.lang.code().into(),
                 format: item.format,
                 prompt: item.prompt.clone(),
-                verdict: fmlab_data::judge(item, &text),
+                verdict: fmlab_data::judge(&item, &text),
                 text,
                 ended,
-            })
-        })
-        .collect();
-    let answers = answers.into_iter().collect::<Result<Vec<_>>>()?;
+            });
+        }
+    }
+    // The order questions were chosen in (file order), as before the pipeline.
+    answers.sort_by_key(|a| position.get(&a.id).copied().unwrap_or(usize::MAX));
     Ok(summarise(answers))
 }
 

@@ -33,7 +33,8 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// What `--tasks` names, resolved: world folders (`fmlab world` output) give the world's own
-/// tasks (group "world", [`world::world_suite`]); everything else is lm-evaluation-harness
+/// tasks (group "world": [`world::world_suite`]'s recall and arithmetic for base models,
+/// [`chat::chat_tasks`] for chat models); everything else is lm-evaluation-harness
 /// task and group files, folders and names ([`harness::resolve`], names looked up in
 /// `include` folders too).
 pub fn task_suite(specs: &[String], include: &[std::path::PathBuf]) -> Result<harness::Suite> {
@@ -41,7 +42,7 @@ pub fn task_suite(specs: &[String], include: &[std::path::PathBuf]) -> Result<ha
     let mut rest = Vec::new();
     for spec in specs {
         match world::world_suite(std::path::Path::new(spec))? {
-            Some(w) => worlds.push(w),
+            Some(w) => worlds.push((std::path::PathBuf::from(spec), w)),
             None => rest.push(spec.clone()),
         }
     }
@@ -50,7 +51,17 @@ pub fn task_suite(specs: &[String], include: &[std::path::PathBuf]) -> Result<ha
     } else {
         harness::resolve(&rest, include)?
     };
-    for (tasks, group) in worlds {
+    for (dir, (mut tasks, mut group)) in worlds {
+        // A chat model's evaluation too: the world's questions through its chat template,
+        // judged (dropped by the caller when the model has no template).
+        let items = fmlab_data::read_items(&dir.join("eval.jsonl"))
+            .map_err(|e| Error::Config(format!("{}: {e}", dir.display())))?;
+        let defaults = chat::ChatEvalConfig::default();
+        let chosen = chat::select(&items, defaults.per_split);
+        for t in chat::chat_tasks(&chosen, defaults.max_new_tokens)? {
+            group.children.push(t.name.clone());
+            tasks.push(t);
+        }
         if suite.groups.iter().any(|g| g.name == group.name) {
             return Err(Error::Config(
                 "--tasks: two world folders (both would be the group \"world\")".into(),

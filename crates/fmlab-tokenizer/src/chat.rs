@@ -26,7 +26,7 @@ impl Message {
 }
 
 /// A compiled chat template with the special-token texts it refers to.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ChatTemplate {
     env: Environment<'static>,
     source: String,

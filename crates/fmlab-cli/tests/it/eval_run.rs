@@ -508,3 +508,59 @@ fn own_task_suite_scores_as_lm_evaluation_harness_does() {
     }
     assert!(checked >= 15, "only {checked} values in the reference");
 }
+
+/// A chat model on a world folder: the world's questions also as chat tasks (group
+/// "world"), each asked through the model's chat template, answered as `fmlab generate
+/// --chat --temperature 0` answers it alone (batched decoding changes nothing), judged by
+/// the world's judge; a model without a template skips them with a notice.
+#[test]
+fn world_chat_tasks_answer_as_generate_does() {
+    let dir = scratch("eval-world-chat");
+    let world = dir.join("w");
+    let w = world.to_str().unwrap();
+    json(&["world", "--seed", "5", "--size", "200kB", "--out", w, "--json"]);
+    let out = dir.join("out");
+    let v = json(&[
+        "eval",
+        "run",
+        "--model",
+        &smollm2(),
+        "--tasks",
+        w,
+        "--limit",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+        "--log-samples",
+        "--json",
+    ]);
+    let children = v["group_subtasks"]["world"].as_array().unwrap();
+    assert!(children.iter().any(|c| c == "world_chat_unseen"), "{children:?}");
+    for key in ["correct,none", "refused,none", "hallucinated,none", "ended,none"] {
+        let x = v["results"]["world_chat_frequent"][key].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&x), "{key}: {}", v["results"]);
+    }
+    let samples = std::fs::read_to_string(out.join("samples_world_chat_unseen.jsonl")).unwrap();
+    for line in samples.lines() {
+        let s: Value = serde_json::from_str(line).unwrap();
+        let prompt = s["doc"]["prompt"].as_str().unwrap();
+        let g = json(&[
+            "generate",
+            &smollm2(),
+            "--chat",
+            "--prompt",
+            prompt,
+            "--max-tokens",
+            "48",
+            "--temperature",
+            "0",
+            "--json",
+        ]);
+        assert_eq!(
+            s["resps"][0][0].as_str().unwrap().trim(),
+            g["text"].as_str().unwrap().trim(),
+            "{prompt}"
+        );
+        assert_eq!(s["ended"] == 1.0, g["finish_reason"] == "stop", "{prompt}");
+    }
+}

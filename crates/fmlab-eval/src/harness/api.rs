@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::LanguageModel;
+use super::{Generation, LanguageModel};
 use crate::{Error, Result};
 
 /// Where and how to reach the model.
@@ -342,7 +342,7 @@ impl LanguageModel for ApiModel {
         &mut self,
         requests: &[(String, Vec<String>, usize)],
         progress: &mut dyn FnMut(usize, usize),
-    ) -> Result<Vec<String>> {
+    ) -> Result<Vec<Generation>> {
         self.each(requests, progress, |(context, until, max_tokens)| {
             let prompt = match self.remote {
                 Some(_) => json!(self.tokenize(context)?),
@@ -362,7 +362,9 @@ impl LanguageModel for ApiModel {
                     text.truncate(at);
                 }
             }
-            Ok(text)
+            // "stop": an end-of-generation token or a stop string; "length": the limit.
+            let ended = v["choices"][0]["finish_reason"].as_str() == Some("stop");
+            Ok(Generation { text, ended })
         })
     }
 }

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use fmlab_nn::{KvCache, Logits, Transformer};
 use fmlab_sample::{argmax, Rng};
-use fmlab_tokenizer::Tokenizer;
+use fmlab_tokenizer::{ChatTemplate, Message, Tokenizer};
 use serde_json::{json, Map, Value};
 
 pub use suite::{resolve, Group, Suite};
@@ -39,12 +39,21 @@ pub trait LanguageModel {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Vec<f64>>;
     /// For each (context, stop strings, token limit): the greedy continuation, cut before
-    /// the first stop string.
+    /// the first stop string, and whether the model ended it before the limit.
     fn generate_until(
         &mut self,
         requests: &[(String, Vec<String>, usize)],
         progress: &mut dyn FnMut(usize, usize),
-    ) -> Result<Vec<String>>;
+    ) -> Result<Vec<Generation>>;
+}
+
+/// A greedy continuation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Generation {
+    pub text: String,
+    /// Ended by the model (an end-of-generation token, or a stop string), not by the token
+    /// limit.
+    pub ended: bool,
 }
 
 /// A model of fmlab's own engine, answering in-process: each context is computed once for
@@ -282,7 +291,7 @@ impl LanguageModel for LocalModel<'_> {
         &mut self,
         requests: &[(String, Vec<String>, usize)],
         progress: &mut dyn FnMut(usize, usize),
-    ) -> Result<Vec<String>> {
+    ) -> Result<Vec<Generation>> {
         let mut out = Vec::with_capacity(requests.len());
         for chunk in requests.chunks(self.batch) {
             out.extend(self.generate_chunk(chunk)?);
@@ -302,10 +311,11 @@ struct Decoding<'r> {
     text: String,
     last: u32,
     done: bool,
+    ended: bool,
 }
 
 impl LocalModel<'_> {
-    fn generate_chunk(&self, chunk: &[(String, Vec<String>, usize)]) -> Result<Vec<String>> {
+    fn generate_chunk(&self, chunk: &[(String, Vec<String>, usize)]) -> Result<Vec<Generation>> {
         let stops = self.tokenizer.vocab.stop_tokens();
         let mut contexts = Vec::with_capacity(chunk.len());
         let mut states = Vec::with_capacity(chunk.len());
@@ -328,6 +338,7 @@ impl LocalModel<'_> {
                 text: String::new(),
                 last: 0,
                 done: false,
+                ended: false,
             });
             contexts.push(ctx);
         }
@@ -354,6 +365,7 @@ impl LocalModel<'_> {
                 let t = argmax(row);
                 if stops.contains(&t) {
                     s.done = true;
+                    s.ended = true;
                     continue;
                 }
                 s.ids.push(t);
@@ -395,7 +407,10 @@ impl LocalModel<'_> {
                         s.text.truncate(at);
                     }
                 }
-                s.text
+                Generation {
+                    text: s.text,
+                    ended: s.ended,
+                }
             })
             .collect())
     }
@@ -421,6 +436,11 @@ pub struct RunConfig {
     /// Resamples for the standard errors of perplexities (lm-evaluation-harness
     /// bootstraps them too).
     pub bootstrap_iters: usize,
+    /// The model's chat template: tasks that ask through it ([`Task::chat`]) need it.
+    pub chat_template: Option<ChatTemplate>,
+    /// Every task's prompt rendered as a user turn through the chat template (with the
+    /// assistant's turn opened), as lm-evaluation-harness's `--apply_chat_template` does.
+    pub apply_chat_template: bool,
 }
 
 /// One document's outcome: what was asked, answered, and each metric's value.
@@ -471,7 +491,20 @@ pub fn run_task(
         .limit
         .map_or(task.docs.len(), |l| l.min(task.docs.len()));
     let shots = config.num_fewshot.unwrap_or(task.num_fewshot);
-    let contexts = task.contexts(n, shots, config.seed)?;
+    let mut contexts = task.contexts(n, shots, config.seed)?;
+    if task.chat || config.apply_chat_template {
+        let template = config.chat_template.as_ref().ok_or_else(|| {
+            Error::Config(format!(
+                "{} asks through a chat template, and the model has none",
+                task.name
+            ))
+        })?;
+        for c in contexts.iter_mut() {
+            *c = template
+                .render(&[Message::new("user", c)], true)
+                .map_err(|e| Error::Config(format!("chat template: {e}")))?;
+        }
+    }
     let samples = match task.output_type {
         OutputType::MultipleChoice | OutputType::Loglikelihood => {
             let mut requests: Vec<(String, String)> = Vec::new();
@@ -677,9 +710,10 @@ fn generate_samples(
         .iter()
         .map(|c| (c.clone(), task.until.clone(), task.max_gen_toks))
         .collect();
-    let texts = lm.generate_until(&requests, on_progress)?;
+    let generations = lm.generate_until(&requests, on_progress)?;
     let mut samples = Vec::with_capacity(n);
-    for (i, (text, context)) in texts.iter().zip(contexts).enumerate() {
+    for (i, (generation, context)) in generations.iter().zip(contexts).enumerate() {
+        let text = &generation.text;
         let doc = &task.docs[i];
         // A list target: any of its entries counts, as lm-evaluation-harness scores
         // multiple targets.
@@ -696,6 +730,9 @@ fn generate_samples(
             .iter()
             .map(|f| {
                 let out = f.apply(text);
+                if let Some(judge) = task.judge {
+                    return (f.name.clone(), json!(out), judge(doc, generation));
+                }
                 let items = task
                     .metrics
                     .iter()

@@ -23,6 +23,24 @@ pub struct Suite {
     pub groups: Vec<Group>,
 }
 
+impl Suite {
+    /// Removes the tasks that ask through a chat template (for a model without one),
+    /// from the groups too; returns their names.
+    pub fn drop_chat_tasks(&mut self) -> Vec<String> {
+        let dropped: Vec<String> = self
+            .tasks
+            .iter()
+            .filter(|t| t.chat)
+            .map(|t| t.name.clone())
+            .collect();
+        self.tasks.retain(|t| !t.chat);
+        for g in &mut self.groups {
+            g.children.retain(|c| !dropped.contains(c));
+        }
+        dropped
+    }
+}
+
 /// A group of tasks (and groups) with how its scores are combined.
 #[derive(Debug, Clone)]
 pub struct Group {

@@ -121,6 +121,13 @@ pub struct Task {
     pub metrics: Vec<String>,
     /// How `exact_match` compares a response with the target.
     pub matching: MatchOptions,
+    /// Prompts asked as a user turn through the model's chat template (fmlab's own chat
+    /// tasks; lm-evaluation-harness files ask for it with `--apply-chat-template`).
+    pub chat: bool,
+    /// Scores a generate_until response in place of the metrics of the task file: fmlab's
+    /// own tasks whose answers a judge rates (the world's), each metric's per-document
+    /// value by name.
+    pub judge: Option<Judge>,
     pub filters: Vec<Filter>,
     /// The task file as read (for the results' `configs`).
     pub config: Value,
@@ -215,6 +222,10 @@ struct MetricEntry {
     #[serde(default)]
     regexes_to_ignore: Vec<String>,
 }
+
+/// A judge of generate_until responses: the document and the response in, each metric's
+/// per-document item out.
+pub type Judge = fn(&Value, &super::Generation) -> Vec<(String, super::Item)>;
 
 /// `exact_match`'s options (lm-evaluation-harness passes them to Hugging Face evaluate's
 /// exact_match): the regexes removed first, then lower case, then ASCII punctuation and
@@ -473,6 +484,8 @@ impl Task {
             max_gen_toks,
             metrics,
             matching,
+            chat: false,
+            judge: None,
             filters,
             config,
             doc_to_text: Template::from(

@@ -305,7 +305,10 @@ pub fn judge_answer(doc: &serde_json::Value, answer: &Generation) -> Vec<(String
     vec![
         ("correct".into(), flag(verdict == Some(Verdict::Correct))),
         ("refused".into(), flag(verdict == Some(Verdict::Refused))),
-        ("hallucinated".into(), flag(verdict == Some(Verdict::Hallucinated))),
+        (
+            "hallucinated".into(),
+            flag(verdict == Some(Verdict::Hallucinated)),
+        ),
         ("ended".into(), flag(answer.ended)),
     ]
 }
@@ -321,8 +324,11 @@ pub fn evaluate_chat(
     config: &ChatEvalConfig,
 ) -> Result<ChatEval> {
     let chosen = select(items, config.per_split);
-    let position: BTreeMap<u64, usize> =
-        chosen.iter().enumerate().map(|(i, it)| (it.id, i)).collect();
+    let position: BTreeMap<u64, usize> = chosen
+        .iter()
+        .enumerate()
+        .map(|(i, it)| (it.id, i))
+        .collect();
     let mut lm =
         LocalModel::new(model, tokenizer, model.spec.context_length as usize).with_batch(8);
     let run = RunConfig {

@@ -436,12 +436,17 @@ fn world_folders_are_task_sources() {
         "--log-samples",
         "--json",
     ]);
+    // The base-model tasks, then (SmolLM2 has a chat template) the chat tasks.
     assert_eq!(
         v["group_subtasks"]["world"],
         serde_json::json!([
             "world_recall_frequent",
             "world_recall_rare",
-            "world_arithmetic"
+            "world_arithmetic",
+            "world_chat_frequent",
+            "world_chat_rare",
+            "world_chat_unseen",
+            "world_chat_arithmetic"
         ])
     );
     for (task, key) in [
@@ -518,7 +523,9 @@ fn world_chat_tasks_answer_as_generate_does() {
     let dir = scratch("eval-world-chat");
     let world = dir.join("w");
     let w = world.to_str().unwrap();
-    json(&["world", "--seed", "5", "--size", "200kB", "--out", w, "--json"]);
+    json(&[
+        "world", "--seed", "5", "--size", "200kB", "--out", w, "--json",
+    ]);
     let out = dir.join("out");
     let v = json(&[
         "eval",
@@ -535,8 +542,16 @@ fn world_chat_tasks_answer_as_generate_does() {
         "--json",
     ]);
     let children = v["group_subtasks"]["world"].as_array().unwrap();
-    assert!(children.iter().any(|c| c == "world_chat_unseen"), "{children:?}");
-    for key in ["correct,none", "refused,none", "hallucinated,none", "ended,none"] {
+    assert!(
+        children.iter().any(|c| c == "world_chat_unseen"),
+        "{children:?}"
+    );
+    for key in [
+        "correct,none",
+        "refused,none",
+        "hallucinated,none",
+        "ended,none",
+    ] {
         let x = v["results"]["world_chat_frequent"][key].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&x), "{key}: {}", v["results"]);
     }

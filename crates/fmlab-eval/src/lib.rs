@@ -42,7 +42,7 @@ pub fn task_suite(specs: &[String], include: &[std::path::PathBuf]) -> Result<ha
     let mut rest = Vec::new();
     for spec in specs {
         match world::world_suite(std::path::Path::new(spec))? {
-            Some(w) => worlds.push((std::path::PathBuf::from(spec), w)),
+            Some(w) => worlds.push(w),
             None => rest.push(spec.clone()),
         }
     }
@@ -51,11 +51,9 @@ pub fn task_suite(specs: &[String], include: &[std::path::PathBuf]) -> Result<ha
     } else {
         harness::resolve(&rest, include)?
     };
-    for (dir, (mut tasks, mut group)) in worlds {
+    for (mut tasks, mut group, items) in worlds {
         // A chat model's evaluation too: the world's questions through its chat template,
         // judged (dropped by the caller when the model has no template).
-        let items = fmlab_data::read_items(&dir.join("eval.jsonl"))
-            .map_err(|e| Error::Config(format!("{}: {e}", dir.display())))?;
         let defaults = chat::ChatEvalConfig::default();
         let chosen = chat::select(&items, defaults.per_split);
         for t in chat::chat_tasks(&chosen, defaults.max_new_tokens)? {

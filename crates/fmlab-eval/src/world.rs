@@ -300,10 +300,14 @@ pub fn evaluate_world(
     Ok(eval)
 }
 
+/// A world folder's tasks: see [`world_suite`].
+pub type WorldSuite = (Vec<HarnessTask>, Group, Vec<EvalItem>);
+
 /// A world folder (`fmlab world` output: eval.jsonl beside manifest.json) named as a task
-/// source: its tasks (see [`world_tasks`], default sizes) and a `world` group listing them.
-/// `None` when `dir` is not a world folder.
-pub fn world_suite(dir: &std::path::Path) -> Result<Option<(Vec<HarnessTask>, Group)>> {
+/// source: its tasks (see [`world_tasks`], default sizes), a `world` group listing them,
+/// and the eval items they were made from (for tasks built elsewhere, such as the chat
+/// ones). `None` when `dir` is not a world folder.
+pub fn world_suite(dir: &std::path::Path) -> Result<Option<WorldSuite>> {
     let items_path = dir.join("eval.jsonl");
     if !(dir.join("manifest.json").is_file() && items_path.is_file()) {
         return Ok(None);
@@ -324,5 +328,5 @@ pub fn world_suite(dir: &std::path::Path) -> Result<Option<(Vec<HarnessTask>, Gr
         aggregate: Vec::new(),
         version: serde_json::json!(1),
     };
-    Ok(Some((tasks, group)))
+    Ok(Some((tasks, group, items)))
 }

@@ -360,14 +360,6 @@ pub(crate) fn as_text(v: &Value) -> String {
 }
 
 impl Task {
-    /// Reads a task file; its data files are relative to the file's folder.
-    pub fn load(path: &Path) -> Result<Task> {
-        let config = read_config(path)?;
-        let folder = folder_of(path);
-        Self::from_config(config, folder)
-            .map_err(|e| Error::Config(format!("{}: {}", path.display(), bare(e))))
-    }
-
     /// A task from its configuration (a task file's contents with its `include`s merged, or
     /// a task written inline in a group file); data files are relative to `folder`.
     pub fn from_config(config: Value, folder: &Path) -> Result<Task> {

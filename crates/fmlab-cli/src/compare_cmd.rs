@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 use fmlab_eval::card::{self, Card, CardConfig, Subject};
-use fmlab_eval::harness::RunConfig;
 use serde::Serialize;
 
 use crate::numbers::{bytes, grouped};
@@ -28,9 +27,6 @@ pub struct CompareArgs {
     /// as it runs them.
     #[arg(long, num_args = 1..)]
     pub tasks: Vec<String>,
-    /// Folders whose task and group files define the names --tasks refers to.
-    #[arg(long, num_args = 1..)]
-    pub include_path: Vec<PathBuf>,
     /// Texts for tokens per language and perplexity: JSONL files (`text`, optional `lang`
     /// and `domain`, such as a world's corpus.jsonl) or plain text files (one document
     /// each, its domain the file's name).
@@ -58,25 +54,8 @@ pub struct CompareArgs {
     /// Threads for the models (default: one per core); the card states the count.
     #[arg(value_parser = crate::numbers::integer::<u64>, long)]
     pub threads: Option<u64>,
-    /// Documents per task at most (in file order).
-    #[arg(value_parser = crate::numbers::integer::<usize>, long)]
-    pub limit: Option<usize>,
-    /// Few-shot examples per prompt (overrides the task files' num_fewshot).
-    #[arg(value_parser = crate::numbers::integer::<usize>, long)]
-    pub num_fewshot: Option<usize>,
-    /// Seeds the few-shot examples and the bootstrap of standard errors.
-    #[arg(value_parser = crate::numbers::integer::<u64>, long, default_value_t = 1234)]
-    pub seed: u64,
-    /// Tokens per window of the rolling log-likelihood and of task requests (longer texts
-    /// are read in windows of this size).
-    #[arg(value_parser = crate::numbers::integer::<usize>, long, default_value_t = 2048)]
-    pub max_length: usize,
-    /// Task contexts scored together in one batched forward pass.
-    #[arg(value_parser = crate::numbers::integer::<usize>, long, default_value_t = 8)]
-    pub batch_size: usize,
-    /// Resamples for the standard errors of perplexities and bits per byte.
-    #[arg(value_parser = crate::numbers::integer::<usize>, long, default_value_t = 1000)]
-    pub bootstrap_iters: usize,
+    #[command(flatten)]
+    pub run: crate::eval_cmd::TaskRunArgs,
     /// Write card.json, card.html and the PNG charts into this folder.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -107,20 +86,14 @@ pub fn run(args: CompareArgs) -> Result<()> {
         prompt_tokens: args.prompt_tokens,
         new_tokens: args.new_tokens,
         speed_runs: args.speed_runs,
-        max_length: args.max_length,
-        batch_size: args.batch_size,
-        run: RunConfig {
-            limit: args.limit,
-            num_fewshot: args.num_fewshot,
-            seed: args.seed,
-            bootstrap_iters: args.bootstrap_iters,
-            ..RunConfig::default()
-        },
+        max_length: args.run.max_length,
+        batch_size: args.run.batch_size,
+        run: args.run.run_config(),
     };
     // Everything that does not need a model is checked before the first one loads.
     card::check_config(&config)?;
     let texts = card::read_texts(&args.texts)?;
-    let mut suite = fmlab_eval::task_suite(&args.tasks, &args.include_path)?;
+    let mut suite = fmlab_eval::task_suite(&args.tasks, &args.run.include_path)?;
     let dropped = suite.drop_chat_tasks();
     if !dropped.is_empty() {
         eprintln!(

@@ -49,6 +49,49 @@ pub struct CompareArgs {
     pub json: bool,
 }
 
+/// How tasks run: the settings `eval run` and `compare` share.
+#[derive(Args)]
+pub struct TaskRunArgs {
+    /// Folders whose task and group files (searched recursively) define the names --tasks
+    /// and groups refer to.
+    #[arg(long, num_args = 1..)]
+    pub include_path: Vec<PathBuf>,
+    /// Documents per task at most (in file order).
+    #[arg(value_parser = crate::numbers::integer::<usize>, long)]
+    pub limit: Option<usize>,
+    /// Few-shot examples per prompt (overrides the task files' num_fewshot).
+    #[arg(value_parser = crate::numbers::integer::<usize>, long)]
+    pub num_fewshot: Option<usize>,
+    /// Seeds the choice of few-shot examples and the bootstrap of standard errors.
+    #[arg(value_parser = crate::numbers::integer::<u64>, long, default_value_t = 1234)]
+    pub seed: u64,
+    /// Tokens per window at most (longer requests are cut from the left; rolling
+    /// log-likelihoods, and compare's texts, are read in windows of this size).
+    #[arg(value_parser = crate::numbers::integer::<usize>, long, default_value_t = 2048)]
+    pub max_length: usize,
+    /// Contexts scored together in one batched forward pass (local models). On Q4_0, Q4_1,
+    /// Q5_0, Q8_0 and f32 weights the scores do not depend on it; K-quant kernels order
+    /// their sums by batch size as llama.cpp's do.
+    #[arg(value_parser = crate::numbers::integer::<usize>, long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Resamples for the standard errors of perplexities and bits per byte.
+    #[arg(value_parser = crate::numbers::integer::<usize>, long, default_value_t = 1000)]
+    pub bootstrap_iters: usize,
+}
+
+impl TaskRunArgs {
+    /// The pipeline's settings (no chat template: the caller sets it with the model).
+    pub fn run_config(&self) -> fmlab_eval::harness::RunConfig {
+        fmlab_eval::harness::RunConfig {
+            limit: self.limit,
+            num_fewshot: self.num_fewshot,
+            seed: self.seed,
+            bootstrap_iters: self.bootstrap_iters,
+            ..Default::default()
+        }
+    }
+}
+
 #[derive(Args)]
 #[command(allow_negative_numbers = true)]
 pub struct RunArgs {
@@ -79,34 +122,12 @@ pub struct RunArgs {
     /// What to run: lm-evaluation-harness task or group files (YAML), folders of them (their
     /// groups, and their tasks no group holds), names of tasks, groups or tags defined in
     /// those folders or in --include-path, or a world folder (`fmlab world` output: the
-    /// world's fact-recall and arithmetic tasks, group "world").
+    /// world's fact-recall and arithmetic tasks and, for chat models, its chat questions
+    /// judged by the world; group "world").
     #[arg(long, num_args = 1.., required = true)]
     pub tasks: Vec<String>,
-    /// Folders whose task and group files (searched recursively) define the names --tasks
-    /// and groups refer to.
-    #[arg(long, num_args = 1..)]
-    pub include_path: Vec<PathBuf>,
-    /// Documents per task at most (in file order).
-    #[arg(value_parser = crate::numbers::integer::<usize>, long)]
-    pub limit: Option<usize>,
-    /// Few-shot examples per prompt (overrides the task files' num_fewshot).
-    #[arg(value_parser = crate::numbers::integer::<usize>, long)]
-    pub num_fewshot: Option<usize>,
-    /// Seeds the choice of few-shot examples and the bootstrap of standard errors.
-    #[arg(value_parser = crate::numbers::integer::<u64>, long, default_value_t = 1234)]
-    pub seed: u64,
-    /// Tokens per window at most (longer requests are cut from the left, rolling
-    /// log-likelihoods read in windows of this size).
-    #[arg(value_parser = crate::numbers::integer::<usize>, long, default_value_t = 2048)]
-    pub max_length: usize,
-    /// Contexts scored together in one batched forward pass (local models). On Q4_0, Q4_1,
-    /// Q5_0, Q8_0 and f32 weights the scores do not depend on it; K-quant kernels order
-    /// their sums by batch size as llama.cpp's do.
-    #[arg(value_parser = crate::numbers::integer::<usize>, long, default_value_t = 8)]
-    pub batch_size: usize,
-    /// Resamples for the standard errors of perplexities.
-    #[arg(value_parser = crate::numbers::integer::<usize>, long, default_value_t = 1000)]
-    pub bootstrap_iters: usize,
+    #[command(flatten)]
+    pub run: TaskRunArgs,
     /// Threads for the model (default: one per core).
     #[arg(value_parser = crate::numbers::integer::<u64>, long)]
     pub threads: Option<u64>,
@@ -175,26 +196,22 @@ fn chat(args: ChatEvalArgs) -> Result<()> {
 
 fn run_tasks(args: &RunArgs) -> Result<()> {
     use fmlab_eval::harness::{results_json, run_task, sample_lines, LocalModel, RunConfig, Task};
-    if args.max_length < 2 {
+    if args.run.max_length < 2 {
         bail!(
             "--max-length {}: a window needs at least 2 tokens",
-            args.max_length
+            args.run.max_length
         );
     }
-    if args.batch_size == 0 || args.concurrency == 0 {
+    if args.run.batch_size == 0 || args.concurrency == 0 {
         bail!("--batch-size and --concurrency: at least 1");
     }
     if args.log_samples && args.out.is_none() {
         bail!("--log-samples writes into the --out folder; give --out DIR");
     }
-    let mut suite = fmlab_eval::task_suite(&args.tasks, &args.include_path)?;
+    let mut suite = fmlab_eval::task_suite(&args.tasks, &args.run.include_path)?;
     let mut config = RunConfig {
-        limit: args.limit,
-        num_fewshot: args.num_fewshot,
-        seed: args.seed,
-        bootstrap_iters: args.bootstrap_iters,
-        chat_template: None,
         apply_chat_template: args.apply_chat_template,
+        ..args.run.run_config()
     };
     let loaded;
     let mut local;
@@ -204,8 +221,8 @@ fn run_tasks(args: &RunArgs) -> Result<()> {
             (Some(m), _) => {
                 loaded = crate::model::load(m)?;
                 config.chat_template = loaded.template.clone();
-                local = LocalModel::new(&loaded.model, &loaded.tokenizer, args.max_length)
-                    .with_batch(args.batch_size);
+                local = LocalModel::new(&loaded.model, &loaded.tokenizer, args.run.max_length)
+                    .with_batch(args.run.batch_size);
                 (&mut local, m.clone())
             }
             (None, Some(url)) => {

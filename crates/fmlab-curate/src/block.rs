@@ -47,4 +47,9 @@ pub trait Block: Send + Sync {
     /// The block's name in reports and attribute folders (`gopher_repetition`, `c4`…).
     fn name(&self) -> &str;
     fn apply(&self, doc: &mut Document, out: &mut Decision);
+    /// The thresholds its rules compare statistics with, by statistic name, drawn on the
+    /// report's histograms (e.g. `("dup_line_frac", 0.3)`).
+    fn thresholds(&self) -> Vec<(Cow<'static, str>, f64)> {
+        Vec::new()
+    }
 }

@@ -7,10 +7,13 @@
 //! - [`doc::Document`]: a document (id, text, metadata) and its [`doc::DocKey`];
 //! - [`block::Block`]: a streaming block (filter, tagger or text modifier) and its
 //!   [`block::Decision`];
-//! - [`words`]: the word splitting the rules and MinHash share.
+//! - [`words`]: the word splitting the rules and MinHash share;
+//! - [`pipeline`]: the blocks in order, cut into stages by rank and part, with markers and
+//!   the report.
 
 pub mod block;
 pub mod doc;
+pub mod pipeline;
 pub mod words;
 
 pub use block::{Block, Decision};

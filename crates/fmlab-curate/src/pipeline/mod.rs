@@ -15,6 +15,7 @@ pub mod dedup;
 pub mod glue;
 pub mod input;
 mod run;
+pub mod slurm;
 pub mod spec;
 pub mod stats;
 

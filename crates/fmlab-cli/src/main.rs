@@ -5,6 +5,9 @@
 mod chat;
 mod compare_cmd;
 mod convert_cmd;
+mod curate_cmd;
+mod curate_mix;
+mod curate_report;
 mod data_cmd;
 mod eval_cmd;
 mod export_cmd;
@@ -57,6 +60,11 @@ enum Command {
     /// Write the seeded synthetic world: knowledge base, multilingual corpus, SFT,
     /// preference and eval sets (`fmlab world stats DIR` shows its mix).
     World(Box<world::WorldArgs>),
+    /// Curate training data: a pipeline of blocks (readers, language ID, Gopher/C4/FineWeb
+    /// quality rules, MinHash/exact/Bloom deduplication, classifiers) with every decision
+    /// kept beside the documents and a funnel report; by rank or as Slurm array jobs.
+    /// `curate mix` cuts a training set by language and domain shares.
+    Curate(Box<curate_cmd::CurateArgs>),
     /// Data preparation: token shards for pre-training, on-policy preference pairs.
     #[command(subcommand)]
     Data(data_cmd::DataCommand),
@@ -121,6 +129,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Speedrun(args) => speedrun::run(*args),
         Command::World(args) => world::run(*args),
+        Command::Curate(args) => curate_cmd::run(*args),
         Command::Data(cmd) => data_cmd::run(cmd),
         Command::Inspect(args) => inspect::run(args),
         Command::Plan(args) => plan::run(*args),

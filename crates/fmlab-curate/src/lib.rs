@@ -8,11 +8,13 @@
 //! - [`block::Block`]: a streaming block (filter, tagger or text modifier) and its
 //!   [`block::Decision`];
 //! - [`words`]: the word splitting the rules and MinHash share;
+//! - [`mix`]: training sets cut by shares or token counts per language and domain;
 //! - [`pipeline`]: the blocks in order, cut into stages by rank and part, with markers and
 //!   the report.
 
 pub mod block;
 pub mod doc;
+pub mod mix;
 pub mod pipeline;
 pub mod words;
 

@@ -11,6 +11,7 @@
 //! - `DIR/work/` stage files and completion markers; `DIR/plan.json` what was asked;
 //! - `DIR/report.json` the funnel, removals by rule, language and domain, histograms.
 
+mod blocks;
 pub mod dedup;
 pub mod glue;
 pub mod input;
@@ -19,6 +20,7 @@ pub mod slurm;
 pub mod spec;
 pub mod stats;
 
+pub use blocks::{build_block, BLOCK_KINDS};
 pub use dedup::{Dedup, DedupSink, GlobalStep};
 pub use run::{Built, Curation, Event, NamedBlock, Report, RunOptions, RunOutcome, Stage};
 pub use spec::{BlockSpec, InputSpec, OutputSpec, PipelineSpec, RECIPES};

@@ -29,7 +29,10 @@ pub struct SlurmScript {
 
 /// Quotes a word for bash (single quotes, a quote inside written as '\'').
 pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c)) {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
+    {
         return s.to_string();
     }
     format!("'{}'", s.replace('\'', r"'\''"))
@@ -37,7 +40,12 @@ pub fn shell_quote(s: &str) -> String {
 
 /// The scripts for `stages`, in `dir`, each running `command` (the fmlab binary and the
 /// arguments every task shares) plus `--stage`, `--rank` and `--threads`.
-pub fn scripts(dir: &Path, stages: &[Stage], command: &[String], opts: &SlurmOptions) -> Vec<SlurmScript> {
+pub fn scripts(
+    dir: &Path,
+    stages: &[Stage],
+    command: &[String],
+    opts: &SlurmOptions,
+) -> Vec<SlurmScript> {
     let logs = dir.join("logs");
     let base: Vec<String> = command.iter().map(|w| shell_quote(w)).collect();
     stages

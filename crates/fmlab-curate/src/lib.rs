@@ -7,10 +7,14 @@
 //! - [`doc::Document`]: a document (id, text, metadata) and its [`doc::DocKey`];
 //! - [`block::Block`]: a streaming block (filter, tagger or text modifier) and its
 //!   [`block::Decision`];
-//! - [`words`]: the word splitting the rules and MinHash share.
+//! - [`words`]: the word splitting the rules and MinHash share;
+//! - [`langid`]: language identification with a score and [`langid::LanguageFilter`];
+//! - [`classifier`]: fastText-style linear classifiers, their training and their block.
 
 pub mod block;
+pub mod classifier;
 pub mod doc;
+pub mod langid;
 pub mod words;
 
 pub use block::{Block, Decision};

@@ -1,0 +1,4 @@
+//! fmlab-curate's integration tests, one module per part of the crate.
+
+mod classifier;
+mod langid;

@@ -21,11 +21,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .lines()
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()?;
+    let only: Option<&str> = args.get(2).map(String::as_str);
     for (backend, max_bytes) in [
         (Backend::Cascade, 2000),
         (Backend::Hashed, 2000),
         (Backend::Lingua, 2000),
     ] {
+        if only.is_some_and(|o| Backend::from_name(o).ok() != Some(backend)) {
+            continue;
+        }
         let opts = LanguageIdOptions {
             backend,
             max_bytes,
@@ -80,6 +84,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     for label_field in ["domain", "lang"] {
+        if only.is_some() {
+            break;
+        }
         let opts = TrainFileOptions {
             label_field: label_field.into(),
             ..TrainFileOptions::default()
@@ -120,6 +127,9 @@ fn english_accuracy(id: &LanguageId, path: &str) -> Result<(), Box<dyn std::erro
             scores.push(score);
         }
         *got.entry(lang.to_string()).or_default() += 1;
+    }
+    if n == 0 {
+        return Ok(());
     }
     let s = start.elapsed().as_secs_f64();
     let below = scores.iter().filter(|&&s| s < 0.65).count();

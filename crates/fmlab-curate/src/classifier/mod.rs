@@ -14,6 +14,11 @@
 //! symmetry, and rows no feature touched stay zero, so [`Classifier::save`] writes only the
 //! touched rows: a model of 2^19 buckets is a few MB, not 32.
 //!
+//! Measured on a 2 MB world (scripts/check_langid.sh, default options, 10% held out): the
+//! seven domains 1.000 each (1,214 held out), the three languages 0.999 (sw 17 of 18);
+//! training ~22,000 examples/s (2.4 s for 5 epochs of 10,900), prediction ~20,000–30,000
+//! documents/s, on one core of a shared 2-core machine.
+//!
 //! - [`Classifier`]: `train`, `predict`, `save`, `load`;
 //! - [`ClassifierBlock`]: the curation block (tagger or filter);
 //! - [`train_from_jsonl`]: what `fmlab curate train-classifier` runs.

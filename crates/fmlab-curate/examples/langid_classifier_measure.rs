@@ -30,11 +30,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if only.is_some_and(|o| Backend::from_name(o).ok() != Some(backend)) {
             continue;
         }
-        let opts = LanguageIdOptions {
+        let mut opts = LanguageIdOptions {
             backend,
             max_bytes,
             ..LanguageIdOptions::default()
         };
+        if let Ok(v) = std::env::var("CASCADE_BELOW") {
+            opts.cascade_below = v.parse()?;
+        }
         let start = Instant::now();
         let id = LanguageId::new(&opts)?;
         println!(

@@ -11,11 +11,15 @@
 //! - [`mix`]: training sets cut by shares or token counts per language and domain;
 //! - [`pipeline`]: the blocks in order, cut into stages by rank and part, with markers and
 //!   the report.
+//! - [`langid`]: language identification with a score and [`langid::LanguageFilter`];
+//! - [`classifier`]: fastText-style linear classifiers, their training and their block.
 
 pub mod block;
+pub mod classifier;
 pub mod doc;
 pub mod mix;
 pub mod pipeline;
+pub mod langid;
 pub mod words;
 
 pub use block::{Block, Decision};

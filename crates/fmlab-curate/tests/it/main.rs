@@ -1,6 +1,8 @@
-//! fmlab-curate end to end: the pipeline's execution by rank and stage, and the blocks
-//! against recorded references.
+//! fmlab-curate end to end, one module per part of the crate: the pipeline's execution by
+//! rank and stage, and the blocks against recorded references.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod classifier;
+mod langid;
 mod pipeline;

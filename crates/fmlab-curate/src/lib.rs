@@ -7,9 +7,11 @@
 //! - [`doc::Document`]: a document (id, text, metadata) and its [`doc::DocKey`];
 //! - [`block::Block`]: a streaming block (filter, tagger or text modifier) and its
 //!   [`block::Decision`];
-//! - [`words`]: the word splitting the rules and MinHash share.
+//! - [`words`]: the word splitting the rules and MinHash share;
+//! - [`dedup`]: exact, MinHash LSH and Bloom-filter paragraph deduplication, staged by rank.
 
 pub mod block;
+pub mod dedup;
 pub mod doc;
 pub mod words;
 

@@ -170,7 +170,19 @@ impl MinHash {
         if shingles.is_empty() {
             return false;
         }
-        for (&a, &b) in self.a.iter().zip(&self.b) {
+        // Four permutations per pass over the shingles: four independent minimum chains.
+        let mut a4 = self.a.chunks_exact(4);
+        let mut b4 = self.b.chunks_exact(4);
+        for (a, b) in (&mut a4).zip(&mut b4) {
+            let mut m = [u64::MAX; 4];
+            for &x in shingles {
+                for k in 0..4 {
+                    m[k] = m[k].min(mod_mersenne61(x.wrapping_mul(a[k]).wrapping_add(b[k])));
+                }
+            }
+            sig.extend_from_slice(&m);
+        }
+        for (&a, &b) in a4.remainder().iter().zip(b4.remainder()) {
             let mut m = u64::MAX;
             for &x in shingles {
                 m = m.min(mod_mersenne61(x.wrapping_mul(a).wrapping_add(b)));

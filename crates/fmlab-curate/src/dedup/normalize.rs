@@ -43,6 +43,7 @@ fn is_decimal_digit(c: char) -> bool {
 /// datatrove's `PUNCTUATION` string: ASCII punctuation, the C0 and C1 controls but tab and
 /// newline, and a few quotes, dashes and CJK / full-width marks. (Its larger
 /// `TERMINAL_PUNCTUATION` set is not part of the translation table.)
+#[inline]
 pub fn is_punctuation(c: char) -> bool {
     if c.is_ascii() {
         return c.is_ascii_punctuation() || (c.is_ascii_control() && c != '\t' && c != '\n');
@@ -120,7 +121,11 @@ pub fn simplify_text_into<'s>(
         lower.push_str(&text.to_lowercase());
     }
     out.clear();
-    numbers_punctuation_spaces(lower, norm, out);
+    if lower.is_ascii() {
+        ascii_numbers_punctuation_spaces(lower, norm, out);
+    } else {
+        numbers_punctuation_spaces(lower, norm, out);
+    }
     if norm.norm_unicode_diacritics && !out.is_ascii() {
         // NFD, then drop the non-spacing marks; done after the whitespace pass as datatrove
         // does, so a dropped mark between two spaces leaves both.
@@ -173,6 +178,64 @@ fn numbers_punctuation_spaces(text: &str, norm: &TextNorm, out: &mut String) {
     }
 }
 
+/// [`numbers_punctuation_spaces`] on ASCII text (the common case): byte classes, and runs
+/// of ordinary bytes copied whole.
+fn ascii_numbers_punctuation_spaces(text: &str, norm: &TextNorm, out: &mut String) {
+    let bytes = text.as_bytes();
+    let is_digit = |c: u8| norm.norm_numbers && c.is_ascii_digit();
+    let is_blank = |c: u8| {
+        let punct = c.is_ascii_punctuation() || (c.is_ascii_control() && c != b'\t' && c != b'\n');
+        let space = c.is_ascii_whitespace() || c == 0x0b || (0x1c..=0x1f).contains(&c);
+        (norm.remove_punctuation && punct) || (norm.norm_whitespace && space)
+    };
+    let mut pending_space = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if is_digit(c) {
+            i += 1;
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
+                i += 1;
+            }
+            if i + 1 < bytes.len()
+                && matches!(bytes[i], b'.' | b',')
+                && bytes[i + 1].is_ascii_digit()
+            {
+                i += 2;
+                while i < bytes.len() && bytes[i].is_ascii_digit() {
+                    i += 1;
+                }
+            }
+            emit(out, &mut pending_space, '0', norm);
+        } else if is_blank(c) {
+            if norm.norm_whitespace {
+                pending_space = true;
+            } else {
+                out.push(' ');
+            }
+            i += 1;
+        } else {
+            let start = i;
+            while i < bytes.len() && !is_digit(bytes[i]) && !is_blank(bytes[i]) {
+                i += 1;
+            }
+            emit_str(out, &mut pending_space, &text[start..i], norm);
+        }
+    }
+}
+
+#[inline]
+fn emit_str(out: &mut String, pending_space: &mut bool, s: &str, norm: &TextNorm) {
+    if *pending_space && norm.norm_whitespace {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        *pending_space = false;
+    }
+    out.push_str(s);
+}
+
+#[inline]
 fn emit(out: &mut String, pending_space: &mut bool, c: char, norm: &TextNorm) {
     if *pending_space && norm.norm_whitespace {
         if !out.is_empty() {
@@ -205,5 +268,21 @@ mod tests {
         assert_eq!(s("x \u{301} y"), "x  y");
         assert_eq!(s("١٢٣ and ４５"), "0 and 0");
         assert_eq!(s("‘single’"), "‘single");
+    }
+
+    #[test]
+    fn ascii_pass_equals_general_pass() {
+        let norm = TextNorm::default();
+        for t in [
+            "a1.5b 2,3,4 x.y\x0b\x1c z  7. 8",
+            "  ..12..  ",
+            "v1.2.3-rc4\r\n\tend",
+            "",
+        ] {
+            let (mut a, mut b) = (String::new(), String::new());
+            ascii_numbers_punctuation_spaces(t, &norm, &mut a);
+            numbers_punctuation_spaces(t, &norm, &mut b);
+            assert_eq!(a, b, "{t:?}");
+        }
     }
 }

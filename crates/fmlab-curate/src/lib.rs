@@ -12,14 +12,16 @@
 //! - [`pipeline`]: the blocks in order, cut into stages by rank and part, with markers and
 //!   the report.
 //! - [`langid`]: language identification with a score and [`langid::LanguageFilter`];
-//! - [`classifier`]: fastText-style linear classifiers, their training and their block.
+//! - [`classifier`]: fastText-style linear classifiers, their training and their block;
+//! - [`dedup`]: exact, MinHash LSH and Bloom-filter paragraph deduplication, staged by rank.
 
 pub mod block;
 pub mod classifier;
+pub mod dedup;
 pub mod doc;
+pub mod langid;
 pub mod mix;
 pub mod pipeline;
-pub mod langid;
 pub mod words;
 
 pub use block::{Block, Decision};

@@ -1,0 +1,428 @@
+//! MinHash LSH near-duplicate detection with datatrove 0.10's defaults and arithmetic:
+//! `simplify_text`, word splitting, word 5-grams joined by one space and hashed with
+//! xxHash64, 14 bands (buckets) of 8 permuted minimums each, the permutations
+//! `(a·x + b) mod 2^64 mod (2^61 − 1)` with `a, b` drawn by NumPy's `RandomState(seed)` —
+//! so a document's signature is bit for bit datatrove's. Two documents match when one band
+//! is equal; matches are joined by union-find and one document per cluster is kept.
+//!
+//! Staged (each stage a function over a working folder, see [`super`]), or all in memory
+//! with [`MinHash::dedup`]; both give the same result.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use xxhash_rust::xxh64::xxh64;
+
+use crate::doc::{DocKey, Document};
+use crate::words::split_words;
+use crate::{Error, Result};
+
+use super::normalize::{simplify_text_into, NormScratch, TextNorm};
+use super::rng::Mt19937;
+use super::store::{self, Cluster, DedupSummary, RankCounts, RemovalSet};
+use super::unionfind::UnionFind;
+
+const MERSENNE_61: u64 = (1 << 61) - 1;
+
+/// datatrove's `MinhashConfig` (64-bit xxHash).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinhashConfig {
+    pub n_grams: usize,
+    pub num_buckets: usize,
+    pub hashes_per_bucket: usize,
+    pub seed: u32,
+    pub norm: TextNorm,
+}
+
+impl Default for MinhashConfig {
+    /// 5-grams, 14 buckets × 8 hashes, seed 1: datatrove's defaults.
+    fn default() -> Self {
+        MinhashConfig {
+            n_grams: 5,
+            num_buckets: 14,
+            hashes_per_bucket: 8,
+            seed: 1,
+            norm: TextNorm::default(),
+        }
+    }
+}
+
+/// Reusable buffers for signatures (no allocation per shingle, few per document).
+#[derive(Debug, Default)]
+pub struct MinhashScratch {
+    norm: NormScratch,
+    spans: Vec<(usize, usize)>,
+    joined: String,
+    shingles: Vec<u64>,
+}
+
+/// The result of a whole deduplication: counts, clusters and the removed documents.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DedupResult {
+    pub summary: DedupSummary,
+    pub clusters: Vec<Cluster>,
+    pub removed: RemovalSet,
+}
+
+/// A configured MinHash (its permutation parameters drawn once).
+#[derive(Debug, Clone)]
+pub struct MinHash {
+    config: MinhashConfig,
+    a: Vec<u64>,
+    b: Vec<u64>,
+}
+
+fn mod_mersenne61(v: u64) -> u64 {
+    let r = (v & MERSENNE_61) + (v >> 61);
+    if r >= MERSENNE_61 {
+        r - MERSENNE_61
+    } else {
+        r
+    }
+}
+
+impl MinHash {
+    pub fn new(config: MinhashConfig) -> Result<Self> {
+        if config.n_grams == 0 || config.num_buckets == 0 || config.hashes_per_bucket == 0 {
+            return Err(Error::Config(format!(
+                "minhash: n_grams ({}), buckets ({}) and hashes per bucket ({}) must be at least 1",
+                config.n_grams, config.num_buckets, config.hashes_per_bucket
+            )));
+        }
+        let n = config.num_buckets * config.hashes_per_bucket;
+        let mut rng = Mt19937::new(config.seed);
+        let a = (0..n).map(|_| rng.randint_u64(1, MERSENNE_61)).collect();
+        let b = (0..n).map(|_| rng.randint_u64(0, MERSENNE_61)).collect();
+        Ok(MinHash { config, a, b })
+    }
+
+    pub fn config(&self) -> &MinhashConfig {
+        &self.config
+    }
+
+    /// Hashes of the document's word n-grams (each n-gram's words joined by one space,
+    /// xxHash64 of its UTF-8), in text order, repeats included.
+    pub fn shingles<'s>(&self, text: &str, scratch: &'s mut MinhashScratch) -> &'s [u64] {
+        let MinhashScratch {
+            norm,
+            spans,
+            joined,
+            shingles,
+        } = scratch;
+        shingles.clear();
+        let text = simplify_text_into(text, &self.config.norm, norm);
+        let words = split_words(text);
+        let n = self.config.n_grams;
+        if words.len() < n {
+            return shingles;
+        }
+        // Where each word lies in `text` (usize::MAX: not a slice of it); an n-gram whose
+        // words are one space apart is hashed in place, others are joined into `joined`.
+        let base = text.as_ptr() as usize;
+        spans.clear();
+        spans.extend(words.iter().map(|w| {
+            let start = (w.as_ptr() as usize).wrapping_sub(base);
+            if start <= text.len() && start + w.len() <= text.len() {
+                (start, start + w.len())
+            } else {
+                (usize::MAX, usize::MAX)
+            }
+        }));
+        let bytes = text.as_bytes();
+        let gap_ok = |j: usize| {
+            let (s0, e0) = spans[j];
+            let (s1, _) = spans[j + 1];
+            s0 != usize::MAX && s1 != usize::MAX && s1 == e0 + 1 && bytes[e0] == b' '
+        };
+        let mut bad = (0..n - 1).filter(|&j| !gap_ok(j)).count();
+        for i in 0..=words.len() - n {
+            if i > 0 && n > 1 {
+                bad -= usize::from(!gap_ok(i - 1));
+                bad += usize::from(!gap_ok(i + n - 2));
+            }
+            let (start, end) = (spans[i].0, spans[i + n - 1].1);
+            if bad == 0 && start != usize::MAX && end != usize::MAX {
+                shingles.push(xxh64(&bytes[start..end], 0));
+            } else {
+                joined.clear();
+                for (k, w) in words[i..i + n].iter().enumerate() {
+                    if k > 0 {
+                        joined.push(' ');
+                    }
+                    joined.push_str(w);
+                }
+                shingles.push(xxh64(joined.as_bytes(), 0));
+            }
+        }
+        shingles
+    }
+
+    /// The signature (`num_buckets × hashes_per_bucket` minimums, band after band) into
+    /// `sig`; false (and `sig` empty) when the text has fewer than `n_grams` words.
+    pub fn signature_into(
+        &self,
+        text: &str,
+        scratch: &mut MinhashScratch,
+        sig: &mut Vec<u64>,
+    ) -> bool {
+        sig.clear();
+        let shingles = self.shingles(text, scratch);
+        if shingles.is_empty() {
+            return false;
+        }
+        // Four permutations per pass over the shingles: four independent minimum chains.
+        let mut a4 = self.a.chunks_exact(4);
+        let mut b4 = self.b.chunks_exact(4);
+        for (a, b) in (&mut a4).zip(&mut b4) {
+            let mut m = [u64::MAX; 4];
+            for &x in shingles {
+                for k in 0..4 {
+                    m[k] = m[k].min(mod_mersenne61(x.wrapping_mul(a[k]).wrapping_add(b[k])));
+                }
+            }
+            sig.extend_from_slice(&m);
+        }
+        for (&a, &b) in a4.remainder().iter().zip(b4.remainder()) {
+            let mut m = u64::MAX;
+            for &x in shingles {
+                m = m.min(mod_mersenne61(x.wrapping_mul(a).wrapping_add(b)));
+            }
+            sig.push(m);
+        }
+        true
+    }
+
+    /// The signature of one text (see [`MinHash::signature_into`]).
+    pub fn signature(&self, text: &str) -> Option<Vec<u64>> {
+        let mut sig = Vec::new();
+        self.signature_into(text, &mut MinhashScratch::default(), &mut sig)
+            .then_some(sig)
+    }
+
+    /// All four stages in memory, on one thread: the same result as the staged path.
+    pub fn dedup<'a>(&self, docs: impl IntoIterator<Item = &'a Document>) -> DedupResult {
+        let h = self.config.hashes_per_bucket;
+        let mut buckets = vec![Vec::new(); self.config.num_buckets];
+        let mut ids = Vec::new();
+        let mut counts = RankCounts::default();
+        let (mut scratch, mut sig) = (MinhashScratch::default(), Vec::new());
+        for doc in docs {
+            counts.documents += 1;
+            if self.signature_into(&doc.text, &mut scratch, &mut sig) {
+                counts.hashed += 1;
+                push_bands(&mut buckets, &sig, h, doc.key);
+                ids.push((doc.key.as_u64(), doc.id.as_str()));
+            }
+        }
+        let mut uf = UnionFind::new();
+        let mut matches = 0;
+        for flat in &mut buckets {
+            store::sort_records(flat, h + 1);
+            for pair in flat.chunks_exact(h + 1).collect::<Vec<_>>().windows(2) {
+                if pair[0][..h] == pair[1][..h] {
+                    uf.union(DocKey::from_u64(pair[0][h]), DocKey::from_u64(pair[1][h]));
+                    matches += 1;
+                }
+            }
+        }
+        let key_clusters = uf.clusters();
+        let wanted: HashSet<u64> = key_clusters
+            .iter()
+            .flat_map(|c| c.members.iter().map(|k| k.as_u64()))
+            .collect();
+        let ids = ids
+            .into_iter()
+            .filter(|(k, _)| wanted.contains(k))
+            .map(|(k, id)| (k, id.to_string()))
+            .collect();
+        finish_clusters("minhash", counts, matches, &key_clusters, &ids)
+    }
+
+    /// Stage 1, for one rank: a writer that takes the rank's documents (any order) and
+    /// writes, on [`SignatureWriter::finish`], one sorted file of `(band, key)` records per
+    /// bucket, `dir/sigs/bucket_BBB/rank_RRRRR.sig`, and the rank's ids and counts.
+    pub fn signature_writer<'m>(&'m self, dir: &Path, rank: usize) -> SignatureWriter<'m> {
+        SignatureWriter {
+            minhash: self,
+            dir: dir.to_path_buf(),
+            rank,
+            buckets: vec![Vec::new(); self.config.num_buckets],
+            ids: Vec::new(),
+            counts: RankCounts::default(),
+            scratch: MinhashScratch::default(),
+            sig: Vec::new(),
+        }
+    }
+
+    /// Stage 2, for one bucket (buckets are independent: run them on any ranks): merges
+    /// every rank's sorted file of the bucket and writes the matches — each document paired
+    /// with the one before it in (band, key) order when their bands are equal — to
+    /// `dir/matches/bucket_BBB.pairs`. Returns the number of matches.
+    pub fn find_matches(&self, dir: &Path, bucket: usize) -> Result<u64> {
+        if bucket >= self.config.num_buckets {
+            return Err(Error::Config(format!(
+                "minhash: bucket {bucket} out of range (there are {})",
+                self.config.num_buckets
+            )));
+        }
+        if store::list_files(&dir.join("ids"), "rank_", ".counts.json")?.is_empty() {
+            return Err(Error::format(
+                dir.join("ids"),
+                "no rank has written its signatures yet (stage 1)",
+            ));
+        }
+        let h = self.config.hashes_per_bucket;
+        let sig_dir = dir.join(format!("sigs/bucket_{bucket:03}"));
+        let paths = store::list_files(&sig_dir, "rank_", ".sig")?;
+        let mut prev: Vec<u64> = Vec::new();
+        let mut pairs: Vec<u64> = Vec::new();
+        store::merge_sorted(&paths, h + 1, |rec| {
+            if !prev.is_empty() && prev[..h] == rec[..h] {
+                if prev[h] == rec[h] {
+                    return Err(Error::format(&sig_dir, format!(
+                        "document {:?} has signatures in two rank files: stale files from another run?",
+                        DocKey::from_u64(rec[h])
+                    )));
+                }
+                pairs.extend([prev[h], rec[h]]);
+            }
+            prev.clear();
+            prev.extend_from_slice(rec);
+            Ok(())
+        })?;
+        store::write_records(
+            &dir.join(format!("matches/bucket_{bucket:03}.pairs")),
+            &pairs,
+        )?;
+        Ok(pairs.len() as u64 / 2)
+    }
+
+    /// Stage 3, once: union-find over every bucket's matches (bucket by bucket, in order),
+    /// then writes the removals per input file, `clusters.json` and `summary.json`.
+    pub fn cluster(&self, dir: &Path) -> Result<DedupSummary> {
+        let mut uf = UnionFind::new();
+        let mut matches = 0;
+        for bucket in 0..self.config.num_buckets {
+            let path = dir.join(format!("matches/bucket_{bucket:03}.pairs"));
+            if !path.is_file() {
+                return Err(Error::format(
+                    &path,
+                    "missing: stage 2 has not run for this bucket",
+                ));
+            }
+            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            if bytes.len() % 16 != 0 {
+                return Err(Error::format(&path, "not a whole number of pairs"));
+            }
+            for c in bytes.chunks_exact(16) {
+                let word = |o: usize| {
+                    u64::from_le_bytes([
+                        c[o],
+                        c[o + 1],
+                        c[o + 2],
+                        c[o + 3],
+                        c[o + 4],
+                        c[o + 5],
+                        c[o + 6],
+                        c[o + 7],
+                    ])
+                };
+                uf.union(DocKey::from_u64(word(0)), DocKey::from_u64(word(8)));
+                matches += 1;
+            }
+        }
+        let key_clusters = uf.clusters();
+        let wanted: HashSet<u64> = key_clusters
+            .iter()
+            .flat_map(|c| c.members.iter().map(|k| k.as_u64()))
+            .collect();
+        let (counts, ids) = store::read_rank_files(dir, &wanted)?;
+        let result = finish_clusters("minhash", counts, matches, &key_clusters, &ids);
+        store::write_outcome(
+            dir,
+            &result.removed.keys(),
+            &result.clusters,
+            &result.summary,
+        )?;
+        Ok(result.summary)
+    }
+}
+
+fn push_bands(buckets: &mut [Vec<u64>], sig: &[u64], h: usize, key: DocKey) {
+    for (flat, band) in buckets.iter_mut().zip(sig.chunks_exact(h)) {
+        flat.extend_from_slice(band);
+        flat.push(key.as_u64());
+    }
+}
+
+pub(crate) fn finish_clusters(
+    method: &str,
+    counts: RankCounts,
+    matches: u64,
+    key_clusters: &[super::unionfind::KeyCluster],
+    ids: &std::collections::HashMap<u64, String>,
+) -> DedupResult {
+    let mut summary = DedupSummary {
+        method: method.to_string(),
+        documents: counts.documents,
+        hashed: counts.hashed,
+        matches,
+        ..DedupSummary::default()
+    };
+    let clusters = store::name_clusters(key_clusters, ids, &mut summary);
+    let removed = RemovalSet::from_keys(
+        key_clusters
+            .iter()
+            .flat_map(|c| c.members.iter().copied().filter(move |&k| k != c.kept)),
+    );
+    DedupResult {
+        summary,
+        clusters,
+        removed,
+    }
+}
+
+/// Stage 1's writer for one rank (see [`MinHash::signature_writer`]).
+pub struct SignatureWriter<'m> {
+    minhash: &'m MinHash,
+    dir: std::path::PathBuf,
+    rank: usize,
+    buckets: Vec<Vec<u64>>,
+    ids: Vec<(u64, String)>,
+    counts: RankCounts,
+    scratch: MinhashScratch,
+    sig: Vec<u64>,
+}
+
+impl SignatureWriter<'_> {
+    pub fn add(&mut self, doc: &Document) {
+        self.add_text(doc.key, &doc.id, &doc.text);
+    }
+
+    pub fn add_text(&mut self, key: DocKey, id: &str, text: &str) {
+        self.counts.documents += 1;
+        if self
+            .minhash
+            .signature_into(text, &mut self.scratch, &mut self.sig)
+        {
+            self.counts.hashed += 1;
+            let h = self.minhash.config.hashes_per_bucket;
+            push_bands(&mut self.buckets, &self.sig, h, key);
+            self.ids.push((key.as_u64(), id.to_string()));
+        }
+    }
+
+    /// Sorts and writes the rank's files; the counts file, written last, marks the rank done.
+    pub fn finish(self) -> Result<RankCounts> {
+        let h = self.minhash.config.hashes_per_bucket;
+        for (b, mut flat) in self.buckets.into_iter().enumerate() {
+            store::sort_records(&mut flat, h + 1);
+            let path = self
+                .dir
+                .join(format!("sigs/bucket_{b:03}/rank_{:05}.sig", self.rank));
+            store::write_records(&path, &flat)?;
+        }
+        store::write_rank_files(&self.dir, self.rank, self.counts, &self.ids)?;
+        Ok(self.counts)
+    }
+}

@@ -1,0 +1,288 @@
+//! Text normalisation before deduplication: datatrove's `simplify_text` with its default
+//! `TextNormConfig` (lower case, every number → `0`, punctuation → space, whitespace runs →
+//! one space, diacritics dropped after NFD), applied in datatrove's order so that the same
+//! text gives the same normalised string, and then the same shingles.
+
+use unicode_general_category::{get_general_category, GeneralCategory};
+use unicode_normalization::UnicodeNormalization;
+
+/// Which normalisations to apply (datatrove's `TextNormConfig`; its English-only weekday and
+/// month-name options, off by default there, are not offered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextNorm {
+    pub lowercase: bool,
+    pub norm_numbers: bool,
+    pub remove_punctuation: bool,
+    pub norm_whitespace: bool,
+    pub norm_unicode_diacritics: bool,
+}
+
+impl Default for TextNorm {
+    /// datatrove's defaults: everything on.
+    fn default() -> Self {
+        TextNorm {
+            lowercase: true,
+            norm_numbers: true,
+            remove_punctuation: true,
+            norm_whitespace: true,
+            norm_unicode_diacritics: true,
+        }
+    }
+}
+
+/// The separators datatrove allows inside one number (`1.5`, `1,000` → `0`).
+fn is_number_separator(c: char) -> bool {
+    matches!(c, '.' | ',' | '،' | '٫' | '⎖' | '⎗' | '⎘')
+}
+
+fn is_decimal_digit(c: char) -> bool {
+    c.is_ascii_digit()
+        || (!c.is_ascii() && get_general_category(c) == GeneralCategory::DecimalNumber)
+}
+
+/// datatrove's `PUNCTUATION` string: ASCII punctuation, the C0 and C1 controls but tab and
+/// newline, and a few quotes, dashes and CJK / full-width marks. (Its larger
+/// `TERMINAL_PUNCTUATION` set is not part of the translation table.)
+#[inline]
+pub fn is_punctuation(c: char) -> bool {
+    if c.is_ascii() {
+        return c.is_ascii_punctuation() || (c.is_ascii_control() && c != '\t' && c != '\n');
+    }
+    matches!(
+        c,
+        '\u{80}'..='\u{9f}'
+            | '\u{ab}'
+            | '\u{b4}'
+            | '\u{bb}'
+            | '\u{2013}'
+            | '\u{2014}'
+            | '\u{2019}'
+            | '\u{201c}'
+            | '\u{201d}'
+            | '\u{201e}'
+            | '\u{2026}'
+            | '\u{2236}'
+            | '\u{2501}'
+            | '\u{25ba}'
+            | '\u{3001}'
+            | '\u{3002}'
+            | '\u{3008}'..='\u{300d}'
+            | '\u{3010}'
+            | '\u{3011}'
+            | '\u{ff01}'
+            | '\u{ff05}'
+            | '\u{ff08}'
+            | '\u{ff09}'
+            | '\u{ff0c}'
+            | '\u{ff0e}'
+            | '\u{ff11}'
+            | '\u{ff1a}'
+            | '\u{ff1b}'
+            | '\u{ff1f}'
+            | '\u{ff5e}'
+    )
+}
+
+/// Python's `str.isspace` (what `re`'s `\s` and `str.strip` use): Unicode White_Space plus
+/// the information separators U+001C–U+001F.
+fn is_space(c: char) -> bool {
+    c.is_whitespace() || matches!(c, '\u{1c}'..='\u{1f}')
+}
+
+/// Reusable buffers for [`simplify_text_into`], so that normalising many documents
+/// allocates nothing once the buffers have grown.
+#[derive(Debug, Default)]
+pub struct NormScratch {
+    lower: String,
+    out: String,
+}
+
+/// `simplify_text(text)` with datatrove's default configuration, as a new string.
+pub fn simplify_text(text: &str, norm: &TextNorm) -> String {
+    let mut scratch = NormScratch::default();
+    simplify_text_into(text, norm, &mut scratch).to_string()
+}
+
+/// `simplify_text(text)` written into `scratch`; returns the normalised text.
+pub fn simplify_text_into<'s>(
+    text: &str,
+    norm: &TextNorm,
+    scratch: &'s mut NormScratch,
+) -> &'s str {
+    let NormScratch { lower, out } = scratch;
+    lower.clear();
+    if !norm.lowercase {
+        lower.push_str(text);
+    } else if text.is_ascii() {
+        lower.push_str(text);
+        lower.make_ascii_lowercase();
+    } else {
+        // `str::to_lowercase` follows Python's `str.lower` (final sigma included).
+        lower.push_str(&text.to_lowercase());
+    }
+    out.clear();
+    if lower.is_ascii() {
+        ascii_numbers_punctuation_spaces(lower, norm, out);
+    } else {
+        numbers_punctuation_spaces(lower, norm, out);
+    }
+    if norm.norm_unicode_diacritics && !out.is_ascii() {
+        // NFD, then drop the non-spacing marks; done after the whitespace pass as datatrove
+        // does, so a dropped mark between two spaces leaves both.
+        let decomposed: String = out
+            .nfd()
+            .filter(|&c| get_general_category(c) != GeneralCategory::NonspacingMark)
+            .collect();
+        *out = decomposed;
+    }
+    let start = out.len() - out.trim_start_matches(is_space).len();
+    let end = out.trim_end_matches(is_space).len().max(start);
+    &out[start..end]
+}
+
+/// One pass for the three character-level steps, which commute with the pass order as
+/// datatrove applies them: numbers (a run of decimal digits, optionally one separator and
+/// more digits) become `0`; punctuation becomes a space; runs of spaces collapse to one and
+/// the ends are stripped.
+fn numbers_punctuation_spaces(text: &str, norm: &TextNorm, out: &mut String) {
+    let mut pending_space = false;
+    let mut chars = text.char_indices().peekable();
+    while let Some((_, c)) = chars.next() {
+        if norm.norm_numbers && is_decimal_digit(c) {
+            while chars.peek().is_some_and(|&(_, d)| is_decimal_digit(d)) {
+                chars.next();
+            }
+            // An optional separator followed by at least one digit.
+            let mut ahead = chars.clone();
+            if let (Some((_, s)), Some((_, d))) = (ahead.next(), ahead.next()) {
+                if is_number_separator(s) && is_decimal_digit(d) {
+                    chars = ahead;
+                    while chars.peek().is_some_and(|&(_, d)| is_decimal_digit(d)) {
+                        chars.next();
+                    }
+                }
+            }
+            emit(out, &mut pending_space, '0', norm);
+            continue;
+        }
+        let c = if norm.remove_punctuation && is_punctuation(c) {
+            ' '
+        } else {
+            c
+        };
+        if norm.norm_whitespace && is_space(c) {
+            pending_space = true;
+        } else {
+            emit(out, &mut pending_space, c, norm);
+        }
+    }
+}
+
+/// [`numbers_punctuation_spaces`] on ASCII text (the common case): byte classes, and runs
+/// of ordinary bytes copied whole.
+fn ascii_numbers_punctuation_spaces(text: &str, norm: &TextNorm, out: &mut String) {
+    let bytes = text.as_bytes();
+    let is_digit = |c: u8| norm.norm_numbers && c.is_ascii_digit();
+    let is_blank = |c: u8| {
+        let punct = c.is_ascii_punctuation() || (c.is_ascii_control() && c != b'\t' && c != b'\n');
+        let space = c.is_ascii_whitespace() || c == 0x0b || (0x1c..=0x1f).contains(&c);
+        (norm.remove_punctuation && punct) || (norm.norm_whitespace && space)
+    };
+    let mut pending_space = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if is_digit(c) {
+            i += 1;
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
+                i += 1;
+            }
+            if i + 1 < bytes.len()
+                && matches!(bytes[i], b'.' | b',')
+                && bytes[i + 1].is_ascii_digit()
+            {
+                i += 2;
+                while i < bytes.len() && bytes[i].is_ascii_digit() {
+                    i += 1;
+                }
+            }
+            emit(out, &mut pending_space, '0', norm);
+        } else if is_blank(c) {
+            if norm.norm_whitespace {
+                pending_space = true;
+            } else {
+                out.push(' ');
+            }
+            i += 1;
+        } else {
+            let start = i;
+            while i < bytes.len() && !is_digit(bytes[i]) && !is_blank(bytes[i]) {
+                i += 1;
+            }
+            emit_str(out, &mut pending_space, &text[start..i], norm);
+        }
+    }
+}
+
+#[inline]
+fn emit_str(out: &mut String, pending_space: &mut bool, s: &str, norm: &TextNorm) {
+    if *pending_space && norm.norm_whitespace {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        *pending_space = false;
+    }
+    out.push_str(s);
+}
+
+#[inline]
+fn emit(out: &mut String, pending_space: &mut bool, c: char, norm: &TextNorm) {
+    if *pending_space && norm.norm_whitespace {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        *pending_space = false;
+    }
+    out.push(c);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(t: &str) -> String {
+        simplify_text(t, &TextNorm::default())
+    }
+
+    #[test]
+    fn matches_datatrove_simplify_text() {
+        // Expected strings from datatrove 0.10's simplify_text on the same inputs.
+        assert_eq!(s("  Hello,   World!\n\tBye.  "), "hello world bye");
+        assert_eq!(
+            s("In 2023, 1,000.5 people paid $3.50"),
+            "in 0 0 0 people paid 0"
+        );
+        assert_eq!(s("Café naïve résumé"), "cafe naive resume");
+        assert_eq!(s("ΟΔΟΣ “quoted” — dash…"), "οδος quoted dash");
+        assert_eq!(s("a\u{301} b"), "a b");
+        assert_eq!(s("x \u{301} y"), "x  y");
+        assert_eq!(s("١٢٣ and ４５"), "0 and 0");
+        assert_eq!(s("‘single’"), "‘single");
+    }
+
+    #[test]
+    fn ascii_pass_equals_general_pass() {
+        let norm = TextNorm::default();
+        for t in [
+            "a1.5b 2,3,4 x.y\x0b\x1c z  7. 8",
+            "  ..12..  ",
+            "v1.2.3-rc4\r\n\tend",
+            "",
+        ] {
+            let (mut a, mut b) = (String::new(), String::new());
+            ascii_numbers_punctuation_spaces(t, &norm, &mut a);
+            numbers_punctuation_spaces(t, &norm, &mut b);
+            assert_eq!(a, b, "{t:?}");
+        }
+    }
+}

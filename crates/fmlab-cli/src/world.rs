@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
+use fmlab_data::world::RawConfig;
 use fmlab_data::WorldConfig;
 
 #[derive(Args)]
@@ -41,9 +42,45 @@ pub struct WorldArgs {
     /// each).
     #[arg(long, default_value = "2000")]
     sets_per_mb: f64,
+    /// Also write the raw web: `raw.jsonl`, the corpus as web pages plus labelled crawl
+    /// junk (boilerplate lines, near-duplicates, wrong-language pages, spam, markup,
+    /// blocklisted URLs), and `raw-blocklist.txt`.
+    #[arg(long)]
+    raw: bool,
+    /// Share of raw pages that are added junk pages (needs --raw).
+    #[arg(long, default_value = "0.3", requires = "raw")]
+    raw_share: f64,
+    /// Relative weights of the added junk kinds (near_duplicate, wrong_language, spam,
+    /// markup, blocklisted_url), e.g. spam=1,markup=1 (needs --raw).
+    #[arg(
+        long,
+        default_value = "near_duplicate=0.3,wrong_language=0.2,spam=0.2,markup=0.2,blocklisted_url=0.1",
+        requires = "raw"
+    )]
+    raw_kinds: String,
+    /// Share of clean raw pages given boilerplate lines (needs --raw).
+    #[arg(long, default_value = "0.3", requires = "raw")]
+    raw_boilerplate: f64,
+    /// Raw pages gather corpus documents up to a length drawn between these word counts
+    /// (needs --raw).
+    #[arg(long, default_value = "100..600", value_parser = word_range, requires = "raw")]
+    raw_words: (u32, u32),
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// `MIN..MAX` words.
+fn word_range(text: &str) -> std::result::Result<(u32, u32), String> {
+    let (lo, hi) = text
+        .split_once("..")
+        .ok_or_else(|| format!("{text:?} is not MIN..MAX"))?;
+    let n = |s: &str| {
+        s.trim()
+            .parse::<u32>()
+            .map_err(|_| format!("{s:?} is not a word count"))
+    };
+    Ok((n(lo)?, n(hi)?))
 }
 
 #[derive(Subcommand)]
@@ -72,6 +109,17 @@ pub fn run(args: WorldArgs) -> Result<()> {
         ..WorldConfig::default()
     };
     config.set_mix(&args.languages, args.domains.as_deref())?;
+    if args.raw {
+        let mut raw = RawConfig {
+            junk_share: args.raw_share,
+            boilerplate: args.raw_boilerplate,
+            min_words: args.raw_words.0,
+            max_words: args.raw_words.1,
+            ..RawConfig::default()
+        };
+        raw.set_kinds(&args.raw_kinds)?;
+        config.raw = Some(raw);
+    }
     let tty = std::io::stderr().is_terminal();
     let started = std::time::Instant::now();
     let summary = fmlab_data::write_world(&config, &args.out, |bytes| {
@@ -102,7 +150,23 @@ pub fn run(args: WorldArgs) -> Result<()> {
         summary.conversations,
         summary.preferences,
         summary.eval_items
-    ))
+    ))?;
+    if let Some(raw) = &summary.raw {
+        let kinds: Vec<String> = raw
+            .by_kind
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        crate::out(&format!(
+            "raw web in {}: {} pages, {:.1} MB ({}; {} boilerplate lines)\n",
+            args.out.join("raw.jsonl").display(),
+            raw.documents,
+            raw.bytes as f64 / 1e6,
+            kinds.join(", "),
+            raw.boilerplate_lines
+        ))?;
+    }
+    Ok(())
 }
 
 fn stats(dir: &std::path::Path, json: bool) -> Result<()> {

@@ -13,7 +13,8 @@
 //!   the report.
 //! - [`langid`]: language identification with a score and [`langid::LanguageFilter`];
 //! - [`classifier`]: fastText-style linear classifiers, their training and their block;
-//! - [`dedup`]: exact, MinHash LSH and Bloom-filter paragraph deduplication, staged by rank.
+//! - [`dedup`]: exact, MinHash LSH and Bloom-filter paragraph deduplication, staged by rank;
+//! - [`raw_truth`]: a run scored against `fmlab world --raw`'s ground truth.
 
 pub mod block;
 pub mod classifier;
@@ -22,6 +23,7 @@ pub mod doc;
 pub mod langid;
 pub mod mix;
 pub mod pipeline;
+pub mod raw_truth;
 pub mod words;
 
 pub use block::{Block, Decision};

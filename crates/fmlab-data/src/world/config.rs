@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::docs::Domain;
 use super::lang::Lang;
+use super::raw::RawConfig;
 use crate::{Error, Result};
 
 /// `NAME=SHARE,NAME=SHARE`: each name through `parse`, each share a number; `what` (a
@@ -52,6 +53,9 @@ pub struct WorldConfig {
     pub lowercase_rate: f64,
     /// Conversations, preference pairs and eval items per 1 MB of corpus (at least 200 each).
     pub sets_per_mb: f64,
+    /// The raw web (`raw.jsonl`) beside the corpus, when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<RawConfig>,
 }
 
 impl Default for WorldConfig {
@@ -74,6 +78,7 @@ impl Default for WorldConfig {
             typo_rate: 0.01,
             lowercase_rate: 0.03,
             sets_per_mb: 2000.0,
+            raw: None,
         }
     }
 }
@@ -135,6 +140,9 @@ impl WorldConfig {
                 "sets per MB must be in [0, 1e6], got {}",
                 self.sets_per_mb
             ));
+        }
+        if let Some(raw) = &self.raw {
+            raw.validate()?;
         }
         if !(self.zipf.is_finite() && self.zipf > 0.0 && self.zipf < 5.0) {
             return bad(format!(

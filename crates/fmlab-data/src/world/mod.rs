@@ -11,6 +11,8 @@
 //! - `preferences.jsonl`: `{id, kind, lang, prompt[...], chosen, rejected, rejected_kind}`;
 //! - `eval.jsonl`: [`EvalItem`] per line;
 //! - `prompts.jsonl`: an eval item per line, judge-able training questions (never eval's);
+//! - `raw.jsonl` and `raw-blocklist.txt` (with [`WorldConfig::raw`]): the raw web, the
+//!   corpus as pages plus labelled crawl junk (`raw.rs`);
 //! - `parallel.jsonl`: `{en, fr, sw}`, the same fact in each language (for tokenizer
 //!   premiums);
 //! - `manifest.json`: the configuration and counts.
@@ -19,11 +21,14 @@ mod config;
 pub mod docs;
 pub mod kb;
 pub mod lang;
+pub mod raw;
+mod raw_text;
 mod records;
 mod sets;
 mod values;
 
 pub use config::{WorldConfig, FREQUENT_MENTIONS};
+pub use raw::{JunkKind, RawConfig, RawRecord, RawSummary};
 pub use records::{Conversation, Document, EvalItem, Format, Preference, Turn, WorldSummary};
 pub use sets::paraphrases;
 pub use values::{named_number, Named, ValueIndex};
@@ -107,6 +112,9 @@ pub fn write_world(
         )
     })?;
     progress(summary.corpus_bytes);
+    if let Some(raw) = &config.raw {
+        summary.raw = Some(raw::write_raw(dir, config, raw, &kb, &seen)?);
+    }
 
     let sets = Sets::new(config, &kb, &seen, mentions);
     summary.facts = write_lines(dir, "kb.jsonl", |out| sets.facts(out))?;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::docs::Domain;
 use super::lang::{Lang, Relation};
+use super::raw::RawSummary;
 
 /// One corpus document.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -74,6 +75,9 @@ pub struct WorldSummary {
     /// Documents per language and per domain.
     pub by_lang: BTreeMap<String, u64>,
     pub by_domain: BTreeMap<String, u64>,
+    /// What `raw.jsonl` holds, when the raw web was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<RawSummary>,
 }
 
 /// How the answer must be given.

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 mod corpus;
+mod raw;
 
 use fmlab_data::world::lang::Lang;
 use fmlab_data::{judge, write_world, EvalItem, Format, Verdict, WorldConfig};

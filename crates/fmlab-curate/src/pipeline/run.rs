@@ -460,7 +460,7 @@ impl Curation {
                     continue;
                 }
                 if let (Some(s), Some(sig)) = (sink.as_mut(), p.signature) {
-                    s.push(p.doc.key, sig)?;
+                    s.push(p.doc.key, &p.doc.id, sig)?;
                 }
                 out.line(&if intermediate {
                     doc_line(&p.doc)

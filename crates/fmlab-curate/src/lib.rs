@@ -7,11 +7,15 @@
 //! - [`doc::Document`]: a document (id, text, metadata) and its [`doc::DocKey`];
 //! - [`block::Block`]: a streaming block (filter, tagger or text modifier) and its
 //!   [`block::Decision`];
-//! - [`words`]: the word splitting the rules and MinHash share.
+//! - [`words`]: the word splitting the rules and MinHash share;
+//! - [`read`] / [`write`]: readers (JSONL, Parquet, text, WARC/WET with the BlockDensity
+//!   HTML extractor) and size-sharded, compressed JSONL/Parquet writers.
 
 pub mod block;
 pub mod doc;
+pub mod read;
 pub mod words;
+pub mod write;
 
 pub use block::{Block, Decision};
 pub use doc::{DocKey, Document};

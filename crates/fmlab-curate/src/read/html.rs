@@ -8,9 +8,11 @@
 //!    `nav`, `aside`, `footer`, `form` and its controls, `iframe`, `svg`, `math`, `menu`,
 //!    `dialog`; `header` outside `main`/`article`; elements with `hidden`,
 //!    `aria-hidden="true"`, ARIA roles `navigation`, `search`, `banner`, `contentinfo`,
-//!    `complementary`, `menu`; and elements whose `class` or `id` names navigation or
+//!    `complementary`, `menu`. Elements whose `class` or `id` names navigation or
 //!    boilerplate (`nav`, `menu`, `sidebar`, `breadcrumb`, `footer`, `cookie`, `share`,
-//!    `social`, `related`, `advert`, `toc`, `pagination`…).
+//!    `social`, `related`, `advert`, `toc`, `pagination`…) become *regions*, dropped in
+//!    step 4 unless they enclose the page's `main`/`article` or hold half of its good text
+//!    (themes name page-wide wrappers `wy-nav-content` and the like).
 //! 3. *Cut the rest into text blocks* at every block-level element (`p`, `div`, headings,
 //!    `li`, `pre`, `td`, `br`…). A block records its text (whitespace collapsed, `pre` kept
 //!    verbatim), its length, the share of its characters inside links (link density), its
@@ -41,7 +43,7 @@ pub fn extract(html: &str) -> String {
     tokenize(html, &mut b);
     b.flush();
     let mut blocks = b.blocks;
-    classify(&mut blocks);
+    classify(&mut blocks, &b.regions);
     let mut out = String::new();
     for block in blocks.iter().filter(|b| b.class == Class::Good) {
         if !out.is_empty() {
@@ -68,6 +70,8 @@ struct Block {
     heading: bool,
     pre: bool,
     in_main: bool,
+    /// The class/id-named boilerplate regions the block lies in.
+    regions: Vec<usize>,
     class: Class,
 }
 
@@ -80,6 +84,8 @@ struct Open {
     heading: bool,
     pre: bool,
     link: bool,
+    /// A region whose class or id names boilerplate (see [`classify`]).
+    region: Option<usize>,
 }
 
 #[derive(Debug, Default)]
@@ -97,7 +103,11 @@ struct Builder {
     block_heading: bool,
     block_pre: bool,
     block_main: bool,
+    block_regions: Vec<usize>,
     blocks: Vec<Block>,
+    /// Per boilerplate-named region: does it enclose the page's `main`/`article`?
+    regions: Vec<bool>,
+    open_regions: Vec<usize>,
 }
 
 const SKIP_TAGS: &[&str] = &[
@@ -247,8 +257,19 @@ impl Builder {
         let skip = is_one_of(name, SKIP_TAGS)
             || (name == "header" && self.main == 0)
             || attrs.hidden
-            || is_one_of(attrs.role.as_str(), SKIP_ROLES)
-            || (!container && !main && boilerplate_name(&attrs.class_id));
+            || is_one_of(attrs.role.as_str(), SKIP_ROLES);
+        if main {
+            for &r in &self.open_regions {
+                self.regions[r] = true;
+            }
+        }
+        let region =
+            (!self_closing && !skip && !container && !main && boilerplate_name(&attrs.class_id))
+                .then(|| {
+                    self.regions.push(false);
+                    self.open_regions.push(self.regions.len() - 1);
+                    self.regions.len() - 1
+                });
         let open = Open {
             name: name.to_string(),
             skip,
@@ -256,6 +277,7 @@ impl Builder {
             heading: matches!(name, "h1" | "h2" | "h3" | "h4" | "h5" | "h6"),
             pre: name == "pre",
             link: name == "a",
+            region,
         };
         if self_closing {
             return;
@@ -275,6 +297,11 @@ impl Builder {
         bump(&mut self.heading, open.heading);
         bump(&mut self.pre, open.pre);
         bump(&mut self.link, open.link);
+        if let (false, Some(r)) = (on, open.region) {
+            if let Some(i) = self.open_regions.iter().rposition(|&o| o == r) {
+                self.open_regions.remove(i);
+            }
+        }
     }
 
     /// HTML's implied end tags: a new `p` closes an open `p`, a new `li` the open `li` of the
@@ -354,6 +381,7 @@ impl Builder {
             self.block_heading = self.heading > 0;
             self.block_pre = self.pre > 0;
             self.block_main = self.main > 0;
+            self.block_regions.clone_from(&self.open_regions);
         }
         if self.pre > 0 {
             let n = decoded.chars().filter(|c| !c.is_whitespace()).count();
@@ -398,6 +426,7 @@ impl Builder {
                 heading: self.block_heading,
                 pre: self.block_pre,
                 in_main: self.block_main,
+                regions: std::mem::take(&mut self.block_regions),
                 class: Class::Bad,
             });
         }
@@ -539,21 +568,28 @@ fn parse_attrs(lower: &str, mut at: usize) -> (Attrs, bool, usize) {
     (attrs, self_closing, bytes.len())
 }
 
-/// Is the block prose: mostly alphabetic words, and a sentence end somewhere?
+/// Is the block prose: mostly letters, eight words or more (or, for scripts written without
+/// spaces, 30 letters or more), and a sentence end somewhere?
 fn prose(text: &str) -> bool {
     let mut words = 0usize;
-    let mut alpha = 0usize;
+    let mut alpha_words = 0usize;
+    let mut letters = 0usize;
     for w in text.split_whitespace() {
         words += 1;
-        if w.chars().filter(|c| c.is_alphabetic()).count() * 2 >= w.chars().count() {
-            alpha += 1;
+        let n = w.chars().filter(|c| c.is_alphabetic()).count();
+        letters += n;
+        if n * 2 >= w.chars().count() {
+            alpha_words += 1;
         }
     }
-    words >= 8 && alpha * 10 >= words * 7 && text.contains(['.', '!', '?', '。', ';', ':'])
+    let enough = words >= 8 || (letters >= 30 && letters >= words * 8);
+    enough
+        && alpha_words * 10 >= words * 7
+        && text.contains(['.', '!', '?', '。', '！', '？', ';', ':'])
 }
 
 /// jusText's classification with context (see the module doc, steps 4 and 5).
-fn classify(blocks: &mut [Block]) {
+fn classify(blocks: &mut [Block], regions_with_main: &[bool]) {
     const LOW: usize = 70;
     const HIGH: usize = 200;
     let main_chars: usize = blocks.iter().filter(|b| b.in_main).map(|b| b.chars).sum();
@@ -578,6 +614,24 @@ fn classify(blocks: &mut [Block]) {
             if b.class == Class::NearGood && prose(&b.text) {
                 b.class = Class::Good;
             }
+        }
+    }
+    // A region named like boilerplate is dropped unless it encloses the page's main
+    // element or holds at least half of its good text (a page-wide wrapper named `nav-…`).
+    let good = |b: &Block| if b.class == Class::Good { b.chars } else { 0 };
+    let good_total: usize = blocks.iter().map(good).sum();
+    let mut region_good = vec![0usize; regions_with_main.len()];
+    for b in blocks.iter() {
+        for &r in &b.regions {
+            region_good[r] += good(b);
+        }
+    }
+    for b in blocks.iter_mut() {
+        if b.regions
+            .iter()
+            .any(|&r| !regions_with_main[r] && region_good[r] * 2 < good_total.max(1))
+        {
+            b.class = Class::Bad;
         }
     }
     let initial: Vec<Class> = blocks.iter().map(|b| b.class).collect();
@@ -702,6 +756,25 @@ is calm, and estuaries form where tides are strong enough to carry the sand away
         let text = extract(&page);
         assert!(!text.contains("Link number"), "{text}");
         assert!(text.starts_with("This is a sentence"), "{text}");
+    }
+
+    #[test]
+    fn a_page_wide_wrapper_named_nav_is_not_boilerplate() {
+        let para = "A paragraph of real prose that says something useful about the page. ";
+        let page = format!(
+            "<div class='wy-grid-for-nav'><div class='wy-nav-side'>Menu entry</div>\
+             <div class='wy-nav-content'><p>{}</p></div></div>",
+            para.repeat(4)
+        );
+        let text = extract(&page);
+        assert!(text.starts_with("A paragraph"), "{text}");
+        assert!(!text.contains("Menu entry"), "{text}");
+    }
+
+    #[test]
+    fn text_without_spaces_can_be_prose() {
+        assert!(prose("内核的页表是一棵多级的树，每一级把虚拟地址的一部分翻译成下一级表的物理地址。这样的设计节省了内存。"));
+        assert!(!prose("Home | About | Contact"));
     }
 
     #[test]

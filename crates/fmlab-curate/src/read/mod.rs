@@ -78,8 +78,9 @@ pub struct ReadOptions {
     /// The JSONL field / Parquet column holding the id (`id`); documents without one are
     /// named `<file stem>/<index>`.
     pub id_field: String,
-    /// WARC records whose extracted main text is shorter than this (in bytes) are skipped.
-    pub min_html_text: usize,
+    /// WARC/WET records whose text (for WARC: the extracted main text), trimmed, is shorter
+    /// than this many bytes are skipped; at least 1 (an empty page is never a document).
+    pub min_text: usize,
 }
 
 impl Default for ReadOptions {
@@ -88,7 +89,7 @@ impl Default for ReadOptions {
             format: None,
             text_field: "text".into(),
             id_field: "id".into(),
-            min_html_text: 1,
+            min_text: 1,
         }
     }
 }

@@ -73,7 +73,7 @@ impl WarcReader {
             reader,
             file,
             kind,
-            min_text: opts.min_html_text.max(1),
+            min_text: opts.min_text.max(1),
             offset: 0,
             record: 0,
             index: 0,

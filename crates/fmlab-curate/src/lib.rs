@@ -10,11 +10,13 @@
 //! - [`words`]: the word splitting the rules and MinHash share;
 //! - [`mix`]: training sets cut by shares or token counts per language and domain;
 //! - [`pipeline`]: the blocks in order, cut into stages by rank and part, with markers and
-//!   the report.
+//!   the report;
 //! - [`langid`]: language identification with a score and [`langid::LanguageFilter`];
 //! - [`classifier`]: fastText-style linear classifiers, their training and their block;
 //! - [`dedup`]: exact, MinHash LSH and Bloom-filter paragraph deduplication, staged by rank;
-//! - [`raw_truth`]: a run scored against `fmlab world --raw`'s ground truth.
+//! - [`raw_truth`]: a run scored against `fmlab world --raw`'s ground truth;
+//! - [`read`] / [`write`]: readers (JSONL, Parquet, text, WARC/WET with the BlockDensity
+//!   HTML extractor) and size-sharded, compressed JSONL/Parquet writers.
 
 pub mod block;
 pub mod classifier;
@@ -24,7 +26,9 @@ pub mod langid;
 pub mod mix;
 pub mod pipeline;
 pub mod raw_truth;
+pub mod read;
 pub mod words;
+pub mod write;
 
 pub use block::{Block, Decision};
 pub use doc::{DocKey, Document};

@@ -5,5 +5,6 @@
 
 mod classifier;
 mod dedup;
+mod io;
 mod langid;
 mod pipeline;

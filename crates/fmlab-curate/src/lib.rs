@@ -7,10 +7,12 @@
 //! - [`doc::Document`]: a document (id, text, metadata) and its [`doc::DocKey`];
 //! - [`block::Block`]: a streaming block (filter, tagger or text modifier) and its
 //!   [`block::Decision`];
-//! - [`words`]: the word splitting the rules and MinHash share.
+//! - [`words`]: the word splitting the rules and MinHash share;
+//! - [`filters`]: FineWeb's quality filters, per-language rules, blocklists, PII formatting.
 
 pub mod block;
 pub mod doc;
+pub mod filters;
 pub mod words;
 
 pub use block::{Block, Decision};

@@ -15,10 +15,13 @@
 //!    hyphens between letters, `/:<>=` between a letter or digit and a letter, `,` between
 //!    letters, `.` between a lowercase and an uppercase letter, operators between digits).
 //!
+//! 4. a second pass merges adjacent tokens of a chunk that spell an exception holding
+//!    affixes ("i" "." "MX" → "i." "MX", ")" ":" → "):").
+//!
 //! Whitespace never makes a word (datatrove strips spaCy's whitespace tokens). Differences
 //! from spaCy that remain: letter classes are Rust's Unicode properties rather than spaCy's
-//! explicit ranges, URL matching follows spaCy's pattern by hand, and spaCy's second pass
-//! that merges exceptions spanning several tokens ("a." in "a.B") is not done.
+//! explicit ranges, URL matching follows spaCy's pattern by hand, and the second pass
+//! compares spellings where spaCy compares token sequences.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -122,7 +125,17 @@ impl Hasher for FxHasher {
     }
 }
 
-type Exceptions = HashMap<String, Vec<usize>, FxBuild>;
+/// An exception's tokens (their byte lengths), and whether spaCy's second pass may form it
+/// from several tokens (it holds a prefix, suffix or infix).
+struct Exception {
+    lens: Vec<usize>,
+    mergeable: bool,
+}
+
+type Exceptions = HashMap<String, Exception, FxBuild>;
+
+/// The longest exception, in bytes.
+const MAX_EXCEPTION_LEN: usize = 32;
 
 /// spaCy's English tokenizer exceptions: the chunk → the byte lengths of its tokens.
 fn exceptions() -> &'static Exceptions {
@@ -133,11 +146,65 @@ fn exceptions() -> &'static Exceptions {
             if line.is_empty() {
                 continue;
             }
-            let lens: Vec<usize> = line.split('\t').map(str::len).collect();
-            map.insert(line.replace('\t', ""), lens);
+            let key = line.replace('\t', "");
+            let has_infix = key.char_indices().scan(None, |prev, (i, c)| {
+                let hit = infix_at(&key, i, *prev).is_some();
+                *prev = Some(c);
+                Some(hit)
+            });
+            let mergeable = key.len() <= MAX_EXCEPTION_LEN
+                && (prefix_len(&key) > 0 || suffix_len(&key) > 0 || has_infix.into_iter().any(|h| h));
+            let lens = line.split('\t').map(str::len).collect();
+            map.insert(key, Exception { lens, mergeable });
         }
         map
     })
+}
+
+/// spaCy's second pass: runs of at least two adjacent tokens of one chunk that spell an
+/// exception holding affixes ("i" "." → "i.", ")" ":" → "):") become that exception's
+/// tokens, the longest runs first.
+fn merge_exceptions(text: &str, out: &mut Vec<Span>, first: usize) {
+    let exc = exceptions();
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for i in first..out.len() {
+        for j in i + 2..=out.len() {
+            let (a, b) = (out[i].0, out[j - 1].1);
+            if b - a > MAX_EXCEPTION_LEN {
+                break;
+            }
+            if exc.get(&text[a..b]).is_some_and(|e| e.mergeable) {
+                runs.push((i, j));
+            }
+        }
+    }
+    if runs.is_empty() {
+        return;
+    }
+    // Longest first (later starts first among equals), skipping runs that touch a taken one.
+    runs.sort_by_key(|&(i, j)| (std::cmp::Reverse(j - i), std::cmp::Reverse(i)));
+    let mut taken = vec![false; out.len() - first];
+    let mut chosen = Vec::new();
+    for (i, j) in runs {
+        if !taken[i - first] && !taken[j - 1 - first] {
+            chosen.push((i, j));
+        }
+        for t in &mut taken[i - first..j - first] {
+            *t = true;
+        }
+    }
+    chosen.sort_unstable();
+    let tail: Vec<Span> = out.drain(first..).collect();
+    let mut k = 0;
+    for (i, j) in chosen {
+        out.extend_from_slice(&tail[k..i - first]);
+        let (a, b) = (tail[i - first].0, tail[j - 1 - first].1);
+        if let Some(e) = exc.get(&text[a..b]) {
+            push_exception(a, &e.lens, out);
+        }
+        k = j - first;
+    }
+    out.extend_from_slice(&tail[k..]);
 }
 
 fn push_exception(start: usize, lens: &[usize], out: &mut Vec<Span>) {
@@ -150,10 +217,11 @@ fn push_exception(start: usize, lens: &[usize], out: &mut Vec<Span>) {
 
 fn tokenize_chunk(text: &str, a: usize, b: usize, out: &mut Vec<Span>, sufs: &mut Vec<Span>) {
     let exc = exceptions();
-    if let Some(lens) = exc.get(&text[a..b]) {
-        push_exception(a, lens, out);
+    if let Some(e) = exc.get(&text[a..b]) {
+        push_exception(a, &e.lens, out);
         return;
     }
+    let first = out.len();
     sufs.clear();
     let (mut a, mut b) = (a, b);
     let mut last_size = 0;
@@ -191,8 +259,8 @@ fn tokenize_chunk(text: &str, a: usize, b: usize, out: &mut Vec<Span>, sufs: &mu
         }
     }
     if a < b {
-        if let Some(lens) = exc.get(&text[a..b]) {
-            push_exception(a, lens, out);
+        if let Some(e) = exc.get(&text[a..b]) {
+            push_exception(a, &e.lens, out);
         } else if is_url(&text[a..b]) {
             out.push((a, b));
         } else {
@@ -200,6 +268,9 @@ fn tokenize_chunk(text: &str, a: usize, b: usize, out: &mut Vec<Span>, sufs: &mu
         }
     }
     out.extend(sufs.iter().rev());
+    if out.len() - first >= 2 {
+        merge_exceptions(text, out, first);
+    }
 }
 
 /// spaCy's `LIST_PUNCT` characters.
@@ -895,6 +966,11 @@ mod tests {
             ("10km", &["10", "km"]),
             ("::", &[":", ":"]),
             ("...", &["..."]),
+            ("x):", &["x", "):"]),
+            ("(d.", &["(", "d."]),
+            ("a.B", &["a.", "B"]),
+            ("'s'", &["'s", "'"]),
+            ("i.MX", &["i.", "MX"]),
             ("foo...", &["foo", "..."]),
         ];
         for (text, want) in cases {

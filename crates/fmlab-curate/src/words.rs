@@ -51,14 +51,22 @@ pub fn word_spans(text: &str, out: &mut Vec<Span>) {
             continue;
         }
         let start = i;
+        let mut letters = true;
         while i < bytes.len() {
             let (c, len) = char_at(text, i);
             if is_space(c) {
                 break;
             }
+            letters &= c.is_ascii_alphabetic();
             i += len;
         }
-        tokenize_chunk(text, start, i, out, &mut suffixes);
+        // A chunk of ASCII letters has no prefix, suffix, infix or URL: it is one word
+        // unless it is an exception ("dont", "cannot").
+        if letters && exceptions().get(&text[start..i]).is_none() {
+            out.push((start, i));
+        } else {
+            tokenize_chunk(text, start, i, out, &mut suffixes);
+        }
     }
 }
 
@@ -87,8 +95,15 @@ pub fn sentence_count(text: &str, spans: &mut Vec<Span>) -> usize {
 }
 
 /// Python's `str.isspace`: Rust's whitespace plus the ASCII separators U+001C–U+001F.
+#[inline]
 pub fn is_space(c: char) -> bool {
-    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+    if c.is_ascii() {
+        return matches!(
+            c,
+            ' ' | '\t' | '\n' | '\u{b}' | '\u{c}' | '\r' | '\u{1c}'..='\u{1f}'
+        );
+    }
+    c.is_whitespace()
 }
 
 #[inline]
@@ -132,7 +147,38 @@ struct Exception {
     mergeable: bool,
 }
 
-type Exceptions = HashMap<String, Exception, FxBuild>;
+/// The exception table, with a 4,096-bit filter on (length, first byte, last byte) that
+/// turns most words away before hashing them.
+struct Exceptions {
+    map: HashMap<String, Exception, FxBuild>,
+    filter: [u64; 64],
+}
+
+fn filter_bit(s: &str) -> usize {
+    let b = s.as_bytes();
+    let (f, l) = (
+        b.first().copied().unwrap_or(0),
+        b.last().copied().unwrap_or(0),
+    );
+    let h = (b.len() as u32).wrapping_mul(0x9e37_79b1)
+        ^ (u32::from(f) << 8 | u32::from(l)).wrapping_mul(0x85eb_ca6b);
+    (h >> 20) as usize
+}
+
+impl Exceptions {
+    #[inline]
+    fn get(&self, s: &str) -> Option<&Exception> {
+        let bit = filter_bit(s);
+        if self.filter[bit / 64] & (1 << (bit % 64)) == 0 {
+            return None;
+        }
+        self.map.get(s)
+    }
+    #[inline]
+    fn contains_key(&self, s: &str) -> bool {
+        self.get(s).is_some()
+    }
+}
 
 /// The longest exception, in bytes.
 const MAX_EXCEPTION_LEN: usize = 32;
@@ -141,7 +187,8 @@ const MAX_EXCEPTION_LEN: usize = 32;
 fn exceptions() -> &'static Exceptions {
     static TABLE: OnceLock<Exceptions> = OnceLock::new();
     TABLE.get_or_init(|| {
-        let mut map = Exceptions::default();
+        let mut map = HashMap::default();
+        let mut filter = [0u64; 64];
         for line in include_str!("spacy_en_exceptions.tsv").lines() {
             if line.is_empty() {
                 continue;
@@ -153,11 +200,15 @@ fn exceptions() -> &'static Exceptions {
                 Some(hit)
             });
             let mergeable = key.len() <= MAX_EXCEPTION_LEN
-                && (prefix_len(&key) > 0 || suffix_len(&key) > 0 || has_infix.into_iter().any(|h| h));
+                && (prefix_len(&key) > 0
+                    || suffix_len(&key) > 0
+                    || has_infix.into_iter().any(|h| h));
             let lens = line.split('\t').map(str::len).collect();
+            let bit = filter_bit(&key);
+            filter[bit / 64] |= 1 << (bit % 64);
             map.insert(key, Exception { lens, mergeable });
         }
-        map
+        Exceptions { map, filter }
     })
 }
 
@@ -612,10 +663,11 @@ fn prefix_len(s: &str) -> usize {
             _ => 1,
         },
         _ if is_list_punct(c) || is_quote(c) || is_currency(c) || is_icon(c) => c.len_utf8(),
-        _ => CURRENCY_MULTI
+        'U' | 'C' | 'A' => CURRENCY_MULTI
             .iter()
             .find(|m| s.starts_with(*m))
             .map_or(0, |m| m.len()),
+        _ => 0,
     }
 }
 
@@ -639,29 +691,29 @@ fn suffix_len(s: &str) -> usize {
     if is_list_punct(last) || is_quote(last) || is_icon(last) || last == '—' || last == '–' {
         start = start.min(n - last.len_utf8());
     }
-    for q in ["'s", "'S", "’s", "’S"] {
-        if s.ends_with(q) {
-            start = start.min(n - q.len());
-        }
+    if matches!(last, 's' | 'S') && matches!(prev, Some('\'' | '’')) {
+        start = start.min(n - 1 - prev.map_or(0, char::len_utf8));
     }
-    let digit_before = |k: usize| {
-        s[..n - k]
-            .chars()
-            .next_back()
-            .is_some_and(|d| d.is_ascii_digit())
-    };
     if last == '+' && prev.is_some_and(|d| d.is_ascii_digit()) {
         start = start.min(n - 1);
     }
     if last == '.' && period_suffix(before) {
         start = start.min(n - 1);
     }
-    if is_currency(last) && digit_before(last.len_utf8()) {
+    if is_currency(last) && prev.is_some_and(|d| d.is_ascii_digit()) {
         start = start.min(n - last.len_utf8());
     }
-    for m in CURRENCY_MULTI.iter().chain(UNITS.iter()) {
-        if s.ends_with(m) && digit_before(m.len()) {
-            start = start.min(n - m.len());
+    // A unit or currency sign after a number: it holds no ASCII digit, so it starts right
+    // after the last digit.
+    if let Some(d) = s.bytes().rposition(|b| b.is_ascii_digit()) {
+        let tail = &s[d + 1..];
+        if !tail.is_empty()
+            && CURRENCY_MULTI
+                .iter()
+                .chain(UNITS.iter())
+                .any(|m| *m == tail)
+        {
+            start = start.min(d + 1);
         }
     }
     n - start
@@ -744,6 +796,11 @@ fn split_infixes(text: &str, a: usize, b: usize, out: &mut Vec<Span>) {
     let mut prev: Option<char> = None;
     while i < s.len() {
         let (c, cl) = char_at(s, i);
+        if c.is_ascii_alphanumeric() || c == '_' {
+            prev = Some(c);
+            i += 1;
+            continue;
+        }
         if let Some(end) = infix_at(s, i, prev) {
             if i != 0 {
                 if i != start {
@@ -768,6 +825,9 @@ fn split_infixes(text: &str, a: usize, b: usize, out: &mut Vec<Span>) {
 /// address or a host name with a lowercase top-level domain, an optional port, an optional
 /// path starting with `/`, `?` or `#`.
 fn is_url(s: &str) -> bool {
+    if !s.contains('.') {
+        return false;
+    }
     let mut rest = s;
     if let Some(p) = s.find("://") {
         let scheme = &s[..p];
@@ -862,7 +922,7 @@ fn is_public_ipv4(host: &str) -> bool {
 }
 
 /// The sentencizer's punctuation marks (its default `punct_chars`, main scripts).
-fn is_sentence_punct(c: char) -> bool {
+pub fn is_sentence_punct(c: char) -> bool {
     matches!(
         c,
         '!' | '.'

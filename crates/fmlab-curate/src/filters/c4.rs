@@ -232,7 +232,12 @@ impl Block for C4QualityFilter {
                     continue;
                 }
                 if cfg.min_num_sentences != -1 {
-                    sentences += words::sentence_count(line, spans);
+                    // Without a sentence mark the line is one sentence: skip splitting it.
+                    sentences += if line.contains(words::is_sentence_punct) {
+                        words::sentence_count(line, spans)
+                    } else {
+                        1
+                    };
                 }
                 if !kept.is_empty() {
                     kept.push('\n');

@@ -116,6 +116,11 @@ impl Default for GopherQualityFilter {
 
 /// datatrove's `PUNCTUATION_SET` (its `PUNCTUATION` string and `TERMINAL_PUNCTUATION`).
 pub(crate) fn is_datatrove_punct(c: char) -> bool {
+    if c.is_ascii() {
+        // Controls except \t and \n, and every ASCII punctuation mark but none of the letters,
+        // digits or spaces.
+        return (c.is_ascii_control() && c != '\t' && c != '\n') || c.is_ascii_punctuation();
+    }
     const PUNCT: &str =
         "!/—”:％１〈&(、━\\【#%「」，】；+^]~“《„';’{|∶´[=-`*．（–？！：$～«〉,><》)?）。…@_.\"}►»";
     let u = c as u32;

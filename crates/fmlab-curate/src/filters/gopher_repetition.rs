@@ -336,8 +336,8 @@ impl Ngrams {
             let mut h = 0u64;
             for &byte in w {
                 h = addmod(mulmod(h, BASE), u64::from(byte) + 1);
-                acc = addmod(mulmod(acc, BASE), u64::from(byte) + 1);
             }
+            acc = addmod(mulmod(acc, self.pow(w.len())), h);
             off += w.len();
             self.hash.push(h);
             self.bytes.push(w.len() as u32);

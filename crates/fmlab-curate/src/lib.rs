@@ -16,12 +16,14 @@
 //! - [`dedup`]: exact, MinHash LSH and Bloom-filter paragraph deduplication, staged by rank;
 //! - [`raw_truth`]: a run scored against `fmlab world --raw`'s ground truth;
 //! - [`read`] / [`write`]: readers (JSONL, Parquet, text, WARC/WET with the BlockDensity
-//!   HTML extractor) and size-sharded, compressed JSONL/Parquet writers.
+//!   HTML extractor) and size-sharded, compressed JSONL/Parquet writers;
+//! - [`filters`]: FineWeb's quality filters, per-language rules, blocklists, PII formatting.
 
 pub mod block;
 pub mod classifier;
 pub mod dedup;
 pub mod doc;
+pub mod filters;
 pub mod langid;
 pub mod mix;
 pub mod pipeline;

@@ -5,6 +5,7 @@
 
 mod classifier;
 mod dedup;
+mod filters;
 mod io;
 mod langid;
 mod pipeline;

@@ -11,6 +11,7 @@ use serde_json::Value;
 mod compare;
 mod consistency;
 mod convert;
+mod curate;
 mod eval_run;
 mod post;
 mod quantize;

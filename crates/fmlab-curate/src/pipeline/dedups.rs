@@ -36,7 +36,9 @@ impl Block for Remove {
     }
 }
 
-fn summary_map(dir: &Path) -> Result<serde_json::Map<String, serde_json::Value>> {
+/// The deduplication's summary; `clusters_file` relative to the output folder (so the
+/// report does not depend on where the folder is).
+fn summary_map(dir: &Path, name: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
     let path = dir.join("summary.json");
     let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
     let s: DedupSummary =
@@ -48,10 +50,7 @@ fn summary_map(dir: &Path) -> Result<serde_json::Map<String, serde_json::Value>>
     m.remove("method");
     m.insert(
         "clusters_file".into(),
-        dir.join("clusters.json")
-            .to_string_lossy()
-            .into_owned()
-            .into(),
+        format!("work/dedup-{name}/clusters.json").into(),
     );
     Ok(m)
 }
@@ -164,7 +163,7 @@ impl Dedup for MinhashStage {
         }))
     }
     fn summary(&self, work: &Path) -> Result<serde_json::Map<String, serde_json::Value>> {
-        summary_map(work)
+        summary_map(work, &self.name)
     }
 }
 
@@ -232,7 +231,7 @@ impl Dedup for ExactStage {
         }))
     }
     fn summary(&self, work: &Path) -> Result<serde_json::Map<String, serde_json::Value>> {
-        summary_map(work)
+        summary_map(work, &self.name)
     }
 }
 

@@ -210,7 +210,8 @@ impl Curation {
         if opts.world_size == 0 {
             return Err(Error::Config("--world-size must be at least 1".into()));
         }
-        if let Some(r) = opts.rank {
+        let stages = self.stages(opts.world_size);
+        if let (Some(r), None) = (opts.rank, &opts.stage) {
             if r >= opts.world_size {
                 return Err(Error::Config(format!(
                     "--rank {r} is not below --world-size {}",
@@ -219,7 +220,6 @@ impl Curation {
             }
         }
         self.check_plan(opts)?;
-        let stages = self.stages(opts.world_size);
         let chosen: Vec<usize> = match &opts.stage {
             None => (0..stages.len()).collect(),
             Some(name) => {
@@ -230,6 +230,14 @@ impl Curation {
                         names.join(", ")
                     ))
                 })?;
+                if let Some(r) = opts.rank {
+                    if r >= stages[i].parts {
+                        return Err(Error::Config(format!(
+                            "--rank {r}: stage {name} has {} part(s)",
+                            stages[i].parts
+                        )));
+                    }
+                }
                 vec![i]
             }
         };

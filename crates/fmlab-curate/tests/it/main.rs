@@ -7,3 +7,4 @@ mod classifier;
 mod dedup;
 mod langid;
 mod pipeline;
+mod raw_truth;

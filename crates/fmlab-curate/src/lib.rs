@@ -10,21 +10,27 @@
 //! - [`words`]: the word splitting the rules and MinHash share;
 //! - [`mix`]: training sets cut by shares or token counts per language and domain;
 //! - [`pipeline`]: the blocks in order, cut into stages by rank and part, with markers and
-//!   the report.
+//!   the report;
 //! - [`langid`]: language identification with a score and [`langid::LanguageFilter`];
 //! - [`classifier`]: fastText-style linear classifiers, their training and their block;
 //! - [`dedup`]: exact, MinHash LSH and Bloom-filter paragraph deduplication, staged by rank;
-//! - [`raw_truth`]: a run scored against `fmlab world --raw`'s ground truth.
+//! - [`raw_truth`]: a run scored against `fmlab world --raw`'s ground truth;
+//! - [`read`] / [`write`]: readers (JSONL, Parquet, text, WARC/WET with the BlockDensity
+//!   HTML extractor) and size-sharded, compressed JSONL/Parquet writers;
+//! - [`filters`]: FineWeb's quality filters, per-language rules, blocklists, PII formatting.
 
 pub mod block;
 pub mod classifier;
 pub mod dedup;
 pub mod doc;
+pub mod filters;
 pub mod langid;
 pub mod mix;
 pub mod pipeline;
 pub mod raw_truth;
+pub mod read;
 pub mod words;
+pub mod write;
 
 pub use block::{Block, Decision};
 pub use doc::{DocKey, Document};

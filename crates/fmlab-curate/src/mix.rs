@@ -132,10 +132,14 @@ fn read_curated(dir: &Path, ignore: &[String], docs: &mut Vec<Document>) -> Resu
                 }
             }
         }
-        for (i, d) in open_input(&path, 0, &InputSpec::default())?.enumerate() {
-            let d = d?;
-            if !dropped.get(i).copied().unwrap_or(false) {
-                docs.push(d);
+        let mut i = 0;
+        for path in shards {
+            for d in open_input(&path, 0, &InputSpec::default())? {
+                let d = d?;
+                if !dropped.get(i).copied().unwrap_or(false) {
+                    docs.push(d);
+                }
+                i += 1;
             }
         }
     }

@@ -1,32 +1,987 @@
-//! Word splitting shared by the quality rules and MinHash.
+//! Word and sentence splitting shared by the quality rules and MinHash: English as datatrove
+//! 0.10 splits it, that is spaCy 3.8's rule-based tokenizer for `en` (`spacy.blank("en")`)
+//! and its sentencizer, rewritten as hand loops over the text (no regex, no allocation per
+//! word: words are byte spans of the text).
 //!
-//! datatrove splits English with spaCy's tokenizer: whitespace first, then punctuation
-//! peeled off the front and back of each chunk (and a few infixes), so "end." is two
-//! tokens, "end" and ".". This first version splits on whitespace and peels leading and
-//! trailing punctuation; the filters' owner refines it against spaCy on the reference
-//! corpus.
+//! The tokenizer's rules, as spaCy applies them to each whitespace-separated chunk:
+//! 1. a chunk that is a tokenizer exception ("don't" → "do" "n't", "e.g.", ":)") is split as
+//!    the exception says (`spacy_en_exceptions.tsv`: spaCy's English exception table,
+//!    exported as data, one exception a line, its tokens separated by tabs);
+//! 2. otherwise prefixes (opening punctuation, quotes, currency, symbols) and suffixes
+//!    (closing punctuation, "'s", units after a number, a final period after a lowercase
+//!    letter, digit or punctuation…) are peeled off, stopping when what is left is an
+//!    exception;
+//! 3. what is left stays whole when it is a URL, else it is split at infixes (ellipses,
+//!    hyphens between letters, `/:<>=` between a letter or digit and a letter, `,` between
+//!    letters, `.` between a lowercase and an uppercase letter, operators between digits).
+//!
+//! 4. a second pass merges adjacent tokens of a chunk that spell an exception holding
+//!    affixes ("i" "." "MX" → "i." "MX", ")" ":" → "):").
+//!
+//! Whitespace never makes a word (datatrove strips spaCy's whitespace tokens). Differences
+//! from spaCy that remain: letter classes are Rust's Unicode properties rather than spaCy's
+//! explicit ranges, URL matching follows spaCy's pattern by hand, and the second pass
+//! compares spellings where spaCy compares token sequences.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::OnceLock;
+
+/// A word: a byte range `start..end` of the text.
+pub type Span = (usize, usize);
 
 /// The words of `text` (punctuation tokens included, as spaCy gives them).
 pub fn split_words(text: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    for chunk in text.split_whitespace() {
-        let start = chunk.len() - chunk.trim_start_matches(is_punct).len();
-        let core_end = chunk.trim_end_matches(is_punct).len().max(start);
-        for (i, c) in chunk[..start].char_indices() {
-            out.push(&chunk[i..i + c.len_utf8()]);
-        }
-        if core_end > start {
-            out.push(&chunk[start..core_end]);
-        }
-        for (i, c) in chunk[core_end..].char_indices() {
-            out.push(&chunk[core_end + i..core_end + i + c.len_utf8()]);
-        }
-    }
-    out
+    let mut spans = Vec::new();
+    word_spans(text, &mut spans);
+    spans.iter().map(|&(a, b)| &text[a..b]).collect()
 }
 
-fn is_punct(c: char) -> bool {
-    c.is_ascii_punctuation() || matches!(c, '“' | '”' | '‘' | '’' | '…' | '«' | '»')
+/// The words of `text` as byte spans, written into `out` (cleared first; reuse it across
+/// documents to avoid allocating).
+pub fn word_spans(text: &str, out: &mut Vec<Span>) {
+    out.clear();
+    let mut suffixes = Vec::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let (c, len) = char_at(text, i);
+        if is_space(c) {
+            i += len;
+            continue;
+        }
+        let start = i;
+        let mut letters = true;
+        while i < bytes.len() {
+            let (c, len) = char_at(text, i);
+            if is_space(c) {
+                break;
+            }
+            letters &= c.is_ascii_alphabetic();
+            i += len;
+        }
+        // A chunk of ASCII letters has no prefix, suffix, infix or URL: it is one word
+        // unless it is an exception ("dont", "cannot").
+        if letters && exceptions().get(&text[start..i]).is_none() {
+            out.push((start, i));
+        } else {
+            tokenize_chunk(text, start, i, out, &mut suffixes);
+        }
+    }
+}
+
+/// How many sentences spaCy's sentencizer finds in `text` (datatrove's
+/// `split_into_sentences(text)` length): a sentence ends after a token that is a sentence
+/// punctuation mark (`.`, `!`, `?`…) once a token follows that is not punctuation.
+pub fn sentence_count(text: &str, spans: &mut Vec<Span>) -> usize {
+    word_spans(text, spans);
+    let mut count = 1;
+    let mut seen_period = false;
+    for &(a, b) in spans.iter() {
+        let tok = &text[a..b];
+        let mut it = tok.chars();
+        let single = match (it.next(), it.next()) {
+            (Some(c), None) => Some(c),
+            _ => None,
+        };
+        if single.is_some_and(is_sentence_punct) {
+            seen_period = true;
+        } else if seen_period && !tok.chars().all(is_unicode_punct) {
+            count += 1;
+            seen_period = false;
+        }
+    }
+    count
+}
+
+/// Python's `str.isspace`: Rust's whitespace plus the ASCII separators U+001C–U+001F.
+#[inline]
+pub fn is_space(c: char) -> bool {
+    if c.is_ascii() {
+        return matches!(
+            c,
+            ' ' | '\t' | '\n' | '\u{b}' | '\u{c}' | '\r' | '\u{1c}'..='\u{1f}'
+        );
+    }
+    c.is_whitespace()
+}
+
+#[inline]
+fn char_at(text: &str, i: usize) -> (char, usize) {
+    let b = text.as_bytes()[i];
+    if b < 0x80 {
+        return (b as char, 1);
+    }
+    match text[i..].chars().next() {
+        Some(c) => (c, c.len_utf8()),
+        None => (' ', 1),
+    }
+}
+
+/// A fast, non-cryptographic hasher (FxHash's multiply-rotate) for the exception table and
+/// the filters' sets of lines.
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+/// Builds [`FxHasher`]s.
+pub type FxBuild = BuildHasherDefault<FxHasher>;
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut v = [0u8; 8];
+            v[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(v))
+                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// An exception's tokens (their byte lengths), and whether spaCy's second pass may form it
+/// from several tokens (it holds a prefix, suffix or infix).
+struct Exception {
+    lens: Vec<usize>,
+    mergeable: bool,
+}
+
+/// The exception table, with a 4,096-bit filter on (length, first byte, last byte) that
+/// turns most words away before hashing them.
+struct Exceptions {
+    map: HashMap<String, Exception, FxBuild>,
+    filter: [u64; 64],
+}
+
+fn filter_bit(s: &str) -> usize {
+    let b = s.as_bytes();
+    let (f, l) = (
+        b.first().copied().unwrap_or(0),
+        b.last().copied().unwrap_or(0),
+    );
+    let h = (b.len() as u32).wrapping_mul(0x9e37_79b1)
+        ^ (u32::from(f) << 8 | u32::from(l)).wrapping_mul(0x85eb_ca6b);
+    (h >> 20) as usize
+}
+
+impl Exceptions {
+    #[inline]
+    fn get(&self, s: &str) -> Option<&Exception> {
+        let bit = filter_bit(s);
+        if self.filter[bit / 64] & (1 << (bit % 64)) == 0 {
+            return None;
+        }
+        self.map.get(s)
+    }
+    #[inline]
+    fn contains_key(&self, s: &str) -> bool {
+        self.get(s).is_some()
+    }
+}
+
+/// The longest exception, in bytes.
+const MAX_EXCEPTION_LEN: usize = 32;
+
+/// spaCy's English tokenizer exceptions: the chunk → the byte lengths of its tokens.
+fn exceptions() -> &'static Exceptions {
+    static TABLE: OnceLock<Exceptions> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut map = HashMap::default();
+        let mut filter = [0u64; 64];
+        for line in include_str!("spacy_en_exceptions.tsv").lines() {
+            if line.is_empty() {
+                continue;
+            }
+            let key = line.replace('\t', "");
+            let has_infix = key.char_indices().scan(None, |prev, (i, c)| {
+                let hit = infix_at(&key, i, *prev).is_some();
+                *prev = Some(c);
+                Some(hit)
+            });
+            let mergeable = key.len() <= MAX_EXCEPTION_LEN
+                && (prefix_len(&key) > 0
+                    || suffix_len(&key) > 0
+                    || has_infix.into_iter().any(|h| h));
+            let lens = line.split('\t').map(str::len).collect();
+            let bit = filter_bit(&key);
+            filter[bit / 64] |= 1 << (bit % 64);
+            map.insert(key, Exception { lens, mergeable });
+        }
+        Exceptions { map, filter }
+    })
+}
+
+/// spaCy's second pass: runs of at least two adjacent tokens of one chunk that spell an
+/// exception holding affixes ("i" "." → "i.", ")" ":" → "):") become that exception's
+/// tokens, the longest runs first.
+fn merge_exceptions(text: &str, out: &mut Vec<Span>, first: usize) {
+    let exc = exceptions();
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for i in first..out.len() {
+        for j in i + 2..=out.len() {
+            let (a, b) = (out[i].0, out[j - 1].1);
+            if b - a > MAX_EXCEPTION_LEN {
+                break;
+            }
+            if exc.get(&text[a..b]).is_some_and(|e| e.mergeable) {
+                runs.push((i, j));
+            }
+        }
+    }
+    if runs.is_empty() {
+        return;
+    }
+    // Longest first (later starts first among equals), skipping runs that touch a taken one.
+    runs.sort_by_key(|&(i, j)| (std::cmp::Reverse(j - i), std::cmp::Reverse(i)));
+    let mut taken = vec![false; out.len() - first];
+    let mut chosen = Vec::new();
+    for (i, j) in runs {
+        if !taken[i - first] && !taken[j - 1 - first] {
+            chosen.push((i, j));
+        }
+        for t in &mut taken[i - first..j - first] {
+            *t = true;
+        }
+    }
+    chosen.sort_unstable();
+    let tail: Vec<Span> = out.drain(first..).collect();
+    let mut k = 0;
+    for (i, j) in chosen {
+        out.extend_from_slice(&tail[k..i - first]);
+        let (a, b) = (tail[i - first].0, tail[j - 1 - first].1);
+        if let Some(e) = exc.get(&text[a..b]) {
+            push_exception(a, &e.lens, out);
+        }
+        k = j - first;
+    }
+    out.extend_from_slice(&tail[k..]);
+}
+
+fn push_exception(start: usize, lens: &[usize], out: &mut Vec<Span>) {
+    let mut a = start;
+    for &l in lens {
+        out.push((a, a + l));
+        a += l;
+    }
+}
+
+fn tokenize_chunk(text: &str, a: usize, b: usize, out: &mut Vec<Span>, sufs: &mut Vec<Span>) {
+    let exc = exceptions();
+    if let Some(e) = exc.get(&text[a..b]) {
+        push_exception(a, &e.lens, out);
+        return;
+    }
+    let first = out.len();
+    sufs.clear();
+    let (mut a, mut b) = (a, b);
+    let mut last_size = 0;
+    while a < b && b - a != last_size {
+        if exc.contains_key(&text[a..b]) {
+            break;
+        }
+        last_size = b - a;
+        let pre = prefix_len(&text[a..b]);
+        if pre != 0 && a + pre < b && exc.contains_key(&text[a + pre..b]) {
+            out.push((a, a + pre));
+            a += pre;
+            break;
+        }
+        let suf = suffix_len(&text[a + pre..b]);
+        if suf != 0 && b - suf > a && exc.contains_key(&text[a..b - suf]) {
+            sufs.push((b - suf, b));
+            b -= suf;
+            break;
+        }
+        if pre != 0 && suf != 0 && pre + suf <= b - a {
+            out.push((a, a + pre));
+            sufs.push((b - suf, b));
+            a += pre;
+            b -= suf;
+        } else if pre != 0 {
+            out.push((a, a + pre));
+            a += pre;
+        } else if suf != 0 {
+            sufs.push((b - suf, b));
+            b -= suf;
+        }
+        if a < b && exc.contains_key(&text[a..b]) {
+            break;
+        }
+    }
+    if a < b {
+        if let Some(e) = exc.get(&text[a..b]) {
+            push_exception(a, &e.lens, out);
+        } else if is_url(&text[a..b]) {
+            out.push((a, b));
+        } else {
+            split_infixes(text, a, b, out);
+        }
+    }
+    out.extend(sufs.iter().rev());
+    if out.len() - first >= 2 {
+        merge_exceptions(text, out, first);
+    }
+}
+
+/// spaCy's `LIST_PUNCT` characters.
+fn is_list_punct(c: char) -> bool {
+    matches!(
+        c,
+        '…' | ','
+            | ':'
+            | ';'
+            | '!'
+            | '?'
+            | '¿'
+            | '؟'
+            | '¡'
+            | '('
+            | ')'
+            | '['
+            | ']'
+            | '{'
+            | '}'
+            | '<'
+            | '>'
+            | '_'
+            | '#'
+            | '*'
+            | '&'
+            | '。'
+            | '？'
+            | '！'
+            | '，'
+            | '、'
+            | '；'
+            | '：'
+            | '～'
+            | '·'
+            | '।'
+            | '،'
+            | '۔'
+            | '؛'
+            | '٪'
+    )
+}
+
+/// spaCy's `LIST_QUOTES` characters.
+fn is_quote(c: char) -> bool {
+    matches!(
+        c,
+        '\'' | '"'
+            | '”'
+            | '“'
+            | '`'
+            | '‘'
+            | '´'
+            | '’'
+            | '‚'
+            | ','
+            | '„'
+            | '»'
+            | '«'
+            | '「'
+            | '」'
+            | '『'
+            | '』'
+            | '（'
+            | '）'
+            | '〔'
+            | '〕'
+            | '【'
+            | '】'
+            | '《'
+            | '》'
+            | '〈'
+            | '〉'
+            | '\u{2329}'
+            | '\u{232a}'
+            | '⟦'
+            | '⟧'
+    )
+}
+
+/// Single-character currency signs of spaCy's `LIST_CURRENCY`.
+fn is_currency(c: char) -> bool {
+    matches!(c, '$' | '£' | '€' | '¥' | '฿' | '﷼') || ('\u{20a0}'..='\u{20bf}').contains(&c)
+}
+
+const CURRENCY_MULTI: [&str; 3] = ["US$", "C$", "A$"];
+
+const UNITS: [&str; 91] = [
+    "km", "km²", "km³", "m", "m²", "m³", "dm", "dm²", "dm³", "cm", "cm²", "cm³", "mm", "mm²",
+    "mm³", "ha", "µm", "nm", "yd", "in", "ft", "kg", "g", "mg", "µg", "t", "lb", "oz", "m/s",
+    "km/h", "kmh", "mph", "hPa", "Pa", "mbar", "mb", "MB", "kb", "KB", "gb", "GB", "tb", "TB", "T",
+    "G", "M", "K", "%", "км", "км²", "км³", "м", "м²", "м³", "дм", "дм²", "дм³", "см", "см²",
+    "см³", "мм", "мм²", "мм³", "нм", "кг", "г", "мг", "м/с", "км/ч", "кПа", "Па", "мбар", "Кб",
+    "КБ", "кб", "Мб", "МБ", "мб", "Гб", "ГБ", "гб", "Тб", "ТБ", "тбكم", "كم²", "كم³", "م", "م²",
+    "م³", "سم", "سم²",
+];
+
+/// spaCy's `LIST_ICONS`: the symbol ranges (Unicode "So") its tokenizer splits off.
+fn is_icon(c: char) -> bool {
+    let c = c as u32;
+    if c < 0xa6 {
+        return false;
+    }
+    const RANGES: &[(u32, u32)] = &[
+        (0xA6, 0xA6),
+        (0xA9, 0xA9),
+        (0xAE, 0xAE),
+        (0xB0, 0xB0),
+        (0x482, 0x482),
+        (0x58D, 0x58D),
+        (0x58E, 0x58E),
+        (0x60E, 0x60E),
+        (0x60F, 0x60F),
+        (0x6DE, 0x6DE),
+        (0x6E9, 0x6E9),
+        (0x6FD, 0x6FD),
+        (0x6FE, 0x6FE),
+        (0x7F6, 0x7F6),
+        (0x9FA, 0x9FA),
+        (0xB70, 0xB70),
+        (0xBF3, 0xBF8),
+        (0xBFA, 0xBFA),
+        (0xC7F, 0xC7F),
+        (0xD4F, 0xD4F),
+        (0xD79, 0xD79),
+        (0xF01, 0xF03),
+        (0xF13, 0xF13),
+        (0xF15, 0xF17),
+        (0xF1A, 0xF1F),
+        (0xF34, 0xF34),
+        (0xF36, 0xF36),
+        (0xF38, 0xF38),
+        (0xFBE, 0xFC5),
+        (0xFC7, 0xFCC),
+        (0xFCE, 0xFCE),
+        (0xFCF, 0xFCF),
+        (0xFD5, 0xFD8),
+        (0x109E, 0x109E),
+        (0x109F, 0x109F),
+        (0x1390, 0x1399),
+        (0x1940, 0x1940),
+        (0x19DE, 0x19FF),
+        (0x1B61, 0x1B6A),
+        (0x1B74, 0x1B7C),
+        (0x2100, 0x2100),
+        (0x2101, 0x2101),
+        (0x2103, 0x2106),
+        (0x2108, 0x2108),
+        (0x2109, 0x2109),
+        (0x2114, 0x2114),
+        (0x2116, 0x2116),
+        (0x2117, 0x2117),
+        (0x211E, 0x2123),
+        (0x2125, 0x2125),
+        (0x2127, 0x2127),
+        (0x2129, 0x2129),
+        (0x212E, 0x212E),
+        (0x213A, 0x213A),
+        (0x213B, 0x213B),
+        (0x214A, 0x214A),
+        (0x214C, 0x214C),
+        (0x214D, 0x214D),
+        (0x214F, 0x214F),
+        (0x218A, 0x218A),
+        (0x218B, 0x218B),
+        (0x2195, 0x2199),
+        (0x219C, 0x219F),
+        (0x21A1, 0x21A1),
+        (0x21A2, 0x21A2),
+        (0x21A4, 0x21A4),
+        (0x21A5, 0x21A5),
+        (0x21A7, 0x21AD),
+        (0x21AF, 0x21CD),
+        (0x21D0, 0x21D0),
+        (0x21D1, 0x21D1),
+        (0x21D3, 0x21D3),
+        (0x21D5, 0x21F3),
+        (0x2300, 0x2307),
+        (0x230C, 0x231F),
+        (0x2322, 0x2328),
+        (0x232B, 0x237B),
+        (0x237D, 0x239A),
+        (0x23B4, 0x23DB),
+        (0x23E2, 0x2426),
+        (0x2440, 0x244A),
+        (0x249C, 0x24E9),
+        (0x2500, 0x25B6),
+        (0x25B8, 0x25C0),
+        (0x25C2, 0x25F7),
+        (0x2600, 0x266E),
+        (0x2670, 0x2767),
+        (0x2794, 0x27BF),
+        (0x2800, 0x28FF),
+        (0x2B00, 0x2B2F),
+        (0x2B45, 0x2B45),
+        (0x2B46, 0x2B46),
+        (0x2B4D, 0x2B73),
+        (0x2B76, 0x2B95),
+        (0x2B98, 0x2BC8),
+        (0x2BCA, 0x2BFE),
+        (0x2CE5, 0x2CEA),
+        (0x2E80, 0x2E99),
+        (0x2E9B, 0x2EF3),
+        (0x2F00, 0x2FD5),
+        (0x2FF0, 0x2FFB),
+        (0x3004, 0x3004),
+        (0x3012, 0x3012),
+        (0x3013, 0x3013),
+        (0x3020, 0x3020),
+        (0x3036, 0x3036),
+        (0x3037, 0x3037),
+        (0x303E, 0x303E),
+        (0x303F, 0x303F),
+        (0x3190, 0x3190),
+        (0x3191, 0x3191),
+        (0x3196, 0x319F),
+        (0x31C0, 0x31E3),
+        (0x3200, 0x321E),
+        (0x322A, 0x3247),
+        (0x3250, 0x3250),
+        (0x3260, 0x327F),
+        (0x328A, 0x32B0),
+        (0x32C0, 0x32FE),
+        (0x3300, 0x33FF),
+        (0x4DC0, 0x4DFF),
+        (0xA490, 0xA4C6),
+        (0xA828, 0xA82B),
+        (0xA836, 0xA836),
+        (0xA837, 0xA837),
+        (0xA839, 0xA839),
+        (0xAA77, 0xAA79),
+        (0xFDFD, 0xFDFD),
+        (0xFFE4, 0xFFE4),
+        (0xFFE8, 0xFFE8),
+        (0xFFED, 0xFFED),
+        (0xFFEE, 0xFFEE),
+        (0xFFFC, 0xFFFC),
+        (0xFFFD, 0xFFFD),
+        (0x10137, 0x1013F),
+        (0x10179, 0x10189),
+        (0x1018C, 0x1018E),
+        (0x10190, 0x1019B),
+        (0x101A0, 0x101A0),
+        (0x101D0, 0x101FC),
+        (0x10877, 0x10877),
+        (0x10878, 0x10878),
+        (0x10AC8, 0x10AC8),
+        (0x1173F, 0x1173F),
+        (0x16B3C, 0x16B3F),
+        (0x16B45, 0x16B45),
+        (0x1BC9C, 0x1BC9C),
+        (0x1D000, 0x1D0F5),
+        (0x1D100, 0x1D126),
+        (0x1D129, 0x1D164),
+        (0x1D16A, 0x1D16C),
+        (0x1D183, 0x1D183),
+        (0x1D184, 0x1D184),
+        (0x1D18C, 0x1D1A9),
+        (0x1D1AE, 0x1D1E8),
+        (0x1D200, 0x1D241),
+        (0x1D245, 0x1D245),
+        (0x1D300, 0x1D356),
+        (0x1D800, 0x1D9FF),
+        (0x1DA37, 0x1DA3A),
+        (0x1DA6D, 0x1DA74),
+        (0x1DA76, 0x1DA83),
+        (0x1DA85, 0x1DA85),
+        (0x1DA86, 0x1DA86),
+        (0x1ECAC, 0x1ECAC),
+        (0x1F000, 0x1F02B),
+        (0x1F030, 0x1F093),
+        (0x1F0A0, 0x1F0AE),
+        (0x1F0B1, 0x1F0BF),
+        (0x1F0C1, 0x1F0CF),
+        (0x1F0D1, 0x1F0F5),
+        (0x1F110, 0x1F16B),
+        (0x1F170, 0x1F1AC),
+        (0x1F1E6, 0x1F202),
+        (0x1F210, 0x1F23B),
+        (0x1F240, 0x1F248),
+        (0x1F250, 0x1F250),
+        (0x1F251, 0x1F251),
+        (0x1F260, 0x1F265),
+        (0x1F300, 0x1F3FA),
+        (0x1F400, 0x1F6D4),
+        (0x1F6E0, 0x1F6EC),
+        (0x1F6F0, 0x1F6F9),
+        (0x1F700, 0x1F773),
+        (0x1F780, 0x1F7D8),
+        (0x1F800, 0x1F80B),
+        (0x1F810, 0x1F847),
+        (0x1F850, 0x1F859),
+        (0x1F860, 0x1F887),
+        (0x1F890, 0x1F8AD),
+        (0x1F900, 0x1F90B),
+        (0x1F910, 0x1F93E),
+        (0x1F940, 0x1F970),
+        (0x1F973, 0x1F976),
+        (0x1F97A, 0x1F97A),
+        (0x1F97C, 0x1F9A2),
+        (0x1F9B0, 0x1F9B9),
+        (0x1F9C0, 0x1F9C2),
+        (0x1F9D0, 0x1F9FF),
+        (0x1FA60, 0x1FA6D),
+    ];
+    RANGES
+        .binary_search_by(|&(lo, hi)| {
+            if hi < c {
+                std::cmp::Ordering::Less
+            } else if lo > c {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        })
+        .is_ok()
+}
+
+fn is_lower(c: char) -> bool {
+    c.is_lowercase() || (c.is_alphabetic() && !c.is_uppercase())
+}
+
+fn is_upper(c: char) -> bool {
+    c.is_uppercase() || (c.is_alphabetic() && !c.is_lowercase())
+}
+
+/// The length in bytes of the prefix spaCy peels off `s` (0: none).
+fn prefix_len(s: &str) -> usize {
+    let Some(c) = s.chars().next() else {
+        return 0;
+    };
+    if s.starts_with("..") {
+        return s.len() - s.trim_start_matches('.').len();
+    }
+    match c {
+        '§' | '%' | '=' | '—' | '–' => c.len_utf8(),
+        '+' => match s[1..].chars().next() {
+            Some(d) if d.is_ascii_digit() => 0,
+            _ => 1,
+        },
+        _ if is_list_punct(c) || is_quote(c) || is_currency(c) || is_icon(c) => c.len_utf8(),
+        'U' | 'C' | 'A' => CURRENCY_MULTI
+            .iter()
+            .find(|m| s.starts_with(*m))
+            .map_or(0, |m| m.len()),
+        _ => 0,
+    }
+}
+
+/// The length in bytes of the suffix spaCy peels off `s` (0: none): of all its suffix
+/// patterns, the one that starts leftmost (Python's `re.search`).
+fn suffix_len(s: &str) -> usize {
+    let n = s.len();
+    let Some(last) = s.chars().next_back() else {
+        return 0;
+    };
+    let before = &s[..n - last.len_utf8()];
+    let prev = before.chars().next_back();
+    let mut start = n;
+    let dots = n - s.trim_end_matches('.').len();
+    if dots >= 2 {
+        start = start.min(n - dots);
+    }
+    if s.ends_with("……") {
+        start = start.min(n - "……".len());
+    }
+    if is_list_punct(last) || is_quote(last) || is_icon(last) || last == '—' || last == '–' {
+        start = start.min(n - last.len_utf8());
+    }
+    if matches!(last, 's' | 'S') && matches!(prev, Some('\'' | '’')) {
+        start = start.min(n - 1 - prev.map_or(0, char::len_utf8));
+    }
+    if last == '+' && prev.is_some_and(|d| d.is_ascii_digit()) {
+        start = start.min(n - 1);
+    }
+    if last == '.' && period_suffix(before) {
+        start = start.min(n - 1);
+    }
+    if is_currency(last) && prev.is_some_and(|d| d.is_ascii_digit()) {
+        start = start.min(n - last.len_utf8());
+    }
+    // A unit or currency sign after a number: it holds no ASCII digit, so it starts right
+    // after the last digit.
+    if let Some(d) = s.bytes().rposition(|b| b.is_ascii_digit()) {
+        let tail = &s[d + 1..];
+        if !tail.is_empty()
+            && CURRENCY_MULTI
+                .iter()
+                .chain(UNITS.iter())
+                .any(|m| *m == tail)
+        {
+            start = start.min(d + 1);
+        }
+    }
+    n - start
+}
+
+/// Whether a final `.` after `before` is a suffix: after a lowercase letter, a digit, `%²-+`,
+/// a quote or punctuation; after `°F` (C, K); after two uppercase letters.
+fn period_suffix(before: &str) -> bool {
+    let mut it = before.chars().rev();
+    let Some(p) = it.next() else {
+        return false;
+    };
+    if p.is_ascii_digit()
+        || is_lower(p)
+        || matches!(p, '%' | '²' | '-' | '+' | '|' | '(' | '?' | ':' | ')')
+        || is_quote(p)
+        || is_list_punct(p)
+    {
+        return true;
+    }
+    let pp = it.next();
+    (matches!(p, 'F' | 'f' | 'C' | 'c' | 'K' | 'k') && pp == Some('°'))
+        || (is_upper(p) && pp.is_some_and(is_upper))
+}
+
+/// The infix at byte `i` of `s` (whose previous character is `prev`), as spaCy's infix
+/// patterns find it: its end, or `None`.
+fn infix_at(s: &str, i: usize, prev: Option<char>) -> Option<usize> {
+    let rest = &s[i..];
+    let mut it = rest.chars();
+    let c = it.next()?;
+    let next = it.next();
+    let cl = c.len_utf8();
+    if c == '.' && next == Some('.') {
+        return Some(i + rest.len() - rest.trim_start_matches('.').len());
+    }
+    if c == '…' || is_icon(c) {
+        return Some(i + cl);
+    }
+    let prev_digit = prev.is_some_and(|p| p.is_ascii_digit());
+    if matches!(c, '+' | '-' | '*' | '^')
+        && prev_digit
+        && next.is_some_and(|d| d.is_ascii_digit() || d == '-')
+    {
+        return Some(i + 1);
+    }
+    let prev_alpha = prev.is_some_and(char::is_alphabetic);
+    let next_alpha = next.is_some_and(char::is_alphabetic);
+    if c == '.'
+        && prev.is_some_and(|p| is_lower(p) || is_quote(p))
+        && next.is_some_and(|n| is_upper(n) || is_quote(n))
+    {
+        return Some(i + 1);
+    }
+    if c == ',' && prev_alpha && next_alpha {
+        return Some(i + 1);
+    }
+    if !(prev_alpha || prev_digit) {
+        return None;
+    }
+    let after_alpha = |k: usize| rest[k..].chars().next().is_some_and(char::is_alphabetic);
+    let hyphens: &[&str] = match c {
+        '-' => &["-", "--", "---"],
+        '—' => &["—", "——"],
+        '–' => &["–"],
+        '~' => &["~"],
+        ':' | '<' | '>' | '=' | '/' => return next_alpha.then_some(i + 1),
+        _ => return None,
+    };
+    hyphens
+        .iter()
+        .find(|h| rest.starts_with(**h) && after_alpha(h.len()))
+        .map(|h| i + h.len())
+}
+
+fn split_infixes(text: &str, a: usize, b: usize, out: &mut Vec<Span>) {
+    let s = &text[a..b];
+    let mut start = 0;
+    let mut i = 0;
+    let mut prev: Option<char> = None;
+    while i < s.len() {
+        let (c, cl) = char_at(s, i);
+        if c.is_ascii_alphanumeric() || c == '_' {
+            prev = Some(c);
+            i += 1;
+            continue;
+        }
+        if let Some(end) = infix_at(s, i, prev) {
+            if i != 0 {
+                if i != start {
+                    out.push((a + start, a + i));
+                }
+                out.push((a + i, a + end));
+                start = end;
+            }
+            prev = s[..end].chars().next_back();
+            i = end;
+            continue;
+        }
+        prev = Some(c);
+        i += cl;
+    }
+    if start < s.len() {
+        out.push((a + start, b));
+    }
+}
+
+/// spaCy's URL pattern, by hand: an optional `scheme://`, optional `user@`, a public IPv4
+/// address or a host name with a lowercase top-level domain, an optional port, an optional
+/// path starting with `/`, `?` or `#`.
+fn is_url(s: &str) -> bool {
+    if !s.contains('.') {
+        return false;
+    }
+    let mut rest = s;
+    if let Some(p) = s.find("://") {
+        let scheme = &s[..p];
+        if scheme.chars().count() >= 2
+            && scheme
+                .chars()
+                .all(|c| c.is_alphanumeric() || matches!(c, '_' | '+' | '-' | '.'))
+        {
+            rest = &s[p + 3..];
+        }
+    }
+    if host_port_path(rest) {
+        return true;
+    }
+    // `user@` (or `user:pass@`): any '@', rightmost first, as the regex backtracks.
+    let mut end = rest.len();
+    while let Some(at) = rest[..end].rfind('@') {
+        if at > 0 && host_port_path(&rest[at + 1..]) {
+            return true;
+        }
+        end = at;
+    }
+    false
+}
+
+fn host_port_path(s: &str) -> bool {
+    let host_end = s
+        .char_indices()
+        .find(|&(_, c)| !(is_host_char(c) || c == '.' || c == '_' || c == '-'))
+        .map_or(s.len(), |(i, _)| i);
+    let (host, mut rest) = s.split_at(host_end);
+    if !(is_public_ipv4(host) || is_domain(host)) {
+        return false;
+    }
+    if let Some(port) = rest.strip_prefix(':') {
+        let digits = port.len() - port.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if !(2..=5).contains(&digits) {
+            return false;
+        }
+        rest = &port[digits..];
+    }
+    rest.is_empty() || rest.starts_with(['/', '?', '#'])
+}
+
+fn is_host_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || ('\u{a1}'..='\u{ffff}').contains(&c)
+}
+
+fn is_domain(host: &str) -> bool {
+    let Some((labels, tld)) = host.rsplit_once('.') else {
+        return false;
+    };
+    let tld_len = tld.chars().count();
+    if !(2..=63).contains(&tld_len) || !tld.chars().all(is_lower) {
+        return false;
+    }
+    labels.split('.').all(|l| {
+        let mut cs = l.chars();
+        let first = cs.next();
+        let last = l.chars().next_back();
+        first.is_some_and(is_host_char) && last.is_some_and(is_host_char) && l.chars().count() <= 64
+    })
+}
+
+fn is_public_ipv4(host: &str) -> bool {
+    let mut oct = [0u32; 4];
+    let mut n = 0;
+    for part in host.split('.') {
+        if n == 4 || part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit())
+        {
+            return false;
+        }
+        let v: u32 = part.bytes().fold(0, |v, b| v * 10 + u32::from(b - b'0'));
+        let leading_zero = part.len() > 1 && part.starts_with('0');
+        let ok = match n {
+            0 => !leading_zero && (1..=223).contains(&v),
+            3 => !leading_zero && (1..=254).contains(&v),
+            _ => v <= 255 && part.len() <= 3,
+        };
+        if !ok {
+            return false;
+        }
+        oct[n] = v;
+        n += 1;
+    }
+    n == 4
+        && oct[0] != 10
+        && oct[0] != 127
+        && !(oct[0] == 169 && oct[1] == 254)
+        && !(oct[0] == 192 && oct[1] == 168)
+        && !(oct[0] == 172 && (16..=31).contains(&oct[1]))
+}
+
+/// The sentencizer's punctuation marks (its default `punct_chars`, main scripts).
+pub fn is_sentence_punct(c: char) -> bool {
+    matches!(
+        c,
+        '!' | '.'
+            | '?'
+            | '։'
+            | '؟'
+            | '۔'
+            | '܀'
+            | '܁'
+            | '܂'
+            | '߹'
+            | '।'
+            | '॥'
+            | '၊'
+            | '။'
+            | '።'
+            | '፧'
+            | '፨'
+            | '᙮'
+            | '᜵'
+            | '᜶'
+            | '᠃'
+            | '᠉'
+            | '‼'
+            | '‽'
+            | '⁇'
+            | '⁈'
+            | '⁉'
+            | '⸮'
+            | '⸼'
+            | '꓿'
+            | '﹒'
+            | '﹖'
+            | '﹗'
+            | '！'
+            | '．'
+            | '？'
+            | '｡'
+            | '。'
+    )
+}
+
+/// Unicode general category P* (spaCy's `is_punct`), for the scripts that matter here.
+pub fn is_unicode_punct(c: char) -> bool {
+    if c.is_ascii() {
+        return c.is_ascii_punctuation()
+            && !matches!(c, '$' | '+' | '<' | '=' | '>' | '^' | '`' | '|' | '~');
+    }
+    matches!(c as u32,
+        0xa1 | 0xa7 | 0xab | 0xb6 | 0xb7 | 0xbb | 0xbf | 0x37e | 0x387 | 0x55a..=0x55f
+        | 0x589..=0x58a | 0x5be | 0x5c0 | 0x5c3 | 0x5c6 | 0x5f3..=0x5f4 | 0x609..=0x60a
+        | 0x60c..=0x60d | 0x61b | 0x61d..=0x61f | 0x66a..=0x66d | 0x6d4 | 0x964..=0x965 | 0x970
+        | 0x2010..=0x2027 | 0x2030..=0x2043 | 0x2045..=0x2051 | 0x2053..=0x205e | 0x207d..=0x207e
+        | 0x208d..=0x208e | 0x2308..=0x230b | 0x2329..=0x232a | 0x2768..=0x2775 | 0x27c5..=0x27c6
+        | 0x27e6..=0x27ef | 0x2983..=0x2998 | 0x29d8..=0x29db | 0x29fc..=0x29fd | 0x2e00..=0x2e4f
+        | 0x3001..=0x3003 | 0x3008..=0x3011 | 0x3014..=0x301f | 0x3030 | 0x303d | 0x30a0 | 0x30fb
+        | 0xfe10..=0xfe19 | 0xfe30..=0xfe52 | 0xfe54..=0xfe61 | 0xfe63 | 0xfe68 | 0xfe6a..=0xfe6b
+        | 0xff01..=0xff03 | 0xff05..=0xff0a | 0xff0c..=0xff0f | 0xff1a..=0xff1b | 0xff1f..=0xff20
+        | 0xff3b..=0xff3d | 0xff3f | 0xff5b | 0xff5d | 0xff5f..=0xff65)
 }
 
 #[cfg(test)]
@@ -39,5 +994,55 @@ mod tests {
             split_words("Hello, (world).  Bye"),
             ["Hello", ",", "(", "world", ")", ".", "Bye"]
         );
+    }
+
+    /// Each case as spaCy 3.8's `spacy.blank("en")` splits it (whitespace tokens dropped).
+    #[test]
+    fn spacy_cases() {
+        let cases: &[(&str, &[&str])] = &[
+            ("don't", &["do", "n't"]),
+            ("hello\nworld  x", &["hello", "world", "x"]),
+            ("a.m.", &["a.m."]),
+            ("foo->bar", &["foo->bar"]),
+            ("0x1F,", &["0x1F", ","]),
+            (
+                "(see https://kernel.org/doc.html).",
+                &["(", "see", "https://kernel.org/doc.html", ")", "."],
+            ),
+            ("CONFIG_FOO=y", &["CONFIG_FOO", "=", "y"]),
+            ("struct::foo", &["struct::foo"]),
+            ("\"quoted\"", &["\"", "quoted", "\""]),
+            ("it's", &["it", "'s"]),
+            ("x--y", &["x", "--", "y"]),
+            ("1-2", &["1", "-", "2"]),
+            ("a/b", &["a", "/", "b"]),
+            ("e.g.", &["e.g."]),
+            ("U.S.", &["U.S."]),
+            ("dont", &["do", "nt"]),
+            ("can't.", &["ca", "n't", "."]),
+            ("=====", &["=", "=", "=", "=", "="]),
+            ("``foo``", &["`", "`", "foo", "`", "`"]),
+            ("$5", &["$", "5"]),
+            ("10km", &["10", "km"]),
+            ("::", &[":", ":"]),
+            ("...", &["..."]),
+            ("x):", &["x", "):"]),
+            ("(d.", &["(", "d."]),
+            ("a.B", &["a.", "B"]),
+            ("'s'", &["'s", "'"]),
+            ("i.MX", &["i.", "MX"]),
+            ("foo...", &["foo", "..."]),
+        ];
+        for (text, want) in cases {
+            assert_eq!(&split_words(text), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn sentences_as_the_sentencizer_counts_them() {
+        let mut spans = Vec::new();
+        assert_eq!(sentence_count("One. Two! Three? four", &mut spans), 4);
+        assert_eq!(sentence_count("See e.g. this (yes).", &mut spans), 1);
+        assert_eq!(sentence_count("Wait... what?! No.", &mut spans), 2);
     }
 }

@@ -180,6 +180,11 @@ impl HashWriter {
 
     pub fn add_text(&mut self, key: DocKey, id: &str, text: &str) {
         let h = self.dedup.hash(text, &mut self.scratch);
+        self.add_hash(key, id, h);
+    }
+
+    /// Adds a document whose hash was computed elsewhere (by [`ExactDedup::hash`]).
+    pub fn add_hash(&mut self, key: DocKey, id: &str, h: u128) {
         self.records
             .extend([(h >> 64) as u64, h as u64, key.as_u64()]);
         self.ids.push((key.as_u64(), id.to_string()));

@@ -412,6 +412,19 @@ impl SignatureWriter<'_> {
         }
     }
 
+    /// Adds a document whose signature was computed elsewhere (in parallel, by
+    /// [`MinHash::signature`]); an empty signature counts the document as too short.
+    pub fn add_signature(&mut self, key: DocKey, id: &str, sig: &[u64]) {
+        self.counts.documents += 1;
+        let h = self.minhash.config.hashes_per_bucket;
+        if sig.len() != h * self.minhash.config.num_buckets {
+            return;
+        }
+        self.counts.hashed += 1;
+        push_bands(&mut self.buckets, sig, h, key);
+        self.ids.push((key.as_u64(), id.to_string()));
+    }
+
     /// Sorts and writes the rank's files; the counts file, written last, marks the rank done.
     pub fn finish(self) -> Result<RankCounts> {
         let h = self.minhash.config.hashes_per_bucket;

@@ -18,7 +18,7 @@ pub struct GlobalStep {
 
 /// Collects the signatures of one rank's documents.
 pub trait DedupSink: Send {
-    fn push(&mut self, key: DocKey, signature: Vec<u64>) -> Result<()>;
+    fn push(&mut self, key: DocKey, id: &str, signature: Vec<u64>) -> Result<()>;
     fn finish(self: Box<Self>) -> Result<()>;
 }
 

@@ -13,6 +13,7 @@
 
 mod blocks;
 pub mod dedup;
+mod dedups;
 pub mod glue;
 pub mod input;
 mod run;

@@ -12,7 +12,7 @@ use crate::block::{Block, Decision};
 use crate::doc::Document;
 use crate::pipeline::dedup::{Dedup, DedupSink};
 use crate::pipeline::glue::{attribute_line, doc_line, read_doc_lines, LineFile};
-use crate::pipeline::input::open_input;
+use crate::pipeline::input::{open_input, output_writer};
 use crate::pipeline::spec::{BlockSpec, PipelineSpec};
 use crate::pipeline::stats::BlockStats;
 use crate::{Error, Result};
@@ -460,7 +460,7 @@ impl Curation {
                     continue;
                 }
                 if let (Some(s), Some(sig)) = (sink.as_mut(), p.signature) {
-                    s.push(p.doc.key, sig)?;
+                    s.push(p.doc.key, &p.doc.id, sig)?;
                 }
                 out.line(&if intermediate {
                     doc_line(&p.doc)
@@ -473,7 +473,10 @@ impl Curation {
         for a in attrs {
             a.finish()?;
         }
-        out.finish()
+        match out {
+            Out::Stage(f) => f.finish(),
+            Out::Kept(w) => w.finish().map(|_| ()),
+        }
     }
 
     fn write_report(&self, opts: &RunOptions) -> Result<()> {
@@ -560,13 +563,8 @@ fn process(
     }
 }
 
-/// A kept document as written: `{id, text, …metadata}`.
-fn output_line(doc: &Document) -> serde_json::Value {
-    let mut m = serde_json::Map::with_capacity(doc.metadata.len() + 2);
-    m.insert("id".into(), doc.id.clone().into());
-    m.insert("text".into(), doc.text.clone().into());
-    for (k, v) in &doc.metadata {
-        m.entry(k.clone()).or_insert_with(|| v.clone());
-    }
-    serde_json::Value::Object(m)
+/// Where a segment's surviving documents go: the next stage's file, or the output.
+enum Out {
+    Stage(LineFile),
+    Kept(crate::write::ShardWriter),
 }

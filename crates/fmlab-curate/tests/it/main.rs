@@ -5,6 +5,8 @@
 
 mod classifier;
 mod dedup;
+mod filters;
+mod io;
 mod langid;
 mod pipeline;
 mod raw_truth;

@@ -40,7 +40,7 @@ impl Block for Upper {
 struct Exact;
 struct ExactSink(PathBuf, Vec<(u64, u64)>);
 impl DedupSink for ExactSink {
-    fn push(&mut self, key: DocKey, sig: Vec<u64>) -> Result<()> {
+    fn push(&mut self, key: DocKey, _id: &str, sig: Vec<u64>) -> Result<()> {
         self.1.push((key.as_u64(), sig[0]));
         Ok(())
     }

@@ -1,0 +1,188 @@
+//! Quality filters as FineWeb's recipe runs them with datatrove 0.10: Gopher repetition,
+//! Gopher quality, C4 (line removals and document rules) and FineWeb's own three rules; URL
+//! and word blocklists; PII formatting. Every filter is a [`Block`](crate::Block) built
+//! from a config whose `Default` is FineWeb's setting, drops with datatrove's reason strings
+//! and records the statistics its rules looked at in [`Decision::stats`](crate::Decision).
+//!
+//! Per-language settings ([`LanguageRules`], FineWeb-2's idea) come from a TOML file; a
+//! document's language is `doc.metadata["language"]`, set by a language-ID block upstream.
+//!
+//! The four quality filters split a document into words once: the split is cached per
+//! thread for the last text seen, so Gopher repetition, Gopher quality and FineWeb share it
+//! (C4's line removal changes the text, and the next filter splits the new text).
+
+pub mod blocklist;
+pub mod c4;
+pub mod fineweb;
+pub mod gopher_quality;
+pub mod gopher_repetition;
+pub mod lang_config;
+pub mod pii;
+
+pub use blocklist::{UrlBlocklistFilter, WordBlocklistFilter};
+pub use c4::{C4Config, C4QualityFilter};
+pub use fineweb::{FineWebConfig, FineWebQualityFilter};
+pub use gopher_quality::{GopherQualityConfig, GopherQualityFilter};
+pub use gopher_repetition::{GopherRepetitionConfig, GopherRepetitionFilter};
+pub use lang_config::{LanguageConfig, LanguageRules};
+pub use pii::{PiiConfig, PiiFormatter};
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use crate::doc::Document;
+use crate::words::{self, Span};
+
+/// The four FineWeb quality filters in FineWeb's order (Gopher repetition → Gopher quality
+/// → C4 → FineWeb), each with the settings `rules` gives the document's language.
+pub fn fineweb_filters(rules: &LanguageRules) -> Vec<Box<dyn crate::Block>> {
+    vec![
+        Box::new(GopherRepetitionFilter::from_rules(rules)),
+        Box::new(GopherQualityFilter::from_rules(rules)),
+        Box::new(C4QualityFilter::from_rules(rules)),
+        Box::new(FineWebQualityFilter::from_rules(rules)),
+    ]
+}
+
+/// A filter's settings: one for documents without a language or with a language the rules
+/// do not name, and one per named language.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PerLanguage<C> {
+    pub default: C,
+    pub languages: HashMap<String, C>,
+}
+
+impl<C> PerLanguage<C> {
+    /// The same settings for every language.
+    pub fn single(default: C) -> Self {
+        PerLanguage {
+            default,
+            languages: HashMap::new(),
+        }
+    }
+    /// The settings for `doc`'s language (`metadata["language"]`), else the default.
+    pub fn for_doc(&self, doc: &Document) -> &C {
+        doc.metadata
+            .get("language")
+            .and_then(|v| v.as_str())
+            .and_then(|l| self.languages.get(l))
+            .unwrap_or(&self.default)
+    }
+}
+
+struct WordCache {
+    text: String,
+    spans: Vec<Span>,
+}
+
+thread_local! {
+    static WORDS: RefCell<WordCache> = const { RefCell::new(WordCache { text: String::new(), spans: Vec::new() }) };
+}
+
+/// Runs `f` on the words of `text` (byte spans), splitting it only when this thread's last
+/// call was on another text. `f` must not call `with_words` itself.
+pub(crate) fn with_words<R>(text: &str, f: impl FnOnce(&[Span]) -> R) -> R {
+    WORDS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut cache) => {
+            if cache.text != text {
+                let WordCache { text: t, spans } = &mut *cache;
+                t.clear();
+                t.push_str(text);
+                words::word_spans(text, spans);
+            }
+            f(&cache.spans)
+        }
+        // Re-entered (a block calling another inside `f`): split without the cache.
+        Err(_) => {
+            let mut spans = Vec::new();
+            words::word_spans(text, &mut spans);
+            f(&spans)
+        }
+    })
+}
+
+/// The length of `s` in characters, as Python's `len`.
+pub(crate) fn char_len(s: &str) -> usize {
+    if s.is_ascii() {
+        s.len()
+    } else {
+        s.chars().count()
+    }
+}
+
+/// Python's `str.strip()`.
+pub(crate) fn py_strip(s: &str) -> &str {
+    s.trim_matches(words::is_space)
+}
+
+/// Python's `str.splitlines()`: lines end at `\n`, `\r`, `\r\n`, `\v`, `\f`, `\x1c`–`\x1e`,
+/// `\x85`, U+2028 and U+2029; no empty last line.
+pub(crate) fn py_splitlines(s: &str) -> impl Iterator<Item = &str> {
+    let mut rest = s;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        for (i, c) in rest.char_indices() {
+            let brk = matches!(
+                c,
+                '\n' | '\r'
+                    | '\u{b}'
+                    | '\u{c}'
+                    | '\u{1c}'
+                    | '\u{1d}'
+                    | '\u{1e}'
+                    | '\u{85}'
+                    | '\u{2028}'
+                    | '\u{2029}'
+            );
+            if brk {
+                let line = &rest[..i];
+                let mut next = i + c.len_utf8();
+                if c == '\r' && rest[next..].starts_with('\n') {
+                    next += 1;
+                }
+                rest = &rest[next..];
+                return Some(line);
+            }
+        }
+        let line = rest;
+        rest = "";
+        Some(line)
+    })
+}
+
+/// datatrove's `find_duplicates`: how many elements repeat an earlier one, and their
+/// characters.
+pub(crate) fn find_duplicates<'a>(items: impl Iterator<Item = &'a str>) -> (usize, usize, usize) {
+    let mut seen = std::collections::HashSet::with_hasher(words::FxBuild::default());
+    let (mut n, mut dups, mut dup_chars) = (0, 0, 0);
+    for it in items {
+        n += 1;
+        if !seen.insert(it) {
+            dups += 1;
+            dup_chars += char_len(it);
+        }
+    }
+    (n, dups, dup_chars)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splitlines_as_python() {
+        let v: Vec<&str> = py_splitlines("a\r\nb\n\nc\rd\n").collect();
+        assert_eq!(v, ["a", "b", "", "c", "d"]);
+        assert_eq!(py_splitlines("").count(), 0);
+    }
+
+    #[test]
+    fn duplicates_counted_after_first() {
+        assert_eq!(
+            find_duplicates(["ab", "c", "ab", "ab"].into_iter()),
+            (4, 2, 4)
+        );
+    }
+}

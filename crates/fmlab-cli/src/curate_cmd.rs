@@ -35,6 +35,21 @@ pub struct CurateArgs {
     /// (`--list-blocks` names them).
     #[arg(long, value_delimiter = ',')]
     blocks: Vec<String>,
+    /// The input field holding the text (JSONL, Parquet).
+    #[arg(long)]
+    text_field: Option<String>,
+    /// The input field holding the id.
+    #[arg(long)]
+    id_field: Option<String>,
+    /// Output format: jsonl or parquet (default: the config's, else jsonl).
+    #[arg(long)]
+    output_format: Option<String>,
+    /// Output compression: zstd, gzip or none (default: the config's, else zstd).
+    #[arg(long)]
+    compression: Option<String>,
+    /// A new output shard starts past this size (e.g. 1GB).
+    #[arg(long, value_parser = crate::numbers::byte_size)]
+    max_shard_size: Option<u64>,
     /// Name the block kinds and exit.
     #[arg(long)]
     list_blocks: bool,
@@ -83,6 +98,9 @@ pub struct CurateArgs {
 
 #[derive(Subcommand)]
 enum CurateCommand {
+    /// Train a fastText-style classifier (hashed word and character n-grams) on labelled
+    /// JSONL, for `kind = "classifier"` blocks.
+    TrainClassifier(crate::curate_mix::TrainClassifierArgs),
     /// Cut a training set from curated documents by target shares or token counts per
     /// language and domain, up- or down-sampling with stated epochs.
     Mix(crate::curate_mix::MixArgs),
@@ -91,6 +109,7 @@ enum CurateCommand {
 pub fn run(args: CurateArgs) -> Result<()> {
     match args.command {
         Some(CurateCommand::Mix(a)) => return crate::curate_mix::mix(a),
+        Some(CurateCommand::TrainClassifier(a)) => return crate::curate_mix::train_classifier(a),
         None => {}
     }
     if args.list_blocks {
@@ -166,6 +185,27 @@ pub fn run(args: CurateArgs) -> Result<()> {
 }
 
 fn pipeline_spec(args: &CurateArgs) -> Result<PipelineSpec> {
+    let mut spec = base_spec(args)?;
+    if let Some(v) = &args.text_field {
+        spec.input.text_field = v.clone();
+    }
+    if let Some(v) = &args.id_field {
+        spec.input.id_field = v.clone();
+    }
+    if let Some(v) = &args.output_format {
+        spec.output.format = v.clone();
+    }
+    if let Some(v) = &args.compression {
+        spec.output.compression = v.clone();
+    }
+    if let Some(v) = args.max_shard_size {
+        spec.output.max_shard_bytes = v;
+    }
+    fmlab_curate::pipeline::input::write_options(&spec.output, String::new())?;
+    Ok(spec)
+}
+
+fn base_spec(args: &CurateArgs) -> Result<PipelineSpec> {
     if let Some(path) = &args.config {
         return Ok(PipelineSpec::load(path)?);
     }

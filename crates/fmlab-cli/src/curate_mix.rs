@@ -133,3 +133,88 @@ pub fn mix(args: MixArgs) -> Result<()> {
     );
     Ok(())
 }
+
+#[derive(Args)]
+pub struct TrainClassifierArgs {
+    /// Labelled JSONL files (a world's corpus.jsonl with --label-field domain works as is).
+    #[arg(required = true)]
+    data: Vec<PathBuf>,
+    /// The model file (for `kind = "classifier"` blocks, option `model`).
+    #[arg(long)]
+    out: PathBuf,
+    /// The field holding the text.
+    #[arg(long, default_value = "text")]
+    text_field: String,
+    /// The field holding the label.
+    #[arg(long, default_value = "label")]
+    label_field: String,
+    /// Share of every label held out to measure accuracy.
+    #[arg(long, default_value = "0.1")]
+    validation_share: f64,
+    /// Embedding size.
+    #[arg(long, default_value = "16")]
+    dim: usize,
+    /// Word n-grams up to this length (fastText's -wordNgrams).
+    #[arg(long, default_value = "2")]
+    word_ngrams: usize,
+    /// Character n-grams from 3 to this length (0: none; fastText's -maxn).
+    #[arg(long, default_value = "5")]
+    max_char_ngram: usize,
+    #[arg(long, default_value = "5")]
+    epochs: usize,
+    /// Initial learning rate, decayed linearly to 0.
+    #[arg(long, default_value = "0.5")]
+    learning_rate: f32,
+    #[arg(long, default_value = "0", value_parser = crate::numbers::integer::<u64>)]
+    seed: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn train_classifier(args: TrainClassifierArgs) -> Result<()> {
+    use fmlab_curate::classifier::{train_from_jsonl, TrainFileOptions, TrainOptions};
+    let opts = TrainFileOptions {
+        text_field: args.text_field.clone(),
+        label_field: args.label_field.clone(),
+        validation_share: args.validation_share,
+        train: TrainOptions {
+            dim: args.dim,
+            word_ngrams: args.word_ngrams,
+            min_char_ngram: if args.max_char_ngram == 0 { 0 } else { 3 },
+            max_char_ngram: args.max_char_ngram,
+            epochs: args.epochs,
+            learning_rate: args.learning_rate,
+            seed: args.seed,
+            ..TrainOptions::default()
+        },
+    };
+    let (model, report) = train_from_jsonl(&args.data, &opts)?;
+    model.save(&args.out)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:>8} {:>10} {:>9}",
+        "label", "train", "held out", "accuracy"
+    );
+    for l in &report.labels {
+        println!(
+            "{:<20} {:>8} {:>10} {:>8.1}%",
+            l.label,
+            l.train,
+            l.validation,
+            100.0 * l.accuracy
+        );
+    }
+    println!(
+        "accuracy {:.1}% on {} held-out records; trained on {} in {:.1} s; model in {}",
+        100.0 * report.accuracy,
+        report.validation_examples,
+        report.train_examples,
+        report.train_seconds,
+        args.out.display()
+    );
+    Ok(())
+}

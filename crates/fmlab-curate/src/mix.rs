@@ -106,12 +106,18 @@ fn read_curated(dir: &Path, ignore: &[String], docs: &mut Vec<Document>) -> Resu
     )
     .map_err(|e| Error::format(dir.join("plan.json"), e.to_string()))?;
     let dry = plan["dry_run"].as_bool().unwrap_or(false);
-    let files = list_inputs(&[dir.join("output")])?;
-    for path in files {
+    // Output shards are `fNNNNN-SSSSS.ext`, in order; attributes are `fNNNNN.jsonl`.
+    let mut by_file: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+    for path in list_inputs(&[dir.join("output")])? {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let stem = name.split('-').next().unwrap_or("").to_string();
+        by_file.entry(stem).or_default().push(path);
+    }
+    for (stem, shards) in by_file {
+        let name = format!("{stem}.jsonl");
         let mut dropped: Vec<bool> = Vec::new();
         if dry {
             for entry in std::fs::read_dir(dir.join("attributes")).map_err(|e| Error::io(dir, e))? {

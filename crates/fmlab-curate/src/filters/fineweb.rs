@@ -140,6 +140,11 @@ impl Block for FineWebQualityFilter {
         "fineweb"
     }
 
+    /// The default language's thresholds (the report draws them on the histograms).
+    fn thresholds(&self) -> Vec<(Cow<'static, str>, f64)> {
+        self.config.default.thresholds()
+    }
+
     fn apply(&self, doc: &mut Document, out: &mut Decision) {
         let cfg = self.config.for_doc(doc);
         let text = doc.text.as_str();

@@ -39,18 +39,31 @@ pub fn write_options(spec: &OutputSpec, prefix: String) -> Result<WriteOptions> 
     let format = match spec.format.as_str() {
         "jsonl" => OutputFormat::Jsonl,
         "parquet" => OutputFormat::Parquet,
-        other => return Err(Error::Config(format!("output format {other:?}: jsonl or parquet"))),
+        other => {
+            return Err(Error::Config(format!(
+                "output format {other:?}: jsonl or parquet"
+            )))
+        }
     };
     let compression = match spec.compression.as_str() {
         "zstd" => Compression::Zstd,
         "gzip" => Compression::Gzip,
         "none" => Compression::None,
-        other => return Err(Error::Config(format!("compression {other:?}: zstd, gzip or none"))),
+        other => {
+            return Err(Error::Config(format!(
+                "compression {other:?}: zstd, gzip or none"
+            )))
+        }
     };
     if spec.max_shard_bytes == 0 {
         return Err(Error::Config("max_shard_bytes must be positive".into()));
     }
-    Ok(WriteOptions { format, compression, max_bytes: spec.max_shard_bytes, prefix })
+    Ok(WriteOptions {
+        format,
+        compression,
+        max_bytes: spec.max_shard_bytes,
+        prefix,
+    })
 }
 
 /// A writer of kept documents for input file `file` into `dir`.

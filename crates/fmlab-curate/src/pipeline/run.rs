@@ -430,15 +430,16 @@ impl Curation {
             .iter()
             .map(|b| LineFile::create(&opts.out.join("attributes").join(&b.name).join(fname(file))))
             .collect::<Result<_>>()?;
-        let out_path = if self.writes_intermediate(k) {
-            self.work(opts)
+        let mut out = if self.writes_intermediate(k) {
+            let path = self
+                .work(opts)
                 .join(format!("segment{k}"))
-                .join(fname(file))
+                .join(fname(file));
+            Out::Stage(LineFile::create(&path)?)
         } else {
-            opts.out.join("output").join(fname(file))
+            let writer = output_writer(&opts.out.join("output"), &self.spec.output, file)?;
+            Out::Kept(Box::new(writer))
         };
-        let intermediate = self.writes_intermediate(k);
-        let mut out = LineFile::create(&out_path)?;
         let mut chunk: Vec<Document> = Vec::with_capacity(CHUNK);
         let mut source = source.peekable();
         while source.peek().is_some() {
@@ -462,11 +463,10 @@ impl Curation {
                 if let (Some(s), Some(sig)) = (sink.as_mut(), p.signature) {
                     s.push(p.doc.key, &p.doc.id, sig)?;
                 }
-                out.line(&if intermediate {
-                    doc_line(&p.doc)
-                } else {
-                    output_line(&p.doc)
-                })?;
+                match &mut out {
+                    Out::Stage(f) => f.line(&doc_line(&p.doc))?,
+                    Out::Kept(w) => w.write(&p.doc)?,
+                }
             }
             (opts.progress)(Event::Advance(bytes));
         }
@@ -566,5 +566,5 @@ fn process(
 /// Where a segment's surviving documents go: the next stage's file, or the output.
 enum Out {
     Stage(LineFile),
-    Kept(crate::write::ShardWriter),
+    Kept(Box<crate::write::ShardWriter>),
 }

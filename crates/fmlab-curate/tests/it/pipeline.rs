@@ -199,10 +199,10 @@ fn outputs(dir: &Path) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     for e in std::fs::read_dir(dir.join("output")).unwrap() {
         let p = e.unwrap().path();
-        m.insert(
-            p.file_name().unwrap().to_string_lossy().into_owned(),
-            std::fs::read_to_string(&p).unwrap(),
-        );
+        let mut text = String::new();
+        let mut r = fmlab_curate::read::open_decoded(&p).unwrap();
+        std::io::Read::read_to_string(&mut r, &mut text).unwrap();
+        m.insert(p.file_name().unwrap().to_string_lossy().into_owned(), text);
     }
     m
 }

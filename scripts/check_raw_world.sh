@@ -35,8 +35,12 @@ for run in raw-web:en raw-web-en-fr-sw:en,fr,sw; do
     echo
     echo "== fmlab curate --config configs/curate/$cfg.toml (keeps $keep)"
     rm -rf "$WORK/$cfg"
-    (cd "$WORK/world" && "$FMLAB" curate raw.jsonl --out "$WORK/$cfg" \
-        --config "$ROOT/configs/curate/$cfg.toml" --json > "$WORK/$cfg.report.json")
+    # The config's paths are relative to the repository root, its world is world/: point
+    # it at this one.
+    sed "s|\"world/raw-blocklist.txt\"|\"$WORK/world/raw-blocklist.txt\"|" \
+        "$ROOT/configs/curate/$cfg.toml" > "$WORK/$cfg.toml"
+    (cd "$ROOT" && "$FMLAB" curate "$WORK/world/raw.jsonl" --out "$WORK/$cfg" \
+        --config "$WORK/$cfg.toml" --json > "$WORK/$cfg.report.json")
     "$SCORE" "$WORK/world/raw.jsonl" "$WORK/$cfg" --keep "$keep" --json "$WORK/$cfg.score.json"
 done
 

@@ -89,7 +89,7 @@ impl Outcome {
     /// `report.json`'s order; for each document (input file, line) the first block whose
     /// attribute line (`attributes/<block>/fNNNNN.jsonl`) has a `drop` dropped it, with
     /// that rule (in a dry run, where every block sees every document, too); the others
-    /// were kept, their texts read from `output/` (JSONL lines `{id, text, …}`). One id at
+    /// were kept, their texts read from `output/` (with [`crate::read`]). One id at
     /// two places in the input is an error: ids name documents here.
     pub fn from_curation(dir: &Path) -> Result<Outcome> {
         let report_path = dir.join("report.json");
@@ -160,26 +160,20 @@ fn files_in(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     Ok(out)
 }
 
-/// The lines of a JSONL file as objects; another format is an error naming the file.
+/// The lines of a JSONL attribute file (`.gz`/`.zst` read too) as objects.
 fn jsonl_objects(
     path: &Path,
 ) -> Result<impl Iterator<Item = Result<serde_json::Map<String, serde_json::Value>>> + '_> {
-    if !path.to_string_lossy().ends_with(".jsonl") {
-        return Err(Error::format(
-            path,
-            "not a plain JSONL file (raw-web scoring reads uncompressed `.jsonl` outputs)",
-        ));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let lines: Vec<(usize, String)> = text
-        .lines()
+    use std::io::BufRead;
+    let lines = crate::read::open_decoded(path)?.lines();
+    Ok(lines
         .enumerate()
-        .filter(|l| !l.1.trim().is_empty())
-        .map(|(i, l)| (i, l.to_string()))
-        .collect();
-    Ok(lines.into_iter().map(move |(i, line)| {
-        serde_json::from_str(&line).map_err(|e| Error::format(path, format!("line {}: {e}", i + 1)))
-    }))
+        .filter(|(_, l)| l.as_ref().map_or(true, |l| !l.trim().is_empty()))
+        .map(move |(i, line)| {
+            let line = line.map_err(|e| Error::io(path, e))?;
+            serde_json::from_str(&line)
+                .map_err(|e| Error::format(path, format!("line {}: {e}", i + 1)))
+        }))
 }
 
 /// Adds one attribute file's documents, and the first drop of each.
@@ -214,21 +208,16 @@ fn read_attributes(
     Ok(())
 }
 
-/// Adds the texts of an output file's documents that were kept.
+/// Adds the texts of an output file's documents that were kept (any format the readers
+/// know: JSONL, compressed or not, or Parquet; files of no such format are skipped).
 fn read_kept_texts(path: &Path, outcome: &mut Outcome) -> Result<()> {
-    for (i, line) in jsonl_objects(path)?.enumerate() {
-        let mut v = line?;
-        let bad = |m: &str| Error::format(path, format!("line {}: {m}", i + 1));
-        let id = match v.remove("id") {
-            Some(serde_json::Value::String(s)) => s,
-            Some(serde_json::Value::Number(n)) => n.to_string(),
-            _ => return Err(bad("no `id`")),
-        };
-        let Some(serde_json::Value::String(text)) = v.remove("text") else {
-            return Err(bad("no string `text`"));
-        };
-        if outcome.kept.contains(&id) {
-            outcome.kept_texts.insert(id, text);
+    if crate::read::Format::from_path(path).is_none() {
+        return Ok(());
+    }
+    for doc in crate::read::open(path, 0, &crate::read::ReadOptions::default())? {
+        let doc = doc?;
+        if outcome.kept.contains(&doc.id) {
+            outcome.kept_texts.insert(doc.id, doc.text);
         }
     }
     Ok(())

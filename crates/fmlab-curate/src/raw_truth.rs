@@ -84,6 +84,145 @@ pub struct Outcome {
     pub kept_texts: HashMap<String, String>,
 }
 
+impl Outcome {
+    /// The outcome of a `fmlab curate` run, from its output folder `dir`: the blocks in
+    /// `report.json`'s order; for each document (input file, line) the first block whose
+    /// attribute line (`attributes/<block>/fNNNNN.jsonl`) has a `drop` dropped it, with
+    /// that rule (in a dry run, where every block sees every document, too); the others
+    /// were kept, their texts read from `output/` (with [`crate::read`]). One id at
+    /// two places in the input is an error: ids name documents here.
+    pub fn from_curation(dir: &Path) -> Result<Outcome> {
+        let report_path = dir.join("report.json");
+        let bytes = std::fs::read(&report_path).map_err(|e| Error::io(&report_path, e))?;
+        let report: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::format(&report_path, e.to_string()))?;
+        let names: Vec<&str> = report["blocks"]
+            .as_array()
+            .ok_or_else(|| Error::format(&report_path, "no `blocks` list"))?
+            .iter()
+            .map(|b| b["name"].as_str())
+            .collect::<Option<_>>()
+            .ok_or_else(|| Error::format(&report_path, "a block without a `name`"))?;
+        // (file, index) → (id, first drop).
+        let mut docs: BTreeMap<(u64, u64), (String, Option<Dropped>)> = BTreeMap::new();
+        for name in &names {
+            for path in files_in(&dir.join("attributes").join(name))? {
+                read_attributes(&path, name, &mut docs)?;
+            }
+        }
+        let mut outcome = Outcome::default();
+        let mut place: HashMap<String, (u64, u64)> = HashMap::with_capacity(docs.len());
+        for (key, (id, dropped)) in docs {
+            if let Some(other) = place.insert(id.clone(), key) {
+                return Err(Error::Config(format!(
+                    "{}: document id {id:?} is at two places (file {}, line {}; file {}, \
+                     line {}): ids must name documents",
+                    dir.display(),
+                    other.0,
+                    other.1 + 1,
+                    key.0,
+                    key.1 + 1
+                )));
+            }
+            match dropped {
+                Some(d) => {
+                    outcome.dropped_by.insert(id, d);
+                }
+                None => {
+                    outcome.kept.insert(id);
+                }
+            }
+        }
+        let output = dir.join("output");
+        if output.is_dir() {
+            for path in files_in(&output)? {
+                read_kept_texts(&path, &mut outcome)?;
+            }
+        }
+        Ok(outcome)
+    }
+}
+
+/// The files in `dir` (none if it does not exist), sorted, without `.tmp` leftovers.
+fn files_in(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let p = entry.map_err(|e| Error::io(dir, e))?.path();
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+        if p.is_file() && !name.is_some_and(|n| n.ends_with(".tmp") || n.starts_with('.')) {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The lines of a JSONL attribute file (`.gz`/`.zst` read too) as objects.
+fn jsonl_objects(
+    path: &Path,
+) -> Result<impl Iterator<Item = Result<serde_json::Map<String, serde_json::Value>>> + '_> {
+    use std::io::BufRead;
+    let lines = crate::read::open_decoded(path)?.lines();
+    Ok(lines
+        .enumerate()
+        .filter(|(_, l)| l.as_ref().map_or(true, |l| !l.trim().is_empty()))
+        .map(move |(i, line)| {
+            let line = line.map_err(|e| Error::io(path, e))?;
+            serde_json::from_str(&line)
+                .map_err(|e| Error::format(path, format!("line {}: {e}", i + 1)))
+        }))
+}
+
+/// Adds one attribute file's documents, and the first drop of each.
+fn read_attributes(
+    path: &Path,
+    block: &str,
+    docs: &mut BTreeMap<(u64, u64), (String, Option<Dropped>)>,
+) -> Result<()> {
+    for (i, line) in jsonl_objects(path)?.enumerate() {
+        let v = line?;
+        let bad = |m: &str| Error::format(path, format!("attribute line {}: {m}", i + 1));
+        let field = |k: &str| v.get(k).unwrap_or(&serde_json::Value::Null);
+        let id = field("id").as_str().ok_or_else(|| bad("no string `id`"))?;
+        let file = field("file").as_u64().ok_or_else(|| bad("no `file`"))?;
+        let index = field("index").as_u64().ok_or_else(|| bad("no `index`"))?;
+        let entry = docs
+            .entry((file, index))
+            .or_insert_with(|| (id.to_string(), None));
+        if entry.0 != id {
+            return Err(bad(&format!(
+                "id {id:?} where an earlier block saw {:?}",
+                entry.0
+            )));
+        }
+        if let (None, Some(rule)) = (&entry.1, field("drop").as_str()) {
+            entry.1 = Some(Dropped {
+                block: block.to_string(),
+                rule: Some(rule.to_string()),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Adds the texts of an output file's documents that were kept (any format the readers
+/// know: JSONL, compressed or not, or Parquet; files of no such format are skipped).
+fn read_kept_texts(path: &Path, outcome: &mut Outcome) -> Result<()> {
+    if crate::read::Format::from_path(path).is_none() {
+        return Ok(());
+    }
+    for doc in crate::read::open(path, 0, &crate::read::ReadOptions::default())? {
+        let doc = doc?;
+        if outcome.kept.contains(&doc.id) {
+            outcome.kept_texts.insert(doc.id, doc.text);
+        }
+    }
+    Ok(())
+}
+
 /// How to read an outcome.
 #[derive(Debug, Clone, Default)]
 pub struct ScoreOptions {

@@ -9,3 +9,4 @@ mod filters;
 mod io;
 mod langid;
 mod pipeline;
+mod raw_truth;

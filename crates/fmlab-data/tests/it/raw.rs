@@ -143,6 +143,20 @@ fn every_kind_at_its_share_with_consistent_truth() {
         }
     }
     assert!(placed.iter().all(|&n| n == 1));
+    // No page holds one document twice, though the corpus repeats some.
+    let mut repeats = 0;
+    let mut texts: HashSet<&str> = HashSet::new();
+    for doc in &corpus {
+        repeats += usize::from(!texts.insert(doc["text"].as_str().unwrap()));
+    }
+    assert!(repeats > 0);
+    for r in recs.iter().filter(|r| !r.sources.is_empty()) {
+        let mut seen = HashSet::new();
+        for &s in &r.sources {
+            let text = corpus[s as usize]["text"].as_str().unwrap();
+            assert!(seen.insert(text), "page {} holds {text:?} twice", r.id);
+        }
+    }
     // Only the last page of each (language, domain) site may fall short.
     assert!(short <= 21, "{short}");
 
@@ -184,6 +198,21 @@ fn every_kind_at_its_share_with_consistent_truth() {
             Some(JunkKind::WrongLanguage) => {
                 assert!(["de", "es", "pt", "tr", "it", "nl"].contains(&r.lang.as_str()));
                 assert!(r.domain.is_none() && r.sources.is_empty());
+                // Sentences come from a deck of 20 templates: none repeats (the ones
+                // without slots repeat word for word) before the deck is dealt.
+                let sentences: Vec<&str> = r
+                    .text
+                    .split_inclusive(". ")
+                    .flat_map(|s| s.split("\n\n"))
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                let mut count: HashMap<&str, usize> = HashMap::new();
+                for s in &sentences {
+                    *count.entry(s).or_default() += 1;
+                }
+                let most = count.values().max().copied().unwrap_or(0);
+                assert!(most <= sentences.len().div_ceil(20), "{}", r.text);
             }
             Some(JunkKind::Spam | JunkKind::Markup) => assert!(r.style.is_some()),
             _ => assert!(r.duplicate_of.is_none() && r.style.is_none(), "{r:?}"),

@@ -7,8 +7,7 @@
 # (/work/shared/curation/build_corpus.py → ~/.cache/fmlab/curation/corpus/docs.jsonl,
 # CORPUS=path for another). Wall time of the whole process, medians of REPS (3) runs;
 # ratio = datatrove's time / fmlab's, for wall and for CPU time (user + system, which the
-# other tenants of a shared machine do not inflate). Until `fmlab curate` exists, fmlab's MinHash is the
-# fmlab-curate `dedup` example (the library's in-memory path) and its filters are skipped.
+# other tenants of a shared machine do not inflate).
 # DATATROVE=0 skips datatrove (its figures on a 2-core EPYC are in the corpus README).
 source "$(dirname "$0")/lib.sh"
 REPS="${REPS:-3}"
@@ -21,14 +20,8 @@ export RAYON_NUM_THREADS=1
 docs=$(wc -l < "$corpus")
 mb=$(python3 -c "import json,sys; print(sum(len(json.loads(l)['text'].encode()) for l in open(sys.argv[1])) / 1e6)" "$corpus")
 
-if "$FMLAB" curate --help > /dev/null 2>&1; then
-  fmlab_cmd() { "$FMLAB" curate "$corpus" --out "$work/out" --recipe "$1" --json; }
-else
-  cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p fmlab-curate --example dedup
-  fmlab_cmd() {
-    if [ "$1" = minhash ]; then "$CARGO_TARGET_DIR/release/examples/dedup" "$corpus" --method minhash; else return 3; fi
-  }
-fi
+# One thread, uncompressed output: as datatrove's reference runs wrote theirs.
+fmlab_cmd() { "$FMLAB" curate "$corpus" --out "$work/out" --recipe "$1" --threads 1 --compression none --json; }
 if [ "${DATATROVE:-1}" = 1 ]; then
   [ -x "$dtvenv/bin/python" ] || python3 -m venv "$dtvenv"
   "$dtvenv/bin/python" -c "import datatrove, spacy, xxhash, orjson" 2> /dev/null ||

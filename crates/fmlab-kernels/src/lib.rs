@@ -10,6 +10,7 @@
 //! through the `gemm` crate, which reaches 85–120 GFLOP/s on the 2-core development machine.
 
 mod activation;
+mod kbatch;
 mod matrix;
 mod ops;
 mod peak;

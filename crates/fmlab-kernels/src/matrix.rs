@@ -197,11 +197,25 @@ impl Matrix {
                 let count = out.len() / n;
                 dot_batch(&bytes[first * rb..(first + count) * rb], rb, &batch, out);
             });
-        for r in 0..rows {
-            for t in 0..n {
-                y[t * rows + r] = yt[r * n + t];
-            }
-        }
+        // The transpose back, in tiles (16 inputs × 16 rows: sequential writes, 16 read
+        // streams), in parallel over inputs; a plain loop over one of the two strides
+        // misses the cache on every element.
+        const TILE: usize = 16;
+        y.par_chunks_mut(rows * TILE)
+            .enumerate()
+            .for_each(|(c, out)| {
+                let t0 = c * TILE;
+                let inputs = out.len() / rows;
+                for r0 in (0..rows).step_by(TILE) {
+                    for t in 0..inputs {
+                        let src = &yt[r0 * n + t0 + t..];
+                        let dst = &mut out[t * rows + r0..t * rows + (r0 + TILE).min(rows)];
+                        for (k, v) in dst.iter_mut().enumerate() {
+                            *v = src[k * n];
+                        }
+                    }
+                }
+            });
     }
 
     fn matmul_gemm(&self, x: &[f32], y: &mut [f32], n: usize, threads: Threads) -> Result<()> {

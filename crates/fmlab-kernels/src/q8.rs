@@ -51,7 +51,7 @@ impl<'a> Batch<'a> {
 /// Consecutive weight rows (`rows`, each `row_bytes` long in the batch's format) times
 /// every row of `batch`: `out[r · n + i] = row r · input i`, each value bit-identical to
 /// [`dot_quantized`] of that pair alone. Where a multi-row kernel exists (Q4_0, Q4_1, Q5_0, Q8_0
-/// on AVX2) a weight block is unpacked once for four activation rows and an activation
+/// on AVX2; Q4_K, and Q6_K from 8 rows, in `kbatch.rs`) a weight block is unpacked once for four activation rows and an activation
 /// block loaded once for two weight rows, which is what makes decoding several sequences
 /// together cheaper than one after another.
 pub fn dot_batch(rows: &[u8], row_bytes: usize, batch: &Batch<'_>, out: &mut [f32]) {
@@ -59,6 +59,11 @@ pub fn dot_batch(rows: &[u8], row_bytes: usize, batch: &Batch<'_>, out: &mut [f3
         if crate::simd::dot_packed(batch.format, rows, row_bytes, p, out) {
             return;
         }
+    }
+    if batch.packed.is_none()
+        && crate::kbatch::dot_rows(batch.format, rows, row_bytes, batch.inputs, out)
+    {
+        return;
     }
     let n = batch.inputs.len();
     if row_bytes == 0 || n == 0 {
@@ -333,14 +338,23 @@ mod tests {
     /// odd one; groups of four activation rows and a padded remainder).
     #[test]
     fn batched_products_match_one_row_at_a_time() {
-        let n = 256;
-        for t in [
-            QuantType::Q4_0,
-            QuantType::Q4_1,
-            QuantType::Q8_0,
-            QuantType::Q5_0,
-            QuantType::Q6_K,
-        ] {
+        let n = 512;
+        // (format, how the first rows are ordered, how many of them): as `matmul` orders
+        // a batch, plus every K-quant order on its own.
+        let cases = [
+            (QuantType::Q4_0, DotOrder::Row, 0),
+            (QuantType::Q4_1, DotOrder::Row, 0),
+            (QuantType::Q8_0, DotOrder::Row, 0),
+            (QuantType::Q5_0, DotOrder::Row, 0),
+            (QuantType::Q6_K, DotOrder::Row, 0),
+            (QuantType::Q6_K, DotOrder::Tiled, usize::MAX),
+            (QuantType::Q6_K, DotOrder::Tiled, 4),
+            (QuantType::Q4_K, DotOrder::Row, 0),
+            (QuantType::Q4_K, DotOrder::Repacked, 4),
+            (QuantType::Q4_K, DotOrder::Repacked, 8),
+            (QuantType::Q4_K, DotOrder::Tiled, usize::MAX),
+        ];
+        for (t, order, ordered) in cases {
             let (elements, size) = t.block();
             let weights = blocks(t, 3 * n / elements);
             let row_bytes = size * n / elements;
@@ -350,7 +364,8 @@ mod tests {
                         let x: Vec<f32> = (0..n)
                             .map(|i| ((i * 37 + r * 11) % 101) as f32 / 17.0 - 3.0 + r as f32)
                             .collect();
-                        quantize_activations_for(&x, t.activation_format(), DotOrder::Row)
+                        let o = if r < ordered { order } else { DotOrder::Row };
+                        quantize_activations_for(&x, t.activation_format(), o)
                     })
                     .collect();
                 let batch = Batch::new(t, &inputs);
@@ -364,7 +379,7 @@ mod tests {
                             assert_eq!(
                                 out[r * count + i].to_bits(),
                                 one.to_bits(),
-                                "{t:?}: {weight_rows} × {count} rows, pair ({r}, {i})"
+                                "{t:?} {order:?}: {weight_rows} × {count} rows, pair ({r}, {i})"
                             );
                         }
                     }

@@ -21,6 +21,18 @@ pub(crate) fn dot_quantized(
     None
 }
 
+/// Whether this CPU has AVX2 and FMA (the multi-row kernels' requirement).
+pub(crate) fn avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        avx2::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// Activation rows prepared for the multi-row kernels, where one exists for the weight
 /// format and the CPU (Q4_0, Q4_1, Q5_0 and Q8_0 on AVX2): see [`pack`].
 pub(crate) struct Packed {

@@ -6,6 +6,8 @@ use rayon::prelude::*;
 
 use crate::quant::{f16_to_f32, f32_to_f16};
 
+mod scores;
+
 /// RMSNorm of each `width`-wide row of `x` in place: `x / rms(x) · w`.
 pub fn rms_norm(x: &mut [f32], w: &[f32], width: usize, eps: f32) {
     for row in x.chunks_exact_mut(width) {
@@ -411,42 +413,20 @@ fn attention_row(r: &AttentionRow, out_row: &mut [f32]) {
         for (dst, &src) in qh.iter_mut().zip(&r.q_row[h * hd..(h + 1) * hd]) {
             *dst = f16_round(src * q_scale);
         }
-        let mut max = f32::NEG_INFINITY;
-        for (j, score) in scores.iter_mut().enumerate() {
-            let kp = first + j;
-            if kp < start {
-                *score = f32::NEG_INFINITY;
-                continue;
-            }
-            let at = kp * r.kv_width + kvh * hd;
-            let k = &r.k[at..at + hd];
-            *score = if r.single {
-                score_dot(r.simd, &qh, k, true)
-            } else {
-                score_dot(r.simd, &qh, k, false)
-            } * score_scale;
-            max = max.max(*score);
-        }
-        // Softmax as ggml's: exponentials summed per group of eight (in the order of its
-        // horizontal add), groups accumulated in f64.
-        let mut sum = 0f64;
-        for group in scores.chunks_mut(8) {
-            let mut g = [0f32; 8];
-            for (slot, v) in g.iter_mut().zip(group.iter_mut()) {
-                *v = if *v == f32::NEG_INFINITY {
-                    0.0
-                } else {
-                    exp_ggml(*v - max)
-                };
-                *slot = *v;
-            }
-            sum += hsum8(&g) as f64;
-        }
-        let inv = (1.0 / sum) as f32;
-        for (j, score) in scores.iter_mut().enumerate() {
-            if first + j >= start {
-                *score = f16_round(*score * inv);
-            }
+        let span = [first, start, end];
+        let vector = !r.single
+            && r.simd
+            && scores::scores_softmax(
+                &qh,
+                r.k,
+                r.kv_width,
+                kvh * hd,
+                span,
+                score_scale,
+                &mut scores,
+            );
+        if !vector {
+            scalar_scores_softmax(r, &qh, kvh, span, score_scale, &mut scores);
         }
         // Each output feature is a dot over positions: `slots` partial sums per feature, the
         // position deciding the slot (8 lanes batched, 4×8 lanes one token at a time).
@@ -463,6 +443,54 @@ fn attention_row(r: &AttentionRow, out_row: &mut [f32]) {
             } else {
                 (l(0) + l(4) + (l(2) + l(6))) + (l(1) + l(5) + (l(3) + l(7)))
             };
+        }
+    }
+}
+
+/// The scores and softmax of one query head (`qh`) over positions `first..end` of
+/// key-value head `kvh`, positions before `start` weighing 0, written f16-rounded into
+/// `scores`: ggml's order of operations, one position at a time.
+#[inline(always)]
+fn scalar_scores_softmax(
+    r: &AttentionRow,
+    qh: &[f32],
+    kvh: usize,
+    [first, start, _]: [usize; 3],
+    score_scale: f32,
+    scores: &mut [f32],
+) {
+    let hd = qh.len();
+    let mut max = f32::NEG_INFINITY;
+    for (j, score) in scores.iter_mut().enumerate() {
+        let kp = first + j;
+        if kp < start {
+            *score = f32::NEG_INFINITY;
+            continue;
+        }
+        let at = kp * r.kv_width + kvh * hd;
+        let k = &r.k[at..at + hd];
+        *score = score_dot(r.simd, qh, k, r.single) * score_scale;
+        max = max.max(*score);
+    }
+    // Softmax as ggml's: exponentials summed per group of eight (in the order of its
+    // horizontal add), groups accumulated in f64.
+    let mut sum = 0f64;
+    for group in scores.chunks_mut(8) {
+        let mut g = [0f32; 8];
+        for (slot, v) in g.iter_mut().zip(group.iter_mut()) {
+            *v = if *v == f32::NEG_INFINITY {
+                0.0
+            } else {
+                exp_ggml(*v - max)
+            };
+            *slot = *v;
+        }
+        sum += hsum8(&g) as f64;
+    }
+    let inv = (1.0 / sum) as f32;
+    for (j, score) in scores.iter_mut().enumerate() {
+        if first + j >= start {
+            *score = f16_round(*score * inv);
         }
     }
 }
@@ -754,6 +782,60 @@ pub fn gelu_tanh_f16(x: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The vectorised scores and softmax give the scalar loop's bits, for aligned and
+    /// unaligned windows, partial last groups, two head sizes and a wide score range.
+    #[test]
+    fn vector_softmax_matches_the_scalar_loop() {
+        if !scores::available() {
+            return;
+        }
+        let noise = |i: usize| ((i * 7919 % 1013) as f32 - 506.0) / 41.0;
+        for hd in [64, 256] {
+            let kv_width = 2 * hd;
+            let k: Vec<f32> = (0..70 * kv_width).map(|i| f16_round(noise(i))).collect();
+            let qh: Vec<f32> = (0..hd).map(|i| f16_round(noise(i + 31) * 0.3)).collect();
+            let shape = AttentionShape {
+                n_heads: 2,
+                n_kv_heads: 2,
+                head_dim: hd,
+                scale: 0.125,
+                scale_queries: false,
+                window: None,
+            };
+            let row = AttentionRow {
+                q_row: &qh,
+                k: &k,
+                v: &k,
+                pos: 0,
+                kv_len: 70,
+                group: 1,
+                kv_width,
+                s: shape,
+                single: false,
+                simd: simd_attention(),
+            };
+            for (start, end) in [(0, 64), (0, 70), (5, 70), (16, 33), (61, 62), (3, 9)] {
+                let first = start / 8 * 8;
+                for scale in [0.125f32, 3.0] {
+                    let mut want = vec![0f32; end - first];
+                    scalar_scores_softmax(&row, &qh, 1, [first, start, end], scale, &mut want);
+                    let mut got = vec![f32::NAN; end - first];
+                    let span = [first, start, end];
+                    assert!(scores::scores_softmax(
+                        &qh, &k, kv_width, hd, span, scale, &mut got
+                    ));
+                    for (j, (g, w)) in got.iter().zip(&want).enumerate() {
+                        assert_eq!(
+                            g.to_bits(),
+                            w.to_bits(),
+                            "hd {hd} {start}..{end} ×{scale}: {j}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     /// The table gives what rounding, GELU and rounding again give, for every f32 input's
     /// f16 rounding (sampled densely around zero and across the range).

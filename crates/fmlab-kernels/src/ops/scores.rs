@@ -1,0 +1,283 @@
+//! Attention's scores and softmax for a prompt's query rows on AVX2, eight keys at a time:
+//! the query's eight features are loaded once for eight keys, the eight dot products are
+//! reduced together, the exponentials run as vectors, and the probabilities are rounded
+//! to f16 by the F16C instructions. Every lane takes the steps of the scalar loop in
+//! `attention_row` (ggml's `dot8` order for `q · k`, ggml's exp, the sum per group of eight
+//! in its horizontal order, f16 rounding to nearest even), so the probabilities are the
+//! same bits; the scalar loop stays for other CPUs, head sizes and one-token decoding.
+
+/// Whether the CPU has what [`scores_softmax`] needs: AVX2, FMA and F16C.
+pub(super) fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *AVAILABLE.get_or_init(|| {
+            is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c")
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Softmax probabilities of query head `qh` (already f16-rounded and scaled) over the
+/// keys at positions `first..end` (row `kp` of `k` is `kv_width` apart, the head's
+/// features from `off`), positions before `start` weighing 0: `scores[kp − first]`, each
+/// f16-rounded. Requires `hd = qh.len()` a multiple of 8 and [`available`]; returns
+/// `false` (having written nothing) otherwise.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn scores_softmax(
+    qh: &[f32],
+    k: &[f32],
+    kv_width: usize,
+    off: usize,
+    [first, start, end]: [usize; 3],
+    score_scale: f32,
+    scores: &mut [f32],
+) -> bool {
+    let hd = qh.len();
+    if !available()
+        || hd == 0
+        || !hd.is_multiple_of(8)
+        || first > start
+        || start >= end
+        || scores.len() != end - first
+        || (end - 1) * kv_width + off + hd > k.len()
+    {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AVX2, FMA and F16C are present (`available`); every key row read lies in `k`
+    // (checked above) and `scores` has one slot per position.
+    unsafe {
+        avx2::scores_softmax(
+            qh,
+            k,
+            kv_width,
+            off,
+            [first, start, end],
+            score_scale,
+            scores,
+        )
+    };
+    true
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::super::{dot8, exp_ggml, f16_round, hsum8};
+
+    /// Eight keys' `q · k` (keys `kp..kp + 8`), each summed as `dot8` sums it.
+    ///
+    /// # Safety
+    /// AVX2 and FMA; rows `kp..kp + 8` of `k` hold `q.len()` features from `off`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dots8(q: &[f32], k: &[f32], kv_width: usize, off: usize, kp: usize) -> [f32; 8] {
+        let mut acc = [_mm256_setzero_ps(); 8];
+        // SAFETY: rows kp..kp + 8 hold q.len() features from `off` (caller).
+        unsafe {
+            let (qp, kptr) = (q.as_ptr(), k.as_ptr().add(kp * kv_width + off));
+            for i in (0..q.len()).step_by(8) {
+                let x = _mm256_loadu_ps(qp.add(i));
+                for (j, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_fmadd_ps(x, _mm256_loadu_ps(kptr.add(j * kv_width + i)), *a);
+                }
+            }
+        }
+        // Per key: t = low half + high half; u = (t0 + t2, t1 + t3); u0 + u1.
+        let mut out = [0f32; 8];
+        let mut lanes = [0f32; 8];
+        for m in 0..4 {
+            let (a, b) = (acc[2 * m], acc[2 * m + 1]);
+            let t = _mm256_add_ps(
+                _mm256_permute2f128_ps::<0x20>(a, b),
+                _mm256_permute2f128_ps::<0x31>(a, b),
+            );
+            let u = _mm256_add_ps(t, _mm256_permute_ps::<0b01_00_11_10>(t));
+            let r = _mm256_add_ps(u, _mm256_permute_ps::<0b10_11_00_01>(u));
+            // SAFETY: `lanes` is eight f32.
+            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), r) };
+            out[2 * m] = lanes[0];
+            out[2 * m + 1] = lanes[4];
+        }
+        out
+    }
+
+    /// ggml's exp of eight values where every one is in its normal range (`|n| ≤ 126`),
+    /// `None` otherwise (the caller falls back to [`exp_ggml`] lane by lane).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn exp8(x: __m256) -> Option<__m256> {
+        let c = |bits: u32| _mm256_set1_ps(f32::from_bits(bits));
+        let shift = c(0x4b40_0000);
+        let z = _mm256_fmadd_ps(x, c(0x3fb8_aa3b), shift);
+        let n = _mm256_sub_ps(z, shift);
+        let sign = _mm256_set1_ps(-0.0);
+        if _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LE_OQ>(
+            _mm256_andnot_ps(sign, n),
+            _mm256_set1_ps(126.0),
+        )) != 0xff
+        {
+            return None;
+        }
+        let neg_n = _mm256_xor_ps(n, sign);
+        let b = _mm256_fmadd_ps(
+            neg_n,
+            c(0x35bf_be8e),
+            _mm256_fmadd_ps(neg_n, c(0x3f31_7200), x),
+        );
+        let e = _mm256_slli_epi32::<23>(_mm256_castps_si256(z));
+        let k = _mm256_castsi256_ps(_mm256_add_epi32(
+            e,
+            _mm256_set1_epi32(1f32.to_bits() as i32),
+        ));
+        let u = _mm256_mul_ps(b, b);
+        let a = _mm256_fmadd_ps(c(0x3c07_2010), b, c(0x3d2b_9f17));
+        let a = _mm256_fmadd_ps(a, u, _mm256_fmadd_ps(c(0x3e2a_af33), b, c(0x3eff_fedb)));
+        let j = _mm256_fmadd_ps(a, u, _mm256_mul_ps(c(0x3f7f_fff6), b));
+        Some(_mm256_fmadd_ps(j, k, k))
+    }
+
+    /// See [`super::scores_softmax`].
+    ///
+    /// # Safety
+    /// AVX2, FMA and F16C; the shapes checked by the caller.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn scores_softmax(
+        qh: &[f32],
+        k: &[f32],
+        kv_width: usize,
+        off: usize,
+        [first, start, end]: [usize; 3],
+        score_scale: f32,
+        scores: &mut [f32],
+    ) {
+        let hd = qh.len();
+        let mut max = f32::NEG_INFINITY;
+        let mut j = 0;
+        while j < scores.len() {
+            let kp = first + j;
+            if kp >= start && kp + 8 <= end {
+                // SAFETY: keys kp..kp + 8 lie in `k` (caller).
+                let d = unsafe { dots8(qh, k, kv_width, off, kp) };
+                for (s, v) in scores[j..j + 8].iter_mut().zip(d) {
+                    *s = v * score_scale;
+                    max = max.max(*s);
+                }
+                j += 8;
+            } else {
+                scores[j] = if kp < start {
+                    f32::NEG_INFINITY
+                } else {
+                    let at = kp * kv_width + off;
+                    let s = dot8(qh, &k[at..at + hd]) * score_scale;
+                    max = max.max(s);
+                    s
+                };
+                j += 1;
+            }
+        }
+        // Exponentials, summed per group of eight in hsum8's order, groups in f64.
+        let mut sum = 0f64;
+        let inf = _mm256_set1_ps(f32::NEG_INFINITY);
+        let vmax = _mm256_set1_ps(max);
+        for group in scores.chunks_mut(8) {
+            let mut g = [0f32; 8];
+            let whole = group.len() == 8;
+            let fast = if whole {
+                // SAFETY: `group` holds eight f32.
+                let s = unsafe { _mm256_loadu_ps(group.as_ptr()) };
+                exp8(_mm256_sub_ps(s, vmax)).map(|e| {
+                    let masked = _mm256_cmp_ps::<_CMP_EQ_OQ>(s, inf);
+                    _mm256_andnot_ps(masked, e)
+                })
+            } else {
+                None
+            };
+            match fast {
+                Some(e) => {
+                    // SAFETY: `group` holds eight f32.
+                    unsafe { _mm256_storeu_ps(group.as_mut_ptr(), e) };
+                    g.copy_from_slice(group);
+                }
+                None => {
+                    for (slot, v) in g.iter_mut().zip(group.iter_mut()) {
+                        *v = if *v == f32::NEG_INFINITY {
+                            0.0
+                        } else {
+                            exp_ggml(*v - max)
+                        };
+                        *slot = *v;
+                    }
+                }
+            }
+            sum += hsum8(&g) as f64;
+        }
+        let inv = (1.0 / sum) as f32;
+        let vinv = _mm256_set1_ps(inv);
+        let mut j = 0;
+        while j < scores.len() {
+            if first + j >= start && j + 8 <= scores.len() {
+                let p = &mut scores[j..j + 8];
+                // SAFETY: `p` holds eight f32.
+                unsafe {
+                    let x = _mm256_mul_ps(_mm256_loadu_ps(p.as_ptr()), vinv);
+                    let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x);
+                    _mm256_storeu_ps(p.as_mut_ptr(), _mm256_cvtph_ps(h));
+                }
+                j += 8;
+            } else {
+                if first + j >= start {
+                    scores[j] = f16_round(scores[j] * inv);
+                }
+                j += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// F16C's rounding is the software rounding for every finite input class (normal,
+    /// subnormal, overflow, ties).
+    #[test]
+    fn f16c_rounding_matches_the_software_rounding() {
+        if !available() {
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::*;
+            let mut x = 0x9e37_79b9_7f4a_7c15u64;
+            for i in 0..400_000u32 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // Half the cases near f16's range (exponents 100..=145), half anywhere.
+                let bits = if i % 2 == 0 {
+                    (x as u32 & 0x807f_ffff) | ((100 + (x >> 40) as u32 % 46) << 23)
+                } else {
+                    x as u32
+                };
+                let v = f32::from_bits(bits);
+                if v.is_nan() {
+                    continue;
+                }
+                // SAFETY: F16C is present (`available`).
+                let hw = unsafe {
+                    let h = _mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm_set1_ps(v));
+                    _mm_cvtss_f32(_mm_cvtph_ps(h))
+                };
+                assert_eq!(hw.to_bits(), super::super::f16_round(v).to_bits(), "{v:e}");
+            }
+        }
+    }
+}

@@ -124,7 +124,23 @@ enum Command {
     Serve(Box<serve_cmd::ServeArgs>),
 }
 
+/// Keeps freed memory in the process. A forward pass allocates and frees activation
+/// buffers of a few MB per operation; glibc serves those with fresh `mmap`s (and trims
+/// the heap back after large frees), so every buffer paid for page faults and zeroing:
+/// 104,600 faults in a 512-token SmolLM2 prefill, 43,600 with these settings, and 20%
+/// more tokens/s.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `mallopt` only changes the allocator's thresholds; it is called before any
+    // other thread exists, and its arguments are valid options with in-range values.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
+}
+
 fn main() -> ExitCode {
+    keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Speedrun(args) => speedrun::run(*args),

@@ -289,6 +289,9 @@ pub fn causal_attention(
     // with llamafile's tinyBLAS; the two sum in different orders, and we follow whichever
     // llama.cpp would use for this call.
     let single = q.len() == q_width;
+    let vt =
+        (!single && simd_attention() && s.head_dim.is_multiple_of(8) && q.len() >= 8 * q_width)
+            .then(|| values_by_chunk(v, kv_len, s.n_kv_heads, s.head_dim));
     out.par_chunks_mut(q_width)
         .zip(q.par_chunks(q_width))
         .enumerate()
@@ -304,6 +307,7 @@ pub fn causal_attention(
                 s,
                 single,
                 simd: simd_attention(),
+                vt: vt.as_deref(),
             };
             #[cfg(target_arch = "x86_64")]
             {
@@ -315,6 +319,24 @@ pub fn causal_attention(
             }
             attention_row(&row, out_row);
         });
+}
+
+/// The values of positions `0..kv_len` rearranged so that the value sums of a query row
+/// read memory in order: for each key-value head and each eight features, the eight
+/// features of every position one after another (`[head][chunk][position][8]`). Laid out
+/// once per call, read by every query row and head of the call; the sums are unchanged.
+fn values_by_chunk(v: &[f32], kv_len: usize, n_kv_heads: usize, hd: usize) -> Vec<f32> {
+    let kv_width = n_kv_heads * hd;
+    let chunks = hd / 8;
+    let mut out = vec![0f32; kv_len * kv_width];
+    for (kp, row) in v.chunks_exact(kv_width).take(kv_len).enumerate() {
+        for (hc, eight) in row.chunks_exact(8).enumerate() {
+            let (h, c) = (hc / chunks, hc % chunks);
+            let at = ((h * chunks + c) * kv_len + kp) * 8;
+            out[at..at + 8].copy_from_slice(eight);
+        }
+    }
+    out
 }
 
 /// What one query row of attention needs.
@@ -331,6 +353,9 @@ struct AttentionRow<'a> {
     single: bool,
     /// Whether the AVX2 forms of the dot products and value sums may run (same results).
     simd: bool,
+    /// The values again, laid out for the value sums of many query rows (see
+    /// [`values_by_chunk`]), where the call made them.
+    vt: Option<&'a [f32]>,
 }
 
 fn simd_attention() -> bool {
@@ -521,20 +546,13 @@ fn weigh_values(
     {
         // SAFETY: `simd` is set only where the CPU has AVX2 and FMA; the shapes were
         // checked above and every position of `span` lies in `v` and `p`.
-        unsafe {
-            avx2_attention::weigh(
-                r.v,
-                r.kv_width,
-                kvh * hd,
-                hd,
-                p,
-                first,
-                start,
-                end,
-                slots,
-                lanes,
-            )
+        // Row stride, start of the head and stride between chunks of eight features, in
+        // the cache's layout or the rearranged one.
+        let (v, rs, off, cs) = match r.vt {
+            Some(vt) => (vt, 8, kvh * hd * r.kv_len, 8 * r.kv_len),
+            None => (r.v, r.kv_width, kvh * hd, 8),
         };
+        unsafe { avx2_attention::weigh(v, [rs, off, cs], hd, p, first, start, end, slots, lanes) };
     }
 }
 
@@ -595,14 +613,14 @@ mod avx2_attention {
     ///
     /// # Safety
     /// AVX2 and FMA; `hd` and `slots` multiples of 8, `first` too and `first ≤ start`;
-    /// `p` holds `end − first` weights; row `kp` of `v` (`kv_width` apart, from `off`)
-    /// holds `hd` values for every `kp < end`; `lanes` holds `slots · hd`.
+    /// `p` holds `end − first` weights; features `c..c + 8` of position `kp` are at
+    /// `kp · rs + off + c / 8 · cs` in `v` for every `kp < end` and `c < hd`; `lanes` holds
+    /// `slots · hd`.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn weigh(
         v: &[f32],
-        kv_width: usize,
-        off: usize,
+        [rs, off, cs]: [usize; 3],
         hd: usize,
         p: &[f32],
         first: usize,
@@ -623,7 +641,7 @@ mod avx2_attention {
                             for (i, a) in acc.iter_mut().enumerate() {
                                 let kp = g0 + i;
                                 let w = _mm256_set1_ps(*pp.add(kp - first));
-                                let x = _mm256_loadu_ps(vp.add(kp * kv_width + off + c));
+                                let x = _mm256_loadu_ps(vp.add(kp * rs + off + c / 8 * cs));
                                 *a = _mm256_fmadd_ps(w, x, *a);
                             }
                         } else if g0 + 8 > start {
@@ -631,7 +649,7 @@ mod avx2_attention {
                                 let kp = g0 + i;
                                 if kp >= start && kp < end {
                                     let w = _mm256_set1_ps(*pp.add(kp - first));
-                                    let x = _mm256_loadu_ps(vp.add(kp * kv_width + off + c));
+                                    let x = _mm256_loadu_ps(vp.add(kp * rs + off + c / 8 * cs));
                                     *a = _mm256_fmadd_ps(w, x, *a);
                                 }
                             }
@@ -783,6 +801,67 @@ pub fn gelu_tanh_f16(x: f32) -> f32 {
 mod tests {
     use super::*;
 
+    /// Value sums over the rearranged values give the cache layout's bits.
+    #[test]
+    fn rearranged_values_give_the_same_sums() {
+        let noise = |i: usize| ((i * 7919 % 1013) as f32 - 506.0) / 41.0;
+        let (hd, kv_heads, kv_len) = (64, 3, 37);
+        let kv_width = hd * kv_heads;
+        let v: Vec<f32> = (0..kv_len * kv_width).map(noise).collect();
+        let vt = values_by_chunk(&v, kv_len, kv_heads, hd);
+        let p: Vec<f32> = (0..kv_len).map(|i| noise(i + 3) / 20.0).collect();
+        let shape = AttentionShape {
+            n_heads: kv_heads,
+            n_kv_heads: kv_heads,
+            head_dim: hd,
+            scale: 0.125,
+            scale_queries: false,
+            window: None,
+        };
+        let row = |vt| AttentionRow {
+            q_row: &v[..kv_width],
+            k: &v,
+            v: &v,
+            pos: kv_len - 1,
+            kv_len,
+            group: 1,
+            kv_width,
+            s: shape,
+            single: false,
+            simd: simd_attention(),
+            vt,
+        };
+        for kvh in 0..kv_heads {
+            for start in [0, 5, 16] {
+                let first = start / 8 * 8;
+                let (mut a, mut b) = (vec![0f32; 8 * hd], vec![1f32; 8 * hd]);
+                weigh_values(
+                    &row(None),
+                    &p[first..],
+                    kvh,
+                    first,
+                    start..kv_len,
+                    8,
+                    &mut a,
+                );
+                weigh_values(
+                    &row(Some(&vt)),
+                    &p[first..],
+                    kvh,
+                    first,
+                    start..kv_len,
+                    8,
+                    &mut b,
+                );
+                assert_eq!(
+                    a.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                    b.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                    "head {kvh}, from {start}"
+                );
+            }
+        }
+    }
+
     /// The vectorised scores and softmax give the scalar loop's bits, for aligned and
     /// unaligned windows, partial last groups, two head sizes and a wide score range.
     #[test]
@@ -814,6 +893,7 @@ mod tests {
                 s: shape,
                 single: false,
                 simd: simd_attention(),
+                vt: None,
             };
             for (start, end) in [(0, 64), (0, 70), (5, 70), (16, 33), (61, 62), (3, 9)] {
                 let first = start / 8 * 8;
@@ -902,6 +982,7 @@ mod tests {
             s,
             single: false,
             simd: simd_attention(),
+            vt: None,
         };
         for slots in [8, 32] {
             for (first, start, end) in [

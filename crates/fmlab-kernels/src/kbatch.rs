@@ -234,12 +234,20 @@ mod avx2 {
                     }
                 }
                 let part = reduce(&v);
-                let s1 = twice_i(bs.map(|s| s[4 * chunk] + s[4 * chunk + 1]));
-                let s2 = twice_i(bs.map(|s| s[4 * chunk + 2] + s[4 * chunk + 3]));
-                let part_min = _mm256_add_epi32(
-                    _mm256_mullo_epi32(per_row_i(sm[0].1 as i32, sm[1].1 as i32), s1),
-                    _mm256_mullo_epi32(per_row_i(sm[0].3 as i32, sm[1].3 as i32), s2),
+                // m1·(Σq8 of the first 32) + m2·(Σq8 of the second 32) by one madd of i16
+                // pairs (the sums are at most 32·128 in size, the minimums 6 bits).
+                let pair = |a: i32, b: i32| (a & 0xffff) | (b << 16);
+                let sums = twice_i(bs.map(|s| {
+                    pair(
+                        s[4 * chunk] + s[4 * chunk + 1],
+                        s[4 * chunk + 2] + s[4 * chunk + 3],
+                    )
+                }));
+                let m = per_row_i(
+                    pair(sm[0].1 as i32, sm[0].3 as i32),
+                    pair(sm[1].1 as i32, sm[1].3 as i32),
                 );
+                let part_min = _mm256_madd_epi16(m, sums);
                 if order == DotOrder::Repacked {
                     // One FMA per 64 elements.
                     sum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(part), d, sum);
@@ -335,17 +343,30 @@ mod avx2 {
             }
             // The offset of 32 on every quant: 32 · Σ_g scale_g · Σq8_g over the 16 groups
             // (the one-row kernel subtracts it lane by lane before its horizontal sum; the
-            // integer total is the same).
-            let mut offset = [0i32; 8];
-            for (r, w) in blk.iter().enumerate() {
-                for (i, x) in a.iter().enumerate() {
-                    let bs = &x.sums[16 * b..16 * b + 16];
-                    let s: i32 = (0..16).map(|g| w[192 + g] as i8 as i32 * bs[g]).sum();
-                    offset[4 * r + i] = 32 * s;
+            // integer total is the same), by madd of i16 vectors (sums of 16 quants fit).
+            let sc = blk.map(|w| {
+                // SAFETY: the 16 scales are bytes 192..208 of the block.
+                _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(w[192..208].as_ptr().cast()) })
+            });
+            let bs = a.map(|x| {
+                let s = &x.sums[16 * b..16 * b + 16];
+                // SAFETY: `s` is sixteen i32.
+                let (lo, hi) = unsafe {
+                    (
+                        _mm256_loadu_si256(s.as_ptr().cast()),
+                        _mm256_loadu_si256(s[8..].as_ptr().cast()),
+                    )
+                };
+                // packs interleaves 128-bit halves; the permute puts the 16 back in order.
+                _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(lo, hi))
+            });
+            let mut o = [[_mm256_setzero_si256(); 4]; 2];
+            for r in 0..2 {
+                for i in 0..4 {
+                    o[r][i] = _mm256_madd_epi16(sc[r], bs[i]);
                 }
             }
-            // SAFETY: `offset` is eight i32.
-            let offset = unsafe { _mm256_loadu_si256(offset.as_ptr().cast()) };
+            let offset = _mm256_slli_epi32::<5>(reduce(&o));
             let total = _mm256_sub_epi32(reduce(&v), offset);
             let r = _mm256_mul_ps(
                 per_row(half(blk[0], 208), half(blk[1], 208)),

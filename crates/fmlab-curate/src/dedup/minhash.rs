@@ -18,6 +18,7 @@ use crate::words::split_words;
 use crate::{Error, Result};
 
 use super::normalize::{simplify_text_into, NormScratch, TextNorm};
+use super::permute;
 use super::rng::Mt19937;
 use super::store::{self, Cluster, DedupSummary, RankCounts, RemovalSet};
 use super::unionfind::UnionFind;
@@ -70,15 +71,6 @@ pub struct MinHash {
     config: MinhashConfig,
     a: Vec<u64>,
     b: Vec<u64>,
-}
-
-fn mod_mersenne61(v: u64) -> u64 {
-    let r = (v & MERSENNE_61) + (v >> 61);
-    if r >= MERSENNE_61 {
-        r - MERSENNE_61
-    } else {
-        r
-    }
 }
 
 impl MinHash {
@@ -170,25 +162,7 @@ impl MinHash {
         if shingles.is_empty() {
             return false;
         }
-        // Four permutations per pass over the shingles: four independent minimum chains.
-        let mut a4 = self.a.chunks_exact(4);
-        let mut b4 = self.b.chunks_exact(4);
-        for (a, b) in (&mut a4).zip(&mut b4) {
-            let mut m = [u64::MAX; 4];
-            for &x in shingles {
-                for k in 0..4 {
-                    m[k] = m[k].min(mod_mersenne61(x.wrapping_mul(a[k]).wrapping_add(b[k])));
-                }
-            }
-            sig.extend_from_slice(&m);
-        }
-        for (&a, &b) in a4.remainder().iter().zip(b4.remainder()) {
-            let mut m = u64::MAX;
-            for &x in shingles {
-                m = m.min(mod_mersenne61(x.wrapping_mul(a).wrapping_add(b)));
-            }
-            sig.push(m);
-        }
+        permute::min_hashes(shingles, &self.a, &self.b, sig);
         true
     }
 

@@ -14,7 +14,7 @@ use std::path::Path;
 use xxhash_rust::xxh64::xxh64;
 
 use crate::doc::{DocKey, Document};
-use crate::words::split_words;
+use crate::words::word_spans;
 use crate::{Error, Result};
 
 use super::normalize::{simplify_text_into, NormScratch, TextNorm};
@@ -103,45 +103,34 @@ impl MinHash {
         } = scratch;
         shingles.clear();
         let text = simplify_text_into(text, &self.config.norm, norm);
-        let words = split_words(text);
+        // Words are byte spans of `text`: an n-gram whose words are one space apart is
+        // hashed in place, others are joined into `joined`.
+        word_spans(text, spans);
         let n = self.config.n_grams;
-        if words.len() < n {
+        if spans.len() < n {
             return shingles;
         }
-        // Where each word lies in `text` (usize::MAX: not a slice of it); an n-gram whose
-        // words are one space apart is hashed in place, others are joined into `joined`.
-        let base = text.as_ptr() as usize;
-        spans.clear();
-        spans.extend(words.iter().map(|w| {
-            let start = (w.as_ptr() as usize).wrapping_sub(base);
-            if start <= text.len() && start + w.len() <= text.len() {
-                (start, start + w.len())
-            } else {
-                (usize::MAX, usize::MAX)
-            }
-        }));
         let bytes = text.as_bytes();
         let gap_ok = |j: usize| {
-            let (s0, e0) = spans[j];
+            let (_, e0) = spans[j];
             let (s1, _) = spans[j + 1];
-            s0 != usize::MAX && s1 != usize::MAX && s1 == e0 + 1 && bytes[e0] == b' '
+            s1 == e0 + 1 && bytes[e0] == b' '
         };
         let mut bad = (0..n - 1).filter(|&j| !gap_ok(j)).count();
-        for i in 0..=words.len() - n {
+        for i in 0..=spans.len() - n {
             if i > 0 && n > 1 {
                 bad -= usize::from(!gap_ok(i - 1));
                 bad += usize::from(!gap_ok(i + n - 2));
             }
-            let (start, end) = (spans[i].0, spans[i + n - 1].1);
-            if bad == 0 && start != usize::MAX && end != usize::MAX {
-                shingles.push(xxh64(&bytes[start..end], 0));
+            if bad == 0 {
+                shingles.push(xxh64(&bytes[spans[i].0..spans[i + n - 1].1], 0));
             } else {
                 joined.clear();
-                for (k, w) in words[i..i + n].iter().enumerate() {
+                for (k, &(s, e)) in spans[i..i + n].iter().enumerate() {
                     if k > 0 {
                         joined.push(' ');
                     }
-                    joined.push_str(w);
+                    joined.push_str(&text[s..e]);
                 }
                 shingles.push(xxh64(joined.as_bytes(), 0));
             }

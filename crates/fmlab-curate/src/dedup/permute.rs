@@ -69,7 +69,7 @@ mod avx2 {
     use super::MERSENNE_61;
 
     /// Vectors of four permutations kept in registers during one pass over the shingles.
-    const GROUP: usize = 2;
+    const GROUP: usize = 4;
     /// Permutations per pass: `min_hashes` takes a multiple of this many.
     pub(super) const PERMS: usize = 4 * GROUP;
 

@@ -209,7 +209,8 @@ const fn ascii_classes() -> [u8; 128] {
 static ASCII_CLASSES: [u8; 128] = ascii_classes();
 
 /// [`numbers_punctuation_spaces`] on ASCII text (the common case), lower-casing it first
-/// when `lowercase`: byte classes from a table, and runs of ordinary bytes copied whole.
+/// when `lowercase`: byte classes from a table, bytes written straight into the output
+/// (which stays ASCII, so no character is encoded).
 fn ascii_numbers_punctuation_spaces(
     text: &str,
     norm: &TextNorm,
@@ -221,11 +222,23 @@ fn ascii_numbers_punctuation_spaces(
     let digit = if norm.norm_numbers { DIGIT } else { 0 };
     let blank = if norm.remove_punctuation { PUNCT } else { 0 }
         | if norm.norm_whitespace { SPACE } else { 0 };
+    let mut buf = std::mem::take(out).into_bytes();
+    buf.reserve(bytes.len());
     let mut pending_space = false;
     let mut i = 0;
     while i < bytes.len() {
-        let k = class(bytes[i]);
-        if k & digit != 0 {
+        let c = bytes[i];
+        let k = class(c);
+        if k & (digit | blank) == 0 {
+            if pending_space {
+                if !buf.is_empty() {
+                    buf.push(b' ');
+                }
+                pending_space = false;
+            }
+            buf.push(if lowercase { c.to_ascii_lowercase() } else { c });
+            i += 1;
+        } else if k & digit != 0 {
             i += 1;
             while i < bytes.len() && bytes[i].is_ascii_digit() {
                 i += 1;
@@ -239,38 +252,26 @@ fn ascii_numbers_punctuation_spaces(
                     i += 1;
                 }
             }
-            emit(out, &mut pending_space, '0', norm);
-        } else if k & blank != 0 {
+            if pending_space {
+                if !buf.is_empty() {
+                    buf.push(b' ');
+                }
+                pending_space = false;
+            }
+            buf.push(b'0');
+        } else {
+            // Blank; `pending_space` is only ever set when whitespace is normalised.
             if norm.norm_whitespace {
                 pending_space = true;
             } else {
-                out.push(' ');
+                buf.push(b' ');
             }
             i += 1;
-        } else {
-            let start = i;
-            i += 1;
-            while i < bytes.len() && class(bytes[i]) & (digit | blank) == 0 {
-                i += 1;
-            }
-            emit_str(out, &mut pending_space, &text[start..i], norm);
-            if lowercase {
-                let at = out.len() - (i - start);
-                out[at..].make_ascii_lowercase();
-            }
         }
     }
-}
-
-#[inline]
-fn emit_str(out: &mut String, pending_space: &mut bool, s: &str, norm: &TextNorm) {
-    if *pending_space && norm.norm_whitespace {
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        *pending_space = false;
-    }
-    out.push_str(s);
+    // Only ASCII bytes were written, so this never fails (and never loses the buffer).
+    *out = String::from_utf8(buf)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
 }
 
 #[inline]

@@ -21,7 +21,7 @@ use super::normalize::{simplify_text_into, NormScratch, TextNorm};
 use super::permute;
 use super::rng::Mt19937;
 use super::store::{self, Cluster, DedupSummary, RankCounts, RemovalSet};
-use super::unionfind::UnionFind;
+use super::unionfind::{KeyCluster, UnionFind};
 
 const MERSENNE_61: u64 = (1 << 61) - 1;
 
@@ -188,17 +188,7 @@ impl MinHash {
                 }
             }
         }
-        let key_clusters = uf.clusters();
-        let wanted: HashSet<u64> = key_clusters
-            .iter()
-            .flat_map(|c| c.members.iter().map(|k| k.as_u64()))
-            .collect();
-        let ids = ids
-            .into_iter()
-            .filter(|(k, _)| wanted.contains(k))
-            .map(|(k, id)| (k, id.to_string()))
-            .collect();
-        finish_clusters("minhash", counts, matches, &key_clusters, &ids)
+        in_memory_result("minhash", counts, matches, &uf.clusters(), ids)
     }
 
     /// Stage 1, for one rank: a writer that takes the rank's documents (any order) and
@@ -294,20 +284,7 @@ impl MinHash {
                 matches += 1;
             }
         }
-        let key_clusters = uf.clusters();
-        let wanted: HashSet<u64> = key_clusters
-            .iter()
-            .flat_map(|c| c.members.iter().map(|k| k.as_u64()))
-            .collect();
-        let (counts, ids) = store::read_rank_files(dir, &wanted)?;
-        let result = finish_clusters("minhash", counts, matches, &key_clusters, &ids);
-        store::write_outcome(
-            dir,
-            &result.removed.keys(),
-            &result.clusters,
-            &result.summary,
-        )?;
-        Ok(result.summary)
+        staged_result(dir, "minhash", matches, &uf.clusters())
     }
 }
 
@@ -318,11 +295,55 @@ fn push_bands(buckets: &mut [Vec<u64>], sig: &[u64], h: usize, key: DocKey) {
     }
 }
 
-pub(crate) fn finish_clusters(
+/// The documents in any cluster.
+fn member_keys(key_clusters: &[KeyCluster]) -> HashSet<u64> {
+    key_clusters
+        .iter()
+        .flat_map(|c| c.members.iter().map(|k| k.as_u64()))
+        .collect()
+}
+
+/// The result of an in-memory deduplication, `ids` the `(key, id)` of every document seen.
+pub(crate) fn in_memory_result<'a>(
     method: &str,
     counts: RankCounts,
     matches: u64,
-    key_clusters: &[super::unionfind::KeyCluster],
+    key_clusters: &[KeyCluster],
+    ids: impl IntoIterator<Item = (u64, &'a str)>,
+) -> DedupResult {
+    let wanted = member_keys(key_clusters);
+    let ids = ids
+        .into_iter()
+        .filter(|(k, _)| wanted.contains(k))
+        .map(|(k, id)| (k, id.to_string()))
+        .collect();
+    finish_clusters(method, counts, matches, key_clusters, &ids)
+}
+
+/// The last stage of a staged deduplication: reads the ranks' counts and the ids of the
+/// clustered documents, then writes the removals, `clusters.json` and `summary.json`.
+pub(crate) fn staged_result(
+    dir: &Path,
+    method: &str,
+    matches: u64,
+    key_clusters: &[KeyCluster],
+) -> Result<DedupSummary> {
+    let (counts, ids) = store::read_rank_files(dir, &member_keys(key_clusters))?;
+    let result = finish_clusters(method, counts, matches, key_clusters, &ids);
+    store::write_outcome(
+        dir,
+        &result.removed.keys(),
+        &result.clusters,
+        &result.summary,
+    )?;
+    Ok(result.summary)
+}
+
+fn finish_clusters(
+    method: &str,
+    counts: RankCounts,
+    matches: u64,
+    key_clusters: &[KeyCluster],
     ids: &std::collections::HashMap<u64, String>,
 ) -> DedupResult {
     let mut summary = DedupSummary {

@@ -3,7 +3,7 @@
 //! same staged shape as MinHash, with one stage fewer: hashes per rank, one resolving step,
 //! a removal predicate per rank.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use xxhash_rust::xxh3::xxh3_128;
@@ -11,7 +11,7 @@ use xxhash_rust::xxh3::xxh3_128;
 use crate::doc::{DocKey, Document};
 use crate::Result;
 
-use super::minhash::{finish_clusters, DedupResult};
+use super::minhash::{in_memory_result, staged_result, DedupResult};
 use super::normalize::{simplify_text_into, NormScratch, TextNorm};
 use super::store::{self, DedupSummary, RankCounts};
 use super::unionfind::KeyCluster;
@@ -52,13 +52,6 @@ fn group(records: impl IntoIterator<Item = [u64; 3]>) -> (Vec<KeyCluster>, u64) 
     (clusters, matches)
 }
 
-fn ids_of(clusters: &[KeyCluster]) -> HashSet<u64> {
-    clusters
-        .iter()
-        .flat_map(|c| c.members.iter().map(|k| k.as_u64()))
-        .collect()
-}
-
 impl ExactDedup {
     pub fn new(norm: TextNorm) -> Self {
         ExactDedup { norm }
@@ -82,17 +75,11 @@ impl ExactDedup {
         records.sort_unstable();
         let n = records.len() as u64;
         let (clusters, matches) = group(records);
-        let wanted = ids_of(&clusters);
-        let ids = ids
-            .into_iter()
-            .filter(|(k, _)| wanted.contains(k))
-            .map(|(k, id)| (k, id.to_string()))
-            .collect();
         let counts = RankCounts {
             documents: n,
             hashed: n,
         };
-        finish_clusters("exact", counts, matches, &clusters, &ids)
+        in_memory_result("exact", counts, matches, &clusters, ids)
     }
 
     /// Stage 1, for one rank: collects the rank's hashes; `finish` writes
@@ -151,15 +138,7 @@ impl ExactDedup {
             ));
         }
         let (clusters, matches) = group(records);
-        let (counts, ids) = store::read_rank_files(dir, &ids_of(&clusters))?;
-        let result = finish_clusters("exact", counts, matches, &clusters, &ids);
-        store::write_outcome(
-            dir,
-            &result.removed.keys(),
-            &result.clusters,
-            &result.summary,
-        )?;
-        Ok(result.summary)
+        staged_result(dir, "exact", matches, &clusters)
     }
 }
 

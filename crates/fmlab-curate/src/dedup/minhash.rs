@@ -14,13 +14,14 @@ use std::path::Path;
 use xxhash_rust::xxh64::xxh64;
 
 use crate::doc::{DocKey, Document};
-use crate::words::split_words;
+use crate::words::word_spans;
 use crate::{Error, Result};
 
 use super::normalize::{simplify_text_into, NormScratch, TextNorm};
+use super::permute;
 use super::rng::Mt19937;
 use super::store::{self, Cluster, DedupSummary, RankCounts, RemovalSet};
-use super::unionfind::UnionFind;
+use super::unionfind::{KeyCluster, UnionFind};
 
 const MERSENNE_61: u64 = (1 << 61) - 1;
 
@@ -72,15 +73,6 @@ pub struct MinHash {
     b: Vec<u64>,
 }
 
-fn mod_mersenne61(v: u64) -> u64 {
-    let r = (v & MERSENNE_61) + (v >> 61);
-    if r >= MERSENNE_61 {
-        r - MERSENNE_61
-    } else {
-        r
-    }
-}
-
 impl MinHash {
     pub fn new(config: MinhashConfig) -> Result<Self> {
         if config.n_grams == 0 || config.num_buckets == 0 || config.hashes_per_bucket == 0 {
@@ -111,45 +103,34 @@ impl MinHash {
         } = scratch;
         shingles.clear();
         let text = simplify_text_into(text, &self.config.norm, norm);
-        let words = split_words(text);
+        // Words are byte spans of `text`: an n-gram whose words are one space apart is
+        // hashed in place, others are joined into `joined`.
+        word_spans(text, spans);
         let n = self.config.n_grams;
-        if words.len() < n {
+        if spans.len() < n {
             return shingles;
         }
-        // Where each word lies in `text` (usize::MAX: not a slice of it); an n-gram whose
-        // words are one space apart is hashed in place, others are joined into `joined`.
-        let base = text.as_ptr() as usize;
-        spans.clear();
-        spans.extend(words.iter().map(|w| {
-            let start = (w.as_ptr() as usize).wrapping_sub(base);
-            if start <= text.len() && start + w.len() <= text.len() {
-                (start, start + w.len())
-            } else {
-                (usize::MAX, usize::MAX)
-            }
-        }));
         let bytes = text.as_bytes();
         let gap_ok = |j: usize| {
-            let (s0, e0) = spans[j];
+            let (_, e0) = spans[j];
             let (s1, _) = spans[j + 1];
-            s0 != usize::MAX && s1 != usize::MAX && s1 == e0 + 1 && bytes[e0] == b' '
+            s1 == e0 + 1 && bytes[e0] == b' '
         };
         let mut bad = (0..n - 1).filter(|&j| !gap_ok(j)).count();
-        for i in 0..=words.len() - n {
+        for i in 0..=spans.len() - n {
             if i > 0 && n > 1 {
                 bad -= usize::from(!gap_ok(i - 1));
                 bad += usize::from(!gap_ok(i + n - 2));
             }
-            let (start, end) = (spans[i].0, spans[i + n - 1].1);
-            if bad == 0 && start != usize::MAX && end != usize::MAX {
-                shingles.push(xxh64(&bytes[start..end], 0));
+            if bad == 0 {
+                shingles.push(xxh64(&bytes[spans[i].0..spans[i + n - 1].1], 0));
             } else {
                 joined.clear();
-                for (k, w) in words[i..i + n].iter().enumerate() {
+                for (k, &(s, e)) in spans[i..i + n].iter().enumerate() {
                     if k > 0 {
                         joined.push(' ');
                     }
-                    joined.push_str(w);
+                    joined.push_str(&text[s..e]);
                 }
                 shingles.push(xxh64(joined.as_bytes(), 0));
             }
@@ -170,25 +151,7 @@ impl MinHash {
         if shingles.is_empty() {
             return false;
         }
-        // Four permutations per pass over the shingles: four independent minimum chains.
-        let mut a4 = self.a.chunks_exact(4);
-        let mut b4 = self.b.chunks_exact(4);
-        for (a, b) in (&mut a4).zip(&mut b4) {
-            let mut m = [u64::MAX; 4];
-            for &x in shingles {
-                for k in 0..4 {
-                    m[k] = m[k].min(mod_mersenne61(x.wrapping_mul(a[k]).wrapping_add(b[k])));
-                }
-            }
-            sig.extend_from_slice(&m);
-        }
-        for (&a, &b) in a4.remainder().iter().zip(b4.remainder()) {
-            let mut m = u64::MAX;
-            for &x in shingles {
-                m = m.min(mod_mersenne61(x.wrapping_mul(a).wrapping_add(b)));
-            }
-            sig.push(m);
-        }
+        permute::min_hashes(shingles, &self.a, &self.b, sig);
         true
     }
 
@@ -225,17 +188,7 @@ impl MinHash {
                 }
             }
         }
-        let key_clusters = uf.clusters();
-        let wanted: HashSet<u64> = key_clusters
-            .iter()
-            .flat_map(|c| c.members.iter().map(|k| k.as_u64()))
-            .collect();
-        let ids = ids
-            .into_iter()
-            .filter(|(k, _)| wanted.contains(k))
-            .map(|(k, id)| (k, id.to_string()))
-            .collect();
-        finish_clusters("minhash", counts, matches, &key_clusters, &ids)
+        in_memory_result("minhash", counts, matches, &uf.clusters(), ids)
     }
 
     /// Stage 1, for one rank: a writer that takes the rank's documents (any order) and
@@ -331,20 +284,7 @@ impl MinHash {
                 matches += 1;
             }
         }
-        let key_clusters = uf.clusters();
-        let wanted: HashSet<u64> = key_clusters
-            .iter()
-            .flat_map(|c| c.members.iter().map(|k| k.as_u64()))
-            .collect();
-        let (counts, ids) = store::read_rank_files(dir, &wanted)?;
-        let result = finish_clusters("minhash", counts, matches, &key_clusters, &ids);
-        store::write_outcome(
-            dir,
-            &result.removed.keys(),
-            &result.clusters,
-            &result.summary,
-        )?;
-        Ok(result.summary)
+        staged_result(dir, "minhash", matches, &uf.clusters())
     }
 }
 
@@ -355,11 +295,55 @@ fn push_bands(buckets: &mut [Vec<u64>], sig: &[u64], h: usize, key: DocKey) {
     }
 }
 
-pub(crate) fn finish_clusters(
+/// The documents in any cluster.
+fn member_keys(key_clusters: &[KeyCluster]) -> HashSet<u64> {
+    key_clusters
+        .iter()
+        .flat_map(|c| c.members.iter().map(|k| k.as_u64()))
+        .collect()
+}
+
+/// The result of an in-memory deduplication, `ids` the `(key, id)` of every document seen.
+pub(crate) fn in_memory_result<'a>(
     method: &str,
     counts: RankCounts,
     matches: u64,
-    key_clusters: &[super::unionfind::KeyCluster],
+    key_clusters: &[KeyCluster],
+    ids: impl IntoIterator<Item = (u64, &'a str)>,
+) -> DedupResult {
+    let wanted = member_keys(key_clusters);
+    let ids = ids
+        .into_iter()
+        .filter(|(k, _)| wanted.contains(k))
+        .map(|(k, id)| (k, id.to_string()))
+        .collect();
+    finish_clusters(method, counts, matches, key_clusters, &ids)
+}
+
+/// The last stage of a staged deduplication: reads the ranks' counts and the ids of the
+/// clustered documents, then writes the removals, `clusters.json` and `summary.json`.
+pub(crate) fn staged_result(
+    dir: &Path,
+    method: &str,
+    matches: u64,
+    key_clusters: &[KeyCluster],
+) -> Result<DedupSummary> {
+    let (counts, ids) = store::read_rank_files(dir, &member_keys(key_clusters))?;
+    let result = finish_clusters(method, counts, matches, key_clusters, &ids);
+    store::write_outcome(
+        dir,
+        &result.removed.keys(),
+        &result.clusters,
+        &result.summary,
+    )?;
+    Ok(result.summary)
+}
+
+fn finish_clusters(
+    method: &str,
+    counts: RankCounts,
+    matches: u64,
+    key_clusters: &[KeyCluster],
     ids: &std::collections::HashMap<u64, String>,
 ) -> DedupResult {
     let mut summary = DedupSummary {

@@ -28,6 +28,7 @@ pub mod bloom;
 pub mod exact;
 pub mod minhash;
 pub mod normalize;
+mod permute;
 mod rng;
 mod store;
 pub mod unionfind;

@@ -110,21 +110,23 @@ pub fn simplify_text_into<'s>(
     scratch: &'s mut NormScratch,
 ) -> &'s str {
     let NormScratch { lower, out } = scratch;
-    lower.clear();
-    if !norm.lowercase {
-        lower.push_str(text);
-    } else if text.is_ascii() {
-        lower.push_str(text);
-        lower.make_ascii_lowercase();
-    } else {
-        // `str::to_lowercase` follows Python's `str.lower` (final sigma included).
-        lower.push_str(&text.to_lowercase());
-    }
     out.clear();
-    if lower.is_ascii() {
-        ascii_numbers_punctuation_spaces(lower, norm, out);
+    if text.is_ascii() {
+        // The common case: lower case folded into the one byte pass, no copy.
+        ascii_numbers_punctuation_spaces(text, norm, norm.lowercase, out);
     } else {
-        numbers_punctuation_spaces(lower, norm, out);
+        lower.clear();
+        if norm.lowercase {
+            // `str::to_lowercase` follows Python's `str.lower` (final sigma included).
+            lower.push_str(&text.to_lowercase());
+        } else {
+            lower.push_str(text);
+        }
+        if lower.is_ascii() {
+            ascii_numbers_punctuation_spaces(lower, norm, false, out);
+        } else {
+            numbers_punctuation_spaces(lower, norm, out);
+        }
     }
     if norm.norm_unicode_diacritics && !out.is_ascii() {
         // NFD, then drop the non-spacing marks; done after the whitespace pass as datatrove
@@ -178,21 +180,65 @@ fn numbers_punctuation_spaces(text: &str, norm: &TextNorm, out: &mut String) {
     }
 }
 
-/// [`numbers_punctuation_spaces`] on ASCII text (the common case): byte classes, and runs
-/// of ordinary bytes copied whole.
-fn ascii_numbers_punctuation_spaces(text: &str, norm: &TextNorm, out: &mut String) {
+/// Classes of the ASCII bytes for [`ascii_numbers_punctuation_spaces`].
+const DIGIT: u8 = 1;
+const PUNCT: u8 = 2;
+const SPACE: u8 = 4;
+
+const fn ascii_classes() -> [u8; 128] {
+    let mut t = [0u8; 128];
+    let mut c = 0u8;
+    while c < 128 {
+        let mut k = 0;
+        if c.is_ascii_digit() {
+            k |= DIGIT;
+        }
+        // `is_punctuation` and `is_space` on ASCII.
+        if c.is_ascii_punctuation() || (c.is_ascii_control() && c != b'\t' && c != b'\n') {
+            k |= PUNCT;
+        }
+        if c.is_ascii_whitespace() || c == 0x0b || (c >= 0x1c && c <= 0x1f) {
+            k |= SPACE;
+        }
+        t[c as usize] = k;
+        c += 1;
+    }
+    t
+}
+
+static ASCII_CLASSES: [u8; 128] = ascii_classes();
+
+/// [`numbers_punctuation_spaces`] on ASCII text (the common case), lower-casing it first
+/// when `lowercase`: byte classes from a table, bytes written straight into the output
+/// (which stays ASCII, so no character is encoded).
+fn ascii_numbers_punctuation_spaces(
+    text: &str,
+    norm: &TextNorm,
+    lowercase: bool,
+    out: &mut String,
+) {
     let bytes = text.as_bytes();
-    let is_digit = |c: u8| norm.norm_numbers && c.is_ascii_digit();
-    let is_blank = |c: u8| {
-        let punct = c.is_ascii_punctuation() || (c.is_ascii_control() && c != b'\t' && c != b'\n');
-        let space = c.is_ascii_whitespace() || c == 0x0b || (0x1c..=0x1f).contains(&c);
-        (norm.remove_punctuation && punct) || (norm.norm_whitespace && space)
-    };
+    let class = |c: u8| ASCII_CLASSES[usize::from(c & 0x7f)];
+    let digit = if norm.norm_numbers { DIGIT } else { 0 };
+    let blank = if norm.remove_punctuation { PUNCT } else { 0 }
+        | if norm.norm_whitespace { SPACE } else { 0 };
+    let mut buf = std::mem::take(out).into_bytes();
+    buf.reserve(bytes.len());
     let mut pending_space = false;
     let mut i = 0;
     while i < bytes.len() {
         let c = bytes[i];
-        if is_digit(c) {
+        let k = class(c);
+        if k & (digit | blank) == 0 {
+            if pending_space {
+                if !buf.is_empty() {
+                    buf.push(b' ');
+                }
+                pending_space = false;
+            }
+            buf.push(if lowercase { c.to_ascii_lowercase() } else { c });
+            i += 1;
+        } else if k & digit != 0 {
             i += 1;
             while i < bytes.len() && bytes[i].is_ascii_digit() {
                 i += 1;
@@ -206,33 +252,26 @@ fn ascii_numbers_punctuation_spaces(text: &str, norm: &TextNorm, out: &mut Strin
                     i += 1;
                 }
             }
-            emit(out, &mut pending_space, '0', norm);
-        } else if is_blank(c) {
+            if pending_space {
+                if !buf.is_empty() {
+                    buf.push(b' ');
+                }
+                pending_space = false;
+            }
+            buf.push(b'0');
+        } else {
+            // Blank; `pending_space` is only ever set when whitespace is normalised.
             if norm.norm_whitespace {
                 pending_space = true;
             } else {
-                out.push(' ');
+                buf.push(b' ');
             }
             i += 1;
-        } else {
-            let start = i;
-            while i < bytes.len() && !is_digit(bytes[i]) && !is_blank(bytes[i]) {
-                i += 1;
-            }
-            emit_str(out, &mut pending_space, &text[start..i], norm);
         }
     }
-}
-
-#[inline]
-fn emit_str(out: &mut String, pending_space: &mut bool, s: &str, norm: &TextNorm) {
-    if *pending_space && norm.norm_whitespace {
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        *pending_space = false;
-    }
-    out.push_str(s);
+    // Only ASCII bytes were written, so this never fails (and never loses the buffer).
+    *out = String::from_utf8(buf)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
 }
 
 #[inline]
@@ -280,9 +319,61 @@ mod tests {
             "",
         ] {
             let (mut a, mut b) = (String::new(), String::new());
-            ascii_numbers_punctuation_spaces(t, &norm, &mut a);
+            ascii_numbers_punctuation_spaces(t, &norm, false, &mut a);
             numbers_punctuation_spaces(t, &norm, &mut b);
             assert_eq!(a, b, "{t:?}");
+        }
+    }
+
+    /// The general (char by char) path for every step, as the reference.
+    fn reference(text: &str, norm: &TextNorm) -> String {
+        let lower = if norm.lowercase {
+            text.to_lowercase()
+        } else {
+            text.to_string()
+        };
+        let mut out = String::new();
+        numbers_punctuation_spaces(&lower, norm, &mut out);
+        if norm.norm_unicode_diacritics {
+            out = out
+                .nfd()
+                .filter(|&c| get_general_category(c) != GeneralCategory::NonspacingMark)
+                .collect();
+        }
+        out.trim_matches(is_space).to_string()
+    }
+
+    #[test]
+    fn fast_paths_equal_general_path_on_random_texts_and_every_config() {
+        let alphabet: Vec<char> = "aZq 09.,;-\t\n\r\x0b\x1c\x7f!Ke\u{301}’é٣،Σ\u{212a}"
+            .chars()
+            .collect();
+        let mut state = 12345u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as usize
+        };
+        let mut scratch = NormScratch::default();
+        for round in 0..3000 {
+            let bits = round % 32;
+            let norm = TextNorm {
+                lowercase: bits & 1 != 0,
+                norm_numbers: bits & 2 != 0,
+                remove_punctuation: bits & 4 != 0,
+                norm_whitespace: bits & 8 != 0,
+                norm_unicode_diacritics: bits & 16 != 0,
+            };
+            // Half the texts ASCII only (the first 17 characters of the alphabet).
+            let span = if round % 2 == 0 { 17 } else { alphabet.len() };
+            let len = next() % 40;
+            let text: String = (0..len).map(|_| alphabet[next() % span]).collect();
+            assert_eq!(
+                simplify_text_into(&text, &norm, &mut scratch),
+                reference(&text, &norm),
+                "{text:?} {norm:?}"
+            );
         }
     }
 }

@@ -3,6 +3,7 @@
 //! paragraph Bloom filter (paragraph hashes per rank, one pass in document-key order — so
 //! W ranks remove what one process removes — then removal per input file).
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
@@ -13,7 +14,9 @@ use xxhash_rust::xxh3::xxh3_128;
 use crate::block::{Block, Decision};
 use crate::dedup::bloom::BloomFilter;
 use crate::dedup::normalize::NormScratch;
-use crate::dedup::{DedupSummary, ExactDedup, MinHash, MinhashConfig, RemovalSet, TextNorm};
+use crate::dedup::{
+    DedupSummary, ExactDedup, MinHash, MinhashConfig, MinhashScratch, RemovalSet, TextNorm,
+};
 use crate::doc::{DocKey, Document};
 use crate::pipeline::dedup::{Dedup, DedupSink, GlobalStep};
 use crate::pipeline::spec::BlockSpec;
@@ -128,7 +131,12 @@ impl Dedup for MinhashStage {
         "minhash"
     }
     fn signature(&self, doc: &Document) -> Vec<u64> {
-        self.mh.signature(&doc.text).unwrap_or_default()
+        thread_local! {
+            static SCRATCH: RefCell<MinhashScratch> = RefCell::new(MinhashScratch::default());
+        }
+        let mut sig = Vec::new();
+        SCRATCH.with_borrow_mut(|scratch| self.mh.signature_into(&doc.text, scratch, &mut sig));
+        sig
     }
     fn sink(&self, work: &Path, rank: usize) -> Result<Box<dyn DedupSink>> {
         Ok(Box::new(MinhashSink {
@@ -209,7 +217,10 @@ impl Dedup for ExactStage {
         "exact_dedup"
     }
     fn signature(&self, doc: &Document) -> Vec<u64> {
-        let h = self.dedup.hash(&doc.text, &mut NormScratch::default());
+        thread_local! {
+            static SCRATCH: RefCell<NormScratch> = RefCell::new(NormScratch::default());
+        }
+        let h = SCRATCH.with_borrow_mut(|scratch| self.dedup.hash(&doc.text, scratch));
         vec![(h >> 64) as u64, h as u64]
     }
     fn sink(&self, work: &Path, rank: usize) -> Result<Box<dyn DedupSink>> {

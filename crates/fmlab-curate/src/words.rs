@@ -51,18 +51,20 @@ pub fn word_spans(text: &str, out: &mut Vec<Span>) {
             continue;
         }
         let start = i;
-        let mut letters = true;
+        let (mut letters, mut digits) = (true, true);
         while i < bytes.len() {
             let (c, len) = char_at(text, i);
             if is_space(c) {
                 break;
             }
             letters &= c.is_ascii_alphabetic();
+            digits &= c.is_ascii_digit();
             i += len;
         }
-        // A chunk of ASCII letters has no prefix, suffix, infix or URL: it is one word
-        // unless it is an exception ("dont", "cannot").
-        if letters && exceptions().get(&text[start..i]).is_none() {
+        // A chunk of ASCII letters, or of ASCII digits, has no prefix, suffix, infix or
+        // URL: it is one word unless it is an exception ("dont", "cannot"). (Units after a
+        // number need both, and operators between digits are not digits.)
+        if (letters || digits) && exceptions().get(&text[start..i]).is_none() {
             out.push((start, i));
         } else {
             tokenize_chunk(text, start, i, out, &mut suffixes);

@@ -3,16 +3,15 @@
 //! characters), duplicate lines (fraction, then characters), the most frequent 2/3/4-gram's
 //! character share, the characters in repeated 5–10-grams.
 //!
-//! n-grams are never built as strings: each word gets a polynomial hash of its bytes modulo
-//! the Mersenne prime 2^61 − 1, and an n-gram's hash is computed from prefix hashes. The
+//! n-grams are never built as strings and nothing is allocated per n-gram: the words are
+//! hashed once (a polynomial hash of their concatenated bytes, kept at each word boundary),
+//! and flat open-addressing tables confirm every hash match by comparing bytes. The
 //! top-n-gram rule compares n-grams as word sequences (datatrove joins them with spaces and
 //! words hold no spaces), the duplicated-n-gram rule as the concatenation of their words
 //! (datatrove joins them with nothing, so "ab c" and "a bc" are the same 2-gram there too).
 
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
 
@@ -259,64 +258,103 @@ impl Block for GopherRepetitionFilter {
     }
 }
 
-const P: u64 = (1 << 61) - 1;
-const BASE: u64 = 0x1f3d_5b79_a2c4_e681 % P;
+/// Multiplier of the polynomial hash (odd, so every byte position matters modulo 2^64).
+const BASE: u64 = 0x9e37_79b9_7f4a_7c15;
 
+/// Mixes a key into a table index (the 128-bit product's halves folded).
 #[inline]
-fn mulmod(a: u64, b: u64) -> u64 {
-    let x = u128::from(a) * u128::from(b);
-    let r = ((x as u64) & P) + ((x >> 61) as u64);
-    if r >= P {
-        r - P
-    } else {
-        r
-    }
+fn mix(k: u64) -> u64 {
+    let x = u128::from(k ^ 0x2d35_8dcc_aa6c_78a5) * 0x8bb8_4b93_962e_acc9_u128;
+    (x as u64) ^ ((x >> 64) as u64)
 }
 
-#[inline]
-fn addmod(a: u64, b: u64) -> u64 {
-    let r = a + b;
-    if r >= P {
-        r - P
-    } else {
-        r
-    }
-}
-
-/// Hashes that are already uniform need no further hashing in the maps.
+/// One slot of [`Table`]: a key, its value and the pass (`gen`) that wrote it.
 #[derive(Default, Clone, Copy)]
-struct IdentityHasher(u64);
+struct Slot {
+    key: u64,
+    val: u32,
+    gen: u32,
+}
 
-impl Hasher for IdentityHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
+/// An open-addressing (linear probing) map from 64-bit keys to `u32` values, emptied in O(1)
+/// by starting a new generation. Keys need not be unique to a value: `find_or_insert` takes
+/// an exact-equality test for values whose keys match, so hashes may collide safely.
+#[derive(Default)]
+struct Table {
+    slots: Vec<Slot>,
+    mask: usize,
+    gen: u32,
+}
+
+impl Table {
+    /// Empties the table and sizes it for up to `n` entries (at most half full).
+    fn reset(&mut self, n: usize) {
+        let cap = (2 * n).next_power_of_two().max(16);
+        if self.slots.len() < cap {
+            self.slots = vec![Slot::default(); cap];
+            self.gen = 0;
+        }
+        self.mask = cap - 1;
+        self.gen = self.gen.wrapping_add(1);
+        if self.gen == 0 {
+            self.slots.fill(Slot::default());
+            self.gen = 1;
         }
     }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-    fn finish(&self) -> u64 {
-        self.0
+
+    /// The value of the first entry with key `key` whose value passes `same`; else inserts
+    /// `val` and returns it. `(value, true)` when it was found.
+    #[inline]
+    fn find_or_insert(&mut self, key: u64, val: u32, same: impl Fn(u32) -> bool) -> (u32, bool) {
+        let mut i = mix(key) as usize & self.mask;
+        loop {
+            let s = &mut self.slots[i];
+            if s.gen != self.gen {
+                *s = Slot {
+                    key,
+                    val,
+                    gen: self.gen,
+                };
+                return (val, false);
+            }
+            if s.key == key && same(s.val) {
+                return (s.val, true);
+            }
+            i = (i + 1) & self.mask;
+        }
     }
 }
 
-type IdBuild = BuildHasherDefault<IdentityHasher>;
-
 /// Per-document n-gram state, reused across documents (one per thread).
+///
+/// Words are hashed once: a polynomial hash modulo 2^64 of the concatenated words' bytes,
+/// kept at each word boundary, gives any run of words' concatenation hash in O(1); equal
+/// concatenations have equal hashes whatever their word boundaries, which the duplicated
+/// n-gram rule needs. Every hash match is confirmed by comparing bytes, so a collision
+/// costs time, never a wrong count. The top-n-gram rule works on word ids (equal words,
+/// compared by bytes, share an id) and names an n-gram by the pair (id of its first n − 1
+/// words' n-gram, id of its last word): equal pairs are exactly equal word sequences.
 #[derive(Default)]
 struct Ngrams {
-    /// Each word's hash, its length in bytes and in characters.
-    hash: Vec<u64>,
-    bytes: Vec<u32>,
-    chars: Vec<u32>,
-    /// Prefix hashes of the words' concatenation at each word boundary, and its byte offsets.
-    prefix: Vec<u64>,
+    /// The words' bytes, concatenated.
+    concat: Vec<u8>,
+    /// Byte offset in `concat` of each word boundary (words + 1 entries).
     offset: Vec<usize>,
-    /// BASE^k for k up to the longest n-gram seen so far.
+    /// Polynomial hash of `concat` up to each word boundary.
+    prefix: Vec<u64>,
+    /// Characters (Python's `len`) up to each word boundary.
+    chars: Vec<usize>,
+    /// BASE^k for k up to the longest run hashed so far.
     pow: Vec<u64>,
-    counts: HashMap<u64, (u32, u32), IdBuild>,
-    seen: HashSet<u64, IdBuild>,
+    /// Each word's id, in order of first occurrence.
+    ids: Vec<u32>,
+    /// The id of the n-gram starting at each word, for n = `level`, and how often each id
+    /// occurs.
+    class: Vec<u32>,
+    next: Vec<u32>,
+    counts: Vec<u32>,
+    level: usize,
+    table: Table,
 }
 
 thread_local! {
@@ -324,86 +362,158 @@ thread_local! {
 }
 
 impl Ngrams {
+    /// Reads the words (byte spans of `text`): copies, hashes and counts their characters.
     fn load(&mut self, text: &str, spans: &[(usize, usize)]) {
-        self.hash.clear();
-        self.bytes.clear();
-        self.chars.clear();
-        self.prefix.clear();
+        let bytes = text.as_bytes();
+        self.concat.clear();
         self.offset.clear();
-        self.prefix.push(0);
+        self.prefix.clear();
+        self.chars.clear();
         self.offset.push(0);
-        if self.pow.is_empty() {
-            self.pow.push(1);
-        }
-        let (mut acc, mut off) = (0u64, 0usize);
+        self.prefix.push(0);
+        self.chars.push(0);
+        let (mut acc, mut chars) = (0u64, 0usize);
         for &(a, b) in spans {
-            let w = &text.as_bytes()[a..b];
-            let mut h = 0u64;
-            for &byte in w {
-                h = addmod(mulmod(h, BASE), u64::from(byte) + 1);
+            let w = &bytes[a..b];
+            for &c in w {
+                acc = acc.wrapping_mul(BASE).wrapping_add(u64::from(c));
+                chars += usize::from(c & 0xc0 != 0x80);
             }
-            acc = addmod(mulmod(acc, self.pow(w.len())), h);
-            off += w.len();
-            self.hash.push(h);
-            self.bytes.push(w.len() as u32);
-            self.chars.push(char_len(&text[a..b]) as u32);
+            self.concat.extend_from_slice(w);
+            self.offset.push(self.concat.len());
             self.prefix.push(acc);
-            self.offset.push(off);
+            self.chars.push(chars);
         }
+        self.level = 0;
     }
 
+    fn words(&self) -> usize {
+        self.offset.len() - 1
+    }
+
+    /// BASE^k.
+    #[inline]
     fn pow(&mut self, k: usize) -> u64 {
-        while self.pow.len() <= k {
-            let last = self.pow[self.pow.len() - 1];
-            self.pow.push(mulmod(last, BASE));
+        if self.pow.len() <= k {
+            self.grow_pow(k);
         }
         self.pow[k]
     }
 
-    fn ngram_chars(&self, i: usize, n: usize) -> usize {
-        self.chars[i..i + n].iter().map(|&c| c as usize).sum()
+    #[cold]
+    fn grow_pow(&mut self, k: usize) {
+        if self.pow.is_empty() {
+            self.pow.push(1);
+        }
+        while self.pow.len() <= k {
+            let last = self.pow[self.pow.len() - 1];
+            self.pow.push(last.wrapping_mul(BASE));
+        }
+    }
+
+    /// The hash of words `i..j` concatenated.
+    #[inline]
+    fn run_hash(&mut self, i: usize, j: usize) -> u64 {
+        let pw = self.pow(self.offset[j] - self.offset[i]);
+        self.prefix[j].wrapping_sub(self.prefix[i].wrapping_mul(pw))
+    }
+
+    /// Gives every word its id (`ids`) and makes the 1-grams the current level.
+    fn word_ids(&mut self) {
+        let words = self.words();
+        self.ids.clear();
+        self.table.reset(words);
+        let mut distinct = 0u32;
+        for i in 0..words {
+            let key = self.run_hash(i, i + 1);
+            let (concat, offset) = (&self.concat, &self.offset);
+            let word = &concat[offset[i]..offset[i + 1]];
+            let same = |j: u32| &concat[offset[j as usize]..offset[j as usize + 1]] == word;
+            let (first, found) = self.table.find_or_insert(key, i as u32, same);
+            let id = if found {
+                self.ids[first as usize]
+            } else {
+                distinct
+            };
+            distinct += u32::from(!found);
+            self.ids.push(id);
+        }
+        self.class.clone_from(&self.ids);
+        self.counts.clear();
+        self.counts.resize(distinct as usize, 0);
+        for &c in &self.ids {
+            self.counts[c as usize] += 1;
+        }
+        self.level = 1;
+    }
+
+    /// Moves the current level from n-grams to (n + 1)-grams: the (n + 1)-gram at `i` is the
+    /// pair (n-gram at `i`, word at `i + n`).
+    fn extend(&mut self) {
+        let n = self.level;
+        let count = self.words() - n;
+        self.table.reset(count);
+        self.next.clear();
+        self.counts.clear();
+        for i in 0..count {
+            let key = (u64::from(self.class[i]) << 32) | u64::from(self.ids[i + n]);
+            let fresh = self.counts.len() as u32;
+            let (id, found) = self.table.find_or_insert(key, fresh, |_| true);
+            if found {
+                self.counts[id as usize] += 1;
+            } else {
+                self.counts.push(1);
+            }
+            self.next.push(id);
+        }
+        std::mem::swap(&mut self.class, &mut self.next);
+        self.level = n + 1;
     }
 
     /// datatrove's `find_top_duplicate`: characters of the most frequent n-gram (joined
     /// with spaces) times its count; the first to occur wins a tie. `None`: no n-gram.
     fn top_ngram_chars(&mut self, n: usize) -> Option<usize> {
-        let words = self.hash.len();
-        if words < n {
+        if self.words() < n {
             return None;
         }
-        self.counts.clear();
-        let (mut best_count, mut best_first) = (0u32, 0u32);
-        for i in 0..=words - n {
-            let mut key = 0u64;
-            for &h in &self.hash[i..i + n] {
-                key = addmod(mulmod(key, 0x2545_f491_4f6c_dd1d % P), h);
-            }
-            let e = self.counts.entry(key).or_insert((0, i as u32));
-            e.0 += 1;
-            if e.0 > best_count || (e.0 == best_count && e.1 < best_first) {
-                (best_count, best_first) = *e;
+        if self.level == 0 || self.level > n {
+            self.word_ids();
+        }
+        while self.level < n {
+            self.extend();
+        }
+        // Ids are given in order of first occurrence: the first highest count is the one
+        // datatrove's `Counter.most_common(1)` returns.
+        let (mut best, mut best_count) = (0u32, 0u32);
+        for (id, &c) in self.counts.iter().enumerate() {
+            if c > best_count {
+                (best, best_count) = (id as u32, c);
             }
         }
-        let len = self.ngram_chars(best_first as usize, n) + n - 1;
+        let first = self.class.iter().position(|&c| c == best).unwrap_or(0);
+        let len = self.chars[first + n] - self.chars[first] + n - 1;
         Some(len * best_count as usize)
     }
 
     /// datatrove's `find_all_duplicate`: characters in n-grams (words concatenated) seen
     /// before, skipping past each repeat.
     fn duplicated_ngram_chars(&mut self, n: usize) -> usize {
-        let words = self.hash.len();
-        self.seen.clear();
+        let words = self.words();
+        if words < n {
+            return 0;
+        }
+        self.table.reset(words - n + 1);
         let (mut repeated, mut i) = (0, 0);
         while i + n <= words {
-            let len = self.offset[i + n] - self.offset[i];
-            let pw = self.pow(len);
-            let h = (self.prefix[i + n] + P - mulmod(self.prefix[i], pw)) % P;
-            let key = h ^ ((len as u64) << 61);
-            if self.seen.insert(key) {
-                i += 1;
-            } else {
-                repeated += self.ngram_chars(i, n);
+            let key = self.run_hash(i, i + n);
+            let (concat, offset) = (&self.concat, &self.offset);
+            let run = &concat[offset[i]..offset[i + n]];
+            let same = |j: u32| &concat[offset[j as usize]..offset[j as usize + n]] == run;
+            if self.table.find_or_insert(key, i as u32, same).1 {
+                repeated += self.chars[i + n] - self.chars[i];
                 i += n;
+            } else {
+                i += 1;
             }
         }
         repeated
@@ -457,5 +567,77 @@ mod tests {
         ng.load(text, &spans);
         // "abc" then "cx", "xa", "abc" again (as datatrove joins without spaces).
         assert_eq!(ng.duplicated_ngram_chars(2), 3);
+    }
+
+    /// datatrove's functions on strings, as written there.
+    fn naive_top(words: &[&str], n: usize) -> Option<usize> {
+        let grams: Vec<String> = words.windows(n).map(|w| w.join(" ")).collect();
+        let mut counts: Vec<(&str, usize)> = Vec::new();
+        for g in &grams {
+            match counts.iter_mut().find(|(k, _)| k == g) {
+                Some(e) => e.1 += 1,
+                None => counts.push((g, 1)),
+            }
+        }
+        let max = counts.iter().map(|e| e.1).max()?;
+        let (g, c) = counts.iter().find(|e| e.1 == max)?;
+        Some(g.chars().count() * c)
+    }
+
+    fn naive_dup(words: &[&str], n: usize) -> usize {
+        let mut seen = std::collections::HashSet::new();
+        let (mut repeated, mut i) = (0, 0);
+        while i + n <= words.len() {
+            let g = words[i..i + n].concat();
+            if seen.contains(&g) {
+                repeated += g.chars().count();
+                i += n;
+            } else {
+                seen.insert(g);
+                i += 1;
+            }
+        }
+        repeated
+    }
+
+    #[test]
+    fn ngrams_match_datatrove_on_strings() {
+        // Words whose concatenations often coincide ("ab" "c" / "a" "bc"), non-ASCII ones,
+        // and few enough of them that n-grams repeat and counts tie.
+        let vocab = ["a", "b", "ab", "bc", "c", "é", "aé", "ü"];
+        let mut state = 0x1234_5678_9abc_def0u64;
+        let mut ng = Ngrams::default();
+        for len in 0..120 {
+            let words: Vec<&str> = (0..len)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1);
+                    vocab[(state >> 59) as usize % vocab.len()]
+                })
+                .collect();
+            let text = words.join(" ");
+            let mut spans = Vec::new();
+            let mut at = 0;
+            for w in &words {
+                spans.push((at, at + w.len()));
+                at += w.len() + 1;
+            }
+            ng.load(&text, &spans);
+            for n in [2, 3, 4, 1, 5, 3] {
+                assert_eq!(
+                    ng.top_ngram_chars(n),
+                    naive_top(&words, n),
+                    "{text:?} top {n}"
+                );
+            }
+            for n in 1..=10 {
+                assert_eq!(
+                    ng.duplicated_ngram_chars(n),
+                    naive_dup(&words, n),
+                    "{text:?} dup {n}"
+                );
+            }
+        }
     }
 }

@@ -261,29 +261,22 @@ impl Block for GopherRepetitionFilter {
 /// Multiplier of the polynomial hash (odd, so every byte position matters modulo 2^64).
 const BASE: u64 = 0x9e37_79b9_7f4a_7c15;
 
-/// Mixes a key into a table index (the 128-bit product's halves folded).
+/// Mixes a key into a table index and tag (the 128-bit product's halves folded).
 #[inline]
 fn mix(k: u64) -> u64 {
     let x = u128::from(k ^ 0x2d35_8dcc_aa6c_78a5) * 0x8bb8_4b93_962e_acc9_u128;
     (x as u64) ^ ((x >> 64) as u64)
 }
 
-/// One slot of [`Table`]: a key, its value and the pass (`gen`) that wrote it.
-#[derive(Default, Clone, Copy)]
-struct Slot {
-    key: u64,
-    val: u32,
-    gen: u32,
-}
-
-/// An open-addressing (linear probing) map from 64-bit keys to `u32` values, emptied in O(1)
-/// by starting a new generation. Keys need not be unique to a value: `find_or_insert` takes
-/// an exact-equality test for values whose keys match, so hashes may collide safely.
+/// An open-addressing (linear probing) set of positions, keyed by 64-bit hashes, emptied in
+/// O(1) by starting a new generation. A slot is one `u64`: generation (16 bits), a tag from
+/// the hash (16 bits), the position (32 bits). A tag match is confirmed by the caller's
+/// exact comparison, so hashes may collide safely.
 #[derive(Default)]
 struct Table {
-    slots: Vec<Slot>,
+    slots: Vec<u64>,
     mask: usize,
-    gen: u32,
+    gen: u64,
 }
 
 impl Table {
@@ -291,34 +284,32 @@ impl Table {
     fn reset(&mut self, n: usize) {
         let cap = (2 * n).next_power_of_two().max(16);
         if self.slots.len() < cap {
-            self.slots = vec![Slot::default(); cap];
+            self.slots = vec![0; cap];
             self.gen = 0;
         }
         self.mask = cap - 1;
-        self.gen = self.gen.wrapping_add(1);
-        if self.gen == 0 {
-            self.slots.fill(Slot::default());
+        self.gen += 1;
+        if self.gen > 0xffff {
+            self.slots.fill(0);
             self.gen = 1;
         }
     }
 
-    /// The value of the first entry with key `key` whose value passes `same`; else inserts
-    /// `val` and returns it. `(value, true)` when it was found.
+    /// The first position stored under `hash` that passes `same`, or `None` after storing
+    /// `pos` under `hash`.
     #[inline]
-    fn find_or_insert(&mut self, key: u64, val: u32, same: impl Fn(u32) -> bool) -> (u32, bool) {
-        let mut i = mix(key) as usize & self.mask;
+    fn find_or_insert(&mut self, hash: u64, pos: u32, same: impl Fn(u32) -> bool) -> Option<u32> {
+        let h = mix(hash);
+        let want = (self.gen << 16) | (h >> 48);
+        let mut i = h as usize & self.mask;
         loop {
-            let s = &mut self.slots[i];
-            if s.gen != self.gen {
-                *s = Slot {
-                    key,
-                    val,
-                    gen: self.gen,
-                };
-                return (val, false);
+            let s = self.slots[i];
+            if s >> 48 != self.gen {
+                self.slots[i] = (want << 32) | u64::from(pos);
+                return None;
             }
-            if s.key == key && same(s.val) {
-                return (s.val, true);
+            if s >> 32 == want && same(s as u32) {
+                return Some(s as u32);
             }
             i = (i + 1) & self.mask;
         }
@@ -344,7 +335,7 @@ struct Ngrams {
     prefix: Vec<u64>,
     /// Characters (Python's `len`) up to each word boundary.
     chars: Vec<usize>,
-    /// BASE^k for k up to the longest run hashed so far.
+    /// BASE^k for k up to the longest text loaded so far.
     pow: Vec<u64>,
     /// Each word's id, in order of first occurrence.
     ids: Vec<u32>,
@@ -384,6 +375,7 @@ impl Ngrams {
             self.prefix.push(acc);
             self.chars.push(chars);
         }
+        self.grow_pow(self.concat.len());
         self.level = 0;
     }
 
@@ -391,16 +383,7 @@ impl Ngrams {
         self.offset.len() - 1
     }
 
-    /// BASE^k.
-    #[inline]
-    fn pow(&mut self, k: usize) -> u64 {
-        if self.pow.len() <= k {
-            self.grow_pow(k);
-        }
-        self.pow[k]
-    }
-
-    #[cold]
+    /// Makes `pow` reach BASE^k.
     fn grow_pow(&mut self, k: usize) {
         if self.pow.is_empty() {
             self.pow.push(1);
@@ -413,8 +396,8 @@ impl Ngrams {
 
     /// The hash of words `i..j` concatenated.
     #[inline]
-    fn run_hash(&mut self, i: usize, j: usize) -> u64 {
-        let pw = self.pow(self.offset[j] - self.offset[i]);
+    fn run_hash(&self, i: usize, j: usize) -> u64 {
+        let pw = self.pow[self.offset[j] - self.offset[i]];
         self.prefix[j].wrapping_sub(self.prefix[i].wrapping_mul(pw))
     }
 
@@ -429,13 +412,13 @@ impl Ngrams {
             let (concat, offset) = (&self.concat, &self.offset);
             let word = &concat[offset[i]..offset[i + 1]];
             let same = |j: u32| &concat[offset[j as usize]..offset[j as usize + 1]] == word;
-            let (first, found) = self.table.find_or_insert(key, i as u32, same);
-            let id = if found {
-                self.ids[first as usize]
-            } else {
-                distinct
+            let id = match self.table.find_or_insert(key, i as u32, same) {
+                Some(first) => self.ids[first as usize],
+                None => {
+                    distinct += 1;
+                    distinct - 1
+                }
             };
-            distinct += u32::from(!found);
             self.ids.push(id);
         }
         self.class.clone_from(&self.ids);
@@ -455,15 +438,22 @@ impl Ngrams {
         self.table.reset(count);
         self.next.clear();
         self.counts.clear();
+        let (class, ids) = (&self.class, &self.ids);
         for i in 0..count {
-            let key = (u64::from(self.class[i]) << 32) | u64::from(self.ids[i + n]);
-            let fresh = self.counts.len() as u32;
-            let (id, found) = self.table.find_or_insert(key, fresh, |_| true);
-            if found {
-                self.counts[id as usize] += 1;
-            } else {
-                self.counts.push(1);
-            }
+            let (c, w) = (class[i], ids[i + n]);
+            let key = (u64::from(c) << 32) | u64::from(w);
+            let same = |j: u32| class[j as usize] == c && ids[j as usize + n] == w;
+            let id = match self.table.find_or_insert(key, i as u32, same) {
+                Some(first) => {
+                    let id = self.next[first as usize];
+                    self.counts[id as usize] += 1;
+                    id
+                }
+                None => {
+                    self.counts.push(1);
+                    self.counts.len() as u32 - 1
+                }
+            };
             self.next.push(id);
         }
         std::mem::swap(&mut self.class, &mut self.next);
@@ -509,7 +499,7 @@ impl Ngrams {
             let (concat, offset) = (&self.concat, &self.offset);
             let run = &concat[offset[i]..offset[i + n]];
             let same = |j: u32| &concat[offset[j as usize]..offset[j as usize + n]] == run;
-            if self.table.find_or_insert(key, i as u32, same).1 {
+            if self.table.find_or_insert(key, i as u32, same).is_some() {
                 repeated += self.chars[i + n] - self.chars[i];
                 i += n;
             } else {

@@ -316,6 +316,56 @@ impl Table {
     }
 }
 
+/// Ids below 2^20 ([`PairTable`]'s range: texts of fewer words).
+const PAIR_BITS: u32 = 20;
+const PAIR_MASK: u64 = (1 << PAIR_BITS) - 1;
+
+/// An exact open-addressing map from pairs of ids below 2^20 to ids below 2^20, emptied by
+/// starting a new generation: a slot is one `u64`, generation (4 bits), the pair (40 bits)
+/// and its value (20 bits), so no lookup reads anything but the table.
+#[derive(Default)]
+struct PairTable {
+    slots: Vec<u64>,
+    mask: usize,
+    gen: u64,
+}
+
+impl PairTable {
+    /// Empties the table and sizes it for up to `n` entries (at most half full).
+    fn reset(&mut self, n: usize) {
+        let cap = (2 * n).next_power_of_two().max(16);
+        if self.slots.len() < cap {
+            self.slots = vec![0; cap];
+            self.gen = 0;
+        }
+        self.mask = cap - 1;
+        self.gen += 1;
+        if self.gen > 0xf {
+            self.slots.fill(0);
+            self.gen = 1;
+        }
+    }
+
+    /// The value stored for `(a, b)`, or `None` after storing `val` for it.
+    #[inline]
+    fn find_or_insert(&mut self, a: u32, b: u32, val: u32) -> Option<u32> {
+        let pair = (u64::from(a) << PAIR_BITS) | u64::from(b);
+        let want = (self.gen << (2 * PAIR_BITS)) | pair;
+        let mut i = mix(pair) as usize & self.mask;
+        loop {
+            let s = self.slots[i];
+            if s >> (3 * PAIR_BITS) != self.gen {
+                self.slots[i] = (want << PAIR_BITS) | u64::from(val);
+                return None;
+            }
+            if s >> PAIR_BITS == want {
+                return Some((s & PAIR_MASK) as u32);
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+}
+
 /// Per-document n-gram state, reused across documents (one per thread).
 ///
 /// Words are hashed once: a polynomial hash modulo 2^64 of the concatenated words' bytes,
@@ -346,6 +396,9 @@ struct Ngrams {
     counts: Vec<u32>,
     level: usize,
     table: Table,
+    pairs: PairTable,
+    /// Use `table` for the pairs whatever the text's length (set by tests).
+    generic_pairs: bool,
 }
 
 thread_local! {
@@ -431,30 +484,48 @@ impl Ngrams {
     }
 
     /// Moves the current level from n-grams to (n + 1)-grams: the (n + 1)-gram at `i` is the
-    /// pair (n-gram at `i`, word at `i + n`).
+    /// pair (n-gram at `i`, word at `i + n`). Ids are given in order of first occurrence.
     fn extend(&mut self) {
         let n = self.level;
         let count = self.words() - n;
-        self.table.reset(count);
         self.next.clear();
         self.counts.clear();
         let (class, ids) = (&self.class, &self.ids);
-        for i in 0..count {
-            let (c, w) = (class[i], ids[i + n]);
-            let key = (u64::from(c) << 32) | u64::from(w);
-            let same = |j: u32| class[j as usize] == c && ids[j as usize + n] == w;
-            let id = match self.table.find_or_insert(key, i as u32, same) {
-                Some(first) => {
-                    let id = self.next[first as usize];
-                    self.counts[id as usize] += 1;
-                    id
-                }
-                None => {
-                    self.counts.push(1);
-                    self.counts.len() as u32 - 1
-                }
-            };
-            self.next.push(id);
+        if self.words() < 1 << PAIR_BITS && !self.generic_pairs {
+            self.pairs.reset(count);
+            for i in 0..count {
+                let fresh = self.counts.len() as u32;
+                let id = match self.pairs.find_or_insert(class[i], ids[i + n], fresh) {
+                    Some(id) => {
+                        self.counts[id as usize] += 1;
+                        id
+                    }
+                    None => {
+                        self.counts.push(1);
+                        fresh
+                    }
+                };
+                self.next.push(id);
+            }
+        } else {
+            self.table.reset(count);
+            for i in 0..count {
+                let (c, w) = (class[i], ids[i + n]);
+                let key = (u64::from(c) << 32) | u64::from(w);
+                let same = |j: u32| class[j as usize] == c && ids[j as usize + n] == w;
+                let id = match self.table.find_or_insert(key, i as u32, same) {
+                    Some(first) => {
+                        let id = self.next[first as usize];
+                        self.counts[id as usize] += 1;
+                        id
+                    }
+                    None => {
+                        self.counts.push(1);
+                        self.counts.len() as u32 - 1
+                    }
+                };
+                self.next.push(id);
+            }
         }
         std::mem::swap(&mut self.class, &mut self.next);
         self.level = n + 1;
@@ -597,7 +668,9 @@ mod tests {
         let vocab = ["a", "b", "ab", "bc", "c", "é", "aé", "ü"];
         let mut state = 0x1234_5678_9abc_def0u64;
         let mut ng = Ngrams::default();
-        for len in 0..120 {
+        for len in 0..240 {
+            // The second half takes the path of texts of 2^20 words or more.
+            ng.generic_pairs = len >= 120;
             let words: Vec<&str> = (0..len)
                 .map(|_| {
                     state = state

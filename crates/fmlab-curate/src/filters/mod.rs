@@ -8,8 +8,10 @@
 //! document's language is `doc.metadata["language"]`, set by a language-ID block upstream.
 //!
 //! The four quality filters split a document into words once: the split is cached per
-//! thread for the last text seen, so Gopher repetition, Gopher quality and FineWeb share it
-//! (C4's line removal changes the text, and the next filter splits the new text).
+//! thread for the last text seen, so Gopher repetition, Gopher quality and C4 share it, and
+//! C4, which rewrites the text as its kept lines, leaves the kept lines' words (the same
+//! spans, moved) in the cache for FineWeb. Whitespace ends every word and every line break
+//! is whitespace, so a line's words are the text's words inside it.
 
 pub mod blocklist;
 pub mod c4;
@@ -99,6 +101,19 @@ pub(crate) fn with_words<R>(text: &str, f: impl FnOnce(&[Span]) -> R) -> R {
             f(&spans)
         }
     })
+}
+
+/// Makes `spans` (which must be `words::word_spans(text)`) this thread's cached split of
+/// `text`, for the next `with_words` on that text; `spans` gets the old cache's buffer.
+pub(crate) fn store_words(text: &str, spans: &mut Vec<Span>) {
+    WORDS.with(|cell| {
+        if let Ok(mut cache) = cell.try_borrow_mut() {
+            let WordCache { text: t, spans: s } = &mut *cache;
+            t.clear();
+            t.push_str(text);
+            std::mem::swap(s, spans);
+        }
+    });
 }
 
 /// The length of `s` in characters, as Python's `len`.

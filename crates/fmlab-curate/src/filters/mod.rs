@@ -20,6 +20,7 @@ pub mod gopher_quality;
 pub mod gopher_repetition;
 pub mod lang_config;
 pub mod pii;
+mod table;
 
 pub use blocklist::{UrlBlocklistFilter, WordBlocklistFilter};
 pub use c4::{C4Config, C4QualityFilter};
@@ -167,18 +168,55 @@ pub(crate) fn py_splitlines(s: &str) -> impl Iterator<Item = &str> {
     })
 }
 
+/// Scratch for [`find_duplicates`]: the items seen (byte ranges of the text) and their table.
+#[derive(Default)]
+struct DupScratch {
+    items: Vec<(usize, usize)>,
+    table: table::Table,
+}
+
+thread_local! {
+    static DUPS: RefCell<DupScratch> = RefCell::new(DupScratch::default());
+}
+
 /// datatrove's `find_duplicates`: how many elements repeat an earlier one, and their
-/// characters.
-pub(crate) fn find_duplicates<'a>(items: impl Iterator<Item = &'a str>) -> (usize, usize, usize) {
-    let mut seen = std::collections::HashSet::with_hasher(words::FxBuild::default());
-    let (mut n, mut dups, mut dup_chars) = (0, 0, 0);
-    for it in items {
-        n += 1;
-        if !seen.insert(it) {
+/// characters. `items` are slices of `text` (its paragraphs or lines); they are compared by
+/// content.
+pub(crate) fn find_duplicates<'a>(
+    text: &'a str,
+    items: impl Iterator<Item = &'a str>,
+) -> (usize, usize, usize) {
+    let base = text.as_ptr() as usize;
+    // Taken out of the thread's cell while in use (a nested call would start empty).
+    let mut scratch = DUPS.with(|cell| cell.take());
+    let DupScratch {
+        items: ranges,
+        table,
+    } = &mut scratch;
+    ranges.clear();
+    ranges.extend(items.map(|it| {
+        let a = it.as_ptr() as usize - base;
+        (a, a + it.len())
+    }));
+    table.reset(ranges.len());
+    let (mut dups, mut dup_chars) = (0, 0);
+    let bytes = text.as_bytes();
+    for (i, &(a, b)) in ranges.iter().enumerate() {
+        let item = &bytes[a..b];
+        let same = |j: u32| {
+            let (c, d) = ranges[j as usize];
+            &bytes[c..d] == item
+        };
+        if table
+            .find_or_insert(xxhash_rust::xxh3::xxh3_64(item), i as u32, same)
+            .is_some()
+        {
             dups += 1;
-            dup_chars += char_len(it);
+            dup_chars += char_len(&text[a..b]);
         }
     }
+    let n = ranges.len();
+    DUPS.with(|cell| cell.replace(scratch));
     (n, dups, dup_chars)
 }
 
@@ -195,8 +233,12 @@ mod tests {
 
     #[test]
     fn duplicates_counted_after_first() {
+        let text = "ab c ab ab";
         assert_eq!(
-            find_duplicates(["ab", "c", "ab", "ab"].into_iter()),
+            find_duplicates(
+                text,
+                [&text[..2], &text[3..4], &text[5..7], &text[8..]].into_iter()
+            ),
             (4, 2, 4)
         );
     }

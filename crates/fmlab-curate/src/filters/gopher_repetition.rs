@@ -283,8 +283,12 @@ struct Ngrams {
     chars: Vec<usize>,
     /// BASE^k for k up to the longest text loaded so far.
     pow: Vec<u64>,
-    /// Each word's id, in order of first occurrence.
+    /// Each word's id, in order of first occurrence; by id, the word's first 7 bytes and
+    /// length (packed in a `u64`), its first position and how often it occurs.
     ids: Vec<u32>,
+    id_key: Vec<u64>,
+    id_first: Vec<u32>,
+    id_counts: Vec<u32>,
     /// The id of the n-gram starting at each word, for n = `level`, and how often each id
     /// occurs.
     class: Vec<u32>,
@@ -302,30 +306,72 @@ thread_local! {
 }
 
 impl Ngrams {
-    /// Reads the words (byte spans of `text`): copies, hashes and counts their characters.
+    /// Reads the words (byte spans of `text`): copies, hashes and counts their characters,
+    /// and gives each its id.
     fn load(&mut self, text: &str, spans: &[(usize, usize)]) {
         let bytes = text.as_bytes();
-        self.concat.clear();
-        self.offset.clear();
+        for v in [&mut self.offset, &mut self.chars] {
+            v.clear();
+            v.push(0);
+        }
         self.prefix.clear();
-        self.chars.clear();
-        self.offset.push(0);
         self.prefix.push(0);
-        self.chars.push(0);
+        self.concat.clear();
+        self.ids.clear();
+        self.id_key.clear();
+        self.id_first.clear();
+        self.id_counts.clear();
+        self.table.reset(spans.len());
         let (mut acc, mut chars) = (0u64, 0usize);
         for &(a, b) in spans {
             let w = &bytes[a..b];
+            let mut h = 0u64;
             for &c in w {
                 acc = acc.wrapping_mul(BASE).wrapping_add(u64::from(c));
+                h = h.wrapping_mul(BASE).wrapping_add(u64::from(c));
                 chars += usize::from(c & 0xc0 != 0x80);
             }
             self.concat.extend_from_slice(w);
             self.offset.push(self.concat.len());
             self.prefix.push(acc);
             self.chars.push(chars);
+            self.intern(w, h);
         }
         self.grow_pow(self.concat.len());
         self.level = 0;
+    }
+
+    /// Gives word `w` (the last one loaded, of hash `h`) its id.
+    #[inline]
+    fn intern(&mut self, w: &[u8], h: u64) {
+        // Up to 7 bytes and the length: a word of 7 bytes or fewer is known by it exactly.
+        let mut k = [0u8; 8];
+        let short = w.len().min(7);
+        k[..short].copy_from_slice(&w[..short]);
+        k[7] = w.len().min(255) as u8;
+        let key = u64::from_le_bytes(k);
+        let (id_key, id_first, concat, offset) =
+            (&self.id_key, &self.id_first, &self.concat, &self.offset);
+        let same = |id: u32| {
+            id_key[id as usize] == key
+                && (w.len() <= 7 || {
+                    let f = id_first[id as usize] as usize;
+                    &concat[offset[f]..offset[f + 1]] == w
+                })
+        };
+        let fresh = id_key.len() as u32;
+        match self.table.find_or_insert(h, fresh, same) {
+            Some(id) => {
+                self.id_counts[id as usize] += 1;
+                self.ids.push(id);
+            }
+            None => {
+                self.id_first.push(self.ids.len() as u32);
+                self.id_key.push(key);
+                self.id_counts.push(1);
+                self.ids.push(fresh);
+            }
+        }
     }
 
     fn words(&self) -> usize {
@@ -350,32 +396,10 @@ impl Ngrams {
         self.prefix[j].wrapping_sub(self.prefix[i].wrapping_mul(pw))
     }
 
-    /// Gives every word its id (`ids`) and makes the 1-grams the current level.
-    fn word_ids(&mut self) {
-        let words = self.words();
-        self.ids.clear();
-        self.table.reset(words);
-        let mut distinct = 0u32;
-        for i in 0..words {
-            let key = self.run_hash(i, i + 1);
-            let (concat, offset) = (&self.concat, &self.offset);
-            let word = &concat[offset[i]..offset[i + 1]];
-            let same = |j: u32| &concat[offset[j as usize]..offset[j as usize + 1]] == word;
-            let id = match self.table.find_or_insert(key, i as u32, same) {
-                Some(first) => self.ids[first as usize],
-                None => {
-                    distinct += 1;
-                    distinct - 1
-                }
-            };
-            self.ids.push(id);
-        }
+    /// Makes the words (1-grams) the current level.
+    fn restart(&mut self) {
         self.class.clone_from(&self.ids);
-        self.counts.clear();
-        self.counts.resize(distinct as usize, 0);
-        for &c in &self.ids {
-            self.counts[c as usize] += 1;
-        }
+        self.counts.clone_from(&self.id_counts);
         self.level = 1;
     }
 
@@ -434,7 +458,7 @@ impl Ngrams {
             return None;
         }
         if self.level == 0 || self.level > n {
-            self.word_ids();
+            self.restart();
         }
         while self.level < n {
             self.extend();
@@ -561,7 +585,20 @@ mod tests {
     fn ngrams_match_datatrove_on_strings() {
         // Words whose concatenations often coincide ("ab" "c" / "a" "bc"), non-ASCII ones,
         // and few enough of them that n-grams repeat and counts tie.
-        let vocab = ["a", "b", "ab", "bc", "c", "é", "aé", "ü"];
+        // Long words share their first 7 bytes, as the word ids' packed keys do.
+        let vocab = [
+            "a",
+            "b",
+            "ab",
+            "bc",
+            "c",
+            "é",
+            "aé",
+            "ü",
+            "abcdefgh",
+            "abcdefgi",
+            "abcdefghé",
+        ];
         let mut state = 0x1234_5678_9abc_def0u64;
         let mut ng = Ngrams::default();
         for len in 0..240 {
@@ -572,7 +609,7 @@ mod tests {
                     state = state
                         .wrapping_mul(6_364_136_223_846_793_005)
                         .wrapping_add(1);
-                    vocab[(state >> 59) as usize % vocab.len()]
+                    vocab[(state >> 40) as usize % vocab.len()]
                 })
                 .collect();
             let text = words.join(" ");

@@ -1,6 +1,6 @@
 //! Flat open-addressing hash tables for the filters' duplicate counts: no allocation per
 //! entry, emptied in O(1) between uses by a generation number kept in every slot, sized for
-//! their entries at most half full (linear probing).
+//! their entries at most a quarter or half full (linear probing).
 //!
 //! [`Table`] stores positions under 64-bit hashes and confirms a match with the caller's
 //! exact comparison, so colliding hashes cost time, never a wrong answer; [`PairTable`] maps
@@ -25,9 +25,10 @@ pub(crate) struct Table {
 }
 
 impl Table {
-    /// Empties the table and sizes it for up to `n` entries (at most half full).
+    /// Empties the table and sizes it for up to `n` entries (at most a quarter full: most
+    /// lookups then end at their first slot).
     pub(crate) fn reset(&mut self, n: usize) {
-        let cap = (2 * n).next_power_of_two().max(16);
+        let cap = (4 * n).next_power_of_two().max(16);
         if self.slots.len() < cap {
             self.slots = vec![0; cap];
             self.gen = 0;

@@ -77,6 +77,12 @@ pub fn word_spans(text: &str, out: &mut Vec<Span>) {
 /// punctuation mark (`.`, `!`, `?`…) once a token follows that is not punctuation.
 pub fn sentence_count(text: &str, spans: &mut Vec<Span>) -> usize {
     word_spans(text, spans);
+    count_sentences(text, spans)
+}
+
+/// [`sentence_count`] on words already split: `spans` are the words (byte spans of `text`)
+/// of the one piece of text to count.
+pub fn count_sentences(text: &str, spans: &[Span]) -> usize {
     let mut count = 1;
     let mut seen_period = false;
     for &(a, b) in spans.iter() {

@@ -10,7 +10,7 @@ use std::cell::RefCell;
 
 use serde::{Deserialize, Serialize};
 
-use super::{py_splitlines, py_strip, LanguageRules, PerLanguage};
+use super::{py_splitlines, py_strip, store_words, with_words, LanguageRules, PerLanguage};
 use crate::block::{Block, Decision};
 use crate::doc::Document;
 use crate::words::{self, Span};
@@ -138,6 +138,8 @@ struct Scratch {
     lower: String,
     kept: String,
     spans: Vec<Span>,
+    /// The words of `kept`.
+    kept_words: Vec<Span>,
 }
 
 thread_local! {
@@ -180,103 +182,151 @@ impl Block for C4QualityFilter {
         let cfg = self.config.for_doc(doc);
         SCRATCH.with(|cell| {
             let mut s = cell.borrow_mut();
+            let text = doc.text.as_str();
+            let keep = with_words(text, |words| scan(cfg, text, words, &mut s, out));
+            if !keep {
+                return;
+            }
             let Scratch {
-                line: buf,
-                lower,
-                kept,
-                spans,
+                kept, kept_words, ..
             } = &mut *s;
-            kept.clear();
-            let mut c = LineCounts::default();
-            let mut sentences = 0usize;
-            let mut verdict: Option<&'static str> = None;
-            for raw in py_splitlines(&doc.text) {
-                c.total += 1;
-                let line = py_strip(raw);
-                let n_words = line.split(words::is_space).filter(|w| !w.is_empty());
-                let (mut count, mut too_long) = (0i64, false);
-                for w in n_words {
-                    count += 1;
-                    too_long |= cfg.max_word_length != -1
-                        && super::char_len(w) as i64 > cfg.max_word_length;
-                }
-                if too_long {
-                    c.too_long_word += 1;
-                    continue;
-                }
-                let line: &str = if cfg.remove_citations && line.contains('[') {
-                    remove_citations(line, buf);
-                    buf
-                } else {
-                    line
-                };
-                let ends = line.ends_with(['.', '?', '!', '"', '\'']) && !line.ends_with("...");
-                if cfg.filter_no_terminal_punct && !ends {
-                    c.no_terminal_punct += 1;
-                    continue;
-                }
-                if count < cfg.min_words_per_line {
-                    c.too_few_words += 1;
-                    continue;
-                }
-                lower_into(line, lower);
-                if cfg.filter_lorem_ipsum && lower.contains("lorem ipsum") {
-                    verdict = Some("lorem_ipsum");
-                    break;
-                }
-                if cfg.filter_javascript && lower.contains("javascript") {
-                    c.javascript += 1;
-                    continue;
-                }
-                if cfg.filter_curly_bracket && line.contains('{') {
-                    verdict = Some("curly_bracket");
-                    break;
-                }
-                if cfg.filter_policy && POLICY.iter().any(|p| lower.contains(p)) {
-                    c.policy += 1;
-                    continue;
-                }
-                if cfg.min_num_sentences != -1 {
-                    // Without a sentence mark the line is one sentence: skip splitting it.
-                    sentences += if line.contains(words::is_sentence_punct) {
-                        words::sentence_count(line, spans)
-                    } else {
-                        1
-                    };
-                }
-                if !kept.is_empty() {
-                    kept.push('\n');
-                }
-                kept.push_str(line);
-            }
-            let removed =
-                c.too_long_word + c.no_terminal_punct + c.too_few_words + c.javascript + c.policy;
-            out.stat("lines", c.total as f64);
-            out.stat("lines_removed", removed as f64);
-            out.stat("lines_removed_too_long_word", c.too_long_word as f64);
-            out.stat(
-                "lines_removed_no_terminal_punct",
-                c.no_terminal_punct as f64,
-            );
-            out.stat("lines_removed_too_few_words", c.too_few_words as f64);
-            out.stat("lines_removed_javascript", c.javascript as f64);
-            out.stat("lines_removed_policy", c.policy as f64);
-            if let Some(v) = verdict {
-                out.drop_for(v);
-                return;
-            }
-            out.stat("sentences", sentences as f64);
-            if (sentences as i64) < cfg.min_num_sentences {
-                out.drop_for("too_few_sentences");
-                return;
-            }
             let new_text = py_strip(kept);
             if new_text != doc.text {
+                // Only whitespace was stripped: no word starts before `shift`.
+                let shift = kept.len() - kept.trim_start_matches(words::is_space).len();
+                for w in kept_words.iter_mut() {
+                    *w = (w.0 - shift, w.1 - shift);
+                }
                 doc.text.clear();
                 doc.text.push_str(new_text);
+                store_words(&doc.text, kept_words);
             }
         });
     }
+}
+
+/// The line rules over `text` (whose words are `words`): fills `s.kept` with the kept lines
+/// and `s.kept_words` with their words, records the statistics, and says whether the
+/// document is kept.
+fn scan(cfg: &C4Config, text: &str, words: &[Span], s: &mut Scratch, out: &mut Decision) -> bool {
+    let Scratch {
+        line: buf,
+        lower,
+        kept,
+        spans,
+        kept_words,
+    } = s;
+    kept.clear();
+    kept_words.clear();
+    let mut c = LineCounts::default();
+    let mut sentences = 0usize;
+    let mut verdict: Option<&'static str> = None;
+    let mut next_word = 0;
+    for raw in py_splitlines(text) {
+        c.total += 1;
+        let line = py_strip(raw);
+        let n_words = line.split(words::is_space).filter(|w| !w.is_empty());
+        let (mut count, mut too_long) = (0i64, false);
+        for w in n_words {
+            count += 1;
+            too_long |=
+                cfg.max_word_length != -1 && super::char_len(w) as i64 > cfg.max_word_length;
+        }
+        if too_long {
+            c.too_long_word += 1;
+            continue;
+        }
+        let cited = cfg.remove_citations && line.contains('[');
+        let original = line;
+        let line: &str = if cited {
+            remove_citations(line, buf);
+            buf
+        } else {
+            line
+        };
+        let ends = line.ends_with(['.', '?', '!', '"', '\'']) && !line.ends_with("...");
+        if cfg.filter_no_terminal_punct && !ends {
+            c.no_terminal_punct += 1;
+            continue;
+        }
+        if count < cfg.min_words_per_line {
+            c.too_few_words += 1;
+            continue;
+        }
+        lower_into(line, lower);
+        if cfg.filter_lorem_ipsum && lower.contains("lorem ipsum") {
+            verdict = Some("lorem_ipsum");
+            break;
+        }
+        if cfg.filter_javascript && lower.contains("javascript") {
+            c.javascript += 1;
+            continue;
+        }
+        if cfg.filter_curly_bracket && line.contains('{') {
+            verdict = Some("curly_bracket");
+            break;
+        }
+        if cfg.filter_policy && POLICY.iter().any(|p| lower.contains(p)) {
+            c.policy += 1;
+            continue;
+        }
+        if !kept.is_empty() {
+            kept.push('\n');
+        }
+        let at = kept.len();
+        kept.push_str(line);
+        // The line's words: the text's words inside it, or a new split of the line when
+        // citations were cut out of it.
+        let (src, line_words, base): (&str, &[Span], usize) = if line.len() != original.len() {
+            words::word_spans(line, spans);
+            (line, spans, 0)
+        } else {
+            let start = original.as_ptr() as usize - text.as_ptr() as usize;
+            let end = start + original.len();
+            while next_word < words.len() && words[next_word].0 < start {
+                next_word += 1;
+            }
+            let first = next_word;
+            while next_word < words.len() && words[next_word].1 <= end {
+                next_word += 1;
+            }
+            (text, &words[first..next_word], start)
+        };
+        kept_words.extend(
+            line_words
+                .iter()
+                .map(|&(a, b)| (a - base + at, b - base + at)),
+        );
+        if cfg.min_num_sentences != -1 {
+            // Without a sentence mark the line is one sentence: skip counting.
+            sentences += if line.contains(words::is_sentence_punct) {
+                words::count_sentences(src, line_words)
+            } else {
+                1
+            };
+        }
+    }
+    let removed = c.too_long_word + c.no_terminal_punct + c.too_few_words + c.javascript + c.policy;
+    out.stat("lines", c.total as f64);
+    out.stat("lines_removed", removed as f64);
+    out.stat("lines_removed_too_long_word", c.too_long_word as f64);
+    out.stat(
+        "lines_removed_no_terminal_punct",
+        c.no_terminal_punct as f64,
+    );
+    out.stat("lines_removed_too_few_words", c.too_few_words as f64);
+    out.stat("lines_removed_javascript", c.javascript as f64);
+    out.stat("lines_removed_policy", c.policy as f64);
+    if let Some(v) = verdict {
+        out.drop_for(v);
+        return false;
+    }
+    out.stat("sentences", sentences as f64);
+    if (sentences as i64) < cfg.min_num_sentences {
+        out.drop_for("too_few_sentences");
+        return false;
+    }
+    true
 }
 
 #[cfg(test)]
@@ -325,5 +375,34 @@ mod tests {
             run("Lorem ipsum dolor sit amet.").0.drop.as_deref(),
             Some("lorem_ipsum")
         );
+    }
+
+    #[test]
+    fn kept_lines_words_are_left_for_the_next_filter() {
+        let text = "\n  \nMenu\nSee the note[1] here. And \"this\" one[edit], it's fine.\n\
+                    Don't stop (e.g. here). Wait... what?\n\u{2028}Tabs\tand  spaces. Ok.\n \n";
+        for cfg in [
+            C4Config::default(),
+            C4Config {
+                min_words_per_line: -1,
+                min_num_sentences: -1,
+                ..C4Config::default()
+            },
+        ] {
+            let mut d = Document::new("t", text, DocKey::new(0, 0));
+            let mut out = Decision::default();
+            C4QualityFilter::new(cfg).apply(&mut d, &mut out);
+            assert_eq!(out.drop, None);
+            assert_ne!(d.text, text);
+            // The cache holds the new text: `with_words` does not split it again.
+            let cached = crate::filters::WORDS.with(|c| {
+                let c = c.borrow();
+                assert_eq!(c.text, d.text);
+                c.spans.clone()
+            });
+            let mut fresh = Vec::new();
+            words::word_spans(&d.text, &mut fresh);
+            assert_eq!(cached, fresh, "{:?}", d.text);
+        }
     }
 }

@@ -171,7 +171,7 @@ impl Block for FineWebQualityFilter {
             out.drop_for("short_line_ratio");
             return;
         }
-        let (_, _, dup_chars) = find_duplicates(lines());
+        let (_, _, dup_chars) = find_duplicates(text, lines());
         let ratio = dup_chars as f64 / (char_len(text) - text.matches('\n').count()) as f64;
         out.stat("char_dup_ratio", ratio);
         if ratio > cfg.char_duplicates_ratio {

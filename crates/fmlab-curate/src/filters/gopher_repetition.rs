@@ -3,19 +3,19 @@
 //! characters), duplicate lines (fraction, then characters), the most frequent 2/3/4-gram's
 //! character share, the characters in repeated 5–10-grams.
 //!
-//! n-grams are never built as strings: each word gets a polynomial hash of its bytes modulo
-//! the Mersenne prime 2^61 − 1, and an n-gram's hash is computed from prefix hashes. The
+//! n-grams are never built as strings and nothing is allocated per n-gram: the words are
+//! hashed once (a polynomial hash of their concatenated bytes, kept at each word boundary),
+//! and flat open-addressing tables confirm every hash match by comparing bytes. The
 //! top-n-gram rule compares n-grams as word sequences (datatrove joins them with spaces and
 //! words hold no spaces), the duplicated-n-gram rule as the concatenation of their words
 //! (datatrove joins them with nothing, so "ab c" and "a bc" are the same 2-gram there too).
 
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
 
+use super::table::{PairTable, Table, PAIR_BITS};
 use super::{char_len, find_duplicates, py_strip, with_words, LanguageRules, PerLanguage};
 use crate::block::{Block, Decision};
 use crate::doc::Document;
@@ -209,7 +209,7 @@ impl Block for GopherRepetitionFilter {
             return;
         }
         let text_len = char_len(text) as f64;
-        let (n, dups, chars) = find_duplicates(paragraphs(text));
+        let (n, dups, chars) = find_duplicates(text, paragraphs(text));
         if check(
             out,
             "dup_para_frac".into(),
@@ -223,7 +223,7 @@ impl Block for GopherRepetitionFilter {
         ) {
             return;
         }
-        let (n, dups, chars) = find_duplicates(lines(text));
+        let (n, dups, chars) = find_duplicates(text, lines(text));
         if check(
             out,
             "dup_line_frac".into(),
@@ -259,64 +259,46 @@ impl Block for GopherRepetitionFilter {
     }
 }
 
-const P: u64 = (1 << 61) - 1;
-const BASE: u64 = 0x1f3d_5b79_a2c4_e681 % P;
-
-#[inline]
-fn mulmod(a: u64, b: u64) -> u64 {
-    let x = u128::from(a) * u128::from(b);
-    let r = ((x as u64) & P) + ((x >> 61) as u64);
-    if r >= P {
-        r - P
-    } else {
-        r
-    }
-}
-
-#[inline]
-fn addmod(a: u64, b: u64) -> u64 {
-    let r = a + b;
-    if r >= P {
-        r - P
-    } else {
-        r
-    }
-}
-
-/// Hashes that are already uniform need no further hashing in the maps.
-#[derive(Default, Clone, Copy)]
-struct IdentityHasher(u64);
-
-impl Hasher for IdentityHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type IdBuild = BuildHasherDefault<IdentityHasher>;
+/// Multiplier of the polynomial hash (odd, so every byte position matters modulo 2^64).
+const BASE: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// Per-document n-gram state, reused across documents (one per thread).
+///
+/// Words are hashed once: a polynomial hash modulo 2^64 of the concatenated words' bytes,
+/// kept at each word boundary, gives any run of words' concatenation hash in O(1); equal
+/// concatenations have equal hashes whatever their word boundaries, which the duplicated
+/// n-gram rule needs. Every hash match is confirmed by comparing bytes, so a collision
+/// costs time, never a wrong count. The top-n-gram rule works on word ids (equal words,
+/// compared by bytes, share an id) and names an n-gram by the pair (id of its first n − 1
+/// words' n-gram, id of its last word): equal pairs are exactly equal word sequences.
 #[derive(Default)]
 struct Ngrams {
-    /// Each word's hash, its length in bytes and in characters.
-    hash: Vec<u64>,
-    bytes: Vec<u32>,
-    chars: Vec<u32>,
-    /// Prefix hashes of the words' concatenation at each word boundary, and its byte offsets.
-    prefix: Vec<u64>,
+    /// The words' bytes, concatenated.
+    concat: Vec<u8>,
+    /// Byte offset in `concat` of each word boundary (words + 1 entries).
     offset: Vec<usize>,
-    /// BASE^k for k up to the longest n-gram seen so far.
+    /// Polynomial hash of `concat` up to each word boundary.
+    prefix: Vec<u64>,
+    /// Characters (Python's `len`) up to each word boundary.
+    chars: Vec<usize>,
+    /// BASE^k for k up to the longest text loaded so far.
     pow: Vec<u64>,
-    counts: HashMap<u64, (u32, u32), IdBuild>,
-    seen: HashSet<u64, IdBuild>,
+    /// Each word's id, in order of first occurrence; by id, the word's first 7 bytes and
+    /// length (packed in a `u64`), its first position and how often it occurs.
+    ids: Vec<u32>,
+    id_key: Vec<u64>,
+    id_first: Vec<u32>,
+    id_counts: Vec<u32>,
+    /// The id of the n-gram starting at each word, for n = `level`, and how often each id
+    /// occurs.
+    class: Vec<u32>,
+    next: Vec<u32>,
+    counts: Vec<u32>,
+    level: usize,
+    table: Table,
+    pairs: PairTable,
+    /// Use `table` for the pairs whatever the text's length (set by tests).
+    generic_pairs: bool,
 }
 
 thread_local! {
@@ -324,86 +306,195 @@ thread_local! {
 }
 
 impl Ngrams {
+    /// Reads the words (byte spans of `text`): copies, hashes and counts their characters,
+    /// and gives each its id.
     fn load(&mut self, text: &str, spans: &[(usize, usize)]) {
-        self.hash.clear();
-        self.bytes.clear();
-        self.chars.clear();
+        let bytes = text.as_bytes();
+        for v in [&mut self.offset, &mut self.chars] {
+            v.clear();
+            v.push(0);
+        }
         self.prefix.clear();
-        self.offset.clear();
         self.prefix.push(0);
-        self.offset.push(0);
+        self.concat.clear();
+        self.ids.clear();
+        self.id_key.clear();
+        self.id_first.clear();
+        self.id_counts.clear();
+        self.table.reset(spans.len());
+        let (mut acc, mut chars) = (0u64, 0usize);
+        for &(a, b) in spans {
+            let w = &bytes[a..b];
+            let mut h = 0u64;
+            for &c in w {
+                acc = acc.wrapping_mul(BASE).wrapping_add(u64::from(c));
+                h = h.wrapping_mul(BASE).wrapping_add(u64::from(c));
+                chars += usize::from(c & 0xc0 != 0x80);
+            }
+            self.concat.extend_from_slice(w);
+            self.offset.push(self.concat.len());
+            self.prefix.push(acc);
+            self.chars.push(chars);
+            self.intern(w, h);
+        }
+        self.grow_pow(self.concat.len());
+        self.level = 0;
+    }
+
+    /// Gives word `w` (the last one loaded, of hash `h`) its id.
+    #[inline]
+    fn intern(&mut self, w: &[u8], h: u64) {
+        // Up to 7 bytes and the length: a word of 7 bytes or fewer is known by it exactly.
+        let mut k = [0u8; 8];
+        let short = w.len().min(7);
+        k[..short].copy_from_slice(&w[..short]);
+        k[7] = w.len().min(255) as u8;
+        let key = u64::from_le_bytes(k);
+        let (id_key, id_first, concat, offset) =
+            (&self.id_key, &self.id_first, &self.concat, &self.offset);
+        let same = |id: u32| {
+            id_key[id as usize] == key
+                && (w.len() <= 7 || {
+                    let f = id_first[id as usize] as usize;
+                    &concat[offset[f]..offset[f + 1]] == w
+                })
+        };
+        let fresh = id_key.len() as u32;
+        match self.table.find_or_insert(h, fresh, same) {
+            Some(id) => {
+                self.id_counts[id as usize] += 1;
+                self.ids.push(id);
+            }
+            None => {
+                self.id_first.push(self.ids.len() as u32);
+                self.id_key.push(key);
+                self.id_counts.push(1);
+                self.ids.push(fresh);
+            }
+        }
+    }
+
+    fn words(&self) -> usize {
+        self.offset.len() - 1
+    }
+
+    /// Makes `pow` reach BASE^k.
+    fn grow_pow(&mut self, k: usize) {
         if self.pow.is_empty() {
             self.pow.push(1);
         }
-        let (mut acc, mut off) = (0u64, 0usize);
-        for &(a, b) in spans {
-            let w = &text.as_bytes()[a..b];
-            let mut h = 0u64;
-            for &byte in w {
-                h = addmod(mulmod(h, BASE), u64::from(byte) + 1);
-            }
-            acc = addmod(mulmod(acc, self.pow(w.len())), h);
-            off += w.len();
-            self.hash.push(h);
-            self.bytes.push(w.len() as u32);
-            self.chars.push(char_len(&text[a..b]) as u32);
-            self.prefix.push(acc);
-            self.offset.push(off);
-        }
-    }
-
-    fn pow(&mut self, k: usize) -> u64 {
         while self.pow.len() <= k {
             let last = self.pow[self.pow.len() - 1];
-            self.pow.push(mulmod(last, BASE));
+            self.pow.push(last.wrapping_mul(BASE));
         }
-        self.pow[k]
     }
 
-    fn ngram_chars(&self, i: usize, n: usize) -> usize {
-        self.chars[i..i + n].iter().map(|&c| c as usize).sum()
+    /// The hash of words `i..j` concatenated.
+    #[inline]
+    fn run_hash(&self, i: usize, j: usize) -> u64 {
+        let pw = self.pow[self.offset[j] - self.offset[i]];
+        self.prefix[j].wrapping_sub(self.prefix[i].wrapping_mul(pw))
+    }
+
+    /// Makes the words (1-grams) the current level.
+    fn restart(&mut self) {
+        self.class.clone_from(&self.ids);
+        self.counts.clone_from(&self.id_counts);
+        self.level = 1;
+    }
+
+    /// Moves the current level from n-grams to (n + 1)-grams: the (n + 1)-gram at `i` is the
+    /// pair (n-gram at `i`, word at `i + n`). Ids are given in order of first occurrence.
+    fn extend(&mut self) {
+        let n = self.level;
+        let count = self.words() - n;
+        self.next.clear();
+        self.counts.clear();
+        let (class, ids) = (&self.class, &self.ids);
+        if self.words() < 1 << PAIR_BITS && !self.generic_pairs {
+            self.pairs.reset(count);
+            for i in 0..count {
+                let fresh = self.counts.len() as u32;
+                let id = match self.pairs.find_or_insert(class[i], ids[i + n], fresh) {
+                    Some(id) => {
+                        self.counts[id as usize] += 1;
+                        id
+                    }
+                    None => {
+                        self.counts.push(1);
+                        fresh
+                    }
+                };
+                self.next.push(id);
+            }
+        } else {
+            self.table.reset(count);
+            for i in 0..count {
+                let (c, w) = (class[i], ids[i + n]);
+                let key = (u64::from(c) << 32) | u64::from(w);
+                let same = |j: u32| class[j as usize] == c && ids[j as usize + n] == w;
+                let id = match self.table.find_or_insert(key, i as u32, same) {
+                    Some(first) => {
+                        let id = self.next[first as usize];
+                        self.counts[id as usize] += 1;
+                        id
+                    }
+                    None => {
+                        self.counts.push(1);
+                        self.counts.len() as u32 - 1
+                    }
+                };
+                self.next.push(id);
+            }
+        }
+        std::mem::swap(&mut self.class, &mut self.next);
+        self.level = n + 1;
     }
 
     /// datatrove's `find_top_duplicate`: characters of the most frequent n-gram (joined
     /// with spaces) times its count; the first to occur wins a tie. `None`: no n-gram.
     fn top_ngram_chars(&mut self, n: usize) -> Option<usize> {
-        let words = self.hash.len();
-        if words < n {
+        if self.words() < n {
             return None;
         }
-        self.counts.clear();
-        let (mut best_count, mut best_first) = (0u32, 0u32);
-        for i in 0..=words - n {
-            let mut key = 0u64;
-            for &h in &self.hash[i..i + n] {
-                key = addmod(mulmod(key, 0x2545_f491_4f6c_dd1d % P), h);
-            }
-            let e = self.counts.entry(key).or_insert((0, i as u32));
-            e.0 += 1;
-            if e.0 > best_count || (e.0 == best_count && e.1 < best_first) {
-                (best_count, best_first) = *e;
+        if self.level == 0 || self.level > n {
+            self.restart();
+        }
+        while self.level < n {
+            self.extend();
+        }
+        // Ids are given in order of first occurrence: the first highest count is the one
+        // datatrove's `Counter.most_common(1)` returns.
+        let (mut best, mut best_count) = (0u32, 0u32);
+        for (id, &c) in self.counts.iter().enumerate() {
+            if c > best_count {
+                (best, best_count) = (id as u32, c);
             }
         }
-        let len = self.ngram_chars(best_first as usize, n) + n - 1;
+        let first = self.class.iter().position(|&c| c == best).unwrap_or(0);
+        let len = self.chars[first + n] - self.chars[first] + n - 1;
         Some(len * best_count as usize)
     }
 
     /// datatrove's `find_all_duplicate`: characters in n-grams (words concatenated) seen
     /// before, skipping past each repeat.
     fn duplicated_ngram_chars(&mut self, n: usize) -> usize {
-        let words = self.hash.len();
-        self.seen.clear();
+        let words = self.words();
+        if words < n {
+            return 0;
+        }
+        self.table.reset(words - n + 1);
         let (mut repeated, mut i) = (0, 0);
         while i + n <= words {
-            let len = self.offset[i + n] - self.offset[i];
-            let pw = self.pow(len);
-            let h = (self.prefix[i + n] + P - mulmod(self.prefix[i], pw)) % P;
-            let key = h ^ ((len as u64) << 61);
-            if self.seen.insert(key) {
-                i += 1;
-            } else {
-                repeated += self.ngram_chars(i, n);
+            let key = self.run_hash(i, i + n);
+            let (concat, offset) = (&self.concat, &self.offset);
+            let run = &concat[offset[i]..offset[i + n]];
+            let same = |j: u32| &concat[offset[j as usize]..offset[j as usize + n]] == run;
+            if self.table.find_or_insert(key, i as u32, same).is_some() {
+                repeated += self.chars[i + n] - self.chars[i];
                 i += n;
+            } else {
+                i += 1;
             }
         }
         repeated
@@ -457,5 +548,92 @@ mod tests {
         ng.load(text, &spans);
         // "abc" then "cx", "xa", "abc" again (as datatrove joins without spaces).
         assert_eq!(ng.duplicated_ngram_chars(2), 3);
+    }
+
+    /// datatrove's functions on strings, as written there.
+    fn naive_top(words: &[&str], n: usize) -> Option<usize> {
+        let grams: Vec<String> = words.windows(n).map(|w| w.join(" ")).collect();
+        let mut counts: Vec<(&str, usize)> = Vec::new();
+        for g in &grams {
+            match counts.iter_mut().find(|(k, _)| k == g) {
+                Some(e) => e.1 += 1,
+                None => counts.push((g, 1)),
+            }
+        }
+        let max = counts.iter().map(|e| e.1).max()?;
+        let (g, c) = counts.iter().find(|e| e.1 == max)?;
+        Some(g.chars().count() * c)
+    }
+
+    fn naive_dup(words: &[&str], n: usize) -> usize {
+        let mut seen = std::collections::HashSet::new();
+        let (mut repeated, mut i) = (0, 0);
+        while i + n <= words.len() {
+            let g = words[i..i + n].concat();
+            if seen.contains(&g) {
+                repeated += g.chars().count();
+                i += n;
+            } else {
+                seen.insert(g);
+                i += 1;
+            }
+        }
+        repeated
+    }
+
+    #[test]
+    fn ngrams_match_datatrove_on_strings() {
+        // Words whose concatenations often coincide ("ab" "c" / "a" "bc"), non-ASCII ones,
+        // and few enough of them that n-grams repeat and counts tie.
+        // Long words share their first 7 bytes, as the word ids' packed keys do.
+        let vocab = [
+            "a",
+            "b",
+            "ab",
+            "bc",
+            "c",
+            "é",
+            "aé",
+            "ü",
+            "abcdefgh",
+            "abcdefgi",
+            "abcdefghé",
+        ];
+        let mut state = 0x1234_5678_9abc_def0u64;
+        let mut ng = Ngrams::default();
+        for len in 0..240 {
+            // The second half takes the path of texts of 2^20 words or more.
+            ng.generic_pairs = len >= 120;
+            let words: Vec<&str> = (0..len)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1);
+                    vocab[(state >> 40) as usize % vocab.len()]
+                })
+                .collect();
+            let text = words.join(" ");
+            let mut spans = Vec::new();
+            let mut at = 0;
+            for w in &words {
+                spans.push((at, at + w.len()));
+                at += w.len() + 1;
+            }
+            ng.load(&text, &spans);
+            for n in [2, 3, 4, 1, 5, 3] {
+                assert_eq!(
+                    ng.top_ngram_chars(n),
+                    naive_top(&words, n),
+                    "{text:?} top {n}"
+                );
+            }
+            for n in 1..=10 {
+                assert_eq!(
+                    ng.duplicated_ngram_chars(n),
+                    naive_dup(&words, n),
+                    "{text:?} dup {n}"
+                );
+            }
+        }
     }
 }

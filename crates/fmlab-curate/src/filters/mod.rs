@@ -8,8 +8,10 @@
 //! document's language is `doc.metadata["language"]`, set by a language-ID block upstream.
 //!
 //! The four quality filters split a document into words once: the split is cached per
-//! thread for the last text seen, so Gopher repetition, Gopher quality and FineWeb share it
-//! (C4's line removal changes the text, and the next filter splits the new text).
+//! thread for the last text seen, so Gopher repetition, Gopher quality and C4 share it, and
+//! C4, which rewrites the text as its kept lines, leaves the kept lines' words (the same
+//! spans, moved) in the cache for FineWeb. Whitespace ends every word and every line break
+//! is whitespace, so a line's words are the text's words inside it.
 
 pub mod blocklist;
 pub mod c4;
@@ -18,6 +20,7 @@ pub mod gopher_quality;
 pub mod gopher_repetition;
 pub mod lang_config;
 pub mod pii;
+mod table;
 
 pub use blocklist::{UrlBlocklistFilter, WordBlocklistFilter};
 pub use c4::{C4Config, C4QualityFilter};
@@ -101,6 +104,19 @@ pub(crate) fn with_words<R>(text: &str, f: impl FnOnce(&[Span]) -> R) -> R {
     })
 }
 
+/// Makes `spans` (which must be `words::word_spans(text)`) this thread's cached split of
+/// `text`, for the next `with_words` on that text; `spans` gets the old cache's buffer.
+pub(crate) fn store_words(text: &str, spans: &mut Vec<Span>) {
+    WORDS.with(|cell| {
+        if let Ok(mut cache) = cell.try_borrow_mut() {
+            let WordCache { text: t, spans: s } = &mut *cache;
+            t.clear();
+            t.push_str(text);
+            std::mem::swap(s, spans);
+        }
+    });
+}
+
 /// The length of `s` in characters, as Python's `len`.
 pub(crate) fn char_len(s: &str) -> usize {
     if s.is_ascii() {
@@ -152,18 +168,55 @@ pub(crate) fn py_splitlines(s: &str) -> impl Iterator<Item = &str> {
     })
 }
 
+/// Scratch for [`find_duplicates`]: the items seen (byte ranges of the text) and their table.
+#[derive(Default)]
+struct DupScratch {
+    items: Vec<(usize, usize)>,
+    table: table::Table,
+}
+
+thread_local! {
+    static DUPS: RefCell<DupScratch> = RefCell::new(DupScratch::default());
+}
+
 /// datatrove's `find_duplicates`: how many elements repeat an earlier one, and their
-/// characters.
-pub(crate) fn find_duplicates<'a>(items: impl Iterator<Item = &'a str>) -> (usize, usize, usize) {
-    let mut seen = std::collections::HashSet::with_hasher(words::FxBuild::default());
-    let (mut n, mut dups, mut dup_chars) = (0, 0, 0);
-    for it in items {
-        n += 1;
-        if !seen.insert(it) {
+/// characters. `items` are slices of `text` (its paragraphs or lines); they are compared by
+/// content.
+pub(crate) fn find_duplicates<'a>(
+    text: &'a str,
+    items: impl Iterator<Item = &'a str>,
+) -> (usize, usize, usize) {
+    let base = text.as_ptr() as usize;
+    // Taken out of the thread's cell while in use (a nested call would start empty).
+    let mut scratch = DUPS.with(|cell| cell.take());
+    let DupScratch {
+        items: ranges,
+        table,
+    } = &mut scratch;
+    ranges.clear();
+    ranges.extend(items.map(|it| {
+        let a = it.as_ptr() as usize - base;
+        (a, a + it.len())
+    }));
+    table.reset(ranges.len());
+    let (mut dups, mut dup_chars) = (0, 0);
+    let bytes = text.as_bytes();
+    for (i, &(a, b)) in ranges.iter().enumerate() {
+        let item = &bytes[a..b];
+        let same = |j: u32| {
+            let (c, d) = ranges[j as usize];
+            &bytes[c..d] == item
+        };
+        if table
+            .find_or_insert(xxhash_rust::xxh3::xxh3_64(item), i as u32, same)
+            .is_some()
+        {
             dups += 1;
-            dup_chars += char_len(it);
+            dup_chars += char_len(&text[a..b]);
         }
     }
+    let n = ranges.len();
+    DUPS.with(|cell| cell.replace(scratch));
     (n, dups, dup_chars)
 }
 
@@ -180,8 +233,12 @@ mod tests {
 
     #[test]
     fn duplicates_counted_after_first() {
+        let text = "ab c ab ab";
         assert_eq!(
-            find_duplicates(["ab", "c", "ab", "ab"].into_iter()),
+            find_duplicates(
+                text,
+                [&text[..2], &text[3..4], &text[5..7], &text[8..]].into_iter()
+            ),
             (4, 2, 4)
         );
     }

@@ -501,16 +501,7 @@ fn scalar_scores_softmax(
     // horizontal add), groups accumulated in f64.
     let mut sum = 0f64;
     for group in scores.chunks_mut(8) {
-        let mut g = [0f32; 8];
-        for (slot, v) in g.iter_mut().zip(group.iter_mut()) {
-            *v = if *v == f32::NEG_INFINITY {
-                0.0
-            } else {
-                exp_ggml(*v - max)
-            };
-            *slot = *v;
-        }
-        sum += hsum8(&g) as f64;
+        sum += hsum8(&exp_group(group, max)) as f64;
     }
     let inv = (1.0 / sum) as f32;
     for (j, score) in scores.iter_mut().enumerate() {
@@ -518,6 +509,22 @@ fn scalar_scores_softmax(
             *score = f16_round(*score * inv);
         }
     }
+}
+
+/// Softmax numerators of one group of up to eight scores, in place (`e^(s − max)` by ggml's
+/// exp, 0 for a masked −∞), and the group padded with zeros for [`hsum8`].
+#[inline(always)]
+fn exp_group(group: &mut [f32], max: f32) -> [f32; 8] {
+    let mut g = [0f32; 8];
+    for (slot, v) in g.iter_mut().zip(group.iter_mut()) {
+        *v = if *v == f32::NEG_INFINITY {
+            0.0
+        } else {
+            exp_ggml(*v - max)
+        };
+        *slot = *v;
+    }
+    g
 }
 
 /// `lanes[slot · hd + d] = Σ p[kp] · v[kp][d]` over the positions `span`, `slot = kp mod

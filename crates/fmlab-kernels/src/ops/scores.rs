@@ -70,7 +70,7 @@ pub(super) fn scores_softmax(
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::super::{dot8, exp_ggml, f16_round, hsum8};
+    use super::super::{dot8, exp_group, f16_round, hsum8};
 
     /// Eight keys' `q · k` (keys `kp..kp + 8`), each summed as `dot8` sums it.
     ///
@@ -188,9 +188,7 @@ mod avx2 {
         let inf = _mm256_set1_ps(f32::NEG_INFINITY);
         let vmax = _mm256_set1_ps(max);
         for group in scores.chunks_mut(8) {
-            let mut g = [0f32; 8];
-            let whole = group.len() == 8;
-            let fast = if whole {
+            let fast = if group.len() == 8 {
                 // SAFETY: `group` holds eight f32.
                 let s = unsafe { _mm256_loadu_ps(group.as_ptr()) };
                 exp8(_mm256_sub_ps(s, vmax)).map(|e| {
@@ -200,23 +198,16 @@ mod avx2 {
             } else {
                 None
             };
-            match fast {
+            let g = match fast {
                 Some(e) => {
-                    // SAFETY: `group` holds eight f32.
-                    unsafe { _mm256_storeu_ps(group.as_mut_ptr(), e) };
-                    g.copy_from_slice(group);
+                    let mut g = [0f32; 8];
+                    // SAFETY: `g` and `group` each hold eight f32.
+                    unsafe { _mm256_storeu_ps(g.as_mut_ptr(), e) };
+                    group.copy_from_slice(&g);
+                    g
                 }
-                None => {
-                    for (slot, v) in g.iter_mut().zip(group.iter_mut()) {
-                        *v = if *v == f32::NEG_INFINITY {
-                            0.0
-                        } else {
-                            exp_ggml(*v - max)
-                        };
-                        *slot = *v;
-                    }
-                }
-            }
+                None => exp_group(group, max),
+            };
             sum += hsum8(&g) as f64;
         }
         let inv = (1.0 / sum) as f32;

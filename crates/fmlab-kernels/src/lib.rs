@@ -17,6 +17,7 @@ mod peak;
 mod q8;
 mod quant;
 mod quantize;
+mod repack;
 mod simd;
 
 pub use activation::{
@@ -28,6 +29,7 @@ pub use peak::{measure_peak_flops, peak_flops, Peak, PeakSource};
 pub use q8::{dot_batch, dot_quantized, dot_quantized_portable, Batch};
 pub use quant::{dequantize_block, dequantize_row, dot_row, f16_to_f32, f32_to_f16, QuantType};
 pub use quantize::{f32_to_bf16, quantize_q8_0, quantize_row, quantize_row_into};
+pub use repack::{repack_available, Repacked};
 
 /// Errors: shapes that do not fit the buffers they describe, formats without a kernel.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -184,6 +184,32 @@ pub enum Logits {
 }
 
 impl Transformer {
+    /// Repacks the layers' matrices and the output projection for the lane-per-row kernel
+    /// where the CPU and the format allow (`Matrix::repack`): the same logits to the bit,
+    /// faster. [`from_gguf`] does it; returns how many matrices are repacked.
+    pub fn repack(&mut self) -> usize {
+        let mut repacked = 0;
+        for layer in &mut self.layers {
+            let linears = [
+                &mut layer.q,
+                &mut layer.k,
+                &mut layer.v,
+                &mut layer.o,
+                &mut layer.up,
+                &mut layer.down,
+            ]
+            .into_iter()
+            .chain(layer.gate.as_mut());
+            for linear in linears {
+                repacked += linear.weight.repack() as usize;
+            }
+        }
+        // The output projection (the embedding when tied; its row lookups read the stored
+        // bytes, which stay).
+        repacked += self.head.as_mut().unwrap_or(&mut self.embed).repack() as usize;
+        repacked
+    }
+
     /// Runs `tokens` through the model after the `cache.len()` tokens already seen, appends
     /// them to the cache, and returns logits.
     pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, which: Logits) -> Result<Vec<f32>> {

@@ -114,7 +114,7 @@ pub(crate) fn build(spec: ModelSpec, src: &dyn Source) -> Result<Transformer> {
     } else {
         None
     };
-    Ok(Transformer {
+    let mut model = Transformer {
         rope_style: plan.rope_style,
         plan,
         spec,
@@ -124,7 +124,9 @@ pub(crate) fn build(spec: ModelSpec, src: &dyn Source) -> Result<Transformer> {
         final_norm,
         head,
         threads: Threads(0),
-    })
+    };
+    model.repack();
+    Ok(model)
 }
 
 /// A 2-D tensor of a GGUF file as a matrix in its stored format (ggml dims `[cols, rows]`).

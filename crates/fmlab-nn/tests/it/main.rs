@@ -81,7 +81,11 @@ fn agreement(model: &Transformer, reference_file: &str) -> Vec<(f32, usize)> {
 /// at least `steps[i]` greedy tokens identical.
 fn check(model_file: &str, reference_file: &str, max_diff: f32, steps: &[usize]) {
     let (model, _) = load(model_file);
-    let got = agreement(&model, reference_file);
+    check_model(&model, reference_file, max_diff, steps);
+}
+
+fn check_model(model: &Transformer, reference_file: &str, max_diff: f32, steps: &[usize]) {
+    let got = agreement(model, reference_file);
     assert_eq!(got.len(), steps.len());
     for (i, ((diff, same), &floor)) in got.iter().zip(steps).enumerate() {
         assert!(
@@ -123,6 +127,63 @@ fn gemma3_agrees_with_llama_cpp() {
         0.001,
         &[48, 48, 48],
     );
+}
+
+/// Where the CPU has AVX-512 VNNI, `from_gguf` repacks the Q4_0/Q4_1/Q5_0/Q8_0 matrices
+/// for the lane-per-row kernel: prompts (with several sequences) and decode steps give the
+/// same logits to the bit as the row kernels.
+#[test]
+fn repacked_weights_give_the_same_logits() {
+    for file in [
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "gemma-3-270m-q4_k_m.gguf",
+    ] {
+        let (repacked, _) = load(file);
+        let mut plain = repacked.clone();
+        let mut count = 0;
+        for layer in &mut plain.layers {
+            for l in [
+                &mut layer.q,
+                &mut layer.k,
+                &mut layer.v,
+                &mut layer.o,
+                &mut layer.up,
+                &mut layer.down,
+            ]
+            .into_iter()
+            .chain(layer.gate.as_mut())
+            {
+                count += l.weight.repacked.take().is_some() as usize;
+            }
+        }
+        count += plain
+            .head
+            .as_mut()
+            .unwrap_or(&mut plain.embed)
+            .repacked
+            .take()
+            .is_some() as usize;
+        eprintln!(
+            "{file}: {count} matrices repacked (kernel available: {})",
+            fmlab_kernels::repack_available()
+        );
+        let prompt: Vec<u32> = (0..37u32).map(|i| 100 + i * 53).collect();
+        let run = |model: &Transformer| {
+            let mut cache = KvCache::new(&model.spec, 64);
+            let mut out = model.forward(&prompt, &mut cache, Logits::All).unwrap();
+            out.extend(
+                model
+                    .forward(&[prompt[3]], &mut cache, Logits::Last)
+                    .unwrap(),
+            );
+            out
+        };
+        let (a, b) = (run(&repacked), run(&plain));
+        assert_eq!(a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+            assert_eq!(x.to_bits(), y.to_bits(), "{file}: logit {i}: {x} vs {y}");
+        }
+    }
 }
 
 /// A batched forward pass over several sequences (prompts being read and single decode

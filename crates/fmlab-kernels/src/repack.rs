@@ -1,0 +1,560 @@
+//! Quantized weights repacked at load for 512-bit VNNI (`vpdpbusd`), one weight row per
+//! 32-bit lane, as llama.cpp repacks Q4_0 and Q4_K for its `8x8` kernels: a row-at-a-time
+//! kernel reduces every block to one number per (weight row, activation row) pair, while
+//! here 16 weight rows advance together and the integer products of four elements land in
+//! each row's lane with one instruction.
+//!
+//! The products stay llama.cpp's to the bit. ggml's AVX2 dot product of a 32-element block
+//! (`ggml_vec_dot_q4_0_q8_0` and its siblings, and llamafile's tinyBLAS, which sums alike)
+//! keeps eight float accumulators, lane j taking elements 4j..4j+3 of every block: the
+//! integer sum of the four products, converted, times `d_w · d_x` with FMA. Those eight
+//! integer sums are exactly what one `vpdpbusd` gives per lane, so the kernel keeps eight
+//! accumulators per row (one register per j for 16 rows), adds them in ggml's horizontal
+//! order at the end, and every result is bit-identical to the one-row kernels (`q8.rs`,
+//! `simd.rs`) — tested below on the portable kernel everywhere and on the SIMD kernel where
+//! the CPU has it. `vpdpbusd` multiplies unsigned by signed bytes: weights are stored as
+//! `q + offset ≥ 0` (8 for Q4_0, 16 for Q5_0, 128 for Q8_0) and each lane's sum starts at
+//! `−offset · Σ` of the four activations, which leaves the integer sum unchanged.
+//!
+//! Formats: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (the K-quants keep their own kernels). The 4-bit
+//! formats keep two values per byte; scales (and Q4_1/Q5_1's minimums) are stored as f32.
+
+use rayon::prelude::*;
+
+use crate::activation::{quantize_activations, QuantizedRow};
+use crate::quant::{f16_to_f32, QuantType};
+
+/// Weight rows per group: the 16 i32 lanes of a 512-bit register, one row each.
+const LANES: usize = 16;
+/// Elements per block (every supported format's).
+const BLOCK: usize = 32;
+/// Groups of four elements per block: ggml's eight accumulator lanes.
+const QUADS: usize = 8;
+
+/// Whether this CPU runs the repacked kernel (AVX-512 F/BW with VNNI).
+pub fn repack_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *AVAILABLE.get_or_init(|| {
+            is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vnni")
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// A weight matrix repacked for the lane-per-row kernel.
+#[derive(Clone)]
+pub struct Repacked {
+    format: QuantType,
+    rows: usize,
+    cols: usize,
+    blocks: usize,
+    /// Two values per byte (Q4_0, Q4_1).
+    nibbles: bool,
+    /// What is added to every stored value to make it unsigned.
+    offset: i32,
+    /// Q4_1's minimum term.
+    with_min: bool,
+    groups: usize,
+    /// Per group of 16 rows, per block: byte `64 · j + 4 · r + i` is row r's element
+    /// `4 · j + i` plus the offset (with nibbles, j = 4..7 in the high halves of j − 4).
+    q: Vec<u8>,
+    /// Per group, per block: the 16 rows' scales.
+    d: Vec<f32>,
+    /// Per group, per block: the 16 rows' minimums (Q4_1; empty otherwise).
+    m: Vec<f32>,
+}
+
+impl std::fmt::Debug for Repacked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repacked")
+            .field("format", &self.format)
+            .field("rows", &self.rows)
+            .field("cols", &self.cols)
+            .finish()
+    }
+}
+
+impl Repacked {
+    /// Repacks a `rows × cols` matrix stored in `format` (`bytes` holding whole rows), or
+    /// `None` for a format the kernel does not take or bytes that do not match the shape.
+    pub fn new(format: QuantType, bytes: &[u8], rows: usize, cols: usize) -> Option<Self> {
+        let (nibbles, offset, with_min) = match format {
+            QuantType::Q4_0 => (true, 8, false),
+            QuantType::Q4_1 => (true, 0, true),
+            QuantType::Q5_0 => (false, 16, false),
+            QuantType::Q8_0 => (false, 128, false),
+            _ => return None,
+        };
+        let row_bytes = format.row_bytes(cols).ok()?;
+        if rows == 0 || cols == 0 || row_bytes.checked_mul(rows)? != bytes.len() {
+            return None;
+        }
+        let blocks = cols / BLOCK;
+        let groups = rows.div_ceil(LANES);
+        let per_block = LANES * BLOCK / if nibbles { 2 } else { 1 };
+        let mut q = vec![0u8; groups * blocks * per_block];
+        let mut d = vec![0f32; groups * blocks * LANES];
+        let mut m = vec![0f32; if with_min { groups * blocks * LANES } else { 0 }];
+        let min_chunk = if with_min { blocks * LANES } else { usize::MAX };
+        let mut ms: Vec<&mut [f32]> = m.chunks_mut(min_chunk).collect();
+        ms.resize_with(groups, || &mut []);
+        q.par_chunks_mut(blocks * per_block)
+            .zip(d.par_chunks_mut(blocks * LANES))
+            .zip(ms.into_par_iter())
+            .enumerate()
+            .for_each(|(g, ((q, d), m))| {
+                let mut u = vec![0u8; cols];
+                let mut du = vec![0f32; blocks];
+                let mut mu = vec![0f32; blocks];
+                for r in 0..LANES.min(rows - g * LANES) {
+                    let row = g * LANES + r;
+                    unpack_row(
+                        format,
+                        &bytes[row * row_bytes..(row + 1) * row_bytes],
+                        &mut u,
+                        &mut du,
+                        &mut mu,
+                    );
+                    for b in 0..blocks {
+                        d[b * LANES + r] = du[b];
+                        if with_min {
+                            m[b * LANES + r] = mu[b];
+                        }
+                        let qb = &mut q[b * per_block..(b + 1) * per_block];
+                        for (e, &v) in u[b * BLOCK..(b + 1) * BLOCK].iter().enumerate() {
+                            let (j, i) = (e / 4, e % 4);
+                            if nibbles {
+                                qb[64 * (j % 4) + 4 * r + i] |= v << (4 * (j / 4));
+                            } else {
+                                qb[64 * j + 4 * r + i] = v;
+                            }
+                        }
+                    }
+                }
+            });
+        Some(Repacked {
+            format,
+            rows,
+            cols,
+            blocks,
+            nibbles,
+            offset,
+            with_min,
+            groups,
+            q,
+            d,
+            m,
+        })
+    }
+
+    /// Bytes the repacked copy holds.
+    pub fn bytes(&self) -> usize {
+        self.q.len() + 4 * (self.d.len() + self.m.len())
+    }
+
+    /// `y[t] = W · x[t]` for the `n = x.len() / cols` rows of `x` (`y` is `n × rows`), each
+    /// value bit-identical to `dot_quantized` of the stored row with `x[t]` quantized for the
+    /// format. On the SIMD kernel where the CPU has it, on the portable one otherwise.
+    pub fn matmul(&self, x: &[f32], y: &mut [f32]) {
+        self.matmul_with(x, y, repack_available());
+    }
+
+    /// [`Self::matmul`] on the SIMD kernel (`simd`, where available) or the portable one.
+    pub fn matmul_with(&self, x: &[f32], y: &mut [f32], simd: bool) {
+        let n = x.len() / self.cols;
+        if n == 0 || y.len() != n * self.rows || x.len() != n * self.cols {
+            return;
+        }
+        let inputs = Inputs::new(self, x, n);
+        let out = SharedOut(y.as_mut_ptr());
+        let simd = simd && repack_available();
+        // Tasks take whole groups of 16 rows, so they write disjoint columns of `y`; enough
+        // groups per task that each does some thousands of block products.
+        let per_task = (2048 / (n * self.blocks).max(1)).clamp(1, 16);
+        (0..self.groups)
+            .into_par_iter()
+            .with_min_len(per_task)
+            .for_each(|g| {
+                let out = &out;
+                let mut t0 = 0;
+                while t0 < n {
+                    let take = TILE.min(n - t0);
+                    if simd {
+                        #[cfg(target_arch = "x86_64")]
+                        // SAFETY: AVX-512 F/BW/VNNI checked (`repack_available`); group g and
+                        // rows t0..t0 + take exist; the values written are group g's columns
+                        // of those rows of `y`, which no other task writes.
+                        unsafe {
+                            avx512::group(self, &inputs, g, t0, take, out.0)
+                        };
+                    } else {
+                        // SAFETY: as above, for the portable kernel.
+                        unsafe { portable_group(self, &inputs, g, t0, take, out.0) };
+                    }
+                    t0 += take;
+                }
+            });
+    }
+}
+
+/// Activation rows a kernel call carries at once (eight accumulators each).
+const TILE: usize = 2;
+
+/// The output pointer, shared by tasks that write disjoint parts of it.
+struct SharedOut(*mut f32);
+// SAFETY: every task writes only its own group's columns (see `Repacked::matmul_with`).
+unsafe impl Sync for SharedOut {}
+
+/// Activation rows quantized as ggml quantizes them for the weight format, with what the
+/// kernel reads per block (scale, and `d · Σq` for Q8_1) and per four elements (the start
+/// of the lane's integer sum, `−offset · Σq`).
+struct Inputs {
+    qs: Vec<i8>,
+    dx: Vec<f32>,
+    sx: Vec<f32>,
+    start: Vec<i32>,
+}
+
+impl Inputs {
+    fn new(w: &Repacked, x: &[f32], n: usize) -> Self {
+        let (cols, blocks) = (w.cols, w.blocks);
+        let act = w.format.activation_format();
+        let mut qs = vec![0i8; n * cols];
+        let mut dx = vec![0f32; n * blocks];
+        let mut sx = vec![0f32; n * blocks];
+        let mut start = vec![0i32; n * blocks * QUADS];
+        qs.par_chunks_mut(cols)
+            .zip(dx.par_chunks_mut(blocks))
+            .zip(sx.par_chunks_mut(blocks))
+            .zip(start.par_chunks_mut(blocks * QUADS))
+            .zip(x.par_chunks(cols))
+            .for_each(|((((qs, dx), sx), start), x)| {
+                let a: QuantizedRow = quantize_activations(x, act);
+                qs.copy_from_slice(&a.qs);
+                dx.copy_from_slice(&a.d[..blocks]);
+                if w.with_min {
+                    sx.copy_from_slice(&a.s[..blocks]);
+                }
+                for (s, four) in start.iter_mut().zip(a.qs.chunks_exact(4)) {
+                    let sum: i32 = four.iter().map(|&v| v as i32).sum();
+                    *s = -w.offset * sum;
+                }
+            });
+        Inputs { qs, dx, sx, start }
+    }
+}
+
+/// ggml's horizontal sum of its eight accumulator lanes (`hsum_float_8`).
+#[inline]
+fn hsum8(a: &[f32; QUADS]) -> f32 {
+    ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]))
+}
+
+/// The portable kernel: group `g`'s rows times activation rows `t0..t0 + take`, each value
+/// formed by the SIMD kernel's lane operations in the same order (and so by ggml's).
+///
+/// # Safety
+/// `y` points at `n × rows` floats; group g and rows t0..t0 + take exist.
+unsafe fn portable_group(w: &Repacked, x: &Inputs, g: usize, t0: usize, take: usize, y: *mut f32) {
+    let per_block = LANES * BLOCK / if w.nibbles { 2 } else { 1 };
+    let lanes = LANES.min(w.rows - g * LANES);
+    for t in t0..t0 + take {
+        for r in 0..lanes {
+            let mut acc = [0f32; QUADS];
+            let mut mins = 0f32;
+            for b in 0..w.blocks {
+                let qb = &w.q[(g * w.blocks + b) * per_block..][..per_block];
+                let at = (g * w.blocks + b) * LANES + r;
+                let xb = &x.qs[t * w.cols + b * BLOCK..][..BLOCK];
+                let scale = w.d[at] * x.dx[t * w.blocks + b];
+                for (j, a) in acc.iter_mut().enumerate() {
+                    let mut sum = x.start[(t * w.blocks + b) * QUADS + j];
+                    for i in 0..4 {
+                        let v = if w.nibbles {
+                            (qb[64 * (j % 4) + 4 * r + i] >> (4 * (j / 4))) & 0x0f
+                        } else {
+                            qb[64 * j + 4 * r + i]
+                        };
+                        sum += v as i32 * xb[4 * j + i] as i32;
+                    }
+                    *a = (sum as f32).mul_add(scale, *a);
+                }
+                if w.with_min {
+                    mins += w.m[at] * x.sx[t * w.blocks + b];
+                }
+            }
+            let v = if w.with_min {
+                hsum8(&acc) + mins
+            } else {
+                hsum8(&acc)
+            };
+            // SAFETY: row t, column g · 16 + r < rows (caller's contract).
+            unsafe { *y.add(t * w.rows + g * LANES + r) = v };
+        }
+    }
+}
+
+/// One row of `format` as unsigned values (the stored quant plus the format's offset) with
+/// each block's scale `d` and minimum `m` (Q4_1).
+fn unpack_row(format: QuantType, row: &[u8], u: &mut [u8], d: &mut [f32], m: &mut [f32]) {
+    let half = |b: &[u8], at: usize| f16_to_f32(u16::from_le_bytes([b[at], b[at + 1]]));
+    let (_, size) = format.block();
+    for (k, blk) in row.chunks_exact(size).enumerate() {
+        let u = &mut u[k * BLOCK..(k + 1) * BLOCK];
+        d[k] = half(blk, 0);
+        match format {
+            QuantType::Q4_0 | QuantType::Q4_1 => {
+                let qs = if format == QuantType::Q4_0 { 2 } else { 4 };
+                for j in 0..16 {
+                    u[j] = blk[qs + j] & 0x0f;
+                    u[j + 16] = blk[qs + j] >> 4;
+                }
+                if format == QuantType::Q4_1 {
+                    m[k] = half(blk, 2);
+                }
+            }
+            QuantType::Q5_0 => {
+                let qh = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
+                for j in 0..16 {
+                    u[j] = (blk[6 + j] & 0x0f) | ((((qh >> j) & 1) as u8) << 4);
+                    u[j + 16] = (blk[6 + j] >> 4) | ((((qh >> (j + 16)) & 1) as u8) << 4);
+                }
+            }
+            QuantType::Q8_0 => {
+                for j in 0..32 {
+                    u[j] = (blk[2 + j] as i8 as i16 + 128) as u8;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{Inputs, Repacked, BLOCK, LANES, QUADS};
+
+    /// Group `g` times activation rows `t0..t0 + take` (`take` ≤ 2).
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VNNI; as [`super::portable_group`].
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn group(
+        w: &Repacked,
+        x: &Inputs,
+        g: usize,
+        t0: usize,
+        take: usize,
+        y: *mut f32,
+    ) {
+        // SAFETY: the caller's contract, passed on.
+        unsafe {
+            match (take, w.nibbles, w.with_min) {
+                (2, true, true) => rows::<2, true, true>(w, x, g, t0, y),
+                (2, true, false) => rows::<2, true, false>(w, x, g, t0, y),
+                (2, false, _) => rows::<2, false, false>(w, x, g, t0, y),
+                (_, true, true) => rows::<1, true, true>(w, x, g, t0, y),
+                (_, true, false) => rows::<1, true, false>(w, x, g, t0, y),
+                (_, false, _) => rows::<1, false, false>(w, x, g, t0, y),
+            }
+        }
+    }
+
+    /// `R` activation rows times the 16 rows of group `g`. Per block the weights are loaded
+    /// (and their nibbles split) once for the `R` rows; per activation row and group of
+    /// four elements j, one VNNI product starting from the offset's correction, converted
+    /// and added with FMA into accumulator j (ggml's lane j), so each lane computes what
+    /// ggml's kernel computes for that row.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VNNI; as [`super::portable_group`] with `take = R`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn rows<const R: usize, const NIB: bool, const MIN: bool>(
+        w: &Repacked,
+        x: &Inputs,
+        g: usize,
+        t0: usize,
+        y: *mut f32,
+    ) {
+        let per_block = LANES * BLOCK / if NIB { 2 } else { 1 };
+        let mut acc = [[_mm512_setzero_ps(); QUADS]; R];
+        let mut mins = [_mm512_setzero_ps(); R];
+        let low = _mm512_set1_epi8(0x0f);
+        let q = w.q.as_ptr().wrapping_add(g * w.blocks * per_block);
+        let d = w.d.as_ptr().wrapping_add(g * w.blocks * LANES);
+        let m = w.m.as_ptr().wrapping_add(g * w.blocks * LANES);
+        let xs = x.qs.as_ptr().wrapping_add(t0 * w.cols);
+        let dx = x.dx.as_ptr().wrapping_add(t0 * w.blocks);
+        let sx = x.sx.as_ptr().wrapping_add(t0 * w.blocks);
+        let st = x.start.as_ptr().wrapping_add(t0 * w.blocks * QUADS);
+        for b in 0..w.blocks {
+            // SAFETY: block b of group g, and of rows t0..t0 + R (caller's contract).
+            unsafe {
+                let qb = q.add(b * per_block);
+                let mut v = [_mm512_setzero_si512(); QUADS];
+                if NIB {
+                    for j in 0..QUADS / 2 {
+                        let bytes = _mm512_loadu_si512(qb.add(64 * j).cast());
+                        v[j] = _mm512_and_si512(bytes, low);
+                        v[j + QUADS / 2] = _mm512_and_si512(_mm512_srli_epi16::<4>(bytes), low);
+                    }
+                } else {
+                    for (j, vj) in v.iter_mut().enumerate() {
+                        *vj = _mm512_loadu_si512(qb.add(64 * j).cast());
+                    }
+                }
+                let dv = _mm512_loadu_ps(d.add(b * LANES));
+                for t in 0..R {
+                    let xb = xs.add(t * w.cols + b * BLOCK);
+                    let sb = st.add((t * w.blocks + b) * QUADS);
+                    let scale = _mm512_mul_ps(dv, _mm512_set1_ps(*dx.add(t * w.blocks + b)));
+                    for (j, &vj) in v.iter().enumerate() {
+                        let four = xb.add(4 * j).cast::<i32>().read_unaligned();
+                        let sum = _mm512_dpbusd_epi32(
+                            _mm512_set1_epi32(*sb.add(j)),
+                            vj,
+                            _mm512_set1_epi32(four),
+                        );
+                        acc[t][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), scale, acc[t][j]);
+                    }
+                    if MIN {
+                        let mv = _mm512_loadu_ps(m.add(b * LANES));
+                        mins[t] = _mm512_add_ps(
+                            mins[t],
+                            _mm512_mul_ps(mv, _mm512_set1_ps(*sx.add(t * w.blocks + b))),
+                        );
+                    }
+                }
+            }
+        }
+        let lanes = LANES.min(w.rows - g * LANES);
+        let mask: __mmask16 = if lanes == LANES {
+            0xffff
+        } else {
+            (1u16 << lanes) - 1
+        };
+        for t in 0..R {
+            let a = &acc[t];
+            let mut total = _mm512_add_ps(
+                _mm512_add_ps(_mm512_add_ps(a[0], a[4]), _mm512_add_ps(a[2], a[6])),
+                _mm512_add_ps(_mm512_add_ps(a[1], a[5]), _mm512_add_ps(a[3], a[7])),
+            );
+            if MIN {
+                total = _mm512_add_ps(total, mins[t]);
+            }
+            // SAFETY: row t0 + t, columns g · 16 .. g · 16 + lanes of `y` (masked).
+            unsafe { _mm512_mask_storeu_ps(y.add((t0 + t) * w.rows + g * LANES), mask, total) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::q8::dot_quantized;
+    use crate::quant::f32_to_f16;
+
+    fn bytes(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed;
+        (0..n)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                (x >> 33) as u8
+            })
+            .collect()
+    }
+
+    /// Random blocks with small finite scales and minimums.
+    fn weights(t: QuantType, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
+        let (elements, size) = t.block();
+        let mut b = bytes(rows * cols / elements * size, seed);
+        for (i, block) in b.chunks_exact_mut(size).enumerate() {
+            block[0..2].copy_from_slice(&f32_to_f16(0.01 + 0.001 * (i % 7) as f32).to_le_bytes());
+            if t == QuantType::Q4_1 {
+                block[2..4].copy_from_slice(&f32_to_f16(-0.003 * (i % 5) as f32).to_le_bytes());
+            }
+        }
+        b
+    }
+
+    const FORMATS: [QuantType; 4] = [
+        QuantType::Q4_0,
+        QuantType::Q4_1,
+        QuantType::Q5_0,
+        QuantType::Q8_0,
+    ];
+
+    /// Every value is the one-row kernel's (ggml's order of sums), to the bit, on the
+    /// portable kernel and on the SIMD kernel where the CPU has it; for shapes with partial
+    /// groups, odd activation rows, and inputs with outliers.
+    #[test]
+    fn repacked_products_equal_the_one_row_kernel_bit_for_bit() {
+        let cols = 512;
+        if !crate::simd::avx2_fma() {
+            // The one-row kernel follows ggml's AVX2 order only where it runs on AVX2.
+            eprintln!("no AVX2: the one-row kernel sums in another order; nothing to compare");
+            return;
+        }
+        for t in FORMATS {
+            for (rows, n) in [(16, 1), (21, 3), (40, 8), (7, 5)] {
+                let wb = weights(t, rows, cols, 11 + rows as u64);
+                let w = Repacked::new(t, &wb, rows, cols).unwrap();
+                let x: Vec<f32> = (0..n * cols)
+                    .map(|i| {
+                        let v = ((i * 37 + 11) % 101) as f32 / 17.0 - 3.0;
+                        if i % 61 == 0 {
+                            40.0 * v
+                        } else {
+                            v
+                        }
+                    })
+                    .collect();
+                let rb = wb.len() / rows;
+                let mut kernels = vec![false];
+                if repack_available() {
+                    kernels.push(true);
+                }
+                for simd in kernels {
+                    let mut y = vec![f32::NAN; n * rows];
+                    w.matmul_with(&x, &mut y, simd);
+                    for i in 0..n {
+                        let a = quantize_activations(
+                            &x[i * cols..(i + 1) * cols],
+                            t.activation_format(),
+                        );
+                        for r in 0..rows {
+                            let one = dot_quantized(t, &wb[r * rb..(r + 1) * rb], &a);
+                            assert_eq!(
+                                y[i * rows + r].to_bits(),
+                                one.to_bits(),
+                                "{t:?} {rows}×{n} (simd {simd}): ({r}, {i}) {} vs {one}",
+                                y[i * rows + r]
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn shapes_and_formats_it_cannot_take_are_refused() {
+        let wb = weights(QuantType::Q4_0, 4, 64, 1);
+        assert!(Repacked::new(QuantType::Q4_0, &wb, 5, 64).is_none());
+        assert!(Repacked::new(QuantType::Q4_0, &wb, 4, 60).is_none());
+        assert!(Repacked::new(QuantType::Q5_1, &wb, 4, 64).is_none());
+        assert!(Repacked::new(QuantType::Q4_0, &wb, 4, 64).is_some());
+    }
+}

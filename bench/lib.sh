@@ -24,11 +24,17 @@ median_seconds() {
 
 # llamacpp_bin NAME: the path of llama.cpp's tool NAME (llama-bench, llama-server), built
 # once from the llama-cpp-python 0.3.36 sdist (its vendored llama.cpp) with
-# -DGGML_NATIVE=ON into ~/.cache/fmlab/llamacpp.
+# -DGGML_NATIVE=ON into ~/.cache/fmlab/llamacpp: every SIMD extension the CPU has, except
+# AMX. On CPUs that list AMX (Sapphire/Emerald Rapids) a native build compiles ggml's AMX
+# kernels, and the virtual machines here do not let a process use the tile registers
+# (its first `tilezero` dies with SIGILL), so AMX is left out with -mno-amx-*; fmlab has
+# no AMX path either.
 llamacpp_bin() {
   local cache="$HOME/.cache/fmlab/llamacpp"
   local src="$cache/llama_cpp_python-0.3.36/vendor/llama.cpp"
   local bin="$src/build-native/bin/$1"
+  local no_amx=""
+  grep -qw amx_tile /proc/cpuinfo 2> /dev/null && no_amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
   if [ ! -x "$bin" ]; then
     mkdir -p "$cache"
     "$PY" -m pip install --quiet cmake scikit-build-core
@@ -38,7 +44,8 @@ llamacpp_bin() {
       tar xzf "$cache/llama_cpp_python-0.3.36.tar.gz" -C "$cache"
     fi
     PATH="$(dirname "$PY"):$PATH" cmake -S "$src" -B "$src/build-native" -DCMAKE_BUILD_TYPE=Release \
-      -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=ON > /dev/null
+      -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=ON \
+      -DCMAKE_C_FLAGS="$no_amx" -DCMAKE_CXX_FLAGS="$no_amx" > /dev/null
     PATH="$(dirname "$PY"):$PATH" cmake --build "$src/build-native" -j "$(nproc)" --target "$1" > /dev/null
   fi
   echo "$bin"

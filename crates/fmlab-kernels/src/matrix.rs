@@ -73,8 +73,12 @@ impl Matrix {
     /// then run there, with the same results to the bit. The copy (0.75 bytes per weight
     /// for the 4-bit formats) is kept beside the stored bytes, which row lookups read.
     /// Returns whether the matrix is repacked.
+    ///
+    /// `FMLAB_REPACK=0` in the environment turns repacking off (for comparisons).
     pub fn repack(&mut self) -> bool {
-        if self.repacked.is_none() && repack_available() {
+        static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let off = *OFF.get_or_init(|| std::env::var("FMLAB_REPACK").is_ok_and(|v| v == "0"));
+        if self.repacked.is_none() && !off && repack_available() {
             if let MatrixData::Quant { format, bytes } = &self.data {
                 self.repacked =
                     Repacked::new(*format, bytes, self.rows, self.cols).map(std::sync::Arc::new);

@@ -17,7 +17,7 @@
 //! `−offset · Σ` of the four activations, which leaves the integer sum unchanged.
 //!
 //! Formats: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (the K-quants keep their own kernels). The 4-bit
-//! formats keep two values per byte; scales (and Q4_1/Q5_1's minimums) are stored as f32.
+//! formats keep two values per byte; scales (and Q4_1's minimums) stay f16.
 
 use rayon::prelude::*;
 
@@ -65,10 +65,11 @@ pub struct Repacked {
     /// Per group of 16 rows, per block: byte `64 · j + 4 · r + i` is row r's element
     /// `4 · j + i` plus the offset (with nibbles, j = 4..7 in the high halves of j − 4).
     q: Vec<u8>,
-    /// Per group, per block: the 16 rows' scales.
-    d: Vec<f32>,
+    /// Per group, per block: the 16 rows' scales, f16 as stored (decoding reads every
+    /// byte of the weights once per token, so they stay as small as the file's).
+    d: Vec<u16>,
     /// Per group, per block: the 16 rows' minimums (Q4_1; empty otherwise).
-    m: Vec<f32>,
+    m: Vec<u16>,
 }
 
 impl std::fmt::Debug for Repacked {
@@ -100,10 +101,10 @@ impl Repacked {
         let groups = rows.div_ceil(LANES);
         let per_block = LANES * BLOCK / if nibbles { 2 } else { 1 };
         let mut q = vec![0u8; groups * blocks * per_block];
-        let mut d = vec![0f32; groups * blocks * LANES];
-        let mut m = vec![0f32; if with_min { groups * blocks * LANES } else { 0 }];
+        let mut d = vec![0u16; groups * blocks * LANES];
+        let mut m = vec![0u16; if with_min { groups * blocks * LANES } else { 0 }];
         let min_chunk = if with_min { blocks * LANES } else { usize::MAX };
-        let mut ms: Vec<&mut [f32]> = m.chunks_mut(min_chunk).collect();
+        let mut ms: Vec<&mut [u16]> = m.chunks_mut(min_chunk).collect();
         ms.resize_with(groups, || &mut []);
         q.par_chunks_mut(blocks * per_block)
             .zip(d.par_chunks_mut(blocks * LANES))
@@ -111,8 +112,8 @@ impl Repacked {
             .enumerate()
             .for_each(|(g, ((q, d), m))| {
                 let mut u = vec![0u8; cols];
-                let mut du = vec![0f32; blocks];
-                let mut mu = vec![0f32; blocks];
+                let mut du = vec![0u16; blocks];
+                let mut mu = vec![0u16; blocks];
                 for r in 0..LANES.min(rows - g * LANES) {
                     let row = g * LANES + r;
                     unpack_row(
@@ -156,7 +157,7 @@ impl Repacked {
 
     /// Bytes the repacked copy holds.
     pub fn bytes(&self) -> usize {
-        self.q.len() + 4 * (self.d.len() + self.m.len())
+        self.q.len() + 2 * (self.d.len() + self.m.len())
     }
 
     /// `y[t] = W · x[t]` for the `n = x.len() / cols` rows of `x` (`y` is `n × rows`), each
@@ -273,7 +274,7 @@ unsafe fn portable_group(w: &Repacked, x: &Inputs, g: usize, t0: usize, take: us
                 let qb = &w.q[(g * w.blocks + b) * per_block..][..per_block];
                 let at = (g * w.blocks + b) * LANES + r;
                 let xb = &x.qs[t * w.cols + b * BLOCK..][..BLOCK];
-                let scale = w.d[at] * x.dx[t * w.blocks + b];
+                let scale = f16_to_f32(w.d[at]) * x.dx[t * w.blocks + b];
                 for (j, a) in acc.iter_mut().enumerate() {
                     let mut sum = x.start[(t * w.blocks + b) * QUADS + j];
                     for i in 0..4 {
@@ -287,7 +288,7 @@ unsafe fn portable_group(w: &Repacked, x: &Inputs, g: usize, t0: usize, take: us
                     *a = (sum as f32).mul_add(scale, *a);
                 }
                 if w.with_min {
-                    mins += w.m[at] * x.sx[t * w.blocks + b];
+                    mins += f16_to_f32(w.m[at]) * x.sx[t * w.blocks + b];
                 }
             }
             let v = if w.with_min {
@@ -302,9 +303,9 @@ unsafe fn portable_group(w: &Repacked, x: &Inputs, g: usize, t0: usize, take: us
 }
 
 /// One row of `format` as unsigned values (the stored quant plus the format's offset) with
-/// each block's scale `d` and minimum `m` (Q4_1).
-fn unpack_row(format: QuantType, row: &[u8], u: &mut [u8], d: &mut [f32], m: &mut [f32]) {
-    let half = |b: &[u8], at: usize| f16_to_f32(u16::from_le_bytes([b[at], b[at + 1]]));
+/// each block's f16 scale `d` and minimum `m` (Q4_1).
+fn unpack_row(format: QuantType, row: &[u8], u: &mut [u8], d: &mut [u16], m: &mut [u16]) {
+    let half = |b: &[u8], at: usize| u16::from_le_bytes([b[at], b[at + 1]]);
     let (_, size) = format.block();
     for (k, blk) in row.chunks_exact(size).enumerate() {
         let u = &mut u[k * BLOCK..(k + 1) * BLOCK];
@@ -413,7 +414,7 @@ mod avx512 {
                         *vj = _mm512_loadu_si512(qb.add(64 * j).cast());
                     }
                 }
-                let dv = _mm512_loadu_ps(d.add(b * LANES));
+                let dv = _mm512_cvtph_ps(_mm256_loadu_si256(d.add(b * LANES).cast()));
                 for t in 0..R {
                     let xb = xs.add(t * w.cols + b * BLOCK);
                     let sb = st.add((t * w.blocks + b) * QUADS);
@@ -428,7 +429,7 @@ mod avx512 {
                         acc[t][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), scale, acc[t][j]);
                     }
                     if MIN {
-                        let mv = _mm512_loadu_ps(m.add(b * LANES));
+                        let mv = _mm512_cvtph_ps(_mm256_loadu_si256(m.add(b * LANES).cast()));
                         mins[t] = _mm512_add_ps(
                             mins[t],
                             _mm512_mul_ps(mv, _mm512_set1_ps(*sx.add(t * w.blocks + b))),

@@ -22,6 +22,8 @@
 use rayon::prelude::*;
 
 use crate::activation::{quantize_activations, QuantizedRow};
+
+mod q4k;
 use crate::quant::{f16_to_f32, QuantType};
 
 /// Weight rows per group: the 16 i32 lanes of a 512-bit register, one row each.
@@ -48,9 +50,58 @@ pub fn repack_available() -> bool {
     }
 }
 
-/// A weight matrix repacked for the lane-per-row kernel.
+/// A weight matrix repacked for the lane-per-row kernels.
 #[derive(Clone)]
 pub struct Repacked {
+    inner: Inner,
+}
+
+#[derive(Clone)]
+enum Inner {
+    Block32(Block32),
+    Q4K(q4k::Q4K),
+}
+
+impl Repacked {
+    /// Repacks a `rows × cols` matrix stored in `format` (`bytes` holding whole rows), or
+    /// `None` for a format the kernels do not take (Q5_1, the K-quants but Q4_K, dense
+    /// formats) or bytes that do not match the shape.
+    pub fn new(format: QuantType, bytes: &[u8], rows: usize, cols: usize) -> Option<Self> {
+        let inner = if format == QuantType::Q4_K {
+            Inner::Q4K(q4k::Q4K::new(bytes, rows, cols)?)
+        } else {
+            Inner::Block32(Block32::new(format, bytes, rows, cols)?)
+        };
+        Some(Repacked { inner })
+    }
+
+    /// Bytes the repacked copy holds.
+    pub fn bytes(&self) -> usize {
+        match &self.inner {
+            Inner::Block32(b) => b.bytes(),
+            Inner::Q4K(k) => k.bytes(),
+        }
+    }
+
+    /// `y[t] = W · x[t]` for the `n = x.len() / cols` rows of `x` (`y` is `n × rows`), each
+    /// value bit-identical to what `Matrix`'s row kernels give for it. On the SIMD kernel
+    /// where the CPU has it, on the portable one otherwise.
+    pub fn matmul(&self, x: &[f32], y: &mut [f32]) {
+        self.matmul_with(x, y, repack_available());
+    }
+
+    /// [`Self::matmul`] on the SIMD kernel (`simd`, where available) or the portable one.
+    pub fn matmul_with(&self, x: &[f32], y: &mut [f32], simd: bool) {
+        match &self.inner {
+            Inner::Block32(b) => b.matmul_with(x, y, simd),
+            Inner::Q4K(k) => k.matmul_with(x, y, simd),
+        }
+    }
+}
+
+/// Q4_0, Q4_1, Q5_0 or Q8_0 repacked.
+#[derive(Clone)]
+struct Block32 {
     format: QuantType,
     rows: usize,
     cols: usize,
@@ -75,17 +126,13 @@ pub struct Repacked {
 impl std::fmt::Debug for Repacked {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Repacked")
-            .field("format", &self.format)
-            .field("rows", &self.rows)
-            .field("cols", &self.cols)
+            .field("bytes", &self.bytes())
             .finish()
     }
 }
 
-impl Repacked {
-    /// Repacks a `rows × cols` matrix stored in `format` (`bytes` holding whole rows), or
-    /// `None` for a format the kernel does not take or bytes that do not match the shape.
-    pub fn new(format: QuantType, bytes: &[u8], rows: usize, cols: usize) -> Option<Self> {
+impl Block32 {
+    fn new(format: QuantType, bytes: &[u8], rows: usize, cols: usize) -> Option<Self> {
         let (nibbles, offset, with_min) = match format {
             QuantType::Q4_0 => (true, 8, false),
             QuantType::Q4_1 => (true, 0, true),
@@ -140,7 +187,7 @@ impl Repacked {
                     }
                 }
             });
-        Some(Repacked {
+        Some(Block32 {
             format,
             rows,
             cols,
@@ -155,20 +202,11 @@ impl Repacked {
         })
     }
 
-    /// Bytes the repacked copy holds.
-    pub fn bytes(&self) -> usize {
+    fn bytes(&self) -> usize {
         self.q.len() + 2 * (self.d.len() + self.m.len())
     }
 
-    /// `y[t] = W · x[t]` for the `n = x.len() / cols` rows of `x` (`y` is `n × rows`), each
-    /// value bit-identical to `dot_quantized` of the stored row with `x[t]` quantized for the
-    /// format. On the SIMD kernel where the CPU has it, on the portable one otherwise.
-    pub fn matmul(&self, x: &[f32], y: &mut [f32]) {
-        self.matmul_with(x, y, repack_available());
-    }
-
-    /// [`Self::matmul`] on the SIMD kernel (`simd`, where available) or the portable one.
-    pub fn matmul_with(&self, x: &[f32], y: &mut [f32], simd: bool) {
+    fn matmul_with(&self, x: &[f32], y: &mut [f32], simd: bool) {
         let n = x.len() / self.cols;
         if n == 0 || y.len() != n * self.rows || x.len() != n * self.cols {
             return;
@@ -224,7 +262,7 @@ struct Inputs {
 }
 
 impl Inputs {
-    fn new(w: &Repacked, x: &[f32], n: usize) -> Self {
+    fn new(w: &Block32, x: &[f32], n: usize) -> Self {
         let (cols, blocks) = (w.cols, w.blocks);
         let act = w.format.activation_format();
         let mut qs = vec![0i8; n * cols];
@@ -263,7 +301,7 @@ fn hsum8(a: &[f32; QUADS]) -> f32 {
 ///
 /// # Safety
 /// `y` points at `n × rows` floats; group g and rows t0..t0 + take exist.
-unsafe fn portable_group(w: &Repacked, x: &Inputs, g: usize, t0: usize, take: usize, y: *mut f32) {
+unsafe fn portable_group(w: &Block32, x: &Inputs, g: usize, t0: usize, take: usize, y: *mut f32) {
     let per_block = LANES * BLOCK / if w.nibbles { 2 } else { 1 };
     let lanes = LANES.min(w.rows - g * LANES);
     for t in t0..t0 + take {
@@ -342,7 +380,7 @@ fn unpack_row(format: QuantType, row: &[u8], u: &mut [u8], d: &mut [u16], m: &mu
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{Inputs, Repacked, BLOCK, LANES, QUADS};
+    use super::{Block32, Inputs, BLOCK, LANES, QUADS};
 
     /// Group `g` times activation rows `t0..t0 + take` (`take` ≤ 2).
     ///
@@ -350,7 +388,7 @@ mod avx512 {
     /// AVX-512 F/BW/VNNI; as [`super::portable_group`].
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     pub(super) unsafe fn group(
-        w: &Repacked,
+        w: &Block32,
         x: &Inputs,
         g: usize,
         t0: usize,
@@ -381,7 +419,7 @@ mod avx512 {
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     unsafe fn rows<const R: usize, const NIB: bool, const MIN: bool>(
-        w: &Repacked,
+        w: &Block32,
         x: &Inputs,
         g: usize,
         t0: usize,
@@ -462,6 +500,7 @@ mod avx512 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::activation::{quantize_activations_for, DotOrder};
     use crate::q8::dot_quantized;
     use crate::quant::f32_to_f16;
 
@@ -483,23 +522,26 @@ mod tests {
         let mut b = bytes(rows * cols / elements * size, seed);
         for (i, block) in b.chunks_exact_mut(size).enumerate() {
             block[0..2].copy_from_slice(&f32_to_f16(0.01 + 0.001 * (i % 7) as f32).to_le_bytes());
-            if t == QuantType::Q4_1 {
+            if matches!(t, QuantType::Q4_1 | QuantType::Q4_K) {
                 block[2..4].copy_from_slice(&f32_to_f16(-0.003 * (i % 5) as f32).to_le_bytes());
             }
         }
         b
     }
 
-    const FORMATS: [QuantType; 4] = [
+    const FORMATS: [QuantType; 5] = [
         QuantType::Q4_0,
         QuantType::Q4_1,
         QuantType::Q5_0,
         QuantType::Q8_0,
+        QuantType::Q4_K,
     ];
 
     /// Every value is the one-row kernel's (ggml's order of sums), to the bit, on the
     /// portable kernel and on the SIMD kernel where the CPU has it; for shapes with partial
-    /// groups, odd activation rows, and inputs with outliers.
+    /// groups, activation rows that are not whole tiles, and inputs with outliers. Q4_K's
+    /// rows follow the order `Matrix` gives a batch: the repacked gemm's for the first
+    /// `n − n % 4` from four rows on, the gemv's for the rest.
     #[test]
     fn repacked_products_equal_the_one_row_kernel_bit_for_bit() {
         let cols = 512;
@@ -509,9 +551,15 @@ mod tests {
             return;
         }
         for t in FORMATS {
-            for (rows, n) in [(16, 1), (21, 3), (40, 8), (7, 5)] {
+            for (rows, n) in [(16, 1), (24, 3), (40, 8), (8, 6), (21, 5), (7, 2)] {
                 let wb = weights(t, rows, cols, 11 + rows as u64);
-                let w = Repacked::new(t, &wb, rows, cols).unwrap();
+                let Some(w) = Repacked::new(t, &wb, rows, cols) else {
+                    assert!(
+                        t == QuantType::Q4_K && rows % 8 != 0,
+                        "{t:?} {rows} rows refused"
+                    );
+                    continue;
+                };
                 let x: Vec<f32> = (0..n * cols)
                     .map(|i| {
                         let v = ((i * 37 + 11) % 101) as f32 / 17.0 - 3.0;
@@ -523,6 +571,7 @@ mod tests {
                     })
                     .collect();
                 let rb = wb.len() / rows;
+                let tiled = if n > 3 { n - n % 4 } else { 0 };
                 let mut kernels = vec![false];
                 if repack_available() {
                     kernels.push(true);
@@ -531,9 +580,15 @@ mod tests {
                     let mut y = vec![f32::NAN; n * rows];
                     w.matmul_with(&x, &mut y, simd);
                     for i in 0..n {
-                        let a = quantize_activations(
+                        let order = if t == QuantType::Q4_K && i < tiled {
+                            DotOrder::Repacked
+                        } else {
+                            DotOrder::Row
+                        };
+                        let a = quantize_activations_for(
                             &x[i * cols..(i + 1) * cols],
                             t.activation_format(),
+                            order,
                         );
                         for r in 0..rows {
                             let one = dot_quantized(t, &wb[r * rb..(r + 1) * rb], &a);

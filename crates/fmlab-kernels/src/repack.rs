@@ -176,12 +176,13 @@ impl Block32 {
                             m[b * LANES + r] = mu[b];
                         }
                         let qb = &mut q[b * per_block..(b + 1) * per_block];
-                        for (e, &v) in u[b * BLOCK..(b + 1) * BLOCK].iter().enumerate() {
-                            let (j, i) = (e / 4, e % 4);
-                            if nibbles {
-                                qb[64 * (j % 4) + 4 * r + i] |= v << (4 * (j / 4));
+                        let ub = &u[b * BLOCK..(b + 1) * BLOCK];
+                        for (j, four) in ub.chunks_exact(4).enumerate() {
+                            if nibbles && j >= QUADS / 2 {
+                                let dst = &mut qb[64 * (j - QUADS / 2) + 4 * r..][..4];
+                                dst.iter_mut().zip(four).for_each(|(d, &v)| *d |= v << 4);
                             } else {
-                                qb[64 * j + 4 * r + i] = v;
+                                qb[64 * j + 4 * r..][..4].copy_from_slice(four);
                             }
                         }
                     }

@@ -75,13 +75,10 @@ impl Q4K {
                         }
                         let qs = &blk[16..144];
                         let out = &mut q[b * Q_BYTES..][..Q_BYTES];
-                        for c in 0..4 {
-                            for l in 0..32 {
-                                // The file's byte holds elements 64c + l (low) and
-                                // 64c + 32 + l (high): the same pairing.
-                                let (j, i) = (l / 4, l % 4);
-                                out[(c * 8 + j) * 64 + 4 * r + i] = qs[32 * c + l];
-                            }
+                        // The file's byte 32c + l holds elements 64c + l (low nibble) and
+                        // 64c + 32 + l (high): the same pairing, four bytes per lane.
+                        for (cj, four) in qs.chunks_exact(4).enumerate() {
+                            out[cj * 64 + 4 * r..][..4].copy_from_slice(four);
                         }
                     }
                 }

@@ -12,15 +12,15 @@ models="${FMLAB_MODELS_DIR:-$HOME/.cache/fmlab/models}"
 # LLAMA_BENCH may name an existing llama-bench binary instead.
 bench_bin="${LLAMA_BENCH:-$(llamacpp_bin llama-bench)}"
 
-# llama-bench's CSV: n_prompt, n_gen, n_threads and avg_ts columns.
-llama_bench() { # model threads -> "pp512 tg128"
+# llama-bench's CSV: n_prompt, n_gen, avg_ts and model_size (bytes of weights) columns.
+llama_bench() { # model threads -> "pp512 tg128 model_bytes"
   "$bench_bin" -m "$1" -t "$2" -p 512 -n 128 -r "$REPS" -o csv 2>/dev/null |
     "$PY" -c '
 import csv, sys
 rows = list(csv.DictReader(sys.stdin))
 pp = [float(r["avg_ts"]) for r in rows if r["n_prompt"] == "512"]
 tg = [float(r["avg_ts"]) for r in rows if r["n_gen"] == "128"]
-print(pp[0], tg[0])'
+print(pp[0], tg[0], rows[0]["model_size"])'
 }
 
 # --- fmlab -----------------------------------------------------------------------------
@@ -42,24 +42,60 @@ PY
 fmlab_run() { # model threads prompt max_tokens field -> median of REPS
   local values=()
   for _ in $(seq "$REPS"); do
-    values+=("$("$FMLAB" generate "$1" --prompt "$3" --max-tokens "$4" --ignore-eos --temperature 0 --threads "$2" --ctx 1024 --json |
+    values+=("$("$FMLAB" generate "$1" --prompt "$3" --max-tokens "$4" --ignore-eos --temperature 0 --threads "$2" --ctx 1024 --json 2> /dev/null |
       "$PY" -c "import json,sys; print(json.load(sys.stdin)['$5'])")")
   done
   printf '%s\n' "${values[@]}" | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'
 }
 
-printf '%-34s %7s %10s %10s %7s %10s %10s %7s\n' model threads "pp fmlab" "pp llama" ratio "tg fmlab" "tg llama" ratio
+# --- the limits: memory bandwidth and int8 multiply-add rate ---------------------------------
+# crates/fmlab-kernels/examples/limits.rs: best of several reads of 1 GiB, and of
+# independent int8 dot-product instructions (vpdpbusd on AVX-512 VNNI), on 1 and 2 threads.
+cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p fmlab-kernels --example limits
+declare -A bandwidth int8
+for threads in 1 2; do
+  while read -r key value; do
+    case "$key" in
+      bandwidth_gbs) bandwidth[$threads]=$value ;;
+      int8_gops) int8[$threads]=$value ;;
+    esac
+  done < <("$CARGO_TARGET_DIR/release/examples/limits" "$threads")
+done
+
+echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'); SIMD: $(grep -m1 -o -w -E 'avx512_vnni|avx512f|avx2' /proc/cpuinfo | sort -u | tr '\n' ' ')"
+echo "limits: 1 thread ${bandwidth[1]} GB/s, ${int8[1]} G int8 MAC/s; 2 threads ${bandwidth[2]} GB/s, ${int8[2]} G int8 MAC/s"
+echo
+printf '%-34s %7s %10s %10s %7s %10s %10s %7s %9s %9s\n' model threads "pp fmlab" "pp llama" ratio "tg fmlab" "tg llama" ratio "pp limit" "tg limit"
 for file in SmolLM2-135M-Instruct.Q4_1.gguf gemma-3-270m-q4_k_m.gguf; do
   model="$models/$file"
   prompt="$(prompt_for "$model")"
+  # Prefill's limit: one int8 multiply-add per weight of the layers per token; decode's:
+  # every weight byte read once per token.
+  macs=$("$FMLAB" inspect "$model" --json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["parameters_non_embedding"])')
   for threads in 1 2; do
-    read -r llama_pp llama_tg <<< "$(llama_bench "$model" "$threads")"
+    read -r llama_pp llama_tg model_bytes <<< "$(llama_bench "$model" "$threads")"
     ours_pp=$(fmlab_run "$model" "$threads" "$prompt" 1 prefill_tokens_per_second)
     ours_tg=$(fmlab_run "$model" "$threads" "The" 128 decode_tokens_per_second)
     awk -v m="$file" -v t="$threads" -v a="$ours_pp" -v b="$llama_pp" -v c="$ours_tg" -v d="$llama_tg" \
-      'BEGIN {printf "%-34s %7d %10.1f %10.1f %7.2f %10.1f %10.1f %7.2f\n", m, t, a, b, a / b, c, d, c / d}'
+      -v pl="${int8[$threads]}" -v bw="${bandwidth[$threads]}" -v macs="$macs" -v bytes="$model_bytes" \
+      'BEGIN {printf "%-34s %7d %10.1f %10.1f %7.2f %10.1f %10.1f %7.2f %9.0f %9.1f\n", m, t, a, b, a / b, c, d, c / d, pl * 1e9 / macs, bw * 1e9 / bytes}'
   done
 done
+echo "(pp limit: int8 MAC/s ÷ layer weights; tg limit: read bandwidth ÷ bytes of weights, both tokens/s)"
+
+# --- where decode time goes ---------------------------------------------------------------
+if command -v perf > /dev/null; then
+  for file in SmolLM2-135M-Instruct.Q4_1.gguf gemma-3-270m-q4_k_m.gguf; do
+    echo
+    echo "decode profile, $file, 1 thread, 256 tokens (perf; functions above 2%, loading included):"
+    data="$(mktemp)"
+    perf record -q -o "$data" "$FMLAB" generate "$models/$file" --prompt "The" \
+      --max-tokens 256 --ignore-eos --temperature 0 --threads 1 > /dev/null 2>&1 &&
+      perf report -i "$data" --no-children --percent-limit 2 --stdio 2> /dev/null |
+      grep -E '^ +[0-9]' | sed -E 's/^ +([0-9.]+%) +[^ ]+ +[^ ]+ +\[.\] /  \1  /' | head -12
+    rm -f "$data"
+  done
+fi
 
 # --- several sequences decoded together --------------------------------------------------
 # The server's continuous batching: aggregate decode tokens/s at 1, 8 and 32 sequences

@@ -69,8 +69,9 @@ impl Matrix {
     }
 
     /// Repacks the weights for the lane-per-row kernel (`repack.rs`) where this CPU has
-    /// it (AVX-512 VNNI) and the format is one it takes (Q4_0, Q4_1, Q5_0, Q8_0); products
-    /// then run there, with the same results to the bit. The copy (0.75 bytes per weight
+    /// it (AVX-512 VNNI) and the format is one it takes (Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, and
+    /// Q6_K for batches of 8 rows or more); products then run there, with the same results
+    /// to the bit. The copy (0.75 bytes per weight
     /// for the 4-bit formats) is kept beside the stored bytes, which row lookups read.
     /// Returns whether the matrix is repacked.
     ///
@@ -136,8 +137,9 @@ impl Matrix {
             return Ok(());
         }
         if let Some(repacked) = &self.repacked {
-            repacked.matmul(x, y);
-            return Ok(());
+            if repacked.matmul(x, y) {
+                return Ok(());
+            }
         }
         match &self.data {
             MatrixData::Quant { format, bytes }

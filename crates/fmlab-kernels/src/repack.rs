@@ -16,14 +16,16 @@
 //! `q + offset ≥ 0` (8 for Q4_0, 16 for Q5_0, 128 for Q8_0) and each lane's sum starts at
 //! `−offset · Σ` of the four activations, which leaves the integer sum unchanged.
 //!
-//! Formats: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (the K-quants keep their own kernels). The 4-bit
-//! formats keep two values per byte; scales (and Q4_1's minimums) stay f16.
+//! Formats: Q4_0, Q4_1, Q5_0, Q8_0 here; Q4_K (`q4k.rs`) and Q6_K (`q6k.rs`, batches of 8
+//! rows or more) in their own files, with their own float orders. The 4-bit formats keep
+//! two values per byte; scales (and Q4_1's minimums) stay f16.
 
 use rayon::prelude::*;
 
 use crate::activation::{quantize_activations, QuantizedRow};
 
 mod q4k;
+mod q6k;
 use crate::quant::{f16_to_f32, QuantType};
 
 /// Weight rows per group: the 16 i32 lanes of a 512-bit register, one row each.
@@ -60,6 +62,7 @@ pub struct Repacked {
 enum Inner {
     Block32(Block32),
     Q4K(q4k::Q4K),
+    Q6K(q6k::Q6K),
 }
 
 impl Repacked {
@@ -67,10 +70,10 @@ impl Repacked {
     /// `None` for a format the kernels do not take (Q5_1, the K-quants but Q4_K, dense
     /// formats) or bytes that do not match the shape.
     pub fn new(format: QuantType, bytes: &[u8], rows: usize, cols: usize) -> Option<Self> {
-        let inner = if format == QuantType::Q4_K {
-            Inner::Q4K(q4k::Q4K::new(bytes, rows, cols)?)
-        } else {
-            Inner::Block32(Block32::new(format, bytes, rows, cols)?)
+        let inner = match format {
+            QuantType::Q4_K => Inner::Q4K(q4k::Q4K::new(bytes, rows, cols)?),
+            QuantType::Q6_K => Inner::Q6K(q6k::Q6K::new(bytes, rows, cols)?),
+            _ => Inner::Block32(Block32::new(format, bytes, rows, cols)?),
         };
         Some(Repacked { inner })
     }
@@ -80,21 +83,25 @@ impl Repacked {
         match &self.inner {
             Inner::Block32(b) => b.bytes(),
             Inner::Q4K(k) => k.bytes(),
+            Inner::Q6K(k) => k.bytes(),
         }
     }
 
     /// `y[t] = W · x[t]` for the `n = x.len() / cols` rows of `x` (`y` is `n × rows`), each
     /// value bit-identical to what `Matrix`'s row kernels give for it. On the SIMD kernel
-    /// where the CPU has it, on the portable one otherwise.
-    pub fn matmul(&self, x: &[f32], y: &mut [f32]) {
-        self.matmul_with(x, y, repack_available());
+    /// where the CPU has it, on the portable one otherwise. Returns `false`, writing
+    /// nothing, where the batch takes a kernel the repacked layout does not follow (Q6_K
+    /// below 8 rows) or the shapes do not match.
+    pub fn matmul(&self, x: &[f32], y: &mut [f32]) -> bool {
+        self.matmul_with(x, y, repack_available())
     }
 
     /// [`Self::matmul`] on the SIMD kernel (`simd`, where available) or the portable one.
-    pub fn matmul_with(&self, x: &[f32], y: &mut [f32], simd: bool) {
+    pub fn matmul_with(&self, x: &[f32], y: &mut [f32], simd: bool) -> bool {
         match &self.inner {
             Inner::Block32(b) => b.matmul_with(x, y, simd),
             Inner::Q4K(k) => k.matmul_with(x, y, simd),
+            Inner::Q6K(k) => k.matmul_with(x, y, simd),
         }
     }
 }
@@ -207,10 +214,10 @@ impl Block32 {
         self.q.len() + 2 * (self.d.len() + self.m.len())
     }
 
-    fn matmul_with(&self, x: &[f32], y: &mut [f32], simd: bool) {
+    fn matmul_with(&self, x: &[f32], y: &mut [f32], simd: bool) -> bool {
         let n = x.len() / self.cols;
         if n == 0 || y.len() != n * self.rows || x.len() != n * self.cols {
-            return;
+            return false;
         }
         let inputs = Inputs::new(self, x, n);
         let out = SharedOut(y.as_mut_ptr());
@@ -241,6 +248,7 @@ impl Block32 {
                     t0 += take;
                 }
             });
+        true
     }
 }
 
@@ -522,7 +530,12 @@ mod tests {
         let (elements, size) = t.block();
         let mut b = bytes(rows * cols / elements * size, seed);
         for (i, block) in b.chunks_exact_mut(size).enumerate() {
-            block[0..2].copy_from_slice(&f32_to_f16(0.01 + 0.001 * (i % 7) as f32).to_le_bytes());
+            let scale = f32_to_f16(0.01 + 0.001 * (i % 7) as f32).to_le_bytes();
+            if t == QuantType::Q6_K {
+                block[208..210].copy_from_slice(&scale);
+                continue;
+            }
+            block[0..2].copy_from_slice(&scale);
             if matches!(t, QuantType::Q4_1 | QuantType::Q4_K) {
                 block[2..4].copy_from_slice(&f32_to_f16(-0.003 * (i % 5) as f32).to_le_bytes());
             }
@@ -530,12 +543,13 @@ mod tests {
         b
     }
 
-    const FORMATS: [QuantType; 5] = [
+    const FORMATS: [QuantType; 6] = [
         QuantType::Q4_0,
         QuantType::Q4_1,
         QuantType::Q5_0,
         QuantType::Q8_0,
         QuantType::Q4_K,
+        QuantType::Q6_K,
     ];
 
     /// Every value is the one-row kernel's (ggml's order of sums), to the bit, on the
@@ -552,7 +566,16 @@ mod tests {
             return;
         }
         for t in FORMATS {
-            for (rows, n) in [(16, 1), (24, 3), (40, 8), (8, 6), (21, 5), (7, 2)] {
+            for (rows, n) in [
+                (16, 1),
+                (24, 3),
+                (40, 8),
+                (8, 6),
+                (21, 5),
+                (7, 2),
+                (24, 13),
+                (16, 9),
+            ] {
                 let wb = weights(t, rows, cols, 11 + rows as u64);
                 let Some(w) = Repacked::new(t, &wb, rows, cols) else {
                     assert!(
@@ -579,12 +602,16 @@ mod tests {
                 }
                 for simd in kernels {
                     let mut y = vec![f32::NAN; n * rows];
-                    w.matmul_with(&x, &mut y, simd);
+                    let done = w.matmul_with(&x, &mut y, simd);
+                    assert_eq!(done, t != QuantType::Q6_K || n >= 8, "{t:?} {rows}×{n}");
+                    if !done {
+                        continue;
+                    }
                     for i in 0..n {
-                        let order = if t == QuantType::Q4_K && i < tiled {
-                            DotOrder::Repacked
-                        } else {
-                            DotOrder::Row
+                        let order = match t {
+                            QuantType::Q4_K if i < tiled => DotOrder::Repacked,
+                            QuantType::Q6_K => DotOrder::Tiled,
+                            _ => DotOrder::Row,
                         };
                         let a = quantize_activations_for(
                             &x[i * cols..(i + 1) * cols],

@@ -102,10 +102,10 @@ impl Q4K {
 
     /// As `Repacked::matmul_with`; activation rows take the order `Matrix` gives them (the
     /// first `n − n % 4` the repacked gemm's when n > 3, the rest the gemv's).
-    pub(super) fn matmul_with(&self, x: &[f32], y: &mut [f32], simd: bool) {
+    pub(super) fn matmul_with(&self, x: &[f32], y: &mut [f32], simd: bool) -> bool {
         let n = x.len() / self.cols;
         if n == 0 || y.len() != n * self.rows || x.len() != n * self.cols {
-            return;
+            return false;
         }
         let tiled = if n > 3 { n - n % 4 } else { 0 };
         let inputs = Inputs::new(self, x, n, tiled);
@@ -138,6 +138,7 @@ impl Q4K {
                     t0 += take;
                 }
             });
+        true
     }
 }
 

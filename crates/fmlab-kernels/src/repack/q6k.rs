@@ -1,0 +1,266 @@
+//! Q6_K repacked one row per lane (see the parent module) for batches of 8 rows and more,
+//! where ggml runs its tiled K-quant kernel (`DotOrder::Tiled`): per super-block, one
+//! integer total per (weight row, activation row) — the scaled sums of the 16 sub-blocks,
+//! less 32 times the scaled activation sums — then `(d_w · total)` times `d_x` added with
+//! FMA. The integers are exact in any order, so the lanes give ggml's values to the bit.
+//! Fewer rows take ggml's one-row kernel, whose float order is its own: `matmul_with`
+//! declines them and `Matrix` runs the row kernels.
+
+use rayon::prelude::*;
+
+use super::{repack_available, SharedOut, LANES};
+use crate::activation::{quantize_activations_for, ActivationFormat, DotOrder};
+use crate::quant::QuantType;
+
+const SUPER: usize = 256;
+/// Sub-blocks of 16 per super-block.
+const SUBS: usize = 16;
+/// Bytes of one group's super-block of values: 16 rows × 256 six-bit values, one per byte.
+const Q_BYTES: usize = LANES * SUPER;
+/// From this many activation rows on ggml takes the tiled kernel.
+pub(super) const MIN_ROWS: usize = 8;
+
+/// A Q6_K matrix repacked for the lane-per-row kernel.
+#[derive(Clone)]
+pub(super) struct Q6K {
+    rows: usize,
+    cols: usize,
+    supers: usize,
+    groups: usize,
+    /// Per group, super-block and four elements j: 64 bytes, byte `4 · r + i` row r's
+    /// element `4j + i` (0..63, the stored value before ggml's −32).
+    q: Vec<u8>,
+    /// Per group, super-block: the 16 rows' f16 scales.
+    d: Vec<u16>,
+    /// Per group, super-block, sub-block: the 16 rows' signed 8-bit scales.
+    sc: Vec<i8>,
+}
+
+impl Q6K {
+    pub(super) fn new(bytes: &[u8], rows: usize, cols: usize) -> Option<Self> {
+        let row_bytes = QuantType::Q6_K.row_bytes(cols).ok()?;
+        if rows == 0 || cols == 0 || row_bytes.checked_mul(rows)? != bytes.len() {
+            return None;
+        }
+        let supers = cols / SUPER;
+        let groups = rows.div_ceil(LANES);
+        let mut q = vec![0u8; groups * supers * Q_BYTES];
+        let mut d = vec![0u16; groups * supers * LANES];
+        let mut sc = vec![0i8; groups * supers * SUBS * LANES];
+        q.par_chunks_mut(supers * Q_BYTES)
+            .zip(d.par_chunks_mut(supers * LANES))
+            .zip(sc.par_chunks_mut(supers * SUBS * LANES))
+            .enumerate()
+            .for_each(|(g, ((q, d), sc))| {
+                let mut u = [0u8; SUPER];
+                for r in 0..LANES.min(rows - g * LANES) {
+                    let row = &bytes[(g * LANES + r) * row_bytes..][..row_bytes];
+                    for (b, blk) in row.chunks_exact(210).enumerate() {
+                        let (ql, qh) = (&blk[0..128], &blk[128..192]);
+                        for n in 0..2 {
+                            for l in 0..32 {
+                                let (lo, hi, h) =
+                                    (ql[64 * n + l], ql[64 * n + l + 32], qh[32 * n + l]);
+                                let e = 128 * n + l;
+                                u[e] = (lo & 0x0f) | ((h & 3) << 4);
+                                u[e + 32] = (hi & 0x0f) | (((h >> 2) & 3) << 4);
+                                u[e + 64] = (lo >> 4) | (((h >> 4) & 3) << 4);
+                                u[e + 96] = (hi >> 4) | (((h >> 6) & 3) << 4);
+                            }
+                        }
+                        let out = &mut q[b * Q_BYTES..][..Q_BYTES];
+                        for (j, four) in u.chunks_exact(4).enumerate() {
+                            out[j * 64 + 4 * r..][..4].copy_from_slice(four);
+                        }
+                        for s in 0..SUBS {
+                            sc[(b * SUBS + s) * LANES + r] = blk[192 + s] as i8;
+                        }
+                        d[b * LANES + r] = u16::from_le_bytes([blk[208], blk[209]]);
+                    }
+                }
+            });
+        Some(Q6K {
+            rows,
+            cols,
+            supers,
+            groups,
+            q,
+            d,
+            sc,
+        })
+    }
+
+    pub(super) fn bytes(&self) -> usize {
+        self.q.len() + 2 * self.d.len() + self.sc.len()
+    }
+
+    /// As `Repacked::matmul_with`, for `n ≥ MIN_ROWS` activation rows; `false` (nothing
+    /// written) for fewer.
+    pub(super) fn matmul_with(&self, x: &[f32], y: &mut [f32], simd: bool) -> bool {
+        let n = x.len() / self.cols;
+        if n < MIN_ROWS || y.len() != n * self.rows || x.len() != n * self.cols {
+            return false;
+        }
+        let inputs = Inputs::new(self, x, n);
+        let out = SharedOut(y.as_mut_ptr());
+        let simd = simd && repack_available();
+        let per_task = (256 / (n * self.supers).max(1)).clamp(1, 16);
+        (0..self.groups)
+            .into_par_iter()
+            .with_min_len(per_task)
+            .for_each(|g| {
+                let out = &out;
+                let mut t0 = 0;
+                while t0 < n {
+                    let take = if n - t0 >= 4 { 4 } else { 1 };
+                    if simd {
+                        #[cfg(target_arch = "x86_64")]
+                        // SAFETY: AVX-512 F/BW/VNNI checked; group g and rows t0..t0 + take
+                        // exist; only group g's columns of those rows are written.
+                        unsafe {
+                            avx512::group(self, &inputs, g, t0, take, out.0)
+                        };
+                    } else {
+                        // SAFETY: as above, for the portable kernel.
+                        unsafe { portable(self, &inputs, g, t0, take, out.0) };
+                    }
+                    t0 += take;
+                }
+            });
+        true
+    }
+}
+
+/// Activations quantized to Q8_K for the tiled kernel, with each sub-block's sum times −32
+/// (where the lane's integer sum starts).
+struct Inputs {
+    qs: Vec<i8>,
+    d: Vec<f32>,
+    start: Vec<i32>,
+}
+
+impl Inputs {
+    fn new(w: &Q6K, x: &[f32], n: usize) -> Self {
+        let (cols, supers) = (w.cols, w.supers);
+        let mut qs = vec![0i8; n * cols];
+        let mut d = vec![0f32; n * supers];
+        let mut start = vec![0i32; n * supers * SUBS];
+        qs.par_chunks_mut(cols)
+            .zip(d.par_chunks_mut(supers))
+            .zip(start.par_chunks_mut(supers * SUBS))
+            .zip(x.par_chunks(cols))
+            .for_each(|(((qs, d), start), x)| {
+                let a = quantize_activations_for(x, ActivationFormat::Q8K, DotOrder::Tiled);
+                qs.copy_from_slice(&a.qs);
+                d.copy_from_slice(&a.d[..supers]);
+                for (s, &sum) in start.iter_mut().zip(&a.sums) {
+                    *s = -32 * sum;
+                }
+            });
+        Inputs { qs, d, start }
+    }
+}
+
+/// The portable kernel, lane by lane as the SIMD kernel (and ggml's tiled kernel).
+///
+/// # Safety
+/// `y` points at `n × rows` floats; group g and rows t0..t0 + take exist.
+unsafe fn portable(w: &Q6K, x: &Inputs, g: usize, t0: usize, take: usize, y: *mut f32) {
+    let lanes = LANES.min(w.rows - g * LANES);
+    for t in t0..t0 + take {
+        for r in 0..lanes {
+            let mut sum = 0f32;
+            for b in 0..w.supers {
+                let gb = g * w.supers + b;
+                let q = &w.q[gb * Q_BYTES..][..Q_BYTES];
+                let xq = &x.qs[t * w.cols + b * SUPER..][..SUPER];
+                let mut total = 0i32;
+                for s in 0..SUBS {
+                    let mut part = x.start[(t * w.supers + b) * SUBS + s];
+                    for j in 4 * s..4 * s + 4 {
+                        for i in 0..4 {
+                            part += q[j * 64 + 4 * r + i] as i32 * xq[4 * j + i] as i32;
+                        }
+                    }
+                    total += w.sc[(gb * SUBS + s) * LANES + r] as i32 * part;
+                }
+                let dw = crate::quant::f16_to_f32(w.d[gb * LANES + r]);
+                sum = (dw * total as f32).mul_add(x.d[t * w.supers + b], sum);
+            }
+            // SAFETY: row t, column g · 16 + r < rows (caller's contract).
+            unsafe { *y.add(t * w.rows + g * LANES + r) = sum };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{Inputs, LANES, Q6K, Q_BYTES, SUBS, SUPER};
+
+    /// # Safety
+    /// AVX-512 F/BW/VNNI; as [`super::portable`] (`take` 4 or 1).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn group(w: &Q6K, x: &Inputs, g: usize, t0: usize, take: usize, y: *mut f32) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            if take == 4 {
+                rows::<4>(w, x, g, t0, y)
+            } else {
+                rows::<1>(w, x, g, t0, y)
+            }
+        }
+    }
+
+    /// # Safety
+    /// AVX-512 F/BW/VNNI; group g and rows t0..t0 + R exist.
+    // `t` indexes the activation rows in `total`, `sum` and the inputs alike.
+    #[allow(clippy::needless_range_loop)]
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn rows<const R: usize>(w: &Q6K, x: &Inputs, g: usize, t0: usize, y: *mut f32) {
+        let mut sum = [_mm512_setzero_ps(); R];
+        for b in 0..w.supers {
+            let gb = g * w.supers + b;
+            // SAFETY: super-block b of group g and of rows t0..t0 + R (caller's contract).
+            unsafe {
+                let q = w.q.as_ptr().add(gb * Q_BYTES);
+                let mut total = [_mm512_setzero_si512(); R];
+                for s in 0..SUBS {
+                    let v: [__m512i; 4] =
+                        std::array::from_fn(|k| _mm512_loadu_si512(q.add((4 * s + k) * 64).cast()));
+                    let sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(
+                        w.sc.as_ptr().add((gb * SUBS + s) * LANES).cast(),
+                    ));
+                    for t in 0..R {
+                        let row = (t0 + t) * w.supers + b;
+                        let xq = x.qs.as_ptr().add((t0 + t) * w.cols + b * SUPER + 16 * s);
+                        let mut part = _mm512_set1_epi32(*x.start.as_ptr().add(row * SUBS + s));
+                        for (k, &vk) in v.iter().enumerate() {
+                            let four = xq.add(4 * k).cast::<i32>().read_unaligned();
+                            part = _mm512_dpbusd_epi32(part, vk, _mm512_set1_epi32(four));
+                        }
+                        total[t] = _mm512_add_epi32(total[t], _mm512_mullo_epi32(sc, part));
+                    }
+                }
+                let dw = _mm512_cvtph_ps(_mm256_loadu_si256(w.d.as_ptr().add(gb * LANES).cast()));
+                for t in 0..R {
+                    let dx = _mm512_set1_ps(*x.d.as_ptr().add((t0 + t) * w.supers + b));
+                    let scaled = _mm512_mul_ps(dw, _mm512_cvtepi32_ps(total[t]));
+                    sum[t] = _mm512_fmadd_ps(scaled, dx, sum[t]);
+                }
+            }
+        }
+        let lanes = LANES.min(w.rows - g * LANES);
+        let mask: __mmask16 = if lanes == LANES {
+            0xffff
+        } else {
+            (1u16 << lanes) - 1
+        };
+        for (t, &s) in sum.iter().enumerate() {
+            // SAFETY: row t0 + t, group g's columns (masked to the rows that exist).
+            unsafe { _mm512_mask_storeu_ps(y.add((t0 + t) * w.rows + g * LANES), mask, s) };
+        }
+    }
+}

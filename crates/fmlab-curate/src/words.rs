@@ -61,14 +61,29 @@ pub fn word_spans(text: &str, out: &mut Vec<Span>) {
             digits &= c.is_ascii_digit();
             i += len;
         }
-        // A chunk of ASCII letters, or of ASCII digits, has no prefix, suffix, infix or
-        // URL: it is one word unless it is an exception ("dont", "cannot"). (Units after a
-        // number need both, and operators between digits are not digits.)
-        if (letters || digits) && exceptions().get(&text[start..i]).is_none() {
-            out.push((start, i));
-        } else {
-            tokenize_chunk(text, start, i, out, &mut suffixes);
-        }
+        chunk_words(text, start, i, letters || digits, out, &mut suffixes);
+    }
+}
+
+/// The words of the whitespace-free chunk `text[start..end]` pushed onto `out`, as
+/// [`word_spans`] splits it; `plain`: the chunk is all ASCII letters or all ASCII digits.
+/// `suffixes` is scratch space.
+#[inline]
+pub(crate) fn chunk_words(
+    text: &str,
+    start: usize,
+    end: usize,
+    plain: bool,
+    out: &mut Vec<Span>,
+    suffixes: &mut Vec<Span>,
+) {
+    // A chunk of ASCII letters, or of ASCII digits, has no prefix, suffix, infix or URL: it
+    // is one word unless it is an exception ("dont", "cannot"). (Units after a number need
+    // both, and operators between digits are not digits.)
+    if plain && exceptions().get(&text[start..end]).is_none() {
+        out.push((start, end));
+    } else {
+        tokenize_chunk(text, start, end, out, suffixes);
     }
 }
 

@@ -17,7 +17,9 @@ use crate::doc::{DocKey, Document};
 use crate::words::word_spans;
 use crate::{Error, Result};
 
-use super::normalize::{simplify_text_into, NormScratch, TextNorm};
+use super::normalize::{
+    simplify_text_into, simplify_words_ascii, NormScratch, TextNorm, WordScratch,
+};
 use super::permute;
 use super::rng::Mt19937;
 use super::store::{self, Cluster, DedupSummary, RankCounts, RemovalSet};
@@ -52,6 +54,7 @@ impl Default for MinhashConfig {
 #[derive(Debug, Default)]
 pub struct MinhashScratch {
     norm: NormScratch,
+    words: WordScratch,
     spans: Vec<(usize, usize)>,
     joined: String,
     shingles: Vec<u64>,
@@ -97,15 +100,21 @@ impl MinHash {
     pub fn shingles<'s>(&self, text: &str, scratch: &'s mut MinhashScratch) -> &'s [u64] {
         let MinhashScratch {
             norm,
+            words,
             spans,
             joined,
             shingles,
         } = scratch;
         shingles.clear();
-        let text = simplify_text_into(text, &self.config.norm, norm);
-        // Words are byte spans of `text`: an n-gram whose words are one space apart is
-        // hashed in place, others are joined into `joined`.
-        word_spans(text, spans);
+        // Words are byte spans of the normalised text: an n-gram whose words are one space
+        // apart is hashed in place, others are joined into `joined`.
+        let text = if self.config.norm.splits_ascii_in_one_pass() && text.is_ascii() {
+            simplify_words_ascii(text, norm, words, spans)
+        } else {
+            let text = simplify_text_into(text, &self.config.norm, norm);
+            word_spans(text, spans);
+            text
+        };
         let n = self.config.n_grams;
         if spans.len() < n {
             return shingles;

@@ -11,8 +11,6 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use xxhash_rust::xxh64::xxh64;
-
 use crate::doc::{DocKey, Document};
 use crate::words::word_spans;
 use crate::{Error, Result};
@@ -24,6 +22,7 @@ use super::permute;
 use super::rng::Mt19937;
 use super::store::{self, Cluster, DedupSummary, RankCounts, RemovalSet};
 use super::unionfind::{KeyCluster, UnionFind};
+use super::xxh64::xxh64;
 
 const MERSENNE_61: u64 = (1 << 61) - 1;
 
@@ -132,7 +131,7 @@ impl MinHash {
                 bad += usize::from(!gap_ok(i + n - 2));
             }
             if bad == 0 {
-                shingles.push(xxh64(&bytes[spans[i].0..spans[i + n - 1].1], 0));
+                shingles.push(xxh64(&bytes[spans[i].0..spans[i + n - 1].1]));
             } else {
                 joined.clear();
                 for (k, &(s, e)) in spans[i..i + n].iter().enumerate() {
@@ -141,7 +140,7 @@ impl MinHash {
                     }
                     joined.push_str(&text[s..e]);
                 }
-                shingles.push(xxh64(joined.as_bytes(), 0));
+                shingles.push(xxh64(joined.as_bytes()));
             }
         }
         shingles

@@ -310,8 +310,11 @@ pub fn simplify_words_ascii<'s>(
     let WordScratch { chunks, suffixes } = words;
     let bytes = text.as_bytes();
     let mut buf = std::mem::take(&mut scratch.out).into_bytes();
+    // Written by index: the output is never longer than the input (a space is written only
+    // for blanks already read), plus 8 bytes for the word-at-a-time copy of letters.
     buf.clear();
-    buf.reserve(bytes.len());
+    buf.resize(bytes.len() + 8, 0);
+    let mut o = 0;
     chunks.clear();
     let (mut start, mut letters, mut digits) = (0, false, false);
     let mut pending_space = false;
@@ -325,19 +328,16 @@ pub fn simplify_words_ascii<'s>(
             continue;
         }
         if pending_space {
-            if !buf.is_empty() {
-                chunks.push((start, buf.len(), !(letters && digits)));
-                buf.push(b' ');
-                start = buf.len();
+            if o > 0 {
+                chunks.push((start, o, !(letters && digits)));
+                buf[o] = b' ';
+                o += 1;
+                start = o;
                 (letters, digits) = (false, false);
             }
             pending_space = false;
         }
-        if k & DIGIT == 0 {
-            buf.push(c.to_ascii_lowercase());
-            letters = true;
-            i += 1;
-        } else {
+        if k & DIGIT != 0 {
             i += 1;
             while i < bytes.len() && bytes[i].is_ascii_digit() {
                 i += 1;
@@ -351,13 +351,36 @@ pub fn simplify_words_ascii<'s>(
                     i += 1;
                 }
             }
-            buf.push(b'0');
+            buf[o] = b'0';
+            o += 1;
             digits = true;
+            continue;
+        }
+        // A run of letters (at least `bytes[i]`), eight bytes at a time while eight remain:
+        // all eight are written lower-cased, the run's length of them kept.
+        letters = true;
+        while let Some(w) = bytes.get(i..i + 8) {
+            let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+            let (lower, run) = letter_run(w);
+            buf[o..o + 8].copy_from_slice(&lower.to_le_bytes());
+            i += run;
+            o += run;
+            if run < 8 {
+                break;
+            }
+        }
+        if i + 8 > bytes.len() {
+            while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
+                buf[o] = bytes[i].to_ascii_lowercase();
+                i += 1;
+                o += 1;
+            }
         }
     }
-    if buf.len() > start {
-        chunks.push((start, buf.len(), !(letters && digits)));
+    if o > start {
+        chunks.push((start, o, !(letters && digits)));
     }
+    buf.truncate(o);
     // Only ASCII bytes were written, so this never fails (and never loses the buffer).
     scratch.out = String::from_utf8(buf)
         .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
@@ -367,6 +390,22 @@ pub fn simplify_words_ascii<'s>(
         chunk_words(out, a, b, plain, spans, suffixes);
     }
     out
+}
+
+/// Eight ASCII bytes (little-endian in `w`): the bytes with bit 5 set (lower case for
+/// letters), and how many of the first bytes are ASCII letters (0 to 8).
+#[inline(always)]
+fn letter_run(w: u64) -> (u64, usize) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let lower = w | (0x20 * ONES);
+    // Per byte t (below 0x80, so no carry crosses a byte): t + 0x1f has its high bit set when
+    // t >= 'a', t + 0x05 when t > 'z'.
+    let at_least_a = lower + 0x1f * ONES;
+    let above_z = lower + 0x05 * ONES;
+    let letter = at_least_a & !above_z & !w & HIGH;
+    let run = ((!letter & HIGH).trailing_zeros() / 8) as usize;
+    (lower, run)
 }
 
 #[inline]
@@ -425,11 +464,13 @@ mod tests {
         // ASCII bytes that matter: letters, digits, number separators, punctuation that
         // spaCy peels off, whitespace and controls; words that are exceptions ("dont",
         // "cannot", "10am") or mixed chunks that spaCy splits ("0km", "0am").
-        let pieces = [
-            "a", "Z", "q", "0", "9", ".", ",", ";", "-", "'", "\"", "(", ")", "$", "%", " ", "  ",
-            "\t", "\n", "\r", "\x0b", "\x1c", "\x7f", "\x01", "dont", "Cannot", "10am", "5km",
-            "x2", "e.g.", "i.e.", "don't", "U.S.", "3pm", "gonna", "ll", "im", "12,5",
-        ];
+        let pieces: Vec<&str> = concat!(
+            "a|Z|q|0|9|.|,|;|-|'|\"|(|)|$|%| |  |\t|\n|\r|\x0b|\x1c|\x7f|\x01|dont|",
+            "Cannot|10am|5km|x2|e.g.|i.e.|don't|U.S.|3pm|gonna|ll|im|12,5|@|[|`|{|",
+            "Supercalifragilistic|abcdefgh|ABCDEFGHIJKLMNOPQRSTUVWXYZ|xY",
+        )
+        .split('|')
+        .collect();
         let mut state = 99u64;
         let mut next = || {
             state = state

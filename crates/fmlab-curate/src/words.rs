@@ -53,6 +53,18 @@ pub fn word_spans(text: &str, out: &mut Vec<Span>) {
         let start = i;
         let (mut letters, mut digits) = (true, true);
         while i < bytes.len() {
+            // Eight bytes at a time while they are ASCII above the space: the chunk goes on
+            // (no whitespace there); the scan stops at the first other byte.
+            if let Some(w) = bytes.get(i..i + 8) {
+                let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+                let run = printable_run(w);
+                letters &= letter_run(w).1 >= run;
+                digits &= digit_run(w) >= run;
+                i += run;
+                if run == 8 {
+                    continue;
+                }
+            }
             let (c, len) = char_at(text, i);
             if is_space(c) {
                 break;
@@ -80,11 +92,37 @@ pub(crate) fn chunk_words(
     // A chunk of ASCII letters, or of ASCII digits, has no prefix, suffix, infix or URL: it
     // is one word unless it is an exception ("dont", "cannot"). (Units after a number need
     // both, and operators between digits are not digits.)
-    if plain && exceptions().get(&text[start..end]).is_none() {
-        out.push((start, end));
-    } else {
-        tokenize_chunk(text, start, end, out, suffixes);
+    if plain {
+        if exceptions().get(&text[start..end]).is_none() {
+            out.push((start, end));
+            return;
+        }
+    } else if let Some(word) = word_then_punct(&text.as_bytes()[start..end]) {
+        // Prose's commonest other chunk, "word," "word." "word)": when neither it nor its
+        // word is an exception, spaCy peels the mark off as a suffix and the word (ASCII
+        // letters: no prefix, suffix, infix or URL) stays whole.
+        let exc = exceptions();
+        if exc.get(&text[start..end]).is_none() && exc.get(&text[start..start + word]).is_none() {
+            out.extend([(start, start + word), (start + word, end)]);
+            return;
+        }
     }
+    tokenize_chunk(text, start, end, out, suffixes);
+}
+
+/// The length of the word when `chunk` is ASCII letters followed by one of `,;:!?)"'`, or
+/// by `.` after a lower-case letter (a mark that spaCy's suffix rules always peel off such
+/// a word, see [`suffix_len`]).
+#[inline]
+fn word_then_punct(chunk: &[u8]) -> Option<usize> {
+    let (&last, word) = chunk.split_last()?;
+    let &end = word.last()?;
+    let peeled = match last {
+        b',' | b';' | b':' | b'!' | b'?' | b')' | b'"' | b'\'' => true,
+        b'.' => end.is_ascii_lowercase(),
+        _ => false,
+    };
+    (peeled && word.iter().all(u8::is_ascii_alphabetic)).then_some(word.len())
 }
 
 /// How many sentences spaCy's sentencizer finds in `text` (datatrove's
@@ -115,6 +153,40 @@ pub fn count_sentences(text: &str, spans: &[Span]) -> usize {
         }
     }
     count
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// How many of the first of eight bytes (little-endian in `w`) are ASCII above the space
+/// (0x21 to 0x7f): neither whitespace nor a control but DEL, nor part of a non-ASCII
+/// character.
+#[inline(always)]
+fn printable_run(w: u64) -> usize {
+    // Per byte b below 0x80 (no carry crosses a byte): b + 0x5f has its high bit set when
+    // b > 0x20.
+    let printable = (w & !HIGH).wrapping_add(0x5f * ONES) & !w & HIGH;
+    ((!printable & HIGH).trailing_zeros() / 8) as usize
+}
+
+/// Eight bytes (little-endian in `w`): the bytes with bit 5 set (lower case for ASCII
+/// letters), and how many of the first bytes are ASCII letters (0 to 8).
+#[inline(always)]
+pub(crate) fn letter_run(w: u64) -> (u64, usize) {
+    let lower = w | (0x20 * ONES);
+    // Per byte t = b | 0x20 of a byte below 0x80 (no carry crosses a byte): t + 0x1f has
+    // its high bit set when t >= 'a', t + 0x05 when t > 'z'.
+    let t = lower & !HIGH;
+    let letter = t.wrapping_add(0x1f * ONES) & !t.wrapping_add(0x05 * ONES) & !w & HIGH;
+    (lower, ((!letter & HIGH).trailing_zeros() / 8) as usize)
+}
+
+/// How many of the first of eight bytes (little-endian in `w`) are ASCII digits.
+#[inline(always)]
+fn digit_run(w: u64) -> usize {
+    let b = w & !HIGH;
+    let digit = b.wrapping_add(0x50 * ONES) & !b.wrapping_add(0x46 * ONES) & !w & HIGH;
+    ((!digit & HIGH).trailing_zeros() / 8) as usize
 }
 
 /// Python's `str.isspace`: Rust's whitespace plus the ASCII separators U+001C–U+001F.
@@ -1009,6 +1081,118 @@ pub fn is_unicode_punct(c: char) -> bool {
 
 #[cfg(test)]
 mod tests {
+    /// [`super::word_spans`] without the eight-byte scan: a character at a time.
+    fn word_spans_by_char(text: &str, out: &mut Vec<super::Span>) {
+        out.clear();
+        let mut sufs = Vec::new();
+        let mut it = text.char_indices().peekable();
+        while let Some(&(start, c)) = it.peek() {
+            if super::is_space(c) {
+                it.next();
+                continue;
+            }
+            let (mut letters, mut digits, mut end) = (true, true, start);
+            while let Some(&(i, c)) = it.peek() {
+                if super::is_space(c) {
+                    break;
+                }
+                letters &= c.is_ascii_alphabetic();
+                digits &= c.is_ascii_digit();
+                end = i + c.len_utf8();
+                it.next();
+            }
+            super::chunk_words(text, start, end, letters || digits, out, &mut sufs);
+        }
+    }
+
+    #[test]
+    fn eight_byte_scan_equals_char_scan() {
+        let pieces: Vec<&str> = concat!(
+            "a|Z|q|0|9|.|,|;|-|'|\"|(|)|$| |  |\t|\n|\r|\x0b|\x1c|\x7f|\x01|@|[|`|{|/|:|",
+            "é|ü|Σ|’|—|…|\u{a0}|\u{2003}|\u{3000}|word|Words|12345678|abcdefghij|dont|",
+            "e.g.|U.S.|http://x.org|5km|don't|isn't|A1B2|MiXeDcAsE",
+        )
+        .split('|')
+        .collect();
+        let mut state = 7u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) as usize
+        };
+        let (mut fast, mut slow) = (Vec::new(), Vec::new());
+        for _ in 0..5000 {
+            let len = next() % 24;
+            let text: String = (0..len).map(|_| pieces[next() % pieces.len()]).collect();
+            super::word_spans(&text, &mut fast);
+            word_spans_by_char(&text, &mut slow);
+            assert_eq!(fast, slow, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn word_then_punct_splits_as_the_tokenizer() {
+        // Words (exceptions among them, and words that are exceptions with their mark:
+        // "Mr." "e.g" "nothin'") followed by marks, those of the shortcut and others.
+        let words = [
+            "word",
+            "Word",
+            "WORD",
+            "a",
+            "I",
+            "Mr",
+            "mr",
+            "Jan",
+            "e",
+            "eg",
+            "dont",
+            "cant",
+            "nothin",
+            "ol",
+            "US",
+            "C",
+            "Ca",
+            "St",
+            "am",
+            "pm",
+            "ll",
+            "s",
+            "Xyz",
+            "abcdefghijk",
+            "A",
+            "U",
+            "nt",
+            "ve",
+            "im",
+            "etc",
+            "vs",
+            "inc",
+            "Inc",
+            "no",
+            "No",
+        ];
+        let marks = [
+            ",", ".", ";", ":", "!", "?", ")", "\"", "'", "(", "-", "..", "'s", "%", "$", "/",
+        ];
+        let (mut fast, mut slow, mut sufs) = (Vec::new(), Vec::new(), Vec::new());
+        let mut shortcut = 0;
+        for w in words {
+            for m in marks {
+                for pre in ["", "(", "e."] {
+                    let chunk = format!("{pre}{w}{m}");
+                    fast.clear();
+                    slow.clear();
+                    super::chunk_words(&chunk, 0, chunk.len(), false, &mut fast, &mut sufs);
+                    super::tokenize_chunk(&chunk, 0, chunk.len(), &mut slow, &mut sufs);
+                    assert_eq!(fast, slow, "{chunk:?}");
+                    shortcut += usize::from(super::word_then_punct(chunk.as_bytes()).is_some());
+                }
+            }
+        }
+        assert!(shortcut > 200, "{shortcut}");
+    }
+
     use super::*;
 
     #[test]

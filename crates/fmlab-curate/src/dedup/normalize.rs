@@ -6,7 +6,7 @@
 use unicode_general_category::{get_general_category, GeneralCategory};
 use unicode_normalization::UnicodeNormalization;
 
-use crate::words::{chunk_words, Span};
+use crate::words::{chunk_words, letter_run, Span};
 
 /// Which normalisations to apply (datatrove's `TextNormConfig`; its English-only weekday and
 /// month-name options, off by default there, are not offered).
@@ -390,22 +390,6 @@ pub fn simplify_words_ascii<'s>(
         chunk_words(out, a, b, plain, spans, suffixes);
     }
     out
-}
-
-/// Eight ASCII bytes (little-endian in `w`): the bytes with bit 5 set (lower case for
-/// letters), and how many of the first bytes are ASCII letters (0 to 8).
-#[inline(always)]
-fn letter_run(w: u64) -> (u64, usize) {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let lower = w | (0x20 * ONES);
-    // Per byte t (below 0x80, so no carry crosses a byte): t + 0x1f has its high bit set when
-    // t >= 'a', t + 0x05 when t > 'z'.
-    let at_least_a = lower + 0x1f * ONES;
-    let above_z = lower + 0x05 * ONES;
-    let letter = at_least_a & !above_z & !w & HIGH;
-    let run = ((!letter & HIGH).trailing_zeros() / 8) as usize;
-    (lower, run)
 }
 
 #[inline]

@@ -92,6 +92,11 @@ pub(crate) fn chunk_words(
     // A chunk of ASCII letters, or of ASCII digits, has no prefix, suffix, infix or URL: it
     // is one word unless it is an exception ("dont", "cannot"). (Units after a number need
     // both, and operators between digits are not digits.)
+    if text[start..end].chars().nth(1).is_none() {
+        // One character: one word whatever it is (spaCy's tokens cover the chunk).
+        out.push((start, end));
+        return;
+    }
     if plain {
         if exceptions().get(&text[start..end]).is_none() {
             out.push((start, end));
@@ -1191,6 +1196,22 @@ mod tests {
             }
         }
         assert!(shortcut > 200, "{shortcut}");
+        // Chunks of one character, the shortcut's, as the tokenizer splits them.
+        for c in (1..0x250u32)
+            .chain(0x2000..0x2070)
+            .chain(0x3000..0x3020)
+            .filter_map(char::from_u32)
+        {
+            if super::is_space(c) {
+                continue;
+            }
+            let chunk = c.to_string();
+            fast.clear();
+            slow.clear();
+            super::chunk_words(&chunk, 0, chunk.len(), false, &mut fast, &mut sufs);
+            super::tokenize_chunk(&chunk, 0, chunk.len(), &mut slow, &mut sufs);
+            assert_eq!(fast, slow, "{chunk:?}");
+        }
     }
 
     use super::*;

@@ -92,16 +92,15 @@ pub(crate) fn chunk_words(
     // A chunk of ASCII letters, or of ASCII digits, has no prefix, suffix, infix or URL: it
     // is one word unless it is an exception ("dont", "cannot"). (Units after a number need
     // both, and operators between digits are not digits.)
-    if text[start..end].chars().nth(1).is_none() {
-        // One character: one word whatever it is (spaCy's tokens cover the chunk).
-        out.push((start, end));
-        return;
-    }
     if plain {
         if exceptions().get(&text[start..end]).is_none() {
             out.push((start, end));
             return;
         }
+    } else if text[start..end].chars().nth(1).is_none() {
+        // One character: one word whatever it is (spaCy's tokens cover the chunk).
+        out.push((start, end));
+        return;
     } else if let Some(word) = word_then_punct(&text.as_bytes()[start..end]) {
         // Prose's commonest other chunk, "word," "word." "word)": when neither it nor its
         // word is an exception, spaCy peels the mark off as a suffix and the word (ASCII
@@ -247,22 +246,44 @@ struct Exception {
     mergeable: bool,
 }
 
-/// The exception table, with a 4,096-bit filter on (length, first byte, last byte) that
-/// turns most words away before hashing them.
+/// The exception table, with a 65,536-bit filter on a hash of (length, first and last eight
+/// bytes) that turns nearly every other word away before the table is looked up.
 struct Exceptions {
     map: HashMap<String, Exception, FxBuild>,
-    filter: [u64; 64],
+    filter: Vec<u64>,
 }
+
+/// Bits of the exceptions' filter (a power of two).
+const FILTER_BITS: usize = 1 << 16;
 
 fn filter_bit(s: &str) -> usize {
     let b = s.as_bytes();
-    let (f, l) = (
-        b.first().copied().unwrap_or(0),
-        b.last().copied().unwrap_or(0),
-    );
-    let h = (b.len() as u32).wrapping_mul(0x9e37_79b1)
-        ^ (u32::from(f) << 8 | u32::from(l)).wrapping_mul(0x85eb_ca6b);
-    (h >> 20) as usize
+    let n = b.len();
+    let r64 = |i: usize| {
+        b.get(i..i + 8)
+            .map_or(0, |w| w.iter().rev().fold(0, |v, &c| v << 8 | u64::from(c)))
+    };
+    let r32 = |i: usize| {
+        b.get(i..i + 4)
+            .map_or(0, |w| w.iter().rev().fold(0, |v, &c| v << 8 | u64::from(c)))
+    };
+    // The first and the last eight bytes (four, or three bytes, of a short string: all of
+    // a string of up to 16 bytes) and the length.
+    let (x, y) = if n >= 8 {
+        (r64(0), r64(n - 8))
+    } else if n >= 4 {
+        (r32(0) | r32(n - 4) << 32, 0)
+    } else if n > 0 {
+        (
+            u64::from(b[0]) | u64::from(b[n / 2]) << 8 | u64::from(b[n - 1]) << 16,
+            0,
+        )
+    } else {
+        (0, 0)
+    };
+    let h = (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ y.rotate_left(23) ^ n as u64)
+        .wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+    (h >> (64 - FILTER_BITS.trailing_zeros())) as usize
 }
 
 impl Exceptions {
@@ -288,7 +309,7 @@ fn exceptions() -> &'static Exceptions {
     static TABLE: OnceLock<Exceptions> = OnceLock::new();
     TABLE.get_or_init(|| {
         let mut map = HashMap::default();
-        let mut filter = [0u64; 64];
+        let mut filter = vec![0u64; FILTER_BITS / 64];
         for line in include_str!("spacy_en_exceptions.tsv").lines() {
             if line.is_empty() {
                 continue;

@@ -11,19 +11,19 @@ const P5: u64 = 0x27D4_EB2F_1656_67C5;
 
 #[inline(always)]
 fn read64(b: &[u8], i: usize) -> u64 {
-    let w: [u8; 8] = match b.get(i..i + 8).and_then(|s| s.try_into().ok()) {
-        Some(w) => w,
-        None => [0; 8],
-    };
+    let w: [u8; 8] = b
+        .get(i..i + 8)
+        .and_then(|s| s.try_into().ok())
+        .unwrap_or_default();
     u64::from_le_bytes(w)
 }
 
 #[inline(always)]
 fn read32(b: &[u8], i: usize) -> u64 {
-    let w: [u8; 4] = match b.get(i..i + 4).and_then(|s| s.try_into().ok()) {
-        Some(w) => w,
-        None => [0; 4],
-    };
+    let w: [u8; 4] = b
+        .get(i..i + 4)
+        .and_then(|s| s.try_into().ok())
+        .unwrap_or_default();
     u64::from(u32::from_le_bytes(w))
 }
 

@@ -53,6 +53,18 @@ pub fn word_spans(text: &str, out: &mut Vec<Span>) {
         let start = i;
         let (mut letters, mut digits) = (true, true);
         while i < bytes.len() {
+            // Eight bytes at a time while they are ASCII above the space: the chunk goes on
+            // (no whitespace there); the scan stops at the first other byte.
+            if let Some(w) = bytes.get(i..i + 8) {
+                let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+                let run = printable_run(w);
+                letters &= letter_run(w).1 >= run;
+                digits &= digit_run(w) >= run;
+                i += run;
+                if run == 8 {
+                    continue;
+                }
+            }
             let (c, len) = char_at(text, i);
             if is_space(c) {
                 break;
@@ -61,15 +73,60 @@ pub fn word_spans(text: &str, out: &mut Vec<Span>) {
             digits &= c.is_ascii_digit();
             i += len;
         }
-        // A chunk of ASCII letters, or of ASCII digits, has no prefix, suffix, infix or
-        // URL: it is one word unless it is an exception ("dont", "cannot"). (Units after a
-        // number need both, and operators between digits are not digits.)
-        if (letters || digits) && exceptions().get(&text[start..i]).is_none() {
-            out.push((start, i));
-        } else {
-            tokenize_chunk(text, start, i, out, &mut suffixes);
+        chunk_words(text, start, i, letters || digits, out, &mut suffixes);
+    }
+}
+
+/// The words of the whitespace-free chunk `text[start..end]` pushed onto `out`, as
+/// [`word_spans`] splits it; `plain`: the chunk is all ASCII letters or all ASCII digits.
+/// `suffixes` is scratch space.
+#[inline]
+pub(crate) fn chunk_words(
+    text: &str,
+    start: usize,
+    end: usize,
+    plain: bool,
+    out: &mut Vec<Span>,
+    suffixes: &mut Vec<Span>,
+) {
+    // A chunk of ASCII letters, or of ASCII digits, has no prefix, suffix, infix or URL: it
+    // is one word unless it is an exception ("dont", "cannot"). (Units after a number need
+    // both, and operators between digits are not digits.)
+    if plain {
+        if exceptions().get(&text[start..end]).is_none() {
+            out.push((start, end));
+            return;
+        }
+    } else if text[start..end].chars().nth(1).is_none() {
+        // One character: one word whatever it is (spaCy's tokens cover the chunk).
+        out.push((start, end));
+        return;
+    } else if let Some(word) = word_then_punct(&text.as_bytes()[start..end]) {
+        // Prose's commonest other chunk, "word," "word." "word)": when neither it nor its
+        // word is an exception, spaCy peels the mark off as a suffix and the word (ASCII
+        // letters: no prefix, suffix, infix or URL) stays whole.
+        let exc = exceptions();
+        if exc.get(&text[start..end]).is_none() && exc.get(&text[start..start + word]).is_none() {
+            out.extend([(start, start + word), (start + word, end)]);
+            return;
         }
     }
+    tokenize_chunk(text, start, end, out, suffixes);
+}
+
+/// The length of the word when `chunk` is ASCII letters followed by one of `,;:!?)"'`, or
+/// by `.` after a lower-case letter (a mark that spaCy's suffix rules always peel off such
+/// a word, see [`suffix_len`]).
+#[inline]
+fn word_then_punct(chunk: &[u8]) -> Option<usize> {
+    let (&last, word) = chunk.split_last()?;
+    let &end = word.last()?;
+    let peeled = match last {
+        b',' | b';' | b':' | b'!' | b'?' | b')' | b'"' | b'\'' => true,
+        b'.' => end.is_ascii_lowercase(),
+        _ => false,
+    };
+    (peeled && word.iter().all(u8::is_ascii_alphabetic)).then_some(word.len())
 }
 
 /// How many sentences spaCy's sentencizer finds in `text` (datatrove's
@@ -100,6 +157,40 @@ pub fn count_sentences(text: &str, spans: &[Span]) -> usize {
         }
     }
     count
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// How many of the first of eight bytes (little-endian in `w`) are ASCII above the space
+/// (0x21 to 0x7f): neither whitespace nor a control but DEL, nor part of a non-ASCII
+/// character.
+#[inline(always)]
+fn printable_run(w: u64) -> usize {
+    // Per byte b below 0x80 (no carry crosses a byte): b + 0x5f has its high bit set when
+    // b > 0x20.
+    let printable = (w & !HIGH).wrapping_add(0x5f * ONES) & !w & HIGH;
+    ((!printable & HIGH).trailing_zeros() / 8) as usize
+}
+
+/// Eight bytes (little-endian in `w`): the bytes with bit 5 set (lower case for ASCII
+/// letters), and how many of the first bytes are ASCII letters (0 to 8).
+#[inline(always)]
+pub(crate) fn letter_run(w: u64) -> (u64, usize) {
+    let lower = w | (0x20 * ONES);
+    // Per byte t = b | 0x20 of a byte below 0x80 (no carry crosses a byte): t + 0x1f has
+    // its high bit set when t >= 'a', t + 0x05 when t > 'z'.
+    let t = lower & !HIGH;
+    let letter = t.wrapping_add(0x1f * ONES) & !t.wrapping_add(0x05 * ONES) & !w & HIGH;
+    (lower, ((!letter & HIGH).trailing_zeros() / 8) as usize)
+}
+
+/// How many of the first of eight bytes (little-endian in `w`) are ASCII digits.
+#[inline(always)]
+fn digit_run(w: u64) -> usize {
+    let b = w & !HIGH;
+    let digit = b.wrapping_add(0x50 * ONES) & !b.wrapping_add(0x46 * ONES) & !w & HIGH;
+    ((!digit & HIGH).trailing_zeros() / 8) as usize
 }
 
 /// Python's `str.isspace`: Rust's whitespace plus the ASCII separators U+001C–U+001F.
@@ -155,22 +246,44 @@ struct Exception {
     mergeable: bool,
 }
 
-/// The exception table, with a 4,096-bit filter on (length, first byte, last byte) that
-/// turns most words away before hashing them.
+/// The exception table, with a 65,536-bit filter on a hash of (length, first and last eight
+/// bytes) that turns nearly every other word away before the table is looked up.
 struct Exceptions {
     map: HashMap<String, Exception, FxBuild>,
-    filter: [u64; 64],
+    filter: Vec<u64>,
 }
+
+/// Bits of the exceptions' filter (a power of two).
+const FILTER_BITS: usize = 1 << 16;
 
 fn filter_bit(s: &str) -> usize {
     let b = s.as_bytes();
-    let (f, l) = (
-        b.first().copied().unwrap_or(0),
-        b.last().copied().unwrap_or(0),
-    );
-    let h = (b.len() as u32).wrapping_mul(0x9e37_79b1)
-        ^ (u32::from(f) << 8 | u32::from(l)).wrapping_mul(0x85eb_ca6b);
-    (h >> 20) as usize
+    let n = b.len();
+    let r64 = |i: usize| {
+        b.get(i..i + 8)
+            .map_or(0, |w| w.iter().rev().fold(0, |v, &c| v << 8 | u64::from(c)))
+    };
+    let r32 = |i: usize| {
+        b.get(i..i + 4)
+            .map_or(0, |w| w.iter().rev().fold(0, |v, &c| v << 8 | u64::from(c)))
+    };
+    // The first and the last eight bytes (four, or three bytes, of a short string: all of
+    // a string of up to 16 bytes) and the length.
+    let (x, y) = if n >= 8 {
+        (r64(0), r64(n - 8))
+    } else if n >= 4 {
+        (r32(0) | r32(n - 4) << 32, 0)
+    } else if n > 0 {
+        (
+            u64::from(b[0]) | u64::from(b[n / 2]) << 8 | u64::from(b[n - 1]) << 16,
+            0,
+        )
+    } else {
+        (0, 0)
+    };
+    let h = (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ y.rotate_left(23) ^ n as u64)
+        .wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+    (h >> (64 - FILTER_BITS.trailing_zeros())) as usize
 }
 
 impl Exceptions {
@@ -196,7 +309,7 @@ fn exceptions() -> &'static Exceptions {
     static TABLE: OnceLock<Exceptions> = OnceLock::new();
     TABLE.get_or_init(|| {
         let mut map = HashMap::default();
-        let mut filter = [0u64; 64];
+        let mut filter = vec![0u64; FILTER_BITS / 64];
         for line in include_str!("spacy_en_exceptions.tsv").lines() {
             if line.is_empty() {
                 continue;
@@ -994,6 +1107,134 @@ pub fn is_unicode_punct(c: char) -> bool {
 
 #[cfg(test)]
 mod tests {
+    /// [`super::word_spans`] without the eight-byte scan: a character at a time.
+    fn word_spans_by_char(text: &str, out: &mut Vec<super::Span>) {
+        out.clear();
+        let mut sufs = Vec::new();
+        let mut it = text.char_indices().peekable();
+        while let Some(&(start, c)) = it.peek() {
+            if super::is_space(c) {
+                it.next();
+                continue;
+            }
+            let (mut letters, mut digits, mut end) = (true, true, start);
+            while let Some(&(i, c)) = it.peek() {
+                if super::is_space(c) {
+                    break;
+                }
+                letters &= c.is_ascii_alphabetic();
+                digits &= c.is_ascii_digit();
+                end = i + c.len_utf8();
+                it.next();
+            }
+            super::chunk_words(text, start, end, letters || digits, out, &mut sufs);
+        }
+    }
+
+    #[test]
+    fn eight_byte_scan_equals_char_scan() {
+        let pieces: Vec<&str> = concat!(
+            "a|Z|q|0|9|.|,|;|-|'|\"|(|)|$| |  |\t|\n|\r|\x0b|\x1c|\x7f|\x01|@|[|`|{|/|:|",
+            "é|ü|Σ|’|—|…|\u{a0}|\u{2003}|\u{3000}|word|Words|12345678|abcdefghij|dont|",
+            "e.g.|U.S.|http://x.org|5km|don't|isn't|A1B2|MiXeDcAsE",
+        )
+        .split('|')
+        .collect();
+        let mut state = 7u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) as usize
+        };
+        let (mut fast, mut slow) = (Vec::new(), Vec::new());
+        for _ in 0..5000 {
+            let len = next() % 24;
+            let text: String = (0..len).map(|_| pieces[next() % pieces.len()]).collect();
+            super::word_spans(&text, &mut fast);
+            word_spans_by_char(&text, &mut slow);
+            assert_eq!(fast, slow, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn word_then_punct_splits_as_the_tokenizer() {
+        // Words (exceptions among them, and words that are exceptions with their mark:
+        // "Mr." "e.g" "nothin'") followed by marks, those of the shortcut and others.
+        let words = [
+            "word",
+            "Word",
+            "WORD",
+            "a",
+            "I",
+            "Mr",
+            "mr",
+            "Jan",
+            "e",
+            "eg",
+            "dont",
+            "cant",
+            "nothin",
+            "ol",
+            "US",
+            "C",
+            "Ca",
+            "St",
+            "am",
+            "pm",
+            "ll",
+            "s",
+            "Xyz",
+            "abcdefghijk",
+            "A",
+            "U",
+            "nt",
+            "ve",
+            "im",
+            "etc",
+            "vs",
+            "inc",
+            "Inc",
+            "no",
+            "No",
+        ];
+        let marks = [
+            ",", ".", ";", ":", "!", "?", ")", "\"", "'", "(", "-", "..", "'s", "%", "$", "/",
+        ];
+        let (mut fast, mut slow, mut sufs) = (Vec::new(), Vec::new(), Vec::new());
+        let mut shortcut = 0;
+        for w in words {
+            for m in marks {
+                for pre in ["", "(", "e."] {
+                    let chunk = format!("{pre}{w}{m}");
+                    fast.clear();
+                    slow.clear();
+                    super::chunk_words(&chunk, 0, chunk.len(), false, &mut fast, &mut sufs);
+                    super::tokenize_chunk(&chunk, 0, chunk.len(), &mut slow, &mut sufs);
+                    assert_eq!(fast, slow, "{chunk:?}");
+                    shortcut += usize::from(super::word_then_punct(chunk.as_bytes()).is_some());
+                }
+            }
+        }
+        assert!(shortcut > 200, "{shortcut}");
+        // Chunks of one character, the shortcut's, as the tokenizer splits them.
+        for c in (1..0x250u32)
+            .chain(0x2000..0x2070)
+            .chain(0x3000..0x3020)
+            .filter_map(char::from_u32)
+        {
+            if super::is_space(c) {
+                continue;
+            }
+            let chunk = c.to_string();
+            fast.clear();
+            slow.clear();
+            super::chunk_words(&chunk, 0, chunk.len(), false, &mut fast, &mut sufs);
+            super::tokenize_chunk(&chunk, 0, chunk.len(), &mut slow, &mut sufs);
+            assert_eq!(fast, slow, "{chunk:?}");
+        }
+    }
+
     use super::*;
 
     #[test]

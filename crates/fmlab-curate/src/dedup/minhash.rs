@@ -11,17 +11,18 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use xxhash_rust::xxh64::xxh64;
-
 use crate::doc::{DocKey, Document};
 use crate::words::word_spans;
 use crate::{Error, Result};
 
-use super::normalize::{simplify_text_into, NormScratch, TextNorm};
+use super::normalize::{
+    simplify_text_into, simplify_words_ascii, NormScratch, TextNorm, WordScratch,
+};
 use super::permute;
 use super::rng::Mt19937;
 use super::store::{self, Cluster, DedupSummary, RankCounts, RemovalSet};
 use super::unionfind::{KeyCluster, UnionFind};
+use super::xxh64::xxh64;
 
 const MERSENNE_61: u64 = (1 << 61) - 1;
 
@@ -52,6 +53,7 @@ impl Default for MinhashConfig {
 #[derive(Debug, Default)]
 pub struct MinhashScratch {
     norm: NormScratch,
+    words: WordScratch,
     spans: Vec<(usize, usize)>,
     joined: String,
     shingles: Vec<u64>,
@@ -97,15 +99,21 @@ impl MinHash {
     pub fn shingles<'s>(&self, text: &str, scratch: &'s mut MinhashScratch) -> &'s [u64] {
         let MinhashScratch {
             norm,
+            words,
             spans,
             joined,
             shingles,
         } = scratch;
         shingles.clear();
-        let text = simplify_text_into(text, &self.config.norm, norm);
-        // Words are byte spans of `text`: an n-gram whose words are one space apart is
-        // hashed in place, others are joined into `joined`.
-        word_spans(text, spans);
+        // Words are byte spans of the normalised text: an n-gram whose words are one space
+        // apart is hashed in place, others are joined into `joined`.
+        let text = if self.config.norm.splits_ascii_in_one_pass() && text.is_ascii() {
+            simplify_words_ascii(text, norm, words, spans)
+        } else {
+            let text = simplify_text_into(text, &self.config.norm, norm);
+            word_spans(text, spans);
+            text
+        };
         let n = self.config.n_grams;
         if spans.len() < n {
             return shingles;
@@ -123,7 +131,7 @@ impl MinHash {
                 bad += usize::from(!gap_ok(i + n - 2));
             }
             if bad == 0 {
-                shingles.push(xxh64(&bytes[spans[i].0..spans[i + n - 1].1], 0));
+                shingles.push(xxh64(&bytes[spans[i].0..spans[i + n - 1].1]));
             } else {
                 joined.clear();
                 for (k, &(s, e)) in spans[i..i + n].iter().enumerate() {
@@ -132,7 +140,7 @@ impl MinHash {
                     }
                     joined.push_str(&text[s..e]);
                 }
-                shingles.push(xxh64(joined.as_bytes(), 0));
+                shingles.push(xxh64(joined.as_bytes()));
             }
         }
         shingles

@@ -32,6 +32,7 @@ mod permute;
 mod rng;
 mod store;
 pub mod unionfind;
+mod xxh64;
 
 pub use bloom::{
     BloomFilter, ParagraphDedup, ParagraphDedupBlock, ParagraphOutcome, ParagraphStats,

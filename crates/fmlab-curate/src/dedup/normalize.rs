@@ -6,6 +6,8 @@
 use unicode_general_category::{get_general_category, GeneralCategory};
 use unicode_normalization::UnicodeNormalization;
 
+use crate::words::{chunk_words, letter_run, Span};
+
 /// Which normalisations to apply (datatrove's `TextNormConfig`; its English-only weekday and
 /// month-name options, off by default there, are not offered).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,6 +276,122 @@ fn ascii_numbers_punctuation_spaces(
         .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
 }
 
+impl TextNorm {
+    /// Whether lower case, numbers, punctuation and whitespace are all normalised (the
+    /// default): then ASCII text normalises to words of `a`–`z` and `0` separated by single
+    /// spaces, which [`simplify_words_ascii`] splits as it writes them.
+    pub fn splits_ascii_in_one_pass(&self) -> bool {
+        self.lowercase && self.norm_numbers && self.remove_punctuation && self.norm_whitespace
+    }
+}
+
+/// Scratch space of [`simplify_words_ascii`]: the normalised text's whitespace-free chunks
+/// (start, end, whether all letters or all digits) and the word splitter's suffixes.
+#[derive(Debug, Default)]
+pub struct WordScratch {
+    chunks: Vec<(usize, usize, bool)>,
+    suffixes: Vec<Span>,
+}
+
+/// `simplify_text_into` followed by `words::word_spans` of its result, for ASCII `text` and
+/// a `norm` that [`TextNorm::splits_ascii_in_one_pass`]: one pass over the bytes writes the
+/// normalised text (lower-case letters, `0` for each number, one space between chunks, no
+/// space at the ends: nothing for the final strip to do) and notes where each chunk of it
+/// starts and ends; the chunks are then split into words as `word_spans` splits them (a
+/// chunk of letters only or digits only is one word unless it is a tokenizer exception).
+/// The words go into `spans` (cleared first); returns the normalised text.
+pub fn simplify_words_ascii<'s>(
+    text: &str,
+    scratch: &'s mut NormScratch,
+    words: &mut WordScratch,
+    spans: &mut Vec<Span>,
+) -> &'s str {
+    debug_assert!(text.is_ascii());
+    let WordScratch { chunks, suffixes } = words;
+    let bytes = text.as_bytes();
+    let mut buf = std::mem::take(&mut scratch.out).into_bytes();
+    // Written by index: the output is never longer than the input (a space is written only
+    // for blanks already read), plus 8 bytes for the word-at-a-time copy of letters.
+    buf.clear();
+    buf.resize(bytes.len() + 8, 0);
+    let mut o = 0;
+    chunks.clear();
+    let (mut start, mut letters, mut digits) = (0, false, false);
+    let mut pending_space = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        let k = ASCII_CLASSES[usize::from(c & 0x7f)];
+        if k & (PUNCT | SPACE) != 0 {
+            pending_space = true;
+            i += 1;
+            continue;
+        }
+        if pending_space {
+            if o > 0 {
+                chunks.push((start, o, !(letters && digits)));
+                buf[o] = b' ';
+                o += 1;
+                start = o;
+                (letters, digits) = (false, false);
+            }
+            pending_space = false;
+        }
+        if k & DIGIT != 0 {
+            i += 1;
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
+                i += 1;
+            }
+            if i + 1 < bytes.len()
+                && matches!(bytes[i], b'.' | b',')
+                && bytes[i + 1].is_ascii_digit()
+            {
+                i += 2;
+                while i < bytes.len() && bytes[i].is_ascii_digit() {
+                    i += 1;
+                }
+            }
+            buf[o] = b'0';
+            o += 1;
+            digits = true;
+            continue;
+        }
+        // A run of letters (at least `bytes[i]`), eight bytes at a time while eight remain:
+        // all eight are written lower-cased, the run's length of them kept.
+        letters = true;
+        while let Some(w) = bytes.get(i..i + 8) {
+            let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+            let (lower, run) = letter_run(w);
+            buf[o..o + 8].copy_from_slice(&lower.to_le_bytes());
+            i += run;
+            o += run;
+            if run < 8 {
+                break;
+            }
+        }
+        if i + 8 > bytes.len() {
+            while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
+                buf[o] = bytes[i].to_ascii_lowercase();
+                i += 1;
+                o += 1;
+            }
+        }
+    }
+    if o > start {
+        chunks.push((start, o, !(letters && digits)));
+    }
+    buf.truncate(o);
+    // Only ASCII bytes were written, so this never fails (and never loses the buffer).
+    scratch.out = String::from_utf8(buf)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    let out = scratch.out.as_str();
+    spans.clear();
+    for &(a, b, plain) in chunks.iter() {
+        chunk_words(out, a, b, plain, spans, suffixes);
+    }
+    out
+}
+
 #[inline]
 fn emit(out: &mut String, pending_space: &mut bool, c: char, norm: &TextNorm) {
     if *pending_space && norm.norm_whitespace {
@@ -322,6 +440,40 @@ mod tests {
             ascii_numbers_punctuation_spaces(t, &norm, false, &mut a);
             numbers_punctuation_spaces(t, &norm, &mut b);
             assert_eq!(a, b, "{t:?}");
+        }
+    }
+
+    #[test]
+    fn one_pass_words_equal_normalising_then_splitting() {
+        // ASCII bytes that matter: letters, digits, number separators, punctuation that
+        // spaCy peels off, whitespace and controls; words that are exceptions ("dont",
+        // "cannot", "10am") or mixed chunks that spaCy splits ("0km", "0am").
+        let pieces: Vec<&str> = concat!(
+            "a|Z|q|0|9|.|,|;|-|'|\"|(|)|$|%| |  |\t|\n|\r|\x0b|\x1c|\x7f|\x01|dont|",
+            "Cannot|10am|5km|x2|e.g.|i.e.|don't|U.S.|3pm|gonna|ll|im|12,5|@|[|`|{|",
+            "Supercalifragilistic|abcdefgh|ABCDEFGHIJKLMNOPQRSTUVWXYZ|xY",
+        )
+        .split('|')
+        .collect();
+        let mut state = 99u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as usize
+        };
+        let norm = TextNorm::default();
+        let (mut a, mut b) = (NormScratch::default(), NormScratch::default());
+        let (mut words, mut spans, mut want) = (WordScratch::default(), Vec::new(), Vec::new());
+        for round in 0..5000 {
+            let len = next() % 30;
+            let text: String = (0..len).map(|_| pieces[next() % pieces.len()]).collect();
+            let text = if round == 0 { String::new() } else { text };
+            let reference = simplify_text_into(&text, &norm, &mut a).to_string();
+            crate::words::word_spans(&reference, &mut want);
+            let got = simplify_words_ascii(&text, &mut b, &mut words, &mut spans);
+            assert_eq!(got, reference, "{text:?}");
+            assert_eq!(spans, want, "{text:?} → {reference:?}");
         }
     }
 

@@ -148,6 +148,29 @@ struct Counts {
     stop_words: usize,
 }
 
+/// Classes of a byte for [`count_words`]: an ASCII character that is not
+/// [`is_datatrove_punct`], an ASCII letter, or a byte of a non-ASCII character.
+const NOT_PUNCT: u8 = 1;
+const ALPHA: u8 = 2;
+const NON_ASCII: u8 = 4;
+
+static ASCII_WORD_CLASSES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = if c >= 0x80 {
+            NON_ASCII
+        } else {
+            let punct =
+                (c.is_ascii_control() && c != b'\t' && c != b'\n') || c.is_ascii_punctuation();
+            (if punct { 0 } else { NOT_PUNCT }) | if c.is_ascii_alphabetic() { ALPHA } else { 0 }
+        };
+        b += 1;
+    }
+    t
+};
+
 fn count_words(text: &str, spans: &[(usize, usize)], stop_words: &[String]) -> Counts {
     let mut c = Counts {
         words: spans.len(),
@@ -157,17 +180,33 @@ fn count_words(text: &str, spans: &[(usize, usize)], stop_words: &[String]) -> C
         stop_words: 0,
     };
     let mut found = vec![false; stop_words.len()];
+    let longest_stop_word = stop_words.iter().map(String::len).max().unwrap_or(0);
     for &(a, b) in spans {
         let w = &text[a..b];
-        if w.chars().any(|ch| !is_datatrove_punct(ch)) {
+        // An ASCII word by a table of its bytes (the same answers as the char tests).
+        let mut classes = 0;
+        for &x in w.as_bytes() {
+            classes |= ASCII_WORD_CLASSES[usize::from(x)];
+        }
+        let (non_symbol, alpha) = if classes & NON_ASCII == 0 {
+            (classes & NOT_PUNCT != 0, classes & ALPHA != 0)
+        } else {
+            (
+                w.chars().any(|ch| !is_datatrove_punct(ch)),
+                w.chars().any(char::is_alphabetic),
+            )
+        };
+        if non_symbol {
             c.non_symbol += 1;
             c.non_symbol_chars += char_len(w);
         }
-        if w.chars().any(char::is_alphabetic) {
+        if alpha {
             c.alpha += 1;
         }
-        if let Some(i) = stop_words.iter().position(|s| s == w) {
-            found[i] = true;
+        if w.len() <= longest_stop_word {
+            if let Some(i) = stop_words.iter().position(|s| s == w) {
+                found[i] = true;
+            }
         }
     }
     c.stop_words = found.iter().filter(|&&f| f).count();
@@ -279,6 +318,45 @@ impl Block for GopherQualityFilter {
 mod tests {
     use super::*;
     use crate::doc::DocKey;
+
+    #[test]
+    fn word_counts_by_byte_table_equal_counts_by_char() {
+        let words = [
+            "the", "The", "a", "x1", "...", "-", "—", "é", "a—b", "’", "\u{7}", "\t", "with",
+            "withe", "that", "Σ", "0", "(", "a_b", "«»", "١", "…", "!?", "have", "to", "of",
+        ];
+        let stop: Vec<String> = ["the", "be", "to", "of", "and", "that", "have", "with"]
+            .map(String::from)
+            .to_vec();
+        let mut state = 3u64;
+        for _ in 0..2000 {
+            let mut text = String::new();
+            let mut spans = Vec::new();
+            for _ in 0..(state % 9) {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                let w = words[(state >> 33) as usize % words.len()];
+                spans.push((text.len(), text.len() + w.len()));
+                text.push_str(w);
+            }
+            let c = count_words(&text, &spans, &stop);
+            let ws: Vec<&str> = spans.iter().map(|&(a, b)| &text[a..b]).collect();
+            let non_symbol: Vec<&&str> = ws
+                .iter()
+                .filter(|w| w.chars().any(|ch| !is_datatrove_punct(ch)))
+                .collect();
+            assert_eq!(c.non_symbol, non_symbol.len(), "{ws:?}");
+            assert_eq!(
+                c.non_symbol_chars,
+                non_symbol.iter().map(|w| w.chars().count()).sum::<usize>()
+            );
+            let alpha = ws.iter().filter(|w| w.chars().any(char::is_alphabetic));
+            assert_eq!(c.alpha, alpha.count(), "{ws:?}");
+            let found = stop.iter().filter(|s| ws.contains(&s.as_str())).count();
+            assert_eq!(c.stop_words, found, "{ws:?}");
+        }
+    }
 
     fn run(text: &str) -> Decision {
         let mut d = Document::new("t", text, DocKey::new(0, 0));

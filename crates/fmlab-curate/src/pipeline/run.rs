@@ -444,6 +444,11 @@ impl Curation {
                 .join(format!("segment{k}"))
                 .join(fname(file));
             Out::Stage(LineFile::create(&path)?)
+        } else if k < self.dedups.len() {
+            // An empty segment before a deduplication: the next segment reads the inputs
+            // again and writes the kept documents, so nothing is written here (writing them
+            // would cost a pass of JSON and could leave stale shards behind).
+            Out::Nowhere
         } else {
             let writer = output_writer(&opts.out.join("output"), &self.spec.output, file)?;
             Out::Kept(Box::new(writer))
@@ -474,6 +479,7 @@ impl Curation {
                 match &mut out {
                     Out::Stage(f) => f.line(&doc_line(&p.doc))?,
                     Out::Kept(w) => w.write(&p.doc)?,
+                    Out::Nowhere => {}
                 }
             }
             (opts.progress)(Event::Advance(bytes));
@@ -484,6 +490,7 @@ impl Curation {
         match out {
             Out::Stage(f) => f.finish(),
             Out::Kept(w) => w.finish().map(|_| ()),
+            Out::Nowhere => Ok(()),
         }
     }
 
@@ -571,8 +578,10 @@ fn process(
     }
 }
 
-/// Where a segment's surviving documents go: the next stage's file, or the output.
+/// Where a segment's surviving documents go: the next stage's file, the output, or nowhere
+/// (an empty segment before a deduplication, whose next segment reads the inputs again).
 enum Out {
     Stage(LineFile),
     Kept(Box<crate::write::ShardWriter>),
+    Nowhere,
 }

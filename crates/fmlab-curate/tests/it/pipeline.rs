@@ -313,3 +313,52 @@ fn a_dry_run_keeps_everything_and_records_every_decision() {
         total
     );
 }
+
+/// A deduplication first (an empty first segment): the next segment reads the inputs again
+/// and writes the kept documents, and nothing else is left in the output folder — not the
+/// shards of every document that the first pass once wrote and the second overwrote only in
+/// part (small shards: the first pass wrote more of them than the second).
+#[test]
+fn a_dedup_first_writes_only_the_kept_documents() {
+    let s = Scratch::new("curate-dedup-first");
+    let ins = inputs(&s.path().join("in"));
+    let spec = PipelineSpec::from_toml(
+        "[output]\ncompression = \"none\"\nmax_shard_bytes = 40\n[[blocks]]\nkind = \"exact\"\n",
+        Path::new("t.toml"),
+    )
+    .unwrap();
+    let out = s.path().join("out");
+    let opts = RunOptions {
+        out: out.clone(),
+        inputs: ins.clone(),
+        world_size: 1,
+        rank: None,
+        stage: None,
+        dry_run: false,
+        threads: 1,
+        progress: &|_| {},
+    };
+    Curation::new(spec, &build).unwrap().run(&opts).unwrap();
+    let report = blocks(&out);
+    let kept = report[0]["documents_out"].as_u64().unwrap();
+    let removed = report[0]["dropped"]["duplicate"].as_u64().unwrap();
+    assert!(removed >= 2, "{report}");
+    let written: Vec<serde_json::Value> = outputs(&out)
+        .values()
+        .flat_map(|t| {
+            t.lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(written.len() as u64, kept, "{written:?}");
+    let texts: BTreeSet<&str> = written
+        .iter()
+        .map(|d| d["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        texts.len(),
+        written.len(),
+        "a duplicate was written: {written:?}"
+    );
+}

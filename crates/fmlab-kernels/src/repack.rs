@@ -23,10 +23,10 @@
 use rayon::prelude::*;
 
 use crate::activation::{quantize_activations, QuantizedRow};
+use crate::quant::{f16_to_f32, QuantType};
 
 mod q4k;
 mod q6k;
-use crate::quant::{f16_to_f32, QuantType};
 
 /// Weight rows per group: the 16 i32 lanes of a 512-bit register, one row each.
 const LANES: usize = 16;

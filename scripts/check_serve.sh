@@ -22,9 +22,21 @@ venv="$cache/venv-serve"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install -q 'openai>=1' 'lm_eval[api]==0.4.13' requests
 llama="$cache/venv-llama"
+# llama-cpp-python builds llama.cpp natively. On CPUs that list AMX (Sapphire/Emerald
+# Rapids) that compiles ggml's AMX kernels, and virtual machines that do not grant the tile
+# registers kill the process at its first tile instruction (SIGILL): build without AMX
+# there, and rebuild a venv that was built with it.
+no_amx=""
+marker="$llama/.built-without-amx"
+if grep -qw amx_tile /proc/cpuinfo 2> /dev/null; then
+  no_amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+  [ -f "$marker" ] || rm -rf "$llama"
+fi
 if ! "$llama/bin/python" -c 'import llama_cpp, numpy' 2>/dev/null; then
   python3 -m venv "$llama"
-  "$llama/bin/pip" install -q numpy llama-cpp-python==0.3.36
+  CMAKE_ARGS="-DCMAKE_C_FLAGS='$no_amx' -DCMAKE_CXX_FLAGS='$no_amx'" \
+    "$llama/bin/pip" install -q --no-cache-dir numpy llama-cpp-python==0.3.36
+  [ -z "$no_amx" ] || touch "$marker"
 fi
 FMLAB="$fmlab" FMLAB_LLAMA_PYTHON="$llama/bin/python" HF_DATASETS_OFFLINE=1 \
   "$venv/bin/python" scripts/check_serve.py

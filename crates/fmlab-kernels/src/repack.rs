@@ -35,6 +35,16 @@ const BLOCK: usize = 32;
 /// Groups of four elements per block: ggml's eight accumulator lanes.
 const QUADS: usize = 8;
 
+/// The store mask of a group whose first `lanes` rows exist.
+#[cfg(target_arch = "x86_64")]
+fn lane_mask(lanes: usize) -> u16 {
+    if lanes >= LANES {
+        0xffff
+    } else {
+        (1u16 << lanes) - 1
+    }
+}
+
 /// Whether this CPU runs the repacked kernel (AVX-512 F/BW with VNNI).
 pub fn repack_available() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -486,11 +496,7 @@ mod avx512 {
             }
         }
         let lanes = LANES.min(w.rows - g * LANES);
-        let mask: __mmask16 = if lanes == LANES {
-            0xffff
-        } else {
-            (1u16 << lanes) - 1
-        };
+        let mask: __mmask16 = super::lane_mask(lanes);
         for t in 0..R {
             let a = &acc[t];
             let mut total = _mm512_add_ps(

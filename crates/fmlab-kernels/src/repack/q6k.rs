@@ -253,11 +253,7 @@ mod avx512 {
             }
         }
         let lanes = LANES.min(w.rows - g * LANES);
-        let mask: __mmask16 = if lanes == LANES {
-            0xffff
-        } else {
-            (1u16 << lanes) - 1
-        };
+        let mask: __mmask16 = super::super::lane_mask(lanes);
         for (t, &s) in sum.iter().enumerate() {
             // SAFETY: row t0 + t, group g's columns (masked to the rows that exist).
             unsafe { _mm512_mask_storeu_ps(y.add((t0 + t) * w.rows + g * LANES), mask, s) };

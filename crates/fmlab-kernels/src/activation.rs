@@ -92,29 +92,62 @@ pub fn quantize_activations_for(
 fn quantize_q8_32(x: &[f32], with_sum: bool) -> QuantizedRow {
     let blocks = x.len() / 32;
     let mut out = QuantizedRow {
-        d: Vec::with_capacity(blocks),
-        s: Vec::with_capacity(if with_sum { blocks } else { 0 }),
-        sums: Vec::with_capacity(blocks),
-        qs: Vec::with_capacity(blocks * 32),
+        d: vec![0.0; blocks],
+        s: vec![0.0; if with_sum { blocks } else { 0 }],
+        sums: vec![0; blocks],
+        qs: vec![0; blocks * 32],
         order: DotOrder::Row,
     };
-    for block in x.chunks_exact(32) {
+    quantize_q8_32_into(
+        &x[..blocks * 32],
+        &mut out.qs,
+        &mut out.d,
+        &mut out.s,
+        &mut out.sums,
+    );
+    out
+}
+
+/// [`quantize_q8_32`] into the caller's buffers: `x` whole blocks of 32, `qs` as long, `d`
+/// and `sums` one per block, `s` one per block for Q8_1 or empty. Vectorised with AVX-512
+/// where the CPU has it (the same operations on every element, so the same results).
+pub(crate) fn quantize_q8_32_into(
+    x: &[f32],
+    qs: &mut [i8],
+    d: &mut [f32],
+    s: &mut [f32],
+    sums: &mut [i32],
+) {
+    let blocks = x.len() / 32;
+    assert_eq!(blocks * 32, x.len(), "whole blocks");
+    assert!(qs.len() == x.len() && d.len() == blocks && sums.len() == blocks);
+    assert!(s.is_empty() || s.len() == blocks);
+    #[cfg(target_arch = "x86_64")]
+    if avx512_available() {
+        // SAFETY: AVX-512F (checked); the lengths were checked above.
+        unsafe { avx512::q8_32(x, qs, d, s, sums) };
+        return;
+    }
+    q8_32_portable(x, qs, d, s, sums);
+}
+
+fn q8_32_portable(x: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32], sums: &mut [i32]) {
+    for (b, block) in x.chunks_exact(32).enumerate() {
         let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let d = amax / 127.0;
+        let scale = amax / 127.0;
         let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
         let mut sum = 0i32;
-        for &v in block {
-            let q = round_small(v * id) as i32;
-            sum += q;
-            out.qs.push(q as i8);
+        for (q, &v) in qs[32 * b..32 * b + 32].iter_mut().zip(block) {
+            let r = round_small(v * id) as i32;
+            sum += r;
+            *q = r as i8;
         }
-        out.d.push(f16_to_f32(f32_to_f16(d)));
-        if with_sum {
-            out.s.push(f16_to_f32(f32_to_f16(d * sum as f32)));
+        d[b] = f16_to_f32(f32_to_f16(scale));
+        if !s.is_empty() {
+            s[b] = f16_to_f32(f32_to_f16(scale * sum as f32));
         }
-        out.sums.push(sum);
+        sums[b] = sum;
     }
-    out
 }
 
 /// ggml's `quantize_row_q8_K_ref`: the scale maps the element of largest magnitude to −127.
@@ -123,13 +156,49 @@ fn quantize_q8_32(x: &[f32], with_sum: bool) -> QuantizedRow {
 fn quantize_q8_k(x: &[f32], repacked: bool) -> QuantizedRow {
     let blocks = x.len() / 256;
     let mut out = QuantizedRow {
-        d: Vec::with_capacity(blocks),
+        d: vec![0.0; blocks],
         s: Vec::new(),
-        sums: Vec::with_capacity(blocks * 16),
-        qs: Vec::with_capacity(blocks * 256),
+        sums: vec![0; blocks * 16],
+        qs: vec![0; blocks * 256],
         order: DotOrder::Row,
     };
-    for block in x.chunks_exact(256) {
+    quantize_q8_k_into(
+        &x[..blocks * 256],
+        repacked,
+        &mut out.qs,
+        &mut out.d,
+        &mut out.sums,
+    );
+    out
+}
+
+/// [`quantize_q8_k`] into the caller's buffers: `x` whole blocks of 256, `qs` as long, `d`
+/// one per block, `sums` one per 16 elements. Vectorised with AVX-512 where the CPU has it
+/// (the same operations on every element, and the same first element of largest
+/// magnitude, so the same results).
+pub(crate) fn quantize_q8_k_into(
+    x: &[f32],
+    repacked: bool,
+    qs: &mut [i8],
+    d: &mut [f32],
+    sums: &mut [i32],
+) {
+    let blocks = x.len() / 256;
+    assert_eq!(blocks * 256, x.len(), "whole blocks");
+    assert!(qs.len() == x.len() && d.len() == blocks && sums.len() == 16 * blocks);
+    #[cfg(target_arch = "x86_64")]
+    if avx512_available() {
+        // SAFETY: AVX-512F (checked); the lengths were checked above.
+        unsafe { avx512::q8_k(x, repacked, qs, d, sums) };
+        return;
+    }
+    q8_k_portable(x, repacked, qs, d, sums);
+}
+
+fn q8_k_portable(x: &[f32], repacked: bool, qs: &mut [i8], d: &mut [f32], sums: &mut [i32]) {
+    for (b, block) in x.chunks_exact(256).enumerate() {
+        let qs = &mut qs[256 * b..256 * b + 256];
+        let sums = &mut sums[16 * b..16 * b + 16];
         let (mut amax, mut max) = (0f32, 0f32);
         for &v in block {
             if v.abs() > amax {
@@ -138,26 +207,153 @@ fn quantize_q8_k(x: &[f32], repacked: bool) -> QuantizedRow {
             }
         }
         if amax == 0.0 {
-            out.d.push(0.0);
-            out.qs.extend(std::iter::repeat_n(0i8, 256));
-            out.sums.extend(std::iter::repeat_n(0, 16));
+            d[b] = 0.0;
+            qs.fill(0);
+            sums.fill(0);
             continue;
         }
         if repacked && block.contains(&amax) {
             max = amax;
         }
         let iscale = -127.0 / max;
-        let start = out.qs.len();
-        for &v in block {
-            let q = round_small(iscale * v) as i32;
-            out.qs.push(q.clamp(-128, 127) as i8);
+        for (q, &v) in qs.iter_mut().zip(block) {
+            let r = round_small(iscale * v) as i32;
+            *q = r.clamp(-128, 127) as i8;
         }
-        for group in out.qs[start..].chunks_exact(16) {
-            out.sums.push(group.iter().map(|&q| q as i32).sum());
+        for (sum, group) in sums.iter_mut().zip(qs.chunks_exact(16)) {
+            *sum = group.iter().map(|&q| q as i32).sum();
         }
-        out.d.push(1.0 / iscale);
+        d[b] = 1.0 / iscale;
     }
-    out
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx512_available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| is_x86_feature_detected!("avx512f"))
+}
+
+/// The quantizers sixteen elements per instruction. Rounding is `vcvtps2dq` under the
+/// default rounding mode (to nearest, ties to even): [`round_small`]'s result for every
+/// product here (|x · id| ≤ 127). Maxima and integer sums do not depend on order.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use crate::quant::{f16_to_f32, f32_to_f16};
+
+    /// See [`super::quantize_q8_32_into`].
+    ///
+    /// # Safety
+    /// AVX-512F; the lengths [`super::quantize_q8_32_into`] checks.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn q8_32(
+        x: &[f32],
+        qs: &mut [i8],
+        d: &mut [f32],
+        s: &mut [f32],
+        sums: &mut [i32],
+    ) {
+        let abs = _mm512_set1_epi32(0x7fff_ffff);
+        for b in 0..x.len() / 32 {
+            // SAFETY: block b's 32 elements and bytes lie in `x` and `qs` (caller).
+            unsafe {
+                let (lo, hi) = (
+                    _mm512_loadu_ps(x.as_ptr().add(32 * b)),
+                    _mm512_loadu_ps(x.as_ptr().add(32 * b + 16)),
+                );
+                let m = _mm512_max_ps(
+                    _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(lo), abs)),
+                    _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(hi), abs)),
+                );
+                let amax = _mm512_reduce_max_ps(m);
+                let scale = amax / 127.0;
+                let id = _mm512_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
+                let (qlo, qhi) = (
+                    _mm512_cvtps_epi32(_mm512_mul_ps(lo, id)),
+                    _mm512_cvtps_epi32(_mm512_mul_ps(hi, id)),
+                );
+                let q = qs.as_mut_ptr().add(32 * b);
+                _mm_storeu_si128(q.cast(), _mm512_cvtepi32_epi8(qlo));
+                _mm_storeu_si128(q.add(16).cast(), _mm512_cvtepi32_epi8(qhi));
+                let sum = _mm512_reduce_add_epi32(_mm512_add_epi32(qlo, qhi));
+                d[b] = f16_to_f32(f32_to_f16(scale));
+                if !s.is_empty() {
+                    s[b] = f16_to_f32(f32_to_f16(scale * sum as f32));
+                }
+                sums[b] = sum;
+            }
+        }
+    }
+
+    /// See [`super::quantize_q8_k_into`].
+    ///
+    /// # Safety
+    /// AVX-512F; the lengths [`super::quantize_q8_k_into`] checks.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn q8_k(
+        x: &[f32],
+        repacked: bool,
+        qs: &mut [i8],
+        d: &mut [f32],
+        sums: &mut [i32],
+    ) {
+        let abs = _mm512_set1_epi32(0x7fff_ffff);
+        for b in 0..x.len() / 256 {
+            let block = &x[256 * b..256 * b + 256];
+            let p = block.as_ptr();
+            // SAFETY: the block's 256 elements lie in `block`.
+            let load = |i: usize| unsafe { _mm512_loadu_ps(p.add(16 * i)) };
+            let magnitude =
+                |v: __m512| _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), abs));
+            let mut m = magnitude(load(0));
+            for i in 1..16 {
+                m = _mm512_max_ps(m, magnitude(load(i)));
+            }
+            let amax = _mm512_reduce_max_ps(m);
+            let qs = &mut qs[256 * b..256 * b + 256];
+            let sums = &mut sums[16 * b..16 * b + 16];
+            if amax == 0.0 {
+                d[b] = 0.0;
+                qs.fill(0);
+                sums.fill(0);
+                continue;
+            }
+            // The first element of largest magnitude gives the sign, as the scalar loop's
+            // strict `>` does; the repacked order prefers +max wherever it stands.
+            let vmax = _mm512_set1_ps(amax);
+            let mut max = amax;
+            let mut positive = false;
+            let mut found = false;
+            for i in 0..16 {
+                let v = load(i);
+                if repacked && _mm512_cmpeq_ps_mask(v, vmax) != 0 {
+                    positive = true;
+                }
+                let hits = _mm512_cmpeq_ps_mask(magnitude(v), vmax);
+                if !found && hits != 0 {
+                    max = block[16 * i + hits.trailing_zeros() as usize];
+                    found = true;
+                }
+            }
+            if positive {
+                max = amax;
+            }
+            let iscale = -127.0 / max;
+            let vscale = _mm512_set1_ps(iscale);
+            let (lo, hi) = (_mm512_set1_epi32(-128), _mm512_set1_epi32(127));
+            for (i, sum) in sums.iter_mut().enumerate() {
+                let q = _mm512_cvtps_epi32(_mm512_mul_ps(vscale, load(i)));
+                let q = _mm512_min_epi32(_mm512_max_epi32(q, lo), hi);
+                // SAFETY: bytes 16i..16i + 16 lie in this block's `qs`.
+                unsafe {
+                    _mm_storeu_si128(qs.as_mut_ptr().add(16 * i).cast(), _mm512_cvtepi32_epi8(q))
+                };
+                *sum = _mm512_reduce_add_epi32(q);
+            }
+            d[b] = 1.0 / iscale;
+        }
+    }
 }
 
 /// Round to nearest, ties to even, for |x| < 2²²: adding and subtracting 1.5·2²³ leaves
@@ -182,6 +378,92 @@ mod tests {
             }
             x += 0.25;
         }
+    }
+
+    /// The AVX-512 quantizers give the portable loops' bytes, scales and sums: random
+    /// rows, rows of exact ties (x · id landing on .5), both signs of the maximum (first and
+    /// not), zero blocks and single outliers.
+    #[test]
+    fn vector_quantizers_match_the_portable_loops() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut rows: Vec<Vec<f32>> = Vec::new();
+        for case in 0..60 {
+            let mut x: Vec<f32> = (0..1024)
+                .map(|_| ((next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 8.0)
+                .collect();
+            match case % 6 {
+                // Ties: multiples of 0.5 against a maximum of 127 (id = 1).
+                1 => x.iter_mut().enumerate().for_each(|(i, v)| {
+                    *v = if i % 32 == 0 {
+                        127.0
+                    } else {
+                        ((next() % 255) as f32 - 127.0) / 2.0
+                    }
+                }),
+                // Both signs of the maximum, the negative first.
+                2 => {
+                    for b in 0..4 {
+                        x[256 * b + 3] = -9.0;
+                        x[256 * b + 200] = 9.0;
+                    }
+                }
+                // The positive first.
+                3 => {
+                    for b in 0..4 {
+                        x[256 * b + 1] = 9.0;
+                        x[256 * b + 17] = -9.0;
+                    }
+                }
+                // A zero block among others.
+                4 => x[256..512].fill(0.0),
+                5 => x[(next() % 1024) as usize] = 1e4,
+                _ => {}
+            }
+            rows.push(x);
+        }
+        for x in &rows {
+            for with_sum in [false, true] {
+                let blocks = x.len() / 32;
+                let s_len = if with_sum { blocks } else { 0 };
+                let mut a = (
+                    vec![0i8; x.len()],
+                    vec![0f32; blocks],
+                    vec![0f32; s_len],
+                    vec![0i32; blocks],
+                );
+                let mut b = a.clone();
+                quantize_q8_32_into(x, &mut a.0, &mut a.1, &mut a.2, &mut a.3);
+                q8_32_portable(x, &mut b.0, &mut b.1, &mut b.2, &mut b.3);
+                assert_eq!(a.0, b.0);
+                assert_eq!(bits(&a.1), bits(&b.1));
+                assert_eq!(bits(&a.2), bits(&b.2));
+                assert_eq!(a.3, b.3);
+            }
+            for repacked in [false, true] {
+                let blocks = x.len() / 256;
+                let mut a = (
+                    vec![0i8; x.len()],
+                    vec![0f32; blocks],
+                    vec![0i32; 16 * blocks],
+                );
+                let mut b = a.clone();
+                quantize_q8_k_into(x, repacked, &mut a.0, &mut a.1, &mut a.2);
+                q8_k_portable(x, repacked, &mut b.0, &mut b.1, &mut b.2);
+                assert_eq!(a.0, b.0);
+                assert_eq!(bits(&a.1), bits(&b.1));
+                assert_eq!(a.2, b.2);
+            }
+        }
+    }
+
+    fn bits(x: &[f32]) -> Vec<u32> {
+        x.iter().map(|v| v.to_bits()).collect()
     }
 
     #[test]

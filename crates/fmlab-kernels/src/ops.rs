@@ -7,6 +7,7 @@ use rayon::prelude::*;
 use crate::quant::{f16_to_f32, f32_to_f16};
 
 mod scores;
+mod wide;
 
 /// RMSNorm of each `width`-wide row of `x` in place: `x / rms(x) · w`.
 pub fn rms_norm(x: &mut [f32], w: &[f32], width: usize, eps: f32) {
@@ -289,9 +290,15 @@ pub fn causal_attention(
     // with llamafile's tinyBLAS; the two sum in different orders, and we follow whichever
     // llama.cpp would use for this call.
     let single = q.len() == q_width;
-    let vt =
-        (!single && simd_attention() && s.head_dim.is_multiple_of(8) && q.len() >= 8 * q_width)
-            .then(|| values_by_chunk(v, kv_len, s.n_kv_heads, s.head_dim));
+    // Many query rows read the same keys and values: laid out once for the sums, features
+    // in runs of 32 for the AVX-512 kernels (which also take the keys in pairs), of 8 for
+    // the AVX2 ones.
+    let many = !single && simd_attention() && q.len() >= 8 * q_width;
+    let wide = many && wide::available() && s.head_dim.is_multiple_of(32);
+    let vw = if wide { 32 } else { 8 };
+    let vt = (many && s.head_dim.is_multiple_of(8))
+        .then(|| values_by_chunk(v, kv_len, s.n_kv_heads, s.head_dim, vw));
+    let kt = wide.then(|| wide::keys_by_pair(k, kv_len, s.n_kv_heads, s.head_dim));
     out.par_chunks_mut(q_width)
         .zip(q.par_chunks(q_width))
         .enumerate()
@@ -308,6 +315,8 @@ pub fn causal_attention(
                 single,
                 simd: simd_attention(),
                 vt: vt.as_deref(),
+                vw,
+                kt: kt.as_deref(),
             };
             #[cfg(target_arch = "x86_64")]
             {
@@ -322,18 +331,18 @@ pub fn causal_attention(
 }
 
 /// The values of positions `0..kv_len` rearranged so that the value sums of a query row
-/// read memory in order: for each key-value head and each eight features, the eight
-/// features of every position one after another (`[head][chunk][position][8]`). Laid out
-/// once per call, read by every query row and head of the call; the sums are unchanged.
-fn values_by_chunk(v: &[f32], kv_len: usize, n_kv_heads: usize, hd: usize) -> Vec<f32> {
+/// read memory in order: for each key-value head and each `w` features, the `w` features of
+/// every position one after another (`[head][chunk][position][w]`). Laid out once per call,
+/// read by every query row and head of the call; the sums are unchanged.
+fn values_by_chunk(v: &[f32], kv_len: usize, n_kv_heads: usize, hd: usize, w: usize) -> Vec<f32> {
     let kv_width = n_kv_heads * hd;
-    let chunks = hd / 8;
+    let chunks = hd / w;
     let mut out = vec![0f32; kv_len * kv_width];
     for (kp, row) in v.chunks_exact(kv_width).take(kv_len).enumerate() {
-        for (hc, eight) in row.chunks_exact(8).enumerate() {
+        for (hc, run) in row.chunks_exact(w).enumerate() {
             let (h, c) = (hc / chunks, hc % chunks);
-            let at = ((h * chunks + c) * kv_len + kp) * 8;
-            out[at..at + 8].copy_from_slice(eight);
+            let at = ((h * chunks + c) * kv_len + kp) * w;
+            out[at..at + w].copy_from_slice(run);
         }
     }
     out
@@ -356,6 +365,11 @@ struct AttentionRow<'a> {
     /// The values again, laid out for the value sums of many query rows (see
     /// [`values_by_chunk`]), where the call made them.
     vt: Option<&'a [f32]>,
+    /// The run length of `vt`'s features: 8, or 32 for the AVX-512 sums.
+    vw: usize,
+    /// The keys in pairs for the AVX-512 scores ([`wide::keys_by_pair`]), where the call
+    /// made them.
+    kt: Option<&'a [f32]>,
 }
 
 fn simd_attention() -> bool {
@@ -439,11 +453,13 @@ fn attention_row(r: &AttentionRow, out_row: &mut [f32]) {
             *dst = f16_round(src * q_scale);
         }
         let span = [first, start, end];
+        let pairs = r.kv_len.div_ceil(2) * 2 * hd;
+        let kt = r.kt.map(|kt| &kt[kvh * pairs..(kvh + 1) * pairs]);
         let vector = !r.single
             && r.simd
             && scores::scores_softmax(
                 &qh,
-                r.k,
+                (r.k, kt),
                 r.kv_width,
                 kvh * hd,
                 span,
@@ -547,6 +563,17 @@ fn weigh_values(
     let (start, end) = (span.start, span.end);
     if !r.simd || !hd.is_multiple_of(8) || !slots.is_multiple_of(8) || !first.is_multiple_of(8) {
         weigh_values_plain(r, p, kvh, first, span, slots, lanes);
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if wide::available() && hd.is_multiple_of(32) && (r.vt.is_none() || r.vw == 32) {
+        let (v, rs, off, cs) = match r.vt {
+            Some(vt) => (vt, 32, kvh * hd * r.kv_len, 32 * r.kv_len),
+            None => (r.v, r.kv_width, kvh * hd, 32),
+        };
+        // SAFETY: the CPU has AVX-512F (checked); the shapes were checked above and every
+        // position of `span` lies in `v` (either layout) and `p`.
+        unsafe { wide::x86::weigh32(v, [rs, off, cs], hd, p, first, [start, end], slots, lanes) };
         return;
     }
     #[cfg(target_arch = "x86_64")]
@@ -808,14 +835,16 @@ pub fn gelu_tanh_f16(x: f32) -> f32 {
 mod tests {
     use super::*;
 
-    /// Value sums over the rearranged values give the cache layout's bits.
+    /// Value sums over either rearranged layout, and over the cache's own, give the plain
+    /// loop's bits (the AVX-512 sums where the CPU has them, the AVX2 ones otherwise).
     #[test]
     fn rearranged_values_give_the_same_sums() {
         let noise = |i: usize| ((i * 7919 % 1013) as f32 - 506.0) / 41.0;
         let (hd, kv_heads, kv_len) = (64, 3, 37);
         let kv_width = hd * kv_heads;
         let v: Vec<f32> = (0..kv_len * kv_width).map(noise).collect();
-        let vt = values_by_chunk(&v, kv_len, kv_heads, hd);
+        let vt8 = values_by_chunk(&v, kv_len, kv_heads, hd, 8);
+        let vt32 = values_by_chunk(&v, kv_len, kv_heads, hd, 32);
         let p: Vec<f32> = (0..kv_len).map(|i| noise(i + 3) / 20.0).collect();
         let shape = AttentionShape {
             n_heads: kv_heads,
@@ -825,7 +854,7 @@ mod tests {
             scale_queries: false,
             window: None,
         };
-        let row = |vt| AttentionRow {
+        let row = |vt, vw| AttentionRow {
             q_row: &v[..kv_width],
             k: &v,
             v: &v,
@@ -837,34 +866,29 @@ mod tests {
             single: false,
             simd: simd_attention(),
             vt,
+            vw,
+            kt: None,
         };
+        let bits = |x: &[f32]| x.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         for kvh in 0..kv_heads {
             for start in [0, 5, 16] {
                 let first = start / 8 * 8;
-                let (mut a, mut b) = (vec![0f32; 8 * hd], vec![1f32; 8 * hd]);
-                weigh_values(
-                    &row(None),
-                    &p[first..],
-                    kvh,
-                    first,
-                    start..kv_len,
-                    8,
-                    &mut a,
-                );
-                weigh_values(
-                    &row(Some(&vt)),
-                    &p[first..],
-                    kvh,
-                    first,
-                    start..kv_len,
-                    8,
-                    &mut b,
-                );
-                assert_eq!(
-                    a.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
-                    b.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
-                    "head {kvh}, from {start}"
-                );
+                let mut want = vec![0f32; 8 * hd];
+                let p = &p[first..];
+                weigh_values_plain(&row(None, 8), p, kvh, first, start..kv_len, 8, &mut want);
+                for (layout, r) in [
+                    ("cache", row(None, 8)),
+                    ("runs of 8", row(Some(&vt8), 8)),
+                    ("runs of 32", row(Some(&vt32), 32)),
+                ] {
+                    let mut got = vec![f32::NAN; 8 * hd];
+                    weigh_values(&r, p, kvh, first, start..kv_len, 8, &mut got);
+                    assert_eq!(
+                        bits(&got),
+                        bits(&want),
+                        "{layout}: head {kvh}, from {start}"
+                    );
+                }
             }
         }
     }
@@ -901,23 +925,37 @@ mod tests {
                 single: false,
                 simd: simd_attention(),
                 vt: None,
+                vw: 8,
+                kt: None,
             };
             for (start, end) in [(0, 64), (0, 70), (5, 70), (16, 33), (61, 62), (3, 9)] {
                 let first = start / 8 * 8;
                 for scale in [0.125f32, 3.0] {
                     let mut want = vec![0f32; end - first];
                     scalar_scores_softmax(&row, &qh, 1, [first, start, end], scale, &mut want);
-                    let mut got = vec![f32::NAN; end - first];
                     let span = [first, start, end];
-                    assert!(scores::scores_softmax(
-                        &qh, &k, kv_width, hd, span, scale, &mut got
-                    ));
-                    for (j, (g, w)) in got.iter().zip(&want).enumerate() {
-                        assert_eq!(
-                            g.to_bits(),
-                            w.to_bits(),
-                            "hd {hd} {start}..{end} ×{scale}: {j}"
-                        );
+                    // Head 1's keys in pairs, for the AVX-512 scores where the CPU has them.
+                    let pairs = 35 * 2 * hd;
+                    let kt = wide::keys_by_pair(&k, 70, 2, hd);
+                    for paired in [None, Some(&kt[pairs..2 * pairs])] {
+                        let mut got = vec![f32::NAN; end - first];
+                        assert!(scores::scores_softmax(
+                            &qh,
+                            (&k, paired),
+                            kv_width,
+                            hd,
+                            span,
+                            scale,
+                            &mut got
+                        ));
+                        for (j, (g, w)) in got.iter().zip(&want).enumerate() {
+                            assert_eq!(
+                                g.to_bits(),
+                                w.to_bits(),
+                                "hd {hd} {start}..{end} ×{scale} paired {}: {j}",
+                                paired.is_some()
+                            );
+                        }
                     }
                 }
             }
@@ -965,7 +1003,14 @@ mod tests {
     /// windows that start inside a run of eight, and spans shorter than one run.
     #[test]
     fn value_sums_match_the_plain_loop() {
-        let (hd, kv_heads) = (16, 2);
+        // 16 features: the AVX2 sums; 64: the AVX-512 ones where the CPU has them.
+        for hd in [16, 64] {
+            value_sums_match_for(hd);
+        }
+    }
+
+    fn value_sums_match_for(hd: usize) {
+        let kv_heads = 2;
         let positions = 75;
         let noise = |i: usize| ((i * 7919 % 1009) as f32 - 504.0) / 97.0;
         let v: Vec<f32> = (0..positions * kv_heads * hd).map(noise).collect();
@@ -990,6 +1035,8 @@ mod tests {
             single: false,
             simd: simd_attention(),
             vt: None,
+            vw: 8,
+            kt: None,
         };
         for slots in [8, 32] {
             for (first, start, end) in [
@@ -1014,7 +1061,7 @@ mod tests {
                     assert_eq!(
                         bits(&fast),
                         bits(&plain),
-                        "{slots} slots, {first} {start}..{end}"
+                        "hd {hd}, {slots} slots, {first} {start}..{end}"
                     );
                 }
             }

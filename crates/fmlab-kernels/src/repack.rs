@@ -22,7 +22,7 @@
 
 use rayon::prelude::*;
 
-use crate::activation::{quantize_activations, QuantizedRow};
+use crate::activation::{quantize_q8_32_into, ActivationFormat};
 use crate::quant::{f16_to_f32, QuantType};
 
 mod q4k;
@@ -283,29 +283,37 @@ struct Inputs {
 impl Inputs {
     fn new(w: &Block32, x: &[f32], n: usize) -> Self {
         let (cols, blocks) = (w.cols, w.blocks);
-        let act = w.format.activation_format();
+        let with_sum = w.format.activation_format() == ActivationFormat::Q8_1;
         let mut qs = vec![0i8; n * cols];
         let mut dx = vec![0f32; n * blocks];
         let mut sx = vec![0f32; n * blocks];
+        let mut sums = vec![0i32; n * blocks];
         let mut start = vec![0i32; n * blocks * QUADS];
         qs.par_chunks_mut(cols)
             .zip(dx.par_chunks_mut(blocks))
             .zip(sx.par_chunks_mut(blocks))
+            .zip(sums.par_chunks_mut(blocks))
             .zip(start.par_chunks_mut(blocks * QUADS))
             .zip(x.par_chunks(cols))
-            .for_each(|((((qs, dx), sx), start), x)| {
-                let a: QuantizedRow = quantize_activations(x, act);
-                qs.copy_from_slice(&a.qs);
-                dx.copy_from_slice(&a.d[..blocks]);
-                if w.with_min {
-                    sx.copy_from_slice(&a.s[..blocks]);
-                }
-                for (s, four) in start.iter_mut().zip(a.qs.chunks_exact(4)) {
-                    let sum: i32 = four.iter().map(|&v| v as i32).sum();
-                    *s = -w.offset * sum;
-                }
+            .for_each(|(((((qs, dx), sx), sums), start), x)| {
+                let sx: &mut [f32] = if with_sum { sx } else { &mut [] };
+                quantize_q8_32_into(x, qs, dx, sx, sums);
+                quad_sums(qs, -w.offset, start);
             });
         Inputs { qs, dx, sx, start }
+    }
+}
+
+/// `out[i] = factor · Σ qs[4i..4i + 4]`: where each lane's integer sum starts.
+fn quad_sums(qs: &[i8], factor: i32, out: &mut [i32]) {
+    #[cfg(target_arch = "x86_64")]
+    if repack_available() && qs.len().is_multiple_of(64) && out.len() == qs.len() / 4 {
+        // SAFETY: AVX-512 F/BW/VNNI (checked); `out` holds one sum per four bytes (checked).
+        unsafe { avx512::quad_sums(qs, factor, out) };
+        return;
+    }
+    for (s, four) in out.iter_mut().zip(qs.chunks_exact(4)) {
+        *s = factor * four.iter().map(|&v| v as i32).sum::<i32>();
     }
 }
 
@@ -400,6 +408,23 @@ mod avx512 {
     use std::arch::x86_64::*;
 
     use super::{Block32, Inputs, BLOCK, LANES, QUADS};
+
+    /// [`super::quad_sums`], sixteen sums per instruction: `vpdpbusd` of ones and the bytes.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VNNI; `qs.len()` a multiple of 64, `out.len() == qs.len() / 4`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn quad_sums(qs: &[i8], factor: i32, out: &mut [i32]) {
+        let (ones, f) = (_mm512_set1_epi8(1), _mm512_set1_epi32(factor));
+        for i in (0..qs.len()).step_by(64) {
+            // SAFETY: bytes i..i + 64 lie in `qs`, sums i/4..i/4 + 16 in `out` (caller).
+            unsafe {
+                let q = _mm512_loadu_si512(qs.as_ptr().add(i).cast());
+                let s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, q);
+                _mm512_storeu_si512(out.as_mut_ptr().add(i / 4).cast(), _mm512_mullo_epi32(s, f));
+            }
+        }
+    }
 
     /// Group `g` times activation rows `t0..t0 + take` (`take` ≤ 2).
     ///

@@ -314,8 +314,24 @@ impl Transformer {
         let hd = s.head_dim as usize;
         let plan = &self.plan;
         let mut vals: Vec<Option<Vec<f32>>> = vec![None; plan.steps.len()];
+        // Buffers of values past their last use, handed to later steps instead of fresh
+        // allocations (whose pages the kernel would otherwise fault in again every step).
+        let mut spare = Spare::default();
         for (i, step) in plan.steps.iter().enumerate() {
-            let get = |x: Slot| vals[x].as_deref().unwrap_or(&[]);
+            // The input `x` as a buffer this step may overwrite: its own where this is its
+            // last use (and the step reads it once), a copy otherwise.
+            let owned = |vals: &mut [Option<Vec<f32>>], spare: &mut Spare, x: Slot| {
+                let once = step.op.inputs().iter().filter(|&&y| y == x).count() == 1;
+                if plan.last_use[x] == i && once {
+                    if let Some(v) = vals[x].take() {
+                        return v;
+                    }
+                }
+                let src = vals[x].as_deref().unwrap_or(&[]);
+                let mut v = spare.take(src.len());
+                v.copy_from_slice(src);
+                v
+            };
             let out = match step.op {
                 Op::Embed => {
                     let mut x = vec![0f32; n * d];
@@ -336,14 +352,15 @@ impl Transformer {
                     x
                 }
                 Op::Norm { x, id, width } => {
-                    let mut h = get(x).to_vec();
-                    self.norm(&mut h, self.norm_of(id), width);
+                    let mut h = owned(&mut vals, &mut spare, x);
+                    let norm = self.norm_of(id);
+                    for_rows(&mut h, width, |rows, _| self.norm(rows, norm, width));
                     h
                 }
                 Op::Linear { x, id, .. } => {
                     let (weight, bias) = self.linear_of(id);
-                    let x = get(x);
-                    let mut y = vec![0f32; x.len() / weight.cols * step.width];
+                    let x = vals[x].as_deref().unwrap_or(&[]);
+                    let mut y = spare.take(x.len() / weight.cols * step.width);
                     weight.matmul(x, &mut y, self.threads)?;
                     if let Some(b) = bias {
                         for row in y.chunks_exact_mut(step.width) {
@@ -353,8 +370,12 @@ impl Transformer {
                     y
                 }
                 Op::Rope { x, heads, base } => {
-                    let mut y = get(x).to_vec();
-                    rope(&mut y, &positions, heads, hd, base as f32, self.rope_style);
+                    let mut y = owned(&mut vals, &mut spare, x);
+                    let (style, width) = (self.rope_style, heads * hd);
+                    for_rows(&mut y, width, |rows, first| {
+                        let at = &positions[first..first + rows.len() / width];
+                        rope(rows, at, heads, hd, base as f32, style)
+                    });
                     y
                 }
                 Op::Attention {
@@ -366,9 +387,10 @@ impl Transformer {
                     scale,
                     scale_queries,
                 } => {
+                    let get = |x: Slot| vals[x].as_deref().unwrap_or(&[]);
                     let (keys, values, queries) = (get(k), get(v), get(q));
                     let (kv_width, q_width) = (keys.len() / n, queries.len() / n);
-                    let mut attn = vec![0f32; n * step.width];
+                    let mut attn = spare.take(n * step.width);
                     // Each sequence's rows of the output, in order (segments are contiguous).
                     let mut outs: Vec<&mut [f32]> = Vec::with_capacity(spans.len());
                     let mut rest = attn.as_mut_slice();
@@ -420,39 +442,48 @@ impl Transformer {
                     attn
                 }
                 Op::Add { a, b } => {
-                    let mut y = get(a).to_vec();
-                    y.iter_mut().zip(get(b)).for_each(|(a, b)| *a += b);
+                    let mut y = owned(&mut vals, &mut spare, a);
+                    let b = vals[b].as_deref().unwrap_or(&[]);
+                    for_rows_zip(&mut y, b, |y, b| {
+                        y.iter_mut().zip(b).for_each(|(a, b)| *a += b)
+                    });
                     y
                 }
                 Op::Act { gate, up, kind } => {
-                    let mut u = get(up).to_vec();
-                    match (gate, kind) {
+                    let mut u = owned(&mut vals, &mut spare, up);
+                    let g = gate.map(|g| vals[g].as_deref().unwrap_or(&[]));
+                    match (g, kind) {
                         // ggml writes +0 below −10 whatever the sign of the other factor.
-                        (Some(g), FfnKind::GeGlu) => {
-                            u.iter_mut().zip(get(g)).for_each(|(u, &gv)| {
+                        (Some(g), FfnKind::GeGlu) => for_rows_zip(&mut u, g, |u, g| {
+                            u.iter_mut().zip(g).for_each(|(u, &gv)| {
                                 *u = if gv <= -10.0 {
                                     0.0
                                 } else {
                                     gelu_tanh_f16(gv) * *u
                                 }
                             })
-                        }
-                        (Some(g), _) => swiglu(&mut u, get(g)),
-                        (None, _) => u.iter_mut().for_each(|u| *u = gelu_tanh(*u)),
+                        }),
+                        (Some(g), _) => for_rows_zip(&mut u, g, swiglu),
+                        (None, _) => for_rows_zip(&mut u, &[], |u, _| {
+                            u.iter_mut().for_each(|u| *u = gelu_tanh(*u))
+                        }),
                     }
                     u
                 }
-                Op::Outputs { x } => match which {
-                    Logits::Last => spans
-                        .iter()
-                        .flat_map(|&(first, rows, _)| {
-                            get(x)[(first + rows - 1) * d..(first + rows) * d]
-                                .iter()
-                                .copied()
-                        })
-                        .collect(),
-                    Logits::All => get(x).to_vec(),
-                },
+                Op::Outputs { x } => {
+                    let get = |x: Slot| vals[x].as_deref().unwrap_or(&[]);
+                    match which {
+                        Logits::Last => spans
+                            .iter()
+                            .flat_map(|&(first, rows, _)| {
+                                get(x)[(first + rows - 1) * d..(first + rows) * d]
+                                    .iter()
+                                    .copied()
+                            })
+                            .collect(),
+                        Logits::All => get(x).to_vec(),
+                    }
+                }
             };
             if let Some(tap) = step.tap {
                 trace(&tap.label(), &out);
@@ -460,7 +491,9 @@ impl Transformer {
             vals[i] = Some(out);
             for x in step.op.inputs() {
                 if plan.last_use[x] == i {
-                    vals[x] = None;
+                    if let Some(v) = vals[x].take() {
+                        spare.keep(v);
+                    }
                 }
             }
         }
@@ -669,4 +702,92 @@ impl fmlab_sample::LanguageModel for Session<'_> {
             .forward(tokens, &mut self.cache, Logits::Last)
             .map_err(|e| fmlab_sample::Error::Model(Box::new(e)))
     }
+}
+
+/// Buffers whose values are past their last use, kept for later steps of the same forward
+/// pass: a prompt's steps allocate the same few sizes over and over, and a fresh allocation
+/// of that size comes from `mmap`, page-faulted in and zeroed by the kernel every time.
+#[derive(Default)]
+struct Spare {
+    free: Vec<Vec<f32>>,
+}
+
+impl Spare {
+    /// The most buffers kept; a layer's steps free about this many at a time.
+    const KEEP: usize = 8;
+
+    /// A zeroed buffer of `len` values: the smallest kept one that is large enough, or a
+    /// new one.
+    fn take(&mut self, len: usize) -> Vec<f32> {
+        let best = self
+            .free
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.capacity() >= len)
+            .min_by_key(|(_, v)| v.capacity())
+            .map(|(i, _)| i);
+        match best {
+            Some(i) => {
+                let mut v = self.free.swap_remove(i);
+                v.clear();
+                v.resize(len, 0.0);
+                v
+            }
+            None => vec![0f32; len],
+        }
+    }
+
+    fn keep(&mut self, v: Vec<f32>) {
+        if v.capacity() == 0 {
+            return;
+        }
+        if self.free.len() == Self::KEEP {
+            // Drop the smallest: the large ones are the expensive ones to fault in again.
+            if let Some((i, _)) = self
+                .free
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, v)| v.capacity())
+            {
+                if self.free[i].capacity() >= v.capacity() {
+                    return;
+                }
+                self.free.swap_remove(i);
+            }
+        }
+        self.free.push(v);
+    }
+}
+
+/// Values below which a row-wise step runs on the calling thread: splitting a decode step's
+/// few rows costs more in wake-ups than it saves.
+const PAR_MIN_VALUES: usize = 16 * 1024;
+
+/// `f(rows, first)` over consecutive whole rows of `x` (`width` wide, `first` the index of
+/// the first row), in parallel for a prompt's many rows. Each row is computed exactly as a
+/// serial loop would, so results do not depend on the split.
+fn for_rows(x: &mut [f32], width: usize, f: impl Fn(&mut [f32], usize) + Sync) {
+    if width == 0 || x.len() < PAR_MIN_VALUES {
+        f(x, 0);
+        return;
+    }
+    let rows_per_task = PAR_MIN_VALUES.div_ceil(width) / 2 + 1;
+    x.par_chunks_mut(rows_per_task * width)
+        .enumerate()
+        .for_each(|(c, rows)| f(rows, c * rows_per_task));
+}
+
+/// `f(x, y)` over matching pieces of `x` and `y` (an element-wise step; `y` may be empty
+/// for a step with one input), in parallel for large inputs.
+fn for_rows_zip(x: &mut [f32], y: &[f32], f: impl Fn(&mut [f32], &[f32]) + Sync) {
+    const PIECE: usize = PAR_MIN_VALUES / 2;
+    if x.len() < PAR_MIN_VALUES {
+        f(x, y);
+        return;
+    }
+    x.par_chunks_mut(PIECE).enumerate().for_each(|(c, piece)| {
+        let from = (c * PIECE).min(y.len());
+        let to = (c * PIECE + piece.len()).min(y.len());
+        f(piece, &y[from..to])
+    });
 }

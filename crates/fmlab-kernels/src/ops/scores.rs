@@ -31,7 +31,7 @@ pub(super) fn available() -> bool {
 #[allow(clippy::too_many_arguments)]
 pub(super) fn scores_softmax(
     qh: &[f32],
-    k: &[f32],
+    (k, kt): (&[f32], Option<&[f32]>),
     kv_width: usize,
     off: usize,
     [first, start, end]: [usize; 3],
@@ -55,7 +55,7 @@ pub(super) fn scores_softmax(
     unsafe {
         avx2::scores_softmax(
             qh,
-            k,
+            (k, kt),
             kv_width,
             off,
             [first, start, end],
@@ -151,7 +151,7 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn scores_softmax(
         qh: &[f32],
-        k: &[f32],
+        (k, kt): (&[f32], Option<&[f32]>),
         kv_width: usize,
         off: usize,
         [first, start, end]: [usize; 3],
@@ -163,7 +163,23 @@ mod avx2 {
         let mut j = 0;
         while j < scores.len() {
             let kp = first + j;
-            if kp >= start && kp + 8 <= end {
+            // Sixteen keys at once from the paired layout (see `wide`), where it was made.
+            if let Some(kt) = kt.filter(|kt| {
+                kp.is_multiple_of(2)
+                    && kp >= start
+                    && kp + 16 <= end
+                    && (kp + 16) * hd <= kt.len()
+                    && super::super::wide::available()
+            }) {
+                // SAFETY: AVX-512F and DQ (checked); pairs kp/2..kp/2 + 8 lie in `kt` (checked) and
+                // `hd` is a multiple of 8 (caller).
+                let d = unsafe { super::super::wide::x86::dots16(qh, kt, kp / 2) };
+                for (s, v) in scores[j..j + 16].iter_mut().zip(d) {
+                    *s = v * score_scale;
+                    max = max.max(*s);
+                }
+                j += 16;
+            } else if kp >= start && kp + 8 <= end {
                 // SAFETY: keys kp..kp + 8 lie in `k` (caller).
                 let d = unsafe { dots8(qh, k, kv_width, off, kp) };
                 for (s, v) in scores[j..j + 8].iter_mut().zip(d) {

@@ -9,7 +9,7 @@
 use rayon::prelude::*;
 
 use super::{repack_available, SharedOut, LANES};
-use crate::activation::{quantize_activations_for, ActivationFormat, DotOrder};
+use crate::activation::{quantize_q8_k_into, DotOrder};
 use crate::quant::{scale_min_k4, QuantType};
 
 /// Elements per super-block, sub-blocks per super-block.
@@ -156,21 +156,17 @@ impl Inputs {
         let mut qs = vec![0i8; n * cols];
         let mut d = vec![0f32; n * supers];
         let mut pairs = vec![0i32; n * supers * SUBS];
+        let mut sums = vec![0i32; n * supers * 16];
         qs.par_chunks_mut(cols)
             .zip(d.par_chunks_mut(supers))
             .zip(pairs.par_chunks_mut(supers * SUBS))
+            .zip(sums.par_chunks_mut(supers * 16))
             .zip(x.par_chunks(cols))
             .enumerate()
-            .for_each(|(t, (((qs, d), pairs), x))| {
-                let order = if t < tiled {
-                    DotOrder::Repacked
-                } else {
-                    DotOrder::Row
-                };
-                let a = quantize_activations_for(x, ActivationFormat::Q8K, order);
-                qs.copy_from_slice(&a.qs);
-                d.copy_from_slice(&a.d[..supers]);
-                for (p, two) in pairs.iter_mut().zip(a.sums.chunks_exact(2)) {
+            .for_each(|(t, ((((qs, d), pairs), sums), x))| {
+                // The first `tiled` rows as ggml's repacked gemm quantizes them.
+                quantize_q8_k_into(x, t < tiled, qs, d, sums);
+                for (p, two) in pairs.iter_mut().zip(sums.chunks_exact(2)) {
                     *p = two[0] + two[1];
                 }
             });

@@ -9,7 +9,7 @@
 use rayon::prelude::*;
 
 use super::{repack_available, SharedOut, LANES};
-use crate::activation::{quantize_activations_for, ActivationFormat, DotOrder};
+use crate::activation::quantize_q8_k_into;
 use crate::quant::QuantType;
 
 const SUPER: usize = 256;
@@ -150,12 +150,9 @@ impl Inputs {
             .zip(start.par_chunks_mut(supers * SUBS))
             .zip(x.par_chunks(cols))
             .for_each(|(((qs, d), start), x)| {
-                let a = quantize_activations_for(x, ActivationFormat::Q8K, DotOrder::Tiled);
-                qs.copy_from_slice(&a.qs);
-                d.copy_from_slice(&a.d[..supers]);
-                for (s, &sum) in start.iter_mut().zip(&a.sums) {
-                    *s = -32 * sum;
-                }
+                // The tiled kernel's quantization is the one-row kernels'.
+                quantize_q8_k_into(x, false, qs, d, start);
+                start.iter_mut().for_each(|s| *s *= -32);
             });
         Inputs { qs, d, start }
     }

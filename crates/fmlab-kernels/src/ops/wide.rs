@@ -1,0 +1,160 @@
+//! AVX-512 forms of attention's two inner loops for a prompt's query rows: the scores
+//! `q · k` and the value sums `Σ p · v`. Each 512-bit register holds two of the AVX2 forms'
+//! 256-bit vectors side by side, and every lane takes exactly the steps it takes there
+//! (the same products, in the same order, into the same accumulator), so the results are
+//! the same bits with half the instructions:
+//!
+//! - scores: two keys per register. The keys are laid out in pairs once per call
+//!   ([`keys_by_pair`]) so that one load brings the same eight features of two keys, and one
+//!   broadcast of the query's eight features serves both; sixteen keys per pass;
+//! - value sums: thirty-two features per slot in two registers, so that each position's
+//!   weight is broadcast once for 32 features instead of 8.
+//!
+//! Written for this project: llama.cpp reaches these sums through tinyBLAS, whose AVX-512
+//! build sums in other orders; these keep the AVX2 orders that fmlab's reference outputs
+//! were recorded with.
+
+/// Whether the CPU has AVX-512F and DQ (and AVX2, FMA) for these kernels.
+pub(super) fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *AVAILABLE.get_or_init(|| super::avx512_available() && is_x86_feature_detected!("avx512dq"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Keys of positions `0..kv_len` rearranged in pairs: for each key-value head, each pair of
+/// positions `(2a, 2a + 1)` and each eight features, the two keys' eight features side by
+/// side (`[head][pair][chunk][2][8]`, an odd last position padded with zeros). Head `h`'s
+/// pairs start at `h · pairs · 2 · hd`, pair `a`'s features `8c..8c + 8` at
+/// `a · 2 · hd + 16c` from there.
+pub(super) fn keys_by_pair(k: &[f32], kv_len: usize, n_kv_heads: usize, hd: usize) -> Vec<f32> {
+    let kv_width = n_kv_heads * hd;
+    let pairs = kv_len.div_ceil(2);
+    let mut out = vec![0f32; n_kv_heads * pairs * 2 * hd];
+    for (kp, row) in k.chunks_exact(kv_width).take(kv_len).enumerate() {
+        for (h, head) in row.chunks_exact(hd).enumerate() {
+            let base = (h * pairs + kp / 2) * 2 * hd + (kp % 2) * 8;
+            for (c, eight) in head.chunks_exact(8).enumerate() {
+                out[base + 16 * c..base + 16 * c + 8].copy_from_slice(eight);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(super) mod x86 {
+    use std::arch::x86_64::*;
+
+    /// `q · k` of the sixteen keys of pairs `a..a + 8` of one head's [`super::keys_by_pair`]
+    /// layout `kt`, each summed as `dot8` sums it (lane `i mod 8` accumulating by FMA in
+    /// feature order, then `hsum8`), in key order.
+    ///
+    /// # Safety
+    /// AVX-512F and DQ; `q.len()` a multiple of 8; `kt` holds pairs `a..a + 8` of `q.len()`
+    /// features each (`(a + 8) · 2 · q.len() ≤ kt.len()`).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
+    pub(in super::super) unsafe fn dots16(q: &[f32], kt: &[f32], a: usize) -> [f32; 16] {
+        let hd = q.len();
+        let mut acc = [_mm512_setzero_ps(); 8];
+        // SAFETY: pairs a..a + 8 hold 2·hd features each inside `kt`, and `q` holds hd (caller).
+        unsafe {
+            let (qp, kptr) = (q.as_ptr(), kt.as_ptr().add(a * 2 * hd));
+            for c in (0..hd).step_by(8) {
+                let x = _mm512_broadcast_f32x8(_mm256_loadu_ps(qp.add(c)));
+                for (j, s) in acc.iter_mut().enumerate() {
+                    *s = _mm512_fmadd_ps(x, _mm512_loadu_ps(kptr.add(j * 2 * hd + 2 * c)), *s);
+                }
+            }
+        }
+        // Four keys per two registers: their halves of eight lanes added as hsum8 adds them,
+        // t = l[0..4] + l[4..8], then (t0 + t2) + (t1 + t3), one key per 128-bit lane.
+        let mut out = [0f32; 16];
+        for m in 0..4 {
+            let (x, y) = (acc[2 * m], acc[2 * m + 1]);
+            let lo = _mm512_shuffle_f32x4::<0b10_00_10_00>(x, y);
+            let hi = _mm512_shuffle_f32x4::<0b11_01_11_01>(x, y);
+            let t = _mm512_add_ps(lo, hi);
+            let u = _mm512_add_ps(t, _mm512_permute_ps::<0b01_00_11_10>(t));
+            let r = _mm512_add_ps(u, _mm512_permute_ps::<0b10_11_00_01>(u));
+            let mut lanes = [0f32; 16];
+            // SAFETY: `lanes` is sixteen f32.
+            unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), r) };
+            for k in 0..4 {
+                out[4 * m + k] = lanes[4 * k];
+            }
+        }
+        out
+    }
+
+    /// The value sums of `weigh_values` (see `avx2_attention::weigh`) thirty-two features at
+    /// a time: for each eight slots, each slot's sums of 32 features in two registers over
+    /// all positions of `start..end`.
+    ///
+    /// # Safety
+    /// AVX-512F; `hd` a multiple of 32, `slots` a multiple of 8, `first` a multiple of 8
+    /// and `first ≤ start`; `p` holds `end − first` weights; features `c..c + 32` of
+    /// position `kp` are at `kp · rs + off + c / 32 · cs` in `v` for every `kp < end` and
+    /// `c < hd`, `c` a multiple of 32; `lanes` holds `slots · hd`.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(in super::super) unsafe fn weigh32(
+        v: &[f32],
+        [rs, off, cs]: [usize; 3],
+        hd: usize,
+        p: &[f32],
+        first: usize,
+        [start, end]: [usize; 2],
+        slots: usize,
+        lanes: &mut [f32],
+    ) {
+        let (vp, pp) = (v.as_ptr(), p.as_ptr());
+        for c in (0..hd).step_by(32) {
+            for m in 0..slots / 8 {
+                let mut acc = [_mm512_setzero_ps(); 16];
+                let mut g0 = first / slots * slots + 8 * m;
+                // One position's weight times its 32 features, into slot `i`'s registers.
+                let step = |acc: &mut [__m512; 16], i: usize, kp: usize| {
+                    // SAFETY: positions in start..end lie in `v` and `p` (caller).
+                    unsafe {
+                        let w = _mm512_set1_ps(*pp.add(kp - first));
+                        let at = vp.add(kp * rs + off + c / 32 * cs);
+                        let (x0, x1) = (_mm512_loadu_ps(at), _mm512_loadu_ps(at.add(16)));
+                        acc[2 * i] = _mm512_fmadd_ps(w, x0, acc[2 * i]);
+                        acc[2 * i + 1] = _mm512_fmadd_ps(w, x1, acc[2 * i + 1]);
+                    }
+                };
+                while g0 < end {
+                    if g0 >= start && g0 + 8 <= end {
+                        for i in 0..8 {
+                            step(&mut acc, i, g0 + i);
+                        }
+                    } else if g0 + 8 > start {
+                        for i in 0..8 {
+                            let kp = g0 + i;
+                            if kp >= start && kp < end {
+                                step(&mut acc, i, kp);
+                            }
+                        }
+                    }
+                    g0 += slots;
+                }
+                for i in 0..8 {
+                    let slot = 8 * m + i;
+                    let out = &mut lanes[slot * hd + c..slot * hd + c + 32];
+                    // SAFETY: `out` is thirty-two f32.
+                    unsafe {
+                        _mm512_storeu_ps(out.as_mut_ptr(), acc[2 * i]);
+                        _mm512_storeu_ps(out.as_mut_ptr().add(16), acc[2 * i + 1]);
+                    }
+                }
+            }
+        }
+    }
+}

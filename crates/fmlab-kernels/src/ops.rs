@@ -291,11 +291,11 @@ pub fn causal_attention(
     // llama.cpp would use for this call.
     let single = q.len() == q_width;
     // Many query rows read the same keys and values: laid out once for the sums, features
-    // in runs of 32 for the AVX-512 kernels (which also take the keys in pairs), of 8 for
+    // in runs of 16 for the AVX-512 kernels (which also take the keys in pairs), of 8 for
     // the AVX2 ones.
     let many = !single && simd_attention() && q.len() >= 8 * q_width;
-    let wide = many && wide::available() && s.head_dim.is_multiple_of(32);
-    let vw = if wide { 32 } else { 8 };
+    let wide = many && wide::available() && s.head_dim.is_multiple_of(16);
+    let vw = if wide { 16 } else { 8 };
     let vt = (many && s.head_dim.is_multiple_of(8))
         .then(|| values_by_chunk(v, kv_len, s.n_kv_heads, s.head_dim, vw));
     let kt = wide.then(|| wide::keys_by_pair(k, kv_len, s.n_kv_heads, s.head_dim));
@@ -365,7 +365,7 @@ struct AttentionRow<'a> {
     /// The values again, laid out for the value sums of many query rows (see
     /// [`values_by_chunk`]), where the call made them.
     vt: Option<&'a [f32]>,
-    /// The run length of `vt`'s features: 8, or 32 for the AVX-512 sums.
+    /// The run length of `vt`'s features: 8, or 16 for the AVX-512 sums.
     vw: usize,
     /// The keys in pairs for the AVX-512 scores ([`wide::keys_by_pair`]), where the call
     /// made them.
@@ -428,6 +428,11 @@ unsafe fn attention_row_fma(row: &AttentionRow, out_row: &mut [f32]) {
 /// `mul_add`s become single instructions and the loops vectorise) and without.
 #[inline(always)]
 fn attention_row(r: &AttentionRow, out_row: &mut [f32]) {
+    if let (Some(kt), Some(vt), 16) = (r.kt, r.vt, r.vw) {
+        if attention_row_grouped(r, kt, vt, out_row) {
+            return;
+        }
+    }
     let s = r.s;
     let hd = s.head_dim;
     let end = (r.pos + 1).min(r.kv_len);
@@ -467,7 +472,7 @@ fn attention_row(r: &AttentionRow, out_row: &mut [f32]) {
                 &mut scores,
             );
         if !vector {
-            scalar_scores_softmax(r, &qh, kvh, span, score_scale, &mut scores);
+            scalar_scores_softmax(r, &qh, kvh, span, score_scale, &mut scores, r.simd);
         }
         // Each output feature is a dot over positions: `slots` partial sums per feature, the
         // position deciding the slot (8 lanes batched, 4×8 lanes one token at a time).
@@ -488,9 +493,84 @@ fn attention_row(r: &AttentionRow, out_row: &mut [f32]) {
     }
 }
 
+/// [`attention_row`] for a prompt's row on the AVX-512 kernels: the query heads that share
+/// a key-value head go together, so that each load of a key or a value serves two heads
+/// and the heads after the first find the keys and values in the L1 cache. Every sum is
+/// the one the head-by-head loop forms. Returns `false`, having written nothing, where the
+/// shapes do not suit the kernels.
+#[inline(always)]
+fn attention_row_grouped(r: &AttentionRow, kt: &[f32], vt: &[f32], out_row: &mut [f32]) -> bool {
+    let s = r.s;
+    let (hd, group) = (s.head_dim, r.group);
+    if !wide::available() || !hd.is_multiple_of(16) || group == 0 {
+        return false;
+    }
+    let end = (r.pos + 1).min(r.kv_len);
+    let start = match s.window {
+        Some(w) => end.saturating_sub(w),
+        None => 0,
+    };
+    let first = start / 8 * 8;
+    let len = end - first;
+    let (q_scale, score_scale) = if s.scale_queries {
+        (s.scale, 1.0)
+    } else {
+        (1.0, s.scale)
+    };
+    let mut qh = vec![0f32; group * hd];
+    let mut scores = vec![0f32; group * len];
+    let mut lanes = vec![0f32; group * 8 * hd];
+    let pairs = r.kv_len.div_ceil(2) * 2 * hd;
+    let values = hd * r.kv_len;
+    if kt.len() < s.n_kv_heads * pairs || vt.len() < s.n_kv_heads * values {
+        return false;
+    }
+    for kvh in 0..s.n_kv_heads {
+        let heads = kvh * group..(kvh + 1) * group;
+        for (dst, &src) in qh
+            .iter_mut()
+            .zip(&r.q_row[heads.start * hd..heads.end * hd])
+        {
+            *dst = f16_round(src * q_scale);
+        }
+        let keys = (r.k, Some(&kt[kvh * pairs..(kvh + 1) * pairs]));
+        let span = [first, start, end];
+        if !scores::scores_softmax(
+            &qh,
+            keys,
+            r.kv_width,
+            kvh * hd,
+            span,
+            score_scale,
+            &mut scores,
+        ) {
+            return false;
+        }
+        let ps: Vec<&[f32]> = scores.chunks_exact(len).collect();
+        let mut ls: Vec<&mut [f32]> = lanes.chunks_exact_mut(8 * hd).collect();
+        let v = &vt[kvh * values..(kvh + 1) * values];
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX-512F (checked); `hd` is a multiple of 16 and `first` of 8 with
+        // first ≤ start; `v` is this head's runs of 16 over kv_len ≥ end positions; each
+        // head's weights span first..end and its lanes 8·hd.
+        unsafe {
+            wide::x86::weigh_heads(v, r.kv_len, hd, &ps, first, [start, end], &mut ls)
+        };
+        for (i, h) in heads.enumerate() {
+            let lanes = &lanes[i * 8 * hd..(i + 1) * 8 * hd];
+            for (d, o) in out_row[h * hd..(h + 1) * hd].iter_mut().enumerate() {
+                let l = |slot: usize| lanes[slot * hd + d];
+                *o = (l(0) + l(4) + (l(2) + l(6))) + (l(1) + l(5) + (l(3) + l(7)));
+            }
+        }
+    }
+    true
+}
+
 /// The scores and softmax of one query head (`qh`) over positions `first..end` of
 /// key-value head `kvh`, positions before `start` weighing 0, written f16-rounded into
 /// `scores`: ggml's order of operations, one position at a time.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn scalar_scores_softmax(
     r: &AttentionRow,
@@ -499,6 +579,7 @@ fn scalar_scores_softmax(
     [first, start, _]: [usize; 3],
     score_scale: f32,
     scores: &mut [f32],
+    vector_softmax: bool,
 ) {
     let hd = qh.len();
     let mut max = f32::NEG_INFINITY;
@@ -514,7 +595,11 @@ fn scalar_scores_softmax(
         max = max.max(*score);
     }
     // Softmax as ggml's: exponentials summed per group of eight (in the order of its
-    // horizontal add), groups accumulated in f64.
+    // horizontal add), groups accumulated in f64. Vectorised (`vector_softmax`) where the
+    // CPU allows: the same operations, lane by lane.
+    if vector_softmax && scores::softmax_in_place(scores, first, start) {
+        return;
+    }
     let mut sum = 0f64;
     for group in scores.chunks_mut(8) {
         sum += hsum8(&exp_group(group, max)) as f64;
@@ -566,14 +651,21 @@ fn weigh_values(
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if wide::available() && hd.is_multiple_of(32) && (r.vt.is_none() || r.vw == 32) {
-        let (v, rs, off, cs) = match r.vt {
-            Some(vt) => (vt, 32, kvh * hd * r.kv_len, 32 * r.kv_len),
-            None => (r.v, r.kv_width, kvh * hd, 32),
-        };
+    if wide::available() && hd.is_multiple_of(32) && r.vt.is_none() {
+        let (rs, off, cs) = (r.kv_width, kvh * hd, 32);
         // SAFETY: the CPU has AVX-512F (checked); the shapes were checked above and every
-        // position of `span` lies in `v` (either layout) and `p`.
-        unsafe { wide::x86::weigh32(v, [rs, off, cs], hd, p, first, [start, end], slots, lanes) };
+        // position of `span` lies in `v` and `p`.
+        unsafe { wide::x86::weigh32(r.v, [rs, off, cs], hd, p, first, [start, end], slots, lanes) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if let (true, Some(vt), 16, 8) = (wide::available(), r.vt, r.vw, slots) {
+        let values = hd * r.kv_len;
+        let v = &vt[kvh * values..(kvh + 1) * values];
+        // SAFETY: the CPU has AVX-512F (checked); `hd` is a multiple of 16 (a layout in
+        // runs of 16 exists only then), `first` of 8 (checked above); `v` is this head's
+        // runs over kv_len ≥ end positions; `lanes` holds 8·hd.
+        unsafe { wide::x86::weigh_heads(v, r.kv_len, hd, &[p], first, [start, end], &mut [lanes]) };
         return;
     }
     #[cfg(target_arch = "x86_64")]
@@ -780,6 +872,11 @@ fn reduce_vec_dot_f16(x: &[f32; 8]) -> f32 {
 pub fn swiglu(up: &mut [f32], gate: &[f32]) {
     #[cfg(target_arch = "x86_64")]
     {
+        if avx512_available() {
+            // SAFETY: the CPU supports AVX-512F, AVX2 and FMA.
+            unsafe { swiglu_avx512(up, gate) };
+            return;
+        }
         if fma_available() {
             // SAFETY: the CPU supports AVX2 and FMA.
             unsafe { swiglu_fma(up, gate) };
@@ -795,6 +892,71 @@ pub fn swiglu(up: &mut [f32], gate: &[f32]) {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn swiglu_fma(up: &mut [f32], gate: &[f32]) {
     swiglu_body(up, gate)
+}
+
+/// [`swiglu_body`] sixteen lanes at a time, each lane taking the scalar code's operations
+/// (ggml's `ggml_v_silu`: `x / (1 + exp(0 − x))`, its exponential as [`exp_ggml`]); a run
+/// of sixteen with any lane outside the exponential's normal range goes through the scalar
+/// code.
+///
+/// # Safety
+/// The CPU must support AVX-512F, AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn swiglu_avx512(up: &mut [f32], gate: &[f32]) {
+    use std::arch::x86_64::*;
+    let n = up.len().min(gate.len());
+    let whole = n / 16 * 16;
+    for (u, g) in up[..whole].chunks_exact_mut(16).zip(gate.chunks_exact(16)) {
+        // SAFETY: `u` and `g` are sixteen f32 each.
+        unsafe {
+            let gv = _mm512_loadu_ps(g.as_ptr());
+            match exp16(_mm512_sub_ps(_mm512_setzero_ps(), gv)) {
+                Some(e) => {
+                    let s = _mm512_div_ps(gv, _mm512_add_ps(_mm512_set1_ps(1.0), e));
+                    _mm512_storeu_ps(
+                        u.as_mut_ptr(),
+                        _mm512_mul_ps(_mm512_loadu_ps(u.as_ptr()), s),
+                    );
+                }
+                None => swiglu_body(u, g),
+            }
+        }
+    }
+    swiglu_body(&mut up[whole..n], &gate[whole..n]);
+}
+
+/// [`exp_ggml`] of sixteen values where every one is in its normal range (`|n| ≤ 126`),
+/// `None` otherwise.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn exp16(x: std::arch::x86_64::__m512) -> Option<std::arch::x86_64::__m512> {
+    use std::arch::x86_64::*;
+    let c = |bits: u32| _mm512_set1_ps(f32::from_bits(bits));
+    let shift = c(0x4b40_0000);
+    let z = _mm512_fmadd_ps(x, c(0x3fb8_aa3b), shift);
+    let n = _mm512_sub_ps(z, shift);
+    if _mm512_cmp_ps_mask::<_CMP_LE_OQ>(_mm512_abs_ps(n), _mm512_set1_ps(126.0)) != 0xffff {
+        return None;
+    }
+    let sign = _mm512_set1_epi32(i32::MIN);
+    let neg_n = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(n), sign));
+    let b = _mm512_fmadd_ps(
+        neg_n,
+        c(0x35bf_be8e),
+        _mm512_fmadd_ps(neg_n, c(0x3f31_7200), x),
+    );
+    let e = _mm512_slli_epi32::<23>(_mm512_castps_si512(z));
+    let k = _mm512_castsi512_ps(_mm512_add_epi32(
+        e,
+        _mm512_set1_epi32(1f32.to_bits() as i32),
+    ));
+    let u = _mm512_mul_ps(b, b);
+    let a = _mm512_fmadd_ps(c(0x3c07_2010), b, c(0x3d2b_9f17));
+    let a = _mm512_fmadd_ps(a, u, _mm512_fmadd_ps(c(0x3e2a_af33), b, c(0x3eff_fedb)));
+    let j = _mm512_fmadd_ps(a, u, _mm512_mul_ps(c(0x3f7f_fff6), b));
+    Some(_mm512_fmadd_ps(j, k, k))
 }
 
 #[inline(always)]
@@ -844,7 +1006,7 @@ mod tests {
         let kv_width = hd * kv_heads;
         let v: Vec<f32> = (0..kv_len * kv_width).map(noise).collect();
         let vt8 = values_by_chunk(&v, kv_len, kv_heads, hd, 8);
-        let vt32 = values_by_chunk(&v, kv_len, kv_heads, hd, 32);
+        let vt16 = values_by_chunk(&v, kv_len, kv_heads, hd, 16);
         let p: Vec<f32> = (0..kv_len).map(|i| noise(i + 3) / 20.0).collect();
         let shape = AttentionShape {
             n_heads: kv_heads,
@@ -879,7 +1041,7 @@ mod tests {
                 for (layout, r) in [
                     ("cache", row(None, 8)),
                     ("runs of 8", row(Some(&vt8), 8)),
-                    ("runs of 32", row(Some(&vt32), 32)),
+                    ("runs of 16", row(Some(&vt16), 16)),
                 ] {
                     let mut got = vec![f32::NAN; 8 * hd];
                     weigh_values(&r, p, kvh, first, start..kv_len, 8, &mut got);
@@ -890,6 +1052,76 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// A prompt's attention on the grouped AVX-512 kernels gives the bits of the head-by-head
+    /// AVX2 loop: groups of three heads (a pair and one alone), a window that starts
+    /// inside a run of eight, and rows after an earlier chunk of the cache.
+    #[test]
+    fn grouped_heads_give_the_head_by_head_bits() {
+        let noise = |i: usize| f16_round(((i * 7919 % 1013) as f32 - 506.0) / 97.0);
+        let (hd, n_heads, n_kv_heads, kv_len) = (64, 6, 2, 45);
+        let (q_width, kv_width) = (n_heads * hd, n_kv_heads * hd);
+        let k: Vec<f32> = (0..kv_len * kv_width).map(noise).collect();
+        let v: Vec<f32> = (0..kv_len * kv_width).map(|i| noise(i + 77)).collect();
+        for (window, first_pos) in [(None, 0), (Some(13), 0), (None, 20), (Some(21), 20)] {
+            let rows = kv_len - first_pos;
+            let q: Vec<f32> = (0..rows * q_width).map(|i| noise(i + 5) * 0.3).collect();
+            let s = AttentionShape {
+                n_heads,
+                n_kv_heads,
+                head_dim: hd,
+                scale: 0.125,
+                scale_queries: false,
+                window,
+            };
+            let mut got = vec![f32::NAN; rows * q_width];
+            causal_attention(&q, &k, &v, &mut got, first_pos, kv_len, s);
+            let vt8 = values_by_chunk(&v, kv_len, n_kv_heads, hd, 8);
+            for t in 0..rows {
+                let row = AttentionRow {
+                    q_row: &q[t * q_width..(t + 1) * q_width],
+                    k: &k,
+                    v: &v,
+                    pos: first_pos + t,
+                    kv_len,
+                    group: n_heads / n_kv_heads,
+                    kv_width,
+                    s,
+                    single: false,
+                    simd: simd_attention(),
+                    vt: Some(&vt8),
+                    vw: 8,
+                    kt: None,
+                };
+                let mut want = vec![0f32; q_width];
+                attention_row(&row, &mut want);
+                let got = &got[t * q_width..(t + 1) * q_width];
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert_eq!(
+                        g.to_bits(),
+                        w.to_bits(),
+                        "{window:?} from {first_pos}, row {t}: {i}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The vectorised SwiGLU gives the scalar loop's bits, in and out of the exponential's
+    /// normal range and on lengths that leave a tail.
+    #[test]
+    fn vector_swiglu_matches_the_scalar_loop() {
+        let noise = |i: usize| ((i * 7919 % 1013) as f32 - 506.0) / 41.0;
+        for (len, spread) in [(1000, 1.0f32), (333, 9.0), (64, 0.01)] {
+            let gate: Vec<f32> = (0..len).map(|i| noise(i) * spread).collect();
+            let up: Vec<f32> = (0..len).map(|i| noise(i + 17)).collect();
+            let (mut a, mut b) = (up.clone(), up.clone());
+            swiglu(&mut a, &gate);
+            swiglu_body(&mut b, &gate);
+            let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&a), bits(&b), "len {len} spread {spread}");
         }
     }
 
@@ -932,7 +1164,8 @@ mod tests {
                 let first = start / 8 * 8;
                 for scale in [0.125f32, 3.0] {
                     let mut want = vec![0f32; end - first];
-                    scalar_scores_softmax(&row, &qh, 1, [first, start, end], scale, &mut want);
+                    let span = [first, start, end];
+                    scalar_scores_softmax(&row, &qh, 1, span, scale, &mut want, false);
                     let span = [first, start, end];
                     // Head 1's keys in pairs, for the AVX-512 scores where the CPU has them.
                     let pairs = 35 * 2 * hd;

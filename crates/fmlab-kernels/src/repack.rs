@@ -34,6 +34,13 @@ const LANES: usize = 16;
 const BLOCK: usize = 32;
 /// Groups of four elements per block: ggml's eight accumulator lanes.
 const QUADS: usize = 8;
+/// 1.5 · 2²³, whose bit pattern plus a small integer k (|k| < 2²²) is the bit pattern of
+/// 1.5 · 2²³ + k exactly. Each lane's integer sum starts from these bits, so that the
+/// float `sum bits − 1.5 · 2²³` (one exact subtraction, on either vector port) is the
+/// integer sum converted: the conversion instruction runs on one port only, beside
+/// `vpdpbusd`, and was the kernel's bottleneck.
+const MAGIC: f32 = 12_582_912.0;
+const MAGIC_BITS: i32 = 0x4b40_0000;
 
 /// The store mask of a group whose first `lanes` rows exist.
 #[cfg(target_arch = "x86_64")]
@@ -152,6 +159,7 @@ impl Block32 {
     fn new(format: QuantType, bytes: &[u8], rows: usize, cols: usize) -> Option<Self> {
         let (nibbles, offset, with_min) = match format {
             QuantType::Q4_0 => (true, 8, false),
+            // The one format with a minimum has no offset (the SIMD kernel relies on it).
             QuantType::Q4_1 => (true, 0, true),
             QuantType::Q5_0 => (false, 16, false),
             QuantType::Q8_0 => (false, 128, false),
@@ -298,22 +306,22 @@ impl Inputs {
             .for_each(|(((((qs, dx), sx), sums), start), x)| {
                 let sx: &mut [f32] = if with_sum { sx } else { &mut [] };
                 quantize_q8_32_into(x, qs, dx, sx, sums);
-                quad_sums(qs, -w.offset, start);
+                quad_sums(qs, -w.offset, MAGIC_BITS, start);
             });
         Inputs { qs, dx, sx, start }
     }
 }
 
-/// `out[i] = factor · Σ qs[4i..4i + 4]`: where each lane's integer sum starts.
-fn quad_sums(qs: &[i8], factor: i32, out: &mut [i32]) {
+/// `out[i] = factor · Σ qs[4i..4i + 4] + bias`: where each lane's integer sum starts.
+fn quad_sums(qs: &[i8], factor: i32, bias: i32, out: &mut [i32]) {
     #[cfg(target_arch = "x86_64")]
     if repack_available() && qs.len().is_multiple_of(64) && out.len() == qs.len() / 4 {
         // SAFETY: AVX-512 F/BW/VNNI (checked); `out` holds one sum per four bytes (checked).
-        unsafe { avx512::quad_sums(qs, factor, out) };
+        unsafe { avx512::quad_sums(qs, factor, bias, out) };
         return;
     }
     for (s, four) in out.iter_mut().zip(qs.chunks_exact(4)) {
-        *s = factor * four.iter().map(|&v| v as i32).sum::<i32>();
+        *s = factor * four.iter().map(|&v| v as i32).sum::<i32>() + bias;
     }
 }
 
@@ -341,7 +349,7 @@ unsafe fn portable_group(w: &Block32, x: &Inputs, g: usize, t0: usize, take: usi
                 let xb = &x.qs[t * w.cols + b * BLOCK..][..BLOCK];
                 let scale = f16_to_f32(w.d[at]) * x.dx[t * w.blocks + b];
                 for (j, a) in acc.iter_mut().enumerate() {
-                    let mut sum = x.start[(t * w.blocks + b) * QUADS + j];
+                    let mut sum = x.start[(t * w.blocks + b) * QUADS + j] - MAGIC_BITS;
                     for i in 0..4 {
                         let v = if w.nibbles {
                             (qb[64 * (j % 4) + 4 * r + i] >> (4 * (j / 4))) & 0x0f
@@ -407,21 +415,26 @@ fn unpack_row(format: QuantType, row: &[u8], u: &mut [u8], d: &mut [u16], m: &mu
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{Block32, Inputs, BLOCK, LANES, QUADS};
+    use super::{Block32, Inputs, BLOCK, LANES, MAGIC, MAGIC_BITS, QUADS};
 
     /// [`super::quad_sums`], sixteen sums per instruction: `vpdpbusd` of ones and the bytes.
     ///
     /// # Safety
     /// AVX-512 F/BW/VNNI; `qs.len()` a multiple of 64, `out.len() == qs.len() / 4`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub(super) unsafe fn quad_sums(qs: &[i8], factor: i32, out: &mut [i32]) {
-        let (ones, f) = (_mm512_set1_epi8(1), _mm512_set1_epi32(factor));
+    pub(super) unsafe fn quad_sums(qs: &[i8], factor: i32, bias: i32, out: &mut [i32]) {
+        let (ones, f, bias) = (
+            _mm512_set1_epi8(1),
+            _mm512_set1_epi32(factor),
+            _mm512_set1_epi32(bias),
+        );
         for i in (0..qs.len()).step_by(64) {
             // SAFETY: bytes i..i + 64 lie in `qs`, sums i/4..i/4 + 16 in `out` (caller).
             unsafe {
                 let q = _mm512_loadu_si512(qs.as_ptr().add(i).cast());
                 let s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, q);
-                _mm512_storeu_si512(out.as_mut_ptr().add(i / 4).cast(), _mm512_mullo_epi32(s, f));
+                let s = _mm512_add_epi32(_mm512_mullo_epi32(s, f), bias);
+                _mm512_storeu_si512(out.as_mut_ptr().add(i / 4).cast(), s);
             }
         }
     }
@@ -473,6 +486,7 @@ mod avx512 {
         let mut acc = [[_mm512_setzero_ps(); QUADS]; R];
         let mut mins = [_mm512_setzero_ps(); R];
         let low = _mm512_set1_epi8(0x0f);
+        let (magic, magic_bits) = (_mm512_set1_ps(MAGIC), _mm512_set1_epi32(MAGIC_BITS));
         let q = w.q.as_ptr().wrapping_add(g * w.blocks * per_block);
         let d = w.d.as_ptr().wrapping_add(g * w.blocks * LANES);
         let m = w.m.as_ptr().wrapping_add(g * w.blocks * LANES);
@@ -503,12 +517,17 @@ mod avx512 {
                     let scale = _mm512_mul_ps(dv, _mm512_set1_ps(*dx.add(t * w.blocks + b)));
                     for (j, &vj) in v.iter().enumerate() {
                         let four = xb.add(4 * j).cast::<i32>().read_unaligned();
-                        let sum = _mm512_dpbusd_epi32(
-                            _mm512_set1_epi32(*sb.add(j)),
-                            vj,
-                            _mm512_set1_epi32(four),
-                        );
-                        acc[t][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), scale, acc[t][j]);
+                        // Q4_1 (the one format with a minimum) has no offset: every lane
+                        // starts from the bare MAGIC_BITS.
+                        let from = if MIN {
+                            magic_bits
+                        } else {
+                            _mm512_set1_epi32(*sb.add(j))
+                        };
+                        let sum = _mm512_dpbusd_epi32(from, vj, _mm512_set1_epi32(four));
+                        // The integer sum as a float, exactly (see MAGIC).
+                        let sum = _mm512_sub_ps(_mm512_castsi512_ps(sum), magic);
+                        acc[t][j] = _mm512_fmadd_ps(sum, scale, acc[t][j]);
                     }
                     if MIN {
                         let mv = _mm512_cvtph_ps(_mm256_loadu_si256(m.add(b * LANES).cast()));

@@ -23,10 +23,13 @@ pub(super) fn available() -> bool {
     }
 }
 
-/// Softmax probabilities of query head `qh` (already f16-rounded and scaled) over the
-/// keys at positions `first..end` (row `kp` of `k` is `kv_width` apart, the head's
-/// features from `off`), positions before `start` weighing 0: `scores[kp − first]`, each
-/// f16-rounded. Requires `hd = qh.len()` a multiple of 8 and [`available`]; returns
+/// Softmax probabilities of the query heads `qh` (one or more heads of `hd` features, one
+/// after another, already f16-rounded and scaled) over the keys at positions
+/// `first..end` (row `kp` of `k` is `kv_width` apart, the heads' key-value head's features
+/// from `off`), positions before `start` weighing 0: head `h`'s at
+/// `scores[h · (end − first) + kp − first]`, each f16-rounded. With `kt`, that key-value
+/// head's keys in pairs (`wide::keys_by_pair`), the AVX-512 products take sixteen keys
+/// and two heads at a time. Requires `hd` a multiple of 8 and [`available`]; returns
 /// `false` (having written nothing) otherwise.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn scores_softmax(
@@ -38,20 +41,23 @@ pub(super) fn scores_softmax(
     score_scale: f32,
     scores: &mut [f32],
 ) -> bool {
-    let hd = qh.len();
+    let len = end.saturating_sub(first);
+    let heads = scores.len().checked_div(len).unwrap_or(0);
+    let hd = qh.len().checked_div(heads).unwrap_or(0);
     if !available()
         || hd == 0
         || !hd.is_multiple_of(8)
         || first > start
         || start >= end
-        || scores.len() != end - first
+        || scores.len() != heads * len
+        || qh.len() != heads * hd
         || (end - 1) * kv_width + off + hd > k.len()
     {
         return false;
     }
     #[cfg(target_arch = "x86_64")]
     // SAFETY: AVX2, FMA and F16C are present (`available`); every key row read lies in `k`
-    // (checked above) and `scores` has one slot per position.
+    // (checked above) and `scores` has one slot per head and position.
     unsafe {
         avx2::scores_softmax(
             qh,
@@ -62,6 +68,21 @@ pub(super) fn scores_softmax(
             score_scale,
             scores,
         )
+    };
+    true
+}
+
+/// The softmax of [`scores_softmax`] alone, in place on one head's scores already
+/// computed (positions `first..`, those before `start` masked): `false`, having written
+/// nothing, where the CPU lacks what it needs.
+pub(super) fn softmax_in_place(scores: &mut [f32], first: usize, start: usize) -> bool {
+    if !available() || scores.is_empty() {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AVX2, FMA and F16C are present (`available`).
+    unsafe {
+        avx2::softmax(scores, first, start)
     };
     true
 }
@@ -158,10 +179,12 @@ mod avx2 {
         score_scale: f32,
         scores: &mut [f32],
     ) {
-        let hd = qh.len();
-        let mut max = f32::NEG_INFINITY;
+        let len = end - first;
+        let heads = scores.len() / len;
+        let hd = qh.len() / heads;
+        let q = |h: usize| &qh[h * hd..(h + 1) * hd];
         let mut j = 0;
-        while j < scores.len() {
+        while j < len {
             let kp = first + j;
             // Sixteen keys at once from the paired layout (see `wide`), where it was made.
             if let Some(kt) = kt.filter(|kt| {
@@ -171,34 +194,58 @@ mod avx2 {
                     && (kp + 16) * hd <= kt.len()
                     && super::super::wide::available()
             }) {
-                // SAFETY: AVX-512F and DQ (checked); pairs kp/2..kp/2 + 8 lie in `kt` (checked) and
-                // `hd` is a multiple of 8 (caller).
-                let d = unsafe { super::super::wide::x86::dots16(qh, kt, kp / 2) };
-                for (s, v) in scores[j..j + 16].iter_mut().zip(d) {
-                    *s = v * score_scale;
-                    max = max.max(*s);
+                let mut h = 0;
+                while h < heads {
+                    let two = h + 1 < heads;
+                    let pair = [q(h), q(if two { h + 1 } else { h })];
+                    // SAFETY: AVX-512F and DQ (checked); pairs kp/2..kp/2 + 8 lie in `kt`
+                    // (checked) and `hd` is a multiple of 8 (caller).
+                    let d = unsafe { super::super::wide::x86::dots16(pair, two, hd, kt, kp / 2) };
+                    for (i, dh) in d.iter().enumerate().take(if two { 2 } else { 1 }) {
+                        let at = (h + i) * len + j;
+                        for (s, v) in scores[at..at + 16].iter_mut().zip(dh) {
+                            *s = v * score_scale;
+                        }
+                    }
+                    h += 2;
                 }
                 j += 16;
             } else if kp >= start && kp + 8 <= end {
-                // SAFETY: keys kp..kp + 8 lie in `k` (caller).
-                let d = unsafe { dots8(qh, k, kv_width, off, kp) };
-                for (s, v) in scores[j..j + 8].iter_mut().zip(d) {
-                    *s = v * score_scale;
-                    max = max.max(*s);
+                for h in 0..heads {
+                    // SAFETY: keys kp..kp + 8 lie in `k` (caller).
+                    let d = unsafe { dots8(q(h), k, kv_width, off, kp) };
+                    for (s, v) in scores[h * len + j..h * len + j + 8].iter_mut().zip(d) {
+                        *s = v * score_scale;
+                    }
                 }
                 j += 8;
             } else {
-                scores[j] = if kp < start {
-                    f32::NEG_INFINITY
-                } else {
-                    let at = kp * kv_width + off;
-                    let s = dot8(qh, &k[at..at + hd]) * score_scale;
-                    max = max.max(s);
-                    s
-                };
+                for h in 0..heads {
+                    scores[h * len + j] = if kp < start {
+                        f32::NEG_INFINITY
+                    } else {
+                        let at = kp * kv_width + off;
+                        dot8(q(h), &k[at..at + hd]) * score_scale
+                    };
+                }
                 j += 1;
             }
         }
+        for head in scores.chunks_exact_mut(len) {
+            // SAFETY: AVX2, FMA and F16C (caller).
+            unsafe { softmax(head, first, start) };
+        }
+    }
+
+    /// The softmax of one head's scores in place (positions `first..`, those before `start`
+    /// masked): ggml's exponentials, summed per group of eight in hsum8's order, groups in
+    /// f64, then the probabilities f16-rounded.
+    ///
+    /// # Safety
+    /// AVX2, FMA and F16C.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn softmax(scores: &mut [f32], first: usize, start: usize) {
+        let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
         // Exponentials, summed per group of eight in hsum8's order, groups in f64.
         let mut sum = 0f64;
         let inf = _mm256_set1_ps(f32::NEG_INFINITY);

@@ -52,29 +52,59 @@ pub(super) mod x86 {
     use std::arch::x86_64::*;
 
     /// `q · k` of the sixteen keys of pairs `a..a + 8` of one head's [`super::keys_by_pair`]
-    /// layout `kt`, each summed as `dot8` sums it (lane `i mod 8` accumulating by FMA in
-    /// feature order, then `hsum8`), in key order.
+    /// layout `kt`, for one or two query heads (`qs`, each `hd` long), each summed as `dot8`
+    /// sums it (lane `i mod 8` accumulating by FMA in feature order, then `hsum8`), in key
+    /// order. Two heads share every load of the keys.
     ///
     /// # Safety
-    /// AVX-512F and DQ; `q.len()` a multiple of 8; `kt` holds pairs `a..a + 8` of `q.len()`
-    /// features each (`(a + 8) · 2 · q.len() ≤ kt.len()`).
+    /// AVX-512F and DQ; `hd` a multiple of 8; `qs` one or two heads of `hd`; `kt` holds
+    /// pairs `a..a + 8` of `hd` features each (`(a + 8) · 2 · hd ≤ kt.len()`).
     #[inline]
+    #[allow(clippy::needless_range_loop)]
     #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
-    pub(in super::super) unsafe fn dots16(q: &[f32], kt: &[f32], a: usize) -> [f32; 16] {
-        let hd = q.len();
-        let mut acc = [_mm512_setzero_ps(); 8];
-        // SAFETY: pairs a..a + 8 hold 2·hd features each inside `kt`, and `q` holds hd (caller).
+    pub(in super::super) unsafe fn dots16(
+        qs: [&[f32]; 2],
+        two: bool,
+        hd: usize,
+        kt: &[f32],
+        a: usize,
+    ) -> [[f32; 16]; 2] {
+        let mut acc = [[_mm512_setzero_ps(); 8]; 2];
+        // SAFETY: pairs a..a + 8 hold 2·hd features each inside `kt`, and each head of `qs`
+        // holds hd (caller).
         unsafe {
-            let (qp, kptr) = (q.as_ptr(), kt.as_ptr().add(a * 2 * hd));
-            for c in (0..hd).step_by(8) {
-                let x = _mm512_broadcast_f32x8(_mm256_loadu_ps(qp.add(c)));
-                for (j, s) in acc.iter_mut().enumerate() {
-                    *s = _mm512_fmadd_ps(x, _mm512_loadu_ps(kptr.add(j * 2 * hd + 2 * c)), *s);
+            let kptr = kt.as_ptr().add(a * 2 * hd);
+            if two {
+                let (q0, q1) = (qs[0].as_ptr(), qs[1].as_ptr());
+                for c in (0..hd).step_by(8) {
+                    let x0 = _mm512_broadcast_f32x8(_mm256_loadu_ps(q0.add(c)));
+                    let x1 = _mm512_broadcast_f32x8(_mm256_loadu_ps(q1.add(c)));
+                    for j in 0..8 {
+                        let k = _mm512_loadu_ps(kptr.add(j * 2 * hd + 2 * c));
+                        acc[0][j] = _mm512_fmadd_ps(x0, k, acc[0][j]);
+                        acc[1][j] = _mm512_fmadd_ps(x1, k, acc[1][j]);
+                    }
+                }
+            } else {
+                let q0 = qs[0].as_ptr();
+                for c in (0..hd).step_by(8) {
+                    let x0 = _mm512_broadcast_f32x8(_mm256_loadu_ps(q0.add(c)));
+                    for j in 0..8 {
+                        let k = _mm512_loadu_ps(kptr.add(j * 2 * hd + 2 * c));
+                        acc[0][j] = _mm512_fmadd_ps(x0, k, acc[0][j]);
+                    }
                 }
             }
         }
-        // Four keys per two registers: their halves of eight lanes added as hsum8 adds them,
-        // t = l[0..4] + l[4..8], then (t0 + t2) + (t1 + t3), one key per 128-bit lane.
+        [reduce16(&acc[0]), reduce16(&acc[1])]
+    }
+
+    /// The sixteen keys' sums of [`dots16`]'s registers: four keys per two registers, their
+    /// halves of eight lanes added as hsum8 adds them, t = l[0..4] + l[4..8], then
+    /// (t0 + t2) + (t1 + t3), one key per 128-bit lane.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn reduce16(acc: &[__m512; 8]) -> [f32; 16] {
         let mut out = [0f32; 16];
         for m in 0..4 {
             let (x, y) = (acc[2 * m], acc[2 * m + 1]);
@@ -91,6 +121,103 @@ pub(super) mod x86 {
             }
         }
         out
+    }
+
+    /// The value sums of a prompt row's query heads that share one key-value head (eight
+    /// slots, `weigh_values`' order: slot `kp mod 8`, each slot's sums by FMA in position
+    /// order from zero), sixteen features at a time, two heads at a time sharing every
+    /// load of the values. Features `c..c + 16` of position `kp` are at
+    /// `c / 16 · 16 · kv_len + 16 · kp` in `v` (the head's part of `values_by_chunk` in
+    /// runs of 16): one run of all positions fits the L1 cache, so the heads after the
+    /// first read it from there. Head `h`'s weights are `ps[h]` (indexed from `first`),
+    /// its sums go to `lanes[h]` (`8 · hd`: slot `i`'s at `i · hd`).
+    ///
+    /// # Safety
+    /// AVX-512F; `hd` a multiple of 16, `first` a multiple of 8, `first ≤ start`; `v` holds
+    /// `hd · kv_len` values with `end ≤ kv_len`; each `ps[h]` holds `end − first` weights;
+    /// `lanes.len() == ps.len()`, each `8 · hd`.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(in super::super) unsafe fn weigh_heads(
+        v: &[f32],
+        kv_len: usize,
+        hd: usize,
+        ps: &[&[f32]],
+        first: usize,
+        [start, end]: [usize; 2],
+        lanes: &mut [&mut [f32]],
+    ) {
+        let vp = v.as_ptr();
+        for c in (0..hd).step_by(16) {
+            // SAFETY: run c / 16 holds kv_len positions of 16 values inside `v` (caller).
+            let run = unsafe { vp.add(c / 16 * 16 * kv_len) };
+            let mut h = 0;
+            while h < ps.len() {
+                let two = h + 1 < ps.len();
+                let (p0, p1) = (ps[h].as_ptr(), ps[if two { h + 1 } else { h }].as_ptr());
+                // SAFETY: as this function's (caller).
+                let acc = unsafe {
+                    if two {
+                        sums16::<true>(run, [p0, p1], first, [start, end])
+                    } else {
+                        sums16::<false>(run, [p0, p1], first, [start, end])
+                    }
+                };
+                for (k, out) in lanes[h..h + if two { 2 } else { 1 }].iter_mut().enumerate() {
+                    for i in 0..8 {
+                        let at = &mut out[i * hd + c..i * hd + c + 16];
+                        // SAFETY: `at` is sixteen f32.
+                        unsafe { _mm512_storeu_ps(at.as_mut_ptr(), acc[8 * k + i]) };
+                    }
+                }
+                h += 2;
+            }
+        }
+    }
+
+    /// One run of sixteen features of [`weigh_heads`] for one head (`p[0]`) or two: slot
+    /// `i`'s sums in register `i` (the second head's in `8 + i`).
+    ///
+    /// # Safety
+    /// AVX-512F; `run` holds 16 values for every position below `end`, each `p` weights
+    /// from `first` to `end`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn sums16<const TWO: bool>(
+        run: *const f32,
+        p: [*const f32; 2],
+        first: usize,
+        [start, end]: [usize; 2],
+    ) -> [__m512; 16] {
+        let mut acc = [_mm512_setzero_ps(); 16];
+        let step = |acc: &mut [__m512; 16], i: usize, kp: usize| {
+            // SAFETY: positions in start..end lie in `run` and `p` (caller).
+            unsafe {
+                let x = _mm512_loadu_ps(run.add(16 * kp));
+                acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(*p[0].add(kp - first)), x, acc[i]);
+                if TWO {
+                    let w1 = _mm512_set1_ps(*p[1].add(kp - first));
+                    acc[8 + i] = _mm512_fmadd_ps(w1, x, acc[8 + i]);
+                }
+            }
+        };
+        let mut g0 = first;
+        while g0 < end {
+            if g0 >= start && g0 + 8 <= end {
+                for i in 0..8 {
+                    step(&mut acc, i, g0 + i);
+                }
+            } else if g0 + 8 > start {
+                for i in 0..8 {
+                    let kp = g0 + i;
+                    if kp >= start && kp < end {
+                        step(&mut acc, i, kp);
+                    }
+                }
+            }
+            g0 += 8;
+        }
+        acc
     }
 
     /// The value sums of `weigh_values` (see `avx2_attention::weigh`) thirty-two features at

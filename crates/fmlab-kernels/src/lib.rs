@@ -14,6 +14,7 @@ mod kbatch;
 mod matrix;
 mod ops;
 mod peak;
+pub mod pool;
 mod q8;
 mod quant;
 mod quantize;

@@ -23,6 +23,7 @@
 use rayon::prelude::*;
 
 use crate::activation::{quantize_q8_32_into, ActivationFormat};
+use crate::pool::Pieces;
 use crate::quant::{f16_to_f32, QuantType};
 
 mod q4k;
@@ -240,34 +241,39 @@ impl Block32 {
         let inputs = Inputs::new(self, x, n);
         let out = SharedOut(y.as_mut_ptr());
         let simd = simd && repack_available();
-        // Tasks take whole groups of 16 rows, so they write disjoint columns of `y`; enough
-        // groups per task that each does some thousands of block products.
-        let per_task = (2048 / (n * self.blocks).max(1)).clamp(1, 16);
-        (0..self.groups)
-            .into_par_iter()
-            .with_min_len(per_task)
-            .for_each(|g| {
-                let out = &out;
-                let mut t0 = 0;
-                while t0 < n {
-                    let take = TILE.min(n - t0);
-                    if simd {
-                        #[cfg(target_arch = "x86_64")]
-                        // SAFETY: AVX-512 F/BW/VNNI checked (`repack_available`); group g and
-                        // rows t0..t0 + take exist; the values written are group g's columns
-                        // of those rows of `y`, which no other task writes.
-                        unsafe {
-                            avx512::group(self, &inputs, g, t0, take, out.0)
-                        };
-                    } else {
-                        // SAFETY: as above, for the portable kernel.
-                        unsafe { portable_group(self, &inputs, g, t0, take, out.0) };
-                    }
-                    t0 += take;
+        // Tasks take whole groups of 16 rows, so they write disjoint columns of `y`.
+        for_groups(self.groups, |g| {
+            let out = &out;
+            let mut t0 = 0;
+            while t0 < n {
+                let take = TILE.min(n - t0);
+                if simd {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: AVX-512 F/BW/VNNI checked (`repack_available`); group g and
+                    // rows t0..t0 + take exist; the values written are group g's columns
+                    // of those rows of `y`, which no other task writes.
+                    unsafe {
+                        avx512::group(self, &inputs, g, t0, take, out.0)
+                    };
+                } else {
+                    // SAFETY: as above, for the portable kernel.
+                    unsafe { portable_group(self, &inputs, g, t0, take, out.0) };
                 }
-            });
+                t0 += take;
+            }
+        });
         true
     }
+}
+
+/// `f(g)` for every group `g < groups`, in parallel on the forward pass's pool
+/// ([`crate::pool`]): tasks of a few groups each, claimed one at a time, so that the
+/// threads finish together (a task is a few microseconds of a decoding step's product).
+fn for_groups(groups: usize, f: impl Fn(usize) + Sync) {
+    let per_task = (groups / 16).clamp(1, 16);
+    crate::pool::for_each(groups.div_ceil(per_task), |task| {
+        (task * per_task..((task + 1) * per_task).min(groups)).for_each(&f)
+    });
 }
 
 /// Activation rows a kernel call carries at once (eight accumulators each).
@@ -297,17 +303,32 @@ impl Inputs {
         let mut sx = vec![0f32; n * blocks];
         let mut sums = vec![0i32; n * blocks];
         let mut start = vec![0i32; n * blocks * QUADS];
-        qs.par_chunks_mut(cols)
-            .zip(dx.par_chunks_mut(blocks))
-            .zip(sx.par_chunks_mut(blocks))
-            .zip(sums.par_chunks_mut(blocks))
-            .zip(start.par_chunks_mut(blocks * QUADS))
-            .zip(x.par_chunks(cols))
-            .for_each(|(((((qs, dx), sx), sums), start), x)| {
+        {
+            let (pq, pd, ps) = (
+                Pieces::new(&mut qs, cols),
+                Pieces::new(&mut dx, blocks),
+                Pieces::new(&mut sx, blocks),
+            );
+            let (pu, pt) = (
+                Pieces::new(&mut sums, blocks),
+                Pieces::new(&mut start, blocks * QUADS),
+            );
+            crate::pool::for_each(n, |t| {
+                // SAFETY: each task takes row t's pieces only.
+                let (qs, dx, sx, sums, start) = unsafe {
+                    (
+                        pq.piece(t),
+                        pd.piece(t),
+                        ps.piece(t),
+                        pu.piece(t),
+                        pt.piece(t),
+                    )
+                };
                 let sx: &mut [f32] = if with_sum { sx } else { &mut [] };
-                quantize_q8_32_into(x, qs, dx, sx, sums);
+                quantize_q8_32_into(&x[t * cols..(t + 1) * cols], qs, dx, sx, sums);
                 quad_sums(qs, -w.offset, MAGIC_BITS, start);
             });
+        }
         Inputs { qs, dx, sx, start }
     }
 }

@@ -279,6 +279,30 @@ impl Transformer {
         which: Logits,
         trace: &mut dyn FnMut(&str, &[f32]),
     ) -> Result<Vec<f32>> {
+        // Decoding steps (one row per sequence) run on a spinning pool: their ~200 short
+        // products per token would each pay rayon's wake-up. A prompt's long steps stay on
+        // rayon, whose other parallel steps (attention, norms) would compete with spinners.
+        let rows: usize = segments.iter().map(|seg| seg.tokens.len()).sum();
+        let threads = match self.threads.0 {
+            0 => rayon::current_num_threads(),
+            t => t,
+        };
+        if rows <= Self::SPIN_POOL_ROWS && spin_pool_enabled() {
+            fmlab_kernels::pool::scope(threads, || self.execute_pass(segments, which, trace))
+        } else {
+            self.execute_pass(segments, which, trace)
+        }
+    }
+
+    /// The most rows a forward pass may have and still run on the spinning pool.
+    const SPIN_POOL_ROWS: usize = 64;
+
+    fn execute_pass(
+        &self,
+        segments: &mut [Segment<'_>],
+        which: Logits,
+        trace: &mut dyn FnMut(&str, &[f32]),
+    ) -> Result<Vec<f32>> {
         let s = &self.spec;
         let d = s.d_model as usize;
         let mut tokens: Vec<u32> = Vec::new();
@@ -429,11 +453,18 @@ impl Transformer {
                     // Sequences attend to their own caches: several at once in parallel
                     // (a decode step's single rows would otherwise run one after another).
                     if segments.len() > 1 {
-                        segments
-                            .par_iter_mut()
-                            .zip(outs.into_par_iter())
-                            .zip(spans.par_iter())
-                            .for_each(|((seg, out), span)| one(seg, out, span));
+                        // One task per sequence (each lock is taken once, by its task).
+                        let work: Vec<_> = segments
+                            .iter_mut()
+                            .zip(outs)
+                            .map(std::sync::Mutex::new)
+                            .collect();
+                        fmlab_kernels::pool::for_each(work.len(), |i| {
+                            if let Ok(mut w) = work[i].lock() {
+                                let (seg, out) = &mut *w;
+                                one(seg, out, &spans[i]);
+                            }
+                        });
                     } else {
                         for ((seg, out), span) in segments.iter_mut().zip(outs).zip(&spans) {
                             one(seg, out, span);
@@ -702,6 +733,13 @@ impl fmlab_sample::LanguageModel for Session<'_> {
             .forward(tokens, &mut self.cache, Logits::Last)
             .map_err(|e| fmlab_sample::Error::Model(Box::new(e)))
     }
+}
+
+/// Whether decoding steps use the spinning pool: yes, unless `FMLAB_SPIN_POOL=0` (for
+/// comparisons with rayon alone).
+fn spin_pool_enabled() -> bool {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENABLED.get_or_init(|| std::env::var("FMLAB_SPIN_POOL").map_or(true, |v| v != "0"))
 }
 
 /// Buffers whose values are past their last use, kept for later steps of the same forward

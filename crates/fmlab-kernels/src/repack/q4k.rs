@@ -8,8 +8,9 @@
 
 use rayon::prelude::*;
 
-use super::{repack_available, SharedOut, LANES};
+use super::{for_groups, repack_available, SharedOut, LANES};
 use crate::activation::{quantize_q8_k_into, DotOrder};
+use crate::pool::Pieces;
 use crate::quant::{scale_min_k4, QuantType};
 
 /// Elements per super-block, sub-blocks per super-block.
@@ -111,33 +112,29 @@ impl Q4K {
         let inputs = Inputs::new(self, x, n, tiled);
         let out = SharedOut(y.as_mut_ptr());
         let simd = simd && repack_available();
-        let per_task = (256 / (n * self.supers).max(1)).clamp(1, 16);
-        (0..self.groups)
-            .into_par_iter()
-            .with_min_len(per_task)
-            .for_each(|g| {
-                let out = &out;
-                let mut t0 = 0;
-                while t0 < n {
-                    let (take, order) = if t0 < tiled {
-                        (4, DotOrder::Repacked)
-                    } else {
-                        (1, DotOrder::Row)
+        for_groups(self.groups, |g| {
+            let out = &out;
+            let mut t0 = 0;
+            while t0 < n {
+                let (take, order) = if t0 < tiled {
+                    (4, DotOrder::Repacked)
+                } else {
+                    (1, DotOrder::Row)
+                };
+                if simd {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: AVX-512 F/BW/VNNI checked; group g and rows t0..t0 + take
+                    // exist; only group g's columns of those rows are written.
+                    unsafe {
+                        avx512::group(self, &inputs, g, t0, take, order, out.0)
                     };
-                    if simd {
-                        #[cfg(target_arch = "x86_64")]
-                        // SAFETY: AVX-512 F/BW/VNNI checked; group g and rows t0..t0 + take
-                        // exist; only group g's columns of those rows are written.
-                        unsafe {
-                            avx512::group(self, &inputs, g, t0, take, order, out.0)
-                        };
-                    } else {
-                        // SAFETY: as above, for the portable kernel.
-                        unsafe { portable(self, &inputs, g, t0, take, order, out.0) };
-                    }
-                    t0 += take;
+                } else {
+                    // SAFETY: as above, for the portable kernel.
+                    unsafe { portable(self, &inputs, g, t0, take, order, out.0) };
                 }
-            });
+                t0 += take;
+            }
+        });
         true
     }
 }
@@ -157,19 +154,23 @@ impl Inputs {
         let mut d = vec![0f32; n * supers];
         let mut pairs = vec![0i32; n * supers * SUBS];
         let mut sums = vec![0i32; n * supers * 16];
-        qs.par_chunks_mut(cols)
-            .zip(d.par_chunks_mut(supers))
-            .zip(pairs.par_chunks_mut(supers * SUBS))
-            .zip(sums.par_chunks_mut(supers * 16))
-            .zip(x.par_chunks(cols))
-            .enumerate()
-            .for_each(|(t, ((((qs, d), pairs), sums), x))| {
+        {
+            let (pq, pd) = (Pieces::new(&mut qs, cols), Pieces::new(&mut d, supers));
+            let (pp, pu) = (
+                Pieces::new(&mut pairs, supers * SUBS),
+                Pieces::new(&mut sums, supers * 16),
+            );
+            crate::pool::for_each(n, |t| {
+                // SAFETY: each task takes row t's pieces only.
+                let (qs, d, pairs, sums) =
+                    unsafe { (pq.piece(t), pd.piece(t), pp.piece(t), pu.piece(t)) };
                 // The first `tiled` rows as ggml's repacked gemm quantizes them.
-                quantize_q8_k_into(x, t < tiled, qs, d, sums);
+                quantize_q8_k_into(&x[t * cols..(t + 1) * cols], t < tiled, qs, d, sums);
                 for (p, two) in pairs.iter_mut().zip(sums.chunks_exact(2)) {
                     *p = two[0] + two[1];
                 }
             });
+        }
         Inputs { qs, d, pairs }
     }
 }

@@ -8,8 +8,9 @@
 
 use rayon::prelude::*;
 
-use super::{repack_available, SharedOut, LANES};
+use super::{for_groups, repack_available, SharedOut, LANES};
 use crate::activation::quantize_q8_k_into;
+use crate::pool::Pieces;
 use crate::quant::QuantType;
 
 const SUPER: usize = 256;
@@ -104,29 +105,25 @@ impl Q6K {
         let inputs = Inputs::new(self, x, n);
         let out = SharedOut(y.as_mut_ptr());
         let simd = simd && repack_available();
-        let per_task = (256 / (n * self.supers).max(1)).clamp(1, 16);
-        (0..self.groups)
-            .into_par_iter()
-            .with_min_len(per_task)
-            .for_each(|g| {
-                let out = &out;
-                let mut t0 = 0;
-                while t0 < n {
-                    let take = if n - t0 >= 4 { 4 } else { 1 };
-                    if simd {
-                        #[cfg(target_arch = "x86_64")]
-                        // SAFETY: AVX-512 F/BW/VNNI checked; group g and rows t0..t0 + take
-                        // exist; only group g's columns of those rows are written.
-                        unsafe {
-                            avx512::group(self, &inputs, g, t0, take, out.0)
-                        };
-                    } else {
-                        // SAFETY: as above, for the portable kernel.
-                        unsafe { portable(self, &inputs, g, t0, take, out.0) };
-                    }
-                    t0 += take;
+        for_groups(self.groups, |g| {
+            let out = &out;
+            let mut t0 = 0;
+            while t0 < n {
+                let take = if n - t0 >= 4 { 4 } else { 1 };
+                if simd {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: AVX-512 F/BW/VNNI checked; group g and rows t0..t0 + take
+                    // exist; only group g's columns of those rows are written.
+                    unsafe {
+                        avx512::group(self, &inputs, g, t0, take, out.0)
+                    };
+                } else {
+                    // SAFETY: as above, for the portable kernel.
+                    unsafe { portable(self, &inputs, g, t0, take, out.0) };
                 }
-            });
+                t0 += take;
+            }
+        });
         true
     }
 }
@@ -145,15 +142,17 @@ impl Inputs {
         let mut qs = vec![0i8; n * cols];
         let mut d = vec![0f32; n * supers];
         let mut start = vec![0i32; n * supers * SUBS];
-        qs.par_chunks_mut(cols)
-            .zip(d.par_chunks_mut(supers))
-            .zip(start.par_chunks_mut(supers * SUBS))
-            .zip(x.par_chunks(cols))
-            .for_each(|(((qs, d), start), x)| {
+        {
+            let (pq, pd) = (Pieces::new(&mut qs, cols), Pieces::new(&mut d, supers));
+            let ps = Pieces::new(&mut start, supers * SUBS);
+            crate::pool::for_each(n, |t| {
+                // SAFETY: each task takes row t's pieces only.
+                let (qs, d, start) = unsafe { (pq.piece(t), pd.piece(t), ps.piece(t)) };
                 // The tiled kernel's quantization is the one-row kernels'.
-                quantize_q8_k_into(x, false, qs, d, start);
+                quantize_q8_k_into(&x[t * cols..(t + 1) * cols], false, qs, d, start);
                 start.iter_mut().for_each(|s| *s *= -32);
             });
+        }
         Inputs { qs, d, start }
     }
 }

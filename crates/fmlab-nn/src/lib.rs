@@ -94,6 +94,22 @@ pub struct Layer {
     pub post_ffn_norm: Option<Norm>,
 }
 
+impl Layer {
+    /// The layer's linear maps: q, k, v, o, up, down, and the gate where there is one.
+    pub fn linears_mut(&mut self) -> impl Iterator<Item = &mut Linear> {
+        [
+            &mut self.q,
+            &mut self.k,
+            &mut self.v,
+            &mut self.o,
+            &mut self.up,
+            &mut self.down,
+        ]
+        .into_iter()
+        .chain(self.gate.as_mut())
+    }
+}
+
 /// The model.
 #[derive(Debug, Clone)]
 pub struct Transformer {
@@ -190,24 +206,19 @@ impl Transformer {
     pub fn repack(&mut self) -> usize {
         let mut repacked = 0;
         for layer in &mut self.layers {
-            let linears = [
-                &mut layer.q,
-                &mut layer.k,
-                &mut layer.v,
-                &mut layer.o,
-                &mut layer.up,
-                &mut layer.down,
-            ]
-            .into_iter()
-            .chain(layer.gate.as_mut());
-            for linear in linears {
+            for linear in layer.linears_mut() {
                 repacked += linear.weight.repack() as usize;
             }
         }
         // The output projection (the embedding when tied; its row lookups read the stored
         // bytes, which stay).
-        repacked += self.head.as_mut().unwrap_or(&mut self.embed).repack() as usize;
+        repacked += self.output_mut().repack() as usize;
         repacked
+    }
+
+    /// The output projection: the head, or the embedding where the two are tied.
+    pub fn output_mut(&mut self) -> &mut Matrix {
+        self.head.as_mut().unwrap_or(&mut self.embed)
     }
 
     /// Runs `tokens` through the model after the `cache.len()` tokens already seen, appends

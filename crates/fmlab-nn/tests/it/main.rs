@@ -142,27 +142,11 @@ fn repacked_weights_give_the_same_logits() {
         let mut plain = repacked.clone();
         let mut count = 0;
         for layer in &mut plain.layers {
-            for l in [
-                &mut layer.q,
-                &mut layer.k,
-                &mut layer.v,
-                &mut layer.o,
-                &mut layer.up,
-                &mut layer.down,
-            ]
-            .into_iter()
-            .chain(layer.gate.as_mut())
-            {
+            for l in layer.linears_mut() {
                 count += l.weight.repacked.take().is_some() as usize;
             }
         }
-        count += plain
-            .head
-            .as_mut()
-            .unwrap_or(&mut plain.embed)
-            .repacked
-            .take()
-            .is_some() as usize;
+        count += plain.output_mut().repacked.take().is_some() as usize;
         eprintln!(
             "{file}: {count} matrices repacked (kernel available: {})",
             fmlab_kernels::repack_available()

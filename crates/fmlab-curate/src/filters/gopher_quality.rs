@@ -171,6 +171,19 @@ static ASCII_WORD_CLASSES: [u8; 256] = {
     t
 };
 
+/// `b` and its length in a `u64` when it is 1 to 7 bytes long (so equal packs are equal
+/// strings).
+#[inline]
+fn pack8(b: &[u8]) -> Option<u64> {
+    if b.is_empty() || b.len() > 7 {
+        return None;
+    }
+    let mut v = [0u8; 8];
+    v[..b.len()].copy_from_slice(b);
+    v[7] = b.len() as u8;
+    Some(u64::from_le_bytes(v))
+}
+
 fn count_words(text: &str, spans: &[(usize, usize)], stop_words: &[String]) -> Counts {
     let mut c = Counts {
         words: spans.len(),
@@ -180,6 +193,10 @@ fn count_words(text: &str, spans: &[(usize, usize)], stop_words: &[String]) -> C
         stop_words: 0,
     };
     let mut found = vec![false; stop_words.len()];
+    // Stop words yet to be found (once all are, no word is looked up); the stop words of
+    // up to 8 bytes packed in a `u64` with their length, compared as one.
+    let mut missing = found.len();
+    let packed: Vec<Option<u64>> = stop_words.iter().map(|s| pack8(s.as_bytes())).collect();
     let longest_stop_word = stop_words.iter().map(String::len).max().unwrap_or(0);
     for &(a, b) in spans {
         let w = &text[a..b];
@@ -203,8 +220,13 @@ fn count_words(text: &str, spans: &[(usize, usize)], stop_words: &[String]) -> C
         if alpha {
             c.alpha += 1;
         }
-        if w.len() <= longest_stop_word {
-            if let Some(i) = stop_words.iter().position(|s| s == w) {
+        if missing != 0 && w.len() <= longest_stop_word {
+            let i = match pack8(w.as_bytes()) {
+                Some(p) => packed.iter().position(|&q| q == Some(p)),
+                None => stop_words.iter().position(|s| s == w),
+            };
+            if let Some(i) = i {
+                missing -= usize::from(!found[i]);
                 found[i] = true;
             }
         }

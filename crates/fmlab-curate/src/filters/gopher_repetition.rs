@@ -292,6 +292,32 @@ fn hash_bytes(b: &[u8]) -> u64 {
     h
 }
 
+/// `a == b`, eight bytes at a time (the slices compared here are short: a call to `memcmp`
+/// would cost more than the comparison).
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n < 8 {
+        return a == b;
+    }
+    let at = |s: &[u8], i: usize| {
+        let mut v = [0u8; 8];
+        v.copy_from_slice(&s[i..i + 8]);
+        u64::from_le_bytes(v)
+    };
+    let mut i = 0;
+    while i + 8 < n {
+        if at(a, i) != at(b, i) {
+            return false;
+        }
+        i += 8;
+    }
+    at(a, n - 8) == at(b, n - 8)
+}
+
 /// Python's `len` of UTF-8 bytes: the bytes that start a character.
 #[inline]
 fn utf8_chars(b: &[u8]) -> usize {
@@ -348,6 +374,8 @@ struct Ngrams {
     twice: Vec<u64>,
     bits: Vec<u32>,
     cand: Vec<u32>,
+    /// The positions whose next n-gram can repeat (scratch of `extend`).
+    pos: Vec<u32>,
     /// Send every position to the exact table (set by tests).
     no_sketch: bool,
 }
@@ -363,13 +391,17 @@ impl Ngrams {
         self.ascii = text.is_ascii();
         self.offset.clear();
         self.offset.push(0);
-        self.concat.clear();
-        self.concat.resize(bytes.len() + 16, 0);
+        // (Grown, never cleared: only the first `len` bytes are read as words.)
+        if self.concat.len() < bytes.len() + 16 {
+            self.concat.resize(bytes.len() + 16, 0);
+        }
         self.ids.clear();
         self.id_key.clear();
         self.id_first.clear();
         self.id_counts.clear();
-        self.table.reset(spans.len());
+        // Sized for half the words (at most half full when all differ; texts repeat words,
+        // and a smaller table stays in a nearer cache).
+        self.table.reset(spans.len() / 2);
         let mut pos = 0;
         for &(a, b) in spans {
             let n = b - a;
@@ -407,7 +439,7 @@ impl Ngrams {
             id_key[id as usize] == key
                 && (w.len() <= 7 || {
                     let f = id_first[id as usize] as usize;
-                    &concat[offset[f]..offset[f + 1]] == w
+                    same_bytes(&concat[offset[f]..offset[f + 1]], w)
                 })
         };
         let fresh = id_key.len() as u32;
@@ -459,31 +491,35 @@ impl Ngrams {
         self.repeats.extend(
             self.class
                 .iter()
-                .map(|&c| c != NONE && counts[c as usize] >= 2),
+                .map(|&c| counts.get(c as usize).is_some_and(|&k| k >= 2)),
         );
         self.next.clear();
         self.counts.clear();
         let (class, ids, repeats) = (&self.class, &self.ids, &self.repeats);
         if self.words() < 1 << PAIR_BITS && !self.generic_pairs {
-            self.pairs.reset(count);
-            for i in 0..count {
-                if !(repeats[i] && repeats[i + 1]) {
-                    self.next.push(NONE);
-                    continue;
-                }
-                let fresh = self.counts.len() as u32;
-                let id = match self.pairs.find_or_insert(class[i], ids[i + n], fresh) {
-                    Some(id) => {
-                        self.counts[id as usize] += 1;
-                        id
-                    }
-                    None => {
-                        self.counts.push(1);
-                        fresh
-                    }
-                };
-                self.next.push(id);
+            // The positions that can repeat, listed without branches (which of them can is
+            // unpredictable); the table sized for them (a smaller table stays in a nearer
+            // cache); the ids counted without a branch on whether one is new.
+            if self.pos.len() < count {
+                self.pos.resize(count, 0);
             }
+            let mut k = 0;
+            for i in 0..count {
+                self.pos[k] = i as u32;
+                k += usize::from(repeats[i] & repeats[i + 1]);
+            }
+            self.pairs.reset(k);
+            self.counts.resize(k, 0);
+            self.next.resize(count, NONE);
+            let mut fresh = 0u32;
+            for &i in &self.pos[..k] {
+                let i = i as usize;
+                let (id, new) = self.pairs.get_or_insert(class[i], ids[i + n], fresh);
+                self.counts[id as usize] += 1;
+                fresh += u32::from(new);
+                self.next[i] = id;
+            }
+            self.counts.truncate(fresh as usize);
         } else {
             self.table.reset(count);
             for i in 0..count {
@@ -598,8 +634,9 @@ impl Ngrams {
         // twice. The others are never repeats, and no other n-gram equals theirs.
         // (Written without branches: whether a position is kept is unpredictable.)
         let last = words - n;
-        self.cand.clear();
-        self.cand.resize(last + 1, 0);
+        if self.cand.len() <= last {
+            self.cand.resize(last + 1, 0);
+        }
         let (offset, maybe, all) = (&self.offset, &self.maybe, self.no_sketch);
         let mut kept = 0;
         for i in 0..=last {
@@ -607,19 +644,19 @@ impl Ngrams {
             let keep = all | maybe[i] | (offset[i + n] - offset[i] < PREFIX);
             kept += usize::from(keep);
         }
-        self.cand.truncate(kept);
-        self.table.reset(self.cand.len());
+        self.table.reset(kept);
         // The walk visits each position from `i` on until a repeat moves it past that
         // n-gram; the positions left out are no repeats, so it goes on at the next one.
         let (mut repeated, mut i) = (0, 0);
-        for &c in &self.cand {
+        for &c in &self.cand[..kept] {
             let c = c as usize;
             if c < i {
                 continue;
             }
             let (concat, offset) = (&self.concat, &self.offset);
             let run = &concat[offset[c]..offset[c + n]];
-            let same = |j: u32| &concat[offset[j as usize]..offset[j as usize + n]] == run;
+            let same =
+                |j: u32| same_bytes(&concat[offset[j as usize]..offset[j as usize + n]], run);
             if self
                 .table
                 .find_or_insert(hash_bytes(run), c as u32, same)

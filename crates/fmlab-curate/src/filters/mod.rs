@@ -149,7 +149,9 @@ pub(crate) fn py_splitlines(s: &str) -> impl Iterator<Item = &str> {
             let len = match c {
                 b'\n' | b'\r' | 0x0b | 0x0c | 0x1c..=0x1e => 1,
                 0xc2 if b.get(i + 1) == Some(&0x85) => 2,
-                0xe2 if b.get(i + 1) == Some(&0x80) && matches!(b.get(i + 2), Some(0xa8 | 0xa9)) => {
+                0xe2 if b.get(i + 1) == Some(&0x80)
+                    && matches!(b.get(i + 2), Some(0xa8 | 0xa9)) =>
+                {
                     3
                 }
                 _ => {
@@ -275,9 +277,9 @@ mod tests {
     #[test]
     fn splitlines_by_bytes_as_by_chars() {
         let pieces = [
-            "a", "é", "\n", "\r", "\r\n", "\u{b}", "\u{c}", "\u{1c}", "\u{1d}", "\u{1e}",
-            "\u{1f}", "\u{85}", "\u{84}", "\u{2028}", "\u{2029}", "\u{2027}", "\u{202a}",
-            "\u{a8}", "\u{e2}", " ", "",
+            "a", "é", "\n", "\r", "\r\n", "\u{b}", "\u{c}", "\u{1c}", "\u{1d}", "\u{1e}", "\u{1f}",
+            "\u{85}", "\u{84}", "\u{2028}", "\u{2029}", "\u{2027}", "\u{202a}", "\u{a8}", "\u{e2}",
+            " ", "",
         ];
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         for len in 0..400 {

@@ -205,21 +205,20 @@ fn count_words(text: &str, spans: &[(usize, usize)], stop_words: &[String]) -> C
         for &x in w.as_bytes() {
             classes |= ASCII_WORD_CLASSES[usize::from(x)];
         }
-        let (non_symbol, alpha) = if classes & NON_ASCII == 0 {
-            (classes & NOT_PUNCT != 0, classes & ALPHA != 0)
+        // (Counted without branches: which words are symbols or hold letters is
+        // unpredictable.)
+        let (non_symbol, alpha, chars) = if classes & NON_ASCII == 0 {
+            (classes & NOT_PUNCT != 0, classes & ALPHA != 0, w.len())
         } else {
             (
                 w.chars().any(|ch| !is_datatrove_punct(ch)),
                 w.chars().any(char::is_alphabetic),
+                char_len(w),
             )
         };
-        if non_symbol {
-            c.non_symbol += 1;
-            c.non_symbol_chars += char_len(w);
-        }
-        if alpha {
-            c.alpha += 1;
-        }
+        c.non_symbol += usize::from(non_symbol);
+        c.non_symbol_chars += chars * usize::from(non_symbol);
+        c.alpha += usize::from(alpha);
         if missing != 0 && w.len() <= longest_stop_word {
             let i = match pack8(w.as_bytes()) {
                 Some(p) => packed.iter().position(|&q| q == Some(p)),

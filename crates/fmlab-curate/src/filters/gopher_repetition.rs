@@ -3,9 +3,9 @@
 //! characters), duplicate lines (fraction, then characters), the most frequent 2/3/4-gram's
 //! character share, the characters in repeated 5–10-grams.
 //!
-//! n-grams are never built as strings and nothing is allocated per n-gram: the words are
-//! hashed once (a polynomial hash of their concatenated bytes, kept at each word boundary),
-//! and flat open-addressing tables confirm every hash match by comparing bytes. The
+//! n-grams are never built as strings and nothing is allocated per n-gram: the words' bytes
+//! are copied once into one buffer, only the n-grams that can repeat meet a table (see
+//! [`Ngrams`]), and flat open-addressing tables confirm every hash match by comparing bytes. The
 //! top-n-gram rule compares n-grams as word sequences (datatrove joins them with spaces and
 //! words hold no spaces), the duplicated-n-gram rule as the concatenation of their words
 //! (datatrove joins them with nothing, so "ab c" and "a bc" are the same 2-gram there too).
@@ -792,17 +792,21 @@ mod tests {
         let mut state = 0x1234_5678_9abc_def0u64;
         let mut ng = Ngrams::default();
         for (vocab, spread) in [(&short, short.len()), (&long, 9), (&long, long.len())] {
-            for len in 0..240 {
+            for len in 0..240usize {
                 // The second half takes the path of texts of 2^20 words or more.
                 ng.generic_pairs = len >= 120;
-                ng.no_sketch = len % 3 == 0;
+                ng.no_sketch = len.is_multiple_of(3);
                 let words: Vec<&str> = (0..len)
                     .map(|_| {
                         state = state
                             .wrapping_mul(6_364_136_223_846_793_005)
                             .wrapping_add(1);
                         // Runs of the first words now and then, so long n-grams repeat.
-                        let k = if (state >> 20) % 4 == 0 { 3 } else { spread };
+                        let k = if (state >> 20).is_multiple_of(4) {
+                            3
+                        } else {
+                            spread
+                        };
                         vocab[(state >> 40) as usize % k].as_str()
                     })
                     .collect();

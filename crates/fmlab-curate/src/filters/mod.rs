@@ -145,7 +145,23 @@ pub(crate) fn py_splitlines(s: &str) -> impl Iterator<Item = &str> {
         let b = rest.as_bytes();
         let mut i = 0;
         while i < b.len() {
-            let c = b[i];
+            // Eight bytes at a time past printable ASCII (every break is a control byte or
+            // starts with a byte of 0x80 or more): the lowest flagged byte is exact.
+            while let Some(w) = b.get(i..i + 8) {
+                let mut v = [0u8; 8];
+                v.copy_from_slice(w);
+                let x = u64::from_le_bytes(v);
+                const ONES: u64 = 0x0101_0101_0101_0101;
+                let flagged = (x.wrapping_sub(0x20 * ONES) & !x | x) & (0x80 * ONES);
+                if flagged != 0 {
+                    i += (flagged.trailing_zeros() / 8) as usize;
+                    break;
+                }
+                i += 8;
+            }
+            let Some(&c) = b.get(i) else {
+                break;
+            };
             let len = match c {
                 b'\n' | b'\r' | 0x0b | 0x0c | 0x1c..=0x1e => 1,
                 0xc2 if b.get(i + 1) == Some(&0x85) => 2,
@@ -277,9 +293,31 @@ mod tests {
     #[test]
     fn splitlines_by_bytes_as_by_chars() {
         let pieces = [
-            "a", "é", "\n", "\r", "\r\n", "\u{b}", "\u{c}", "\u{1c}", "\u{1d}", "\u{1e}", "\u{1f}",
-            "\u{85}", "\u{84}", "\u{2028}", "\u{2029}", "\u{2027}", "\u{202a}", "\u{a8}", "\u{e2}",
-            " ", "",
+            "a",
+            "é",
+            "\n",
+            "\r",
+            "\r\n",
+            "\u{b}",
+            "\u{c}",
+            "\u{1c}",
+            "\u{1d}",
+            "\u{1e}",
+            "\u{1f}",
+            "\u{85}",
+            "\u{84}",
+            "\u{2028}",
+            "\u{2029}",
+            "\u{2027}",
+            "\u{202a}",
+            "\u{a8}",
+            "\u{e2}",
+            " ",
+            "",
+            "\t",
+            "\u{7f}",
+            "abcdefghijk",
+            "abcdefghijklmnopqrs",
         ];
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         for len in 0..400 {

@@ -259,13 +259,20 @@ const FILTER_BITS: usize = 1 << 16;
 fn filter_bit(s: &str) -> usize {
     let b = s.as_bytes();
     let n = b.len();
+    // Little-endian reads of 8 and 4 bytes (0 past the end).
     let r64 = |i: usize| {
-        b.get(i..i + 8)
-            .map_or(0, |w| w.iter().rev().fold(0, |v, &c| v << 8 | u64::from(c)))
+        b.get(i..i + 8).map_or(0, |w| {
+            let mut v = [0u8; 8];
+            v.copy_from_slice(w);
+            u64::from_le_bytes(v)
+        })
     };
     let r32 = |i: usize| {
-        b.get(i..i + 4)
-            .map_or(0, |w| w.iter().rev().fold(0, |v, &c| v << 8 | u64::from(c)))
+        b.get(i..i + 4).map_or(0, |w| {
+            let mut v = [0u8; 4];
+            v.copy_from_slice(w);
+            u64::from(u32::from_le_bytes(v))
+        })
     };
     // The first and the last eight bytes (four, or three bytes, of a short string: all of
     // a string of up to 16 bytes) and the length.
@@ -287,12 +294,17 @@ fn filter_bit(s: &str) -> usize {
 }
 
 impl Exceptions {
-    #[inline]
+    #[inline(always)]
     fn get(&self, s: &str) -> Option<&Exception> {
         let bit = filter_bit(s);
         if self.filter[bit / 64] & (1 << (bit % 64)) == 0 {
             return None;
         }
+        self.lookup(s)
+    }
+    /// The table lookup behind the filter (rarely reached: kept out of the callers' loops).
+    #[inline(never)]
+    fn lookup(&self, s: &str) -> Option<&Exception> {
         self.map.get(s)
     }
     #[inline]

@@ -171,6 +171,19 @@ static ASCII_WORD_CLASSES: [u8; 256] = {
     t
 };
 
+/// `b` and its length in a `u64` when it is 1 to 7 bytes long (so equal packs are equal
+/// strings).
+#[inline]
+fn pack8(b: &[u8]) -> Option<u64> {
+    if b.is_empty() || b.len() > 7 {
+        return None;
+    }
+    let mut v = [0u8; 8];
+    v[..b.len()].copy_from_slice(b);
+    v[7] = b.len() as u8;
+    Some(u64::from_le_bytes(v))
+}
+
 fn count_words(text: &str, spans: &[(usize, usize)], stop_words: &[String]) -> Counts {
     let mut c = Counts {
         words: spans.len(),
@@ -180,6 +193,10 @@ fn count_words(text: &str, spans: &[(usize, usize)], stop_words: &[String]) -> C
         stop_words: 0,
     };
     let mut found = vec![false; stop_words.len()];
+    // Stop words yet to be found (once all are, no word is looked up); the stop words of
+    // up to 8 bytes packed in a `u64` with their length, compared as one.
+    let mut missing = found.len();
+    let packed: Vec<Option<u64>> = stop_words.iter().map(|s| pack8(s.as_bytes())).collect();
     let longest_stop_word = stop_words.iter().map(String::len).max().unwrap_or(0);
     for &(a, b) in spans {
         let w = &text[a..b];
@@ -188,23 +205,27 @@ fn count_words(text: &str, spans: &[(usize, usize)], stop_words: &[String]) -> C
         for &x in w.as_bytes() {
             classes |= ASCII_WORD_CLASSES[usize::from(x)];
         }
-        let (non_symbol, alpha) = if classes & NON_ASCII == 0 {
-            (classes & NOT_PUNCT != 0, classes & ALPHA != 0)
+        // (Counted without branches: which words are symbols or hold letters is
+        // unpredictable.)
+        let (non_symbol, alpha, chars) = if classes & NON_ASCII == 0 {
+            (classes & NOT_PUNCT != 0, classes & ALPHA != 0, w.len())
         } else {
             (
                 w.chars().any(|ch| !is_datatrove_punct(ch)),
                 w.chars().any(char::is_alphabetic),
+                char_len(w),
             )
         };
-        if non_symbol {
-            c.non_symbol += 1;
-            c.non_symbol_chars += char_len(w);
-        }
-        if alpha {
-            c.alpha += 1;
-        }
-        if w.len() <= longest_stop_word {
-            if let Some(i) = stop_words.iter().position(|s| s == w) {
+        c.non_symbol += usize::from(non_symbol);
+        c.non_symbol_chars += chars * usize::from(non_symbol);
+        c.alpha += usize::from(alpha);
+        if missing != 0 && w.len() <= longest_stop_word {
+            let i = match pack8(w.as_bytes()) {
+                Some(p) => packed.iter().position(|&q| q == Some(p)),
+                None => stop_words.iter().position(|s| s == w),
+            };
+            if let Some(i) = i {
+                missing -= usize::from(!found[i]);
                 found[i] = true;
             }
         }

@@ -3,9 +3,9 @@
 //! characters), duplicate lines (fraction, then characters), the most frequent 2/3/4-gram's
 //! character share, the characters in repeated 5–10-grams.
 //!
-//! n-grams are never built as strings and nothing is allocated per n-gram: the words are
-//! hashed once (a polynomial hash of their concatenated bytes, kept at each word boundary),
-//! and flat open-addressing tables confirm every hash match by comparing bytes. The
+//! n-grams are never built as strings and nothing is allocated per n-gram: the words' bytes
+//! are copied once into one buffer, only the n-grams that can repeat meet a table (see
+//! [`Ngrams`]), and flat open-addressing tables confirm every hash match by comparing bytes. The
 //! top-n-gram rule compares n-grams as word sequences (datatrove joins them with spaces and
 //! words hold no spaces), the duplicated-n-gram rule as the concatenation of their words
 //! (datatrove joins them with nothing, so "ab c" and "a bc" are the same 2-gram there too).
@@ -259,46 +259,125 @@ impl Block for GopherRepetitionFilter {
     }
 }
 
-/// Multiplier of the polynomial hash (odd, so every byte position matters modulo 2^64).
-const BASE: u64 = 0x9e37_79b9_7f4a_7c15;
+/// Bytes of the concatenated words' prefix that [`Ngrams::sketch`] keys each position by.
+const PREFIX: usize = 16;
+
+/// Marks a position whose n-gram occurs once in the text (no id of its own).
+const NONE: u32 = u32::MAX;
+
+/// A hash of `b` (FxHash's multiply-rotate over eight bytes at a time, the length mixed
+/// in): equal byte strings hash equally; the tables confirm every match by comparing bytes.
+#[inline]
+fn hash_bytes(b: &[u8]) -> u64 {
+    const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+    let n = b.len();
+    let mut h = n as u64;
+    if n < 8 {
+        let mut v = [0u8; 8];
+        v[..n].copy_from_slice(b);
+        return (h ^ u64::from_le_bytes(v)).wrapping_mul(K);
+    }
+    let mut chunks = b.chunks_exact(8);
+    for c in &mut chunks {
+        let mut v = [0u8; 8];
+        v.copy_from_slice(c);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(v)).wrapping_mul(K);
+    }
+    if !chunks.remainder().is_empty() {
+        // The last eight bytes, overlapping the last whole chunk.
+        let mut v = [0u8; 8];
+        v.copy_from_slice(&b[n - 8..]);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(v)).wrapping_mul(K);
+    }
+    h
+}
+
+/// `a == b`, eight bytes at a time (the slices compared here are short: a call to `memcmp`
+/// would cost more than the comparison).
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n < 8 {
+        return a == b;
+    }
+    let at = |s: &[u8], i: usize| {
+        let mut v = [0u8; 8];
+        v.copy_from_slice(&s[i..i + 8]);
+        u64::from_le_bytes(v)
+    };
+    let mut i = 0;
+    while i + 8 < n {
+        if at(a, i) != at(b, i) {
+            return false;
+        }
+        i += 8;
+    }
+    at(a, n - 8) == at(b, n - 8)
+}
+
+/// Python's `len` of UTF-8 bytes: the bytes that start a character.
+#[inline]
+fn utf8_chars(b: &[u8]) -> usize {
+    b.iter().filter(|&&c| c & 0xc0 != 0x80).count()
+}
 
 /// Per-document n-gram state, reused across documents (one per thread).
 ///
-/// Words are hashed once: a polynomial hash modulo 2^64 of the concatenated words' bytes,
-/// kept at each word boundary, gives any run of words' concatenation hash in O(1); equal
-/// concatenations have equal hashes whatever their word boundaries, which the duplicated
-/// n-gram rule needs. Every hash match is confirmed by comparing bytes, so a collision
-/// costs time, never a wrong count. The top-n-gram rule works on word ids (equal words,
-/// compared by bytes, share an id) and names an n-gram by the pair (id of its first n − 1
-/// words' n-gram, id of its last word): equal pairs are exactly equal word sequences.
+/// The words' bytes are copied into one buffer (`concat`), so any run of words is a slice
+/// of it. The top-n-gram rule works on word ids (equal words, compared by bytes, share an
+/// id) and names an n-gram by the pair (id of its first n − 1 words' n-gram, id of its last
+/// word): equal pairs are exactly equal word sequences. Only n-grams that can occur twice
+/// get ids: an n-gram whose first or last n − 1 words occur once occurs once.
+///
+/// The duplicated-n-gram rule compares n-grams as byte strings (`concat` slices). Two equal
+/// ones of [`PREFIX`] bytes or more start with the same [`PREFIX`] bytes, so a position
+/// whose first [`PREFIX`] bytes start no other position (a bit filter over all positions,
+/// [`Ngrams::sketch`], tells; a collision there only costs time) holds no repeated n-gram
+/// that long: such positions never meet the exact table, which hashes the n-gram's bytes
+/// and confirms every hash match by comparing them.
 #[derive(Default)]
 struct Ngrams {
-    /// The words' bytes, concatenated.
+    /// The words' bytes, concatenated (`len` bytes, then slack for 16-byte copies).
     concat: Vec<u8>,
+    len: usize,
+    /// The text is ASCII (characters are bytes).
+    ascii: bool,
     /// Byte offset in `concat` of each word boundary (words + 1 entries).
     offset: Vec<usize>,
-    /// Polynomial hash of `concat` up to each word boundary.
-    prefix: Vec<u64>,
-    /// Characters (Python's `len`) up to each word boundary.
-    chars: Vec<usize>,
-    /// BASE^k for k up to the longest text loaded so far.
-    pow: Vec<u64>,
     /// Each word's id, in order of first occurrence; by id, the word's first 7 bytes and
     /// length (packed in a `u64`), its first position and how often it occurs.
     ids: Vec<u32>,
     id_key: Vec<u64>,
     id_first: Vec<u32>,
     id_counts: Vec<u32>,
-    /// The id of the n-gram starting at each word, for n = `level`, and how often each id
-    /// occurs.
+    /// The id of the n-gram starting at each word, for n = `level` ([`NONE`] for one that
+    /// occurs once), and how often each id occurs.
     class: Vec<u32>,
     next: Vec<u32>,
     counts: Vec<u32>,
+    /// Whether the n-gram at each position occurs more than once (scratch of `extend`).
+    repeats: Vec<bool>,
     level: usize,
     table: Table,
     pairs: PairTable,
     /// Use `table` for the pairs whatever the text's length (set by tests).
     generic_pairs: bool,
+    /// The duplicated-n-gram filter: whether each position's first [`PREFIX`] bytes may
+    /// start another position too (valid when `sketched`), its bit sets and the positions
+    /// left to the exact table.
+    maybe: Vec<bool>,
+    sketched: bool,
+    seen: Vec<u64>,
+    twice: Vec<u64>,
+    bits: Vec<u32>,
+    cand: Vec<u32>,
+    /// The positions whose next n-gram can repeat (scratch of `extend`).
+    pos: Vec<u32>,
+    /// Send every position to the exact table (set by tests).
+    no_sketch: bool,
 }
 
 thread_local! {
@@ -306,57 +385,61 @@ thread_local! {
 }
 
 impl Ngrams {
-    /// Reads the words (byte spans of `text`): copies, hashes and counts their characters,
-    /// and gives each its id.
+    /// Reads the words (byte spans of `text`): copies them and gives each its id.
     fn load(&mut self, text: &str, spans: &[(usize, usize)]) {
         let bytes = text.as_bytes();
-        for v in [&mut self.offset, &mut self.chars] {
-            v.clear();
-            v.push(0);
+        self.ascii = text.is_ascii();
+        self.offset.clear();
+        self.offset.push(0);
+        // (Grown, never cleared: only the first `len` bytes are read as words.)
+        if self.concat.len() < bytes.len() + 16 {
+            self.concat.resize(bytes.len() + 16, 0);
         }
-        self.prefix.clear();
-        self.prefix.push(0);
-        self.concat.clear();
         self.ids.clear();
         self.id_key.clear();
         self.id_first.clear();
         self.id_counts.clear();
-        self.table.reset(spans.len());
-        let (mut acc, mut chars) = (0u64, 0usize);
+        // Sized for half the words (at most half full when all differ; texts repeat words,
+        // and a smaller table stays in a nearer cache).
+        self.table.reset(spans.len() / 2);
+        let mut pos = 0;
         for &(a, b) in spans {
-            let w = &bytes[a..b];
-            let mut h = 0u64;
-            for &c in w {
-                acc = acc.wrapping_mul(BASE).wrapping_add(u64::from(c));
-                h = h.wrapping_mul(BASE).wrapping_add(u64::from(c));
-                chars += usize::from(c & 0xc0 != 0x80);
+            let n = b - a;
+            // The concatenation never runs ahead of the text (it leaves the spaces out), so
+            // 16 bytes from `pos` fit in `concat`'s slack.
+            if n <= 16 && a + 16 <= bytes.len() {
+                self.concat[pos..pos + 16].copy_from_slice(&bytes[a..a + 16]);
+            } else {
+                self.concat[pos..pos + n].copy_from_slice(&bytes[a..b]);
             }
-            self.concat.extend_from_slice(w);
-            self.offset.push(self.concat.len());
-            self.prefix.push(acc);
-            self.chars.push(chars);
-            self.intern(w, h);
+            pos += n;
+            self.offset.push(pos);
+            self.intern(pos - n, pos);
         }
-        self.grow_pow(self.concat.len());
+        self.len = pos;
         self.level = 0;
+        self.sketched = false;
     }
 
-    /// Gives word `w` (the last one loaded, of hash `h`) its id.
+    /// Gives the word `concat[a..b]` (the last one loaded) its id.
     #[inline]
-    fn intern(&mut self, w: &[u8], h: u64) {
+    fn intern(&mut self, a: usize, b: usize) {
+        let w = &self.concat[a..b];
         // Up to 7 bytes and the length: a word of 7 bytes or fewer is known by it exactly.
+        // (Masked in a register: byte stores then a wide load would stall the load.)
         let mut k = [0u8; 8];
+        k.copy_from_slice(&self.concat[a..a + 8]);
         let short = w.len().min(7);
-        k[..short].copy_from_slice(&w[..short]);
-        k[7] = w.len().min(255) as u8;
-        let key = u64::from_le_bytes(k);
+        let mask = (1u64 << (8 * short)) - 1;
+        let key = (u64::from_le_bytes(k) & mask) | ((w.len().min(255) as u64) << 56);
+        let h = if w.len() <= 7 { key } else { hash_bytes(w) };
         let (id_key, id_first, concat, offset) =
             (&self.id_key, &self.id_first, &self.concat, &self.offset);
         let same = |id: u32| {
             id_key[id as usize] == key
                 && (w.len() <= 7 || {
                     let f = id_first[id as usize] as usize;
-                    &concat[offset[f]..offset[f + 1]] == w
+                    same_bytes(&concat[offset[f]..offset[f + 1]], w)
                 })
         };
         let fresh = id_key.len() as u32;
@@ -378,22 +461,15 @@ impl Ngrams {
         self.offset.len() - 1
     }
 
-    /// Makes `pow` reach BASE^k.
-    fn grow_pow(&mut self, k: usize) {
-        if self.pow.is_empty() {
-            self.pow.push(1);
-        }
-        while self.pow.len() <= k {
-            let last = self.pow[self.pow.len() - 1];
-            self.pow.push(last.wrapping_mul(BASE));
-        }
-    }
-
-    /// The hash of words `i..j` concatenated.
+    /// The characters (Python's `len`) of words `i..j` concatenated.
     #[inline]
-    fn run_hash(&self, i: usize, j: usize) -> u64 {
-        let pw = self.pow[self.offset[j] - self.offset[i]];
-        self.prefix[j].wrapping_sub(self.prefix[i].wrapping_mul(pw))
+    fn run_chars(&self, i: usize, j: usize) -> usize {
+        let (a, b) = (self.offset[i], self.offset[j]);
+        if self.ascii {
+            b - a
+        } else {
+            utf8_chars(&self.concat[a..b])
+        }
     }
 
     /// Makes the words (1-grams) the current level.
@@ -404,32 +480,53 @@ impl Ngrams {
     }
 
     /// Moves the current level from n-grams to (n + 1)-grams: the (n + 1)-gram at `i` is the
-    /// pair (n-gram at `i`, word at `i + n`). Ids are given in order of first occurrence.
+    /// pair (n-gram at `i`, word at `i + n`); it can repeat only when the n-grams at `i` and
+    /// `i + 1` both do, and gets [`NONE`] otherwise. Ids are given in order of first
+    /// occurrence.
     fn extend(&mut self) {
         let n = self.level;
         let count = self.words() - n;
+        self.repeats.clear();
+        let counts = &self.counts;
+        self.repeats.extend(
+            self.class
+                .iter()
+                .map(|&c| counts.get(c as usize).is_some_and(|&k| k >= 2)),
+        );
         self.next.clear();
         self.counts.clear();
-        let (class, ids) = (&self.class, &self.ids);
+        let (class, ids, repeats) = (&self.class, &self.ids, &self.repeats);
         if self.words() < 1 << PAIR_BITS && !self.generic_pairs {
-            self.pairs.reset(count);
-            for i in 0..count {
-                let fresh = self.counts.len() as u32;
-                let id = match self.pairs.find_or_insert(class[i], ids[i + n], fresh) {
-                    Some(id) => {
-                        self.counts[id as usize] += 1;
-                        id
-                    }
-                    None => {
-                        self.counts.push(1);
-                        fresh
-                    }
-                };
-                self.next.push(id);
+            // The positions that can repeat, listed without branches (which of them can is
+            // unpredictable); the table sized for them (a smaller table stays in a nearer
+            // cache); the ids counted without a branch on whether one is new.
+            if self.pos.len() < count {
+                self.pos.resize(count, 0);
             }
+            let mut k = 0;
+            for i in 0..count {
+                self.pos[k] = i as u32;
+                k += usize::from(repeats[i] & repeats[i + 1]);
+            }
+            self.pairs.reset(k);
+            self.counts.resize(k, 0);
+            self.next.resize(count, NONE);
+            let mut fresh = 0u32;
+            for &i in &self.pos[..k] {
+                let i = i as usize;
+                let (id, new) = self.pairs.get_or_insert(class[i], ids[i + n], fresh);
+                self.counts[id as usize] += 1;
+                fresh += u32::from(new);
+                self.next[i] = id;
+            }
+            self.counts.truncate(fresh as usize);
         } else {
             self.table.reset(count);
             for i in 0..count {
+                if !(repeats[i] && repeats[i + 1]) {
+                    self.next.push(NONE);
+                    continue;
+                }
                 let (c, w) = (class[i], ids[i + n]);
                 let key = (u64::from(c) << 32) | u64::from(w);
                 let same = |j: u32| class[j as usize] == c && ids[j as usize + n] == w;
@@ -464,16 +561,63 @@ impl Ngrams {
             self.extend();
         }
         // Ids are given in order of first occurrence: the first highest count is the one
-        // datatrove's `Counter.most_common(1)` returns.
+        // datatrove's `Counter.most_common(1)` returns. When every n-gram occurs once, that
+        // is the first one.
         let (mut best, mut best_count) = (0u32, 0u32);
         for (id, &c) in self.counts.iter().enumerate() {
             if c > best_count {
                 (best, best_count) = (id as u32, c);
             }
         }
-        let first = self.class.iter().position(|&c| c == best).unwrap_or(0);
-        let len = self.chars[first + n] - self.chars[first] + n - 1;
+        let first = if best_count >= 2 {
+            self.class.iter().position(|&c| c == best).unwrap_or(0)
+        } else {
+            best_count = 1;
+            0
+        };
+        let len = self.run_chars(first, first + n) + n - 1;
         Some(len * best_count as usize)
+    }
+
+    /// Fills `maybe`: for each position, whether its first [`PREFIX`] bytes may start
+    /// another position too (two bit sets over a hash of them; a collision sets it for
+    /// nothing). Positions with fewer bytes left get `false`.
+    fn sketch(&mut self) {
+        let words = self.words();
+        let m = (16 * words).next_power_of_two().max(64);
+        let shift = 64 - m.trailing_zeros();
+        for v in [&mut self.seen, &mut self.twice] {
+            v.clear();
+            v.resize(m / 64, 0);
+        }
+        self.bits.clear();
+        let full = self.offset[..words]
+            .iter()
+            .take_while(|&&o| o + PREFIX <= self.len)
+            .count();
+        for &o in &self.offset[..full] {
+            let mut lo = [0u8; 8];
+            let mut hi = [0u8; 8];
+            lo.copy_from_slice(&self.concat[o..o + 8]);
+            hi.copy_from_slice(&self.concat[o + 8..o + 16]);
+            let h = (u64::from_le_bytes(lo) ^ u64::from_le_bytes(hi).rotate_left(29))
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let h = (h ^ (h >> 31)).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+            let bit = (h >> shift) as usize;
+            let (word, mask) = (bit / 64, 1u64 << (bit % 64));
+            self.twice[word] |= self.seen[word] & mask;
+            self.seen[word] |= mask;
+            self.bits.push(bit as u32);
+        }
+        self.maybe.clear();
+        let twice = &self.twice;
+        self.maybe.extend(
+            self.bits
+                .iter()
+                .map(|&b| twice[b as usize / 64] & (1u64 << (b % 64)) != 0),
+        );
+        self.maybe.resize(words, false);
+        self.sketched = true;
     }
 
     /// datatrove's `find_all_duplicate`: characters in n-grams (words concatenated) seen
@@ -483,18 +627,45 @@ impl Ngrams {
         if words < n {
             return 0;
         }
-        self.table.reset(words - n + 1);
+        if !self.sketched {
+            self.sketch();
+        }
+        // The positions whose n-gram may repeat: shorter than the prefix, or a prefix seen
+        // twice. The others are never repeats, and no other n-gram equals theirs.
+        // (Written without branches: whether a position is kept is unpredictable.)
+        let last = words - n;
+        if self.cand.len() <= last {
+            self.cand.resize(last + 1, 0);
+        }
+        let (offset, maybe, all) = (&self.offset, &self.maybe, self.no_sketch);
+        let mut kept = 0;
+        for i in 0..=last {
+            self.cand[kept] = i as u32;
+            let keep = all | maybe[i] | (offset[i + n] - offset[i] < PREFIX);
+            kept += usize::from(keep);
+        }
+        self.table.reset(kept);
+        // The walk visits each position from `i` on until a repeat moves it past that
+        // n-gram; the positions left out are no repeats, so it goes on at the next one.
         let (mut repeated, mut i) = (0, 0);
-        while i + n <= words {
-            let key = self.run_hash(i, i + n);
+        for &c in &self.cand[..kept] {
+            let c = c as usize;
+            if c < i {
+                continue;
+            }
             let (concat, offset) = (&self.concat, &self.offset);
-            let run = &concat[offset[i]..offset[i + n]];
-            let same = |j: u32| &concat[offset[j as usize]..offset[j as usize + n]] == run;
-            if self.table.find_or_insert(key, i as u32, same).is_some() {
-                repeated += self.chars[i + n] - self.chars[i];
-                i += n;
+            let run = &concat[offset[c]..offset[c + n]];
+            let same =
+                |j: u32| same_bytes(&concat[offset[j as usize]..offset[j as usize + n]], run);
+            if self
+                .table
+                .find_or_insert(hash_bytes(run), c as u32, same)
+                .is_some()
+            {
+                repeated += self.run_chars(c, c + n);
+                i = c + n;
             } else {
-                i += 1;
+                i = c + 1;
             }
         }
         repeated
@@ -586,7 +757,7 @@ mod tests {
         // Words whose concatenations often coincide ("ab" "c" / "a" "bc"), non-ASCII ones,
         // and few enough of them that n-grams repeat and counts tie.
         // Long words share their first 7 bytes, as the word ids' packed keys do.
-        let vocab = [
+        let short: Vec<String> = [
             "a",
             "b",
             "ab",
@@ -598,41 +769,69 @@ mod tests {
             "abcdefgh",
             "abcdefgi",
             "abcdefghé",
-        ];
+        ]
+        .iter()
+        .map(|w| w.to_string())
+        .collect();
+        // Longer words, so that most n-grams pass the prefix filter's 16 bytes, some
+        // sharing their first 16 bytes across word boundaries ("abcdefghijklmnop" "q" /
+        // "abcdefghijklmnopq"), and a vocabulary large enough that most words occur once.
+        let mut long: Vec<String> = [
+            "abcdefghijklmnop",
+            "abcdefghijklmnopq",
+            "q",
+            "rst",
+            "uvwxyzé",
+            "abcdefgh",
+            "ijklmnop",
+        ]
+        .iter()
+        .map(|w| w.to_string())
+        .collect();
+        long.extend((0..200).map(|j| format!("word{j}x")));
         let mut state = 0x1234_5678_9abc_def0u64;
         let mut ng = Ngrams::default();
-        for len in 0..240 {
-            // The second half takes the path of texts of 2^20 words or more.
-            ng.generic_pairs = len >= 120;
-            let words: Vec<&str> = (0..len)
-                .map(|_| {
-                    state = state
-                        .wrapping_mul(6_364_136_223_846_793_005)
-                        .wrapping_add(1);
-                    vocab[(state >> 40) as usize % vocab.len()]
-                })
-                .collect();
-            let text = words.join(" ");
-            let mut spans = Vec::new();
-            let mut at = 0;
-            for w in &words {
-                spans.push((at, at + w.len()));
-                at += w.len() + 1;
-            }
-            ng.load(&text, &spans);
-            for n in [2, 3, 4, 1, 5, 3] {
-                assert_eq!(
-                    ng.top_ngram_chars(n),
-                    naive_top(&words, n),
-                    "{text:?} top {n}"
-                );
-            }
-            for n in 1..=10 {
-                assert_eq!(
-                    ng.duplicated_ngram_chars(n),
-                    naive_dup(&words, n),
-                    "{text:?} dup {n}"
-                );
+        for (vocab, spread) in [(&short, short.len()), (&long, 9), (&long, long.len())] {
+            for len in 0..240usize {
+                // The second half takes the path of texts of 2^20 words or more.
+                ng.generic_pairs = len >= 120;
+                ng.no_sketch = len.is_multiple_of(3);
+                let words: Vec<&str> = (0..len)
+                    .map(|_| {
+                        state = state
+                            .wrapping_mul(6_364_136_223_846_793_005)
+                            .wrapping_add(1);
+                        // Runs of the first words now and then, so long n-grams repeat.
+                        let k = if (state >> 20).is_multiple_of(4) {
+                            3
+                        } else {
+                            spread
+                        };
+                        vocab[(state >> 40) as usize % k].as_str()
+                    })
+                    .collect();
+                let text = words.join(" ");
+                let mut spans = Vec::new();
+                let mut at = 0;
+                for w in &words {
+                    spans.push((at, at + w.len()));
+                    at += w.len() + 1;
+                }
+                ng.load(&text, &spans);
+                for n in [2, 3, 4, 1, 5, 3] {
+                    assert_eq!(
+                        ng.top_ngram_chars(n),
+                        naive_top(&words, n),
+                        "{text:?} top {n}"
+                    );
+                }
+                for n in 1..=10 {
+                    assert_eq!(
+                        ng.duplicated_ngram_chars(n),
+                        naive_dup(&words, n),
+                        "{text:?} dup {n}"
+                    );
+                }
             }
         }
     }

@@ -139,6 +139,65 @@ pub(crate) fn py_splitlines(s: &str) -> impl Iterator<Item = &str> {
         if rest.is_empty() {
             return None;
         }
+        // By bytes: an ASCII break is its byte; U+0085 is C2 85, U+2028/U+2029 are
+        // E2 80 A8/A9 (no other character's encoding holds these sequences at a character
+        // start, and continuation bytes never equal C2 or E2).
+        let b = rest.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            // Eight bytes at a time past printable ASCII (every break is a control byte or
+            // starts with a byte of 0x80 or more): the lowest flagged byte is exact.
+            while let Some(w) = b.get(i..i + 8) {
+                let mut v = [0u8; 8];
+                v.copy_from_slice(w);
+                let x = u64::from_le_bytes(v);
+                const ONES: u64 = 0x0101_0101_0101_0101;
+                let flagged = (x.wrapping_sub(0x20 * ONES) & !x | x) & (0x80 * ONES);
+                if flagged != 0 {
+                    i += (flagged.trailing_zeros() / 8) as usize;
+                    break;
+                }
+                i += 8;
+            }
+            let Some(&c) = b.get(i) else {
+                break;
+            };
+            let len = match c {
+                b'\n' | b'\r' | 0x0b | 0x0c | 0x1c..=0x1e => 1,
+                0xc2 if b.get(i + 1) == Some(&0x85) => 2,
+                0xe2 if b.get(i + 1) == Some(&0x80)
+                    && matches!(b.get(i + 2), Some(0xa8 | 0xa9)) =>
+                {
+                    3
+                }
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            };
+            let line = &rest[..i];
+            let mut next = i + len;
+            if c == b'\r' && b.get(next) == Some(&b'\n') {
+                next += 1;
+            }
+            rest = &rest[next..];
+            return Some(line);
+        }
+        let line = rest;
+        rest = "";
+        Some(line)
+    })
+}
+
+/// Python's `str.splitlines()` by characters (the definition [`py_splitlines`] is tested
+/// against).
+#[cfg(test)]
+fn py_splitlines_chars(s: &str) -> impl Iterator<Item = &str> {
+    let mut rest = s;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
         for (i, c) in rest.char_indices() {
             let brk = matches!(
                 c,
@@ -229,6 +288,51 @@ mod tests {
         let v: Vec<&str> = py_splitlines("a\r\nb\n\nc\rd\n").collect();
         assert_eq!(v, ["a", "b", "", "c", "d"]);
         assert_eq!(py_splitlines("").count(), 0);
+    }
+
+    #[test]
+    fn splitlines_by_bytes_as_by_chars() {
+        let pieces = [
+            "a",
+            "é",
+            "\n",
+            "\r",
+            "\r\n",
+            "\u{b}",
+            "\u{c}",
+            "\u{1c}",
+            "\u{1d}",
+            "\u{1e}",
+            "\u{1f}",
+            "\u{85}",
+            "\u{84}",
+            "\u{2028}",
+            "\u{2029}",
+            "\u{2027}",
+            "\u{202a}",
+            "\u{a8}",
+            "\u{e2}",
+            " ",
+            "",
+            "\t",
+            "\u{7f}",
+            "abcdefghijk",
+            "abcdefghijklmnopqrs",
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for len in 0..400 {
+            let text: String = (0..len % 40)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1);
+                    pieces[(state >> 33) as usize % pieces.len()]
+                })
+                .collect();
+            let fast: Vec<&str> = py_splitlines(&text).collect();
+            let slow: Vec<&str> = py_splitlines_chars(&text).collect();
+            assert_eq!(fast, slow, "{text:?}");
+        }
     }
 
     #[test]

@@ -79,6 +79,8 @@ pub(crate) struct PairTable {
     slots: Vec<u64>,
     mask: usize,
     gen: u64,
+    /// The slots written since they were last cleared are the first `used`.
+    used: usize,
 }
 
 impl PairTable {
@@ -88,29 +90,37 @@ impl PairTable {
         if self.slots.len() < cap {
             self.slots = vec![0; cap];
             self.gen = 0;
+            self.used = 0;
         }
         self.mask = cap - 1;
         self.gen += 1;
         if self.gen > 0xf {
-            self.slots.fill(0);
+            // Only the slots used since the last clearing hold a generation (the others
+            // are 0, empty whatever the generation): a table grown once for a long text is
+            // not cleared in full every 15 uses after it.
+            self.slots[..self.used].fill(0);
             self.gen = 1;
+            self.used = 0;
         }
+        self.used = self.used.max(cap);
     }
 
-    /// The value stored for `(a, b)`, or `None` after storing `val` for it.
+    /// The value stored for `(a, b)`, after storing `val` for it when there was none; and
+    /// whether it was stored now. (One branch, well predicted, for the commonest probe that
+    /// ends at its first slot, whether it finds the pair or stores it.)
     #[inline]
-    pub(crate) fn find_or_insert(&mut self, a: u32, b: u32, val: u32) -> Option<u32> {
+    pub(crate) fn get_or_insert(&mut self, a: u32, b: u32, val: u32) -> (u32, bool) {
         let pair = (u64::from(a) << PAIR_BITS) | u64::from(b);
         let want = (self.gen << (2 * PAIR_BITS)) | pair;
         let mut i = mix(pair) as usize & self.mask;
         loop {
             let s = self.slots[i];
-            if s >> (3 * PAIR_BITS) != self.gen {
-                self.slots[i] = (want << PAIR_BITS) | u64::from(val);
-                return None;
-            }
-            if s >> PAIR_BITS == want {
-                return Some((s & PAIR_MASK) as u32);
+            let empty = s >> (3 * PAIR_BITS) != self.gen;
+            if empty | (s >> PAIR_BITS == want) {
+                let new = (want << PAIR_BITS) | u64::from(val);
+                let slot = if empty { new } else { s };
+                self.slots[i] = slot;
+                return ((slot & PAIR_MASK) as u32, empty);
             }
             i = (i + 1) & self.mask;
         }

@@ -29,8 +29,20 @@ const INDEX_MASK: u64 = (1 << INDEX_BITS) - 1;
 const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
 /// The most tasks one call hands to the pool; more run through rayon.
 const MAX_TASKS: usize = INDEX_MASK as usize;
-/// Spins before an idle worker sleeps: a few hundred microseconds.
-const SPINS: u32 = 20_000;
+/// Rounds before an idle worker sleeps: ~50 µs of pauses, then yields (about a millisecond).
+const SPINS: u32 = 4_000;
+/// Spins after which a waiting thread also yields its core on every round: on a machine
+/// with more runnable threads than cores, the thread it waits for may need that core.
+const YIELD_AFTER: u32 = 2_000;
+
+/// One round of waiting: a pause instruction, and a yield once the wait grows long.
+fn pause(spins: u32) {
+    if spins < YIELD_AFTER {
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
+    }
+}
 
 struct Shared {
     state: AtomicU64,
@@ -89,7 +101,7 @@ impl Shared {
                 }
                 spins += 1;
                 if spins < SPINS {
-                    std::hint::spin_loop();
+                    pause(spins);
                     continue;
                 }
                 // Idle for a while: sleep until `run` or the end of the scope wakes us.
@@ -127,8 +139,10 @@ impl Shared {
             self.wake.notify_all();
         }
         self.work(gen);
+        let mut spins = 0;
         while self.done.load(Ordering::Acquire) < n {
-            std::hint::spin_loop();
+            spins += 1;
+            pause(spins);
         }
     }
 }

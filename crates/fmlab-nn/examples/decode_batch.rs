@@ -2,8 +2,10 @@
 //! runs them (`Transformer::forward_batch`, one new token per sequence per step):
 //! `cargo run --release -p fmlab-nn --example decode_batch -- MODEL.gguf THREADS BATCH...`.
 //! Each sequence first reads its own 32-token prompt, then 64 steps decode every sequence
-//! together; the line per batch size gives the aggregate tokens per second (median of three
-//! runs) and its ratio to one sequence. bench/inference.sh calls it.
+//! together; the line per batch size gives the aggregate tokens per second (median of five
+//! runs) and its ratio to one sequence (the median of the five rounds' ratios). The batch
+//! sizes take turns within each round, so that a machine whose speed drifts (a shared host's
+//! memory bandwidth does) weighs on every size alike. bench/inference.sh calls it.
 
 use std::time::Instant;
 
@@ -13,7 +15,7 @@ use fmlab_nn::{from_gguf, KvCache, Logits, Segment};
 
 const PROMPT: usize = 32;
 const STEPS: usize = 64;
-const RUNS: usize = 3;
+const RUNS: usize = 5;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -32,10 +34,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()?;
-    let mut single = None;
-    for &batch in &batches {
-        let mut rates = Vec::new();
-        for _ in 0..RUNS {
+    // rates[b][r]: batch size b's aggregate tokens/s in round r.
+    let mut rates = vec![Vec::new(); batches.len()];
+    for _ in 0..RUNS {
+        for (b, &batch) in batches.iter().enumerate() {
             let mut caches: Vec<KvCache> = (0..batch)
                 .map(|_| KvCache::new(&model.spec, PROMPT + STEPS + 1))
                 .collect();
@@ -60,15 +62,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     t[0] = fmlab_sample::argmax(l);
                 }
             }
-            rates.push((batch * STEPS) as f64 / start.elapsed().as_secs_f64());
+            rates[b].push((batch * STEPS) as f64 / start.elapsed().as_secs_f64());
         }
-        rates.sort_by(f64::total_cmp);
-        let rate = rates[rates.len() / 2];
-        let base = *single.get_or_insert(rate);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    for (b, &batch) in batches.iter().enumerate() {
+        let ratios: Vec<f64> = rates[b]
+            .iter()
+            .zip(&rates[0])
+            .map(|(r, one)| r / one)
+            .collect();
         println!(
-            "batch {batch:>3}: {rate:8.1} tokens/s aggregate  ({:.2}× one sequence; runs {})",
-            rate / base,
-            rates
+            "batch {batch:>3}: {:8.1} tokens/s aggregate  ({:.2}× batch {}, median of the rounds' ratios; runs {})",
+            median(rates[b].clone()),
+            median(ratios),
+            batches[0],
+            rates[b]
                 .iter()
                 .map(|r| format!("{r:.1}"))
                 .collect::<Vec<_>>()

@@ -50,6 +50,8 @@ struct Shared {
     /// stack of the thread running [`for_each`], valid until all its tasks are done.
     job: AtomicUsize,
     done: AtomicUsize,
+    /// Whether a task of the current job panicked.
+    panicked: AtomicBool,
     stop: AtomicBool,
     sleepers: AtomicUsize,
     lock: Mutex<()>,
@@ -81,7 +83,12 @@ impl Shared {
                 // so that job is not finished: the thread that published it is still waiting
                 // in `run`, and `job` (written before the generation, read after it) points at
                 // its closure reference, alive until every claimed task is done.
-                unsafe { (*job)(index as usize) };
+                let task = || unsafe { (*job)(index as usize) };
+                // A task that panics still counts as done, so that `run` does not wait for
+                // it forever; `run` then panics on the calling thread.
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(task)).is_err() {
+                    self.panicked.store(true, Ordering::Release);
+                }
                 self.done.fetch_add(1, Ordering::Release);
             }
         }
@@ -131,6 +138,7 @@ impl Shared {
         let job: *const Job<'_> = &f;
         self.job.store(job as usize, Ordering::Release);
         self.done.store(0, Ordering::Release);
+        self.panicked.store(false, Ordering::Release);
         let word = (gen << (INDEX_BITS + COUNT_BITS)) | ((n as u64) << INDEX_BITS);
         self.state.store(word, Ordering::SeqCst);
         if self.sleepers.load(Ordering::SeqCst) > 0 {
@@ -143,6 +151,14 @@ impl Shared {
         while self.done.load(Ordering::Acquire) < n {
             spins += 1;
             pause(spins);
+        }
+        if self.panicked.load(Ordering::Acquire) {
+            // The kernels do not panic (the workspace denies it); a bug that does is
+            // reported where the work was asked for, not left as a hang.
+            #[allow(clippy::panic)]
+            {
+                panic!("a task of the forward pass's thread pool panicked");
+            }
         }
     }
 }
@@ -162,6 +178,7 @@ pub fn scope<R>(threads: usize, f: impl FnOnce() -> R) -> R {
         state: AtomicU64::new(0),
         job: AtomicUsize::new(0),
         done: AtomicUsize::new(0),
+        panicked: AtomicBool::new(false),
         stop: AtomicBool::new(false),
         sleepers: AtomicUsize::new(0),
         lock: Mutex::new(()),
@@ -300,6 +317,25 @@ mod tests {
             }
         });
         assert_eq!(hits.load(Ordering::Relaxed), 192);
+    }
+
+    /// A task that panics, on whichever thread, ends the call with a panic instead of a
+    /// hang, and the scope with it.
+    #[test]
+    fn a_panicking_task_is_reported() {
+        let r = std::panic::catch_unwind(|| {
+            scope(2, || {
+                for_each(64, |i| {
+                    if i % 7 == 3 {
+                        #[allow(clippy::panic)]
+                        {
+                            panic!("task {i}")
+                        }
+                    }
+                })
+            })
+        });
+        assert!(r.is_err());
     }
 
     /// A panic inside the scope ends it instead of leaving the workers spinning.

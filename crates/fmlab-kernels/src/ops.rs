@@ -682,6 +682,33 @@ fn weigh_values(
     }
 }
 
+/// `step(i, kp)` for every position `kp` of `start..end`, taken in runs of eight: the runs
+/// start at `g0`, `g0 + stride`, … and `i` is `kp`'s place in its run (the value sums'
+/// slot). Whole runs go without bounds checks. Every value-sum kernel walks positions so.
+#[inline(always)]
+fn walk_runs(
+    mut g0: usize,
+    stride: usize,
+    [start, end]: [usize; 2],
+    mut step: impl FnMut(usize, usize),
+) {
+    while g0 < end {
+        if g0 >= start && g0 + 8 <= end {
+            for i in 0..8 {
+                step(i, g0 + i);
+            }
+        } else if g0 + 8 > start {
+            for i in 0..8 {
+                let kp = g0 + i;
+                if kp >= start && kp < end {
+                    step(i, kp);
+                }
+            }
+        }
+        g0 += stride;
+    }
+}
+
 /// The AVX2 forms of attention's dot products and value sums: the same operations, lane by
 /// lane, as the portable loops ([`dot8`], [`dot32`], [`weigh_values_plain`]), written with
 /// intrinsics so that the sums stay in registers.
@@ -759,30 +786,15 @@ mod avx2_attention {
         for c in (0..hd).step_by(8) {
             for m in 0..slots / 8 {
                 let mut acc = [_mm256_setzero_ps(); 8];
-                let mut g0 = first / slots * slots + 8 * m;
-                while g0 < end {
+                let g0 = first / slots * slots + 8 * m;
+                super::walk_runs(g0, slots, [start, end], |i, kp| {
                     // SAFETY: positions in start..end lie in `v` and `p` (caller).
                     unsafe {
-                        if g0 >= start && g0 + 8 <= end {
-                            for (i, a) in acc.iter_mut().enumerate() {
-                                let kp = g0 + i;
-                                let w = _mm256_set1_ps(*pp.add(kp - first));
-                                let x = _mm256_loadu_ps(vp.add(kp * rs + off + c / 8 * cs));
-                                *a = _mm256_fmadd_ps(w, x, *a);
-                            }
-                        } else if g0 + 8 > start {
-                            for (i, a) in acc.iter_mut().enumerate() {
-                                let kp = g0 + i;
-                                if kp >= start && kp < end {
-                                    let w = _mm256_set1_ps(*pp.add(kp - first));
-                                    let x = _mm256_loadu_ps(vp.add(kp * rs + off + c / 8 * cs));
-                                    *a = _mm256_fmadd_ps(w, x, *a);
-                                }
-                            }
-                        }
+                        let w = _mm256_set1_ps(*pp.add(kp - first));
+                        let x = _mm256_loadu_ps(vp.add(kp * rs + off + c / 8 * cs));
+                        acc[i] = _mm256_fmadd_ps(w, x, acc[i]);
                     }
-                    g0 += slots;
-                }
+                });
                 for (i, a) in acc.iter().enumerate() {
                     let slot = 8 * m + i;
                     let out = &mut lanes[slot * hd + c..slot * hd + c + 8];

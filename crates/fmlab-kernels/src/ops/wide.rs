@@ -190,7 +190,7 @@ pub(super) mod x86 {
         [start, end]: [usize; 2],
     ) -> [__m512; 16] {
         let mut acc = [_mm512_setzero_ps(); 16];
-        let step = |acc: &mut [__m512; 16], i: usize, kp: usize| {
+        super::super::walk_runs(first, 8, [start, end], |i, kp| {
             // SAFETY: positions in start..end lie in `run` and `p` (caller).
             unsafe {
                 let x = _mm512_loadu_ps(run.add(16 * kp));
@@ -200,23 +200,7 @@ pub(super) mod x86 {
                     acc[8 + i] = _mm512_fmadd_ps(w1, x, acc[8 + i]);
                 }
             }
-        };
-        let mut g0 = first;
-        while g0 < end {
-            if g0 >= start && g0 + 8 <= end {
-                for i in 0..8 {
-                    step(&mut acc, i, g0 + i);
-                }
-            } else if g0 + 8 > start {
-                for i in 0..8 {
-                    let kp = g0 + i;
-                    if kp >= start && kp < end {
-                        step(&mut acc, i, kp);
-                    }
-                }
-            }
-            g0 += 8;
-        }
+        });
         acc
     }
 
@@ -245,9 +229,9 @@ pub(super) mod x86 {
         for c in (0..hd).step_by(32) {
             for m in 0..slots / 8 {
                 let mut acc = [_mm512_setzero_ps(); 16];
-                let mut g0 = first / slots * slots + 8 * m;
+                let g0 = first / slots * slots + 8 * m;
                 // One position's weight times its 32 features, into slot `i`'s registers.
-                let step = |acc: &mut [__m512; 16], i: usize, kp: usize| {
+                super::super::walk_runs(g0, slots, [start, end], |i, kp| {
                     // SAFETY: positions in start..end lie in `v` and `p` (caller).
                     unsafe {
                         let w = _mm512_set1_ps(*pp.add(kp - first));
@@ -256,22 +240,7 @@ pub(super) mod x86 {
                         acc[2 * i] = _mm512_fmadd_ps(w, x0, acc[2 * i]);
                         acc[2 * i + 1] = _mm512_fmadd_ps(w, x1, acc[2 * i + 1]);
                     }
-                };
-                while g0 < end {
-                    if g0 >= start && g0 + 8 <= end {
-                        for i in 0..8 {
-                            step(&mut acc, i, g0 + i);
-                        }
-                    } else if g0 + 8 > start {
-                        for i in 0..8 {
-                            let kp = g0 + i;
-                            if kp >= start && kp < end {
-                                step(&mut acc, i, kp);
-                            }
-                        }
-                    }
-                    g0 += slots;
-                }
+                });
                 for i in 0..8 {
                     let slot = 8 * m + i;
                     let out = &mut lanes[slot * hd + c..slot * hd + c + 32];

@@ -756,6 +756,9 @@ fn spin_pool_enabled() -> bool {
 /// Buffers whose values are past their last use, kept for later steps of the same forward
 /// pass: a prompt's steps allocate the same few sizes over and over, and a fresh allocation
 /// of that size comes from `mmap`, page-faulted in and zeroed by the kernel every time.
+/// Training's `train::pool::Buf` does the same per thread and keeps its buffers until
+/// `release_buffers`; inference runs on the server's long-lived threads, so these live
+/// only as long as one pass and a prompt's buffers are not held afterwards.
 #[derive(Default)]
 struct Spare {
     free: Vec<Vec<f32>>,

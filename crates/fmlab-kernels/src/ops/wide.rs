@@ -99,6 +99,102 @@ pub(super) mod x86 {
         [reduce16(&acc[0]), reduce16(&acc[1])]
     }
 
+    /// `q · k` of one query head with the sixteen keys at positions `p0..p0 + 16` of the
+    /// row-major cache `k` (position `kp`'s features at `kp · rs + off`), each summed as
+    /// ggml's one-token `vec_dot_f16` sums it ([`super::super::dot32`]: four accumulators
+    /// of eight lanes by feature `mod 32`, FMA from zero in feature order, then
+    /// `(v0 + v2) + (v1 + v3)`, halves, two horizontal adds). One register holds two keys'
+    /// accumulators side by side, so each FMA serves both; the query's eight features
+    /// are broadcast from memory to both halves.
+    ///
+    /// # Safety
+    /// AVX-512F and DQ; `hd` a multiple of 32 and `q.len() ≥ hd`; positions `p0..p0 + 16`
+    /// hold `hd` features each in `k` from `kp · rs + off`.
+    #[inline]
+    #[allow(clippy::needless_range_loop)]
+    #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
+    pub(in super::super) unsafe fn dots16_single(
+        q: &[f32],
+        k: &[f32],
+        [rs, off]: [usize; 2],
+        p0: usize,
+        hd: usize,
+    ) -> [f32; 16] {
+        let mut x = [_mm512_setzero_ps(); 8];
+        // SAFETY: every position read lies in `k`, every feature in `q` (caller).
+        unsafe {
+            let qp = q.as_ptr();
+            for (pair, xp) in x.iter_mut().enumerate() {
+                let ka = k.as_ptr().add((p0 + 2 * pair) * rs + off);
+                let kb = ka.add(rs);
+                let mut acc = [_mm512_setzero_ps(); 4];
+                for c in (0..hd).step_by(32) {
+                    for j in 0..4 {
+                        let f = c + 8 * j;
+                        let qv = _mm512_broadcast_f32x8(_mm256_loadu_ps(qp.add(f)));
+                        let kv = _mm512_insertf32x8::<1>(
+                            _mm512_castps256_ps512(_mm256_loadu_ps(ka.add(f))),
+                            _mm256_loadu_ps(kb.add(f)),
+                        );
+                        acc[j] = _mm512_fmadd_ps(qv, kv, acc[j]);
+                    }
+                }
+                *xp = _mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3]));
+            }
+        }
+        reduce16_single(&x)
+    }
+
+    /// One-token attention's output of one head from its 32 slots' value sums (`lanes`,
+    /// slot `i`'s at `i · hd`): per feature, `x_i = (l_i + l_{16+i}) + (l_{8+i} + l_{24+i})`,
+    /// then `reduce_vec_dot_f16`, as `attention_row`'s loop forms it, sixteen features per
+    /// register.
+    ///
+    /// # Safety
+    /// AVX-512F; `hd` a multiple of 16, `lanes.len() ≥ 32 · hd`, `out.len() ≥ hd`.
+    #[target_feature(enable = "avx512f")]
+    pub(in super::super) unsafe fn reduce_slots32(lanes: &[f32], hd: usize, out: &mut [f32]) {
+        let lp = lanes.as_ptr();
+        for d in (0..hd).step_by(16) {
+            // SAFETY: slot i's features d..d + 16 lie in `lanes`, and d..d + 16 in `out`.
+            unsafe {
+                let l = |i: usize| _mm512_loadu_ps(lp.add(i * hd + d));
+                let x: [__m512; 8] = std::array::from_fn(|i| {
+                    _mm512_add_ps(
+                        _mm512_add_ps(l(i), l(16 + i)),
+                        _mm512_add_ps(l(8 + i), l(24 + i)),
+                    )
+                });
+                let t: [__m512; 4] = std::array::from_fn(|i| _mm512_add_ps(x[i], x[i + 4]));
+                let r = _mm512_add_ps(_mm512_add_ps(t[0], t[1]), _mm512_add_ps(t[2], t[3]));
+                _mm512_storeu_ps(out.as_mut_ptr().add(d), r);
+            }
+        }
+    }
+
+    /// [`dots16_single`]'s sixteen sums: per key, t = x[0..4] + x[4..8], then
+    /// (t0 + t1) + (t2 + t3) (`reduce_vec_dot_f16`), one key per 128-bit lane.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn reduce16_single(x: &[__m512; 8]) -> [f32; 16] {
+        let mut out = [0f32; 16];
+        for m in 0..4 {
+            let (a, b) = (x[2 * m], x[2 * m + 1]);
+            let lo = _mm512_shuffle_f32x4::<0b10_00_10_00>(a, b);
+            let hi = _mm512_shuffle_f32x4::<0b11_01_11_01>(a, b);
+            let t = _mm512_add_ps(lo, hi);
+            let u = _mm512_add_ps(t, _mm512_permute_ps::<0b10_11_00_01>(t));
+            let r = _mm512_add_ps(u, _mm512_permute_ps::<0b01_00_11_10>(u));
+            let mut lanes = [0f32; 16];
+            // SAFETY: `lanes` is sixteen f32.
+            unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), r) };
+            for k in 0..4 {
+                out[4 * m + k] = lanes[4 * k];
+            }
+        }
+        out
+    }
+
     /// The sixteen keys' sums of [`dots16`]'s registers: four keys per two registers, their
     /// halves of eight lanes added as hsum8 adds them, t = l[0..4] + l[4..8], then
     /// (t0 + t2) + (t1 + t3), one key per 128-bit lane.

@@ -7,7 +7,7 @@ use rayon::prelude::*;
 use crate::activation::{quantize_activations_for, ActivationFormat, DotOrder, QuantizedRow};
 use crate::q8::{dot_batch, dot_quantized, Batch};
 use crate::quant::{dequantize_row, dot_row, QuantType};
-use crate::repack::{repack_available, Repacked};
+use crate::repack::{matmul_many, repack_available, Repacked};
 use crate::{matmul_strided, Error, Result, Threads};
 
 /// Storage of a matrix's rows.
@@ -154,6 +154,52 @@ impl Matrix {
                 Ok(())
             }
         }
+    }
+
+    /// `ys[m] = mats[m] · x` for matrices that read the same input rows (a layer's query,
+    /// key and value maps; its gate and up maps). The repacked ones that take the batch
+    /// share one quantization of `x` per kind of input and run as one parallel job
+    /// ([`crate::repack::matmul_many`]); the others run one by one. The values are those
+    /// of [`Matrix::matmul`] for each.
+    pub fn matmul_many(
+        mats: &[&Matrix],
+        x: &[f32],
+        ys: &mut [&mut [f32]],
+        threads: Threads,
+    ) -> Result<()> {
+        if mats.len() != ys.len() {
+            return Err(Error::Shape {
+                what: "products of one input",
+                expected: mats.len(),
+                found: ys.len(),
+            });
+        }
+        let mut joint: Vec<(&Matrix, &Repacked)> = Vec::new();
+        let mut joint_ys: Vec<&mut [f32]> = Vec::new();
+        let mut alone: Vec<(&Matrix, &mut [f32])> = Vec::new();
+        for (m, y) in mats.iter().zip(ys.iter_mut()) {
+            let fits = m.cols > 0
+                && x.len().is_multiple_of(m.cols)
+                && y.len() == x.len() / m.cols * m.rows;
+            match &m.repacked {
+                Some(r) if fits && !x.is_empty() && r.accepts(x.len() / m.cols) => {
+                    joint.push((m, r));
+                    joint_ys.push(y);
+                }
+                _ => alone.push((m, y)),
+            }
+        }
+        let repacked: Vec<&Repacked> = joint.iter().map(|&(_, r)| r).collect();
+        if !matmul_many(&repacked, x, &mut joint_ys) {
+            // Matrices of different widths: each product on its own.
+            for ((m, _), y) in joint.iter().zip(joint_ys.iter_mut()) {
+                m.matmul(x, y, threads)?;
+            }
+        }
+        for (m, y) in alone {
+            m.matmul(x, y, threads)?;
+        }
+        Ok(())
     }
 
     /// Row-by-row f32 products (few inputs, f32/f16/bf16 storage).

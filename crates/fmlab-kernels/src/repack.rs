@@ -116,12 +116,164 @@ impl Repacked {
 
     /// [`Self::matmul`] on the SIMD kernel (`simd`, where available) or the portable one.
     pub fn matmul_with(&self, x: &[f32], y: &mut [f32], simd: bool) -> bool {
+        matmul_many_with(&[self], x, &mut [y], simd)
+    }
+
+    /// The rows of the matrix.
+    fn rows(&self) -> usize {
         match &self.inner {
-            Inner::Block32(b) => b.matmul_with(x, y, simd),
-            Inner::Q4K(k) => k.matmul_with(x, y, simd),
-            Inner::Q6K(k) => k.matmul_with(x, y, simd),
+            Inner::Block32(b) => b.rows,
+            Inner::Q4K(k) => k.rows,
+            Inner::Q6K(k) => k.rows,
         }
     }
+
+    /// The columns of the matrix (the input's width).
+    pub fn cols(&self) -> usize {
+        match &self.inner {
+            Inner::Block32(b) => b.cols,
+            Inner::Q4K(k) => k.cols,
+            Inner::Q6K(k) => k.cols,
+        }
+    }
+
+    /// Groups of 16 rows.
+    fn groups(&self) -> usize {
+        match &self.inner {
+            Inner::Block32(b) => b.groups,
+            Inner::Q4K(k) => k.groups,
+            Inner::Q6K(k) => k.groups,
+        }
+    }
+
+    /// Whether the repacked kernel takes a batch of `n` rows (Q6_K: from 8).
+    pub fn accepts(&self, n: usize) -> bool {
+        match &self.inner {
+            Inner::Q6K(_) => q6k::Q6K::accepts(n),
+            _ => n > 0,
+        }
+    }
+
+    /// What the kernel's quantized inputs depend on besides `x`: matrices with the same
+    /// key can share one quantization of it.
+    fn input_key(&self) -> InputKey {
+        match &self.inner {
+            Inner::Block32(b) => InputKey::Block32 {
+                with_sum: b.format.activation_format() == ActivationFormat::Q8_1,
+                offset: b.offset,
+            },
+            Inner::Q4K(_) => InputKey::Q4K,
+            Inner::Q6K(_) => InputKey::Q6K,
+        }
+    }
+
+    fn prepare(&self, x: &[f32], n: usize) -> Prepared {
+        match &self.inner {
+            Inner::Block32(b) => Prepared::Block32(Inputs::new(b, x, n)),
+            Inner::Q4K(k) => Prepared::Q4K(k.prepare(x, n)),
+            Inner::Q6K(k) => Prepared::Q6K(k.prepare(x, n)),
+        }
+    }
+
+    /// Group `g`'s columns of the `n` rows of `y`.
+    ///
+    /// # Safety
+    /// `inputs` prepared by a matrix of the same [`InputKey`] and width from `n` rows; `y`
+    /// points at `n × rows` floats that no other task writes in group g's columns; `simd`
+    /// only where `repack_available()`.
+    unsafe fn run_group(&self, inputs: &Prepared, g: usize, n: usize, y: *mut f32, simd: bool) {
+        // SAFETY: the caller's contract, passed on.
+        unsafe {
+            match (&self.inner, inputs) {
+                (Inner::Block32(b), Prepared::Block32(x)) => b.run_group(x, g, n, y, simd),
+                (Inner::Q4K(k), Prepared::Q4K(x)) => k.run_group(x, g, n, y, simd),
+                (Inner::Q6K(k), Prepared::Q6K(x)) => k.run_group(x, g, n, y, simd),
+                // Keys match kinds (`input_key`), so no other pairing is ever made.
+                _ => {}
+            }
+        }
+    }
+}
+
+/// `ys[m] = mats[m] · x` for matrices that read the same input rows `x` (a layer's query,
+/// key and value maps, or its gate and up maps): `x` is quantized once per [`InputKey`]
+/// among them, and all their groups of rows go to the pool as one job, so the threads
+/// meet once for the lot instead of once per product. Each value is the one
+/// [`Repacked::matmul`] gives. Returns `false`, writing nothing, where a matrix does not
+/// take the batch (see [`Repacked::accepts`]) or a shape does not match.
+pub fn matmul_many(mats: &[&Repacked], x: &[f32], ys: &mut [&mut [f32]]) -> bool {
+    matmul_many_with(mats, x, ys, repack_available())
+}
+
+fn matmul_many_with(mats: &[&Repacked], x: &[f32], ys: &mut [&mut [f32]], simd: bool) -> bool {
+    let Some(cols) = mats.first().map(|m| m.cols()) else {
+        return true;
+    };
+    let n = x.len() / cols.max(1);
+    let fits = |(m, y): (&&Repacked, &&mut [f32])| {
+        m.cols() == cols && m.accepts(n) && y.len() == n * m.rows()
+    };
+    if n == 0
+        || x.len() != n * cols
+        || mats.len() != ys.len()
+        || !mats.iter().zip(ys.iter()).all(fits)
+    {
+        return false;
+    }
+    // One quantization of `x` per kind of input.
+    let mut prepared: Vec<(InputKey, Prepared)> = Vec::new();
+    let mut which = Vec::with_capacity(mats.len());
+    for m in mats {
+        let key = m.input_key();
+        let at = match prepared.iter().position(|(k, _)| *k == key) {
+            Some(at) => at,
+            None => {
+                prepared.push((key, m.prepare(x, n)));
+                prepared.len() - 1
+            }
+        };
+        which.push(at);
+    }
+    let outs: Vec<SharedOut> = ys.iter_mut().map(|y| SharedOut(y.as_mut_ptr())).collect();
+    let firsts: Vec<usize> = mats
+        .iter()
+        .scan(0, |first, m| {
+            let at = *first;
+            *first += m.groups();
+            Some(at)
+        })
+        .collect();
+    let total = mats.iter().map(|m| m.groups()).sum();
+    let simd = simd && repack_available();
+    // Tasks take whole groups of 16 rows of one matrix, so they write disjoint columns of
+    // one output.
+    for_groups(total, |group| {
+        let m = firsts.iter().rposition(|&f| f <= group).unwrap_or(0);
+        // SAFETY: `prepared[which[m]]` came from a matrix of mats[m]'s key and width, from
+        // the n rows of `x`; outs[m] holds n × rows (checked above), and group
+        // `group − firsts[m]` of mats[m] is this task's alone; `simd` is checked.
+        unsafe { mats[m].run_group(&prepared[which[m]].1, group - firsts[m], n, outs[m].0, simd) };
+    });
+    true
+}
+
+/// What a repacked kernel's quantized input rows depend on besides the rows themselves.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum InputKey {
+    /// Q8_0 or Q8_1 (`with_sum`) rows, with lane starts for the weights' offset.
+    Block32 {
+        with_sum: bool,
+        offset: i32,
+    },
+    Q4K,
+    Q6K,
+}
+
+/// Input rows quantized for one kind of kernel.
+enum Prepared {
+    Block32(Inputs),
+    Q4K(q4k::Inputs),
+    Q6K(q6k::Inputs),
 }
 
 /// Q4_0, Q4_1, Q5_0 or Q8_0 repacked.
@@ -233,36 +385,28 @@ impl Block32 {
         self.q.len() + 2 * (self.d.len() + self.m.len())
     }
 
-    fn matmul_with(&self, x: &[f32], y: &mut [f32], simd: bool) -> bool {
-        let n = x.len() / self.cols;
-        if n == 0 || y.len() != n * self.rows || x.len() != n * self.cols {
-            return false;
-        }
-        let inputs = Inputs::new(self, x, n);
-        let out = SharedOut(y.as_mut_ptr());
-        let simd = simd && repack_available();
-        // Tasks take whole groups of 16 rows, so they write disjoint columns of `y`.
-        for_groups(self.groups, |g| {
-            let out = &out;
-            let mut t0 = 0;
-            while t0 < n {
-                let take = TILE.min(n - t0);
-                if simd {
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: AVX-512 F/BW/VNNI checked (`repack_available`); group g and
-                    // rows t0..t0 + take exist; the values written are group g's columns
-                    // of those rows of `y`, which no other task writes.
-                    unsafe {
-                        avx512::group(self, &inputs, g, t0, take, out.0)
-                    };
-                } else {
-                    // SAFETY: as above, for the portable kernel.
-                    unsafe { portable_group(self, &inputs, g, t0, take, out.0) };
-                }
-                t0 += take;
+    /// Group `g`'s columns of the `n` rows of `y`, tiles of [`TILE`] rows at a time.
+    ///
+    /// # Safety
+    /// As [`Repacked::run_group`].
+    unsafe fn run_group(&self, inputs: &Inputs, g: usize, n: usize, y: *mut f32, simd: bool) {
+        let mut t0 = 0;
+        while t0 < n {
+            let take = TILE.min(n - t0);
+            if simd {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: AVX-512 F/BW/VNNI (caller); group g and rows t0..t0 + take exist;
+                // the values written are group g's columns of those rows of `y`, which no
+                // other task writes.
+                unsafe {
+                    avx512::group(self, inputs, g, t0, take, y)
+                };
+            } else {
+                // SAFETY: as above, for the portable kernel.
+                unsafe { portable_group(self, inputs, g, t0, take, y) };
             }
-        });
-        true
+            t0 += take;
+        }
     }
 }
 
@@ -702,6 +846,89 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Products of one input computed together (one quantization per kind of input, one
+    /// job) give each matrix's own product to the bit: same-format maps (a layer's Q, K
+    /// and V), mixed formats whose inputs differ, partial groups, and batches Q6_K does
+    /// not take (it runs alone on the row kernels then, through `Matrix::matmul_many`).
+    #[test]
+    fn products_of_one_input_equal_each_product_alone() {
+        use crate::{Matrix, Threads};
+        let cols = 512;
+        let sets: [&[(QuantType, usize)]; 3] = [
+            &[
+                (QuantType::Q4_1, 48),
+                (QuantType::Q4_1, 16),
+                (QuantType::Q4_1, 16),
+            ],
+            &[
+                (QuantType::Q4_0, 40),
+                (QuantType::Q8_0, 21),
+                (QuantType::Q4_1, 7),
+            ],
+            &[
+                (QuantType::Q4_K, 24),
+                (QuantType::Q6_K, 32),
+                (QuantType::Q5_0, 16),
+            ],
+        ];
+        for set in sets {
+            let mats: Vec<Matrix> = set
+                .iter()
+                .enumerate()
+                .map(|(i, &(t, rows))| {
+                    let mut m =
+                        Matrix::quantized(rows, cols, t, weights(t, rows, cols, 3 + i as u64))
+                            .unwrap();
+                    m.repack();
+                    m
+                })
+                .collect();
+            for n in [1, 3, 8, 13] {
+                let x: Vec<f32> = (0..n * cols)
+                    .map(|i| ((i * 53 + 5) % 89) as f32 / 11.0 - 4.0)
+                    .collect();
+                let mut together: Vec<Vec<f32>> =
+                    mats.iter().map(|m| vec![f32::NAN; n * m.rows]).collect();
+                {
+                    let refs: Vec<&Matrix> = mats.iter().collect();
+                    let mut ys: Vec<&mut [f32]> =
+                        together.iter_mut().map(|y| y.as_mut_slice()).collect();
+                    Matrix::matmul_many(&refs, &x, &mut ys, Threads(2)).unwrap();
+                }
+                for (m, got) in mats.iter().zip(&together) {
+                    let mut alone = vec![f32::NAN; n * m.rows];
+                    m.matmul(&x, &mut alone, Threads(2)).unwrap();
+                    let same = got
+                        .iter()
+                        .zip(&alone)
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{:?} {}×{cols}, n {n}", m.format_name(), m.rows);
+                }
+                if repack_available() {
+                    // Where every matrix takes the batch, the repacked job does all of them.
+                    let all: Vec<&Repacked> =
+                        mats.iter().filter_map(|m| m.repacked.as_deref()).collect();
+                    let takes = all.len() == mats.len() && all.iter().all(|r| r.accepts(n));
+                    let mut ys: Vec<Vec<f32>> =
+                        mats.iter().map(|m| vec![0f32; n * m.rows]).collect();
+                    let mut refs: Vec<&mut [f32]> =
+                        ys.iter_mut().map(|y| y.as_mut_slice()).collect();
+                    assert_eq!(matmul_many(&all, &x, &mut refs), takes, "n {n}");
+                }
+            }
+        }
+        // A shape that does not fit is refused, writing nothing.
+        let wb = weights(QuantType::Q4_0, 16, cols, 1);
+        let w = Repacked::new(QuantType::Q4_0, &wb, 16, cols).unwrap();
+        let mut y = vec![1f32; 15];
+        assert!(!matmul_many(
+            &[&w],
+            &vec![0.5; cols],
+            &mut [y.as_mut_slice()]
+        ));
+        assert!(y.iter().all(|&v| v == 1.0));
     }
 
     #[test]

@@ -352,6 +352,8 @@ impl Transformer {
         // Buffers of values past their last use, handed to later steps instead of fresh
         // allocations (whose pages the kernel would otherwise fault in again every step).
         let mut spare = Spare::default();
+        // Products computed ahead of their step, with an earlier map of the same input.
+        let mut ahead: Vec<Option<Vec<f32>>> = vec![None; plan.steps.len()];
         for (i, step) in plan.steps.iter().enumerate() {
             // The input `x` as a buffer this step may overwrite: its own where this is its
             // last use (and the step reads it once), a copy otherwise.
@@ -394,9 +396,40 @@ impl Transformer {
                 }
                 Op::Linear { x, id, .. } => {
                     let (weight, bias) = self.linear_of(id);
-                    let x = vals[x].as_deref().unwrap_or(&[]);
-                    let mut y = spare.take(x.len() / weight.cols * step.width);
-                    weight.matmul(x, &mut y, self.threads)?;
+                    let mut y = match ahead[i].take() {
+                        Some(y) => y,
+                        None => {
+                            // This map and the ones right after it that read the same
+                            // input (Q, K, V; up and gate) run as one product: the input
+                            // quantized once, one parallel job.
+                            let group: Vec<(Slot, &Matrix)> = plan.steps[i..]
+                                .iter()
+                                .enumerate()
+                                .map_while(|(j, st)| match st.op {
+                                    Op::Linear { x: xj, id, .. } if xj == x => {
+                                        Some((i + j, self.linear_of(id).0))
+                                    }
+                                    _ => None,
+                                })
+                                .collect();
+                            let x = vals[x].as_deref().unwrap_or(&[]);
+                            let rows = x.len() / weight.cols;
+                            let mut outs: Vec<Vec<f32>> = group
+                                .iter()
+                                .map(|&(j, _)| spare.take(rows * plan.steps[j].width))
+                                .collect();
+                            let mats: Vec<&Matrix> = group.iter().map(|&(_, m)| m).collect();
+                            let mut ys: Vec<&mut [f32]> =
+                                outs.iter_mut().map(|y| y.as_mut_slice()).collect();
+                            Matrix::matmul_many(&mats, x, &mut ys, self.threads)?;
+                            let mut outs = outs.into_iter();
+                            let y = outs.next().unwrap_or_default();
+                            for (&(j, _), out) in group.iter().skip(1).zip(outs) {
+                                ahead[j] = Some(out);
+                            }
+                            y
+                        }
+                    };
                     if let Some(b) = bias {
                         for row in y.chunks_exact_mut(step.width) {
                             row.iter_mut().zip(b).for_each(|(v, bb)| *v += bb);

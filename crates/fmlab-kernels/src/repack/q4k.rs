@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use super::{for_groups, repack_available, SharedOut, LANES};
+use super::LANES;
 use crate::activation::{quantize_q8_k_into, DotOrder};
 use crate::pool::Pieces;
 use crate::quant::{scale_min_k4, QuantType};
@@ -22,10 +22,10 @@ const Q_BYTES: usize = LANES * SUPER / 2;
 /// A Q4_K matrix repacked for the lane-per-row kernel.
 #[derive(Clone)]
 pub(super) struct Q4K {
-    rows: usize,
-    cols: usize,
+    pub(super) rows: usize,
+    pub(super) cols: usize,
     supers: usize,
-    groups: usize,
+    pub(super) groups: usize,
     /// Per group, per super-block, per 64 elements c and four elements j: 64 bytes, byte
     /// `4 · r + i` holding row r's element `64c + 4j + i` (low nibble) and `64c + 32 + 4j + i`
     /// (high nibble), as the file pairs sub-blocks 2c and 2c + 1.
@@ -101,47 +101,61 @@ impl Q4K {
         self.q.len() + 2 * (self.d.len() + self.dmin.len()) + self.sc.len() + self.mn.len()
     }
 
-    /// As `Repacked::matmul_with`; activation rows take the order `Matrix` gives them (the
-    /// first `n − n % 4` the repacked gemm's when n > 3, the rest the gemv's).
-    pub(super) fn matmul_with(&self, x: &[f32], y: &mut [f32], simd: bool) -> bool {
-        let n = x.len() / self.cols;
-        if n == 0 || y.len() != n * self.rows || x.len() != n * self.cols {
-            return false;
-        }
-        let tiled = if n > 3 { n - n % 4 } else { 0 };
-        let inputs = Inputs::new(self, x, n, tiled);
-        let out = SharedOut(y.as_mut_ptr());
-        let simd = simd && repack_available();
-        for_groups(self.groups, |g| {
-            let out = &out;
-            let mut t0 = 0;
-            while t0 < n {
-                let (take, order) = if t0 < tiled {
-                    (4, DotOrder::Repacked)
-                } else {
-                    (1, DotOrder::Row)
+    /// Activation rows quantized for this kernel, in the order `Matrix` gives a batch
+    /// (the first `n − n % 4` the repacked gemm's when n > 3, the rest the gemv's).
+    pub(super) fn prepare(&self, x: &[f32], n: usize) -> Inputs {
+        Inputs::new(self, x, n, tiled(n))
+    }
+
+    /// Group `g`'s columns of all `n` rows of `y`, from [`Self::prepare`]'s inputs.
+    ///
+    /// # Safety
+    /// `y` points at `n × rows` floats that no other task writes in group g's columns;
+    /// `simd` only where `repack_available()`.
+    pub(super) unsafe fn run_group(
+        &self,
+        inputs: &Inputs,
+        g: usize,
+        n: usize,
+        y: *mut f32,
+        simd: bool,
+    ) {
+        let tiled = tiled(n);
+        let mut t0 = 0;
+        while t0 < n {
+            let (take, order) = if t0 < tiled {
+                (4, DotOrder::Repacked)
+            } else {
+                (1, DotOrder::Row)
+            };
+            if simd {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: AVX-512 F/BW/VNNI (caller); group g and rows t0..t0 + take
+                // exist; only group g's columns of those rows are written.
+                unsafe {
+                    avx512::group(self, inputs, g, t0, take, order, y)
                 };
-                if simd {
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: AVX-512 F/BW/VNNI checked; group g and rows t0..t0 + take
-                    // exist; only group g's columns of those rows are written.
-                    unsafe {
-                        avx512::group(self, &inputs, g, t0, take, order, out.0)
-                    };
-                } else {
-                    // SAFETY: as above, for the portable kernel.
-                    unsafe { portable(self, &inputs, g, t0, take, order, out.0) };
-                }
-                t0 += take;
+            } else {
+                // SAFETY: as above, for the portable kernel.
+                unsafe { portable(self, inputs, g, t0, take, order, y) };
             }
-        });
-        true
+            t0 += take;
+        }
+    }
+}
+
+/// The rows of a batch of `n` that take the repacked gemm's order.
+fn tiled(n: usize) -> usize {
+    if n > 3 {
+        n - n % 4
+    } else {
+        0
     }
 }
 
 /// Activations quantized to Q8_K in each row's order, with the sums of each sub-block's
 /// 32 activations (ggml's pairs of 16-element sums).
-struct Inputs {
+pub(super) struct Inputs {
     qs: Vec<i8>,
     d: Vec<f32>,
     pairs: Vec<i32>,

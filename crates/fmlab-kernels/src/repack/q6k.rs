@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use super::{for_groups, repack_available, SharedOut, LANES};
+use super::LANES;
 use crate::activation::quantize_q8_k_into;
 use crate::pool::Pieces;
 use crate::quant::QuantType;
@@ -24,10 +24,10 @@ pub(super) const MIN_ROWS: usize = 8;
 /// A Q6_K matrix repacked for the lane-per-row kernel.
 #[derive(Clone)]
 pub(super) struct Q6K {
-    rows: usize,
-    cols: usize,
+    pub(super) rows: usize,
+    pub(super) cols: usize,
     supers: usize,
-    groups: usize,
+    pub(super) groups: usize,
     /// Per group, super-block and four elements j: 64 bytes, byte `4 · r + i` row r's
     /// element `4j + i` (0..63, the stored value before ggml's −32).
     q: Vec<u8>,
@@ -95,42 +95,52 @@ impl Q6K {
         self.q.len() + 2 * self.d.len() + self.sc.len()
     }
 
-    /// As `Repacked::matmul_with`, for `n ≥ MIN_ROWS` activation rows; `false` (nothing
-    /// written) for fewer.
-    pub(super) fn matmul_with(&self, x: &[f32], y: &mut [f32], simd: bool) -> bool {
-        let n = x.len() / self.cols;
-        if n < MIN_ROWS || y.len() != n * self.rows || x.len() != n * self.cols {
-            return false;
-        }
-        let inputs = Inputs::new(self, x, n);
-        let out = SharedOut(y.as_mut_ptr());
-        let simd = simd && repack_available();
-        for_groups(self.groups, |g| {
-            let out = &out;
-            let mut t0 = 0;
-            while t0 < n {
-                let take = if n - t0 >= 4 { 4 } else { 1 };
-                if simd {
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: AVX-512 F/BW/VNNI checked; group g and rows t0..t0 + take
-                    // exist; only group g's columns of those rows are written.
-                    unsafe {
-                        avx512::group(self, &inputs, g, t0, take, out.0)
-                    };
-                } else {
-                    // SAFETY: as above, for the portable kernel.
-                    unsafe { portable(self, &inputs, g, t0, take, out.0) };
-                }
-                t0 += take;
+    /// Whether the kernel takes a batch of `n` rows: ggml's tiled order starts at
+    /// `MIN_ROWS`; fewer stay with the row kernels.
+    pub(super) fn accepts(n: usize) -> bool {
+        n >= MIN_ROWS
+    }
+
+    /// Activation rows quantized for this kernel.
+    pub(super) fn prepare(&self, x: &[f32], n: usize) -> Inputs {
+        Inputs::new(self, x, n)
+    }
+
+    /// Group `g`'s columns of all `n` rows of `y`, from [`Self::prepare`]'s inputs.
+    ///
+    /// # Safety
+    /// `y` points at `n × rows` floats that no other task writes in group g's columns;
+    /// `simd` only where `repack_available()`.
+    pub(super) unsafe fn run_group(
+        &self,
+        inputs: &Inputs,
+        g: usize,
+        n: usize,
+        y: *mut f32,
+        simd: bool,
+    ) {
+        let mut t0 = 0;
+        while t0 < n {
+            let take = if n - t0 >= 4 { 4 } else { 1 };
+            if simd {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: AVX-512 F/BW/VNNI (caller); group g and rows t0..t0 + take
+                // exist; only group g's columns of those rows are written.
+                unsafe {
+                    avx512::group(self, inputs, g, t0, take, y)
+                };
+            } else {
+                // SAFETY: as above, for the portable kernel.
+                unsafe { portable(self, inputs, g, t0, take, y) };
             }
-        });
-        true
+            t0 += take;
+        }
     }
 }
 
 /// Activations quantized to Q8_K for the tiled kernel, with each sub-block's sum times −32
 /// (where the lane's integer sum starts).
-struct Inputs {
+pub(super) struct Inputs {
     qs: Vec<i8>,
     d: Vec<f32>,
     start: Vec<i32>,

@@ -22,7 +22,7 @@ use super::permute;
 use super::rng::Mt19937;
 use super::store::{self, Cluster, DedupSummary, RankCounts, RemovalSet};
 use super::unionfind::{KeyCluster, UnionFind};
-use super::xxh64::xxh64;
+use super::xxh64::xxh64_ranges;
 
 const MERSENNE_61: u64 = (1 << 61) - 1;
 
@@ -55,7 +55,11 @@ pub struct MinhashScratch {
     norm: NormScratch,
     words: WordScratch,
     spans: Vec<(usize, usize)>,
-    joined: String,
+    /// The normalised text, then the n-grams whose words are not one space apart joined
+    /// by one space, then 8 bytes of padding: what [`xxh64_ranges`] hashes.
+    arena: Vec<u8>,
+    starts: Vec<u64>,
+    lens: Vec<u64>,
     shingles: Vec<u64>,
 }
 
@@ -101,12 +105,15 @@ impl MinHash {
             norm,
             words,
             spans,
-            joined,
+            arena,
+            starts,
+            lens,
             shingles,
         } = scratch;
         shingles.clear();
         // Words are byte spans of the normalised text: an n-gram whose words are one space
-        // apart is hashed in place, others are joined into `joined`.
+        // apart is a range of the text, others are joined after it in `arena`; then all
+        // ranges are hashed at once.
         let text = if self.config.norm.splits_ascii_in_one_pass() && text.is_ascii() {
             simplify_words_ascii(text, norm, words, spans)
         } else {
@@ -119,6 +126,10 @@ impl MinHash {
             return shingles;
         }
         let bytes = text.as_bytes();
+        arena.clear();
+        arena.extend_from_slice(bytes);
+        starts.clear();
+        lens.clear();
         let gap_ok = |j: usize| {
             let (_, e0) = spans[j];
             let (s1, _) = spans[j + 1];
@@ -130,19 +141,29 @@ impl MinHash {
                 bad -= usize::from(!gap_ok(i - 1));
                 bad += usize::from(!gap_ok(i + n - 2));
             }
-            if bad == 0 {
-                shingles.push(xxh64(&bytes[spans[i].0..spans[i + n - 1].1]));
+            let start = if bad == 0 {
+                spans[i].0
             } else {
-                joined.clear();
+                let start = arena.len();
                 for (k, &(s, e)) in spans[i..i + n].iter().enumerate() {
                     if k > 0 {
-                        joined.push(' ');
+                        arena.push(b' ');
                     }
-                    joined.push_str(&text[s..e]);
+                    arena.extend_from_slice(&bytes[s..e]);
                 }
-                shingles.push(xxh64(joined.as_bytes()));
-            }
+                start
+            };
+            let end = if bad == 0 {
+                spans[i + n - 1].1
+            } else {
+                arena.len()
+            };
+            starts.push(start as u64);
+            lens.push((end - start) as u64);
         }
+        arena.extend_from_slice(&[0; 8]);
+        shingles.resize(starts.len(), 0);
+        xxh64_ranges(arena, starts, lens, shingles);
         shingles
     }
 

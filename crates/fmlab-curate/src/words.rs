@@ -80,7 +80,7 @@ pub fn word_spans(text: &str, out: &mut Vec<Span>) {
 /// The words of the whitespace-free chunk `text[start..end]` pushed onto `out`, as
 /// [`word_spans`] splits it; `plain`: the chunk is all ASCII letters or all ASCII digits.
 /// `suffixes` is scratch space.
-#[inline]
+#[inline(always)]
 pub(crate) fn chunk_words(
     text: &str,
     start: usize,
@@ -91,24 +91,42 @@ pub(crate) fn chunk_words(
 ) {
     // A chunk of ASCII letters, or of ASCII digits, has no prefix, suffix, infix or URL: it
     // is one word unless it is an exception ("dont", "cannot"). (Units after a number need
-    // both, and operators between digits are not digits.)
-    if plain {
-        if exceptions().get(&text[start..end]).is_none() {
+    // both, and operators between digits are not digits.) The commonest case, inlined into
+    // the callers' loops.
+    if plain && exceptions().get(&text[start..end]).is_none() {
+        out.push((start, end));
+        return;
+    }
+    other_chunk_words(text, start, end, plain, out, suffixes);
+}
+
+/// [`chunk_words`] but for a plain chunk that is not an exception (a plain chunk here is an
+/// exception, which the tokenizer splits).
+#[inline(never)]
+fn other_chunk_words(
+    text: &str,
+    start: usize,
+    end: usize,
+    plain: bool,
+    out: &mut Vec<Span>,
+    suffixes: &mut Vec<Span>,
+) {
+    if !plain {
+        if text[start..end].chars().nth(1).is_none() {
+            // One character: one word whatever it is (spaCy's tokens cover the chunk).
             out.push((start, end));
             return;
         }
-    } else if text[start..end].chars().nth(1).is_none() {
-        // One character: one word whatever it is (spaCy's tokens cover the chunk).
-        out.push((start, end));
-        return;
-    } else if let Some(word) = word_then_punct(&text.as_bytes()[start..end]) {
-        // Prose's commonest other chunk, "word," "word." "word)": when neither it nor its
-        // word is an exception, spaCy peels the mark off as a suffix and the word (ASCII
-        // letters: no prefix, suffix, infix or URL) stays whole.
-        let exc = exceptions();
-        if exc.get(&text[start..end]).is_none() && exc.get(&text[start..start + word]).is_none() {
-            out.extend([(start, start + word), (start + word, end)]);
-            return;
+        if let Some(word) = word_then_punct(&text.as_bytes()[start..end]) {
+            // Prose's commonest other chunk, "word," "word." "word)": when neither it nor
+            // its word is an exception, spaCy peels the mark off as a suffix and the word
+            // (ASCII letters: no prefix, suffix, infix or URL) stays whole.
+            let exc = exceptions();
+            if exc.get(&text[start..end]).is_none() && exc.get(&text[start..start + word]).is_none()
+            {
+                out.extend([(start, start + word), (start + word, end)]);
+                return;
+            }
         }
     }
     tokenize_chunk(text, start, end, out, suffixes);

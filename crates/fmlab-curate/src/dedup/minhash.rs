@@ -22,7 +22,7 @@ use super::permute;
 use super::rng::Mt19937;
 use super::store::{self, Cluster, DedupSummary, RankCounts, RemovalSet};
 use super::unionfind::{KeyCluster, UnionFind};
-use super::xxh64::xxh64;
+use super::xxh64::xxh64_ranges;
 
 const MERSENNE_61: u64 = (1 << 61) - 1;
 
@@ -55,7 +55,12 @@ pub struct MinhashScratch {
     norm: NormScratch,
     words: WordScratch,
     spans: Vec<(usize, usize)>,
-    joined: String,
+    /// The normalised text, then the n-grams whose words are not one space apart joined
+    /// by one space, then 8 bytes of padding: what [`xxh64_ranges`] hashes.
+    arena: Vec<u8>,
+    glued: Vec<u32>,
+    starts: Vec<u64>,
+    lens: Vec<u64>,
     shingles: Vec<u64>,
 }
 
@@ -101,12 +106,16 @@ impl MinHash {
             norm,
             words,
             spans,
-            joined,
+            arena,
+            glued,
+            starts,
+            lens,
             shingles,
         } = scratch;
         shingles.clear();
         // Words are byte spans of the normalised text: an n-gram whose words are one space
-        // apart is hashed in place, others are joined into `joined`.
+        // apart is a range of the text, others are joined after it in `arena`; then all
+        // ranges are hashed at once.
         let text = if self.config.norm.splits_ascii_in_one_pass() && text.is_ascii() {
             simplify_words_ascii(text, norm, words, spans)
         } else {
@@ -119,30 +128,44 @@ impl MinHash {
             return shingles;
         }
         let bytes = text.as_bytes();
-        let gap_ok = |j: usize| {
-            let (_, e0) = spans[j];
-            let (s1, _) = spans[j + 1];
-            s1 == e0 + 1 && bytes[e0] == b' '
-        };
-        let mut bad = (0..n - 1).filter(|&j| !gap_ok(j)).count();
-        for i in 0..=spans.len() - n {
-            if i > 0 && n > 1 {
-                bad -= usize::from(!gap_ok(i - 1));
-                bad += usize::from(!gap_ok(i + n - 2));
-            }
-            if bad == 0 {
-                shingles.push(xxh64(&bytes[spans[i].0..spans[i + n - 1].1]));
-            } else {
-                joined.clear();
-                for (k, &(s, e)) in spans[i..i + n].iter().enumerate() {
-                    if k > 0 {
-                        joined.push(' ');
-                    }
-                    joined.push_str(&text[s..e]);
-                }
-                shingles.push(xxh64(joined.as_bytes()));
-            }
+        arena.clear();
+        arena.extend_from_slice(bytes);
+        // `glued[j]`: how many of the gaps before word j are not one space (a prefix
+        // count: an n-gram from word i is a range of the text when the count is the same at
+        // its first and its last word).
+        glued.clear();
+        glued.reserve(spans.len());
+        let mut count = 0u32;
+        glued.push(0);
+        for w in spans.windows(2) {
+            let ((_, e0), (s1, _)) = (w[0], w[1]);
+            count += u32::from(!(s1 == e0 + 1 && bytes.get(e0) == Some(&b' ')));
+            glued.push(count);
         }
+        let m = spans.len() - n + 1;
+        starts.clear();
+        lens.clear();
+        starts.resize(m, 0);
+        lens.resize(m, 0);
+        for (i, (start, len)) in starts.iter_mut().zip(lens.iter_mut()).enumerate() {
+            let (s, e) = if glued[i] == glued[i + n - 1] {
+                (spans[i].0, spans[i + n - 1].1)
+            } else {
+                let s = arena.len();
+                for (k, &(a, b)) in spans[i..i + n].iter().enumerate() {
+                    if k > 0 {
+                        arena.push(b' ');
+                    }
+                    arena.extend_from_slice(&bytes[a..b]);
+                }
+                (s, arena.len())
+            };
+            *start = s as u64;
+            *len = (e - s) as u64;
+        }
+        arena.extend_from_slice(&[0; 8]);
+        shingles.resize(starts.len(), 0);
+        xxh64_ranges(arena, starts, lens, shingles);
         shingles
     }
 
@@ -429,5 +452,95 @@ impl SignatureWriter<'_> {
         }
         store::write_rank_files(&self.dir, self.rank, self.counts, &self.ids)?;
         Ok(self.counts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dedup::normalize::simplify_text;
+
+    /// The shingles the plain way: normalise, split into words, join each n-gram's words
+    /// with one space and hash it with the `xxhash-rust` crate.
+    fn reference(text: &str, config: &MinhashConfig) -> Vec<u64> {
+        let norm = simplify_text(text, &config.norm);
+        let mut spans = Vec::new();
+        word_spans(&norm, &mut spans);
+        let words: Vec<&str> = spans.iter().map(|&(a, b)| &norm[a..b]).collect();
+        words
+            .windows(config.n_grams)
+            .map(|w| xxhash_rust::xxh64::xxh64(w.join(" ").as_bytes(), 0))
+            .collect()
+    }
+
+    #[test]
+    fn shingles_equal_joining_and_hashing_each_n_gram() {
+        // Prose, numbers, punctuation glued to words (n-grams that are not ranges of the
+        // text), exceptions, long words (n-grams of 64 bytes or more), non-ASCII text.
+        let pieces = [
+            "the",
+            "Kernel",
+            "page",
+            "a",
+            "x",
+            "don't",
+            "cannot",
+            "e.g.",
+            "word,",
+            "(paren)",
+            "3.14",
+            "10am",
+            "\"quoted\"",
+            "-",
+            "...",
+            "\n",
+            "  ",
+            "Café",
+            "naïve",
+            "ΟΔΟΣ",
+            "—",
+            "supercalifragilisticexpialidocious",
+            "pneumonoultramicroscopicsilicovolcanoconiosis",
+            "a.b.c",
+            "foo_bar",
+            "x=y+1;",
+            "U.S.",
+            "it's",
+        ];
+        let mut state = 17u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) as usize
+        };
+        let mut scratch = MinhashScratch::default();
+        for n_grams in [1, 2, 5] {
+            let config = MinhashConfig {
+                n_grams,
+                ..MinhashConfig::default()
+            };
+            let mh = MinHash::new(config).unwrap_or_else(|e| panic!("{e}"));
+            for round in 0..1500 {
+                let len = next() % 60;
+                let ascii = round % 3 != 0;
+                let mut text = String::new();
+                for _ in 0..len {
+                    let piece = pieces[next() % pieces.len()];
+                    if ascii && !piece.is_ascii() {
+                        continue;
+                    }
+                    text.push_str(piece);
+                    if next() % 4 != 0 {
+                        text.push(' ');
+                    }
+                }
+                assert_eq!(
+                    mh.shingles(&text, &mut scratch),
+                    &reference(&text, &config)[..],
+                    "{text:?}"
+                );
+            }
+        }
     }
 }

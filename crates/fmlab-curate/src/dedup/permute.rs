@@ -165,7 +165,8 @@ mod avx512 {
     /// The permutation minimums of `a.len()` (a multiple of [`LANES`]) permutations into
     /// `out` (as long as `a`); `shingles` is not empty. The product is `vpmullq`'s low 64
     /// bits; `r = (v & M) + (v >> 61)` is at most `M + 7`, and `min(r, r − M)` (unsigned,
-    /// wrapping) is `r mod M`: `r − M` wraps above `r` when `r < M`.
+    /// wrapping) is `r mod M`: `r − M` wraps above `r` when `r < M` (see [`group`] for
+    /// when that last step is left out).
     #[target_feature(enable = "avx512f,avx512dq")]
     pub(super) fn min_hashes(shingles: &[u64], a: &[u64], b: &[u64], out: &mut [u64]) {
         let m61 = _mm512_set1_epi64(MERSENNE_61 as i64);
@@ -240,14 +241,33 @@ mod avx512 {
     ) {
         let av: [__m512i; G] = std::array::from_fn(|g| load(&a[LANES * g..]));
         let bv: [__m512i; G] = std::array::from_fn(|g| load(&b[LANES * g..]));
+        // The fold `r = (v & M) + (v >> 61)` is `v mod M` unless `r ≥ M` (then `r − M`, at
+        // most 7). Such an `r` comes once in about 2^58 values: the pass keeps the minimum
+        // and the maximum of the folded `r` (two operations where the exact reduction and
+        // its minimum are three), and when every maximum is below `M` every `r` was its
+        // own `v mod M`, so the minimum of the `r` is the minimum of the `v mod M`, exactly.
+        // Otherwise the pass is redone with the exact reduction.
         let mut min = [_mm512_set1_epi64(-1); G];
+        let mut max = [_mm512_setzero_si512(); G];
         for &x in shingles {
             let xv = _mm512_set1_epi64(x as i64);
             for g in 0..G {
                 let v = _mm512_add_epi64(_mm512_mullo_epi64(xv, av[g]), bv[g]);
                 let r = _mm512_add_epi64(_mm512_and_si512(v, m61), _mm512_srli_epi64::<61>(v));
-                let r = _mm512_min_epu64(r, _mm512_sub_epi64(r, m61));
                 min[g] = _mm512_min_epu64(min[g], r);
+                max[g] = _mm512_max_epu64(max[g], r);
+            }
+        }
+        if max.iter().any(|&m| _mm512_cmpge_epu64_mask(m, m61) != 0) {
+            min = [_mm512_set1_epi64(-1); G];
+            for &x in shingles {
+                let xv = _mm512_set1_epi64(x as i64);
+                for g in 0..G {
+                    let v = _mm512_add_epi64(_mm512_mullo_epi64(xv, av[g]), bv[g]);
+                    let r = _mm512_add_epi64(_mm512_and_si512(v, m61), _mm512_srli_epi64::<61>(v));
+                    let r = _mm512_min_epu64(r, _mm512_sub_epi64(r, m61));
+                    min[g] = _mm512_min_epu64(min[g], r);
+                }
             }
         }
         for (g, m) in min.iter().enumerate() {
@@ -330,6 +350,32 @@ mod tests {
                 // SAFETY: AVX2 is available (checked).
                 unsafe { avx2::min_hashes(&x, &a[..k], &b[..k], &mut v) };
                 assert_eq!(v, want[1..=k], "round {round} (AVX2)");
+            }
+        }
+    }
+
+    #[test]
+    fn a_fold_at_or_above_the_modulus_is_reduced() {
+        // With a = 1 and b = 0 the permuted value is x itself: u64::MAX folds to M + 7
+        // (residue 7), above the fold of 100 although its residue is smaller; M folds to M
+        // (residue 0), u64::MAX − 1 to M + 6. Each lane position and group size of the
+        // vector path gets such a lane, alone or among ordinary ones.
+        for n_perm in [1, 8, 16, 56, 112] {
+            for pos in 0..n_perm {
+                let mut a = vec![3; n_perm];
+                let b = vec![0; n_perm];
+                a[pos] = 1;
+                for x in [
+                    vec![100, u64::MAX],
+                    vec![u64::MAX, 100],
+                    vec![u64::MAX],
+                    vec![MERSENNE_61, 9],
+                    vec![u64::MAX - 1, 1 << 40, 7],
+                ] {
+                    let mut got = Vec::new();
+                    min_hashes(&x, &a, &b, &mut got);
+                    assert_eq!(got, naive(&x, &a, &b), "{n_perm} {pos} {x:?}");
+                }
             }
         }
     }

@@ -35,15 +35,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let repacked = w.repack();
     println!("{format:?} {rows}×{cols}, repacked: {repacked}");
     let threads: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(1);
-    fmlab_kernels::pool::scope(threads, || rates(&w, &mut next, rows, cols))
+    // Rayon's pool too (what a pass outside the spinning pool's scope runs on), so that one
+    // thread means one.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()?;
+    pool.install(|| fmlab_kernels::pool::scope(threads, || rates(&w, &mut next, rows, cols)))
+        .map_err(|e| e as Box<dyn std::error::Error>)
 }
 
-fn rates(
-    w: &Matrix,
-    next: &mut impl FnMut() -> f32,
-    rows: usize,
-    cols: usize,
-) -> Result<(), Box<dyn std::error::Error>> {
+type Res = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+fn rates(w: &Matrix, next: &mut impl FnMut() -> f32, rows: usize, cols: usize) -> Res {
     let mut one = 0f64;
     for n in [1usize, 2, 4, 8, 16, 32] {
         let x: Vec<f32> = (0..n * cols).map(|_| next()).collect();

@@ -68,14 +68,15 @@ impl Matrix {
         })
     }
 
-    /// Repacks the weights for the lane-per-row kernel (`repack.rs`) where this CPU has
-    /// it (AVX-512 VNNI) and the format is one it takes (Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, and
-    /// Q6_K for batches of 8 rows or more); products then run there, with the same results
-    /// to the bit. The copy (0.75 bytes per weight
+    /// Repacks the weights for the lane-per-row kernels (`repack.rs`) where this CPU has
+    /// one and the format is one it takes (AVX-512 VNNI: Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, and
+    /// Q6_K for batches of 8 rows or more; AVX2: the first four); products then run
+    /// there, with the same results to the bit. The copy (0.75 bytes per weight
     /// for the 4-bit formats) is kept beside the stored bytes, which row lookups read.
     /// Returns whether the matrix is repacked.
     ///
-    /// `FMLAB_REPACK=0` in the environment turns repacking off (for comparisons).
+    /// `FMLAB_REPACK=0` in the environment turns repacking off, `FMLAB_REPACK=avx2` takes
+    /// the 256-bit kernels on an AVX-512 CPU (both for comparisons).
     pub fn repack(&mut self) -> bool {
         static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         let off = *OFF.get_or_init(|| std::env::var("FMLAB_REPACK").is_ok_and(|v| v == "0"));

@@ -19,6 +19,12 @@
 //! Formats: Q4_0, Q4_1, Q5_0, Q8_0 here; Q4_K (`q4k.rs`) and Q6_K (`q6k.rs`, batches of 8
 //! rows or more) in their own files, with their own float orders. The 4-bit formats keep
 //! two values per byte; scales (and Q4_1's minimums) stay f16.
+//!
+//! Kernels, chosen at run time ([`best_kernel`]): 512-bit VNNI for every format; on CPUs
+//! with AVX2 (and FMA, F16C) but not AVX-512 VNNI, a 256-bit kernel for the four
+//! 32-element formats over the same layout, eight rows per register (`mod avx2`), the
+//! K-quants keeping their row kernels there; a portable kernel, the reference of both.
+//! `FMLAB_REPACK=avx2` runs the 256-bit kernel on an AVX-512 CPU, to measure it.
 
 use rayon::prelude::*;
 
@@ -53,8 +59,20 @@ fn lane_mask(lanes: usize) -> u16 {
     }
 }
 
-/// Whether this CPU runs the repacked kernel (AVX-512 F/BW with VNNI).
-pub fn repack_available() -> bool {
+/// The kernels the repacked layouts run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kernel {
+    /// Lane by lane in plain Rust: the reference, and any CPU.
+    Portable,
+    /// 256-bit: eight rows per register, `vpmaddubsw` and `vpmaddwd` for the four-element
+    /// integer sums (Q4_0, Q4_1, Q5_0, Q8_0; the K-quants stay with the row kernels).
+    Avx2,
+    /// 512-bit with VNNI: sixteen rows per register, `vpdpbusd`; every format.
+    Avx512,
+}
+
+/// Whether this CPU has AVX-512 F/BW with VNNI (the 512-bit kernels).
+fn avx512_vnni() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -68,6 +86,57 @@ pub fn repack_available() -> bool {
     {
         false
     }
+}
+
+/// Whether this CPU has AVX2, FMA and F16C (the 256-bit kernels).
+fn avx2_fma_f16c() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *AVAILABLE.get_or_init(|| {
+            is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c")
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The kernel repacked products run on here: the widest the CPU has, or the 256-bit one
+/// where `FMLAB_REPACK=avx2` asks for it (to measure what an AVX2-only CPU gets).
+pub(crate) fn best_kernel() -> Kernel {
+    static KERNEL: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+    *KERNEL.get_or_init(|| {
+        let avx2_only = std::env::var("FMLAB_REPACK").is_ok_and(|v| v == "avx2");
+        if avx512_vnni() && !avx2_only {
+            Kernel::Avx512
+        } else if avx2_fma_f16c() {
+            Kernel::Avx2
+        } else {
+            Kernel::Portable
+        }
+    })
+}
+
+/// The kernels this CPU can run, the portable one first (for tests).
+#[cfg(test)]
+fn kernels() -> Vec<Kernel> {
+    let mut k = vec![Kernel::Portable];
+    if avx2_fma_f16c() {
+        k.push(Kernel::Avx2);
+    }
+    if avx512_vnni() {
+        k.push(Kernel::Avx512);
+    }
+    k
+}
+
+/// Whether this CPU runs repacked kernels (AVX2 with FMA and F16C, or AVX-512 VNNI).
+pub fn repack_available() -> bool {
+    best_kernel() != Kernel::Portable
 }
 
 /// A weight matrix repacked for the lane-per-row kernels.
@@ -88,9 +157,12 @@ impl Repacked {
     /// `None` for a format the kernels do not take (Q5_1, the K-quants but Q4_K, dense
     /// formats) or bytes that do not match the shape.
     pub fn new(format: QuantType, bytes: &[u8], rows: usize, cols: usize) -> Option<Self> {
+        let wide = best_kernel() == Kernel::Avx512;
         let inner = match format {
-            QuantType::Q4_K => Inner::Q4K(q4k::Q4K::new(bytes, rows, cols)?),
-            QuantType::Q6_K => Inner::Q6K(q6k::Q6K::new(bytes, rows, cols)?),
+            // The K-quants' kernels are 512-bit only: elsewhere their row kernels serve.
+            QuantType::Q4_K if wide => Inner::Q4K(q4k::Q4K::new(bytes, rows, cols)?),
+            QuantType::Q6_K if wide => Inner::Q6K(q6k::Q6K::new(bytes, rows, cols)?),
+            QuantType::Q4_K | QuantType::Q6_K => return None,
             _ => Inner::Block32(Block32::new(format, bytes, rows, cols)?),
         };
         Some(Repacked { inner })
@@ -111,12 +183,13 @@ impl Repacked {
     /// nothing, where the batch takes a kernel the repacked layout does not follow (Q6_K
     /// below 8 rows) or the shapes do not match.
     pub fn matmul(&self, x: &[f32], y: &mut [f32]) -> bool {
-        self.matmul_with(x, y, repack_available())
+        self.matmul_with(x, y, best_kernel())
     }
 
-    /// [`Self::matmul`] on the SIMD kernel (`simd`, where available) or the portable one.
-    pub fn matmul_with(&self, x: &[f32], y: &mut [f32], simd: bool) -> bool {
-        matmul_many_with(&[self], x, &mut [y], simd)
+    /// [`Self::matmul`] on `kernel` (one this CPU has; the K-quants run the portable
+    /// kernel unless it is `Avx512`).
+    pub(crate) fn matmul_with(&self, x: &[f32], y: &mut [f32], kernel: Kernel) -> bool {
+        matmul_many_with(&[self], x, &mut [y], kernel)
     }
 
     /// The rows of the matrix.
@@ -179,13 +252,14 @@ impl Repacked {
     ///
     /// # Safety
     /// `inputs` prepared by a matrix of the same [`InputKey`] and width from `n` rows; `y`
-    /// points at `n × rows` floats that no other task writes in group g's columns; `simd`
-    /// only where `repack_available()`.
-    unsafe fn run_group(&self, inputs: &Prepared, g: usize, n: usize, y: *mut f32, simd: bool) {
+    /// points at `n × rows` floats that no other task writes in group g's columns;
+    /// `kernel` one this CPU has.
+    unsafe fn run_group(&self, inputs: &Prepared, g: usize, n: usize, y: *mut f32, kernel: Kernel) {
+        let simd = kernel == Kernel::Avx512;
         // SAFETY: the caller's contract, passed on.
         unsafe {
             match (&self.inner, inputs) {
-                (Inner::Block32(b), Prepared::Block32(x)) => b.run_group(x, g, n, y, simd),
+                (Inner::Block32(b), Prepared::Block32(x)) => b.run_group(x, g, n, y, kernel),
                 (Inner::Q4K(k), Prepared::Q4K(x)) => k.run_group(x, g, n, y, simd),
                 (Inner::Q6K(k), Prepared::Q6K(x)) => k.run_group(x, g, n, y, simd),
                 // Keys match kinds (`input_key`), so no other pairing is ever made.
@@ -202,10 +276,10 @@ impl Repacked {
 /// [`Repacked::matmul`] gives. Returns `false`, writing nothing, where a matrix does not
 /// take the batch (see [`Repacked::accepts`]) or a shape does not match.
 pub fn matmul_many(mats: &[&Repacked], x: &[f32], ys: &mut [&mut [f32]]) -> bool {
-    matmul_many_with(mats, x, ys, repack_available())
+    matmul_many_with(mats, x, ys, best_kernel())
 }
 
-fn matmul_many_with(mats: &[&Repacked], x: &[f32], ys: &mut [&mut [f32]], simd: bool) -> bool {
+fn matmul_many_with(mats: &[&Repacked], x: &[f32], ys: &mut [&mut [f32]], kernel: Kernel) -> bool {
     let Some(cols) = mats.first().map(|m| m.cols()) else {
         return true;
     };
@@ -244,15 +318,23 @@ fn matmul_many_with(mats: &[&Repacked], x: &[f32], ys: &mut [&mut [f32]], simd: 
         })
         .collect();
     let total = mats.iter().map(|m| m.groups()).sum();
-    let simd = simd && repack_available();
     // Tasks take whole groups of 16 rows of one matrix, so they write disjoint columns of
     // one output.
     for_groups(total, |group| {
         let m = firsts.iter().rposition(|&f| f <= group).unwrap_or(0);
         // SAFETY: `prepared[which[m]]` came from a matrix of mats[m]'s key and width, from
         // the n rows of `x`; outs[m] holds n × rows (checked above), and group
-        // `group − firsts[m]` of mats[m] is this task's alone; `simd` is checked.
-        unsafe { mats[m].run_group(&prepared[which[m]].1, group - firsts[m], n, outs[m].0, simd) };
+        // `group − firsts[m]` of mats[m] is this task's alone; `kernel` is the caller's
+        // (`best_kernel` or, in tests, one of `kernels`).
+        unsafe {
+            mats[m].run_group(
+                &prepared[which[m]].1,
+                group - firsts[m],
+                n,
+                outs[m].0,
+                kernel,
+            )
+        };
     });
     true
 }
@@ -389,21 +471,21 @@ impl Block32 {
     ///
     /// # Safety
     /// As [`Repacked::run_group`].
-    unsafe fn run_group(&self, inputs: &Inputs, g: usize, n: usize, y: *mut f32, simd: bool) {
+    unsafe fn run_group(&self, inputs: &Inputs, g: usize, n: usize, y: *mut f32, kernel: Kernel) {
         let mut t0 = 0;
         while t0 < n {
             let take = TILE.min(n - t0);
-            if simd {
+            match kernel {
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: AVX-512 F/BW/VNNI (caller); group g and rows t0..t0 + take exist;
-                // the values written are group g's columns of those rows of `y`, which no
-                // other task writes.
-                unsafe {
-                    avx512::group(self, inputs, g, t0, take, y)
-                };
-            } else {
+                // SAFETY: AVX-512 F/BW/VNNI (the caller's kernel); group g and rows
+                // t0..t0 + take exist; the values written are group g's columns of those
+                // rows of `y`, which no other task writes.
+                Kernel::Avx512 => unsafe { avx512::group(self, inputs, g, t0, take, y) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: AVX2/FMA/F16C (the caller's kernel); as above.
+                Kernel::Avx2 => unsafe { avx2::group(self, inputs, g, t0, take, y) },
                 // SAFETY: as above, for the portable kernel.
-                unsafe { portable_group(self, inputs, g, t0, take, y) };
+                _ => unsafe { portable_group(self, inputs, g, t0, take, y) },
             }
             t0 += take;
         }
@@ -480,7 +562,7 @@ impl Inputs {
 /// `out[i] = factor · Σ qs[4i..4i + 4] + bias`: where each lane's integer sum starts.
 fn quad_sums(qs: &[i8], factor: i32, bias: i32, out: &mut [i32]) {
     #[cfg(target_arch = "x86_64")]
-    if repack_available() && qs.len().is_multiple_of(64) && out.len() == qs.len() / 4 {
+    if avx512_vnni() && qs.len().is_multiple_of(64) && out.len() == qs.len() / 4 {
         // SAFETY: AVX-512 F/BW/VNNI (checked); `out` holds one sum per four bytes (checked).
         unsafe { avx512::quad_sums(qs, factor, bias, out) };
         return;
@@ -572,6 +654,145 @@ fn unpack_row(format: QuantType, row: &[u8], u: &mut [u8], d: &mut [u16], m: &mu
                 }
             }
             _ => {}
+        }
+    }
+}
+
+/// The 256-bit kernel: each group's 16 rows as two halves of eight, one 32-bit lane per
+/// row. `vpmaddubsw` (unsigned weights times signed activations, pairs summed to 16 bits)
+/// and `vpmaddwd` by ones give the four-element sums `vpdpbusd` gives; the pairs cannot
+/// saturate for the 4- and 5-bit formats (at most 2 · 31 · 127). Q8_0, whose stored
+/// `q + 128` could, takes ggml's sign trick instead: `|q|` times the activations with q's
+/// sign, at most 2 · 128 · 127. The float steps are the 512-bit kernel's, lane for lane.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{Block32, Inputs, BLOCK, LANES, MAGIC, MAGIC_BITS, QUADS};
+    use crate::quant::QuantType;
+
+    /// Group `g` times activation rows `t0..t0 + take`.
+    ///
+    /// # Safety
+    /// AVX2, FMA and F16C; as [`super::portable_group`].
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn group(
+        w: &Block32,
+        x: &Inputs,
+        g: usize,
+        t0: usize,
+        take: usize,
+        y: *mut f32,
+    ) {
+        let signed = w.format == QuantType::Q8_0;
+        for t in t0..t0 + take {
+            for half in 0..2 {
+                let first = g * LANES + 8 * half;
+                if first >= w.rows {
+                    break;
+                }
+                // SAFETY: the caller's contract, passed on; rows first.. of this half.
+                unsafe {
+                    match (w.nibbles, w.with_min, signed) {
+                        (true, true, _) => eight::<true, true, false>(w, x, g, t, half, y),
+                        (true, false, _) => eight::<true, false, false>(w, x, g, t, half, y),
+                        (false, _, true) => eight::<false, false, true>(w, x, g, t, half, y),
+                        (false, _, false) => eight::<false, false, false>(w, x, g, t, half, y),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Activation row `t` times rows `8 · half .. 8 · half + 8` of group `g`: per block and
+    /// group of four elements j, the integer sums from the lane's start, converted (see
+    /// MAGIC) and added with FMA into accumulator j; at the end ggml's horizontal order.
+    ///
+    /// # Safety
+    /// As [`group`]; the half's first row exists.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn eight<const NIB: bool, const MIN: bool, const SIGNED: bool>(
+        w: &Block32,
+        x: &Inputs,
+        g: usize,
+        t: usize,
+        half: usize,
+        y: *mut f32,
+    ) {
+        let per_block = LANES * BLOCK / if NIB { 2 } else { 1 };
+        let mut acc = [_mm256_setzero_ps(); QUADS];
+        let mut mins = _mm256_setzero_ps();
+        let low = _mm256_set1_epi8(0x0f);
+        let ones = _mm256_set1_epi16(1);
+        let flip = _mm256_set1_epi8(-128);
+        let magic = _mm256_set1_ps(MAGIC);
+        let q =
+            w.q.as_ptr()
+                .wrapping_add(g * w.blocks * per_block + 32 * half);
+        let d = w.d.as_ptr().wrapping_add(g * w.blocks * LANES + 8 * half);
+        let m = w.m.as_ptr().wrapping_add(g * w.blocks * LANES + 8 * half);
+        let xs = x.qs.as_ptr().wrapping_add(t * w.cols);
+        let dx = x.dx.as_ptr().wrapping_add(t * w.blocks);
+        let sx = x.sx.as_ptr().wrapping_add(t * w.blocks);
+        let st = x.start.as_ptr().wrapping_add(t * w.blocks * QUADS);
+        for b in 0..w.blocks {
+            // SAFETY: block b of group g's half and of row t (caller's contract).
+            unsafe {
+                let qb = q.add(b * per_block);
+                let dv = _mm256_cvtph_ps(_mm_loadu_si128(d.add(b * LANES).cast()));
+                let scale = _mm256_mul_ps(dv, _mm256_set1_ps(*dx.add(b)));
+                for (j, a) in acc.iter_mut().enumerate() {
+                    let wv = if NIB {
+                        let bytes = _mm256_loadu_si256(qb.add(64 * (j % 4)).cast());
+                        if j < QUADS / 2 {
+                            _mm256_and_si256(bytes, low)
+                        } else {
+                            _mm256_and_si256(_mm256_srli_epi16::<4>(bytes), low)
+                        }
+                    } else {
+                        _mm256_loadu_si256(qb.add(64 * j).cast())
+                    };
+                    let four = xs.add(b * BLOCK + 4 * j).cast::<i32>().read_unaligned();
+                    let xv = _mm256_set1_epi32(four);
+                    let pairs = if SIGNED {
+                        // Back to q, then |q| times the activations with q's sign.
+                        let qv = _mm256_xor_si256(wv, flip);
+                        _mm256_maddubs_epi16(_mm256_abs_epi8(qv), _mm256_sign_epi8(xv, qv))
+                    } else {
+                        _mm256_maddubs_epi16(wv, xv)
+                    };
+                    let from = if SIGNED || MIN {
+                        MAGIC_BITS
+                    } else {
+                        *st.add(b * QUADS + j)
+                    };
+                    let sum =
+                        _mm256_add_epi32(_mm256_madd_epi16(pairs, ones), _mm256_set1_epi32(from));
+                    let sum = _mm256_sub_ps(_mm256_castsi256_ps(sum), magic);
+                    *a = _mm256_fmadd_ps(sum, scale, *a);
+                }
+                if MIN {
+                    let mv = _mm256_cvtph_ps(_mm_loadu_si128(m.add(b * LANES).cast()));
+                    mins = _mm256_add_ps(mins, _mm256_mul_ps(mv, _mm256_set1_ps(*sx.add(b))));
+                }
+            }
+        }
+        let a = &acc;
+        let mut total = _mm256_add_ps(
+            _mm256_add_ps(_mm256_add_ps(a[0], a[4]), _mm256_add_ps(a[2], a[6])),
+            _mm256_add_ps(_mm256_add_ps(a[1], a[5]), _mm256_add_ps(a[3], a[7])),
+        );
+        if MIN {
+            total = _mm256_add_ps(total, mins);
+        }
+        let first = g * LANES + 8 * half;
+        let lanes = 8.min(w.rows - first);
+        let mut out = [0f32; 8];
+        // SAFETY: `out` is eight f32; row t's columns first..first + lanes exist in `y`.
+        unsafe {
+            _mm256_storeu_ps(out.as_mut_ptr(), total);
+            std::ptr::copy_nonoverlapping(out.as_ptr(), y.add(t * w.rows + first), lanes);
         }
     }
 }
@@ -793,8 +1014,9 @@ mod tests {
             ] {
                 let wb = weights(t, rows, cols, 11 + rows as u64);
                 let Some(w) = Repacked::new(t, &wb, rows, cols) else {
+                    let k_quant = matches!(t, QuantType::Q4_K | QuantType::Q6_K);
                     assert!(
-                        t == QuantType::Q4_K && rows % 8 != 0,
+                        k_quant && (rows % 8 != 0 || best_kernel() != Kernel::Avx512),
                         "{t:?} {rows} rows refused"
                     );
                     continue;
@@ -811,13 +1033,9 @@ mod tests {
                     .collect();
                 let rb = wb.len() / rows;
                 let tiled = if n > 3 { n - n % 4 } else { 0 };
-                let mut kernels = vec![false];
-                if repack_available() {
-                    kernels.push(true);
-                }
-                for simd in kernels {
+                for kernel in kernels() {
                     let mut y = vec![f32::NAN; n * rows];
-                    let done = w.matmul_with(&x, &mut y, simd);
+                    let done = w.matmul_with(&x, &mut y, kernel);
                     assert_eq!(done, t != QuantType::Q6_K || n >= 8, "{t:?} {rows}×{n}");
                     if !done {
                         continue;
@@ -838,7 +1056,7 @@ mod tests {
                             assert_eq!(
                                 y[i * rows + r].to_bits(),
                                 one.to_bits(),
-                                "{t:?} {rows}×{n} (simd {simd}): ({r}, {i}) {} vs {one}",
+                                "{t:?} {rows}×{n} ({kernel:?}): ({r}, {i}) {} vs {one}",
                                 y[i * rows + r]
                             );
                         }

@@ -69,8 +69,8 @@ impl Matrix {
     }
 
     /// Repacks the weights for the lane-per-row kernels (`repack.rs`) where this CPU has
-    /// one and the format is one it takes (AVX-512 VNNI: Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, and
-    /// Q6_K for batches of 8 rows or more; AVX2: the first four); products then run
+    /// one (AVX-512 VNNI, or AVX2 with FMA and F16C) and the format is one it takes (Q4_0,
+    /// Q4_1, Q5_0, Q8_0, Q4_K, and Q6_K for batches of 8 rows or more); products then run
     /// there, with the same results to the bit. The copy (0.75 bytes per weight
     /// for the 4-bit formats) is kept beside the stored bytes, which row lookups read.
     /// Returns whether the matrix is repacked.

@@ -20,10 +20,10 @@
 //! rows or more) in their own files, with their own float orders. The 4-bit formats keep
 //! two values per byte; scales (and Q4_1's minimums) stay f16.
 //!
-//! Kernels, chosen at run time ([`best_kernel`]): 512-bit VNNI for every format; on CPUs
-//! with AVX2 (and FMA, F16C) but not AVX-512 VNNI, a 256-bit kernel for the four
-//! 32-element formats over the same layout, eight rows per register (`mod avx2`), the
-//! K-quants keeping their row kernels there; a portable kernel, the reference of both.
+//! Kernels, chosen at run time ([`best_kernel`]): 512-bit VNNI; on CPUs with AVX2 (and
+//! FMA, F16C) but not AVX-512 VNNI, 256-bit kernels over the same layouts, each group's 16
+//! rows as two registers of eight (`mod avx2` here and in `q4k.rs`, `q6k.rs`); a portable
+//! kernel, the reference of both.
 //! `FMLAB_REPACK=avx2` runs the 256-bit kernel on an AVX-512 CPU, to measure it.
 
 use rayon::prelude::*;
@@ -65,7 +65,7 @@ pub(crate) enum Kernel {
     /// Lane by lane in plain Rust: the reference, and any CPU.
     Portable,
     /// 256-bit: eight rows per register, `vpmaddubsw` and `vpmaddwd` for the four-element
-    /// integer sums (Q4_0, Q4_1, Q5_0, Q8_0; the K-quants stay with the row kernels).
+    /// integer sums.
     Avx2,
     /// 512-bit with VNNI: sixteen rows per register, `vpdpbusd`; every format.
     Avx512,
@@ -157,12 +157,9 @@ impl Repacked {
     /// `None` for a format the kernels do not take (Q5_1, the K-quants but Q4_K, dense
     /// formats) or bytes that do not match the shape.
     pub fn new(format: QuantType, bytes: &[u8], rows: usize, cols: usize) -> Option<Self> {
-        let wide = best_kernel() == Kernel::Avx512;
         let inner = match format {
-            // The K-quants' kernels are 512-bit only: elsewhere their row kernels serve.
-            QuantType::Q4_K if wide => Inner::Q4K(q4k::Q4K::new(bytes, rows, cols)?),
-            QuantType::Q6_K if wide => Inner::Q6K(q6k::Q6K::new(bytes, rows, cols)?),
-            QuantType::Q4_K | QuantType::Q6_K => return None,
+            QuantType::Q4_K => Inner::Q4K(q4k::Q4K::new(bytes, rows, cols)?),
+            QuantType::Q6_K => Inner::Q6K(q6k::Q6K::new(bytes, rows, cols)?),
             _ => Inner::Block32(Block32::new(format, bytes, rows, cols)?),
         };
         Some(Repacked { inner })
@@ -186,8 +183,7 @@ impl Repacked {
         self.matmul_with(x, y, best_kernel())
     }
 
-    /// [`Self::matmul`] on `kernel` (one this CPU has; the K-quants run the portable
-    /// kernel unless it is `Avx512`).
+    /// [`Self::matmul`] on `kernel` (one this CPU has).
     pub(crate) fn matmul_with(&self, x: &[f32], y: &mut [f32], kernel: Kernel) -> bool {
         matmul_many_with(&[self], x, &mut [y], kernel)
     }
@@ -255,13 +251,12 @@ impl Repacked {
     /// points at `n × rows` floats that no other task writes in group g's columns;
     /// `kernel` one this CPU has.
     unsafe fn run_group(&self, inputs: &Prepared, g: usize, n: usize, y: *mut f32, kernel: Kernel) {
-        let simd = kernel == Kernel::Avx512;
         // SAFETY: the caller's contract, passed on.
         unsafe {
             match (&self.inner, inputs) {
                 (Inner::Block32(b), Prepared::Block32(x)) => b.run_group(x, g, n, y, kernel),
-                (Inner::Q4K(k), Prepared::Q4K(x)) => k.run_group(x, g, n, y, simd),
-                (Inner::Q6K(k), Prepared::Q6K(x)) => k.run_group(x, g, n, y, simd),
+                (Inner::Q4K(k), Prepared::Q4K(x)) => k.run_group(x, g, n, y, kernel),
+                (Inner::Q6K(k), Prepared::Q6K(x)) => k.run_group(x, g, n, y, kernel),
                 // Keys match kinds (`input_key`), so no other pairing is ever made.
                 _ => {}
             }
@@ -1014,9 +1009,8 @@ mod tests {
             ] {
                 let wb = weights(t, rows, cols, 11 + rows as u64);
                 let Some(w) = Repacked::new(t, &wb, rows, cols) else {
-                    let k_quant = matches!(t, QuantType::Q4_K | QuantType::Q6_K);
                     assert!(
-                        k_quant && (rows % 8 != 0 || best_kernel() != Kernel::Avx512),
+                        t == QuantType::Q4_K && rows % 8 != 0,
                         "{t:?} {rows} rows refused"
                     );
                     continue;

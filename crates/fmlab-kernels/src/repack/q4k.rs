@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use super::LANES;
+use super::{Kernel, LANES};
 use crate::activation::{quantize_q8_k_into, DotOrder};
 use crate::pool::Pieces;
 use crate::quant::{scale_min_k4, QuantType};
@@ -111,14 +111,14 @@ impl Q4K {
     ///
     /// # Safety
     /// `y` points at `n × rows` floats that no other task writes in group g's columns;
-    /// `simd` only where `repack_available()`.
+    /// `kernel` one this CPU has.
     pub(super) unsafe fn run_group(
         &self,
         inputs: &Inputs,
         g: usize,
         n: usize,
         y: *mut f32,
-        simd: bool,
+        kernel: Kernel,
     ) {
         let tiled = tiled(n);
         let mut t0 = 0;
@@ -128,16 +128,16 @@ impl Q4K {
             } else {
                 (1, DotOrder::Row)
             };
-            if simd {
+            match kernel {
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: AVX-512 F/BW/VNNI (caller); group g and rows t0..t0 + take
-                // exist; only group g's columns of those rows are written.
-                unsafe {
-                    avx512::group(self, inputs, g, t0, take, order, y)
-                };
-            } else {
+                // SAFETY: AVX-512 F/BW/VNNI (the caller's kernel); group g and rows
+                // t0..t0 + take exist; only group g's columns of those rows are written.
+                Kernel::Avx512 => unsafe { avx512::group(self, inputs, g, t0, take, order, y) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: AVX2/FMA (the caller's kernel); as above.
+                Kernel::Avx2 => unsafe { avx2::group(self, inputs, g, t0, take, order, y) },
                 // SAFETY: as above, for the portable kernel.
-                unsafe { portable(self, inputs, g, t0, take, order, y) };
+                _ => unsafe { portable(self, inputs, g, t0, take, order, y) },
             }
             t0 += take;
         }
@@ -242,6 +242,164 @@ unsafe fn portable(
             }
             // SAFETY: row t, column g · 16 + r < rows (caller's contract).
             unsafe { *y.add(t * w.rows + g * LANES + r) = sum - mins };
+        }
+    }
+}
+
+/// The 256-bit kernel: the 512-bit one's steps on each half of a group (eight rows per
+/// register), `vpmaddubsw` and `vpmaddwd` by ones for the four-element sums (nibbles times
+/// bytes: at most 2 · 15 · 127 per pair, no saturation).
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{Inputs, LANES, Q4K, Q_BYTES, SUBS, SUPER};
+    use crate::activation::DotOrder;
+
+    /// # Safety
+    /// AVX2, FMA and F16C; as [`super::portable`] (`take` 4 or 1).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn group(
+        w: &Q4K,
+        x: &Inputs,
+        g: usize,
+        t0: usize,
+        take: usize,
+        order: DotOrder,
+        y: *mut f32,
+    ) {
+        for half in 0..2 {
+            if g * LANES + 8 * half >= w.rows {
+                break;
+            }
+            // SAFETY: the caller's contract; the half's first row exists.
+            unsafe {
+                match (take, order) {
+                    (4, DotOrder::Repacked) => rows::<4, true>(w, x, g, half, t0, y),
+                    (4, _) => rows::<4, false>(w, x, g, half, t0, y),
+                    (_, DotOrder::Repacked) => rows::<1, true>(w, x, g, half, t0, y),
+                    _ => rows::<1, false>(w, x, g, half, t0, y),
+                }
+            }
+        }
+    }
+
+    /// The four-element sums of eight rows' bytes `v` (0..15) with four activations.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn quads(v: __m256i, four: i32) -> __m256i {
+        _mm256_madd_epi16(
+            _mm256_maddubs_epi16(v, _mm256_set1_epi32(four)),
+            _mm256_set1_epi16(1),
+        )
+    }
+
+    /// # Safety
+    /// AVX2, FMA and F16C; rows `8 · half ..` of group g (the first exists) and rows
+    /// t0..t0 + R.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn rows<const R: usize, const TILE_ORDER: bool>(
+        w: &Q4K,
+        x: &Inputs,
+        g: usize,
+        half: usize,
+        t0: usize,
+        y: *mut f32,
+    ) {
+        let low = _mm256_set1_epi8(0x0f);
+        let mut sum = [_mm256_setzero_ps(); R];
+        let mut mins = [_mm256_setzero_ps(); R];
+        let h = 8 * half;
+        for b in 0..w.supers {
+            let gb = g * w.supers + b;
+            // SAFETY: super-block b of group g's half and of rows t0..t0 + R (caller).
+            unsafe {
+                let q = w.q.as_ptr().add(gb * Q_BYTES + 32 * half);
+                let f16 = |v: &[u16]| {
+                    _mm256_cvtph_ps(_mm_loadu_si128(v.as_ptr().add(gb * LANES + h).cast()))
+                };
+                let (dw, dmw) = (f16(&w.d), f16(&w.dmin));
+                let mut d = [_mm256_setzero_ps(); R];
+                let mut dmin = [_mm256_setzero_ps(); R];
+                let mut sumi = [_mm256_setzero_si256(); R];
+                let mut summs = [_mm256_setzero_si256(); R];
+                for t in 0..R {
+                    let dx = _mm256_set1_ps(*x.d.as_ptr().add((t0 + t) * w.supers + b));
+                    d[t] = _mm256_mul_ps(dx, dw);
+                    dmin[t] = _mm256_mul_ps(dx, dmw);
+                }
+                for c in 0..4 {
+                    let mut lo = [_mm256_setzero_si256(); R];
+                    let mut hi = [_mm256_setzero_si256(); R];
+                    for j in 0..8 {
+                        let bytes = _mm256_loadu_si256(q.add((c * 8 + j) * 64).cast());
+                        let vl = _mm256_and_si256(bytes, low);
+                        let vh = _mm256_and_si256(_mm256_srli_epi16::<4>(bytes), low);
+                        for t in 0..R {
+                            let xq =
+                                x.qs.as_ptr()
+                                    .add((t0 + t) * w.cols + b * SUPER + 64 * c + 4 * j);
+                            let xl = xq.cast::<i32>().read_unaligned();
+                            let xh = xq.add(32).cast::<i32>().read_unaligned();
+                            lo[t] = _mm256_add_epi32(lo[t], quads(vl, xl));
+                            hi[t] = _mm256_add_epi32(hi[t], quads(vh, xh));
+                        }
+                    }
+                    let at = |k: usize| (gb * SUBS + k) * LANES + h;
+                    let widen = |v: *const u8| _mm256_cvtepu8_epi32(_mm_loadl_epi64(v.cast()));
+                    let (s1, s2) = (
+                        widen(w.sc.as_ptr().add(at(2 * c))),
+                        widen(w.sc.as_ptr().add(at(2 * c + 1))),
+                    );
+                    let (m1, m2) = (
+                        widen(w.mn.as_ptr().add(at(2 * c))),
+                        widen(w.mn.as_ptr().add(at(2 * c + 1))),
+                    );
+                    for t in 0..R {
+                        let p = x
+                            .pairs
+                            .as_ptr()
+                            .add(((t0 + t) * w.supers + b) * SUBS + 2 * c);
+                        let part = _mm256_add_epi32(
+                            _mm256_mullo_epi32(s1, lo[t]),
+                            _mm256_mullo_epi32(s2, hi[t]),
+                        );
+                        let part_min = _mm256_add_epi32(
+                            _mm256_mullo_epi32(m1, _mm256_set1_epi32(*p)),
+                            _mm256_mullo_epi32(m2, _mm256_set1_epi32(*p.add(1))),
+                        );
+                        if TILE_ORDER {
+                            sum[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(part), d[t], sum[t]);
+                            mins[t] =
+                                _mm256_fmadd_ps(_mm256_cvtepi32_ps(part_min), dmin[t], mins[t]);
+                        } else {
+                            sumi[t] = _mm256_add_epi32(sumi[t], part);
+                            summs[t] = _mm256_add_epi32(summs[t], part_min);
+                        }
+                    }
+                }
+                if !TILE_ORDER {
+                    for t in 0..R {
+                        sum[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi[t]), d[t], sum[t]);
+                        mins[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(summs[t]), dmin[t], mins[t]);
+                    }
+                }
+            }
+        }
+        let first = g * LANES + h;
+        let lanes = 8.min(w.rows - first);
+        for t in 0..R {
+            let mut out = [0f32; 8];
+            // SAFETY: `out` is eight f32; row t0 + t's columns first..first + lanes exist.
+            unsafe {
+                _mm256_storeu_ps(out.as_mut_ptr(), _mm256_sub_ps(sum[t], mins[t]));
+                std::ptr::copy_nonoverlapping(
+                    out.as_ptr(),
+                    y.add((t0 + t) * w.rows + first),
+                    lanes,
+                );
+            }
         }
     }
 }

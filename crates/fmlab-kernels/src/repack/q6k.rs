@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use super::LANES;
+use super::{Kernel, LANES};
 use crate::activation::quantize_q8_k_into;
 use crate::pool::Pieces;
 use crate::quant::QuantType;
@@ -110,28 +110,28 @@ impl Q6K {
     ///
     /// # Safety
     /// `y` points at `n × rows` floats that no other task writes in group g's columns;
-    /// `simd` only where `repack_available()`.
+    /// `kernel` one this CPU has.
     pub(super) unsafe fn run_group(
         &self,
         inputs: &Inputs,
         g: usize,
         n: usize,
         y: *mut f32,
-        simd: bool,
+        kernel: Kernel,
     ) {
         let mut t0 = 0;
         while t0 < n {
             let take = if n - t0 >= 4 { 4 } else { 1 };
-            if simd {
+            match kernel {
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: AVX-512 F/BW/VNNI (caller); group g and rows t0..t0 + take
-                // exist; only group g's columns of those rows are written.
-                unsafe {
-                    avx512::group(self, inputs, g, t0, take, y)
-                };
-            } else {
+                // SAFETY: AVX-512 F/BW/VNNI (the caller's kernel); group g and rows
+                // t0..t0 + take exist; only group g's columns of those rows are written.
+                Kernel::Avx512 => unsafe { avx512::group(self, inputs, g, t0, take, y) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: AVX2/FMA/F16C (the caller's kernel); as above.
+                Kernel::Avx2 => unsafe { avx2::group(self, inputs, g, t0, take, y) },
                 // SAFETY: as above, for the portable kernel.
-                unsafe { portable(self, inputs, g, t0, take, y) };
+                _ => unsafe { portable(self, inputs, g, t0, take, y) },
             }
             t0 += take;
         }
@@ -195,6 +195,100 @@ unsafe fn portable(w: &Q6K, x: &Inputs, g: usize, t0: usize, take: usize, y: *mu
             }
             // SAFETY: row t, column g · 16 + r < rows (caller's contract).
             unsafe { *y.add(t * w.rows + g * LANES + r) = sum };
+        }
+    }
+}
+
+/// The 256-bit kernel: the 512-bit one's steps on each half of a group (eight rows per
+/// register), `vpmaddubsw` and `vpmaddwd` by ones for the four-element sums (six-bit values
+/// times bytes: at most 2 · 63 · 127 per pair, no saturation).
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{Inputs, LANES, Q6K, Q_BYTES, SUBS, SUPER};
+
+    /// # Safety
+    /// AVX2, FMA and F16C; as [`super::portable`] (`take` 4 or 1).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn group(w: &Q6K, x: &Inputs, g: usize, t0: usize, take: usize, y: *mut f32) {
+        for half in 0..2 {
+            if g * LANES + 8 * half >= w.rows {
+                break;
+            }
+            // SAFETY: the caller's contract; the half's first row exists.
+            unsafe {
+                if take == 4 {
+                    rows::<4>(w, x, g, half, t0, y)
+                } else {
+                    rows::<1>(w, x, g, half, t0, y)
+                }
+            }
+        }
+    }
+
+    /// # Safety
+    /// AVX2, FMA and F16C; rows `8 · half ..` of group g (the first exists) and rows
+    /// t0..t0 + R.
+    #[allow(clippy::needless_range_loop)]
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn rows<const R: usize>(
+        w: &Q6K,
+        x: &Inputs,
+        g: usize,
+        half: usize,
+        t0: usize,
+        y: *mut f32,
+    ) {
+        let ones = _mm256_set1_epi16(1);
+        let h = 8 * half;
+        let mut sum = [_mm256_setzero_ps(); R];
+        for b in 0..w.supers {
+            let gb = g * w.supers + b;
+            // SAFETY: super-block b of group g's half and of rows t0..t0 + R (caller).
+            unsafe {
+                let q = w.q.as_ptr().add(gb * Q_BYTES + 32 * half);
+                let mut total = [_mm256_setzero_si256(); R];
+                for s in 0..SUBS {
+                    let v: [__m256i; 4] =
+                        std::array::from_fn(|k| _mm256_loadu_si256(q.add((4 * s + k) * 64).cast()));
+                    let sc = _mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                        w.sc.as_ptr().add((gb * SUBS + s) * LANES + h).cast(),
+                    ));
+                    for t in 0..R {
+                        let row = (t0 + t) * w.supers + b;
+                        let xq = x.qs.as_ptr().add((t0 + t) * w.cols + b * SUPER + 16 * s);
+                        let mut part = _mm256_set1_epi32(*x.start.as_ptr().add(row * SUBS + s));
+                        for (k, &vk) in v.iter().enumerate() {
+                            let four = xq.add(4 * k).cast::<i32>().read_unaligned();
+                            let pairs = _mm256_maddubs_epi16(vk, _mm256_set1_epi32(four));
+                            part = _mm256_add_epi32(part, _mm256_madd_epi16(pairs, ones));
+                        }
+                        total[t] = _mm256_add_epi32(total[t], _mm256_mullo_epi32(sc, part));
+                    }
+                }
+                let dw = _mm256_cvtph_ps(_mm_loadu_si128(w.d.as_ptr().add(gb * LANES + h).cast()));
+                for t in 0..R {
+                    let dx = _mm256_set1_ps(*x.d.as_ptr().add((t0 + t) * w.supers + b));
+                    let scaled = _mm256_mul_ps(dw, _mm256_cvtepi32_ps(total[t]));
+                    sum[t] = _mm256_fmadd_ps(scaled, dx, sum[t]);
+                }
+            }
+        }
+        let first = g * LANES + h;
+        let lanes = 8.min(w.rows - first);
+        for (t, &s) in sum.iter().enumerate() {
+            let mut out = [0f32; 8];
+            // SAFETY: `out` is eight f32; row t0 + t's columns first..first + lanes exist.
+            unsafe {
+                _mm256_storeu_ps(out.as_mut_ptr(), s);
+                std::ptr::copy_nonoverlapping(
+                    out.as_ptr(),
+                    y.add((t0 + t) * w.rows + first),
+                    lanes,
+                );
+            }
         }
     }
 }

@@ -467,6 +467,12 @@ impl Block32 {
     /// # Safety
     /// As [`Repacked::run_group`].
     unsafe fn run_group(&self, inputs: &Inputs, g: usize, n: usize, y: *mut f32, kernel: Kernel) {
+        #[cfg(target_arch = "x86_64")]
+        if kernel == Kernel::Avx512 && self.nibbles && n > 2 * TILE {
+            // SAFETY: as below, for all n rows.
+            unsafe { avx512::group_unpacked(self, inputs, g, n, y) };
+            return;
+        }
         let mut t0 = 0;
         while t0 < n {
             let take = TILE.min(n - t0);
@@ -846,6 +852,56 @@ mod avx512 {
         }
     }
 
+    /// Group `g` times all `n` activation rows of a 4-bit format, its values unpacked once
+    /// to one per byte (into this thread's scratch) so that the tiles after the first skip
+    /// the nibble splitting: the same values into the same operations.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VNNI; `w.nibbles`; as [`super::portable_group`] for rows 0..n.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn group_unpacked(w: &Block32, x: &Inputs, g: usize, n: usize, y: *mut f32) {
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let per_block = LANES * BLOCK;
+            scratch.resize(w.blocks * per_block, 0);
+            let low = _mm512_set1_epi8(0x0f);
+            let q = w.q.as_ptr().wrapping_add(g * w.blocks * per_block / 2);
+            for b in 0..w.blocks {
+                for j in 0..QUADS / 2 {
+                    // SAFETY: block b of group g holds 4 · 64 packed bytes; the scratch
+                    // holds 8 · 64 bytes per block.
+                    unsafe {
+                        let bytes = _mm512_loadu_si512(q.add(b * per_block / 2 + 64 * j).cast());
+                        let out = scratch.as_mut_ptr().add(b * per_block);
+                        _mm512_storeu_si512(out.add(64 * j).cast(), _mm512_and_si512(bytes, low));
+                        _mm512_storeu_si512(
+                            out.add(64 * (j + QUADS / 2)).cast(),
+                            _mm512_and_si512(_mm512_srli_epi16::<4>(bytes), low),
+                        );
+                    }
+                }
+            }
+            let u = scratch.as_ptr();
+            let mut t0 = 0;
+            while t0 < n {
+                let take = super::TILE.min(n - t0);
+                // SAFETY: the caller's contract; `u` holds the group's values unpacked.
+                unsafe {
+                    match (take, w.with_min) {
+                        (2, true) => rows_of::<2, false, true>(w, u, x, g, t0, y),
+                        (2, false) => rows_of::<2, false, false>(w, u, x, g, t0, y),
+                        (_, true) => rows_of::<1, false, true>(w, u, x, g, t0, y),
+                        (_, false) => rows_of::<1, false, false>(w, u, x, g, t0, y),
+                    }
+                }
+                t0 += take;
+            }
+        });
+    }
+
     /// `R` activation rows times the 16 rows of group `g`. Per block the weights are loaded
     /// (and their nibbles split) once for the `R` rows; per activation row and group of
     /// four elements j, one VNNI product starting from the offset's correction, converted
@@ -864,11 +920,31 @@ mod avx512 {
         y: *mut f32,
     ) {
         let per_block = LANES * BLOCK / if NIB { 2 } else { 1 };
+        let q = w.q.as_ptr().wrapping_add(g * w.blocks * per_block);
+        // SAFETY: the caller's contract; `q` is group g's stored values.
+        unsafe { rows_of::<R, NIB, MIN>(w, q, x, g, t0, y) }
+    }
+
+    /// [`rows`] with group g's values read from `q`: as stored, or (`NIB` false for a
+    /// 4-bit format) unpacked one value per byte by [`unpack_group`].
+    ///
+    /// # Safety
+    /// As [`rows`]; `q` holds the group's `blocks` blocks in the layout `NIB` says.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn rows_of<const R: usize, const NIB: bool, const MIN: bool>(
+        w: &Block32,
+        q: *const u8,
+        x: &Inputs,
+        g: usize,
+        t0: usize,
+        y: *mut f32,
+    ) {
+        let per_block = LANES * BLOCK / if NIB { 2 } else { 1 };
         let mut acc = [[_mm512_setzero_ps(); QUADS]; R];
         let mut mins = [_mm512_setzero_ps(); R];
         let low = _mm512_set1_epi8(0x0f);
         let (magic, magic_bits) = (_mm512_set1_ps(MAGIC), _mm512_set1_epi32(MAGIC_BITS));
-        let q = w.q.as_ptr().wrapping_add(g * w.blocks * per_block);
         let d = w.d.as_ptr().wrapping_add(g * w.blocks * LANES);
         let m = w.m.as_ptr().wrapping_add(g * w.blocks * LANES);
         let xs = x.qs.as_ptr().wrapping_add(t0 * w.cols);
@@ -892,6 +968,11 @@ mod avx512 {
                     }
                 }
                 let dv = _mm512_cvtph_ps(_mm256_loadu_si256(d.add(b * LANES).cast()));
+                let mv = if MIN {
+                    _mm512_cvtph_ps(_mm256_loadu_si256(m.add(b * LANES).cast()))
+                } else {
+                    dv
+                };
                 for t in 0..R {
                     let xb = xs.add(t * w.cols + b * BLOCK);
                     let sb = st.add((t * w.blocks + b) * QUADS);
@@ -911,7 +992,6 @@ mod avx512 {
                         acc[t][j] = _mm512_fmadd_ps(sum, scale, acc[t][j]);
                     }
                     if MIN {
-                        let mv = _mm512_cvtph_ps(_mm256_loadu_si256(m.add(b * LANES).cast()));
                         mins[t] = _mm512_add_ps(
                             mins[t],
                             _mm512_mul_ps(mv, _mm512_set1_ps(*sx.add(t * w.blocks + b))),

@@ -6,7 +6,8 @@
 use unicode_general_category::{get_general_category, GeneralCategory};
 use unicode_normalization::UnicodeNormalization;
 
-use crate::words::{chunk_words, letter_run, Span};
+use super::masks::{ascii_masks, next_clear, next_set};
+use crate::words::{chunk_words, Span};
 
 /// Which normalisations to apply (datatrove's `TextNormConfig`; its English-only weekday and
 /// month-name options, off by default there, are not offered).
@@ -286,20 +287,27 @@ impl TextNorm {
 }
 
 /// Scratch space of [`simplify_words_ascii`]: the normalised text's whitespace-free chunks
-/// (start, end, whether all letters or all digits) and the word splitter's suffixes.
+/// (start, end, whether all letters or all digits), the word splitter's suffixes, and the
+/// input's masks of letters and of letters or digits.
 #[derive(Debug, Default)]
 pub struct WordScratch {
     chunks: Vec<(usize, usize, bool)>,
     suffixes: Vec<Span>,
+    letters: Vec<u64>,
+    alnum: Vec<u64>,
 }
 
 /// `simplify_text_into` followed by `words::word_spans` of its result, for ASCII `text` and
-/// a `norm` that [`TextNorm::splits_ascii_in_one_pass`]: one pass over the bytes writes the
+/// a `norm` that [`TextNorm::splits_ascii_in_one_pass`]: one pass over the input writes the
 /// normalised text (lower-case letters, `0` for each number, one space between chunks, no
 /// space at the ends: nothing for the final strip to do) and notes where each chunk of it
 /// starts and ends; the chunks are then split into words as `word_spans` splits them (a
 /// chunk of letters only or digits only is one word unless it is a tokenizer exception).
-/// The words go into `spans` (cleared first); returns the normalised text.
+/// Every ASCII byte is a letter, a digit or a blank (punctuation, whitespace or a control
+/// character: all become one space): the pass jumps from run to run with bit masks of the
+/// letters and of the letters and digits, so a run of letters is copied, and a run of
+/// blanks skipped, whole. The words go into `spans` (cleared first); returns the
+/// normalised text.
 pub fn simplify_words_ascii<'s>(
     text: &str,
     scratch: &'s mut NormScratch,
@@ -307,75 +315,75 @@ pub fn simplify_words_ascii<'s>(
     spans: &mut Vec<Span>,
 ) -> &'s str {
     debug_assert!(text.is_ascii());
-    let WordScratch { chunks, suffixes } = words;
+    let WordScratch {
+        chunks,
+        suffixes,
+        letters: letter_mask,
+        alnum,
+    } = words;
     let bytes = text.as_bytes();
+    let n = bytes.len();
+    ascii_masks(bytes, letter_mask, alnum);
     let mut buf = std::mem::take(&mut scratch.out).into_bytes();
-    // Written by index: the output is never longer than the input (a space is written only
-    // for blanks already read), plus 8 bytes for the word-at-a-time copy of letters.
+    // Written by index: the output is never longer than the input read so far (a space is
+    // written only for blanks already read, one `0` for one or more digits), plus 8 bytes
+    // for the word-at-a-time copy of letters.
     buf.clear();
-    buf.resize(bytes.len() + 8, 0);
+    buf.resize(n + 8, 0);
     let mut o = 0;
     chunks.clear();
     let (mut start, mut letters, mut digits) = (0, false, false);
-    let mut pending_space = false;
-    let mut i = 0;
-    while i < bytes.len() {
-        let c = bytes[i];
-        let k = ASCII_CLASSES[usize::from(c & 0x7f)];
-        if k & (PUNCT | SPACE) != 0 {
-            pending_space = true;
-            i += 1;
-            continue;
+    let mut i = next_set(alnum, 0, n);
+    while i < n {
+        // A chunk starts at `i`, after blanks (or at the start).
+        if o > 0 {
+            chunks.push((start, o, !(letters && digits)));
+            buf[o] = b' ';
+            o += 1;
+            start = o;
+            (letters, digits) = (false, false);
         }
-        if pending_space {
-            if o > 0 {
-                chunks.push((start, o, !(letters && digits)));
-                buf[o] = b' ';
-                o += 1;
-                start = o;
-                (letters, digits) = (false, false);
-            }
-            pending_space = false;
-        }
-        if k & DIGIT != 0 {
-            i += 1;
-            while i < bytes.len() && bytes[i].is_ascii_digit() {
+        loop {
+            if bytes[i].is_ascii_digit() {
+                // A number: digits, optionally one separator and more digits.
                 i += 1;
-            }
-            if i + 1 < bytes.len()
-                && matches!(bytes[i], b'.' | b',')
-                && bytes[i + 1].is_ascii_digit()
-            {
-                i += 2;
-                while i < bytes.len() && bytes[i].is_ascii_digit() {
+                while i < n && bytes[i].is_ascii_digit() {
                     i += 1;
                 }
+                if i + 1 < n && matches!(bytes[i], b'.' | b',') && bytes[i + 1].is_ascii_digit() {
+                    i += 2;
+                    while i < n && bytes[i].is_ascii_digit() {
+                        i += 1;
+                    }
+                }
+                buf[o] = b'0';
+                o += 1;
+                digits = true;
+            } else {
+                // A run of letters, copied eight bytes at a time lower-cased (`| 0x20` on
+                // a letter; what is copied past the run is overwritten later or cut off).
+                let end = next_clear(letter_mask, i, n);
+                while i < end {
+                    if let Some(w) = bytes.get(i..i + 8) {
+                        let w =
+                            u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+                        buf[o..o + 8].copy_from_slice(&(w | 0x2020_2020_2020_2020).to_le_bytes());
+                        let step = (end - i).min(8);
+                        i += step;
+                        o += step;
+                    } else {
+                        buf[o] = bytes[i] | 0x20;
+                        i += 1;
+                        o += 1;
+                    }
+                }
+                letters = true;
             }
-            buf[o] = b'0';
-            o += 1;
-            digits = true;
-            continue;
-        }
-        // A run of letters (at least `bytes[i]`), eight bytes at a time while eight remain:
-        // all eight are written lower-cased, the run's length of them kept.
-        letters = true;
-        while let Some(w) = bytes.get(i..i + 8) {
-            let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-            let (lower, run) = letter_run(w);
-            buf[o..o + 8].copy_from_slice(&lower.to_le_bytes());
-            i += run;
-            o += run;
-            if run < 8 {
+            if i >= n || !bytes[i].is_ascii_alphanumeric() {
                 break;
             }
         }
-        if i + 8 > bytes.len() {
-            while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
-                buf[o] = bytes[i].to_ascii_lowercase();
-                i += 1;
-                o += 1;
-            }
-        }
+        i = next_set(alnum, i, n);
     }
     if o > start {
         chunks.push((start, o, !(letters && digits)));
@@ -451,7 +459,10 @@ mod tests {
         let pieces: Vec<&str> = concat!(
             "a|Z|q|0|9|.|,|;|-|'|\"|(|)|$|%| |  |\t|\n|\r|\x0b|\x1c|\x7f|\x01|dont|",
             "Cannot|10am|5km|x2|e.g.|i.e.|don't|U.S.|3pm|gonna|ll|im|12,5|@|[|`|{|",
-            "Supercalifragilistic|abcdefgh|ABCDEFGHIJKLMNOPQRSTUVWXYZ|xY",
+            "Supercalifragilistic|abcdefgh|ABCDEFGHIJKLMNOPQRSTUVWXYZ|xY|",
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN|",
+            "                                                                      |",
+            "1234567890123456789012345678901234567890123456789012345678901234567",
         )
         .split('|')
         .collect();
@@ -465,8 +476,8 @@ mod tests {
         let norm = TextNorm::default();
         let (mut a, mut b) = (NormScratch::default(), NormScratch::default());
         let (mut words, mut spans, mut want) = (WordScratch::default(), Vec::new(), Vec::new());
-        for round in 0..5000 {
-            let len = next() % 30;
+        for round in 0..20000 {
+            let len = next() % 40;
             let text: String = (0..len).map(|_| pieces[next() % pieces.len()]).collect();
             let text = if round == 0 { String::new() } else { text };
             let reference = simplify_text_into(&text, &norm, &mut a).to_string();

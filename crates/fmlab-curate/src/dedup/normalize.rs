@@ -134,15 +134,39 @@ pub fn simplify_text_into<'s>(
     if norm.norm_unicode_diacritics && !out.is_ascii() {
         // NFD, then drop the non-spacing marks; done after the whitespace pass as datatrove
         // does, so a dropped mark between two spaces leaves both.
-        let decomposed: String = out
-            .nfd()
-            .filter(|&c| get_general_category(c) != GeneralCategory::NonspacingMark)
-            .collect();
-        *out = decomposed;
+        lower.clear();
+        strip_diacritics(out, lower);
+        std::mem::swap(out, lower);
     }
     let start = out.len() - out.trim_start_matches(is_space).len();
     let end = out.trim_end_matches(is_space).len().max(start);
     &out[start..end]
+}
+
+/// `text` in NFD without its non-spacing marks, appended to `out`. An ASCII character has
+/// no decomposition and is a starter (canonical combining class 0), which no reordering
+/// crosses, so NFD works on each run of non-ASCII characters alone: the ASCII runs between
+/// them are copied as they are.
+fn strip_diacritics(text: &str, out: &mut String) {
+    let mut rest = text;
+    while !rest.is_empty() {
+        let ascii = rest
+            .bytes()
+            .position(|b| !b.is_ascii())
+            .unwrap_or(rest.len());
+        out.push_str(&rest[..ascii]);
+        rest = &rest[ascii..];
+        let other = rest
+            .bytes()
+            .position(|b| b.is_ascii())
+            .unwrap_or(rest.len());
+        out.extend(
+            rest[..other]
+                .nfd()
+                .filter(|&c| get_general_category(c) != GeneralCategory::NonspacingMark),
+        );
+        rest = &rest[other..];
+    }
 }
 
 /// One pass for the three character-level steps, which commute with the pass order as
@@ -433,6 +457,37 @@ mod tests {
         assert_eq!(s("x \u{301} y"), "x  y");
         assert_eq!(s("١٢٣ and ４５"), "0 and 0");
         assert_eq!(s("‘single’"), "‘single");
+    }
+
+    #[test]
+    fn diacritics_stripped_run_by_run_equal_whole_text_nfd() {
+        // Marks that are dropped and marks that stay (U+1D165 and U+1D16D are spacing
+        // combining marks, which NFD reorders), precomposed letters, a compatibility
+        // ligature (left alone by NFD), Hangul.
+        let alphabet: Vec<char> =
+            "ae 0.\u{301}\u{300}\u{327}\u{323}éÅǅ\u{1e0b}\u{a0}ﬁ가ḉ\u{344}\u{f73}\u{1d16d}\u{1d165}"
+                .chars()
+                .collect();
+        let mut state = 3u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) as usize
+        };
+        let mut got = String::new();
+        for _ in 0..5000 {
+            let text: String = (0..next() % 20)
+                .map(|_| alphabet[next() % alphabet.len()])
+                .collect();
+            let want: String = text
+                .nfd()
+                .filter(|&c| get_general_category(c) != GeneralCategory::NonspacingMark)
+                .collect();
+            got.clear();
+            strip_diacritics(&text, &mut got);
+            assert_eq!(got, want, "{text:?}");
+        }
     }
 
     #[test]

@@ -172,28 +172,61 @@ fn strip_diacritics(text: &str, out: &mut String) {
 /// One pass for the three character-level steps, which commute with the pass order as
 /// datatrove applies them: numbers (a run of decimal digits, optionally one separator and
 /// more digits) become `0`; punctuation becomes a space; runs of spaces collapse to one and
-/// the ends are stripped.
+/// the ends are stripped. ASCII bytes other than digits are classed by a table without
+/// decoding a character (most of a mostly-ASCII text); the rest a character at a time.
 fn numbers_punctuation_spaces(text: &str, norm: &TextNorm, out: &mut String) {
+    let bytes = text.as_bytes();
+    let n = bytes.len();
+    let char_at = |i: usize| text[i..].chars().next().map(|c| (c, c.len_utf8()));
+    // The length of the decimal digit at `i`, if there is one.
+    let digit_at = |i: usize| match bytes.get(i) {
+        Some(b) if b.is_ascii() => b.is_ascii_digit().then_some(1),
+        Some(_) => char_at(i).and_then(|(c, l)| is_decimal_digit(c).then_some(l)),
+        None => None,
+    };
+    let punct = if norm.remove_punctuation { PUNCT } else { 0 };
     let mut pending_space = false;
-    let mut chars = text.char_indices().peekable();
-    while let Some((_, c)) = chars.next() {
+    let mut i = 0;
+    while i < n {
+        let b = bytes[i];
+        if b.is_ascii() && !(norm.norm_numbers && b.is_ascii_digit()) {
+            i += 1;
+            let k = ASCII_CLASSES[usize::from(b)];
+            if k & punct != 0 {
+                // A space (pending when whitespace is normalised).
+                if norm.norm_whitespace {
+                    pending_space = true;
+                } else {
+                    out.push(' ');
+                }
+            } else if norm.norm_whitespace && k & SPACE != 0 {
+                pending_space = true;
+            } else {
+                emit(out, &mut pending_space, char::from(b), norm);
+            }
+            continue;
+        }
+        let Some((c, len)) = char_at(i) else {
+            break;
+        };
         if norm.norm_numbers && is_decimal_digit(c) {
-            while chars.peek().is_some_and(|&(_, d)| is_decimal_digit(d)) {
-                chars.next();
+            i += len;
+            while let Some(l) = digit_at(i) {
+                i += l;
             }
             // An optional separator followed by at least one digit.
-            let mut ahead = chars.clone();
-            if let (Some((_, s)), Some((_, d))) = (ahead.next(), ahead.next()) {
-                if is_number_separator(s) && is_decimal_digit(d) {
-                    chars = ahead;
-                    while chars.peek().is_some_and(|&(_, d)| is_decimal_digit(d)) {
-                        chars.next();
+            if let Some((_, sl)) = char_at(i).filter(|&(s, _)| is_number_separator(s)) {
+                if let Some(l) = digit_at(i + sl) {
+                    i += sl + l;
+                    while let Some(l) = digit_at(i) {
+                        i += l;
                     }
                 }
             }
             emit(out, &mut pending_space, '0', norm);
             continue;
         }
+        i += len;
         let c = if norm.remove_punctuation && is_punctuation(c) {
             ' '
         } else {
@@ -439,6 +472,45 @@ fn emit(out: &mut String, pending_space: &mut bool, c: char, norm: &TextNorm) {
 mod tests {
     use super::*;
 
+    /// [`numbers_punctuation_spaces`] a character at a time (its first version): the reference.
+    /// One pass for the three character-level steps, which commute with the pass order as
+    /// datatrove applies them: numbers (a run of decimal digits, optionally one separator and
+    /// more digits) become `0`; punctuation becomes a space; runs of spaces collapse to one and
+    /// the ends are stripped.
+    fn numbers_punctuation_spaces_by_char(text: &str, norm: &TextNorm, out: &mut String) {
+        let mut pending_space = false;
+        let mut chars = text.char_indices().peekable();
+        while let Some((_, c)) = chars.next() {
+            if norm.norm_numbers && is_decimal_digit(c) {
+                while chars.peek().is_some_and(|&(_, d)| is_decimal_digit(d)) {
+                    chars.next();
+                }
+                // An optional separator followed by at least one digit.
+                let mut ahead = chars.clone();
+                if let (Some((_, s)), Some((_, d))) = (ahead.next(), ahead.next()) {
+                    if is_number_separator(s) && is_decimal_digit(d) {
+                        chars = ahead;
+                        while chars.peek().is_some_and(|&(_, d)| is_decimal_digit(d)) {
+                            chars.next();
+                        }
+                    }
+                }
+                emit(out, &mut pending_space, '0', norm);
+                continue;
+            }
+            let c = if norm.remove_punctuation && is_punctuation(c) {
+                ' '
+            } else {
+                c
+            };
+            if norm.norm_whitespace && is_space(c) {
+                pending_space = true;
+            } else {
+                emit(out, &mut pending_space, c, norm);
+            }
+        }
+    }
+
     fn s(t: &str) -> String {
         simplify_text(t, &TextNorm::default())
     }
@@ -551,7 +623,7 @@ mod tests {
             text.to_string()
         };
         let mut out = String::new();
-        numbers_punctuation_spaces(&lower, norm, &mut out);
+        numbers_punctuation_spaces_by_char(&lower, norm, &mut out);
         if norm.norm_unicode_diacritics {
             out = out
                 .nfd()

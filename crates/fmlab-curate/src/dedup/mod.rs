@@ -26,6 +26,7 @@
 
 pub mod bloom;
 pub mod exact;
+mod masks;
 pub mod minhash;
 pub mod normalize;
 mod permute;

@@ -6,7 +6,8 @@
 use unicode_general_category::{get_general_category, GeneralCategory};
 use unicode_normalization::UnicodeNormalization;
 
-use crate::words::{chunk_words, letter_run, Span};
+use super::masks::{ascii_masks, next_clear, next_set};
+use crate::words::{chunk_words, Span};
 
 /// Which normalisations to apply (datatrove's `TextNormConfig`; its English-only weekday and
 /// month-name options, off by default there, are not offered).
@@ -133,42 +134,99 @@ pub fn simplify_text_into<'s>(
     if norm.norm_unicode_diacritics && !out.is_ascii() {
         // NFD, then drop the non-spacing marks; done after the whitespace pass as datatrove
         // does, so a dropped mark between two spaces leaves both.
-        let decomposed: String = out
-            .nfd()
-            .filter(|&c| get_general_category(c) != GeneralCategory::NonspacingMark)
-            .collect();
-        *out = decomposed;
+        lower.clear();
+        strip_diacritics(out, lower);
+        std::mem::swap(out, lower);
     }
     let start = out.len() - out.trim_start_matches(is_space).len();
     let end = out.trim_end_matches(is_space).len().max(start);
     &out[start..end]
 }
 
+/// `text` in NFD without its non-spacing marks, appended to `out`. An ASCII character has
+/// no decomposition and is a starter (canonical combining class 0), which no reordering
+/// crosses, so NFD works on each run of non-ASCII characters alone: the ASCII runs between
+/// them are copied as they are.
+fn strip_diacritics(text: &str, out: &mut String) {
+    let mut rest = text;
+    while !rest.is_empty() {
+        let ascii = rest
+            .bytes()
+            .position(|b| !b.is_ascii())
+            .unwrap_or(rest.len());
+        out.push_str(&rest[..ascii]);
+        rest = &rest[ascii..];
+        let other = rest
+            .bytes()
+            .position(|b| b.is_ascii())
+            .unwrap_or(rest.len());
+        out.extend(
+            rest[..other]
+                .nfd()
+                .filter(|&c| get_general_category(c) != GeneralCategory::NonspacingMark),
+        );
+        rest = &rest[other..];
+    }
+}
+
 /// One pass for the three character-level steps, which commute with the pass order as
 /// datatrove applies them: numbers (a run of decimal digits, optionally one separator and
 /// more digits) become `0`; punctuation becomes a space; runs of spaces collapse to one and
-/// the ends are stripped.
+/// the ends are stripped. ASCII bytes other than digits are classed by a table without
+/// decoding a character (most of a mostly-ASCII text); the rest a character at a time.
 fn numbers_punctuation_spaces(text: &str, norm: &TextNorm, out: &mut String) {
+    let bytes = text.as_bytes();
+    let n = bytes.len();
+    let char_at = |i: usize| text[i..].chars().next().map(|c| (c, c.len_utf8()));
+    // The length of the decimal digit at `i`, if there is one.
+    let digit_at = |i: usize| match bytes.get(i) {
+        Some(b) if b.is_ascii() => b.is_ascii_digit().then_some(1),
+        Some(_) => char_at(i).and_then(|(c, l)| is_decimal_digit(c).then_some(l)),
+        None => None,
+    };
+    let punct = if norm.remove_punctuation { PUNCT } else { 0 };
     let mut pending_space = false;
-    let mut chars = text.char_indices().peekable();
-    while let Some((_, c)) = chars.next() {
+    let mut i = 0;
+    while i < n {
+        let b = bytes[i];
+        if b.is_ascii() && !(norm.norm_numbers && b.is_ascii_digit()) {
+            i += 1;
+            let k = ASCII_CLASSES[usize::from(b)];
+            if k & punct != 0 {
+                // A space (pending when whitespace is normalised).
+                if norm.norm_whitespace {
+                    pending_space = true;
+                } else {
+                    out.push(' ');
+                }
+            } else if norm.norm_whitespace && k & SPACE != 0 {
+                pending_space = true;
+            } else {
+                emit(out, &mut pending_space, char::from(b), norm);
+            }
+            continue;
+        }
+        let Some((c, len)) = char_at(i) else {
+            break;
+        };
         if norm.norm_numbers && is_decimal_digit(c) {
-            while chars.peek().is_some_and(|&(_, d)| is_decimal_digit(d)) {
-                chars.next();
+            i += len;
+            while let Some(l) = digit_at(i) {
+                i += l;
             }
             // An optional separator followed by at least one digit.
-            let mut ahead = chars.clone();
-            if let (Some((_, s)), Some((_, d))) = (ahead.next(), ahead.next()) {
-                if is_number_separator(s) && is_decimal_digit(d) {
-                    chars = ahead;
-                    while chars.peek().is_some_and(|&(_, d)| is_decimal_digit(d)) {
-                        chars.next();
+            if let Some((_, sl)) = char_at(i).filter(|&(s, _)| is_number_separator(s)) {
+                if let Some(l) = digit_at(i + sl) {
+                    i += sl + l;
+                    while let Some(l) = digit_at(i) {
+                        i += l;
                     }
                 }
             }
             emit(out, &mut pending_space, '0', norm);
             continue;
         }
+        i += len;
         let c = if norm.remove_punctuation && is_punctuation(c) {
             ' '
         } else {
@@ -286,20 +344,27 @@ impl TextNorm {
 }
 
 /// Scratch space of [`simplify_words_ascii`]: the normalised text's whitespace-free chunks
-/// (start, end, whether all letters or all digits) and the word splitter's suffixes.
+/// (start, end, whether all letters or all digits), the word splitter's suffixes, and the
+/// input's masks of letters and of letters or digits.
 #[derive(Debug, Default)]
 pub struct WordScratch {
     chunks: Vec<(usize, usize, bool)>,
     suffixes: Vec<Span>,
+    letters: Vec<u64>,
+    alnum: Vec<u64>,
 }
 
 /// `simplify_text_into` followed by `words::word_spans` of its result, for ASCII `text` and
-/// a `norm` that [`TextNorm::splits_ascii_in_one_pass`]: one pass over the bytes writes the
+/// a `norm` that [`TextNorm::splits_ascii_in_one_pass`]: one pass over the input writes the
 /// normalised text (lower-case letters, `0` for each number, one space between chunks, no
 /// space at the ends: nothing for the final strip to do) and notes where each chunk of it
 /// starts and ends; the chunks are then split into words as `word_spans` splits them (a
 /// chunk of letters only or digits only is one word unless it is a tokenizer exception).
-/// The words go into `spans` (cleared first); returns the normalised text.
+/// Every ASCII byte is a letter, a digit or a blank (punctuation, whitespace or a control
+/// character: all become one space): the pass jumps from run to run with bit masks of the
+/// letters and of the letters and digits, so a run of letters is copied, and a run of
+/// blanks skipped, whole. The words go into `spans` (cleared first); returns the
+/// normalised text.
 pub fn simplify_words_ascii<'s>(
     text: &str,
     scratch: &'s mut NormScratch,
@@ -307,75 +372,75 @@ pub fn simplify_words_ascii<'s>(
     spans: &mut Vec<Span>,
 ) -> &'s str {
     debug_assert!(text.is_ascii());
-    let WordScratch { chunks, suffixes } = words;
+    let WordScratch {
+        chunks,
+        suffixes,
+        letters: letter_mask,
+        alnum,
+    } = words;
     let bytes = text.as_bytes();
+    let n = bytes.len();
+    ascii_masks(bytes, letter_mask, alnum);
     let mut buf = std::mem::take(&mut scratch.out).into_bytes();
-    // Written by index: the output is never longer than the input (a space is written only
-    // for blanks already read), plus 8 bytes for the word-at-a-time copy of letters.
+    // Written by index: the output is never longer than the input read so far (a space is
+    // written only for blanks already read, one `0` for one or more digits), plus 8 bytes
+    // for the word-at-a-time copy of letters.
     buf.clear();
-    buf.resize(bytes.len() + 8, 0);
+    buf.resize(n + 8, 0);
     let mut o = 0;
     chunks.clear();
     let (mut start, mut letters, mut digits) = (0, false, false);
-    let mut pending_space = false;
-    let mut i = 0;
-    while i < bytes.len() {
-        let c = bytes[i];
-        let k = ASCII_CLASSES[usize::from(c & 0x7f)];
-        if k & (PUNCT | SPACE) != 0 {
-            pending_space = true;
-            i += 1;
-            continue;
+    let mut i = next_set(alnum, 0, n);
+    while i < n {
+        // A chunk starts at `i`, after blanks (or at the start).
+        if o > 0 {
+            chunks.push((start, o, !(letters && digits)));
+            buf[o] = b' ';
+            o += 1;
+            start = o;
+            (letters, digits) = (false, false);
         }
-        if pending_space {
-            if o > 0 {
-                chunks.push((start, o, !(letters && digits)));
-                buf[o] = b' ';
-                o += 1;
-                start = o;
-                (letters, digits) = (false, false);
-            }
-            pending_space = false;
-        }
-        if k & DIGIT != 0 {
-            i += 1;
-            while i < bytes.len() && bytes[i].is_ascii_digit() {
+        loop {
+            if bytes[i].is_ascii_digit() {
+                // A number: digits, optionally one separator and more digits.
                 i += 1;
-            }
-            if i + 1 < bytes.len()
-                && matches!(bytes[i], b'.' | b',')
-                && bytes[i + 1].is_ascii_digit()
-            {
-                i += 2;
-                while i < bytes.len() && bytes[i].is_ascii_digit() {
+                while i < n && bytes[i].is_ascii_digit() {
                     i += 1;
                 }
+                if i + 1 < n && matches!(bytes[i], b'.' | b',') && bytes[i + 1].is_ascii_digit() {
+                    i += 2;
+                    while i < n && bytes[i].is_ascii_digit() {
+                        i += 1;
+                    }
+                }
+                buf[o] = b'0';
+                o += 1;
+                digits = true;
+            } else {
+                // A run of letters, copied eight bytes at a time lower-cased (`| 0x20` on
+                // a letter; what is copied past the run is overwritten later or cut off).
+                let end = next_clear(letter_mask, i, n);
+                while i < end {
+                    if let Some(w) = bytes.get(i..i + 8) {
+                        let w =
+                            u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+                        buf[o..o + 8].copy_from_slice(&(w | 0x2020_2020_2020_2020).to_le_bytes());
+                        let step = (end - i).min(8);
+                        i += step;
+                        o += step;
+                    } else {
+                        buf[o] = bytes[i] | 0x20;
+                        i += 1;
+                        o += 1;
+                    }
+                }
+                letters = true;
             }
-            buf[o] = b'0';
-            o += 1;
-            digits = true;
-            continue;
-        }
-        // A run of letters (at least `bytes[i]`), eight bytes at a time while eight remain:
-        // all eight are written lower-cased, the run's length of them kept.
-        letters = true;
-        while let Some(w) = bytes.get(i..i + 8) {
-            let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-            let (lower, run) = letter_run(w);
-            buf[o..o + 8].copy_from_slice(&lower.to_le_bytes());
-            i += run;
-            o += run;
-            if run < 8 {
+            if i >= n || !bytes[i].is_ascii_alphanumeric() {
                 break;
             }
         }
-        if i + 8 > bytes.len() {
-            while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
-                buf[o] = bytes[i].to_ascii_lowercase();
-                i += 1;
-                o += 1;
-            }
-        }
+        i = next_set(alnum, i, n);
     }
     if o > start {
         chunks.push((start, o, !(letters && digits)));
@@ -407,6 +472,45 @@ fn emit(out: &mut String, pending_space: &mut bool, c: char, norm: &TextNorm) {
 mod tests {
     use super::*;
 
+    /// [`numbers_punctuation_spaces`] a character at a time (its first version): the reference.
+    /// One pass for the three character-level steps, which commute with the pass order as
+    /// datatrove applies them: numbers (a run of decimal digits, optionally one separator and
+    /// more digits) become `0`; punctuation becomes a space; runs of spaces collapse to one and
+    /// the ends are stripped.
+    fn numbers_punctuation_spaces_by_char(text: &str, norm: &TextNorm, out: &mut String) {
+        let mut pending_space = false;
+        let mut chars = text.char_indices().peekable();
+        while let Some((_, c)) = chars.next() {
+            if norm.norm_numbers && is_decimal_digit(c) {
+                while chars.peek().is_some_and(|&(_, d)| is_decimal_digit(d)) {
+                    chars.next();
+                }
+                // An optional separator followed by at least one digit.
+                let mut ahead = chars.clone();
+                if let (Some((_, s)), Some((_, d))) = (ahead.next(), ahead.next()) {
+                    if is_number_separator(s) && is_decimal_digit(d) {
+                        chars = ahead;
+                        while chars.peek().is_some_and(|&(_, d)| is_decimal_digit(d)) {
+                            chars.next();
+                        }
+                    }
+                }
+                emit(out, &mut pending_space, '0', norm);
+                continue;
+            }
+            let c = if norm.remove_punctuation && is_punctuation(c) {
+                ' '
+            } else {
+                c
+            };
+            if norm.norm_whitespace && is_space(c) {
+                pending_space = true;
+            } else {
+                emit(out, &mut pending_space, c, norm);
+            }
+        }
+    }
+
     fn s(t: &str) -> String {
         simplify_text(t, &TextNorm::default())
     }
@@ -425,6 +529,37 @@ mod tests {
         assert_eq!(s("x \u{301} y"), "x  y");
         assert_eq!(s("١٢٣ and ４５"), "0 and 0");
         assert_eq!(s("‘single’"), "‘single");
+    }
+
+    #[test]
+    fn diacritics_stripped_run_by_run_equal_whole_text_nfd() {
+        // Marks that are dropped and marks that stay (U+1D165 and U+1D16D are spacing
+        // combining marks, which NFD reorders), precomposed letters, a compatibility
+        // ligature (left alone by NFD), Hangul.
+        let alphabet: Vec<char> =
+            "ae 0.\u{301}\u{300}\u{327}\u{323}éÅǅ\u{1e0b}\u{a0}ﬁ가ḉ\u{344}\u{f73}\u{1d16d}\u{1d165}"
+                .chars()
+                .collect();
+        let mut state = 3u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) as usize
+        };
+        let mut got = String::new();
+        for _ in 0..5000 {
+            let text: String = (0..next() % 20)
+                .map(|_| alphabet[next() % alphabet.len()])
+                .collect();
+            let want: String = text
+                .nfd()
+                .filter(|&c| get_general_category(c) != GeneralCategory::NonspacingMark)
+                .collect();
+            got.clear();
+            strip_diacritics(&text, &mut got);
+            assert_eq!(got, want, "{text:?}");
+        }
     }
 
     #[test]
@@ -451,7 +586,10 @@ mod tests {
         let pieces: Vec<&str> = concat!(
             "a|Z|q|0|9|.|,|;|-|'|\"|(|)|$|%| |  |\t|\n|\r|\x0b|\x1c|\x7f|\x01|dont|",
             "Cannot|10am|5km|x2|e.g.|i.e.|don't|U.S.|3pm|gonna|ll|im|12,5|@|[|`|{|",
-            "Supercalifragilistic|abcdefgh|ABCDEFGHIJKLMNOPQRSTUVWXYZ|xY",
+            "Supercalifragilistic|abcdefgh|ABCDEFGHIJKLMNOPQRSTUVWXYZ|xY|",
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN|",
+            "                                                                      |",
+            "1234567890123456789012345678901234567890123456789012345678901234567",
         )
         .split('|')
         .collect();
@@ -465,8 +603,8 @@ mod tests {
         let norm = TextNorm::default();
         let (mut a, mut b) = (NormScratch::default(), NormScratch::default());
         let (mut words, mut spans, mut want) = (WordScratch::default(), Vec::new(), Vec::new());
-        for round in 0..5000 {
-            let len = next() % 30;
+        for round in 0..20000 {
+            let len = next() % 40;
             let text: String = (0..len).map(|_| pieces[next() % pieces.len()]).collect();
             let text = if round == 0 { String::new() } else { text };
             let reference = simplify_text_into(&text, &norm, &mut a).to_string();
@@ -485,7 +623,7 @@ mod tests {
             text.to_string()
         };
         let mut out = String::new();
-        numbers_punctuation_spaces(&lower, norm, &mut out);
+        numbers_punctuation_spaces_by_char(&lower, norm, &mut out);
         if norm.norm_unicode_diacritics {
             out = out
                 .nfd()

@@ -254,6 +254,11 @@ fn cost_rows(cards: &[Card], ctx: u64) -> Vec<Row> {
     );
     put(
         mem,
+        "repacked copies (this CPU)".into(),
+        cells(cards, |c| Some(bytes(c.memory.repacked_bytes))),
+    );
+    put(
+        mem,
         format!("KV cache f16 @ {}", grouped(ctx)),
         cells(cards, |c| Some(bytes(c.memory.kv_cache_bytes))),
     );
@@ -539,7 +544,9 @@ fn draw_charts(dir: &Path, cards: &[Card]) -> Result<Vec<(String, String)>> {
         Ok(())
     };
     let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
-    let memory = ["weights", "KV cache", "total"].map(String::from).to_vec();
+    let memory = ["weights", "repacked", "KV cache", "total"]
+        .map(String::from)
+        .to_vec();
     chart(
         "memory.png",
         "Memory at the context length",
@@ -549,6 +556,7 @@ fn draw_charts(dir: &Path, cards: &[Card]) -> Result<Vec<(String, String)>> {
             let m = &c.memory;
             Some(mib(match k {
                 "weights" => m.weights_bytes,
+                "repacked" => m.repacked_bytes,
                 "KV cache" => m.kv_cache_bytes,
                 _ => m.total_bytes,
             }))

@@ -72,12 +72,15 @@ pub struct Memory {
     pub ctx: u64,
     /// The weights as fmlab holds them (block formats stay quantized; norms in f32).
     pub weights_bytes: u64,
+    /// The copies of quantized matrices repacked for this CPU's kernels
+    /// (`Matrix::repack`), held beside the stored bytes; 0 where nothing is repacked.
+    pub repacked_bytes: u64,
     /// Keys and values of `ctx` tokens at f16 (llama.cpp's default), sliding-window layers
     /// keeping only their window.
     pub kv_cache_bytes: u64,
     /// The same at f32, as fmlab's own cache stores them.
     pub kv_cache_bytes_f32: u64,
-    /// Weights + the f16 KV cache.
+    /// Weights + their repacked copies + the f16 KV cache.
     pub total_bytes: u64,
 }
 
@@ -255,13 +258,15 @@ pub fn measure(
     }
     let src = &subject.inspection.source;
     let weights_bytes = weight_bytes(subject.model);
+    let repacked_bytes = repacked_bytes(subject.model);
     let kv_cache_bytes = spec.kv_cache_bytes(config.ctx, 2);
     let memory = Memory {
         ctx: config.ctx,
         weights_bytes,
+        repacked_bytes,
         kv_cache_bytes,
         kv_cache_bytes_f32: spec.kv_cache_bytes(config.ctx, 4),
-        total_bytes: weights_bytes + kv_cache_bytes,
+        total_bytes: weights_bytes + repacked_bytes + kv_cache_bytes,
     };
     let speed = match config.speed_runs {
         0 => None,
@@ -346,6 +351,23 @@ pub fn relate_cards(cards: &mut [Card]) {
                 .map(|&b| l.tokens as f64 / b as f64);
         }
     }
+}
+
+/// Bytes of the repacked copies the model's matrices hold for this CPU's kernels.
+pub fn repacked_bytes(model: &Transformer) -> u64 {
+    let matrix = |m: &fmlab_kernels::Matrix| m.repacked.as_ref().map_or(0, |r| r.bytes() as u64);
+    let layers: u64 = model
+        .layers
+        .iter()
+        .map(|l| {
+            [&l.q, &l.k, &l.v, &l.o, &l.up, &l.down]
+                .into_iter()
+                .chain(l.gate.as_ref())
+                .map(|lin| matrix(&lin.weight))
+                .sum::<u64>()
+        })
+        .sum();
+    matrix(&model.embed) + layers + model.head.as_ref().map_or(0, matrix)
 }
 
 /// The bytes of the model's weights as fmlab holds them in memory.
@@ -604,6 +626,7 @@ mod tests {
             memory: Memory {
                 ctx: 1,
                 weights_bytes: 0,
+                repacked_bytes: 0,
                 kv_cache_bytes: 0,
                 kv_cache_bytes_f32: 0,
                 total_bytes: 0,

@@ -31,6 +31,7 @@ use rayon::prelude::*;
 use crate::activation::{quantize_q8_32_into, ActivationFormat};
 use crate::pool::Pieces;
 use crate::quant::{f16_to_f32, QuantType};
+use crate::simd::avx2_fma_f16c;
 
 mod q4k;
 mod q6k;
@@ -80,23 +81,6 @@ fn avx512_vnni() -> bool {
             is_x86_feature_detected!("avx512f")
                 && is_x86_feature_detected!("avx512bw")
                 && is_x86_feature_detected!("avx512vnni")
-        })
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// Whether this CPU has AVX2, FMA and F16C (the 256-bit kernels).
-fn avx2_fma_f16c() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *AVAILABLE.get_or_init(|| {
-            is_x86_feature_detected!("avx2")
-                && is_x86_feature_detected!("fma")
-                && is_x86_feature_detected!("f16c")
         })
     }
     #[cfg(not(target_arch = "x86_64"))]

@@ -33,6 +33,20 @@ pub(crate) fn avx2_fma() -> bool {
     }
 }
 
+/// Whether this CPU also has F16C (the repacked 256-bit kernels' and the vector attention
+/// scores' requirement: their f16 scales and roundings).
+pub(crate) fn avx2_fma_f16c() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *AVAILABLE.get_or_init(|| avx2_fma() && is_x86_feature_detected!("f16c"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// Activation rows prepared for the multi-row kernels, where one exists for the weight
 /// format and the CPU (Q4_0, Q4_1, Q5_0 and Q8_0 on AVX2): see [`pack`].
 pub(crate) struct Packed {

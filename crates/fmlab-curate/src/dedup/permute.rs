@@ -136,7 +136,7 @@ mod avx2 {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
+pub(super) mod avx512 {
     use std::arch::x86_64::*;
 
     use super::MERSENNE_61;
@@ -147,16 +147,18 @@ mod avx512 {
     /// multipliers, offsets and minimums: 3 × 7 of the 32 registers).
     const GROUP: usize = 7;
 
-    /// Whether the CPU has AVX-512F and AVX-512DQ (`vpmullq`), checked once.
-    pub(super) fn available() -> bool {
+    /// Whether the CPU has AVX-512F and AVX-512DQ (`vpmullq`), checked once (xxHash64's
+    /// vector path needs the same).
+    pub(in crate::dedup) fn available() -> bool {
         static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         *AVAILABLE.get_or_init(|| {
             std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512dq")
         })
     }
 
+    /// The first eight `u64`s of `s` (zeros where `s` is shorter).
     #[inline(always)]
-    fn load(s: &[u64]) -> __m512i {
+    pub(in crate::dedup) fn load(s: &[u64]) -> __m512i {
         let s: &[u64; LANES] = s[..LANES].try_into().unwrap_or(&[0; LANES]);
         // SAFETY: `s` is eight readable `u64`s (64 bytes); the load is unaligned.
         unsafe { _mm512_loadu_si512(s.as_ptr().cast()) }

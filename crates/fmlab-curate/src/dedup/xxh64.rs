@@ -132,20 +132,8 @@ mod avx512 {
     /// Ranges per vector.
     pub(super) const LANES: usize = 8;
 
-    /// Whether the CPU has AVX-512F and AVX-512DQ (`vpmullq`), checked once.
-    pub(super) fn available() -> bool {
-        static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *AVAILABLE.get_or_init(|| {
-            std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512dq")
-        })
-    }
-
-    #[inline(always)]
-    fn load(s: &[u64]) -> __m512i {
-        let s: &[u64; LANES] = s[..LANES].try_into().unwrap_or(&[0; LANES]);
-        // SAFETY: `s` is eight readable `u64`s (64 bytes); the load is unaligned.
-        unsafe { _mm512_loadu_si512(s.as_ptr().cast()) }
-    }
+    /// AVX-512F and DQ (`vpmullq`), as the permutations need; eight `u64`s as a vector.
+    pub(super) use crate::dedup::permute::avx512::{available, load};
 
     /// `a·b mod 2^64` per lane.
     #[inline]

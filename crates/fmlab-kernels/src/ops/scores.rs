@@ -8,19 +8,7 @@
 
 /// Whether the CPU has what [`scores_softmax`] needs: AVX2, FMA and F16C.
 pub(super) fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *AVAILABLE.get_or_init(|| {
-            is_x86_feature_detected!("avx2")
-                && is_x86_feature_detected!("fma")
-                && is_x86_feature_detected!("f16c")
-        })
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    crate::simd::avx2_fma_f16c()
 }
 
 /// Softmax probabilities of the query heads `qh` (one or more heads of `hd` features, one

@@ -23,7 +23,8 @@
 //! Kernels, chosen at run time ([`best_kernel`]): 512-bit VNNI; on CPUs with AVX2 (and
 //! FMA, F16C) but not AVX-512 VNNI, 256-bit kernels over the same layouts, each group's 16
 //! rows as two registers of eight (`repack/avx2.rs`, and `mod avx2` in `q4k.rs` and
-//! `q6k.rs`); a portable kernel, the reference of both. `FMLAB_REPACK=avx2` runs the 256-bit kernel on an AVX-512 CPU, to measure it.
+//! `q6k.rs`); a portable kernel, the reference of both. `FMLAB_REPACK=avx2` runs the
+//! 256-bit kernels on an AVX-512 CPU, to measure them.
 
 use rayon::prelude::*;
 

@@ -446,6 +446,22 @@ impl Block32 {
         self.q.len() + 2 * (self.d.len() + self.m.len())
     }
 
+    /// Asks the cache for block `b` of group `g` (values, scales, minimums); nothing past
+    /// the last group.
+    #[inline]
+    fn fetch(&self, g: usize, b: usize) {
+        if g >= self.groups {
+            return;
+        }
+        let per_block = LANES * BLOCK / if self.nibbles { 2 } else { 1 };
+        let at = g * self.blocks + b;
+        fetch_lines(self.q.as_ptr().wrapping_add(at * per_block), per_block);
+        fetch_lines(self.d.as_ptr().wrapping_add(at * LANES), 2 * LANES);
+        if self.with_min {
+            fetch_lines(self.m.as_ptr().wrapping_add(at * LANES), 2 * LANES);
+        }
+    }
+
     /// Group `g`'s columns of the `n` rows of `y`, tiles of [`TILE`] rows at a time.
     ///
     /// # Safety
@@ -475,6 +491,27 @@ impl Block32 {
             t0 += take;
         }
     }
+}
+
+/// Asks the cache for `len` bytes from `base` (a hint: nothing is read or written, and
+/// any address may be named). The kernels name the next group's weights while they compute
+/// the current one's: a batch's product is as much arithmetic as memory traffic, and the
+/// hardware's own prefetcher, which follows only short streams, left the two in turn.
+#[inline]
+pub(crate) fn fetch_lines<T>(base: *const T, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let first = base as usize & !63;
+        let end = base as usize + len;
+        for line in (first..end).step_by(64) {
+            // SAFETY: a prefetch reads nothing and cannot fault, whatever the address (SSE,
+            // which every x86-64 CPU has).
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(line as *const i8) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (base, len);
 }
 
 /// `f(g)` for every group `g < groups`, in parallel on the forward pass's pool
@@ -717,7 +754,9 @@ mod avx512 {
             scratch.resize(w.blocks * per_block, 0);
             let low = _mm512_set1_epi8(0x0f);
             let q = w.q.as_ptr().wrapping_add(g * w.blocks * per_block / 2);
+            // The next group's weights are fetched while this one's tiles compute.
             for b in 0..w.blocks {
+                w.fetch(g + 1, b);
                 for j in 0..QUADS / 2 {
                     // SAFETY: block b of group g holds 4 · 64 packed bytes; the scratch
                     // holds 8 · 64 bytes per block.
@@ -739,10 +778,10 @@ mod avx512 {
                 // SAFETY: the caller's contract; `u` holds the group's values unpacked.
                 unsafe {
                     match (take, w.with_min) {
-                        (2, true) => rows_of::<2, false, true>(w, u, x, g, t0, y),
-                        (2, false) => rows_of::<2, false, false>(w, u, x, g, t0, y),
-                        (_, true) => rows_of::<1, false, true>(w, u, x, g, t0, y),
-                        (_, false) => rows_of::<1, false, false>(w, u, x, g, t0, y),
+                        (2, true) => rows_of::<2, false, true>(w, u, x, g, t0, y, false),
+                        (2, false) => rows_of::<2, false, false>(w, u, x, g, t0, y, false),
+                        (_, true) => rows_of::<1, false, true>(w, u, x, g, t0, y, false),
+                        (_, false) => rows_of::<1, false, false>(w, u, x, g, t0, y, false),
                     }
                 }
                 t0 += take;
@@ -769,8 +808,9 @@ mod avx512 {
     ) {
         let per_block = LANES * BLOCK / if NIB { 2 } else { 1 };
         let q = w.q.as_ptr().wrapping_add(g * w.blocks * per_block);
-        // SAFETY: the caller's contract; `q` is group g's stored values.
-        unsafe { rows_of::<R, NIB, MIN>(w, q, x, g, t0, y) }
+        // SAFETY: the caller's contract; `q` is group g's stored values. The first tile
+        // fetches the next group's weights while it computes.
+        unsafe { rows_of::<R, NIB, MIN>(w, q, x, g, t0, y, t0 == 0) }
     }
 
     /// [`rows`] with group g's values read from `q`: as stored, or (`NIB` false for a
@@ -787,6 +827,7 @@ mod avx512 {
         g: usize,
         t0: usize,
         y: *mut f32,
+        fetch: bool,
     ) {
         let per_block = LANES * BLOCK / if NIB { 2 } else { 1 };
         let mut acc = [[_mm512_setzero_ps(); QUADS]; R];
@@ -800,6 +841,9 @@ mod avx512 {
         let sx = x.sx.as_ptr().wrapping_add(t0 * w.blocks);
         let st = x.start.as_ptr().wrapping_add(t0 * w.blocks * QUADS);
         for b in 0..w.blocks {
+            if fetch {
+                w.fetch(g + 1, b);
+            }
             // SAFETY: block b of group g, and of rows t0..t0 + R (caller's contract).
             unsafe {
                 let qb = q.add(b * per_block);

@@ -23,13 +23,15 @@ pub(super) unsafe fn group(w: &Block32, x: &Inputs, g: usize, t0: usize, take: u
             if first >= w.rows {
                 break;
             }
+            // The first pass over the group fetches the next group's weights.
+            let fetch = t == 0 && half == 0;
             // SAFETY: the caller's contract, passed on; rows first.. of this half.
             unsafe {
                 match (w.nibbles, w.with_min, signed) {
-                    (true, true, _) => eight::<true, true, false>(w, x, g, t, half, y),
-                    (true, false, _) => eight::<true, false, false>(w, x, g, t, half, y),
-                    (false, _, true) => eight::<false, false, true>(w, x, g, t, half, y),
-                    (false, _, false) => eight::<false, false, false>(w, x, g, t, half, y),
+                    (true, true, _) => eight::<true, true, false>(w, x, g, t, half, y, fetch),
+                    (true, false, _) => eight::<true, false, false>(w, x, g, t, half, y, fetch),
+                    (false, _, true) => eight::<false, false, true>(w, x, g, t, half, y, fetch),
+                    (false, _, false) => eight::<false, false, false>(w, x, g, t, half, y, fetch),
                 }
             }
         }
@@ -51,6 +53,7 @@ unsafe fn eight<const NIB: bool, const MIN: bool, const SIGNED: bool>(
     t: usize,
     half: usize,
     y: *mut f32,
+    fetch: bool,
 ) {
     let per_block = LANES * BLOCK / if NIB { 2 } else { 1 };
     let mut acc = [_mm256_setzero_ps(); QUADS];
@@ -69,6 +72,9 @@ unsafe fn eight<const NIB: bool, const MIN: bool, const SIGNED: bool>(
     let sx = x.sx.as_ptr().wrapping_add(t * w.blocks);
     let st = x.start.as_ptr().wrapping_add(t * w.blocks * QUADS);
     for b in 0..w.blocks {
+        if fetch {
+            w.fetch(g + 1, b);
+        }
         // SAFETY: block b of group g's half and of row t (caller's contract).
         unsafe {
             let qb = q.add(b * per_block);

@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use super::{Kernel, LANES};
+use super::{fetch_lines, Kernel, LANES};
 use crate::activation::{quantize_q8_k_into, DotOrder};
 use crate::pool::Pieces;
 use crate::quant::{scale_min_k4, QuantType};
@@ -99,6 +99,26 @@ impl Q4K {
 
     pub(super) fn bytes(&self) -> usize {
         self.q.len() + 2 * (self.d.len() + self.dmin.len()) + self.sc.len() + self.mn.len()
+    }
+
+    /// Asks the cache for super-block `b` of group `g`; nothing past the last group.
+    #[inline]
+    fn fetch(&self, g: usize, b: usize) {
+        if g >= self.groups {
+            return;
+        }
+        let at = g * self.supers + b;
+        fetch_lines(self.q.as_ptr().wrapping_add(at * Q_BYTES), Q_BYTES);
+        fetch_lines(self.d.as_ptr().wrapping_add(at * LANES), 2 * LANES);
+        fetch_lines(self.dmin.as_ptr().wrapping_add(at * LANES), 2 * LANES);
+        fetch_lines(
+            self.sc.as_ptr().wrapping_add(at * SUBS * LANES),
+            SUBS * LANES,
+        );
+        fetch_lines(
+            self.mn.as_ptr().wrapping_add(at * SUBS * LANES),
+            SUBS * LANES,
+        );
     }
 
     /// Activation rows quantized for this kernel, in the order `Matrix` gives a batch
@@ -312,6 +332,9 @@ mod avx2 {
         let mut mins = [_mm256_setzero_ps(); R];
         let h = 8 * half;
         for b in 0..w.supers {
+            if t0 == 0 && half == 0 {
+                w.fetch(g + 1, b);
+            }
             let gb = g * w.supers + b;
             // SAFETY: super-block b of group g's half and of rows t0..t0 + R (caller).
             unsafe {
@@ -449,6 +472,10 @@ mod avx512 {
         let mut sum = [_mm512_setzero_ps(); R];
         let mut mins = [_mm512_setzero_ps(); R];
         for b in 0..w.supers {
+            // The first tile fetches the next group's weights while it computes.
+            if t0 == 0 {
+                w.fetch(g + 1, b);
+            }
             let gb = g * w.supers + b;
             // SAFETY: super-block b of group g and of rows t0..t0 + R (caller's contract).
             unsafe {

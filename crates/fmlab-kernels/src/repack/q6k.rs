@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use super::{Kernel, LANES};
+use super::{fetch_lines, Kernel, LANES};
 use crate::activation::quantize_q8_k_into;
 use crate::pool::Pieces;
 use crate::quant::QuantType;
@@ -93,6 +93,21 @@ impl Q6K {
 
     pub(super) fn bytes(&self) -> usize {
         self.q.len() + 2 * self.d.len() + self.sc.len()
+    }
+
+    /// Asks the cache for super-block `b` of group `g`; nothing past the last group.
+    #[inline]
+    fn fetch(&self, g: usize, b: usize) {
+        if g >= self.groups {
+            return;
+        }
+        let at = g * self.supers + b;
+        fetch_lines(self.q.as_ptr().wrapping_add(at * Q_BYTES), Q_BYTES);
+        fetch_lines(self.d.as_ptr().wrapping_add(at * LANES), 2 * LANES);
+        fetch_lines(
+            self.sc.as_ptr().wrapping_add(at * SUBS * LANES),
+            SUBS * LANES,
+        );
     }
 
     /// Whether the kernel takes a batch of `n` rows: ggml's tiled order starts at
@@ -245,6 +260,9 @@ mod avx2 {
         let h = 8 * half;
         let mut sum = [_mm256_setzero_ps(); R];
         for b in 0..w.supers {
+            if t0 == 0 && half == 0 {
+                w.fetch(g + 1, b);
+            }
             let gb = g * w.supers + b;
             // SAFETY: super-block b of group g's half and of rows t0..t0 + R (caller).
             unsafe {
@@ -322,6 +340,10 @@ mod avx512 {
     unsafe fn rows<const R: usize>(w: &Q6K, x: &Inputs, g: usize, t0: usize, y: *mut f32) {
         let mut sum = [_mm512_setzero_ps(); R];
         for b in 0..w.supers {
+            // The first tile fetches the next group's weights while it computes.
+            if t0 == 0 {
+                w.fetch(g + 1, b);
+            }
             let gb = g * w.supers + b;
             // SAFETY: super-block b of group g and of rows t0..t0 + R (caller's contract).
             unsafe {

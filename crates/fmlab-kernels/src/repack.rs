@@ -497,17 +497,20 @@ impl Block32 {
 /// any address may be named). The kernels name the next group's weights while they compute
 /// the current one's: a batch's product is as much arithmetic as memory traffic, and the
 /// hardware's own prefetcher, which follows only short streams, left the two in turn.
+/// Into the second-level cache (T1): Gemma's decode, which streams 220 MB of weights per
+/// token, ran 35–40 tokens/s with it against 30–35 into the first level and 28–31 without
+/// (1 thread, four interleaved rounds).
 #[inline]
 pub(crate) fn fetch_lines<T>(base: *const T, len: usize) {
     #[cfg(target_arch = "x86_64")]
     {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
         let first = base as usize & !63;
         let end = base as usize + len;
         for line in (first..end).step_by(64) {
             // SAFETY: a prefetch reads nothing and cannot fault, whatever the address (SSE,
             // which every x86-64 CPU has).
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(line as *const i8) };
+            unsafe { _mm_prefetch::<_MM_HINT_T1>(line as *const i8) };
         }
     }
     #[cfg(not(target_arch = "x86_64"))]

@@ -256,10 +256,19 @@ impl Matrix {
         let rb = bytes.len() / rows;
         const CHUNK: usize = 32;
         if n == 1 {
+            // On the decoding pool (no wake-up per product), each task's rows read two ahead
+            // of the one computed (see `repack::fetch_lines`).
             let a = &inputs[0];
-            y.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| {
+            let pieces = crate::pool::Pieces::new(y, CHUNK);
+            crate::pool::for_each(rows.div_ceil(CHUNK), |c| {
+                // SAFETY: each task takes its own piece c.
+                let out = unsafe { pieces.piece(c) };
+                let len = out.len();
                 for (i, o) in out.iter_mut().enumerate() {
                     let r = c * CHUNK + i;
+                    if i + 2 < len {
+                        crate::repack::fetch_lines(bytes[(r + 2) * rb..].as_ptr(), rb);
+                    }
                     *o = dot_quantized(format, &bytes[r * rb..(r + 1) * rb], a);
                 }
             });

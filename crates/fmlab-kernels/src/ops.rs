@@ -213,6 +213,42 @@ pub fn rope(
     base: f32,
     style: RopeStyle,
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if fma_available() {
+        // SAFETY: the CPU has FMA (checked).
+        unsafe { rope_fma(x, positions, n_heads, head_dim, base, style) };
+        return;
+    }
+    rope_with(x, positions, n_heads, head_dim, base, style)
+}
+
+/// [`rope_with`] with FMA enabled: each `mul_add` one instruction instead of a call to the
+/// software `fmaf` (the same value, correctly rounded either way).
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rope_fma(
+    x: &mut [f32],
+    positions: &[usize],
+    n_heads: usize,
+    head_dim: usize,
+    base: f32,
+    style: RopeStyle,
+) {
+    rope_with(x, positions, n_heads, head_dim, base, style)
+}
+
+#[inline(always)]
+fn rope_with(
+    x: &mut [f32],
+    positions: &[usize],
+    n_heads: usize,
+    head_dim: usize,
+    base: f32,
+    style: RopeStyle,
+) {
     let half = head_dim / 2;
     // θ_i = pos · base^(−2i/d), computed as ggml does: one power, then repeated products in
     // f32, so that angles (and logits) agree with llama.cpp's to the last bit.

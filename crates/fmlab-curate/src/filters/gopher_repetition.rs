@@ -262,9 +262,6 @@ impl Block for GopherRepetitionFilter {
 /// Bytes of the concatenated words' prefix that [`Ngrams::sketch`] keys each position by.
 const PREFIX: usize = 16;
 
-/// Marks a position whose n-gram occurs once in the text (no id of its own).
-const NONE: u32 = u32::MAX;
-
 /// A hash of `b` (FxHash's multiply-rotate over eight bytes at a time, the length mixed
 /// in): equal byte strings hash equally; the tables confirm every match by comparing bytes.
 #[inline]
@@ -353,28 +350,28 @@ struct Ngrams {
     id_key: Vec<u64>,
     id_first: Vec<u32>,
     id_counts: Vec<u32>,
-    /// The id of the n-gram starting at each word, for n = `level` ([`NONE`] for one that
-    /// occurs once), and how often each id occurs.
-    class: Vec<u32>,
-    next: Vec<u32>,
+    /// For n = `level`: the positions whose n-gram occurs more than once, each with the
+    /// n-gram's id, in order; how often each id occurs; scratch of `extend`.
+    rep: Vec<(u32, u32)>,
     counts: Vec<u32>,
-    /// Whether the n-gram at each position occurs more than once (scratch of `extend`).
-    repeats: Vec<bool>,
+    next: Vec<u32>,
     level: usize,
     table: Table,
     pairs: PairTable,
     /// Use `table` for the pairs whatever the text's length (set by tests).
     generic_pairs: bool,
-    /// The duplicated-n-gram filter: whether each position's first [`PREFIX`] bytes may
-    /// start another position too (valid when `sketched`), its bit sets and the positions
-    /// left to the exact table.
-    maybe: Vec<bool>,
+    /// The duplicated-n-gram filter: for each position, the n from which its n-gram cannot
+    /// repeat (valid when `sketched`, see [`Ngrams::sketch`]), its bit sets, and the
+    /// positions left to the exact table (the first `cand_len`, for n = `cand_n`; 0: none).
+    thr: Vec<u32>,
     sketched: bool,
     seen: Vec<u64>,
     twice: Vec<u64>,
     bits: Vec<u32>,
     cand: Vec<u32>,
-    /// The positions whose next n-gram can repeat (scratch of `extend`).
+    cand_n: usize,
+    cand_len: usize,
+    /// The entries of `rep` whose next n-gram can repeat (scratch of `extend`).
     pos: Vec<u32>,
     /// Send every position to the exact table (set by tests).
     no_sketch: bool,
@@ -472,67 +469,69 @@ impl Ngrams {
         }
     }
 
-    /// Makes the words (1-grams) the current level.
+    /// Makes the words (1-grams) the current level: lists the positions whose word
+    /// occurs more than once.
     fn restart(&mut self) {
-        self.class.clone_from(&self.ids);
         self.counts.clone_from(&self.id_counts);
+        // (Written without branches: which words repeat is unpredictable.)
+        self.rep.clear();
+        self.rep.resize(self.ids.len(), (0, 0));
+        let mut k = 0;
+        for (i, &id) in self.ids.iter().enumerate() {
+            self.rep[k] = (i as u32, id);
+            k += usize::from(self.id_counts[id as usize] >= 2);
+        }
+        self.rep.truncate(k);
         self.level = 1;
     }
 
     /// Moves the current level from n-grams to (n + 1)-grams: the (n + 1)-gram at `i` is the
     /// pair (n-gram at `i`, word at `i + n`); it can repeat only when the n-grams at `i` and
-    /// `i + 1` both do, and gets [`NONE`] otherwise. Ids are given in order of first
-    /// occurrence.
+    /// `i + 1` both do (both are listed in `rep`), so only those pairs meet a table. Ids are
+    /// given in order of first occurrence; `rep` then lists the (n + 1)-grams that repeat.
     fn extend(&mut self) {
         let n = self.level;
-        let count = self.words() - n;
-        self.repeats.clear();
-        let counts = &self.counts;
-        self.repeats.extend(
-            self.class
-                .iter()
-                .map(|&c| counts.get(c as usize).is_some_and(|&k| k >= 2)),
-        );
-        self.next.clear();
+        let rep = &self.rep;
+        // The listed positions whose next position is listed too (without branches).
+        self.pos.clear();
+        self.pos.resize(rep.len(), 0);
+        let mut k = 0;
+        for j in 1..rep.len() {
+            self.pos[k] = (j - 1) as u32;
+            k += usize::from(rep[j].0 == rep[j - 1].0 + 1);
+        }
         self.counts.clear();
-        let (class, ids, repeats) = (&self.class, &self.ids, &self.repeats);
+        self.next.clear();
+        self.next.resize(k, 0);
+        let ids = &self.ids;
         if self.words() < 1 << PAIR_BITS && !self.generic_pairs {
-            // The positions that can repeat, listed without branches (which of them can is
-            // unpredictable); the table sized for them (a smaller table stays in a nearer
-            // cache); the ids counted without a branch on whether one is new.
-            if self.pos.len() < count {
-                self.pos.resize(count, 0);
-            }
-            let mut k = 0;
-            for i in 0..count {
-                self.pos[k] = i as u32;
-                k += usize::from(repeats[i] & repeats[i + 1]);
-            }
+            // The ids counted without a branch on whether one is new.
             self.pairs.reset(k);
             self.counts.resize(k, 0);
-            self.next.resize(count, NONE);
             let mut fresh = 0u32;
-            for &i in &self.pos[..k] {
-                let i = i as usize;
-                let (id, new) = self.pairs.get_or_insert(class[i], ids[i + n], fresh);
+            for (slot, &j) in self.next.iter_mut().zip(&self.pos[..k]) {
+                let (i, c) = rep[j as usize];
+                let (id, new) = self.pairs.get_or_insert(c, ids[i as usize + n], fresh);
                 self.counts[id as usize] += 1;
                 fresh += u32::from(new);
-                self.next[i] = id;
+                *slot = id;
             }
             self.counts.truncate(fresh as usize);
         } else {
-            self.table.reset(count);
-            for i in 0..count {
-                if !(repeats[i] && repeats[i + 1]) {
-                    self.next.push(NONE);
-                    continue;
-                }
-                let (c, w) = (class[i], ids[i + n]);
+            self.table.reset(k);
+            let pos = &self.pos;
+            for t in 0..k {
+                let (i, c) = rep[pos[t] as usize];
+                let w = ids[i as usize + n];
                 let key = (u64::from(c) << 32) | u64::from(w);
-                let same = |j: u32| class[j as usize] == c && ids[j as usize + n] == w;
-                let id = match self.table.find_or_insert(key, i as u32, same) {
+                let next = &self.next;
+                let same = |u: u32| {
+                    let (i2, c2) = rep[pos[u as usize] as usize];
+                    c2 == c && ids[i2 as usize + n] == w
+                };
+                let id = match self.table.find_or_insert(key, t as u32, same) {
                     Some(first) => {
-                        let id = self.next[first as usize];
+                        let id = next[first as usize];
                         self.counts[id as usize] += 1;
                         id
                     }
@@ -541,10 +540,19 @@ impl Ngrams {
                         self.counts.len() as u32 - 1
                     }
                 };
-                self.next.push(id);
+                self.next[t] = id;
             }
         }
-        std::mem::swap(&mut self.class, &mut self.next);
+        // The (n + 1)-grams that repeat, in place (`pos` is increasing: no entry is
+        // overwritten before it is read).
+        let mut m = 0;
+        for t in 0..k {
+            let (i, _) = self.rep[self.pos[t] as usize];
+            let id = self.next[t];
+            self.rep[m] = (i, id);
+            m += usize::from(self.counts[id as usize] >= 2);
+        }
+        self.rep.truncate(m);
         self.level = n + 1;
     }
 
@@ -570,7 +578,10 @@ impl Ngrams {
             }
         }
         let first = if best_count >= 2 {
-            self.class.iter().position(|&c| c == best).unwrap_or(0)
+            self.rep
+                .iter()
+                .find(|&&(_, c)| c == best)
+                .map_or(0, |&(i, _)| i as usize)
         } else {
             best_count = 1;
             0
@@ -579,9 +590,10 @@ impl Ngrams {
         Some(len * best_count as usize)
     }
 
-    /// Fills `maybe`: for each position, whether its first [`PREFIX`] bytes may start
-    /// another position too (two bit sets over a hash of them; a collision sets it for
-    /// nothing). Positions with fewer bytes left get `false`.
+    /// Fills `thr`: whether each position's first [`PREFIX`] bytes may start another
+    /// position too (two bit sets over a hash of them; a collision only costs time), and if
+    /// not, how many words from it reach [`PREFIX`] bytes. Positions with fewer bytes left
+    /// never reach them.
     fn sketch(&mut self) {
         let words = self.words();
         let m = (16 * words).next_power_of_two().max(64);
@@ -609,15 +621,24 @@ impl Ngrams {
             self.seen[word] |= mask;
             self.bits.push(bit as u32);
         }
-        self.maybe.clear();
+        // `thr[i]`: the fewest words from `i` that reach [`PREFIX`] bytes (`u32::MAX` when
+        // none do, or when the prefix may start another position too): the n-gram at `i`
+        // may repeat exactly when n < `thr[i]`.
+        self.thr.clear();
+        self.thr.resize(words, u32::MAX);
         let twice = &self.twice;
-        self.maybe.extend(
-            self.bits
-                .iter()
-                .map(|&b| twice[b as usize / 64] & (1u64 << (b % 64)) != 0),
-        );
-        self.maybe.resize(words, false);
+        let mut j = 0;
+        for (i, &b) in self.bits.iter().enumerate() {
+            // (Positions up to `full` reach the prefix's end.)
+            j = j.max(i + 1);
+            while self.offset[j] - self.offset[i] < PREFIX {
+                j += 1;
+            }
+            let maybe = twice[b as usize / 64] & (1u64 << (b % 64)) != 0;
+            self.thr[i] = if maybe { u32::MAX } else { (j - i) as u32 };
+        }
         self.sketched = true;
+        self.cand_n = 0;
     }
 
     /// datatrove's `find_all_duplicate`: characters in n-grams (words concatenated) seen
@@ -633,17 +654,29 @@ impl Ngrams {
         // The positions whose n-gram may repeat: shorter than the prefix, or a prefix seen
         // twice. The others are never repeats, and no other n-gram equals theirs.
         // (Written without branches: whether a position is kept is unpredictable.)
+        // The candidates for a larger n are a subset of those for a smaller one (fewer
+        // positions, fewer n-grams short of the prefix): after a smaller n, its list is
+        // filtered rather than every position visited again.
         let last = words - n;
-        if self.cand.len() <= last {
-            self.cand.resize(last + 1, 0);
-        }
-        let (offset, maybe, all) = (&self.offset, &self.maybe, self.no_sketch);
+        let (thr, all) = (&self.thr, self.no_sketch);
+        let keep = |i: usize| all || (n as u64) < u64::from(thr[i]);
         let mut kept = 0;
-        for i in 0..=last {
-            self.cand[kept] = i as u32;
-            let keep = all | maybe[i] | (offset[i + n] - offset[i] < PREFIX);
-            kept += usize::from(keep);
+        if self.cand_n != 0 && self.cand_n <= n {
+            for t in 0..self.cand_len {
+                let i = self.cand[t] as usize;
+                self.cand[kept] = i as u32;
+                kept += usize::from(i <= last && keep(i));
+            }
+        } else {
+            if self.cand.len() <= last {
+                self.cand.resize(last + 1, 0);
+            }
+            for i in 0..=last {
+                self.cand[kept] = i as u32;
+                kept += usize::from(keep(i));
+            }
         }
+        (self.cand_n, self.cand_len) = (n, kept);
         self.table.reset(kept);
         // The walk visits each position from `i` on until a repeat moves it past that
         // n-gram; the positions left out are no repeats, so it goes on at the next one.
@@ -825,7 +858,8 @@ mod tests {
                         "{text:?} top {n}"
                     );
                 }
-                for n in 1..=10 {
+                // Rising n reuses the last n's candidates; a smaller n lists them anew.
+                for n in (1..=10).chain([7, 3, 10, 2, 2]) {
                     assert_eq!(
                         ng.duplicated_ngram_chars(n),
                         naive_dup(&words, n),

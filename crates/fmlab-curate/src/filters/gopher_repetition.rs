@@ -289,6 +289,40 @@ fn hash_bytes(b: &[u8]) -> u64 {
     h
 }
 
+/// A hash of `concat[a..b]` from its length and at most its first and last 16 bytes
+/// (all of it up to 32 bytes), in a fixed number of steps: equal byte strings get equal
+/// keys; strings that differ only in their middle collide, which only costs time.
+#[inline]
+fn ngram_key(concat: &[u8], a: usize, b: usize) -> u64 {
+    let len = b - a;
+    let at = |i: usize| {
+        let mut v = [0u8; 8];
+        v.copy_from_slice(&concat[i..i + 8]);
+        u64::from_le_bytes(v)
+    };
+    // (`concat` has 16 bytes of slack past the words: the bytes read past `b` are
+    // masked off.)
+    let (mut x0, mut x1) = (at(a), at(a + 8));
+    let (y0, y1) = if len <= 16 {
+        if len < 8 {
+            x0 &= (1u64 << (8 * len)) - 1;
+            x1 = 0;
+        } else if len < 16 {
+            x1 &= (1u64 << (8 * (len - 8))) - 1;
+        }
+        (0, 0)
+    } else {
+        (at(b - 16), at(b - 8))
+    };
+    let fold = |p: u128| (p as u64) ^ ((p >> 64) as u64);
+    let h1 = fold(u128::from(x0 ^ 0xa076_1d64_78bd_642f) * u128::from(x1 ^ 0xe703_7ed1_a0b4_28db));
+    let h2 = fold(
+        u128::from(y0 ^ 0x8ebc_6af0_9c88_c6e3)
+            * u128::from(y1 ^ len as u64 ^ 0x5899_65cc_7537_4cc3),
+    );
+    fold(u128::from(h1 ^ 0x1d8e_4e27_c47d_124f) * u128::from(h2 ^ 0xa076_1d64_78bd_642f))
+}
+
 /// `a == b`, eight bytes at a time (the slices compared here are short: a call to `memcmp`
 /// would cost more than the comparison).
 #[inline]
@@ -360,15 +394,18 @@ struct Ngrams {
     pairs: PairTable,
     /// Use `table` for the pairs whatever the text's length (set by tests).
     generic_pairs: bool,
-    /// The duplicated-n-gram filter: for each position, the n from which its n-gram cannot
-    /// repeat (valid when `sketched`, see [`Ngrams::sketch`]), its bit sets, and the
-    /// positions left to the exact table (the first `cand_len`, for n = `cand_n`; 0: none).
-    thr: Vec<u32>,
+    /// The duplicated-n-gram filter: whether each position's first [`PREFIX`] bytes may
+    /// start another position too (valid when `sketched`), its bit sets, and the positions
+    /// whose n-gram may repeat (the first `cand_len`, for n = `cand_n`; 0: none).
+    maybe: Vec<bool>,
     sketched: bool,
     seen: Vec<u64>,
     twice: Vec<u64>,
     bits: Vec<u32>,
     cand: Vec<u32>,
+    /// Of the candidates, each one's n-gram key and those whose key may occur twice.
+    keys: Vec<u64>,
+    live: Vec<u32>,
     cand_n: usize,
     cand_len: usize,
     /// The entries of `rep` whose next n-gram can repeat (scratch of `extend`).
@@ -590,10 +627,9 @@ impl Ngrams {
         Some(len * best_count as usize)
     }
 
-    /// Fills `thr`: whether each position's first [`PREFIX`] bytes may start another
-    /// position too (two bit sets over a hash of them; a collision only costs time), and if
-    /// not, how many words from it reach [`PREFIX`] bytes. Positions with fewer bytes left
-    /// never reach them.
+    /// Fills `maybe`: for each position, whether its first [`PREFIX`] bytes may start
+    /// another position too (two bit sets over a hash of them; a collision sets it for
+    /// nothing). Positions with fewer bytes left get `false`.
     fn sketch(&mut self) {
         let words = self.words();
         let m = (16 * words).next_power_of_two().max(64);
@@ -621,22 +657,14 @@ impl Ngrams {
             self.seen[word] |= mask;
             self.bits.push(bit as u32);
         }
-        // `thr[i]`: the fewest words from `i` that reach [`PREFIX`] bytes (`u32::MAX` when
-        // none do, or when the prefix may start another position too): the n-gram at `i`
-        // may repeat exactly when n < `thr[i]`.
-        self.thr.clear();
-        self.thr.resize(words, u32::MAX);
+        self.maybe.clear();
         let twice = &self.twice;
-        let mut j = 0;
-        for (i, &b) in self.bits.iter().enumerate() {
-            // (Positions up to `full` reach the prefix's end.)
-            j = j.max(i + 1);
-            while self.offset[j] - self.offset[i] < PREFIX {
-                j += 1;
-            }
-            let maybe = twice[b as usize / 64] & (1u64 << (b % 64)) != 0;
-            self.thr[i] = if maybe { u32::MAX } else { (j - i) as u32 };
-        }
+        self.maybe.extend(
+            self.bits
+                .iter()
+                .map(|&b| twice[b as usize / 64] & (1u64 << (b % 64)) != 0),
+        );
+        self.maybe.resize(words, false);
         self.sketched = true;
         self.cand_n = 0;
     }
@@ -658,31 +686,63 @@ impl Ngrams {
         // positions, fewer n-grams short of the prefix): after a smaller n, its list is
         // filtered rather than every position visited again.
         let last = words - n;
-        let (thr, all) = (&self.thr, self.no_sketch);
-        let keep = |i: usize| all || (n as u64) < u64::from(thr[i]);
+        let (offset, maybe, all) = (&self.offset[..], &self.maybe[..], self.no_sketch);
+        let keep = |i: usize| all | maybe[i] | (offset[i + n] - offset[i] < PREFIX);
         let mut kept = 0;
         if self.cand_n != 0 && self.cand_n <= n {
-            for t in 0..self.cand_len {
-                let i = self.cand[t] as usize;
-                self.cand[kept] = i as u32;
+            let cand = &mut self.cand[..self.cand_len];
+            for t in 0..cand.len() {
+                let i = cand[t] as usize;
+                cand[kept] = i as u32;
                 kept += usize::from(i <= last && keep(i));
             }
         } else {
             if self.cand.len() <= last {
                 self.cand.resize(last + 1, 0);
             }
+            let cand = &mut self.cand[..=last];
             for i in 0..=last {
-                self.cand[kept] = i as u32;
+                cand[kept] = i as u32;
                 kept += usize::from(keep(i));
             }
         }
         (self.cand_n, self.cand_len) = (n, kept);
-        self.table.reset(kept);
+        // Of those, the positions whose n-gram's key (which equal n-grams share) may occur
+        // twice among them, by two bit sets over the keys: the others hold an n-gram that
+        // occurs once in the text.
+        let m = (16 * kept).next_power_of_two().max(64);
+        let shift = 64 - m.trailing_zeros();
+        for v in [&mut self.seen, &mut self.twice] {
+            v.clear();
+            v.resize(m / 64, 0);
+        }
+        self.keys.clear();
+        let (seen, twice) = (&mut self.seen[..], &mut self.twice[..]);
+        for &c in &self.cand[..kept] {
+            let c = c as usize;
+            let key = ngram_key(&self.concat, self.offset[c], self.offset[c + n]);
+            let bit = (key >> shift) as usize;
+            let (word, mask) = (bit / 64, 1u64 << (bit % 64));
+            twice[word] |= seen[word] & mask;
+            seen[word] |= mask;
+            self.keys.push(key);
+        }
+        if self.live.len() < kept {
+            self.live.resize(kept, 0);
+        }
+        let mut live = 0;
+        let live_at = &mut self.live[..kept];
+        for (t, &key) in self.keys.iter().enumerate() {
+            let bit = (key >> shift) as usize;
+            live_at[live] = t as u32;
+            live += usize::from(all | (twice[bit / 64] & (1u64 << (bit % 64)) != 0));
+        }
+        self.table.reset(live);
         // The walk visits each position from `i` on until a repeat moves it past that
         // n-gram; the positions left out are no repeats, so it goes on at the next one.
         let (mut repeated, mut i) = (0, 0);
-        for &c in &self.cand[..kept] {
-            let c = c as usize;
+        for &t in &self.live[..live] {
+            let c = self.cand[t as usize] as usize;
             if c < i {
                 continue;
             }
@@ -692,7 +752,7 @@ impl Ngrams {
                 |j: u32| same_bytes(&concat[offset[j as usize]..offset[j as usize + n]], run);
             if self
                 .table
-                .find_or_insert(hash_bytes(run), c as u32, same)
+                .find_or_insert(self.keys[t as usize], c as u32, same)
                 .is_some()
             {
                 repeated += self.run_chars(c, c + n);

@@ -16,7 +16,9 @@ use std::cell::RefCell;
 use serde::{Deserialize, Serialize};
 
 use super::table::{PairTable, Table, PAIR_BITS};
-use super::{char_len, find_duplicates, py_strip, with_words, LanguageRules, PerLanguage};
+use super::{
+    char_len, find_duplicates, find_newline, py_strip, with_words, LanguageRules, PerLanguage,
+};
 use crate::block::{Block, Decision};
 use crate::doc::Document;
 use crate::Result;
@@ -159,33 +161,45 @@ fn check(out: &mut Decision, name: Cow<'static, str>, value: f64, threshold: f64
 /// Paragraphs: `text.strip()` split at runs of two or more newlines.
 fn paragraphs(text: &str) -> impl Iterator<Item = &str> {
     let s = py_strip(text);
-    let mut rest = Some(s);
+    let b = s.as_bytes();
+    let mut start = Some(0);
     std::iter::from_fn(move || {
-        let r = rest?;
-        if let Some(at) = r.find("\n\n") {
-            let end = at + r[at..].len() - r[at..].trim_start_matches('\n').len();
-            rest = Some(&r[end..]);
-            return Some(&r[..at]);
+        let from = start?;
+        let mut q = from;
+        while let Some(at) = find_newline(b, q) {
+            if b.get(at + 1) == Some(&b'\n') {
+                let mut end = at + 2;
+                while b.get(end) == Some(&b'\n') {
+                    end += 1;
+                }
+                start = Some(end);
+                return Some(&s[from..at]);
+            }
+            q = at + 1;
         }
-        rest = None;
-        Some(r)
+        start = None;
+        Some(&s[from..])
     })
 }
 
 /// Lines: `text` split at runs of newlines (`re.split("\n+")`).
 fn lines(text: &str) -> impl Iterator<Item = &str> {
-    let mut rest = Some(text);
+    let b = text.as_bytes();
+    let mut start = Some(0);
     std::iter::from_fn(move || {
-        let r = rest?;
-        match r.find('\n') {
+        let from = start?;
+        match find_newline(b, from) {
             Some(at) => {
-                let end = at + r[at..].len() - r[at..].trim_start_matches('\n').len();
-                rest = Some(&r[end..]);
-                Some(&r[..at])
+                let mut end = at + 1;
+                while b.get(end) == Some(&b'\n') {
+                    end += 1;
+                }
+                start = Some(end);
+                Some(&text[from..at])
             }
             None => {
-                rest = None;
-                Some(r)
+                start = None;
+                Some(&text[from..])
             }
         }
     })
@@ -323,6 +337,13 @@ fn ngram_key(concat: &[u8], a: usize, b: usize) -> u64 {
     fold(u128::from(h1 ^ 0x1d8e_4e27_c47d_124f) * u128::from(h2 ^ 0xa076_1d64_78bd_642f))
 }
 
+/// Grows `v` to at least `n` entries (never shrinks it, never clears what it holds).
+fn grow<T: Copy>(v: &mut Vec<T>, n: usize, fill: T) {
+    if v.len() < n {
+        v.resize(n, fill);
+    }
+}
+
 /// `a == b`, eight bytes at a time (the slices compared here are short: a call to `memcmp`
 /// would cost more than the comparison).
 #[inline]
@@ -385,9 +406,12 @@ struct Ngrams {
     id_first: Vec<u32>,
     id_counts: Vec<u32>,
     /// For n = `level`: the positions whose n-gram occurs more than once, each with the
-    /// n-gram's id, in order; how often each id occurs; scratch of `extend`.
+    /// n-gram's id, in order (the first `rep_len`); how often each id occurs (the first
+    /// `n_ids`); scratch of `extend`.
     rep: Vec<(u32, u32)>,
+    rep_len: usize,
     counts: Vec<u32>,
+    n_ids: usize,
     next: Vec<u32>,
     level: usize,
     table: Table,
@@ -510,15 +534,16 @@ impl Ngrams {
     /// occurs more than once.
     fn restart(&mut self) {
         self.counts.clone_from(&self.id_counts);
-        // (Written without branches: which words repeat is unpredictable.)
-        self.rep.clear();
-        self.rep.resize(self.ids.len(), (0, 0));
+        self.n_ids = self.counts.len();
+        // (Written without branches: which words repeat is unpredictable. The buffers only
+        // grow: their first entries are written before they are read.)
+        grow(&mut self.rep, self.ids.len(), (0, 0));
         let mut k = 0;
         for (i, &id) in self.ids.iter().enumerate() {
             self.rep[k] = (i as u32, id);
             k += usize::from(self.id_counts[id as usize] >= 2);
         }
-        self.rep.truncate(k);
+        self.rep_len = k;
         self.level = 1;
     }
 
@@ -528,35 +553,36 @@ impl Ngrams {
     /// given in order of first occurrence; `rep` then lists the (n + 1)-grams that repeat.
     fn extend(&mut self) {
         let n = self.level;
-        let rep = &self.rep;
+        let rep = &self.rep[..self.rep_len];
         // The listed positions whose next position is listed too (without branches).
-        self.pos.clear();
-        self.pos.resize(rep.len(), 0);
+        grow(&mut self.pos, rep.len(), 0);
         let mut k = 0;
         for j in 1..rep.len() {
             self.pos[k] = (j - 1) as u32;
             k += usize::from(rep[j].0 == rep[j - 1].0 + 1);
         }
-        self.counts.clear();
-        self.next.clear();
-        self.next.resize(k, 0);
+        let pos = &self.pos[..k];
+        grow(&mut self.next, k, 0);
         let ids = &self.ids;
         if self.words() < 1 << PAIR_BITS && !self.generic_pairs {
-            // The ids counted without a branch on whether one is new.
+            // The ids counted without a branch on whether one is new (a new id's count
+            // starts from nothing, whatever its slot held).
             self.pairs.reset(k);
-            self.counts.resize(k, 0);
+            grow(&mut self.counts, k, 0);
+            let counts = &mut self.counts[..];
             let mut fresh = 0u32;
-            for (slot, &j) in self.next.iter_mut().zip(&self.pos[..k]) {
+            for (slot, &j) in self.next.iter_mut().zip(pos) {
                 let (i, c) = rep[j as usize];
                 let (id, new) = self.pairs.get_or_insert(c, ids[i as usize + n], fresh);
-                self.counts[id as usize] += 1;
+                let kept = u32::from(!new).wrapping_neg();
+                counts[id as usize] = (counts[id as usize] & kept) + 1;
                 fresh += u32::from(new);
                 *slot = id;
             }
-            self.counts.truncate(fresh as usize);
+            self.n_ids = fresh as usize;
         } else {
+            self.counts.clear();
             self.table.reset(k);
-            let pos = &self.pos;
             for t in 0..k {
                 let (i, c) = rep[pos[t] as usize];
                 let w = ids[i as usize + n];
@@ -579,6 +605,7 @@ impl Ngrams {
                 };
                 self.next[t] = id;
             }
+            self.n_ids = self.counts.len();
         }
         // The (n + 1)-grams that repeat, in place (`pos` is increasing: no entry is
         // overwritten before it is read).
@@ -589,7 +616,7 @@ impl Ngrams {
             self.rep[m] = (i, id);
             m += usize::from(self.counts[id as usize] >= 2);
         }
-        self.rep.truncate(m);
+        self.rep_len = m;
         self.level = n + 1;
     }
 
@@ -609,13 +636,13 @@ impl Ngrams {
         // datatrove's `Counter.most_common(1)` returns. When every n-gram occurs once, that
         // is the first one.
         let (mut best, mut best_count) = (0u32, 0u32);
-        for (id, &c) in self.counts.iter().enumerate() {
+        for (id, &c) in self.counts[..self.n_ids].iter().enumerate() {
             if c > best_count {
                 (best, best_count) = (id as u32, c);
             }
         }
         let first = if best_count >= 2 {
-            self.rep
+            self.rep[..self.rep_len]
                 .iter()
                 .find(|&&(_, c)| c == best)
                 .map_or(0, |&(i, _)| i as usize)
@@ -783,6 +810,73 @@ mod tests {
         assert_eq!(p, ["a", "b\nc"]);
         let l: Vec<&str> = lines("\na\n\nb\n").collect();
         assert_eq!(l, ["", "a", "b", ""]);
+    }
+
+    /// Paragraphs: `text.strip()` split at runs of two or more newlines.
+    fn paragraphs_by_find(text: &str) -> impl Iterator<Item = &str> {
+        let s = py_strip(text);
+        let mut rest = Some(s);
+        std::iter::from_fn(move || {
+            let r = rest?;
+            if let Some(at) = r.find("\n\n") {
+                let end = at + r[at..].len() - r[at..].trim_start_matches('\n').len();
+                rest = Some(&r[end..]);
+                return Some(&r[..at]);
+            }
+            rest = None;
+            Some(r)
+        })
+    }
+
+    /// Lines: `text` split at runs of newlines (`re.split("\n+")`).
+    fn lines_by_find(text: &str) -> impl Iterator<Item = &str> {
+        let mut rest = Some(text);
+        std::iter::from_fn(move || {
+            let r = rest?;
+            match r.find('\n') {
+                Some(at) => {
+                    let end = at + r[at..].len() - r[at..].trim_start_matches('\n').len();
+                    rest = Some(&r[end..]);
+                    Some(&r[..at])
+                }
+                None => {
+                    rest = None;
+                    Some(r)
+                }
+            }
+        })
+    }
+
+    #[test]
+    fn paragraphs_and_lines_by_bytes_as_by_find() {
+        let pieces = [
+            "a",
+            "\n",
+            "\n\n",
+            "\n\n\n",
+            " ",
+            "é",
+            "\t",
+            "abcdefghij",
+            "\r",
+        ];
+        let mut state = 9u64;
+        for len in 0..800 {
+            let text: String = (0..len % 40)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1);
+                    pieces[(state >> 33) as usize % pieces.len()]
+                })
+                .collect();
+            let fast: Vec<&str> = paragraphs(&text).collect();
+            let slow: Vec<&str> = paragraphs_by_find(&text).collect();
+            assert_eq!(fast, slow, "{text:?}");
+            let fast: Vec<&str> = lines(&text).collect();
+            let slow: Vec<&str> = lines_by_find(&text).collect();
+            assert_eq!(fast, slow, "{text:?}");
+        }
     }
 
     #[test]

@@ -131,15 +131,21 @@ pub(crate) fn py_strip(s: &str) -> &str {
     s.trim_matches(words::is_space)
 }
 
-/// The position of the first `\n` in `b` from `i` on (eight bytes at a time: lines are
-/// short, and a `memchr` call per line costs more than the scan).
+/// The position of the first `\n` in `b` from `i` on.
 #[inline]
-pub(crate) fn find_newline(b: &[u8], mut i: usize) -> Option<usize> {
+pub(crate) fn find_newline(b: &[u8], i: usize) -> Option<usize> {
+    find_byte(b, i, b'\n')
+}
+
+/// The position of the first `byte` (ASCII) in `b` from `i` on (eight bytes at a time:
+/// lines are short, and a `memchr` call per line costs more than the scan).
+#[inline]
+pub(crate) fn find_byte(b: &[u8], mut i: usize, byte: u8) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     while let Some(w) = b.get(i..i + 8) {
         let mut v = [0u8; 8];
         v.copy_from_slice(w);
-        let x = u64::from_le_bytes(v) ^ (u64::from(b'\n') * ONES);
+        let x = u64::from_le_bytes(v) ^ (u64::from(byte) * ONES);
         // The lowest flagged byte is the first zero byte of `x` (a borrow only flags bytes
         // above a zero one).
         let zero = x.wrapping_sub(ONES) & !x & (0x80 * ONES);
@@ -148,7 +154,7 @@ pub(crate) fn find_newline(b: &[u8], mut i: usize) -> Option<usize> {
         }
         i += 8;
     }
-    b.get(i..)?.iter().position(|&c| c == b'\n').map(|p| i + p)
+    b.get(i..)?.iter().position(|&c| c == byte).map(|p| i + p)
 }
 
 /// `text.split('\n')`, by [`find_newline`].

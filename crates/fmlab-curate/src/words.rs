@@ -109,8 +109,11 @@ const MEMO_CAP: usize = 1 << 16;
 /// the chunk.
 #[derive(Default)]
 struct ChunkMemo {
-    maps: [HashMap<Box<str>, Box<[(u8, u8)]>, FxBuild>; 2],
+    maps: [Splits; 2],
 }
+
+/// Chunks and their tokens' (start, end) in them.
+type Splits = HashMap<Box<str>, Box<[(u8, u8)]>, FxBuild>;
 
 thread_local! {
     static MEMO: std::cell::RefCell<ChunkMemo> = std::cell::RefCell::new(ChunkMemo::default());

@@ -100,74 +100,10 @@ pub(crate) fn chunk_words(
     other_chunk_words(text, start, end, plain, out, suffixes);
 }
 
-/// Chunks up to this many bytes have their split remembered.
-const MEMO_MAX_LEN: usize = 64;
-/// How many splits a thread remembers (all are forgotten when it holds this many).
-const MEMO_CAP: usize = 1 << 16;
-
-/// Splits of chunks met before, by plainness and content: each token's start and end in
-/// the chunk.
-#[derive(Default)]
-struct ChunkMemo {
-    maps: [Splits; 2],
-}
-
-/// Chunks and their tokens' (start, end) in them.
-type Splits = HashMap<Box<str>, Box<[(u8, u8)]>, FxBuild>;
-
-thread_local! {
-    static MEMO: std::cell::RefCell<ChunkMemo> = std::cell::RefCell::new(ChunkMemo::default());
-}
-
 /// [`chunk_words`] but for a plain chunk that is not an exception (a plain chunk here is an
-/// exception, which the tokenizer splits). A chunk's split depends on nothing but its bytes
-/// (and `plain`, which they decide): the splits of short chunks are remembered, and a chunk
-/// met again (text repeats its punctuated chunks: "e.g.", "::", "(see", "========") is
-/// split as the first time without the tokenizer's rules.
+/// exception, which the tokenizer splits).
 #[inline(never)]
 fn other_chunk_words(
-    text: &str,
-    start: usize,
-    end: usize,
-    plain: bool,
-    out: &mut Vec<Span>,
-    suffixes: &mut Vec<Span>,
-) {
-    let chunk = &text[start..end];
-    if chunk.len() > MEMO_MAX_LEN {
-        split_other_chunk(text, start, end, plain, out, suffixes);
-        return;
-    }
-    MEMO.with(|cell| {
-        let Ok(mut memo) = cell.try_borrow_mut() else {
-            split_other_chunk(text, start, end, plain, out, suffixes);
-            return;
-        };
-        let map = &mut memo.maps[usize::from(plain)];
-        if let Some(tokens) = map.get(chunk) {
-            out.extend(
-                tokens
-                    .iter()
-                    .map(|&(a, b)| (start + usize::from(a), start + usize::from(b))),
-            );
-            return;
-        }
-        let first = out.len();
-        split_other_chunk(text, start, end, plain, out, suffixes);
-        if map.len() >= MEMO_CAP {
-            map.clear();
-        }
-        // (Tokens lie inside the chunk, of at most `MEMO_MAX_LEN` < 256 bytes.)
-        let tokens = out[first..]
-            .iter()
-            .map(|&(a, b)| ((a - start) as u8, (b - start) as u8))
-            .collect();
-        map.insert(chunk.into(), tokens);
-    });
-}
-
-/// The tokenizer's rules on a chunk [`other_chunk_words`] is given.
-fn split_other_chunk(
     text: &str,
     start: usize,
     end: usize,
@@ -1464,66 +1400,6 @@ mod tests {
         ];
         for (text, want) in cases {
             assert_eq!(&split_words(text), want, "{text:?}");
-        }
-    }
-
-    #[test]
-    fn remembered_splits_equal_the_rules() {
-        // Chunks of punctuation, letters, digits, exceptions and URLs, split at two places
-        // of a text (the second time from memory) and by the rules alone.
-        let pieces = [
-            "=",
-            ":",
-            "(",
-            ")",
-            ".",
-            "..",
-            ",",
-            "e.g.",
-            "don't",
-            "a",
-            "Word",
-            "7",
-            "km",
-            "-",
-            "/",
-            "http://x.org",
-            "é",
-            "’s",
-            "*",
-            "#",
-            "[",
-            "]",
-            "``",
-            "i",
-            "MX",
-            "\"",
-        ];
-        let mut state = 13u64;
-        let (mut a, mut b, mut c, mut sufs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..20000 {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            let len = 1 + (state >> 61) as usize;
-            let chunk: String = (0..len)
-                .map(|k| pieces[(state >> (5 * k + 3)) as usize % pieces.len()])
-                .collect();
-            let plain = chunk.bytes().all(|x| x.is_ascii_alphabetic())
-                || chunk.bytes().all(|x| x.is_ascii_digit());
-            let text = format!("ab {chunk} cd {chunk}");
-            let (p, q) = (3, 3 + chunk.len() + 4);
-            for (out, at) in [(&mut a, p), (&mut b, q)] {
-                out.clear();
-                other_chunk_words(&text, at, at + chunk.len(), plain, out, &mut sufs);
-                for t in out.iter_mut() {
-                    *t = (t.0 - at, t.1 - at);
-                }
-            }
-            c.clear();
-            split_other_chunk(&chunk, 0, chunk.len(), plain, &mut c, &mut sufs);
-            assert_eq!(a, c, "{chunk:?}");
-            assert_eq!(b, c, "{chunk:?}");
         }
     }
 

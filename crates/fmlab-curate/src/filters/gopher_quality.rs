@@ -297,8 +297,7 @@ impl Block for GopherQualityFilter {
         }
         let n = c.words as f64;
         let sym = cfg.max_symbol_word_ratio;
-        // ('#' is ASCII: a byte count is its count of characters.)
-        let hashes = text.bytes().filter(|&b| b == b'#').count() as f64 / n;
+        let hashes = text.matches('#').count() as f64 / n;
         out.stat("hash_word_ratio", hashes);
         if fail(out, sym != 0.0 && hashes > sym, "gopher_too_many_hashes") {
             return;

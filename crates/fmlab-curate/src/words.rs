@@ -404,8 +404,12 @@ fn merge_exceptions(text: &str, out: &mut Vec<Span>, first: usize) {
     let exc = exceptions();
     let mut runs: Vec<(usize, usize)> = Vec::new();
     for i in first..out.len() {
-        // (Tokens are never empty.) The longest mergeable exception that can start here.
-        let max = usize::from(exc.merge_len[usize::from(text.as_bytes()[out[i].0])]);
+        // The longest mergeable exception that can start here (by the byte the run starts
+        // with; none past the text's end, where the run is empty).
+        let max = text
+            .as_bytes()
+            .get(out[i].0)
+            .map_or(0, |&b| usize::from(exc.merge_len[usize::from(b)]));
         for j in i + 2..=out.len() {
             let (a, b) = (out[i].0, out[j - 1].1);
             if b - a > max {

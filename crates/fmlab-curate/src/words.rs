@@ -272,6 +272,9 @@ struct Exceptions {
     map: HashMap<String, Exception, FxBuild>,
     quick: Vec<u64>,
     filter: Vec<u64>,
+    /// By first byte, the length of the longest mergeable exception that starts with it
+    /// (0: none does): the second pass tries no longer run of tokens from there.
+    merge_len: [u8; 256],
 }
 
 /// The bit of [`Exceptions::quick`] for `s`.
@@ -359,6 +362,7 @@ fn exceptions() -> &'static Exceptions {
         let mut map = HashMap::default();
         let mut filter = vec![0u64; FILTER_BITS / 64];
         let mut quick = vec![0u64; FILTER_BITS / 64];
+        let mut merge_len = [0u8; 256];
         for line in include_str!("spacy_en_exceptions.tsv").lines() {
             if line.is_empty() {
                 continue;
@@ -373,6 +377,10 @@ fn exceptions() -> &'static Exceptions {
                 && (prefix_len(&key) > 0
                     || suffix_len(&key) > 0
                     || has_infix.into_iter().any(|h| h));
+            if mergeable {
+                let m = &mut merge_len[usize::from(key.as_bytes()[0])];
+                *m = (*m).max(key.len() as u8);
+            }
             let lens = line.split('\t').map(str::len).collect();
             let bit = filter_bit(&key);
             filter[bit / 64] |= 1 << (bit % 64);
@@ -380,7 +388,12 @@ fn exceptions() -> &'static Exceptions {
             quick[q / 64] |= 1 << (q % 64);
             map.insert(key, Exception { lens, mergeable });
         }
-        Exceptions { map, quick, filter }
+        Exceptions {
+            map,
+            quick,
+            filter,
+            merge_len,
+        }
     })
 }
 
@@ -391,9 +404,15 @@ fn merge_exceptions(text: &str, out: &mut Vec<Span>, first: usize) {
     let exc = exceptions();
     let mut runs: Vec<(usize, usize)> = Vec::new();
     for i in first..out.len() {
+        // The longest mergeable exception that can start here (by the byte the run starts
+        // with; none past the text's end, where the run is empty).
+        let max = text
+            .as_bytes()
+            .get(out[i].0)
+            .map_or(0, |&b| usize::from(exc.merge_len[usize::from(b)]));
         for j in i + 2..=out.len() {
             let (a, b) = (out[i].0, out[j - 1].1);
-            if b - a > MAX_EXCEPTION_LEN {
+            if b - a > max {
                 break;
             }
             if exc.get(&text[a..b]).is_some_and(|e| e.mergeable) {
@@ -590,6 +609,26 @@ const UNITS: [&str; 91] = [
     "КБ", "кб", "Мб", "МБ", "мб", "Гб", "ГБ", "гб", "Тб", "ТБ", "тбكم", "كم²", "كم³", "م", "م²",
     "م³", "سم", "سم²",
 ];
+
+/// The longest of [`UNITS`] and [`CURRENCY_MULTI`], in bytes.
+const MAX_UNIT_LEN: usize = {
+    let mut max = 0;
+    let mut i = 0;
+    while i < UNITS.len() {
+        if UNITS[i].len() > max {
+            max = UNITS[i].len();
+        }
+        i += 1;
+    }
+    let mut i = 0;
+    while i < CURRENCY_MULTI.len() {
+        if CURRENCY_MULTI[i].len() > max {
+            max = CURRENCY_MULTI[i].len();
+        }
+        i += 1;
+    }
+    max
+};
 
 /// spaCy's `LIST_ICONS`: the symbol ranges (Unicode "So") its tokenizer splits off.
 fn is_icon(c: char) -> bool {
@@ -875,20 +914,29 @@ fn suffix_len(s: &str) -> usize {
     if is_currency(last) && prev.is_some_and(|d| d.is_ascii_digit()) {
         start = start.min(n - last.len_utf8());
     }
-    // A unit or currency sign after a number: it holds no ASCII digit, so it starts right
-    // after the last digit.
-    if let Some(d) = s.bytes().rposition(|b| b.is_ascii_digit()) {
-        let tail = &s[d + 1..];
-        if !tail.is_empty()
-            && CURRENCY_MULTI
-                .iter()
-                .chain(UNITS.iter())
-                .any(|m| *m == tail)
-        {
-            start = start.min(d + 1);
-        }
+    if let Some(d) = unit_start(s) {
+        start = start.min(d);
     }
     n - start
+}
+
+/// Where a unit or currency sign after a number that ends `s` starts: it holds no ASCII
+/// digit, so right after the last digit. (Only the last digit that a unit can follow is
+/// looked for: one further back leaves a tail longer than any unit.)
+#[inline]
+fn unit_start(s: &str) -> Option<usize> {
+    let window = s.len().saturating_sub(MAX_UNIT_LEN + 1);
+    let d = window
+        + s.as_bytes()[window..]
+            .iter()
+            .rposition(u8::is_ascii_digit)?;
+    let tail = &s[d + 1..];
+    (!tail.is_empty()
+        && CURRENCY_MULTI
+            .iter()
+            .chain(UNITS.iter())
+            .any(|m| *m == tail))
+    .then_some(d + 1)
 }
 
 /// Whether a final `.` after `before` is a suffix: after a lowercase letter, a digit, `%²-+`,
@@ -1357,6 +1405,115 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(&split_words(text), want, "{text:?}");
         }
+    }
+
+    #[test]
+    fn unit_after_last_digit_as_a_full_scan() {
+        // The last digit anywhere in the chunk, as spaCy's pattern finds it.
+        let full = |s: &str| {
+            let d = s.bytes().rposition(|b| b.is_ascii_digit())?;
+            let tail = &s[d + 1..];
+            let unit = CURRENCY_MULTI
+                .iter()
+                .chain(UNITS.iter())
+                .any(|m| *m == tail);
+            (!tail.is_empty() && unit).then_some(d + 1)
+        };
+        let pieces = [
+            "1", "0", "km", "км/ч", "мбар", "тбكم", "US$", "%", "m", "x", "é", "abcdefgh", "-",
+            "kmh", "km/h", "mm²",
+        ];
+        let mut state = 3u64;
+        let mut hits = 0;
+        for _ in 0..20000 {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let len = 1 + (state >> 60) as usize % 6;
+            let s: String = (0..len)
+                .map(|k| pieces[(state >> (8 * k + 3)) as usize % pieces.len()])
+                .collect();
+            assert_eq!(unit_start(&s), full(&s), "{s:?}");
+            hits += usize::from(full(&s).is_some());
+        }
+        assert!(hits > 500, "{hits}");
+    }
+
+    /// [`merge_exceptions`] trying every run of up to [`MAX_EXCEPTION_LEN`] bytes.
+    fn merge_exceptions_every_run(text: &str, out: &mut Vec<Span>, first: usize) {
+        let exc = exceptions();
+        let mut runs: Vec<(usize, usize)> = Vec::new();
+        for i in first..out.len() {
+            for j in i + 2..=out.len() {
+                let (a, b) = (out[i].0, out[j - 1].1);
+                if b - a > MAX_EXCEPTION_LEN {
+                    break;
+                }
+                if exc.get(&text[a..b]).is_some_and(|e| e.mergeable) {
+                    runs.push((i, j));
+                }
+            }
+        }
+        runs.sort_by_key(|&(i, j)| (std::cmp::Reverse(j - i), std::cmp::Reverse(i)));
+        let mut taken = vec![false; out.len() - first];
+        let mut chosen = Vec::new();
+        for (i, j) in runs {
+            if !taken[i - first] && !taken[j - 1 - first] {
+                chosen.push((i, j));
+            }
+            for t in &mut taken[i - first..j - first] {
+                *t = true;
+            }
+        }
+        chosen.sort_unstable();
+        let tail: Vec<Span> = out.drain(first..).collect();
+        let mut k = 0;
+        for (i, j) in chosen {
+            out.extend_from_slice(&tail[k..i - first]);
+            let (a, b) = (tail[i - first].0, tail[j - 1 - first].1);
+            if let Some(e) = exc.get(&text[a..b]) {
+                push_exception(a, &e.lens, out);
+            }
+            k = j - first;
+        }
+        out.extend_from_slice(&tail[k..]);
+    }
+
+    #[test]
+    fn merging_tries_only_runs_an_exception_can_span() {
+        // Chunks cut from mergeable exceptions (emoticons, "a.m.", "):"…) and other
+        // characters, split a character at a time: the second pass must find the same runs
+        // with and without the first byte's length limit.
+        let exc = exceptions();
+        let mut keys: Vec<&str> = exc
+            .map
+            .iter()
+            .filter(|(_, e)| e.mergeable)
+            .map(|(k, _)| k.as_str())
+            .collect();
+        keys.sort_unstable();
+        keys.extend(["=", "(", "a", "x", "é", ".", ":", "-"]);
+        let mut state = 11u64;
+        let (mut fast, mut slow) = (Vec::new(), Vec::new());
+        let mut merged = 0;
+        for _ in 0..20000 {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let len = 1 + (state >> 61) as usize;
+            let text: String = (0..len)
+                .map(|k| keys[(state >> (7 * k + 3)) as usize % keys.len()])
+                .collect();
+            fast.clear();
+            fast.push((0, 0));
+            fast.extend(text.char_indices().map(|(i, c)| (i, i + c.len_utf8())));
+            slow.clone_from(&fast);
+            merge_exceptions(&text, &mut fast, 1);
+            merge_exceptions_every_run(&text, &mut slow, 1);
+            assert_eq!(fast, slow, "{text:?}");
+            merged += usize::from(fast.len() != text.chars().count() + 1);
+        }
+        assert!(merged > 2000, "{merged}");
     }
 
     #[test]

@@ -7,6 +7,9 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
+use std::sync::OnceLock;
+
+use aho_corasick::AhoCorasick;
 
 use serde::{Deserialize, Serialize};
 
@@ -147,6 +150,22 @@ thread_local! {
 }
 
 /// Lowercases `s` into `buf` (ASCII case folding for ASCII text, Unicode otherwise).
+/// Whether an ASCII line, lowercased, may hold "lorem ipsum", "javascript" or one of
+/// [`POLICY`] (one pass of an automaton over the line, ignoring ASCII case, which is all
+/// that lowercasing an ASCII line changes; `true` when the automaton cannot be built).
+fn may_hold_phrase(line: &str) -> bool {
+    static PHRASES: OnceLock<Option<AhoCorasick>> = OnceLock::new();
+    PHRASES
+        .get_or_init(|| {
+            AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .build(POLICY.iter().chain(&["lorem ipsum", "javascript"]))
+                .ok()
+        })
+        .as_ref()
+        .is_none_or(|ac| ac.is_match(line))
+}
+
 fn lower_into(s: &str, buf: &mut String) {
     buf.clear();
     if s.is_ascii() {
@@ -227,10 +246,20 @@ fn scan(cfg: &C4Config, text: &str, words: &[Span], s: &mut Scratch, out: &mut D
         let line = py_strip(raw);
         let n_words = line.split(words::is_space).filter(|w| !w.is_empty());
         let (mut count, mut too_long) = (0i64, false);
-        for w in n_words {
-            count += 1;
-            too_long |=
-                cfg.max_word_length != -1 && super::char_len(w) as i64 > cfg.max_word_length;
+        if cfg.max_word_length == -1 || line.len() as i64 <= cfg.max_word_length {
+            // No word can be too long (a word has no more characters than the line has
+            // bytes), and the count only meets the minimum: counted that far.
+            for _ in n_words {
+                count += 1;
+                if count >= cfg.min_words_per_line {
+                    break;
+                }
+            }
+        } else {
+            for w in n_words {
+                count += 1;
+                too_long |= super::char_len(w) as i64 > cfg.max_word_length;
+            }
         }
         if too_long {
             c.too_long_word += 1;
@@ -253,22 +282,30 @@ fn scan(cfg: &C4Config, text: &str, words: &[Span], s: &mut Scratch, out: &mut D
             c.too_few_words += 1;
             continue;
         }
-        lower_into(line, lower);
-        if cfg.filter_lorem_ipsum && lower.contains("lorem ipsum") {
-            verdict = Some("lorem_ipsum");
-            break;
-        }
-        if cfg.filter_javascript && lower.contains("javascript") {
-            c.javascript += 1;
-            continue;
-        }
-        if cfg.filter_curly_bracket && line.contains('{') {
-            verdict = Some("curly_bracket");
-            break;
-        }
-        if cfg.filter_policy && POLICY.iter().any(|p| lower.contains(p)) {
-            c.policy += 1;
-            continue;
+        if line.is_ascii() && !may_hold_phrase(line) {
+            // None of the phrases is in the lowercased line: only the bracket rule is left.
+            if cfg.filter_curly_bracket && line.contains('{') {
+                verdict = Some("curly_bracket");
+                break;
+            }
+        } else {
+            lower_into(line, lower);
+            if cfg.filter_lorem_ipsum && lower.contains("lorem ipsum") {
+                verdict = Some("lorem_ipsum");
+                break;
+            }
+            if cfg.filter_javascript && lower.contains("javascript") {
+                c.javascript += 1;
+                continue;
+            }
+            if cfg.filter_curly_bracket && line.contains('{') {
+                verdict = Some("curly_bracket");
+                break;
+            }
+            if cfg.filter_policy && POLICY.iter().any(|p| lower.contains(p)) {
+                c.policy += 1;
+                continue;
+            }
         }
         if !kept.is_empty() {
             kept.push('\n');
@@ -404,5 +441,144 @@ mod tests {
             words::word_spans(&d.text, &mut fresh);
             assert_eq!(cached, fresh, "{:?}", d.text);
         }
+    }
+    /// The line rules as datatrove writes them, a line at a time: (too long a word, too
+    /// few words, javascript, policy) counts and the drop.
+    fn naive(cfg: &C4Config, text: &str) -> ([usize; 4], Option<&'static str>) {
+        let mut n = [0usize; 4];
+        let mut buf = String::new();
+        for raw in py_splitlines(text) {
+            let line = py_strip(raw);
+            let words: Vec<&str> = line
+                .split(words::is_space)
+                .filter(|w| !w.is_empty())
+                .collect();
+            if cfg.max_word_length != -1
+                && words
+                    .iter()
+                    .any(|w| w.chars().count() as i64 > cfg.max_word_length)
+            {
+                n[0] += 1;
+                continue;
+            }
+            let line = if cfg.remove_citations && line.contains('[') {
+                remove_citations(line, &mut buf);
+                buf.as_str()
+            } else {
+                line
+            };
+            if (words.len() as i64) < cfg.min_words_per_line {
+                n[1] += 1;
+                continue;
+            }
+            let lower: String = line.chars().flat_map(char::to_lowercase).collect();
+            if lower.contains("lorem ipsum") {
+                return (n, Some("lorem_ipsum"));
+            }
+            if lower.contains("javascript") {
+                n[2] += 1;
+                continue;
+            }
+            if line.contains('{') {
+                return (n, Some("curly_bracket"));
+            }
+            if POLICY.iter().any(|p| lower.contains(p)) {
+                n[3] += 1;
+            }
+        }
+        (n, None)
+    }
+
+    #[test]
+    fn line_rules_as_written() {
+        // Phrases in any case, cut by a space or by a line, after a non-ASCII letter, and
+        // one whose Kelvin sign lowercases to an ASCII "k"; words of 1 to 9 characters.
+        let pieces = [
+            "a",
+            "bb",
+            "word",
+            "sevenxx",
+            "éé",
+            "ninechars",
+            " ",
+            " ",
+            " ",
+            "\n",
+            "\n",
+            ".",
+            "JavaScript",
+            "javas cript",
+            "Lorem IPSUM",
+            "lorem\nipsum",
+            "Privacy Policy",
+            "uses cookies",
+            "USE OF COOKIES",
+            "use  cookies",
+            "terms of use",
+            "coo\u{212a}ies",
+            "use ",
+            "Σ",
+            "{",
+            "[1]",
+            "[",
+            "\t",
+            "\u{a0}",
+        ];
+        let configs = [
+            C4Config::default(),
+            C4Config {
+                max_word_length: 6,
+                ..C4Config::default()
+            },
+            C4Config {
+                max_word_length: 2,
+                min_words_per_line: 1,
+                ..C4Config::default()
+            },
+            C4Config {
+                min_words_per_line: -1,
+                ..C4Config::default()
+            },
+            C4Config {
+                min_words_per_line: 0,
+                max_word_length: -1,
+                ..C4Config::default()
+            },
+        ];
+        let names = [
+            "lines_removed_too_long_word",
+            "lines_removed_too_few_words",
+            "lines_removed_javascript",
+            "lines_removed_policy",
+        ];
+        let mut state = 21u64;
+        let mut seen = [0usize; 4];
+        for k in 0..3000 {
+            let text: String = (0..k % 40)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1_442_695_040_888_963_407);
+                    pieces[(state >> 33) as usize % pieces.len()]
+                })
+                .collect();
+            for cfg in &configs {
+                let cfg = C4Config {
+                    min_num_sentences: -1,
+                    ..cfg.clone()
+                };
+                let (want, drop) = naive(&cfg, &text);
+                let mut d = Document::new("t", text.as_str(), DocKey::new(0, 0));
+                let mut out = Decision::default();
+                C4QualityFilter::new(cfg).apply(&mut d, &mut out);
+                assert_eq!(out.drop.as_deref(), drop, "{text:?}");
+                for (j, name) in names.iter().enumerate() {
+                    let got = out.stats.iter().find(|(n, _)| n == name).map(|s| s.1);
+                    assert_eq!(got, Some(want[j] as f64), "{name} {text:?}");
+                    seen[j] += want[j];
+                }
+            }
+        }
+        assert!(seen.iter().all(|&s| s > 100), "{seen:?}");
     }
 }

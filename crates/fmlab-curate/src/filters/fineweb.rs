@@ -6,7 +6,9 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use super::{char_len, find_duplicates, py_strip, with_words, LanguageRules, PerLanguage};
+use super::{
+    char_len, find_duplicates, py_strip, split_newlines, with_words, LanguageRules, PerLanguage,
+};
 use crate::block::{Block, Decision};
 use crate::doc::Document;
 use crate::Result;
@@ -148,7 +150,7 @@ impl Block for FineWebQualityFilter {
     fn apply(&self, doc: &mut Document, out: &mut Decision) {
         let cfg = self.config.for_doc(doc);
         let text = doc.text.as_str();
-        let lines = || text.split('\n').filter(|l| !py_strip(l).is_empty());
+        let lines = || split_newlines(text).filter(|l| !py_strip(l).is_empty());
         let (mut n, mut punct, mut short) = (0usize, 0usize, 0usize);
         for line in lines() {
             n += 1;

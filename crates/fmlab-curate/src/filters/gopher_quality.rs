@@ -7,7 +7,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use super::{char_len, py_splitlines, with_words, LanguageRules, PerLanguage};
+use super::{char_len, find_byte, py_splitlines, with_words, LanguageRules, PerLanguage};
 use crate::block::{Block, Decision};
 use crate::doc::Document;
 use crate::Result;
@@ -171,6 +171,27 @@ static ASCII_WORD_CLASSES: [u8; 256] = {
     t
 };
 
+/// `text.matches("...").count()`: non-overlapping, from the left.
+fn count_three_dots(text: &str) -> usize {
+    let b = text.as_bytes();
+    let (mut n, mut i) = (0, 0);
+    while let Some(at) = find_byte(b, i, b'.') {
+        if b.get(at + 1..at + 3) == Some(b"..") {
+            n += 1;
+            i = at + 3;
+        } else {
+            i = at + 1;
+        }
+    }
+    n
+}
+
+/// The union of [`ASCII_WORD_CLASSES`] over `w`'s bytes.
+fn word_classes(w: &[u8]) -> u8 {
+    w.iter()
+        .fold(0, |c, &x| c | ASCII_WORD_CLASSES[usize::from(x)])
+}
+
 /// `b` and its length in a `u64` when it is 1 to 7 bytes long (so equal packs are equal
 /// strings).
 #[inline]
@@ -201,10 +222,7 @@ fn count_words(text: &str, spans: &[(usize, usize)], stop_words: &[String]) -> C
     for &(a, b) in spans {
         let w = &text[a..b];
         // An ASCII word by a table of its bytes (the same answers as the char tests).
-        let mut classes = 0;
-        for &x in w.as_bytes() {
-            classes |= ASCII_WORD_CLASSES[usize::from(x)];
-        }
+        let classes = word_classes(w.as_bytes());
         // (Counted without branches: which words are symbols or hold letters is
         // unpredictable.)
         let (non_symbol, alpha, chars) = if classes & NON_ASCII == 0 {
@@ -284,7 +302,7 @@ impl Block for GopherQualityFilter {
         if fail(out, sym != 0.0 && hashes > sym, "gopher_too_many_hashes") {
             return;
         }
-        let ellipses = (text.matches("...").count() + text.matches('…').count()) as f64 / n;
+        let ellipses = (count_three_dots(text) + text.matches('…').count()) as f64 / n;
         out.stat("ellipsis_word_ratio", ellipses);
         if fail(
             out,
@@ -339,6 +357,27 @@ impl Block for GopherQualityFilter {
 mod tests {
     use super::*;
     use crate::doc::DocKey;
+
+    #[test]
+    fn three_dots_counted_as_str_matches() {
+        let pieces = [".", "..", "...", "....", "a", "…", "abcdefghij.", " ", "é."];
+        let mut state = 23u64;
+        for len in 0..2000 {
+            let text: String = (0..len % 30)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1);
+                    pieces[(state >> 33) as usize % pieces.len()]
+                })
+                .collect();
+            assert_eq!(
+                count_three_dots(&text),
+                text.matches("...").count(),
+                "{text:?}"
+            );
+        }
+    }
 
     #[test]
     fn word_counts_by_byte_table_equal_counts_by_char() {

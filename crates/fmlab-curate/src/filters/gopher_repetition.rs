@@ -16,7 +16,9 @@ use std::cell::RefCell;
 use serde::{Deserialize, Serialize};
 
 use super::table::{PairTable, Table, PAIR_BITS};
-use super::{char_len, find_duplicates, py_strip, with_words, LanguageRules, PerLanguage};
+use super::{
+    char_len, find_duplicates, find_newline, py_strip, with_words, LanguageRules, PerLanguage,
+};
 use crate::block::{Block, Decision};
 use crate::doc::Document;
 use crate::Result;
@@ -159,33 +161,45 @@ fn check(out: &mut Decision, name: Cow<'static, str>, value: f64, threshold: f64
 /// Paragraphs: `text.strip()` split at runs of two or more newlines.
 fn paragraphs(text: &str) -> impl Iterator<Item = &str> {
     let s = py_strip(text);
-    let mut rest = Some(s);
+    let b = s.as_bytes();
+    let mut start = Some(0);
     std::iter::from_fn(move || {
-        let r = rest?;
-        if let Some(at) = r.find("\n\n") {
-            let end = at + r[at..].len() - r[at..].trim_start_matches('\n').len();
-            rest = Some(&r[end..]);
-            return Some(&r[..at]);
+        let from = start?;
+        let mut q = from;
+        while let Some(at) = find_newline(b, q) {
+            if b.get(at + 1) == Some(&b'\n') {
+                let mut end = at + 2;
+                while b.get(end) == Some(&b'\n') {
+                    end += 1;
+                }
+                start = Some(end);
+                return Some(&s[from..at]);
+            }
+            q = at + 1;
         }
-        rest = None;
-        Some(r)
+        start = None;
+        Some(&s[from..])
     })
 }
 
 /// Lines: `text` split at runs of newlines (`re.split("\n+")`).
 fn lines(text: &str) -> impl Iterator<Item = &str> {
-    let mut rest = Some(text);
+    let b = text.as_bytes();
+    let mut start = Some(0);
     std::iter::from_fn(move || {
-        let r = rest?;
-        match r.find('\n') {
+        let from = start?;
+        match find_newline(b, from) {
             Some(at) => {
-                let end = at + r[at..].len() - r[at..].trim_start_matches('\n').len();
-                rest = Some(&r[end..]);
-                Some(&r[..at])
+                let mut end = at + 1;
+                while b.get(end) == Some(&b'\n') {
+                    end += 1;
+                }
+                start = Some(end);
+                Some(&text[from..at])
             }
             None => {
-                rest = None;
-                Some(r)
+                start = None;
+                Some(&text[from..])
             }
         }
     })
@@ -262,9 +276,6 @@ impl Block for GopherRepetitionFilter {
 /// Bytes of the concatenated words' prefix that [`Ngrams::sketch`] keys each position by.
 const PREFIX: usize = 16;
 
-/// Marks a position whose n-gram occurs once in the text (no id of its own).
-const NONE: u32 = u32::MAX;
-
 /// A hash of `b` (FxHash's multiply-rotate over eight bytes at a time, the length mixed
 /// in): equal byte strings hash equally; the tables confirm every match by comparing bytes.
 #[inline]
@@ -290,6 +301,47 @@ fn hash_bytes(b: &[u8]) -> u64 {
         h = (h.rotate_left(5) ^ u64::from_le_bytes(v)).wrapping_mul(K);
     }
     h
+}
+
+/// A hash of `concat[a..b]` from its length and at most its first and last 16 bytes
+/// (all of it up to 32 bytes), in a fixed number of steps: equal byte strings get equal
+/// keys; strings that differ only in their middle collide, which only costs time.
+#[inline]
+fn ngram_key(concat: &[u8], a: usize, b: usize) -> u64 {
+    let len = b - a;
+    let at = |i: usize| {
+        let mut v = [0u8; 8];
+        v.copy_from_slice(&concat[i..i + 8]);
+        u64::from_le_bytes(v)
+    };
+    // (`concat` has 16 bytes of slack past the words: the bytes read past `b` are
+    // masked off.)
+    let (mut x0, mut x1) = (at(a), at(a + 8));
+    let (y0, y1) = if len <= 16 {
+        if len < 8 {
+            x0 &= (1u64 << (8 * len)) - 1;
+            x1 = 0;
+        } else if len < 16 {
+            x1 &= (1u64 << (8 * (len - 8))) - 1;
+        }
+        (0, 0)
+    } else {
+        (at(b - 16), at(b - 8))
+    };
+    let fold = |p: u128| (p as u64) ^ ((p >> 64) as u64);
+    let h1 = fold(u128::from(x0 ^ 0xa076_1d64_78bd_642f) * u128::from(x1 ^ 0xe703_7ed1_a0b4_28db));
+    let h2 = fold(
+        u128::from(y0 ^ 0x8ebc_6af0_9c88_c6e3)
+            * u128::from(y1 ^ len as u64 ^ 0x5899_65cc_7537_4cc3),
+    );
+    fold(u128::from(h1 ^ 0x1d8e_4e27_c47d_124f) * u128::from(h2 ^ 0xa076_1d64_78bd_642f))
+}
+
+/// Grows `v` to at least `n` entries (never shrinks it, never clears what it holds).
+fn grow<T: Copy>(v: &mut Vec<T>, n: usize, fill: T) {
+    if v.len() < n {
+        v.resize(n, fill);
+    }
 }
 
 /// `a == b`, eight bytes at a time (the slices compared here are short: a call to `memcmp`
@@ -353,28 +405,34 @@ struct Ngrams {
     id_key: Vec<u64>,
     id_first: Vec<u32>,
     id_counts: Vec<u32>,
-    /// The id of the n-gram starting at each word, for n = `level` ([`NONE`] for one that
-    /// occurs once), and how often each id occurs.
-    class: Vec<u32>,
-    next: Vec<u32>,
+    /// For n = `level`: the positions whose n-gram occurs more than once, each with the
+    /// n-gram's id, in order (the first `rep_len`); how often each id occurs (the first
+    /// `n_ids`); scratch of `extend`.
+    rep: Vec<(u32, u32)>,
+    rep_len: usize,
     counts: Vec<u32>,
-    /// Whether the n-gram at each position occurs more than once (scratch of `extend`).
-    repeats: Vec<bool>,
+    n_ids: usize,
+    next: Vec<u32>,
     level: usize,
     table: Table,
     pairs: PairTable,
     /// Use `table` for the pairs whatever the text's length (set by tests).
     generic_pairs: bool,
     /// The duplicated-n-gram filter: whether each position's first [`PREFIX`] bytes may
-    /// start another position too (valid when `sketched`), its bit sets and the positions
-    /// left to the exact table.
+    /// start another position too (valid when `sketched`), its bit sets, and the positions
+    /// whose n-gram may repeat (the first `cand_len`, for n = `cand_n`; 0: none).
     maybe: Vec<bool>,
     sketched: bool,
     seen: Vec<u64>,
     twice: Vec<u64>,
     bits: Vec<u32>,
     cand: Vec<u32>,
-    /// The positions whose next n-gram can repeat (scratch of `extend`).
+    /// Of the candidates, each one's n-gram key and those whose key may occur twice.
+    keys: Vec<u64>,
+    live: Vec<u32>,
+    cand_n: usize,
+    cand_len: usize,
+    /// The entries of `rep` whose next n-gram can repeat (scratch of `extend`).
     pos: Vec<u32>,
     /// Send every position to the exact table (set by tests).
     no_sketch: bool,
@@ -472,67 +530,71 @@ impl Ngrams {
         }
     }
 
-    /// Makes the words (1-grams) the current level.
+    /// Makes the words (1-grams) the current level: lists the positions whose word
+    /// occurs more than once.
     fn restart(&mut self) {
-        self.class.clone_from(&self.ids);
         self.counts.clone_from(&self.id_counts);
+        self.n_ids = self.counts.len();
+        // (Written without branches: which words repeat is unpredictable. The buffers only
+        // grow: their first entries are written before they are read.)
+        grow(&mut self.rep, self.ids.len(), (0, 0));
+        let mut k = 0;
+        for (i, &id) in self.ids.iter().enumerate() {
+            self.rep[k] = (i as u32, id);
+            k += usize::from(self.id_counts[id as usize] >= 2);
+        }
+        self.rep_len = k;
         self.level = 1;
     }
 
     /// Moves the current level from n-grams to (n + 1)-grams: the (n + 1)-gram at `i` is the
     /// pair (n-gram at `i`, word at `i + n`); it can repeat only when the n-grams at `i` and
-    /// `i + 1` both do, and gets [`NONE`] otherwise. Ids are given in order of first
-    /// occurrence.
+    /// `i + 1` both do (both are listed in `rep`), so only those pairs meet a table. Ids are
+    /// given in order of first occurrence; `rep` then lists the (n + 1)-grams that repeat.
     fn extend(&mut self) {
         let n = self.level;
-        let count = self.words() - n;
-        self.repeats.clear();
-        let counts = &self.counts;
-        self.repeats.extend(
-            self.class
-                .iter()
-                .map(|&c| counts.get(c as usize).is_some_and(|&k| k >= 2)),
-        );
-        self.next.clear();
-        self.counts.clear();
-        let (class, ids, repeats) = (&self.class, &self.ids, &self.repeats);
+        let rep = &self.rep[..self.rep_len];
+        // The listed positions whose next position is listed too (without branches).
+        grow(&mut self.pos, rep.len(), 0);
+        let mut k = 0;
+        for j in 1..rep.len() {
+            self.pos[k] = (j - 1) as u32;
+            k += usize::from(rep[j].0 == rep[j - 1].0 + 1);
+        }
+        let pos = &self.pos[..k];
+        grow(&mut self.next, k, 0);
+        let ids = &self.ids;
         if self.words() < 1 << PAIR_BITS && !self.generic_pairs {
-            // The positions that can repeat, listed without branches (which of them can is
-            // unpredictable); the table sized for them (a smaller table stays in a nearer
-            // cache); the ids counted without a branch on whether one is new.
-            if self.pos.len() < count {
-                self.pos.resize(count, 0);
-            }
-            let mut k = 0;
-            for i in 0..count {
-                self.pos[k] = i as u32;
-                k += usize::from(repeats[i] & repeats[i + 1]);
-            }
+            // The ids counted without a branch on whether one is new (a new id's count
+            // starts from nothing, whatever its slot held).
             self.pairs.reset(k);
-            self.counts.resize(k, 0);
-            self.next.resize(count, NONE);
+            grow(&mut self.counts, k, 0);
+            let counts = &mut self.counts[..];
             let mut fresh = 0u32;
-            for &i in &self.pos[..k] {
-                let i = i as usize;
-                let (id, new) = self.pairs.get_or_insert(class[i], ids[i + n], fresh);
-                self.counts[id as usize] += 1;
+            for (slot, &j) in self.next.iter_mut().zip(pos) {
+                let (i, c) = rep[j as usize];
+                let (id, new) = self.pairs.get_or_insert(c, ids[i as usize + n], fresh);
+                let kept = u32::from(!new).wrapping_neg();
+                counts[id as usize] = (counts[id as usize] & kept) + 1;
                 fresh += u32::from(new);
-                self.next[i] = id;
+                *slot = id;
             }
-            self.counts.truncate(fresh as usize);
+            self.n_ids = fresh as usize;
         } else {
-            self.table.reset(count);
-            for i in 0..count {
-                if !(repeats[i] && repeats[i + 1]) {
-                    self.next.push(NONE);
-                    continue;
-                }
-                let (c, w) = (class[i], ids[i + n]);
+            self.counts.clear();
+            self.table.reset(k);
+            for t in 0..k {
+                let (i, c) = rep[pos[t] as usize];
+                let w = ids[i as usize + n];
                 let key = (u64::from(c) << 32) | u64::from(w);
-                let same = |j: u32| class[j as usize] == c && ids[j as usize + n] == w;
-                let id = match self.table.find_or_insert(key, i as u32, same) {
+                let next = &self.next;
+                let same = |u: u32| {
+                    let (i2, c2) = rep[pos[u as usize] as usize];
+                    c2 == c && ids[i2 as usize + n] == w
+                };
+                let id = match self.table.find_or_insert(key, t as u32, same) {
                     Some(first) => {
-                        let id = self.next[first as usize];
+                        let id = next[first as usize];
                         self.counts[id as usize] += 1;
                         id
                     }
@@ -541,10 +603,20 @@ impl Ngrams {
                         self.counts.len() as u32 - 1
                     }
                 };
-                self.next.push(id);
+                self.next[t] = id;
             }
+            self.n_ids = self.counts.len();
         }
-        std::mem::swap(&mut self.class, &mut self.next);
+        // The (n + 1)-grams that repeat, in place (`pos` is increasing: no entry is
+        // overwritten before it is read).
+        let mut m = 0;
+        for t in 0..k {
+            let (i, _) = self.rep[self.pos[t] as usize];
+            let id = self.next[t];
+            self.rep[m] = (i, id);
+            m += usize::from(self.counts[id as usize] >= 2);
+        }
+        self.rep_len = m;
         self.level = n + 1;
     }
 
@@ -564,13 +636,16 @@ impl Ngrams {
         // datatrove's `Counter.most_common(1)` returns. When every n-gram occurs once, that
         // is the first one.
         let (mut best, mut best_count) = (0u32, 0u32);
-        for (id, &c) in self.counts.iter().enumerate() {
+        for (id, &c) in self.counts[..self.n_ids].iter().enumerate() {
             if c > best_count {
                 (best, best_count) = (id as u32, c);
             }
         }
         let first = if best_count >= 2 {
-            self.class.iter().position(|&c| c == best).unwrap_or(0)
+            self.rep[..self.rep_len]
+                .iter()
+                .find(|&&(_, c)| c == best)
+                .map_or(0, |&(i, _)| i as usize)
         } else {
             best_count = 1;
             0
@@ -618,6 +693,7 @@ impl Ngrams {
         );
         self.maybe.resize(words, false);
         self.sketched = true;
+        self.cand_n = 0;
     }
 
     /// datatrove's `find_all_duplicate`: characters in n-grams (words concatenated) seen
@@ -633,23 +709,67 @@ impl Ngrams {
         // The positions whose n-gram may repeat: shorter than the prefix, or a prefix seen
         // twice. The others are never repeats, and no other n-gram equals theirs.
         // (Written without branches: whether a position is kept is unpredictable.)
+        // The candidates for a larger n are a subset of those for a smaller one (fewer
+        // positions, fewer n-grams short of the prefix): after a smaller n, its list is
+        // filtered rather than every position visited again.
         let last = words - n;
-        if self.cand.len() <= last {
-            self.cand.resize(last + 1, 0);
-        }
-        let (offset, maybe, all) = (&self.offset, &self.maybe, self.no_sketch);
+        let (offset, maybe, all) = (&self.offset[..], &self.maybe[..], self.no_sketch);
+        let keep = |i: usize| all | maybe[i] | (offset[i + n] - offset[i] < PREFIX);
         let mut kept = 0;
-        for i in 0..=last {
-            self.cand[kept] = i as u32;
-            let keep = all | maybe[i] | (offset[i + n] - offset[i] < PREFIX);
-            kept += usize::from(keep);
+        if self.cand_n != 0 && self.cand_n <= n {
+            let cand = &mut self.cand[..self.cand_len];
+            for t in 0..cand.len() {
+                let i = cand[t] as usize;
+                cand[kept] = i as u32;
+                kept += usize::from(i <= last && keep(i));
+            }
+        } else {
+            if self.cand.len() <= last {
+                self.cand.resize(last + 1, 0);
+            }
+            let cand = &mut self.cand[..=last];
+            for i in 0..=last {
+                cand[kept] = i as u32;
+                kept += usize::from(keep(i));
+            }
         }
-        self.table.reset(kept);
+        (self.cand_n, self.cand_len) = (n, kept);
+        // Of those, the positions whose n-gram's key (which equal n-grams share) may occur
+        // twice among them, by two bit sets over the keys: the others hold an n-gram that
+        // occurs once in the text.
+        let m = (16 * kept).next_power_of_two().max(64);
+        let shift = 64 - m.trailing_zeros();
+        for v in [&mut self.seen, &mut self.twice] {
+            v.clear();
+            v.resize(m / 64, 0);
+        }
+        self.keys.clear();
+        let (seen, twice) = (&mut self.seen[..], &mut self.twice[..]);
+        for &c in &self.cand[..kept] {
+            let c = c as usize;
+            let key = ngram_key(&self.concat, self.offset[c], self.offset[c + n]);
+            let bit = (key >> shift) as usize;
+            let (word, mask) = (bit / 64, 1u64 << (bit % 64));
+            twice[word] |= seen[word] & mask;
+            seen[word] |= mask;
+            self.keys.push(key);
+        }
+        if self.live.len() < kept {
+            self.live.resize(kept, 0);
+        }
+        let mut live = 0;
+        let live_at = &mut self.live[..kept];
+        for (t, &key) in self.keys.iter().enumerate() {
+            let bit = (key >> shift) as usize;
+            live_at[live] = t as u32;
+            live += usize::from(all | (twice[bit / 64] & (1u64 << (bit % 64)) != 0));
+        }
+        self.table.reset(live);
         // The walk visits each position from `i` on until a repeat moves it past that
         // n-gram; the positions left out are no repeats, so it goes on at the next one.
         let (mut repeated, mut i) = (0, 0);
-        for &c in &self.cand[..kept] {
-            let c = c as usize;
+        for &t in &self.live[..live] {
+            let c = self.cand[t as usize] as usize;
             if c < i {
                 continue;
             }
@@ -659,7 +779,7 @@ impl Ngrams {
                 |j: u32| same_bytes(&concat[offset[j as usize]..offset[j as usize + n]], run);
             if self
                 .table
-                .find_or_insert(hash_bytes(run), c as u32, same)
+                .find_or_insert(self.keys[t as usize], c as u32, same)
                 .is_some()
             {
                 repeated += self.run_chars(c, c + n);
@@ -690,6 +810,73 @@ mod tests {
         assert_eq!(p, ["a", "b\nc"]);
         let l: Vec<&str> = lines("\na\n\nb\n").collect();
         assert_eq!(l, ["", "a", "b", ""]);
+    }
+
+    /// Paragraphs: `text.strip()` split at runs of two or more newlines.
+    fn paragraphs_by_find(text: &str) -> impl Iterator<Item = &str> {
+        let s = py_strip(text);
+        let mut rest = Some(s);
+        std::iter::from_fn(move || {
+            let r = rest?;
+            if let Some(at) = r.find("\n\n") {
+                let end = at + r[at..].len() - r[at..].trim_start_matches('\n').len();
+                rest = Some(&r[end..]);
+                return Some(&r[..at]);
+            }
+            rest = None;
+            Some(r)
+        })
+    }
+
+    /// Lines: `text` split at runs of newlines (`re.split("\n+")`).
+    fn lines_by_find(text: &str) -> impl Iterator<Item = &str> {
+        let mut rest = Some(text);
+        std::iter::from_fn(move || {
+            let r = rest?;
+            match r.find('\n') {
+                Some(at) => {
+                    let end = at + r[at..].len() - r[at..].trim_start_matches('\n').len();
+                    rest = Some(&r[end..]);
+                    Some(&r[..at])
+                }
+                None => {
+                    rest = None;
+                    Some(r)
+                }
+            }
+        })
+    }
+
+    #[test]
+    fn paragraphs_and_lines_by_bytes_as_by_find() {
+        let pieces = [
+            "a",
+            "\n",
+            "\n\n",
+            "\n\n\n",
+            " ",
+            "é",
+            "\t",
+            "abcdefghij",
+            "\r",
+        ];
+        let mut state = 9u64;
+        for len in 0..800 {
+            let text: String = (0..len % 40)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1);
+                    pieces[(state >> 33) as usize % pieces.len()]
+                })
+                .collect();
+            let fast: Vec<&str> = paragraphs(&text).collect();
+            let slow: Vec<&str> = paragraphs_by_find(&text).collect();
+            assert_eq!(fast, slow, "{text:?}");
+            let fast: Vec<&str> = lines(&text).collect();
+            let slow: Vec<&str> = lines_by_find(&text).collect();
+            assert_eq!(fast, slow, "{text:?}");
+        }
     }
 
     #[test]
@@ -825,7 +1012,8 @@ mod tests {
                         "{text:?} top {n}"
                     );
                 }
-                for n in 1..=10 {
+                // Rising n reuses the last n's candidates; a smaller n lists them anew.
+                for n in (1..=10).chain([7, 3, 10, 2, 2]) {
                     assert_eq!(
                         ng.duplicated_ngram_chars(n),
                         naive_dup(&words, n),

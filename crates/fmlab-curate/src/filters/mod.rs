@@ -131,6 +131,50 @@ pub(crate) fn py_strip(s: &str) -> &str {
     s.trim_matches(words::is_space)
 }
 
+/// The position of the first `\n` in `b` from `i` on.
+#[inline]
+pub(crate) fn find_newline(b: &[u8], i: usize) -> Option<usize> {
+    find_byte(b, i, b'\n')
+}
+
+/// The position of the first `byte` (ASCII) in `b` from `i` on (eight bytes at a time:
+/// lines are short, and a `memchr` call per line costs more than the scan).
+#[inline]
+pub(crate) fn find_byte(b: &[u8], mut i: usize, byte: u8) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    while let Some(w) = b.get(i..i + 8) {
+        let mut v = [0u8; 8];
+        v.copy_from_slice(w);
+        let x = u64::from_le_bytes(v) ^ (u64::from(byte) * ONES);
+        // The lowest flagged byte is the first zero byte of `x` (a borrow only flags bytes
+        // above a zero one).
+        let zero = x.wrapping_sub(ONES) & !x & (0x80 * ONES);
+        if zero != 0 {
+            return Some(i + (zero.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    b.get(i..)?.iter().position(|&c| c == byte).map(|p| i + p)
+}
+
+/// `text.split('\n')`, by [`find_newline`].
+pub(crate) fn split_newlines(text: &str) -> impl Iterator<Item = &str> {
+    let mut start = Some(0);
+    std::iter::from_fn(move || {
+        let s = start?;
+        match find_newline(text.as_bytes(), s) {
+            Some(at) => {
+                start = Some(at + 1);
+                Some(&text[s..at])
+            }
+            None => {
+                start = None;
+                Some(&text[s..])
+            }
+        }
+    })
+}
+
 /// Python's `str.splitlines()`: lines end at `\n`, `\r`, `\r\n`, `\v`, `\f`, `\x1c`–`\x1e`,
 /// `\x85`, U+2028 and U+2029; no empty last line.
 pub(crate) fn py_splitlines(s: &str) -> impl Iterator<Item = &str> {
@@ -282,6 +326,35 @@ pub(crate) fn find_duplicates<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn newlines_found_as_split_finds_them() {
+        let pieces = [
+            "a",
+            "\n",
+            "\n\n",
+            " ",
+            "é",
+            "\u{8a}",
+            "\u{a}b",
+            "abcdefghij",
+            "\r",
+        ];
+        let mut state = 5u64;
+        for len in 0..600 {
+            let text: String = (0..len % 50)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1);
+                    pieces[(state >> 33) as usize % pieces.len()]
+                })
+                .collect();
+            let fast: Vec<&str> = split_newlines(&text).collect();
+            let slow: Vec<&str> = text.split('\n').collect();
+            assert_eq!(fast, slow, "{text:?}");
+        }
+    }
 
     #[test]
     fn splitlines_as_python() {

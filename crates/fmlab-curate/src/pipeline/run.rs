@@ -11,7 +11,9 @@ use serde_json::json;
 use crate::block::{Block, Decision};
 use crate::doc::Document;
 use crate::pipeline::dedup::{Dedup, DedupSink};
-use crate::pipeline::glue::{attribute_line, doc_line, read_doc_lines, LineFile};
+use crate::pipeline::glue::{
+    attribute_line, doc_line, map_keeps_order, read_doc_lines, AttributeLine, LineFile,
+};
 use crate::pipeline::input::{open_input, output_writer};
 use crate::pipeline::spec::{BlockSpec, PipelineSpec};
 use crate::pipeline::stats::BlockStats;
@@ -468,7 +470,14 @@ impl Curation {
             for p in done {
                 for (i, (bytes_in, bytes_out, d)) in p.decisions.iter().enumerate() {
                     stats[i].record(*bytes_in, *bytes_out, &p.doc, d);
-                    attrs[i].line(&attribute_line(&p.doc, d))?;
+                    if map_keeps_order() {
+                        attrs[i].line(&AttributeLine {
+                            doc: &p.doc,
+                            decision: d,
+                        })?;
+                    } else {
+                        attrs[i].line(&attribute_line(&p.doc, d))?;
+                    }
                 }
                 if !p.kept {
                     continue;

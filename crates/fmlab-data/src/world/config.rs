@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::docs::Domain;
 use super::lang::Lang;
-use super::raw::RawConfig;
+use super::raw_spec::JunkKind;
 use crate::{Error, Result};
 
 /// `NAME=SHARE,NAME=SHARE`: each name through `parse`, each share a number; `what` (a
@@ -166,6 +166,79 @@ impl WorldConfig {
 
 /// People with at least this many mentions are "frequent"; with fewer, "rare".
 pub const FREQUENT_MENTIONS: u32 = 10;
+
+/// What the raw web holds besides the clean pages.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RawConfig {
+    /// Share of all raw pages that are added junk pages (every kind but boilerplate).
+    pub junk_share: f64,
+    /// The added kinds and their relative weights.
+    pub kinds: Vec<(JunkKind, f64)>,
+    /// Share of clean pages given boilerplate lines.
+    pub boilerplate: f64,
+    /// Pages are made of corpus documents up to a target drawn log-uniformly in
+    /// `[min_words, max_words]`.
+    pub min_words: u32,
+    pub max_words: u32,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        Self {
+            junk_share: 0.3,
+            kinds: vec![
+                (JunkKind::NearDuplicate, 0.3),
+                (JunkKind::WrongLanguage, 0.2),
+                (JunkKind::Spam, 0.2),
+                (JunkKind::Markup, 0.2),
+                (JunkKind::BlocklistedUrl, 0.1),
+            ],
+            boilerplate: 0.3,
+            min_words: 100,
+            max_words: 600,
+        }
+    }
+}
+
+impl RawConfig {
+    /// Sets the added kinds' weights from `near_duplicate=0.3,spam=0.2,…`.
+    pub fn set_kinds(&mut self, text: &str) -> Result<()> {
+        self.kinds = parse_shares(text, JunkKind::parse, "raw-kinds")?;
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(format!("raw web: {m}")));
+        if !(0.0..=0.9).contains(&self.junk_share) {
+            return bad(format!(
+                "junk share must be in [0, 0.9], got {}",
+                self.junk_share
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.boilerplate) {
+            return bad(format!(
+                "boilerplate share must be in [0, 1], got {}",
+                self.boilerplate
+            ));
+        }
+        if self.kinds.iter().any(|(k, _)| *k == JunkKind::Boilerplate) {
+            return bad("boilerplate is not an added kind: set its share of clean pages".into());
+        }
+        if self.kinds.iter().any(|(_, w)| !w.is_finite() || *w < 0.0) {
+            return bad("kind weights must be numbers ≥ 0".into());
+        }
+        if self.junk_share > 0.0 && self.kinds.iter().map(|k| k.1).sum::<f64>() <= 0.0 {
+            return bad("a junk share needs a kind with a weight above 0".into());
+        }
+        if self.min_words < 10 || self.max_words < self.min_words || self.max_words > 100_000 {
+            return bad(format!(
+                "page words must satisfy 10 ≤ min ≤ max ≤ 100000, got {}..{}",
+                self.min_words, self.max_words
+            ));
+        }
+        Ok(())
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -22,6 +22,7 @@ pub mod docs;
 pub mod kb;
 pub mod lang;
 pub mod raw;
+mod raw_spec;
 mod raw_text;
 mod records;
 mod sets;

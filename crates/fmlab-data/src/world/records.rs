@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::docs::Domain;
 use super::lang::{Lang, Relation};
-use super::raw::RawSummary;
+use super::raw_spec::RawSummary;
 
 /// One corpus document.
 #[derive(Debug, Clone, Serialize, Deserialize)]

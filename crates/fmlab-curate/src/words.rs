@@ -420,10 +420,17 @@ fn merge_exceptions(text: &str, out: &mut Vec<Span>, first: usize) {
             }
         }
     }
+    merge_runs(text, out, first, runs);
+}
+
+/// Replaces the spans from `first` on by the exceptions of `runs` (ranges of spans whose
+/// text is a mergeable exception): longest first, later starts first among equals, each
+/// skipped where it touches a run taken before.
+fn merge_runs(text: &str, out: &mut Vec<Span>, first: usize, mut runs: Vec<(usize, usize)>) {
     if runs.is_empty() {
         return;
     }
-    // Longest first (later starts first among equals), skipping runs that touch a taken one.
+    let exc = exceptions();
     runs.sort_by_key(|&(i, j)| (std::cmp::Reverse(j - i), std::cmp::Reverse(i)));
     let mut taken = vec![false; out.len() - first];
     let mut chosen = Vec::new();
@@ -1454,29 +1461,7 @@ mod tests {
                 }
             }
         }
-        runs.sort_by_key(|&(i, j)| (std::cmp::Reverse(j - i), std::cmp::Reverse(i)));
-        let mut taken = vec![false; out.len() - first];
-        let mut chosen = Vec::new();
-        for (i, j) in runs {
-            if !taken[i - first] && !taken[j - 1 - first] {
-                chosen.push((i, j));
-            }
-            for t in &mut taken[i - first..j - first] {
-                *t = true;
-            }
-        }
-        chosen.sort_unstable();
-        let tail: Vec<Span> = out.drain(first..).collect();
-        let mut k = 0;
-        for (i, j) in chosen {
-            out.extend_from_slice(&tail[k..i - first]);
-            let (a, b) = (tail[i - first].0, tail[j - 1 - first].1);
-            if let Some(e) = exc.get(&text[a..b]) {
-                push_exception(a, &e.lens, out);
-            }
-            k = j - first;
-        }
-        out.extend_from_slice(&tail[k..]);
+        merge_runs(text, out, first, runs);
     }
 
     #[test]

@@ -554,14 +554,7 @@ mod tests {
         let mut state = 21u64;
         let mut seen = [0usize; 4];
         for k in 0..3000 {
-            let text: String = (0..k % 40)
-                .map(|_| {
-                    state = state
-                        .wrapping_mul(6_364_136_223_846_793_005)
-                        .wrapping_add(1_442_695_040_888_963_407);
-                    pieces[(state >> 33) as usize % pieces.len()]
-                })
-                .collect();
+            let text = crate::filters::random_text(&pieces, k % 40, &mut state);
             for cfg in &configs {
                 let cfg = C4Config {
                     min_num_sentences: -1,

@@ -363,14 +363,7 @@ mod tests {
         let pieces = [".", "..", "...", "....", "a", "…", "abcdefghij.", " ", "é."];
         let mut state = 23u64;
         for len in 0..2000 {
-            let text: String = (0..len % 30)
-                .map(|_| {
-                    state = state
-                        .wrapping_mul(6_364_136_223_846_793_005)
-                        .wrapping_add(1);
-                    pieces[(state >> 33) as usize % pieces.len()]
-                })
-                .collect();
+            let text = crate::filters::random_text(&pieces, len % 30, &mut state);
             assert_eq!(
                 count_three_dots(&text),
                 text.matches("...").count(),

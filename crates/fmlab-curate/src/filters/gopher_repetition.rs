@@ -423,9 +423,8 @@ struct Ngrams {
     /// whose n-gram may repeat (the first `cand_len`, for n = `cand_n`; 0: none).
     maybe: Vec<bool>,
     sketched: bool,
-    seen: Vec<u64>,
-    twice: Vec<u64>,
-    bits: Vec<u32>,
+    twice_seen: TwiceSeen,
+    hashes: Vec<u64>,
     cand: Vec<u32>,
     /// Of the candidates, each one's n-gram key and those whose key may occur twice.
     keys: Vec<u64>,
@@ -436,6 +435,49 @@ struct Ngrams {
     pos: Vec<u32>,
     /// Send every position to the exact table (set by tests).
     no_sketch: bool,
+}
+
+/// Two bit sets over hashes, sized per use: which hashes were met, and which at least
+/// twice. A collision marks a hash twice for nothing (it only sends the item on to the
+/// exact table); a hash met once is never marked twice.
+#[derive(Default)]
+struct TwiceSeen {
+    seen: Vec<u64>,
+    twice: Vec<u64>,
+    shift: u32,
+}
+
+impl TwiceSeen {
+    /// Empties the sets, 16 bits per item to come (at least 64).
+    fn reset(&mut self, items: usize) {
+        let m = (16 * items).next_power_of_two().max(64);
+        self.shift = 64 - m.trailing_zeros();
+        for v in [&mut self.seen, &mut self.twice] {
+            v.clear();
+            v.resize(m / 64, 0);
+        }
+    }
+
+    /// The word and mask of `h`'s bit (its top bits).
+    #[inline]
+    fn bit(&self, h: u64) -> (usize, u64) {
+        let bit = (h >> self.shift) as usize;
+        (bit / 64, 1u64 << (bit % 64))
+    }
+
+    #[inline]
+    fn insert(&mut self, h: u64) {
+        let (word, mask) = self.bit(h);
+        self.twice[word] |= self.seen[word] & mask;
+        self.seen[word] |= mask;
+    }
+
+    /// Whether `h`'s bit was met twice or more since the last reset.
+    #[inline]
+    fn twice(&self, h: u64) -> bool {
+        let (word, mask) = self.bit(h);
+        self.twice[word] & mask != 0
+    }
 }
 
 thread_local! {
@@ -659,13 +701,8 @@ impl Ngrams {
     /// nothing). Positions with fewer bytes left get `false`.
     fn sketch(&mut self) {
         let words = self.words();
-        let m = (16 * words).next_power_of_two().max(64);
-        let shift = 64 - m.trailing_zeros();
-        for v in [&mut self.seen, &mut self.twice] {
-            v.clear();
-            v.resize(m / 64, 0);
-        }
-        self.bits.clear();
+        self.twice_seen.reset(words);
+        self.hashes.clear();
         let full = self.offset[..words]
             .iter()
             .take_while(|&&o| o + PREFIX <= self.len)
@@ -678,19 +715,13 @@ impl Ngrams {
             let h = (u64::from_le_bytes(lo) ^ u64::from_le_bytes(hi).rotate_left(29))
                 .wrapping_mul(0x9e37_79b9_7f4a_7c15);
             let h = (h ^ (h >> 31)).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
-            let bit = (h >> shift) as usize;
-            let (word, mask) = (bit / 64, 1u64 << (bit % 64));
-            self.twice[word] |= self.seen[word] & mask;
-            self.seen[word] |= mask;
-            self.bits.push(bit as u32);
+            self.twice_seen.insert(h);
+            self.hashes.push(h);
         }
         self.maybe.clear();
-        let twice = &self.twice;
-        self.maybe.extend(
-            self.bits
-                .iter()
-                .map(|&b| twice[b as usize / 64] & (1u64 << (b % 64)) != 0),
-        );
+        let twice_seen = &self.twice_seen;
+        self.maybe
+            .extend(self.hashes.iter().map(|&h| twice_seen.twice(h)));
         self.maybe.resize(words, false);
         self.sketched = true;
         self.cand_n = 0;
@@ -737,21 +768,12 @@ impl Ngrams {
         // Of those, the positions whose n-gram's key (which equal n-grams share) may occur
         // twice among them, by two bit sets over the keys: the others hold an n-gram that
         // occurs once in the text.
-        let m = (16 * kept).next_power_of_two().max(64);
-        let shift = 64 - m.trailing_zeros();
-        for v in [&mut self.seen, &mut self.twice] {
-            v.clear();
-            v.resize(m / 64, 0);
-        }
+        self.twice_seen.reset(kept);
         self.keys.clear();
-        let (seen, twice) = (&mut self.seen[..], &mut self.twice[..]);
         for &c in &self.cand[..kept] {
             let c = c as usize;
             let key = ngram_key(&self.concat, self.offset[c], self.offset[c + n]);
-            let bit = (key >> shift) as usize;
-            let (word, mask) = (bit / 64, 1u64 << (bit % 64));
-            twice[word] |= seen[word] & mask;
-            seen[word] |= mask;
+            self.twice_seen.insert(key);
             self.keys.push(key);
         }
         if self.live.len() < kept {
@@ -760,9 +782,8 @@ impl Ngrams {
         let mut live = 0;
         let live_at = &mut self.live[..kept];
         for (t, &key) in self.keys.iter().enumerate() {
-            let bit = (key >> shift) as usize;
             live_at[live] = t as u32;
-            live += usize::from(all | (twice[bit / 64] & (1u64 << (bit % 64)) != 0));
+            live += usize::from(all | self.twice_seen.twice(key));
         }
         self.table.reset(live);
         // The walk visits each position from `i` on until a repeat moves it past that
@@ -862,14 +883,7 @@ mod tests {
         ];
         let mut state = 9u64;
         for len in 0..800 {
-            let text: String = (0..len % 40)
-                .map(|_| {
-                    state = state
-                        .wrapping_mul(6_364_136_223_846_793_005)
-                        .wrapping_add(1);
-                    pieces[(state >> 33) as usize % pieces.len()]
-                })
-                .collect();
+            let text = crate::filters::random_text(&pieces, len % 40, &mut state);
             let fast: Vec<&str> = paragraphs(&text).collect();
             let slow: Vec<&str> = paragraphs_by_find(&text).collect();
             assert_eq!(fast, slow, "{text:?}");

@@ -323,6 +323,19 @@ pub(crate) fn find_duplicates<'a>(
     (n, dups, dup_chars)
 }
 
+/// A test text: `count` pieces drawn from `pieces` by a linear congruential stream.
+#[cfg(test)]
+pub(crate) fn random_text(pieces: &[&str], count: usize, state: &mut u64) -> String {
+    (0..count)
+        .map(|_| {
+            *state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            pieces[(*state >> 33) as usize % pieces.len()]
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,14 +355,7 @@ mod tests {
         ];
         let mut state = 5u64;
         for len in 0..600 {
-            let text: String = (0..len % 50)
-                .map(|_| {
-                    state = state
-                        .wrapping_mul(6_364_136_223_846_793_005)
-                        .wrapping_add(1);
-                    pieces[(state >> 33) as usize % pieces.len()]
-                })
-                .collect();
+            let text = random_text(&pieces, len % 50, &mut state);
             let fast: Vec<&str> = split_newlines(&text).collect();
             let slow: Vec<&str> = text.split('\n').collect();
             assert_eq!(fast, slow, "{text:?}");
@@ -394,14 +400,7 @@ mod tests {
         ];
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         for len in 0..400 {
-            let text: String = (0..len % 40)
-                .map(|_| {
-                    state = state
-                        .wrapping_mul(6_364_136_223_846_793_005)
-                        .wrapping_add(1);
-                    pieces[(state >> 33) as usize % pieces.len()]
-                })
-                .collect();
+            let text = random_text(&pieces, len % 40, &mut state);
             let fast: Vec<&str> = py_splitlines(&text).collect();
             let slow: Vec<&str> = py_splitlines_chars(&text).collect();
             assert_eq!(fast, slow, "{text:?}");

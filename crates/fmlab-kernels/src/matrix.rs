@@ -267,7 +267,7 @@ impl Matrix {
                 for (i, o) in out.iter_mut().enumerate() {
                     let r = c * CHUNK + i;
                     if i + 2 < len {
-                        crate::repack::fetch_lines(bytes[(r + 2) * rb..].as_ptr(), rb);
+                        crate::repack::fetch_lines(bytes, (r + 2) * rb, rb);
                     }
                     *o = dot_quantized(format, &bytes[r * rb..(r + 1) * rb], a);
                 }

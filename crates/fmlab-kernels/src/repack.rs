@@ -455,10 +455,10 @@ impl Block32 {
         }
         let per_block = LANES * BLOCK / if self.nibbles { 2 } else { 1 };
         let at = g * self.blocks + b;
-        fetch_lines(self.q.as_ptr().wrapping_add(at * per_block), per_block);
-        fetch_lines(self.d.as_ptr().wrapping_add(at * LANES), 2 * LANES);
+        fetch_lines(&self.q, at * per_block, per_block);
+        fetch_lines(&self.d, at * LANES, LANES);
         if self.with_min {
-            fetch_lines(self.m.as_ptr().wrapping_add(at * LANES), 2 * LANES);
+            fetch_lines(&self.m, at * LANES, LANES);
         }
     }
 
@@ -493,28 +493,28 @@ impl Block32 {
     }
 }
 
-/// Asks the cache for `len` bytes from `base` (a hint: nothing is read or written, and
-/// any address may be named). The kernels name the next group's weights while they compute
+/// Asks the cache for `items[first..first + count]` (a hint: nothing is read or written,
+/// and any range may be named). The kernels name the next group's weights while they compute
 /// the current one's: a batch's product is as much arithmetic as memory traffic, and the
 /// hardware's own prefetcher, which follows only short streams, left the two in turn.
 /// Into the second-level cache (T1): Gemma's decode, which streams 220 MB of weights per
 /// token, ran 35–40 tokens/s with it against 30–35 into the first level and 28–31 without
 /// (1 thread, four interleaved rounds).
 #[inline]
-pub(crate) fn fetch_lines<T>(base: *const T, len: usize) {
+pub(crate) fn fetch_lines<T>(items: &[T], first: usize, count: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
-        let first = base as usize & !63;
-        let end = base as usize + len;
-        for line in (first..end).step_by(64) {
+        let size = std::mem::size_of::<T>();
+        let start = items.as_ptr() as usize + first * size;
+        for line in (start & !63..start + count * size).step_by(64) {
             // SAFETY: a prefetch reads nothing and cannot fault, whatever the address (SSE,
             // which every x86-64 CPU has).
             unsafe { _mm_prefetch::<_MM_HINT_T1>(line as *const i8) };
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (base, len);
+    let _ = (items, first, count);
 }
 
 /// `f(g)` for every group `g < groups`, in parallel on the forward pass's pool

@@ -108,17 +108,11 @@ impl Q4K {
             return;
         }
         let at = g * self.supers + b;
-        fetch_lines(self.q.as_ptr().wrapping_add(at * Q_BYTES), Q_BYTES);
-        fetch_lines(self.d.as_ptr().wrapping_add(at * LANES), 2 * LANES);
-        fetch_lines(self.dmin.as_ptr().wrapping_add(at * LANES), 2 * LANES);
-        fetch_lines(
-            self.sc.as_ptr().wrapping_add(at * SUBS * LANES),
-            SUBS * LANES,
-        );
-        fetch_lines(
-            self.mn.as_ptr().wrapping_add(at * SUBS * LANES),
-            SUBS * LANES,
-        );
+        fetch_lines(&self.q, at * Q_BYTES, Q_BYTES);
+        fetch_lines(&self.d, at * LANES, LANES);
+        fetch_lines(&self.dmin, at * LANES, LANES);
+        fetch_lines(&self.sc, at * SUBS * LANES, SUBS * LANES);
+        fetch_lines(&self.mn, at * SUBS * LANES, SUBS * LANES);
     }
 
     /// Activation rows quantized for this kernel, in the order `Matrix` gives a batch

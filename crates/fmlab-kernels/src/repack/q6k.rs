@@ -102,12 +102,9 @@ impl Q6K {
             return;
         }
         let at = g * self.supers + b;
-        fetch_lines(self.q.as_ptr().wrapping_add(at * Q_BYTES), Q_BYTES);
-        fetch_lines(self.d.as_ptr().wrapping_add(at * LANES), 2 * LANES);
-        fetch_lines(
-            self.sc.as_ptr().wrapping_add(at * SUBS * LANES),
-            SUBS * LANES,
-        );
+        fetch_lines(&self.q, at * Q_BYTES, Q_BYTES);
+        fetch_lines(&self.d, at * LANES, LANES);
+        fetch_lines(&self.sc, at * SUBS * LANES, SUBS * LANES);
     }
 
     /// Whether the kernel takes a batch of `n` rows: ggml's tiled order starts at

@@ -124,7 +124,7 @@ pub(crate) fn quantize_q8_32_into(
     assert!(s.is_empty() || s.len() == blocks);
     #[cfg(target_arch = "x86_64")]
     if avx512_available() {
-        // SAFETY: AVX-512F (checked); the lengths were checked above.
+        // SAFETY: AVX-512F and F16C (checked); the lengths were checked above.
         unsafe { avx512::q8_32(x, qs, d, s, sums) };
         return;
     }
@@ -230,7 +230,7 @@ fn q8_k_portable(x: &[f32], repacked: bool, qs: &mut [i8], d: &mut [f32], sums: 
 #[cfg(target_arch = "x86_64")]
 fn avx512_available() -> bool {
     static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *AVAILABLE.get_or_init(|| is_x86_feature_detected!("avx512f"))
+    *AVAILABLE.get_or_init(|| is_x86_feature_detected!("avx512f") && crate::simd::avx2_fma_f16c())
 }
 
 /// The quantizers sixteen elements per instruction. Rounding is `vcvtps2dq` under the
@@ -240,13 +240,21 @@ fn avx512_available() -> bool {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use crate::quant::{f16_to_f32, f32_to_f16};
+    /// `x` rounded to the nearest f16 by F16C: [`crate::ops::f16_round`]'s result, without
+    /// its branches (two per block here; see the rounding test in `ops::scores`).
+    #[inline]
+    #[target_feature(enable = "f16c")]
+    fn f16_round(x: f32) -> f32 {
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(
+            _mm_set_ss(x),
+        )))
+    }
 
     /// See [`super::quantize_q8_32_into`].
     ///
     /// # Safety
-    /// AVX-512F; the lengths [`super::quantize_q8_32_into`] checks.
-    #[target_feature(enable = "avx512f")]
+    /// AVX-512F and F16C; the lengths [`super::quantize_q8_32_into`] checks.
+    #[target_feature(enable = "avx512f,f16c")]
     pub(super) unsafe fn q8_32(
         x: &[f32],
         qs: &mut [i8],
@@ -277,9 +285,9 @@ mod avx512 {
                 _mm_storeu_si128(q.cast(), _mm512_cvtepi32_epi8(qlo));
                 _mm_storeu_si128(q.add(16).cast(), _mm512_cvtepi32_epi8(qhi));
                 let sum = _mm512_reduce_add_epi32(_mm512_add_epi32(qlo, qhi));
-                d[b] = f16_to_f32(f32_to_f16(scale));
+                d[b] = f16_round(scale);
                 if !s.is_empty() {
-                    s[b] = f16_to_f32(f32_to_f16(scale * sum as f32));
+                    s[b] = f16_round(scale * sum as f32);
                 }
                 sums[b] = sum;
             }

@@ -335,35 +335,105 @@ pub fn causal_attention(
     let vt = (many && s.head_dim.is_multiple_of(8))
         .then(|| values_by_chunk(v, kv_len, s.n_kv_heads, s.head_dim, vw));
     let kt = wide.then(|| wide::keys_by_pair(k, kv_len, s.n_kv_heads, s.head_dim));
+    let one_row = |t: usize, out_row: &mut [f32], q_row: &[f32]| {
+        let row = AttentionRow {
+            q_row,
+            k,
+            v,
+            pos: first_pos + t,
+            kv_len,
+            group,
+            kv_width,
+            s,
+            single,
+            simd: simd_attention(),
+            vt: vt.as_deref(),
+            vw,
+            kt: kt.as_deref(),
+            k16: None,
+            v16: None,
+        };
+        #[cfg(target_arch = "x86_64")]
+        {
+            if fma_available() {
+                // SAFETY: the CPU supports AVX2 and FMA (checked above).
+                unsafe { attention_row_fma(&row, out_row) };
+                return;
+            }
+        }
+        attention_row(&row, out_row);
+    };
+    // One decoding row runs where it is: a batched decoding step calls this from the
+    // forward pass's pool, once per sequence, and rayon would hand each call to its own
+    // (sleeping) workers and wait.
+    if single {
+        one_row(0, out, q);
+        return;
+    }
     out.par_chunks_mut(q_width)
         .zip(q.par_chunks(q_width))
         .enumerate()
-        .for_each(|(t, (out_row, q_row))| {
-            let row = AttentionRow {
-                q_row,
-                k,
-                v,
-                pos: first_pos + t,
-                kv_len,
-                group,
-                kv_width,
-                s,
-                single,
-                simd: simd_attention(),
-                vt: vt.as_deref(),
-                vw,
-                kt: kt.as_deref(),
-            };
-            #[cfg(target_arch = "x86_64")]
-            {
-                if fma_available() {
-                    // SAFETY: the CPU supports AVX2 and FMA (checked above).
-                    unsafe { attention_row_fma(&row, out_row) };
-                    return;
-                }
-            }
-            attention_row(&row, out_row);
-        });
+        .for_each(|(t, (out_row, q_row))| one_row(t, out_row, q_row));
+}
+
+/// [`causal_attention`] over a cache that holds the keys and values as f16 bits, as
+/// llama.cpp's does (`kv_len × n_kv_heads·head_dim` each): the same results, with half the
+/// bytes to read. A decoding step reads every position of every layer's cache once per
+/// sequence, and at 8 sequences those reads (24 MB a step for SmolLM2 at 64 positions)
+/// were most of attention's time. One token's row on the AVX-512 kernels reads the bits
+/// directly; other calls (prompts, other CPUs) widen the cache to f32 first.
+#[allow(clippy::too_many_arguments)]
+pub fn causal_attention_f16(
+    q: &[f32],
+    k: &[u16],
+    v: &[u16],
+    out: &mut [f32],
+    first_pos: usize,
+    kv_len: usize,
+    s: AttentionShape,
+) {
+    let q_width = s.n_heads * s.head_dim;
+    let kv_width = s.n_kv_heads * s.head_dim;
+    let cached = kv_len * kv_width;
+    #[cfg(target_arch = "x86_64")]
+    if q.len() == q_width
+        && out.len() == q_width
+        && k.len() >= cached
+        && v.len() >= cached
+        && s.n_kv_heads > 0
+        && s.n_heads.is_multiple_of(s.n_kv_heads)
+        && s.head_dim.is_multiple_of(32)
+        && first_pos < kv_len
+        && fma_available()
+        && wide::available()
+    {
+        let row = AttentionRow {
+            q_row: q,
+            k: &[],
+            v: &[],
+            pos: first_pos,
+            kv_len,
+            group: s.n_heads / s.n_kv_heads,
+            kv_width,
+            s,
+            single: true,
+            simd: true,
+            vt: None,
+            vw: 16,
+            kt: None,
+            k16: Some(&k[..cached]),
+            v16: Some(&v[..cached]),
+        };
+        // SAFETY: AVX2 and FMA (checked). With `single`, `simd`, AVX-512 and a head size
+        // that is a multiple of 32, every read of keys and values goes through `k16` and
+        // `v16` (the one-token scores and value sums of `wide`), never `k` or `v`.
+        unsafe { attention_row_fma(&row, out) };
+        return;
+    }
+    let (mut kf, mut vf) = (vec![0f32; cached], vec![0f32; cached]);
+    f16_to_f32_all(&k[..cached.min(k.len())], &mut kf);
+    f16_to_f32_all(&v[..cached.min(v.len())], &mut vf);
+    causal_attention(q, &kf, &vf, out, first_pos, kv_len, s);
 }
 
 /// The values of positions `0..kv_len` rearranged so that the value sums of a query row
@@ -406,6 +476,10 @@ struct AttentionRow<'a> {
     /// The keys in pairs for the AVX-512 scores ([`wide::keys_by_pair`]), where the call
     /// made them.
     kt: Option<&'a [f32]>,
+    /// The keys and values as f16 bits, for one token on the AVX-512 kernels
+    /// ([`causal_attention_f16`]); `k` and `v` are then empty and unread.
+    k16: Option<&'a [u16]>,
+    v16: Option<&'a [u16]>,
 }
 
 fn simd_attention() -> bool {
@@ -491,8 +565,9 @@ fn attention_row(r: &AttentionRow, out_row: &mut [f32]) {
             (1.0, s.scale)
         };
         for (dst, &src) in qh.iter_mut().zip(&r.q_row[h * hd..(h + 1) * hd]) {
-            *dst = f16_round(src * q_scale);
+            *dst = src * q_scale;
         }
+        f16_round_all(&mut qh);
         let span = [first, start, end];
         let pairs = r.kv_len.div_ceil(2) * 2 * hd;
         let kt = r.kt.map(|kt| &kt[kvh * pairs..(kvh + 1) * pairs]);
@@ -574,8 +649,9 @@ fn attention_row_grouped(r: &AttentionRow, kt: &[f32], vt: &[f32], out_row: &mut
             .iter_mut()
             .zip(&r.q_row[heads.start * hd..heads.end * hd])
         {
-            *dst = f16_round(src * q_scale);
+            *dst = src * q_scale;
         }
+        f16_round_all(&mut qh);
         let keys = (r.k, Some(&kt[kvh * pairs..(kvh + 1) * pairs]));
         let span = [first, start, end];
         if !scores::scores_softmax(
@@ -631,22 +707,33 @@ fn scalar_scores_softmax(
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     if r.single && r.simd && wide::available() && hd.is_multiple_of(32) {
-        while done + 16 <= scores.len() {
+        while done < scores.len() && scores.len() >= 16 {
+            // The last run of sixteen ends at the last position and overlaps the run
+            // before it: each key's sum is its own, so the overlap is only computed twice.
+            let from = done.min(scores.len() - 16);
             // SAFETY: AVX-512F/DQ (checked); hd is a multiple of 32 and `qh` holds it;
-            // positions first + done .. + 16 ≤ end lie in the cache.
+            // positions first + from .. + 16 ≤ end lie in the cache.
+            let at = [r.kv_width, kvh * hd];
             let sums = unsafe {
-                wide::x86::dots16_single(qh, r.k, [r.kv_width, kvh * hd], first + done, hd)
+                match r.k16 {
+                    Some(k) => wide::x86::dots16_single(qh, k, at, first + from, hd),
+                    None => wide::x86::dots16_single(qh, r.k, at, first + from, hd),
+                }
             };
-            for (i, sum) in sums.iter().enumerate() {
-                let score = &mut scores[done + i];
-                if first + done + i < start {
-                    *score = f32::NEG_INFINITY;
-                } else {
+            // Positions before the window weigh nothing (−∞). The largest score by halves:
+            // one `max` after another was a chain through all of them, most of this loop's
+            // time, and `max` (which passes over NaN) does not depend on the order.
+            let mut run = [f32::NEG_INFINITY; 16];
+            for (i, (score, sum)) in run.iter_mut().zip(sums).enumerate() {
+                if first + from + i >= start {
                     *score = sum * score_scale;
-                    max = max.max(*score);
                 }
             }
-            done += 16;
+            scores[done..from + 16].copy_from_slice(&run[done - from..]);
+            let m8: [f32; 8] = std::array::from_fn(|i| run[i].max(run[i + 8]));
+            let m4: [f32; 4] = std::array::from_fn(|i| m8[i].max(m8[i + 4]));
+            max = max.max(m4[0].max(m4[2]).max(m4[1].max(m4[3])));
+            done = from + 16;
         }
     }
     for (j, score) in scores.iter_mut().enumerate().skip(done) {
@@ -656,7 +743,14 @@ fn scalar_scores_softmax(
             continue;
         }
         let at = kp * r.kv_width + kvh * hd;
-        let k = &r.k[at..at + hd];
+        let widened: Vec<f32>;
+        let k = match r.k16 {
+            Some(k) => {
+                widened = k[at..at + hd].iter().map(|&b| f16_to_f32(b)).collect();
+                &widened
+            }
+            None => &r.k[at..at + hd],
+        };
         *score = score_dot(r.simd, qh, k, r.single) * score_scale;
         max = max.max(*score);
     }
@@ -721,7 +815,13 @@ fn weigh_values(
         let (rs, off, cs) = (r.kv_width, kvh * hd, 32);
         // SAFETY: the CPU has AVX-512F (checked); the shapes were checked above and every
         // position of `span` lies in `v` and `p`.
-        unsafe { wide::x86::weigh32(r.v, [rs, off, cs], hd, p, first, [start, end], slots, lanes) };
+        unsafe {
+            let at = [rs, off, cs];
+            match r.v16 {
+                Some(v) => wide::x86::weigh32(v, at, hd, p, first, [start, end], slots, lanes),
+                None => wide::x86::weigh32(r.v, at, hd, p, first, [start, end], slots, lanes),
+            }
+        };
         return;
     }
     #[cfg(target_arch = "x86_64")]
@@ -1050,6 +1150,113 @@ pub fn f16_round(x: f32) -> f32 {
     f16_to_f32(f32_to_f16(x))
 }
 
+/// Every value of `xs` rounded to the nearest f16, as [`f16_round`] rounds it: eight at a
+/// time by F16C where the CPU has it (the same bits for every number; see the test in
+/// `scores`). The queries' f16 copies for the products: the software rounding's branches
+/// were most of one-token attention's own time in a batch-8 profile.
+pub fn f16_round_all(xs: &mut [f32]) {
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::avx2_fma_f16c() {
+        // SAFETY: AVX2 and F16C are present (checked).
+        done = unsafe { f16c::round_all(xs) };
+    }
+    for x in &mut xs[done..] {
+        *x = f16_round(*x);
+    }
+}
+
+/// `dst[i]` = `src[i]` as f16 bits, rounded to nearest even (as [`f32_to_f16`]; NaNs stay
+/// NaNs), eight at a time by F16C where the CPU has it: what the KV cache stores.
+pub fn f32_to_f16_all(src: &[f32], dst: &mut [u16]) {
+    let n = src.len().min(dst.len());
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::avx2_fma_f16c() {
+        // SAFETY: AVX2 and F16C are present (checked); both hold n values.
+        done = unsafe { f16c::narrow(&src[..n], &mut dst[..n]) };
+    }
+    for (d, &x) in dst[done..n].iter_mut().zip(&src[done..n]) {
+        *d = f32_to_f16(x);
+    }
+}
+
+/// `dst[i]` = the f16 bits `src[i]` as f32 (exact), eight at a time by F16C where the CPU
+/// has it.
+pub fn f16_to_f32_all(src: &[u16], dst: &mut [f32]) {
+    let n = src.len().min(dst.len());
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::avx2_fma_f16c() {
+        // SAFETY: AVX2 and F16C are present (checked); both hold n values.
+        done = unsafe { f16c::widen(&src[..n], &mut dst[..n]) };
+    }
+    for (d, &b) in dst[done..n].iter_mut().zip(&src[done..n]) {
+        *d = f16_to_f32(b);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod f16c {
+    use std::arch::x86_64::*;
+
+    /// [`super::f32_to_f16_all`] over the whole runs of eight of equally long slices;
+    /// returns how many it converted.
+    ///
+    /// # Safety
+    /// AVX2 and F16C; `dst.len() == src.len()`.
+    #[target_feature(enable = "avx2,f16c")]
+    pub(super) unsafe fn narrow(src: &[f32], dst: &mut [u16]) -> usize {
+        let whole = src.len() / 8 * 8;
+        for i in (0..whole).step_by(8) {
+            // SAFETY: values i..i + 8 lie in both slices.
+            unsafe {
+                let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(
+                    src.as_ptr().add(i),
+                ));
+                _mm_storeu_si128(dst.as_mut_ptr().add(i).cast(), h);
+            }
+        }
+        whole
+    }
+
+    /// [`super::f16_to_f32_all`] over the whole runs of eight of equally long slices;
+    /// returns how many it converted.
+    ///
+    /// # Safety
+    /// AVX2 and F16C; `dst.len() == src.len()`.
+    #[target_feature(enable = "avx2,f16c")]
+    pub(super) unsafe fn widen(src: &[u16], dst: &mut [f32]) -> usize {
+        let whole = src.len() / 8 * 8;
+        for i in (0..whole).step_by(8) {
+            // SAFETY: values i..i + 8 lie in both slices.
+            unsafe {
+                let h = _mm_loadu_si128(src.as_ptr().add(i).cast());
+                _mm256_storeu_ps(dst.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
+            }
+        }
+        whole
+    }
+
+    /// [`super::f16_round_all`] over the whole runs of eight; returns how many it rounded.
+    ///
+    /// # Safety
+    /// AVX2 and F16C.
+    #[target_feature(enable = "avx2,f16c")]
+    pub(super) unsafe fn round_all(xs: &mut [f32]) -> usize {
+        let whole = xs.len() / 8 * 8;
+        for i in (0..whole).step_by(8) {
+            // SAFETY: values i..i + 8 lie in `xs`.
+            unsafe {
+                let at = xs.as_mut_ptr().add(i);
+                let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(at));
+                _mm256_storeu_ps(at, _mm256_cvtph_ps(h));
+            }
+        }
+        whole
+    }
+}
+
 /// GELU as ggml computes it on the CPU: through a table indexed by the f16 input and holding
 /// f16 outputs (saturating outside ±10).
 #[inline]
@@ -1108,6 +1315,8 @@ mod tests {
             vt,
             vw,
             kt: None,
+            k16: None,
+            v16: None,
         };
         let bits = |x: &[f32]| x.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         for kvh in 0..kv_heads {
@@ -1172,6 +1381,8 @@ mod tests {
                     vt: Some(&vt8),
                     vw: 8,
                     kt: None,
+                    k16: None,
+                    v16: None,
                 };
                 let mut want = vec![0f32; q_width];
                 attention_row(&row, &mut want);
@@ -1237,6 +1448,8 @@ mod tests {
                 vt: None,
                 vw: 8,
                 kt: None,
+                k16: None,
+                v16: None,
             };
             for (start, end) in [(0, 64), (0, 70), (5, 70), (16, 33), (61, 62), (3, 9)] {
                 let first = start / 8 * 8;
@@ -1353,6 +1566,8 @@ mod tests {
                         vt: None,
                         vw: 8,
                         kt: None,
+                        k16: None,
+                        v16: None,
                     };
                     let mut out = vec![0f32; heads * hd];
                     #[cfg(target_arch = "x86_64")]
@@ -1365,6 +1580,33 @@ mod tests {
                     out
                 };
                 let (fast, plain) = (run(simd_attention()), run(false));
+                // The same row over the cache as f16 bits (the kernels that read them where
+                // the CPU has AVX-512, the f32 ones after widening elsewhere).
+                let bits = |x: &[f32]| {
+                    let mut b = vec![0u16; x.len()];
+                    f32_to_f16_all(x, &mut b);
+                    b
+                };
+                let mut halves = vec![0f32; heads * hd];
+                causal_attention_f16(&q, &bits(&k), &bits(&v), &mut halves, kv_len - 1, kv_len, s);
+                for (i, (a, b)) in halves.iter().zip(&fast).enumerate() {
+                    assert_eq!(
+                        a.to_bits(),
+                        b.to_bits(),
+                        "f16 cache, hd {hd}, kv_len {kv_len}: [{i}]"
+                    );
+                }
+                // Several rows (a prompt's tail): widened, then the f32 kernels.
+                let rows = 3.min(kv_len);
+                let qs: Vec<f32> = (0..rows * heads * hd).map(|i| noise(i + 9) * 2.0).collect();
+                let (mut a, mut b) = (vec![0f32; qs.len()], vec![0f32; qs.len()]);
+                causal_attention_f16(&qs, &bits(&k), &bits(&v), &mut a, kv_len - rows, kv_len, s);
+                causal_attention(&qs, &k, &v, &mut b, kv_len - rows, kv_len, s);
+                assert_eq!(
+                    a.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                    b.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                    "f16 cache, {rows} rows, hd {hd}, kv_len {kv_len}"
+                );
                 for (i, (a, b)) in fast.iter().zip(&plain).enumerate() {
                     assert_eq!(
                         a.to_bits(),
@@ -1414,6 +1656,8 @@ mod tests {
             vt: None,
             vw: 8,
             kt: None,
+            k16: None,
+            v16: None,
         };
         for slots in [8, 32] {
             for (first, start, end) in [

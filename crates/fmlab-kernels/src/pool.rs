@@ -45,6 +45,8 @@ fn pause(spins: u32) {
 }
 
 struct Shared {
+    /// The threads that take tasks: the workers and the thread of [`scope`].
+    threads: usize,
     state: AtomicU64,
     /// The current job's closure: the address of a `&(dyn Fn(usize) + Sync)` on the
     /// stack of the thread running [`for_each`], valid until all its tasks are done.
@@ -175,6 +177,7 @@ pub fn scope<R>(threads: usize, f: impl FnOnce() -> R) -> R {
         return f();
     }
     let shared = Shared {
+        threads,
         state: AtomicU64::new(0),
         job: AtomicUsize::new(0),
         done: AtomicUsize::new(0),
@@ -203,6 +206,17 @@ pub fn scope<R>(threads: usize, f: impl FnOnce() -> R) -> R {
         CURRENT.with(|c| c.set(Some(&shared as *const Shared)));
         f()
     })
+}
+
+/// How many threads a [`for_each`] call made here shares its tasks among: the pool's, or 1
+/// where this thread has none (rayon's calls are not counted: the kernels only plan for
+/// the pool).
+pub fn threads() -> usize {
+    match CURRENT.with(|c| c.get()) {
+        // SAFETY: as in `for_each`: the pointer is installed only inside its `scope`.
+        Some(shared) => unsafe { (*shared).threads },
+        None => 1,
+    }
 }
 
 /// `f(i)` for every `i < n`, in parallel: on the pool of [`scope`] where this thread has

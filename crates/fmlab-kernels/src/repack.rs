@@ -199,6 +199,18 @@ impl Repacked {
         }
     }
 
+    /// Asks the cache for group `g`'s weights (nothing past the last group). The kernels
+    /// fetch each next group while they compute one; this is for the groups that do not
+    /// follow one this thread computes: a product's first, and on several threads the
+    /// first of each task (see [`for_groups`]).
+    fn fetch_group(&self, g: usize) {
+        match &self.inner {
+            Inner::Block32(b) => (0..b.blocks).for_each(|k| b.fetch(g, k)),
+            Inner::Q4K(k) => (0..k.supers).for_each(|s| k.fetch(g, s)),
+            Inner::Q6K(k) => (0..k.supers).for_each(|s| k.fetch(g, s)),
+        }
+    }
+
     /// Whether the repacked kernel takes a batch of `n` rows (Q6_K: from 8).
     pub fn accepts(&self, n: usize) -> bool {
         match &self.inner {
@@ -273,6 +285,10 @@ fn matmul_many_with(mats: &[&Repacked], x: &[f32], ys: &mut [&mut [f32]], kernel
     {
         return false;
     }
+    // Asked for before the inputs are quantized, the first groups arrive while they are.
+    for m in mats {
+        m.fetch_group(0);
+    }
     // One quantization of `x` per kind of input.
     let mut prepared: Vec<(InputKey, Prepared)> = Vec::new();
     let mut which = Vec::with_capacity(mats.len());
@@ -299,7 +315,11 @@ fn matmul_many_with(mats: &[&Repacked], x: &[f32], ys: &mut [&mut [f32]], kernel
     let total = mats.iter().map(|m| m.groups()).sum();
     // Tasks take whole groups of 16 rows of one matrix, so they write disjoint columns of
     // one output.
-    for_groups(total, |group| {
+    let fetch = |group: usize| {
+        let m = firsts.iter().rposition(|&f| f <= group).unwrap_or(0);
+        mats[m].fetch_group(group - firsts[m]);
+    };
+    for_groups(total, fetch, |group| {
         let m = firsts.iter().rposition(|&f| f <= group).unwrap_or(0);
         // SAFETY: `prepared[which[m]]` came from a matrix of mats[m]'s key and width, from
         // the n rows of `x`; outs[m] holds n × rows (checked above), and group
@@ -520,9 +540,21 @@ pub(crate) fn fetch_lines<T>(items: &[T], first: usize, count: usize) {
 /// `f(g)` for every group `g < groups`, in parallel on the forward pass's pool
 /// ([`crate::pool`]): tasks of a few groups each, claimed one at a time, so that the
 /// threads finish together (a task is a few microseconds of a decoding step's product).
-fn for_groups(groups: usize, f: impl Fn(usize) + Sync) {
+///
+/// The kernels fetch the group after the one they compute, which on one thread is the
+/// next one it computes. On several, the next task mostly goes to another thread while
+/// this one's next is about `threads` tasks on: a task asks for that task's first group
+/// (`fetch`, which must only hint) before it computes its own, instead of meeting it cold.
+/// At two threads a 576-row product's tasks are two groups each, so half its groups were
+/// met cold.
+fn for_groups(groups: usize, fetch: impl Fn(usize) + Sync, f: impl Fn(usize) + Sync) {
     let per_task = (groups / 16).clamp(1, 16);
+    let threads = crate::pool::threads();
     crate::pool::for_each(groups.div_ceil(per_task), |task| {
+        let next = (task + threads) * per_task;
+        if threads > 1 && next < groups {
+            fetch(next);
+        }
         (task * per_task..((task + 1) * per_task).min(groups)).for_each(&f)
     });
 }

@@ -22,8 +22,8 @@ pub use load::{from_gguf, gguf_matrix};
 pub use plan::Plan;
 
 use fmlab_kernels::{
-    causal_attention, f16_round, gelu_tanh, gelu_tanh_f16, layer_norm, rms_norm, rope, swiglu,
-    AttentionShape, Matrix, RopeStyle, Threads,
+    causal_attention_f16, f32_to_f16_all, gelu_tanh, gelu_tanh_f16, layer_norm, rms_norm, rope,
+    swiglu, AttentionShape, Matrix, RopeStyle, Threads,
 };
 use fmlab_spec::{FfnKind, ModelSpec, NormKind};
 use rayon::prelude::*;
@@ -131,10 +131,11 @@ pub struct Transformer {
 /// Keys and values of the tokens seen so far, per layer.
 #[derive(Debug, Clone)]
 pub struct KvCache {
-    /// Values rounded to f16, as llama.cpp stores them by default (kept as f32 so that the
-    /// attention products vectorise).
-    keys: Vec<Vec<f32>>,
-    values: Vec<Vec<f32>>,
+    /// f16 bits, as llama.cpp stores keys and values by default: the attention kernels
+    /// widen them as they load them, and a decoding step, which reads every cached
+    /// position of every layer, reads half the bytes f32 would take.
+    keys: Vec<Vec<u16>>,
+    values: Vec<Vec<u16>>,
     len: usize,
     capacity: usize,
 }
@@ -481,10 +482,15 @@ impl Transformer {
                          &(first, rows, p0): &(usize, usize, usize)| {
                             let cache = &mut *seg.cache;
                             let kv = first * kv_width..(first + rows) * kv_width;
-                            cache.keys[layer]
-                                .extend(keys[kv.clone()].iter().map(|&x| f16_round(x)));
-                            cache.values[layer].extend(values[kv].iter().map(|&x| f16_round(x)));
-                            causal_attention(
+                            for (store, new) in [
+                                (&mut cache.keys[layer], &keys[kv.clone()]),
+                                (&mut cache.values[layer], &values[kv]),
+                            ] {
+                                let at = store.len();
+                                store.resize(at + new.len(), 0);
+                                f32_to_f16_all(new, &mut store[at..]);
+                            }
+                            causal_attention_f16(
                                 &queries[first * q_width..(first + rows) * q_width],
                                 &cache.keys[layer],
                                 &cache.values[layer],

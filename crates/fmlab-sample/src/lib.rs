@@ -74,13 +74,81 @@ pub trait LanguageModel {
     fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>>;
 }
 
-/// The index of the largest logit (the first on ties).
+/// The index of the largest logit (the first on ties; NaNs never win, but a NaN first
+/// stays the answer, as in a scan that keeps the first of the greatest under `>`).
+///
+/// Two passes that vectorise, where the one-pass scan with its index did not (it was 1.4%
+/// of an 8-sequence decoding step over a 49,152-token vocabulary): the largest value, 16
+/// lanes at a time, then the first position that equals it, 16 at a time. Equal under
+/// `==` is what the scan's `>` leaves tied, −0 and +0 included, so the index is the scan's.
 pub fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &l) in logits.iter().enumerate() {
-        if l > logits[best] {
-            best = i;
+    const LANES: usize = 16;
+    let Some(&first) = logits.first() else {
+        return 0;
+    };
+    if first.is_nan() {
+        return 0;
+    }
+    let mut lanes = [first; LANES];
+    let mut chunks = logits.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (m, &l) in lanes.iter_mut().zip(chunk) {
+            *m = if l > *m { l } else { *m };
         }
     }
-    best as u32
+    let mut max = first;
+    for &l in lanes.iter().chain(chunks.remainder()) {
+        if l > max {
+            max = l;
+        }
+    }
+    let mut at = 0;
+    for chunk in logits.chunks(LANES) {
+        if chunk.iter().fold(false, |hit, &l| hit | (l == max)) {
+            return (at + chunk.iter().position(|&l| l == max).unwrap_or(0)) as u32;
+        }
+        at += chunk.len();
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    /// The scan the two passes replace.
+    fn scan(logits: &[f32]) -> u32 {
+        let mut best = 0;
+        for (i, &l) in logits.iter().enumerate() {
+            if l > logits[best] {
+                best = i;
+            }
+        }
+        best as u32
+    }
+
+    #[test]
+    fn argmax_is_the_first_greatest_as_a_scan_finds_it() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let specials = [f32::NAN, -0.0, 0.0, f32::INFINITY, f32::NEG_INFINITY, 1.0];
+        for case in 0..3000 {
+            let len = (next() % 100) as usize;
+            // Few distinct values, so that ties are common; some special values.
+            let v: Vec<f32> = (0..len)
+                .map(|_| match next() % 10 {
+                    0 => specials[(next() % specials.len() as u64) as usize],
+                    _ => (next() % 7) as f32 - 3.0,
+                })
+                .collect();
+            assert_eq!(super::argmax(&v), scan(&v), "case {case}: {v:?}");
+        }
+        assert_eq!(super::argmax(&[]), 0);
+        assert_eq!(super::argmax(&[f32::NAN, 5.0]), 0);
+        assert_eq!(super::argmax(&[-0.0, 0.0]), 0);
+        assert_eq!(super::argmax(&[1.0, f32::NAN, 2.0, 2.0]), 2);
+    }
 }

@@ -14,12 +14,16 @@
 //! build sums in other orders; these keep the AVX2 orders that fmlab's reference outputs
 //! were recorded with.
 
-/// Whether the CPU has AVX-512F and DQ (and AVX2, FMA) for these kernels.
+/// Whether the CPU has AVX-512F and DQ (and AVX2, FMA, F16C) for these kernels.
 pub(super) fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *AVAILABLE.get_or_init(|| super::avx512_available() && is_x86_feature_detected!("avx512dq"))
+        *AVAILABLE.get_or_init(|| {
+            super::avx512_available()
+                && is_x86_feature_detected!("avx512dq")
+                && crate::simd::avx2_fma_f16c()
+        })
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -50,6 +54,52 @@ pub(super) fn keys_by_pair(k: &[f32], kv_len: usize, n_kv_heads: usize, hd: usiz
 #[cfg(target_arch = "x86_64")]
 pub(super) mod x86 {
     use std::arch::x86_64::*;
+
+    /// What the one-token kernels read keys and values as: f32, or the f16 bits the KV
+    /// cache stores (half the bytes to bring from memory; widened exactly as loaded).
+    pub(in super::super) trait Feature: Copy {
+        const HALF: bool;
+    }
+    impl Feature for f32 {
+        const HALF: bool = false;
+    }
+    impl Feature for u16 {
+        const HALF: bool = true;
+    }
+
+    /// Eight features from `at`, as f32.
+    ///
+    /// # Safety
+    /// AVX2 and F16C; eight values of `T` at `at`.
+    #[inline]
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn load8<T: Feature>(at: *const T) -> __m256 {
+        // SAFETY: eight values at `at` (caller); `T` is u16 exactly when HALF.
+        unsafe {
+            if T::HALF {
+                _mm256_cvtph_ps(_mm_loadu_si128(at.cast()))
+            } else {
+                _mm256_loadu_ps(at.cast())
+            }
+        }
+    }
+
+    /// Sixteen features from `at`, as f32.
+    ///
+    /// # Safety
+    /// AVX-512F and F16C; sixteen values of `T` at `at`.
+    #[inline]
+    #[target_feature(enable = "avx512f,f16c")]
+    unsafe fn load16<T: Feature>(at: *const T) -> __m512 {
+        // SAFETY: sixteen values at `at` (caller); `T` is u16 exactly when HALF.
+        unsafe {
+            if T::HALF {
+                _mm512_cvtph_ps(_mm256_loadu_si256(at.cast()))
+            } else {
+                _mm512_loadu_ps(at.cast())
+            }
+        }
+    }
 
     /// `q · k` of the sixteen keys of pairs `a..a + 8` of one head's [`super::keys_by_pair`]
     /// layout `kt`, for one or two query heads (`qs`, each `hd` long), each summed as `dot8`
@@ -108,14 +158,14 @@ pub(super) mod x86 {
     /// are broadcast from memory to both halves.
     ///
     /// # Safety
-    /// AVX-512F and DQ; `hd` a multiple of 32 and `q.len() ≥ hd`; positions `p0..p0 + 16`
+    /// AVX-512F, DQ and F16C; `hd` a multiple of 32 and `q.len() ≥ hd`; positions `p0..p0 + 16`
     /// hold `hd` features each in `k` from `kp · rs + off`.
     #[inline]
     #[allow(clippy::needless_range_loop)]
-    #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
-    pub(in super::super) unsafe fn dots16_single(
+    #[target_feature(enable = "avx512f,avx512dq,avx2,fma,f16c")]
+    pub(in super::super) unsafe fn dots16_single<T: Feature>(
         q: &[f32],
-        k: &[f32],
+        k: &[T],
         [rs, off]: [usize; 2],
         p0: usize,
         hd: usize,
@@ -133,8 +183,8 @@ pub(super) mod x86 {
                         let f = c + 8 * j;
                         let qv = _mm512_broadcast_f32x8(_mm256_loadu_ps(qp.add(f)));
                         let kv = _mm512_insertf32x8::<1>(
-                            _mm512_castps256_ps512(_mm256_loadu_ps(ka.add(f))),
-                            _mm256_loadu_ps(kb.add(f)),
+                            _mm512_castps256_ps512(load8(ka.add(f))),
+                            load8(kb.add(f)),
                         );
                         acc[j] = _mm512_fmadd_ps(qv, kv, acc[j]);
                     }
@@ -305,14 +355,14 @@ pub(super) mod x86 {
     /// all positions of `start..end`.
     ///
     /// # Safety
-    /// AVX-512F; `hd` a multiple of 32, `slots` a multiple of 8, `first` a multiple of 8
+    /// AVX-512F and F16C; `hd` a multiple of 32, `slots` a multiple of 8, `first` a multiple of 8
     /// and `first ≤ start`; `p` holds `end − first` weights; features `c..c + 32` of
     /// position `kp` are at `kp · rs + off + c / 32 · cs` in `v` for every `kp < end` and
     /// `c < hd`, `c` a multiple of 32; `lanes` holds `slots · hd`.
     #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(in super::super) unsafe fn weigh32(
-        v: &[f32],
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    pub(in super::super) unsafe fn weigh32<T: Feature>(
+        v: &[T],
         [rs, off, cs]: [usize; 3],
         hd: usize,
         p: &[f32],
@@ -332,7 +382,7 @@ pub(super) mod x86 {
                     unsafe {
                         let w = _mm512_set1_ps(*pp.add(kp - first));
                         let at = vp.add(kp * rs + off + c / 32 * cs);
-                        let (x0, x1) = (_mm512_loadu_ps(at), _mm512_loadu_ps(at.add(16)));
+                        let (x0, x1) = (load16(at), load16(at.add(16)));
                         acc[2 * i] = _mm512_fmadd_ps(w, x0, acc[2 * i]);
                         acc[2 * i + 1] = _mm512_fmadd_ps(w, x1, acc[2 * i + 1]);
                     }

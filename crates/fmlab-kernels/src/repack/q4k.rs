@@ -24,7 +24,7 @@ const Q_BYTES: usize = LANES * SUPER / 2;
 pub(super) struct Q4K {
     pub(super) rows: usize,
     pub(super) cols: usize,
-    supers: usize,
+    pub(super) supers: usize,
     pub(super) groups: usize,
     /// Per group, per super-block, per 64 elements c and four elements j: 64 bytes, byte
     /// `4 · r + i` holding row r's element `64c + 4j + i` (low nibble) and `64c + 32 + 4j + i`
@@ -103,7 +103,7 @@ impl Q4K {
 
     /// Asks the cache for super-block `b` of group `g`; nothing past the last group.
     #[inline]
-    fn fetch(&self, g: usize, b: usize) {
+    pub(super) fn fetch(&self, g: usize, b: usize) {
         if g >= self.groups {
             return;
         }

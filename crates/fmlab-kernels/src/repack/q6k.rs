@@ -26,7 +26,7 @@ pub(super) const MIN_ROWS: usize = 8;
 pub(super) struct Q6K {
     pub(super) rows: usize,
     pub(super) cols: usize,
-    supers: usize,
+    pub(super) supers: usize,
     pub(super) groups: usize,
     /// Per group, super-block and four elements j: 64 bytes, byte `4 · r + i` row r's
     /// element `4j + i` (0..63, the stored value before ggml's −32).
@@ -97,7 +97,7 @@ impl Q6K {
 
     /// Asks the cache for super-block `b` of group `g`; nothing past the last group.
     #[inline]
-    fn fetch(&self, g: usize, b: usize) {
+    pub(super) fn fetch(&self, g: usize, b: usize) {
         if g >= self.groups {
             return;
         }

@@ -199,18 +199,6 @@ impl Repacked {
         }
     }
 
-    /// Asks the cache for group `g`'s weights (nothing past the last group). The kernels
-    /// fetch each next group while they compute one; this is for the groups that do not
-    /// follow one this thread computes: a product's first, and on several threads the
-    /// first of each task (see [`for_groups`]).
-    fn fetch_group(&self, g: usize) {
-        match &self.inner {
-            Inner::Block32(b) => (0..b.blocks).for_each(|k| b.fetch(g, k)),
-            Inner::Q4K(k) => (0..k.supers).for_each(|s| k.fetch(g, s)),
-            Inner::Q6K(k) => (0..k.supers).for_each(|s| k.fetch(g, s)),
-        }
-    }
-
     /// Whether the repacked kernel takes a batch of `n` rows (Q6_K: from 8).
     pub fn accepts(&self, n: usize) -> bool {
         match &self.inner {
@@ -285,10 +273,6 @@ fn matmul_many_with(mats: &[&Repacked], x: &[f32], ys: &mut [&mut [f32]], kernel
     {
         return false;
     }
-    // Asked for before the inputs are quantized, the first groups arrive while they are.
-    for m in mats {
-        m.fetch_group(0);
-    }
     // One quantization of `x` per kind of input.
     let mut prepared: Vec<(InputKey, Prepared)> = Vec::new();
     let mut which = Vec::with_capacity(mats.len());
@@ -315,12 +299,12 @@ fn matmul_many_with(mats: &[&Repacked], x: &[f32], ys: &mut [&mut [f32]], kernel
     let total = mats.iter().map(|m| m.groups()).sum();
     // Tasks take whole groups of 16 rows of one matrix, so they write disjoint columns of
     // one output.
-    let fetch = |group: usize| {
+    for_groups(total, |group, next| {
         let m = firsts.iter().rposition(|&f| f <= group).unwrap_or(0);
-        mats[m].fetch_group(group - firsts[m]);
-    };
-    for_groups(total, fetch, |group| {
-        let m = firsts.iter().rposition(|&f| f <= group).unwrap_or(0);
+        // The kernels fetch the group this thread computes next where it is in the same
+        // matrix.
+        let same = next < total && firsts.iter().rposition(|&f| f <= next) == Some(m);
+        NEXT.with(|n| n.set(Some(if same { next - firsts[m] } else { usize::MAX })));
         // SAFETY: `prepared[which[m]]` came from a matrix of mats[m]'s key and width, from
         // the n rows of `x`; outs[m] holds n × rows (checked above), and group
         // `group − firsts[m]` of mats[m] is this task's alone; `kernel` is the caller's
@@ -334,8 +318,22 @@ fn matmul_many_with(mats: &[&Repacked], x: &[f32], ys: &mut [&mut [f32]], kernel
                 kernel,
             )
         };
+        NEXT.with(|n| n.set(None));
     });
     true
+}
+
+thread_local! {
+    /// The group of the current matrix this thread computes after the one in hand
+    /// (`usize::MAX` for none), set around each group by [`matmul_many_with`].
+    static NEXT: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// The group whose weights a kernel computing group `g` asks for as it goes: the one this
+/// thread computes next (see [`for_groups`]), or `g + 1` outside a product's tasks.
+#[inline]
+pub(crate) fn next_after(g: usize) -> usize {
+    NEXT.with(|n| n.get()).unwrap_or(g + 1)
 }
 
 /// What a repacked kernel's quantized input rows depend on besides the rows themselves.
@@ -541,21 +539,25 @@ pub(crate) fn fetch_lines<T>(items: &[T], first: usize, count: usize) {
 /// ([`crate::pool`]): tasks of a few groups each, claimed one at a time, so that the
 /// threads finish together (a task is a few microseconds of a decoding step's product).
 ///
-/// The kernels fetch the group after the one they compute, which on one thread is the
-/// next one it computes. On several, the next task mostly goes to another thread while
-/// this one's next is about `threads` tasks on: a task asks for that task's first group
-/// (`fetch`, which must only hint) before it computes its own, instead of meeting it cold.
-/// At two threads a 576-row product's tasks are two groups each, so half its groups were
-/// met cold.
-fn for_groups(groups: usize, fetch: impl Fn(usize) + Sync, f: impl Fn(usize) + Sync) {
+/// `f(g, next)` also names the group this thread will likely compute after g, whose
+/// weights the kernels fetch while they compute g: the next one of the task, and after a
+/// task's last, the first of the task `threads` on. Tasks are claimed in turn, so on one
+/// thread that is g + 1, and on two the next task mostly goes to the other thread: at two
+/// threads a 576-row product's tasks are two groups each, and fetching g + 1 left half its
+/// groups to be met cold.
+fn for_groups(groups: usize, f: impl Fn(usize, usize) + Sync) {
     let per_task = (groups / 16).clamp(1, 16);
     let threads = crate::pool::threads();
     crate::pool::for_each(groups.div_ceil(per_task), |task| {
-        let next = (task + threads) * per_task;
-        if threads > 1 && next < groups {
-            fetch(next);
+        let end = ((task + 1) * per_task).min(groups);
+        for g in task * per_task..end {
+            let next = if g + 1 < end {
+                g + 1
+            } else {
+                (task + threads) * per_task
+            };
+            f(g, next);
         }
-        (task * per_task..((task + 1) * per_task).min(groups)).for_each(&f)
     });
 }
 
@@ -791,7 +793,7 @@ mod avx512 {
             let q = w.q.as_ptr().wrapping_add(g * w.blocks * per_block / 2);
             // The next group's weights are fetched while this one's tiles compute.
             for b in 0..w.blocks {
-                w.fetch(g + 1, b);
+                w.fetch(super::next_after(g), b);
                 for j in 0..QUADS / 2 {
                     // SAFETY: block b of group g holds 4 · 64 packed bytes; the scratch
                     // holds 8 · 64 bytes per block.
@@ -877,7 +879,7 @@ mod avx512 {
         let st = x.start.as_ptr().wrapping_add(t0 * w.blocks * QUADS);
         for b in 0..w.blocks {
             if fetch {
-                w.fetch(g + 1, b);
+                w.fetch(super::next_after(g), b);
             }
             // SAFETY: block b of group g, and of rows t0..t0 + R (caller's contract).
             unsafe {

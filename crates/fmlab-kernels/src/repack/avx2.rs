@@ -73,7 +73,7 @@ unsafe fn eight<const NIB: bool, const MIN: bool, const SIGNED: bool>(
     let st = x.start.as_ptr().wrapping_add(t * w.blocks * QUADS);
     for b in 0..w.blocks {
         if fetch {
-            w.fetch(g + 1, b);
+            w.fetch(crate::repack::next_after(g), b);
         }
         // SAFETY: block b of group g's half and of row t (caller's contract).
         unsafe {

@@ -24,7 +24,7 @@ const Q_BYTES: usize = LANES * SUPER / 2;
 pub(super) struct Q4K {
     pub(super) rows: usize,
     pub(super) cols: usize,
-    pub(super) supers: usize,
+    supers: usize,
     pub(super) groups: usize,
     /// Per group, per super-block, per 64 elements c and four elements j: 64 bytes, byte
     /// `4 · r + i` holding row r's element `64c + 4j + i` (low nibble) and `64c + 32 + 4j + i`
@@ -103,7 +103,7 @@ impl Q4K {
 
     /// Asks the cache for super-block `b` of group `g`; nothing past the last group.
     #[inline]
-    pub(super) fn fetch(&self, g: usize, b: usize) {
+    fn fetch(&self, g: usize, b: usize) {
         if g >= self.groups {
             return;
         }
@@ -327,7 +327,7 @@ mod avx2 {
         let h = 8 * half;
         for b in 0..w.supers {
             if t0 == 0 && half == 0 {
-                w.fetch(g + 1, b);
+                w.fetch(crate::repack::next_after(g), b);
             }
             let gb = g * w.supers + b;
             // SAFETY: super-block b of group g's half and of rows t0..t0 + R (caller).
@@ -468,7 +468,7 @@ mod avx512 {
         for b in 0..w.supers {
             // The first tile fetches the next group's weights while it computes.
             if t0 == 0 {
-                w.fetch(g + 1, b);
+                w.fetch(crate::repack::next_after(g), b);
             }
             let gb = g * w.supers + b;
             // SAFETY: super-block b of group g and of rows t0..t0 + R (caller's contract).

@@ -26,7 +26,7 @@ pub(super) const MIN_ROWS: usize = 8;
 pub(super) struct Q6K {
     pub(super) rows: usize,
     pub(super) cols: usize,
-    pub(super) supers: usize,
+    supers: usize,
     pub(super) groups: usize,
     /// Per group, super-block and four elements j: 64 bytes, byte `4 · r + i` row r's
     /// element `4j + i` (0..63, the stored value before ggml's −32).
@@ -97,7 +97,7 @@ impl Q6K {
 
     /// Asks the cache for super-block `b` of group `g`; nothing past the last group.
     #[inline]
-    pub(super) fn fetch(&self, g: usize, b: usize) {
+    fn fetch(&self, g: usize, b: usize) {
         if g >= self.groups {
             return;
         }
@@ -258,7 +258,7 @@ mod avx2 {
         let mut sum = [_mm256_setzero_ps(); R];
         for b in 0..w.supers {
             if t0 == 0 && half == 0 {
-                w.fetch(g + 1, b);
+                w.fetch(crate::repack::next_after(g), b);
             }
             let gb = g * w.supers + b;
             // SAFETY: super-block b of group g's half and of rows t0..t0 + R (caller).
@@ -339,7 +339,7 @@ mod avx512 {
         for b in 0..w.supers {
             // The first tile fetches the next group's weights while it computes.
             if t0 == 0 {
-                w.fetch(g + 1, b);
+                w.fetch(crate::repack::next_after(g), b);
             }
             let gb = g * w.supers + b;
             // SAFETY: super-block b of group g and of rows t0..t0 + R (caller's contract).

@@ -75,11 +75,9 @@ pub struct Memory {
     /// The copies of quantized matrices repacked for this CPU's kernels
     /// (`Matrix::repack`), held beside the stored bytes; 0 where nothing is repacked.
     pub repacked_bytes: u64,
-    /// Keys and values of `ctx` tokens at f16 (llama.cpp's default), sliding-window layers
-    /// keeping only their window.
+    /// Keys and values of `ctx` tokens at f16 (llama.cpp's default, and fmlab's own
+    /// cache's), sliding-window layers keeping only their window.
     pub kv_cache_bytes: u64,
-    /// The same at f32, as fmlab's own cache stores them.
-    pub kv_cache_bytes_f32: u64,
     /// Weights + their repacked copies + the f16 KV cache.
     pub total_bytes: u64,
 }
@@ -265,7 +263,6 @@ pub fn measure(
         weights_bytes,
         repacked_bytes,
         kv_cache_bytes,
-        kv_cache_bytes_f32: spec.kv_cache_bytes(config.ctx, 4),
         total_bytes: weights_bytes + repacked_bytes + kv_cache_bytes,
     };
     let speed = match config.speed_runs {
@@ -628,7 +625,6 @@ mod tests {
                 weights_bytes: 0,
                 repacked_bytes: 0,
                 kv_cache_bytes: 0,
-                kv_cache_bytes_f32: 0,
                 total_bytes: 0,
             },
             speed: None,

@@ -84,7 +84,6 @@ fn two_models_side_by_side() {
         let kv = m["kv_cache_bytes"].as_u64().unwrap();
         let per_token = i["kv_cache_bytes_per_token"].as_u64().unwrap();
         assert!(kv > 0 && kv <= 1024 * per_token, "{kv}");
-        assert_eq!(m["kv_cache_bytes_f32"].as_u64().unwrap(), 2 * kv);
         // Repacked copies where this CPU has the kernels (0.5625–1.06 bytes per weight
         // beside the stored bytes), none elsewhere.
         let repacked = m["repacked_bytes"].as_u64().unwrap();

@@ -1723,6 +1723,50 @@ mod tests {
         }
         out
     }
+    /// The slice conversions (F16C on whole runs of eight, the software ones on the rest)
+    /// give the element-wise conversions' bits at every length, for every class of value.
+    #[test]
+    fn slice_conversions_match_the_element_wise_ones() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for len in 0..40 {
+            let src: Vec<f32> = (0..len)
+                .map(|i| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    match i % 5 {
+                        0 => f32::from_bits(x as u32),
+                        1 => f32::from_bits(
+                            (x as u32 & 0x807f_ffff) | ((100 + (x >> 40) as u32 % 46) << 23),
+                        ),
+                        2 => [0.0, -0.0, f32::INFINITY, 65520.0, 6e-8][(x % 5) as usize],
+                        _ => ((x >> 11) as f32 / (1u64 << 53) as f32 - 0.5) * 40.0,
+                    }
+                })
+                .collect();
+            let mut bits = vec![0u16; len];
+            f32_to_f16_all(&src, &mut bits);
+            let mut back = vec![0f32; len];
+            f16_to_f32_all(&bits, &mut back);
+            for i in 0..len {
+                if src[i].is_nan() {
+                    assert!(back[i].is_nan(), "len {len}, [{i}]");
+                    continue;
+                }
+                assert_eq!(bits[i], f32_to_f16(src[i]), "len {len}, [{i}] {:e}", src[i]);
+                assert_eq!(
+                    back[i].to_bits(),
+                    f16_to_f32(bits[i]).to_bits(),
+                    "len {len}, [{i}]"
+                );
+            }
+            let mut rounded = src.clone();
+            f16_round_all(&mut rounded);
+            for (r, b) in rounded.iter().zip(&back) {
+                assert!(r.to_bits() == b.to_bits() || (r.is_nan() && b.is_nan()));
+            }
+        }
+    }
 
     /// Every element of a head counts, whatever its size: head sizes that are not a multiple
     /// of the vector widths (8 for batches, 32 for one-token steps) once lost their last

@@ -230,7 +230,8 @@ fn q8_k_portable(x: &[f32], repacked: bool, qs: &mut [i8], d: &mut [f32], sums: 
 #[cfg(target_arch = "x86_64")]
 fn avx512_available() -> bool {
     static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *AVAILABLE.get_or_init(|| is_x86_feature_detected!("avx512f") && crate::simd::avx2_fma_f16c())
+    *AVAILABLE
+        .get_or_init(|| is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("f16c"))
 }
 
 /// The quantizers sixteen elements per instruction. Rounding is `vcvtps2dq` under the

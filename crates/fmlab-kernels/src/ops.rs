@@ -736,6 +736,8 @@ fn scalar_scores_softmax(
             done = from + 16;
         }
     }
+    // A key of the f16 cache as f32, for the positions left to one-by-one products.
+    let mut widened: Vec<f32> = Vec::new();
     for (j, score) in scores.iter_mut().enumerate().skip(done) {
         let kp = first + j;
         if kp < start {
@@ -743,10 +745,10 @@ fn scalar_scores_softmax(
             continue;
         }
         let at = kp * r.kv_width + kvh * hd;
-        let widened: Vec<f32>;
         let k = match r.k16 {
             Some(k) => {
-                widened = k[at..at + hd].iter().map(|&b| f16_to_f32(b)).collect();
+                widened.resize(hd, 0.0);
+                f16_to_f32_all(&k[at..at + hd], &mut widened);
                 &widened
             }
             None => &r.k[at..at + hd],

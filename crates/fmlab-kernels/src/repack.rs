@@ -791,9 +791,11 @@ mod avx512 {
             scratch.resize(w.blocks * per_block, 0);
             let low = _mm512_set1_epi8(0x0f);
             let q = w.q.as_ptr().wrapping_add(g * w.blocks * per_block / 2);
-            // The next group's weights are fetched while this one's tiles compute.
+            // The weights of the group this thread computes next (see `for_groups`) are
+            // fetched while this one's tiles compute.
+            let next = super::next_after(g);
             for b in 0..w.blocks {
-                w.fetch(super::next_after(g), b);
+                w.fetch(next, b);
                 for j in 0..QUADS / 2 {
                     // SAFETY: block b of group g holds 4 · 64 packed bytes; the scratch
                     // holds 8 · 64 bytes per block.
@@ -877,9 +879,11 @@ mod avx512 {
         let dx = x.dx.as_ptr().wrapping_add(t0 * w.blocks);
         let sx = x.sx.as_ptr().wrapping_add(t0 * w.blocks);
         let st = x.start.as_ptr().wrapping_add(t0 * w.blocks * QUADS);
+        // The group this thread computes next (see `repack::for_groups`).
+        let next = super::next_after(g);
         for b in 0..w.blocks {
             if fetch {
-                w.fetch(super::next_after(g), b);
+                w.fetch(next, b);
             }
             // SAFETY: block b of group g, and of rows t0..t0 + R (caller's contract).
             unsafe {

@@ -71,9 +71,11 @@ unsafe fn eight<const NIB: bool, const MIN: bool, const SIGNED: bool>(
     let dx = x.dx.as_ptr().wrapping_add(t * w.blocks);
     let sx = x.sx.as_ptr().wrapping_add(t * w.blocks);
     let st = x.start.as_ptr().wrapping_add(t * w.blocks * QUADS);
+    // The group this thread computes next (see `repack::for_groups`).
+    let next = crate::repack::next_after(g);
     for b in 0..w.blocks {
         if fetch {
-            w.fetch(crate::repack::next_after(g), b);
+            w.fetch(next, b);
         }
         // SAFETY: block b of group g's half and of row t (caller's contract).
         unsafe {

@@ -325,9 +325,11 @@ mod avx2 {
         let mut sum = [_mm256_setzero_ps(); R];
         let mut mins = [_mm256_setzero_ps(); R];
         let h = 8 * half;
+        // The group this thread computes next (see `repack::for_groups`).
+        let next = crate::repack::next_after(g);
         for b in 0..w.supers {
             if t0 == 0 && half == 0 {
-                w.fetch(crate::repack::next_after(g), b);
+                w.fetch(next, b);
             }
             let gb = g * w.supers + b;
             // SAFETY: super-block b of group g's half and of rows t0..t0 + R (caller).
@@ -465,10 +467,12 @@ mod avx512 {
         let low = _mm512_set1_epi8(0x0f);
         let mut sum = [_mm512_setzero_ps(); R];
         let mut mins = [_mm512_setzero_ps(); R];
+        // The group this thread computes next (see `repack::for_groups`).
+        let next = crate::repack::next_after(g);
         for b in 0..w.supers {
             // The first tile fetches the next group's weights while it computes.
             if t0 == 0 {
-                w.fetch(crate::repack::next_after(g), b);
+                w.fetch(next, b);
             }
             let gb = g * w.supers + b;
             // SAFETY: super-block b of group g and of rows t0..t0 + R (caller's contract).

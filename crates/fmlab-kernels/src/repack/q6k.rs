@@ -256,9 +256,11 @@ mod avx2 {
         let ones = _mm256_set1_epi16(1);
         let h = 8 * half;
         let mut sum = [_mm256_setzero_ps(); R];
+        // The group this thread computes next (see `repack::for_groups`).
+        let next = crate::repack::next_after(g);
         for b in 0..w.supers {
             if t0 == 0 && half == 0 {
-                w.fetch(crate::repack::next_after(g), b);
+                w.fetch(next, b);
             }
             let gb = g * w.supers + b;
             // SAFETY: super-block b of group g's half and of rows t0..t0 + R (caller).
@@ -336,10 +338,12 @@ mod avx512 {
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     unsafe fn rows<const R: usize>(w: &Q6K, x: &Inputs, g: usize, t0: usize, y: *mut f32) {
         let mut sum = [_mm512_setzero_ps(); R];
+        // The group this thread computes next (see `repack::for_groups`).
+        let next = crate::repack::next_after(g);
         for b in 0..w.supers {
             // The first tile fetches the next group's weights while it computes.
             if t0 == 0 {
-                w.fetch(crate::repack::next_after(g), b);
+                w.fetch(next, b);
             }
             let gb = g * w.supers + b;
             // SAFETY: super-block b of group g and of rows t0..t0 + R (caller's contract).

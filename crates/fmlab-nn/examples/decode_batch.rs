@@ -1,5 +1,5 @@
 //! Decoding throughput for several sequences at once, as the server's continuous batching
-//! runs them (`Transformer::forward_batch`, one new token per sequence per step):
+//! runs them (`Transformer::forward_batch_into`, one new token per sequence per step):
 //! `cargo run --release -p fmlab-nn --example decode_batch -- MODEL.gguf THREADS BATCH...`.
 //! Each sequence first reads its own 32-token prompt, then 64 steps decode every sequence
 //! together; the line per batch size gives the aggregate tokens per second (median of five
@@ -50,6 +50,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             let mut next: Vec<[u32; 1]> =
                 (0..batch).map(|s| [(s as u32 * 31 + 5) % vocab]).collect();
+            // The batch's logits, in one buffer reused from step to step (as the server's
+            // engine keeps it).
+            let mut logits = Vec::new();
             let start = Instant::now();
             for _ in 0..STEPS {
                 let mut segments: Vec<Segment<'_>> = next
@@ -57,8 +60,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .zip(caches.iter_mut())
                     .map(|(t, cache)| Segment { tokens: t, cache })
                     .collect();
-                let logits = pool.install(|| model.forward_batch(&mut segments))?;
-                for (t, l) in next.iter_mut().zip(&logits) {
+                pool.install(|| model.forward_batch_into(&mut segments, &mut logits))?;
+                for (t, l) in next.iter_mut().zip(logits.chunks_exact(vocab as usize)) {
                     t[0] = fmlab_sample::argmax(l);
                 }
             }

@@ -162,6 +162,7 @@ pub fn start(
         vocabulary: None,
         active: Vec::new(),
         waiting: VecDeque::new(),
+        logits: Vec::new(),
     };
     let mut pool = rayon::ThreadPoolBuilder::new().thread_name(|i| format!("fmlab-kernel-{i}"));
     if let Some(n) = engine.config.threads {
@@ -223,6 +224,9 @@ struct Engine {
     active: Vec<Sequence>,
     /// Jobs taken off the queue that wait for enough free slots.
     waiting: VecDeque<Job>,
+    /// The last step's logits, one row per sequence fed, kept from step to step so that
+    /// the forward pass writes them in place (`Transformer::forward_batch_into`).
+    logits: Vec<f32>,
 }
 
 impl Engine {
@@ -470,10 +474,15 @@ impl Engine {
         };
         let mut spawned: Vec<Sequence> = Vec::new();
         let mut ended: Vec<(usize, Result<fmlab_sample::StopReason, String>)> = Vec::new();
-        for (i, logits) in results.into_iter().enumerate() {
+        let rows = std::mem::take(&mut self.logits);
+        let vocab = rows.len() / results.iter().flatten().count().max(1);
+        for (i, row) in results.into_iter().enumerate() {
             let s = &mut self.active[i];
-            let Some(logits) = s.ready.take().or(logits) else {
-                continue;
+            let ready = s.ready.take();
+            let logits: &[f32] = match (&ready, row) {
+                (Some(l), _) => l,
+                (None, Some(r)) => &rows[r * vocab..(r + 1) * vocab],
+                (None, None) => continue,
             };
             if !s.pending.is_empty() {
                 continue; // Still reading the prompt.
@@ -482,7 +491,7 @@ impl Engine {
                 s.prefill_time = s.started.elapsed();
             }
             if s.followers > 0 {
-                spawned.extend(self.followers(i, &logits));
+                spawned.extend(self.followers(i, logits));
             }
             let s = &mut self.active[i];
             let detok = TokenText(&self.tokenizer);
@@ -496,7 +505,7 @@ impl Engine {
                     &mut report,
                 );
                 s.decoding.step(
-                    &logits,
+                    logits,
                     s.cache.len(),
                     s.cache.capacity(),
                     &mut s.sampler,
@@ -512,6 +521,7 @@ impl Engine {
                 Err(e) => ended.push((i, Err(e.to_string()))),
             }
         }
+        self.logits = rows;
         // Finished sequences leave (from the back, so that indices stay valid).
         for (i, outcome) in ended.into_iter().rev() {
             let s = self.active.swap_remove(i);
@@ -528,8 +538,9 @@ impl Engine {
     }
 
     /// The batched forward pass over `inputs` (one entry per active sequence; empty: no
-    /// forward for it): the logits after each non-empty input.
-    fn forward(&mut self, inputs: &[Vec<u32>]) -> Result<Vec<Option<Vec<f32>>>, String> {
+    /// forward for it): for each non-empty input, the row of `self.logits` that holds the
+    /// logits after it.
+    fn forward(&mut self, inputs: &[Vec<u32>]) -> Result<Vec<Option<usize>>, String> {
         let fed: usize = inputs.iter().map(Vec::len).sum();
         if fed == 0 {
             return Ok(vec![None; inputs.len()]);
@@ -544,15 +555,19 @@ impl Engine {
             }
         }
         let started = Instant::now();
-        let logits = self
-            .model
-            .forward_batch(&mut segments)
+        self.model
+            .forward_batch_into(&mut segments, &mut self.logits)
             .map_err(|e| format!("the forward pass failed: {e}"))?;
         drop(segments);
-        let mut it = logits.into_iter();
+        let mut row = 0;
         let out = inputs
             .iter()
-            .map(|t| if t.is_empty() { None } else { it.next() })
+            .map(|t| {
+                (!t.is_empty()).then(|| {
+                    row += 1;
+                    row - 1
+                })
+            })
             .collect();
         let mut m = self.metrics();
         m.steps += 1;

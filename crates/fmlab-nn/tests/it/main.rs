@@ -233,6 +233,42 @@ fn batched_forward_equals_each_sequence_alone() {
     }
 }
 
+/// `forward_batch_into` gives `forward_batch`'s logits, row after row in one buffer, as
+/// the buffer is reused by batches that grow and shrink; no segments leave it empty.
+#[test]
+fn batched_logits_into_one_buffer_equal_the_rows() {
+    let (model, _) = load("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let vocab = model.spec.vocab_size as usize;
+    let mut a: Vec<KvCache> = (0..3).map(|_| KvCache::new(&model.spec, 64)).collect();
+    let mut b = a.clone();
+    let mut buffer = vec![f32::NAN; 5];
+    for (round, active) in [3usize, 1, 2, 3].into_iter().enumerate() {
+        let inputs: Vec<Vec<u32>> = (0..active)
+            .map(|i| vec![(round * 131 + i * 977 + 7) as u32 % vocab as u32; 1 + i])
+            .collect();
+        let want = {
+            let mut segs: Vec<fmlab_nn::Segment> = inputs
+                .iter()
+                .zip(a.iter_mut())
+                .map(|(tokens, cache)| fmlab_nn::Segment { tokens, cache })
+                .collect();
+            model.forward_batch(&mut segs).unwrap()
+        };
+        let mut segs: Vec<fmlab_nn::Segment> = inputs
+            .iter()
+            .zip(b.iter_mut())
+            .map(|(tokens, cache)| fmlab_nn::Segment { tokens, cache })
+            .collect();
+        model.forward_batch_into(&mut segs, &mut buffer).unwrap();
+        assert_eq!(buffer.len(), active * vocab, "round {round}");
+        for (i, row) in buffer.chunks_exact(vocab).enumerate() {
+            assert_eq!(row, want[i].as_slice(), "round {round}, sequence {i}");
+        }
+    }
+    model.forward_batch_into(&mut [], &mut buffer).unwrap();
+    assert!(buffer.is_empty());
+}
+
 mod train {
     use fmlab_nn::train::{loss_and_grad, Weights};
     use fmlab_spec::from_depth;

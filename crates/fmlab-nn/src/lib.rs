@@ -21,11 +21,11 @@ pub mod train;
 pub use load::{from_gguf, gguf_matrix};
 pub use plan::Plan;
 
+use fmlab_kernels::pool::Pieces;
 use fmlab_kernels::{
     causal_attention_f16, f32_to_f16_all, gelu_tanh, gelu_tanh_f16, layer_norm, rms_norm,
     rope_with_angles, swiglu, AttentionShape, Matrix, RopeAngles, RopeStyle, Threads,
 };
-use fmlab_kernels::pool::Pieces;
 use fmlab_spec::{FfnKind, ModelSpec, NormKind};
 use rayon::prelude::*;
 
@@ -324,9 +324,7 @@ impl Transformer {
             t => t,
         };
         if rows <= Self::SPIN_POOL_ROWS && spin_pool_enabled() {
-            fmlab_kernels::pool::scope(threads, || {
-                self.execute_pass(segments, which, reuse, trace)
-            })
+            fmlab_kernels::pool::scope(threads, || self.execute_pass(segments, which, reuse, trace))
         } else {
             self.execute_pass(segments, which, reuse, trace)
         }

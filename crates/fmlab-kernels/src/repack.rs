@@ -299,7 +299,7 @@ fn matmul_many_with(mats: &[&Repacked], x: &[f32], ys: &mut [&mut [f32]], kernel
     let total = mats.iter().map(|m| m.groups()).sum();
     // Tasks take whole groups of 16 rows of one matrix, so they write disjoint columns of
     // one output.
-    for_groups(total, |group, next| {
+    for_groups(total, n, |group, next| {
         let m = firsts.iter().rposition(|&f| f <= group).unwrap_or(0);
         // The kernels fetch the group this thread computes next where it is in the same
         // matrix.
@@ -545,16 +545,38 @@ pub(crate) fn fetch_lines<T>(items: &[T], first: usize, count: usize) {
 /// thread that is g + 1, and on two the next task mostly goes to the other thread: at two
 /// threads a 576-row product's tasks are two groups each, and fetching g + 1 left half its
 /// groups to be met cold.
-fn for_groups(groups: usize, f: impl Fn(usize, usize) + Sync) {
+///
+/// For a batch of `rows` ≥ 4 activation rows (a group is then microseconds of work), the
+/// last `threads` tasks' worth of groups go one group per task: a thread that finishes
+/// its last whole task while another is still in one takes single groups instead of
+/// waiting, so the threads finish within about a group of each other. With gate and up
+/// together (192 groups, tasks of 12), the thread that ended first used to wait up to a
+/// whole task, 12 µs at 8 rows, on each such product.
+fn for_groups(groups: usize, rows: usize, f: impl Fn(usize, usize) + Sync) {
     let per_task = (groups / 16).clamp(1, 16);
     let threads = crate::pool::threads();
-    crate::pool::for_each(groups.div_ceil(per_task), |task| {
-        let end = ((task + 1) * per_task).min(groups);
-        for g in task * per_task..end {
+    let tail = if rows >= 4 && threads > 1 {
+        (threads * per_task).min(groups)
+    } else {
+        0
+    };
+    // Tasks 0..whole take `per_task` groups each; the ones after, one group each.
+    let whole = (groups - tail) / per_task;
+    let start = |task: usize| {
+        if task < whole {
+            task * per_task
+        } else {
+            whole * per_task + (task - whole)
+        }
+    };
+    let tasks = whole + (groups - whole * per_task);
+    crate::pool::for_each(tasks, |task| {
+        let end = start(task + 1).min(groups);
+        for g in start(task)..end {
             let next = if g + 1 < end {
                 g + 1
             } else {
-                (task + threads) * per_task
+                start(task + threads)
             };
             f(g, next);
         }
@@ -576,18 +598,70 @@ struct Inputs {
     qs: Vec<i8>,
     dx: Vec<f32>,
     sx: Vec<f32>,
+    /// Each block's integer sum (what quantization gives; the kernels read `sx`).
+    sums: Vec<i32>,
     start: Vec<i32>,
+}
+
+thread_local! {
+    /// Buffers of dropped [`Inputs`], for the next product's (a decoding step makes a
+    /// hundred of them, each five buffers that `vec!` would zero and then quantization
+    /// overwrite).
+    static KEPT_INPUTS: std::cell::RefCell<Vec<Buffers>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The buffers of an [`Inputs`], kept between products.
+type Buffers = (Vec<i8>, Vec<f32>, Vec<f32>, Vec<i32>, Vec<i32>);
+
+impl Drop for Inputs {
+    fn drop(&mut self) {
+        if self.qs.capacity() == 0 {
+            return;
+        }
+        let kept = (
+            std::mem::take(&mut self.qs),
+            std::mem::take(&mut self.dx),
+            std::mem::take(&mut self.sx),
+            std::mem::take(&mut self.sums),
+            std::mem::take(&mut self.start),
+        );
+        // At most a few sets (one per kind of input a product reads at once).
+        let _ = KEPT_INPUTS.try_with(|k| {
+            if let Ok(mut k) = k.try_borrow_mut() {
+                if k.len() < 4 {
+                    k.push(kept);
+                }
+            }
+        });
+    }
+}
+
+/// `v` with at least `len` values, those it held left as they were (the caller overwrites
+/// the first `len`; the kernels read no further). It never shrinks: products of different
+/// widths take turns with the kept buffers, and growing a shrunk one zeroes it again.
+fn sized<T: Copy + Default>(mut v: Vec<T>, len: usize) -> Vec<T> {
+    if v.len() < len {
+        v.resize(len, T::default());
+    }
+    v
 }
 
 impl Inputs {
     fn new(w: &Block32, x: &[f32], n: usize) -> Self {
         let (cols, blocks) = (w.cols, w.blocks);
         let with_sum = w.format.activation_format() == ActivationFormat::Q8_1;
-        let mut qs = vec![0i8; n * cols];
-        let mut dx = vec![0f32; n * blocks];
-        let mut sx = vec![0f32; n * blocks];
-        let mut sums = vec![0i32; n * blocks];
-        let mut start = vec![0i32; n * blocks * QUADS];
+        let (qs, dx, sx, sums, start) = KEPT_INPUTS
+            .try_with(|k| k.try_borrow_mut().ok().and_then(|mut k| k.pop()))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        // Every value is written below: quantization writes the rows' values, scales,
+        // sums (and `sx` where the format has it), `quad_sums` the starts.
+        let mut qs = sized(qs, n * cols);
+        let mut dx = sized(dx, n * blocks);
+        let mut sx = sized(sx, n * blocks);
+        let mut sums = sized(sums, n * blocks);
+        let mut start = sized(start, n * blocks * QUADS);
         {
             let (pq, pd, ps) = (
                 Pieces::new(&mut qs, cols),
@@ -614,7 +688,13 @@ impl Inputs {
                 quad_sums(qs, -w.offset, MAGIC_BITS, start);
             });
         }
-        Inputs { qs, dx, sx, start }
+        Inputs {
+            qs,
+            dx,
+            sx,
+            sums,
+            start,
+        }
     }
 }
 
@@ -788,7 +868,10 @@ mod avx512 {
         SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             let per_block = LANES * BLOCK;
-            scratch.resize(w.blocks * per_block, 0);
+            // Grown only (the unpacking writes every value the tiles read).
+            if scratch.len() < w.blocks * per_block {
+                scratch.resize(w.blocks * per_block, 0);
+            }
             let low = _mm512_set1_epi8(0x0f);
             let q = w.q.as_ptr().wrapping_add(g * w.blocks * per_block / 2);
             // The weights of the group this thread computes next (see `for_groups`) are
@@ -1154,6 +1237,35 @@ mod tests {
             &mut [y.as_mut_slice()]
         ));
         assert!(y.iter().all(|&v| v == 1.0));
+    }
+
+    /// Every group runs exactly once, however the groups are cut into tasks (whole tasks,
+    /// single-group tails for batches), on one thread and on pools of two and three; the
+    /// group named next is later in the same task or the first of another task.
+    #[test]
+    fn groups_are_each_computed_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        for threads in [1, 2, 3] {
+            crate::pool::scope(threads, || {
+                for groups in (1..70).chain([192, 3072]) {
+                    for rows in [1, 4, 8] {
+                        let seen: Vec<AtomicUsize> =
+                            (0..groups).map(|_| AtomicUsize::new(0)).collect();
+                        for_groups(groups, rows, |g, next| {
+                            seen[g].fetch_add(1, Ordering::Relaxed);
+                            assert!(next > g, "{groups} groups, {rows} rows: {g} then {next}");
+                        });
+                        for (g, c) in seen.iter().enumerate() {
+                            let c = c.load(Ordering::Relaxed);
+                            assert_eq!(
+                                c, 1,
+                                "{threads} threads, {groups} groups, {rows} rows: {g}"
+                            );
+                        }
+                    }
+                }
+            });
+        }
     }
 
     #[test]

@@ -100,7 +100,7 @@ fi
 # --- several sequences decoded together --------------------------------------------------
 # The server's continuous batching: aggregate decode tokens/s at 1, 8 and 32 sequences
 # (crates/fmlab-nn/examples/decode_batch.rs: 32-token prompts, then 64 steps of every
-# sequence together; batch sizes taking turns in each of five rounds, medians), and each
+# sequence together; batch sizes taking turns in each of nine rounds, medians), and each
 # batch's ratio to one sequence (median of the rounds' ratios).
 cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p fmlab-nn --example decode_batch
 echo

@@ -2,8 +2,8 @@
 //! runs them (`Transformer::forward_batch_into`, one new token per sequence per step):
 //! `cargo run --release -p fmlab-nn --example decode_batch -- MODEL.gguf THREADS BATCH...`.
 //! Each sequence first reads its own 32-token prompt, then 64 steps decode every sequence
-//! together; the line per batch size gives the aggregate tokens per second (median of five
-//! runs) and its ratio to one sequence (the median of the five rounds' ratios). The batch
+//! together; the line per batch size gives the aggregate tokens per second (median of nine
+//! runs) and its ratio to one sequence (the median of the nine rounds' ratios). The batch
 //! sizes take turns within each round, so that a machine whose speed drifts (a shared host's
 //! memory bandwidth does) weighs on every size alike. bench/inference.sh calls it.
 
@@ -15,7 +15,7 @@ use fmlab_nn::{from_gguf, KvCache, Logits, Segment};
 
 const PROMPT: usize = 32;
 const STEPS: usize = 64;
-const RUNS: usize = 5;
+const RUNS: usize = 9;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();

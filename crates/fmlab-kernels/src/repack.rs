@@ -486,9 +486,9 @@ impl Block32 {
     /// As [`Repacked::run_group`].
     unsafe fn run_group(&self, inputs: &Inputs, g: usize, n: usize, y: *mut f32, kernel: Kernel) {
         #[cfg(target_arch = "x86_64")]
-        if kernel == Kernel::Avx512 && self.nibbles && n > 2 * TILE {
+        if kernel == Kernel::Avx512 && n > 2 * TILE {
             // SAFETY: as below, for all n rows.
-            unsafe { avx512::group_unpacked(self, inputs, g, n, y) };
+            unsafe { avx512::group_batched(self, inputs, g, n, y) };
             return;
         }
         let mut t0 = 0;
@@ -854,61 +854,100 @@ mod avx512 {
         }
     }
 
-    /// Group `g` times all `n` activation rows of a 4-bit format, its values unpacked once
-    /// to one per byte (into this thread's scratch) so that the tiles after the first skip
-    /// the nibble splitting: the same values into the same operations.
+    /// Group `g` times all `n` activation rows, for batches of more than one tile: what
+    /// every tile reads is prepared once per group, in this thread's scratch. A 4-bit
+    /// format's values are unpacked to one per byte, so that the tiles skip the nibble
+    /// splitting; every format's scales (and Q4_1's minimums) are widened to f32, so that
+    /// the tiles load them instead of each converting them again (a conversion is two
+    /// vector operations on the ports the products use, two of about 29 per 16 rows,
+    /// block and activation row). The same values go into the same operations.
     ///
     /// # Safety
-    /// AVX-512 F/BW/VNNI; `w.nibbles`; as [`super::portable_group`] for rows 0..n.
+    /// AVX-512 F/BW/VNNI; as [`super::portable_group`] for rows 0..n.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub(super) unsafe fn group_unpacked(w: &Block32, x: &Inputs, g: usize, n: usize, y: *mut f32) {
+    pub(super) unsafe fn group_batched(w: &Block32, x: &Inputs, g: usize, n: usize, y: *mut f32) {
         thread_local! {
-            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+            static SCRATCH: std::cell::RefCell<(Vec<u8>, Vec<f32>)> =
+                const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
         }
         SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
+            let (values, scales) = &mut *scratch;
             let per_block = LANES * BLOCK;
-            // Grown only (the unpacking writes every value the tiles read).
-            if scratch.len() < w.blocks * per_block {
-                scratch.resize(w.blocks * per_block, 0);
+            // Grown only: every value the tiles read is written below.
+            if w.nibbles && values.len() < w.blocks * per_block {
+                values.resize(w.blocks * per_block, 0);
+            }
+            if scales.len() < 2 * w.blocks * LANES {
+                scales.resize(2 * w.blocks * LANES, 0.0);
             }
             let low = _mm512_set1_epi8(0x0f);
-            let q = w.q.as_ptr().wrapping_add(g * w.blocks * per_block / 2);
+            let packed =
+                w.q.as_ptr()
+                    .wrapping_add(g * w.blocks * per_block / if w.nibbles { 2 } else { 1 });
+            let d = w.d.as_ptr().wrapping_add(g * w.blocks * LANES);
+            let m = w.m.as_ptr().wrapping_add(g * w.blocks * LANES);
+            let (out, sp) = (values.as_mut_ptr(), scales.as_mut_ptr());
             // The weights of the group this thread computes next (see `for_groups`) are
             // fetched while this one's tiles compute.
             let next = super::next_after(g);
             for b in 0..w.blocks {
                 w.fetch(next, b);
-                for j in 0..QUADS / 2 {
-                    // SAFETY: block b of group g holds 4 · 64 packed bytes; the scratch
-                    // holds 8 · 64 bytes per block.
-                    unsafe {
-                        let bytes = _mm512_loadu_si512(q.add(b * per_block / 2 + 64 * j).cast());
-                        let out = scratch.as_mut_ptr().add(b * per_block);
-                        _mm512_storeu_si512(out.add(64 * j).cast(), _mm512_and_si512(bytes, low));
-                        _mm512_storeu_si512(
-                            out.add(64 * (j + QUADS / 2)).cast(),
-                            _mm512_and_si512(_mm512_srli_epi16::<4>(bytes), low),
-                        );
+                // SAFETY: block b of group g holds 4 · 64 packed bytes (4-bit formats) and
+                // 16 scales (and minimums); the scratch holds 8 · 64 bytes and 2 · 16
+                // floats per block.
+                unsafe {
+                    if w.nibbles {
+                        for j in 0..QUADS / 2 {
+                            let bytes =
+                                _mm512_loadu_si512(packed.add(b * per_block / 2 + 64 * j).cast());
+                            let out = out.add(b * per_block);
+                            _mm512_storeu_si512(
+                                out.add(64 * j).cast(),
+                                _mm512_and_si512(bytes, low),
+                            );
+                            _mm512_storeu_si512(
+                                out.add(64 * (j + QUADS / 2)).cast(),
+                                _mm512_and_si512(_mm512_srli_epi16::<4>(bytes), low),
+                            );
+                        }
+                    }
+                    let dv = _mm512_cvtph_ps(_mm256_loadu_si256(d.add(b * LANES).cast()));
+                    _mm512_storeu_ps(sp.add(2 * b * LANES), dv);
+                    if w.with_min {
+                        let mv = _mm512_cvtph_ps(_mm256_loadu_si256(m.add(b * LANES).cast()));
+                        _mm512_storeu_ps(sp.add((2 * b + 1) * LANES), mv);
                     }
                 }
             }
-            let u = scratch.as_ptr();
+            // 4-bit values from the scratch; 8-bit ones as stored (the same layout).
+            let q = if w.nibbles { values.as_ptr() } else { packed };
+            let scales = Scales::Wide(scales.as_ptr());
             let mut t0 = 0;
             while t0 < n {
                 let take = super::TILE.min(n - t0);
-                // SAFETY: the caller's contract; `u` holds the group's values unpacked.
+                // SAFETY: the caller's contract; `q` holds the group's values one per
+                // byte and `scales` its scales widened.
                 unsafe {
                     match (take, w.with_min) {
-                        (2, true) => rows_of::<2, false, true>(w, u, x, g, t0, y, false),
-                        (2, false) => rows_of::<2, false, false>(w, u, x, g, t0, y, false),
-                        (_, true) => rows_of::<1, false, true>(w, u, x, g, t0, y, false),
-                        (_, false) => rows_of::<1, false, false>(w, u, x, g, t0, y, false),
+                        (2, true) => rows_of::<2, false, true>(w, q, scales, x, g, t0, y, false),
+                        (2, false) => rows_of::<2, false, false>(w, q, scales, x, g, t0, y, false),
+                        (_, true) => rows_of::<1, false, true>(w, q, scales, x, g, t0, y, false),
+                        (_, false) => rows_of::<1, false, false>(w, q, scales, x, g, t0, y, false),
                     }
                 }
                 t0 += take;
             }
         });
+    }
+
+    /// Where a tile reads a group's scales (and minimums): as stored (f16, converted per
+    /// block), or widened beforehand ([`group_batched`]: per block, 16 scales then 16
+    /// minimums).
+    #[derive(Clone, Copy)]
+    enum Scales {
+        Stored,
+        Wide(*const f32),
     }
 
     /// `R` activation rows times the 16 rows of group `g`. Per block the weights are loaded
@@ -932,19 +971,23 @@ mod avx512 {
         let q = w.q.as_ptr().wrapping_add(g * w.blocks * per_block);
         // SAFETY: the caller's contract; `q` is group g's stored values. The first tile
         // fetches the next group's weights while it computes.
-        unsafe { rows_of::<R, NIB, MIN>(w, q, x, g, t0, y, t0 == 0) }
+        unsafe { rows_of::<R, NIB, MIN>(w, q, Scales::Stored, x, g, t0, y, t0 == 0) }
     }
 
     /// [`rows`] with group g's values read from `q`: as stored, or (`NIB` false for a
-    /// 4-bit format) unpacked one value per byte by [`unpack_group`].
+    /// 4-bit format) unpacked one value per byte by [`group_batched`]; its scales as
+    /// `scales` says.
     ///
     /// # Safety
-    /// As [`rows`]; `q` holds the group's `blocks` blocks in the layout `NIB` says.
+    /// As [`rows`]; `q` holds the group's `blocks` blocks in the layout `NIB` says, and
+    /// `scales` (where widened) its `blocks` blocks of scales and minimums.
+    #[allow(clippy::too_many_arguments)]
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     unsafe fn rows_of<const R: usize, const NIB: bool, const MIN: bool>(
         w: &Block32,
         q: *const u8,
+        scales: Scales,
         x: &Inputs,
         g: usize,
         t0: usize,
@@ -983,11 +1026,20 @@ mod avx512 {
                         *vj = _mm512_loadu_si512(qb.add(64 * j).cast());
                     }
                 }
-                let dv = _mm512_cvtph_ps(_mm256_loadu_si256(d.add(b * LANES).cast()));
-                let mv = if MIN {
-                    _mm512_cvtph_ps(_mm256_loadu_si256(m.add(b * LANES).cast()))
-                } else {
-                    dv
+                let (dv, mv) = match scales {
+                    Scales::Wide(sp) => (
+                        _mm512_loadu_ps(sp.add(2 * b * LANES)),
+                        _mm512_loadu_ps(sp.add((2 * b + 1) * LANES)),
+                    ),
+                    Scales::Stored => {
+                        let dv = _mm512_cvtph_ps(_mm256_loadu_si256(d.add(b * LANES).cast()));
+                        let mv = if MIN {
+                            _mm512_cvtph_ps(_mm256_loadu_si256(m.add(b * LANES).cast()))
+                        } else {
+                            dv
+                        };
+                        (dv, mv)
+                    }
                 };
                 for t in 0..R {
                     let xb = xs.add(t * w.cols + b * BLOCK);

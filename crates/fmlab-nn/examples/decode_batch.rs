@@ -3,9 +3,10 @@
 //! `cargo run --release -p fmlab-nn --example decode_batch -- MODEL.gguf THREADS BATCH...`.
 //! Each sequence first reads its own 32-token prompt, then 64 steps decode every sequence
 //! together; the line per batch size gives the aggregate tokens per second (median of nine
-//! runs) and its ratio to one sequence (the median of the nine rounds' ratios). The batch
-//! sizes take turns within each round, so that a machine whose speed drifts (a shared host's
-//! memory bandwidth does) weighs on every size alike. bench/inference.sh calls it.
+//! runs) and its ratio to one sequence (the median of the nine rounds' ratios). Within a
+//! round the batch sizes take turns step by step, so that a machine whose speed drifts (a
+//! shared host's does, from one second to the next) weighs on every size alike.
+//! bench/inference.sh calls it.
 
 use std::time::Instant;
 
@@ -36,8 +37,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     // rates[b][r]: batch size b's aggregate tokens/s in round r.
     let mut rates = vec![Vec::new(); batches.len()];
+    /// One batch size's sequences: their caches, next tokens and logits buffer (reused
+    /// from step to step, as the server's engine keeps it), and the time its steps took.
+    struct Run {
+        caches: Vec<KvCache>,
+        next: Vec<[u32; 1]>,
+        logits: Vec<f32>,
+        seconds: f64,
+    }
     for _ in 0..RUNS {
-        for (b, &batch) in batches.iter().enumerate() {
+        let mut runs = Vec::with_capacity(batches.len());
+        for &batch in &batches {
             let mut caches: Vec<KvCache> = (0..batch)
                 .map(|_| KvCache::new(&model.spec, PROMPT + STEPS + 1))
                 .collect();
@@ -48,24 +58,39 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .collect();
                 pool.install(|| model.forward(&prompt, cache, Logits::Last))?;
             }
-            let mut next: Vec<[u32; 1]> =
-                (0..batch).map(|s| [(s as u32 * 31 + 5) % vocab]).collect();
-            // The batch's logits, in one buffer reused from step to step (as the server's
-            // engine keeps it).
-            let mut logits = Vec::new();
-            let start = Instant::now();
-            for _ in 0..STEPS {
-                let mut segments: Vec<Segment<'_>> = next
+            let next = (0..batch).map(|s| [(s as u32 * 31 + 5) % vocab]).collect();
+            runs.push(Run {
+                caches,
+                next,
+                logits: Vec::new(),
+                seconds: 0.0,
+            });
+        }
+        // The batch sizes take turns step by step, each step timed on its own: a host
+        // whose speed swings from one second to the next (this one's does, by up to 2×)
+        // then weighs on every size alike, which whole runs one after another did not.
+        for _ in 0..STEPS {
+            for run in runs.iter_mut() {
+                let start = Instant::now();
+                let mut segments: Vec<Segment<'_>> = run
+                    .next
                     .iter()
-                    .zip(caches.iter_mut())
+                    .zip(run.caches.iter_mut())
                     .map(|(t, cache)| Segment { tokens: t, cache })
                     .collect();
-                pool.install(|| model.forward_batch_into(&mut segments, &mut logits))?;
-                for (t, l) in next.iter_mut().zip(logits.chunks_exact(vocab as usize)) {
+                pool.install(|| model.forward_batch_into(&mut segments, &mut run.logits))?;
+                for (t, l) in run
+                    .next
+                    .iter_mut()
+                    .zip(run.logits.chunks_exact(vocab as usize))
+                {
                     t[0] = fmlab_sample::argmax(l);
                 }
+                run.seconds += start.elapsed().as_secs_f64();
             }
-            rates[b].push((batch * STEPS) as f64 / start.elapsed().as_secs_f64());
+        }
+        for ((rate, run), &batch) in rates.iter_mut().zip(&runs).zip(&batches) {
+            rate.push((batch * STEPS) as f64 / run.seconds);
         }
     }
     let median = |mut v: Vec<f64>| {

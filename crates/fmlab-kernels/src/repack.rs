@@ -1027,10 +1027,16 @@ mod avx512 {
                     }
                 }
                 let (dv, mv) = match scales {
-                    Scales::Wide(sp) => (
-                        _mm512_loadu_ps(sp.add(2 * b * LANES)),
-                        _mm512_loadu_ps(sp.add((2 * b + 1) * LANES)),
-                    ),
+                    Scales::Wide(sp) => {
+                        let dv = _mm512_loadu_ps(sp.add(2 * b * LANES));
+                        // Only Q4_1's minimums were widened.
+                        let mv = if MIN {
+                            _mm512_loadu_ps(sp.add((2 * b + 1) * LANES))
+                        } else {
+                            dv
+                        };
+                        (dv, mv)
+                    }
                     Scales::Stored => {
                         let dv = _mm512_cvtph_ps(_mm256_loadu_si256(d.add(b * LANES).cast()));
                         let mv = if MIN {

@@ -499,7 +499,7 @@ impl Block32 {
                 // SAFETY: AVX-512 F/BW/VNNI (the caller's kernel); group g and rows
                 // t0..t0 + take exist; the values written are group g's columns of those
                 // rows of `y`, which no other task writes.
-                Kernel::Avx512 => unsafe { avx512::group(self, inputs, g, t0, take, y) },
+                Kernel::Avx512 => unsafe { avx512::group(self, inputs, g, [t0, n], take, y) },
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: AVX2/FMA/F16C (the caller's kernel); as above.
                 Kernel::Avx2 => unsafe { avx2::group(self, inputs, g, t0, take, y) },
@@ -747,7 +747,7 @@ unsafe fn portable_group(w: &Block32, x: &Inputs, g: usize, t0: usize, take: usi
                     *a = (sum as f32).mul_add(scale, *a);
                 }
                 if w.with_min {
-                    mins += f16_to_f32(w.m[at]) * x.sx[t * w.blocks + b];
+                    mins = f16_to_f32(w.m[at]).mul_add(x.sx[t * w.blocks + b], mins);
                 }
             }
             let v = if w.with_min {
@@ -828,7 +828,7 @@ mod avx512 {
         }
     }
 
-    /// Group `g` times activation rows `t0..t0 + take` (`take` ≤ 2).
+    /// Group `g` times activation rows `t0..t0 + take` (`take` ≤ 2) of a call's `n`.
     ///
     /// # Safety
     /// AVX-512 F/BW/VNNI; as [`super::portable_group`].
@@ -837,30 +837,57 @@ mod avx512 {
         w: &Block32,
         x: &Inputs,
         g: usize,
-        t0: usize,
+        [t0, n]: [usize; 2],
         take: usize,
         y: *mut f32,
     ) {
+        let fetch = Fetch {
+            tile: t0 / super::TILE,
+            tiles: n.div_ceil(super::TILE),
+        };
         // SAFETY: the caller's contract, passed on.
         unsafe {
             match (take, w.nibbles, w.with_min) {
-                (2, true, true) => rows::<2, true, true>(w, x, g, t0, y),
-                (2, true, false) => rows::<2, true, false>(w, x, g, t0, y),
-                (2, false, _) => rows::<2, false, false>(w, x, g, t0, y),
-                (_, true, true) => rows::<1, true, true>(w, x, g, t0, y),
-                (_, true, false) => rows::<1, true, false>(w, x, g, t0, y),
-                (_, false, _) => rows::<1, false, false>(w, x, g, t0, y),
+                (2, true, true) => rows::<2, true, true>(w, x, g, t0, y, fetch),
+                (2, true, false) => rows::<2, true, false>(w, x, g, t0, y, fetch),
+                (2, false, _) => rows::<2, false, false>(w, x, g, t0, y, fetch),
+                (_, true, true) => rows::<1, true, true>(w, x, g, t0, y, fetch),
+                (_, true, false) => rows::<1, true, false>(w, x, g, t0, y, fetch),
+                (_, false, _) => rows::<1, false, false>(w, x, g, t0, y, fetch),
             }
         }
     }
 
+    /// Which blocks of the next group's weights a tile asks the cache for (see
+    /// [`super::fetch_lines`]): tile `tile` of `tiles` names the blocks `b` with
+    /// `b mod tiles = tile`, so that the requests spread over the group's whole time.
+    #[derive(Clone, Copy)]
+    struct Fetch {
+        tile: usize,
+        tiles: usize,
+    }
+
+    impl Fetch {
+        #[inline]
+        fn wants(self, b: usize) -> bool {
+            b % self.tiles == self.tile
+        }
+    }
+
     /// Group `g` times all `n` activation rows, for batches of more than one tile: what
-    /// every tile reads is prepared once per group, in this thread's scratch. A 4-bit
-    /// format's values are unpacked to one per byte, so that the tiles skip the nibble
-    /// splitting; every format's scales (and Q4_1's minimums) are widened to f32, so that
-    /// the tiles load them instead of each converting them again (a conversion is two
-    /// vector operations on the ports the products use, two of about 29 per 16 rows,
-    /// block and activation row). The same values go into the same operations.
+    /// every tile reads is prepared once per group, in this thread's scratch, by the first
+    /// tile as it computes. A 4-bit format's values are unpacked to one per byte, so that
+    /// the other tiles skip the nibble splitting; every format's scales (and Q4_1's
+    /// minimums) are widened to f32, so that they load them instead of each converting
+    /// them again (a conversion is two vector operations on the ports the products use,
+    /// two of about 28 per 16 rows, block and activation row). The same values go into the
+    /// same operations.
+    ///
+    /// The first tile prepares as it goes, rather than a pass before the tiles, so that the
+    /// group's weights arrive from memory while there is arithmetic to overlap them with:
+    /// a separate pass stalled on them. With the pass, an 8-sequence SmolLM2 step took 1.07×
+    /// as long at 1 thread and 1.08× at 2 (medians of 7 and 5 rounds of 64 steps, the two
+    /// forms taking turns step by step in one process); Gemma's took 1.20× (3 rounds).
     ///
     /// # Safety
     /// AVX-512 F/BW/VNNI; as [`super::portable_group`] for rows 0..n.
@@ -874,72 +901,87 @@ mod avx512 {
             let mut scratch = scratch.borrow_mut();
             let (values, scales) = &mut *scratch;
             let per_block = LANES * BLOCK;
-            // Grown only: every value the tiles read is written below.
+            // Grown only: the first tile writes every value the others read.
             if w.nibbles && values.len() < w.blocks * per_block {
                 values.resize(w.blocks * per_block, 0);
             }
             if scales.len() < 2 * w.blocks * LANES {
                 scales.resize(2 * w.blocks * LANES, 0.0);
             }
-            let low = _mm512_set1_epi8(0x0f);
             let packed =
                 w.q.as_ptr()
                     .wrapping_add(g * w.blocks * per_block / if w.nibbles { 2 } else { 1 });
-            let d = w.d.as_ptr().wrapping_add(g * w.blocks * LANES);
-            let m = w.m.as_ptr().wrapping_add(g * w.blocks * LANES);
-            let (out, sp) = (values.as_mut_ptr(), scales.as_mut_ptr());
-            // The weights of the group this thread computes next (see `for_groups`) are
-            // fetched while this one's tiles compute.
-            let next = super::next_after(g);
-            for b in 0..w.blocks {
-                w.fetch(next, b);
-                // SAFETY: block b of group g holds 4 · 64 packed bytes (4-bit formats) and
-                // 16 scales (and minimums); the scratch holds 8 · 64 bytes and 2 · 16
-                // floats per block.
-                unsafe {
-                    if w.nibbles {
-                        for j in 0..QUADS / 2 {
-                            let bytes =
-                                _mm512_loadu_si512(packed.add(b * per_block / 2 + 64 * j).cast());
-                            let out = out.add(b * per_block);
-                            _mm512_storeu_si512(
-                                out.add(64 * j).cast(),
-                                _mm512_and_si512(bytes, low),
-                            );
-                            _mm512_storeu_si512(
-                                out.add(64 * (j + QUADS / 2)).cast(),
-                                _mm512_and_si512(_mm512_srli_epi16::<4>(bytes), low),
-                            );
-                        }
-                    }
-                    let dv = _mm512_cvtph_ps(_mm256_loadu_si256(d.add(b * LANES).cast()));
-                    _mm512_storeu_ps(sp.add(2 * b * LANES), dv);
-                    if w.with_min {
-                        let mv = _mm512_cvtph_ps(_mm256_loadu_si256(m.add(b * LANES).cast()));
-                        _mm512_storeu_ps(sp.add((2 * b + 1) * LANES), mv);
-                    }
-                }
-            }
+            let save = (values.as_mut_ptr(), scales.as_mut_ptr());
             // 4-bit values from the scratch; 8-bit ones as stored (the same layout).
             let q = if w.nibbles { values.as_ptr() } else { packed };
-            let scales = Scales::Wide(scales.as_ptr());
+            let wide = Scales::Wide(scales.as_ptr());
+            let tiles = n.div_ceil(super::TILE);
             let mut t0 = 0;
             while t0 < n {
                 let take = super::TILE.min(n - t0);
-                // SAFETY: the caller's contract; `q` holds the group's values one per
-                // byte and `scales` its scales widened.
+                let fetch = Fetch {
+                    tile: t0 / super::TILE,
+                    tiles,
+                };
+                // SAFETY: the caller's contract. The first tile (of 2 rows: n > 2 · TILE)
+                // reads the group's stored values and scales and writes the scratch,
+                // which holds 8 · 64 bytes and 2 · 16 floats per block; the others read
+                // it: `q` holds the group's values one per byte, `wide` its scales.
                 unsafe {
-                    match (take, w.with_min) {
-                        (2, true) => rows_of::<2, false, true>(w, q, scales, x, g, t0, y, false),
-                        (2, false) => rows_of::<2, false, false>(w, q, scales, x, g, t0, y, false),
-                        (_, true) => rows_of::<1, false, true>(w, q, scales, x, g, t0, y, false),
-                        (_, false) => rows_of::<1, false, false>(w, q, scales, x, g, t0, y, false),
+                    match (t0 == 0, take, w.nibbles, w.with_min) {
+                        (true, _, true, true) => rows_of::<2, true, true, true>(
+                            w,
+                            packed,
+                            Scales::Stored,
+                            save,
+                            x,
+                            g,
+                            t0,
+                            y,
+                            fetch,
+                        ),
+                        (true, _, true, false) => rows_of::<2, true, false, true>(
+                            w,
+                            packed,
+                            Scales::Stored,
+                            save,
+                            x,
+                            g,
+                            t0,
+                            y,
+                            fetch,
+                        ),
+                        (true, _, false, _) => rows_of::<2, false, false, true>(
+                            w,
+                            packed,
+                            Scales::Stored,
+                            save,
+                            x,
+                            g,
+                            t0,
+                            y,
+                            fetch,
+                        ),
+                        (false, 2, _, true) => rows_of::<2, false, true, false>(
+                            w, q, wide, NO_SAVE, x, g, t0, y, fetch,
+                        ),
+                        (false, 2, _, false) => rows_of::<2, false, false, false>(
+                            w, q, wide, NO_SAVE, x, g, t0, y, fetch,
+                        ),
+                        (false, _, _, true) => rows_of::<1, false, true, false>(
+                            w, q, wide, NO_SAVE, x, g, t0, y, fetch,
+                        ),
+                        (false, _, _, false) => rows_of::<1, false, false, false>(
+                            w, q, wide, NO_SAVE, x, g, t0, y, fetch,
+                        ),
                     }
                 }
                 t0 += take;
             }
         });
     }
+
+    const NO_SAVE: (*mut u8, *mut f32) = (std::ptr::null_mut(), std::ptr::null_mut());
 
     /// Where a tile reads a group's scales (and minimums): as stored (f16, converted per
     /// block), or widened beforehand ([`group_batched`]: per block, 16 scales then 16
@@ -966,33 +1008,37 @@ mod avx512 {
         g: usize,
         t0: usize,
         y: *mut f32,
+        fetch: Fetch,
     ) {
         let per_block = LANES * BLOCK / if NIB { 2 } else { 1 };
         let q = w.q.as_ptr().wrapping_add(g * w.blocks * per_block);
-        // SAFETY: the caller's contract; `q` is group g's stored values. The first tile
-        // fetches the next group's weights while it computes.
-        unsafe { rows_of::<R, NIB, MIN>(w, q, Scales::Stored, x, g, t0, y, t0 == 0) }
+        // SAFETY: the caller's contract; `q` is group g's stored values.
+        unsafe { rows_of::<R, NIB, MIN, false>(w, q, Scales::Stored, NO_SAVE, x, g, t0, y, fetch) }
     }
 
     /// [`rows`] with group g's values read from `q`: as stored, or (`NIB` false for a
     /// 4-bit format) unpacked one value per byte by [`group_batched`]; its scales as
-    /// `scales` says.
+    /// `scales` says. With `SAVE`, each block's values as the products use them (4-bit
+    /// formats: one per byte) and its scales (and minimums) as f32 are also written to
+    /// `save`, in the layout the other two read.
     ///
     /// # Safety
     /// As [`rows`]; `q` holds the group's `blocks` blocks in the layout `NIB` says, and
-    /// `scales` (where widened) its `blocks` blocks of scales and minimums.
+    /// `scales` (where widened) its `blocks` blocks of scales and minimums; with `SAVE`,
+    /// `save` holds 8 · 64 bytes (4-bit formats) and 2 · 16 floats per block.
     #[allow(clippy::too_many_arguments)]
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    unsafe fn rows_of<const R: usize, const NIB: bool, const MIN: bool>(
+    unsafe fn rows_of<const R: usize, const NIB: bool, const MIN: bool, const SAVE: bool>(
         w: &Block32,
         q: *const u8,
         scales: Scales,
+        save: (*mut u8, *mut f32),
         x: &Inputs,
         g: usize,
         t0: usize,
         y: *mut f32,
-        fetch: bool,
+        fetch: Fetch,
     ) {
         let per_block = LANES * BLOCK / if NIB { 2 } else { 1 };
         let mut acc = [[_mm512_setzero_ps(); QUADS]; R];
@@ -1008,7 +1054,7 @@ mod avx512 {
         // The group this thread computes next (see `repack::for_groups`).
         let next = super::next_after(g);
         for b in 0..w.blocks {
-            if fetch {
+            if fetch.wants(b) {
                 w.fetch(next, b);
             }
             // SAFETY: block b of group g, and of rows t0..t0 + R (caller's contract).
@@ -1047,6 +1093,19 @@ mod avx512 {
                         (dv, mv)
                     }
                 };
+                if SAVE {
+                    // What the later tiles read (see `group_batched`).
+                    let (values, sp) = save;
+                    if NIB {
+                        for (j, vj) in v.iter().enumerate() {
+                            _mm512_storeu_si512(values.add(b * LANES * BLOCK + 64 * j).cast(), *vj);
+                        }
+                    }
+                    _mm512_storeu_ps(sp.add(2 * b * LANES), dv);
+                    if MIN {
+                        _mm512_storeu_ps(sp.add((2 * b + 1) * LANES), mv);
+                    }
+                }
                 for t in 0..R {
                     let xb = xs.add(t * w.cols + b * BLOCK);
                     let sb = st.add((t * w.blocks + b) * QUADS);
@@ -1066,10 +1125,9 @@ mod avx512 {
                         acc[t][j] = _mm512_fmadd_ps(sum, scale, acc[t][j]);
                     }
                     if MIN {
-                        mins[t] = _mm512_add_ps(
-                            mins[t],
-                            _mm512_mul_ps(mv, _mm512_set1_ps(*sx.add(t * w.blocks + b))),
-                        );
+                        // One FMA: see `simd::iq4_1_raw`.
+                        let s = _mm512_set1_ps(*sx.add(t * w.blocks + b));
+                        mins[t] = _mm512_fmadd_ps(mv, s, mins[t]);
                     }
                 }
             }

@@ -340,10 +340,7 @@ mod avx2 {
                     };
                     if kind == Kind::Q4_1 {
                         let m = f16_to_f32(block.add(2).cast::<u16>().read_unaligned());
-                        mins[j] = _mm_add_ps(
-                            mins[j],
-                            _mm_mul_ps(_mm_set1_ps(m), _mm_loadu_ps(ss.add(at))),
-                        );
+                        mins[j] = _mm_fmadd_ps(_mm_set1_ps(m), _mm_loadu_ps(ss.add(at)), mins[j]);
                     }
                 }
                 // Signed weights: the sign moves onto the activations (dot_ss), once per
@@ -453,7 +450,7 @@ mod avx2 {
             let x = load256(as_bytes(&a.qs[32 * b..32 * b + 32]));
             let p = _mm256_cvtepi32_ps(dot_us(q, x));
             acc = _mm256_fmadd_ps(_mm256_set1_ps(half(block, 0) * a.d[b]), p, acc);
-            mins += half(block, 2) * a.s[b];
+            mins = half(block, 2).mul_add(a.s[b], mins);
         }
         hsum(acc) + mins
     }
@@ -485,7 +482,13 @@ mod avx2 {
                     p,
                     acc,
                 );
-                mins += f16_to_f32(block.add(2).cast::<u16>().read_unaligned()) * *s.add(b);
+                // The minimum's term `summs += m · s` by FMA, as llama.cpp's build compiles
+                // it (`vfmadd231ss` in `ggml_vec_dot_q4_1_q8_1`). Both factors are f16
+                // values, so their product is exact in f32 and the FMA's sum has the bits
+                // of a product then a sum: one vector operation fewer per block in the
+                // batched kernels, the same results.
+                mins = f16_to_f32(block.add(2).cast::<u16>().read_unaligned())
+                    .mul_add(*s.add(b), mins);
             }
         }
         hsum(acc) + mins

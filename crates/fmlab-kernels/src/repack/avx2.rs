@@ -113,7 +113,7 @@ unsafe fn eight<const NIB: bool, const MIN: bool, const SIGNED: bool>(
             }
             if MIN {
                 let mv = _mm256_cvtph_ps(_mm_loadu_si128(m.add(b * LANES).cast()));
-                mins = _mm256_add_ps(mins, _mm256_mul_ps(mv, _mm256_set1_ps(*sx.add(b))));
+                mins = _mm256_fmadd_ps(mv, _mm256_set1_ps(*sx.add(b)), mins);
             }
         }
     }

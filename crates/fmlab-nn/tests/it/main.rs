@@ -69,7 +69,7 @@ fn agreement(model: &Transformer, reference_file: &str) -> Vec<(f32, usize)> {
             );
         }
         eprintln!(
-            "{reference_file}: first-step logits within {max_diff:.3}; greedy agrees for {same} of {} steps{note}",
+            "{reference_file}: first-step logits within {max_diff:e}; greedy agrees for {same} of {} steps{note}",
             expected.len()
         );
         out.push((max_diff, same));

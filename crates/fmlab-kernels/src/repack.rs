@@ -867,13 +867,6 @@ mod avx512 {
         tiles: usize,
     }
 
-    impl Fetch {
-        #[inline]
-        fn wants(self, b: usize) -> bool {
-            b % self.tiles == self.tile
-        }
-    }
-
     /// Group `g` times all `n` activation rows, for batches of more than one tile: what
     /// every tile reads is prepared once per group, in this thread's scratch, by the first
     /// tile as it computes. A 4-bit format's values are unpacked to one per byte, so that
@@ -1053,9 +1046,12 @@ mod avx512 {
         let st = x.start.as_ptr().wrapping_add(t0 * w.blocks * QUADS);
         // The group this thread computes next (see `repack::for_groups`).
         let next = super::next_after(g);
+        // The next block this tile fetches (counted: a remainder per block is a division).
+        let mut due = fetch.tile;
         for b in 0..w.blocks {
-            if fetch.wants(b) {
+            if b == due {
                 w.fetch(next, b);
+                due += fetch.tiles;
             }
             // SAFETY: block b of group g, and of rows t0..t0 + R (caller's contract).
             unsafe {

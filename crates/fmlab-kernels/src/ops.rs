@@ -11,13 +11,29 @@ mod wide;
 
 /// RMSNorm of each `width`-wide row of `x` in place: `x / rms(x) · w`.
 pub fn rms_norm(x: &mut [f32], w: &[f32], width: usize, eps: f32) {
-    for row in x.chunks_exact_mut(width) {
-        // The sum in f64, as ggml does.
-        let sum: f64 = row.iter().map(|&v| (v * v) as f64).sum();
-        let mean_square = (sum / width as f64) as f32;
-        let scale = 1.0 / (mean_square + eps).sqrt();
-        for (v, g) in row.iter_mut().zip(w) {
-            *v = *v * scale * g;
+    // Eight rows' sums side by side. Each row's squares are still added one by one in
+    // order, in f64 from zero (ggml's sum), but as eight independent chains: one chain
+    // waits on each addition's latency, which made the norms of an 8-sequence decoding
+    // step about 1% of it.
+    const ROWS: usize = 8;
+    if width == 0 {
+        return;
+    }
+    for rows in x.chunks_mut(ROWS * width) {
+        let n = rows.len() / width;
+        let mut sums = [0f64; ROWS];
+        for i in 0..width {
+            for (r, sum) in sums.iter_mut().enumerate().take(n) {
+                let v = rows[r * width + i];
+                *sum += (v * v) as f64;
+            }
+        }
+        for (row, sum) in rows.chunks_exact_mut(width).zip(sums) {
+            let mean_square = (sum / width as f64) as f32;
+            let scale = 1.0 / (mean_square + eps).sqrt();
+            for (v, g) in row.iter_mut().zip(w) {
+                *v = *v * scale * g;
+            }
         }
     }
 }
@@ -1900,6 +1916,38 @@ mod tests {
                     .map(|(a, b)| (*a as f64 - b).abs())
                     .fold(0f64, f64::max);
                 assert!(err < 5e-3, "head_dim {hd}, {what}: off by {err}");
+            }
+        }
+    }
+
+    /// The norms of many rows, eight at a time, equal each row's alone in ggml's order: rows
+    /// and features are not mixed, for counts of rows below, at and past eight. (The order
+    /// of one row's additions seldom shows in its result, whose f64 sum carries 29 bits
+    /// beyond the f32 it is rounded to; it is kept by construction.)
+    #[test]
+    fn rms_norm_of_many_rows_equals_each_row_alone() {
+        let width = 37;
+        let w: Vec<f32> = (0..width).map(|i| 0.5 + i as f32 / 64.0).collect();
+        for rows in [1, 7, 8, 9, 17] {
+            let x: Vec<f32> = (0..rows * width)
+                .map(|i| ((i * 7919 % 1013) as f32 - 500.0) * if i % 13 == 0 { 3e3 } else { 1e-3 })
+                .collect();
+            let mut many = x.clone();
+            rms_norm(&mut many, &w, width, 1e-5);
+            for (r, row) in x.chunks_exact(width).enumerate() {
+                let mut sum = 0f64;
+                for &v in row {
+                    sum += (v * v) as f64;
+                }
+                let scale = 1.0 / ((sum / width as f64) as f32 + 1e-5).sqrt();
+                for (i, (&v, &g)) in row.iter().zip(&w).enumerate() {
+                    let want = v * scale * g;
+                    assert_eq!(
+                        many[r * width + i].to_bits(),
+                        want.to_bits(),
+                        "{rows} rows: ({r}, {i})"
+                    );
+                }
             }
         }
     }

@@ -878,8 +878,8 @@ mod avx512 {
     ///
     /// The first tile prepares as it goes, rather than a pass before the tiles, so that the
     /// group's weights arrive from memory while there is arithmetic to overlap them with:
-    /// a separate pass stalled on them. With the pass, an 8-sequence SmolLM2 step took 1.07×
-    /// as long at 1 thread and 1.08× at 2 (medians of 7 and 5 rounds of 64 steps, the two
+    /// a separate pass stalled on them. With the pass, an 8-sequence SmolLM2 step took 1.06×
+    /// as long at 1 thread and 1.08× at 2 (medians of 9 and 7 rounds of 64 steps, the two
     /// forms taking turns step by step in one process); Gemma's took 1.20× (3 rounds).
     ///
     /// # Safety

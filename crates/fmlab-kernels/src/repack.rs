@@ -867,7 +867,7 @@ mod avx512 {
         tiles: usize,
     }
 
-    /// Group `g` times all `n` activation rows, for batches of more than one tile: what
+    /// Group `g` times all `n` activation rows, for batches of more than two tiles: what
     /// every tile reads is prepared once per group, in this thread's scratch, by the first
     /// tile as it computes. A 4-bit format's values are unpacked to one per byte, so that
     /// the other tiles skip the nibble splitting; every format's scales (and Q4_1's

@@ -6,6 +6,8 @@ use rayon::prelude::*;
 
 use crate::quant::{f16_to_f32, f32_to_f16};
 
+#[cfg(target_arch = "x86_64")]
+mod one_token;
 mod scores;
 mod wide;
 
@@ -616,6 +618,10 @@ fn attention_row(r: &AttentionRow, out_row: &mut [f32]) {
         if attention_row_grouped(r, kt, vt, out_row) {
             return;
         }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if one_token::attention(r, out_row) {
+        return;
     }
     let s = r.s;
     let hd = s.head_dim;
@@ -1600,13 +1606,16 @@ mod tests {
     }
 
     /// One-token attention on the vector kernels (sixteen keys at a time on AVX-512 where
-    /// the CPU has it) gives the portable loops' bits: head sizes 64 and 256, contexts
-    /// shorter than, equal to and past sixteen positions, with and without a window that
-    /// starts inside a run of sixteen.
+    /// the CPU has it, the query heads of a key-value head together) gives the portable
+    /// loops' bits: head sizes 32, 64 and 256, one to five query heads per key-value
+    /// head, contexts shorter than, equal to and past sixteen positions, with and without
+    /// a window that starts inside a run of sixteen.
     #[test]
     fn one_token_attention_matches_the_portable_loops() {
         let noise = |i: usize| f16_round(((i * 7919 % 1009) as f32 - 504.0) / 197.0);
-        for hd in [64, 256] {
+        // Query heads per key-value head: 3 (taken together), 1, 4 (two and two), 5
+        // (three and two).
+        for (hd, heads, kv_heads) in [(64, 6, 2), (256, 6, 2), (64, 2, 2), (64, 4, 1), (32, 5, 1)] {
             for (kv_len, window) in [
                 (5, None),
                 (16, None),
@@ -1614,7 +1623,6 @@ mod tests {
                 (70, Some(23)),
                 (97, None),
             ] {
-                let (heads, kv_heads) = (6, 2);
                 let kv_width = kv_heads * hd;
                 let k: Vec<f32> = (0..kv_len * kv_width).map(noise).collect();
                 let v: Vec<f32> = (0..kv_len * kv_width).map(|i| noise(i + 77)).collect();

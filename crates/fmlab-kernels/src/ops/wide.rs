@@ -195,6 +195,156 @@ pub(super) mod x86 {
         reduce16_single(&x)
     }
 
+    /// One-token attention's scores of `H` query heads that share a key-value head, over
+    /// positions `first..end` (at least sixteen): `scores[h · len + j]` is head `h`'s
+    /// `q · k` of position `first + j` times `score_scale`, −∞ before `start`. Each sum is
+    /// the one [`dots16_single`] forms (ggml's `vec_dot_f16`: four accumulators of eight
+    /// lanes by feature mod 32, FMA from zero in feature order, `(v0 + v2) + (v1 + v3)`,
+    /// halves, two horizontal adds), laid out so that one conversion of a key's sixteen
+    /// features serves all `H` heads: a register holds features `f..f + 16` of one key,
+    /// that is two of ggml's accumulators side by side, and each head multiplies it by its
+    /// own query features from memory. Sixteen keys per pass; the last pass ends at the
+    /// last position and overlaps the one before (each key's sum is its own).
+    ///
+    /// # Safety
+    /// AVX-512F, DQ and F16C; `hd` a multiple of 32, `q.len() ≥ H · hd`; `end − first ≥ 16`,
+    /// `first ≤ start < end`; positions `first..end` hold `hd` features each in `k` from
+    /// `kp · rs + off`; `scores.len() ≥ H · (end − first)`.
+    #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+    #[target_feature(enable = "avx512f,avx512dq,avx2,fma,f16c")]
+    pub(in super::super) unsafe fn one_token_scores<T: Feature, const H: usize>(
+        q: &[f32],
+        k: &[T],
+        [rs, off]: [usize; 2],
+        hd: usize,
+        [first, start, end]: [usize; 3],
+        score_scale: f32,
+        scores: &mut [f32],
+    ) {
+        let len = end - first;
+        let scale = _mm512_set1_ps(score_scale);
+        let masked = _mm512_set1_ps(f32::NEG_INFINITY);
+        let iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        // Lanes 0, 4, 8, 12 of two registers, one after the other.
+        let pick = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0);
+        let (qp, kp) = (q.as_ptr(), k.as_ptr());
+        let mut done = 0;
+        while done < len {
+            let from = done.min(len - 16);
+            let p0 = first + from;
+            let mut quads = [[_mm512_setzero_ps(); 4]; H];
+            for g in 0..4 {
+                let mut acc = [[[_mm512_setzero_ps(); 2]; 4]; H];
+                // SAFETY: positions p0..p0 + 16 lie in `k` and each head's hd features in
+                // `q` (caller).
+                unsafe {
+                    let keys: [*const T; 4] =
+                        std::array::from_fn(|j| kp.add((p0 + 4 * g + j) * rs + off));
+                    for c in (0..hd).step_by(32) {
+                        for (j, key) in keys.iter().enumerate() {
+                            let x0 = load16(key.add(c));
+                            let x1 = load16(key.add(c + 16));
+                            for (h, a) in acc.iter_mut().enumerate() {
+                                let qh = qp.add(h * hd + c);
+                                a[j][0] = _mm512_fmadd_ps(_mm512_loadu_ps(qh), x0, a[j][0]);
+                                a[j][1] = _mm512_fmadd_ps(_mm512_loadu_ps(qh.add(16)), x1, a[j][1]);
+                            }
+                        }
+                    }
+                }
+                for (h, a) in acc.iter().enumerate() {
+                    quads[h][g] = reduce4_single(a);
+                }
+            }
+            let mask = _mm512_cmpge_epi32_mask(
+                _mm512_add_epi32(iota, _mm512_set1_epi32(p0 as i32)),
+                _mm512_set1_epi32(start as i32),
+            );
+            for (h, r) in quads.iter().enumerate() {
+                let lo = _mm512_permutex2var_ps(r[0], pick, r[1]);
+                let hi = _mm512_permutex2var_ps(r[2], pick, r[3]);
+                let sums = _mm512_shuffle_f32x4::<0b01_00_01_00>(lo, hi);
+                let s = _mm512_mask_mul_ps(masked, mask, sums, scale);
+                // SAFETY: head h's positions from..from + 16 lie in `scores` (caller).
+                unsafe { _mm512_storeu_ps(scores.as_mut_ptr().add(h * len + from), s) };
+            }
+            done = from + 16;
+        }
+    }
+
+    /// Four keys' sums of [`one_token_scores`] from their accumulators (`a[j]`: key `j`'s
+    /// ggml accumulators 0 and 1, then 2 and 3, side by side): key `j`'s sum in lane
+    /// `4j`, reduced as [`reduce16_single`] reduces.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn reduce4_single(a: &[[__m512; 2]; 4]) -> __m512 {
+        // Per key, (v0 + v2) in lanes 0..8 and (v1 + v3) in lanes 8..16.
+        let x: [__m512; 4] = std::array::from_fn(|j| _mm512_add_ps(a[j][0], a[j][1]));
+        // Per key, (v0 + v2) + (v1 + v3): keys 0 and 1, then 2 and 3, eight lanes each.
+        let pair = |x0: __m512, x1: __m512| {
+            let lo = _mm512_shuffle_f32x4::<0b01_00_01_00>(x0, x1);
+            let hi = _mm512_shuffle_f32x4::<0b11_10_11_10>(x0, x1);
+            _mm512_add_ps(lo, hi)
+        };
+        let (y01, y23) = (pair(x[0], x[1]), pair(x[2], x[3]));
+        // Halves added: key j's four lanes in 128-bit lane j; then the horizontal adds.
+        let lo = _mm512_shuffle_f32x4::<0b10_00_10_00>(y01, y23);
+        let hi = _mm512_shuffle_f32x4::<0b11_01_11_01>(y01, y23);
+        let t = _mm512_add_ps(lo, hi);
+        let u = _mm512_add_ps(t, _mm512_permute_ps::<0b10_11_00_01>(t));
+        _mm512_add_ps(u, _mm512_permute_ps::<0b01_00_11_10>(u))
+    }
+
+    /// One-token attention's value sums of `H` query heads that share a key-value head:
+    /// head `h`'s 32 slots (`lanes[h]`, slot `i`'s features at `i · hd`), slot `kp mod
+    /// 32` summing `ps[h][kp − first] · v[kp]` by FMA in position order from zero over
+    /// `start..end`, as [`weigh32`] sums with 32 slots. Sixteen features and eight slots
+    /// per pass, every head's sums in registers, so that one conversion of a position's
+    /// features serves all `H` heads.
+    ///
+    /// # Safety
+    /// AVX-512F and F16C; `H ≤ 3`; `hd` a multiple of 16, `first` a multiple of 8 and
+    /// `first ≤ start`; each `ps[h]` holds `end − first` weights; features `0..hd` of
+    /// position `kp` are at `kp · rs + off` in `v` for every `kp < end`; each `lanes[h]`
+    /// holds `32 · hd`.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    pub(in super::super) unsafe fn one_token_sums<T: Feature, const H: usize>(
+        v: &[T],
+        [rs, off]: [usize; 2],
+        hd: usize,
+        ps: [&[f32]; H],
+        first: usize,
+        [start, end]: [usize; 2],
+        mut lanes: [&mut [f32]; H],
+    ) {
+        let vp = v.as_ptr();
+        let pp: [*const f32; H] = std::array::from_fn(|h| ps[h].as_ptr());
+        for c in (0..hd).step_by(16) {
+            for m in 0..4 {
+                let mut acc = [[_mm512_setzero_ps(); 8]; H];
+                let g0 = first / 32 * 32 + 8 * m;
+                super::super::walk_runs(g0, 32, [start, end], |i, kp| {
+                    // SAFETY: positions in start..end lie in `v` and each `ps[h]` (caller).
+                    unsafe {
+                        let x = load16(vp.add(kp * rs + off + c));
+                        for (h, a) in acc.iter_mut().enumerate() {
+                            let w = _mm512_set1_ps(*pp[h].add(kp - first));
+                            a[i] = _mm512_fmadd_ps(w, x, a[i]);
+                        }
+                    }
+                });
+                for (a, out) in acc.iter().zip(lanes.iter_mut()) {
+                    for (i, sum) in a.iter().enumerate() {
+                        let slot = 8 * m + i;
+                        // SAFETY: slot < 32 and c + 16 ≤ hd, inside `lanes[h]` (caller).
+                        unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(slot * hd + c), *sum) };
+                    }
+                }
+            }
+        }
+    }
+
     /// One-token attention's output of one head from its 32 slots' value sums (`lanes`,
     /// slot `i`'s at `i · hd`): per feature, `x_i = (l_i + l_{16+i}) + (l_{8+i} + l_{24+i})`,
     /// then `reduce_vec_dot_f16`, as `attention_row`'s loop forms it, sixteen features per

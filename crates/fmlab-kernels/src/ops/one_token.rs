@@ -1,0 +1,180 @@
+//! One token's attention (a decoding step's row) on the AVX-512 kernels, the query heads
+//! that share a key-value head taken together: each key and value is loaded and widened
+//! from the cache's f16 once for up to three heads instead of once per head, and the
+//! row's buffers are kept per thread rather than allocated per call. Every score,
+//! probability and sum is the one the head-by-head loop of `attention_row` forms (same
+//! operations in the same order, lane by lane), so the results are the same bits; the
+//! head-by-head loop stays for other CPUs, head sizes and contexts under sixteen
+//! positions.
+
+use super::{f16_round_all, scores, wide, AttentionRow};
+
+thread_local! {
+    /// The queries, scores and value-sum slots of the heads in hand, kept between calls
+    /// (a decoding step makes one call per layer and sequence).
+    static BUFFERS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The most query heads taken together: their value sums (8 slots × 16 features each)
+/// fill 24 of the 32 vector registers.
+const MOST: usize = 3;
+
+/// [`super::attention_row`] for one token where the kernels suit the shapes (AVX-512, a
+/// head size that is a multiple of 32, at least sixteen positions in view): `false`,
+/// having written nothing, otherwise.
+#[inline(always)]
+pub(super) fn attention(r: &AttentionRow, out_row: &mut [f32]) -> bool {
+    let s = r.s;
+    let (hd, group) = (s.head_dim, r.group);
+    let end = (r.pos + 1).min(r.kv_len);
+    let start = match s.window {
+        Some(w) => end.saturating_sub(w),
+        None => 0,
+    };
+    // As the head-by-head loop: positions from the window's start rounded down to 8.
+    let first = start / 8 * 8;
+    let len = end - first;
+    let keys_in_cache = match (r.k16, r.v16) {
+        (Some(k), Some(v)) => k.len().min(v.len()) >= end * r.kv_width,
+        (None, None) => r.k.len().min(r.v.len()) >= end * r.kv_width,
+        _ => false,
+    };
+    if !r.single
+        || !r.simd
+        || !wide::available()
+        || !scores::available()
+        || !hd.is_multiple_of(32)
+        || group == 0
+        || s.n_heads != group * s.n_kv_heads
+        || len < 16
+        || !keys_in_cache
+        || r.q_row.len() < s.n_heads * hd
+        || out_row.len() < s.n_heads * hd
+    {
+        return false;
+    }
+    let (q_scale, score_scale) = if s.scale_queries {
+        (s.scale, 1.0)
+    } else {
+        (1.0, s.scale)
+    };
+    BUFFERS.with(|cell| {
+        let mut buffers = cell.borrow_mut();
+        let need = MOST * (hd + len + 32 * hd);
+        if buffers.len() < need {
+            buffers.resize(need, 0.0);
+        }
+        let (qh, rest) = buffers.split_at_mut(MOST * hd);
+        let (probs, lanes) = rest.split_at_mut(MOST * len);
+        for kvh in 0..s.n_kv_heads {
+            let heads_end = (kvh + 1) * group;
+            let mut h0 = kvh * group;
+            while h0 < heads_end {
+                // Three at a time, two and two for four (the same loads either way).
+                let n = match heads_end - h0 {
+                    4 => 2,
+                    left => left.min(MOST),
+                };
+                let qh = &mut qh[..n * hd];
+                for (dst, &src) in qh.iter_mut().zip(&r.q_row[h0 * hd..(h0 + n) * hd]) {
+                    *dst = src * q_scale;
+                }
+                f16_round_all(qh);
+                let heads = Heads {
+                    qh,
+                    kvh,
+                    span: [first, start, end],
+                    score_scale,
+                };
+                let out = &mut out_row[h0 * hd..(h0 + n) * hd];
+                // SAFETY: AVX-512F/DQ, F16C, AVX2 and FMA (`wide::available`); the shapes
+                // were checked above; `probs` holds MOST · len and `lanes` MOST · 32 · hd.
+                unsafe {
+                    match n {
+                        1 => heads.run::<1>(r, probs, lanes, out),
+                        2 => heads.run::<2>(r, probs, lanes, out),
+                        _ => heads.run::<3>(r, probs, lanes, out),
+                    }
+                }
+                h0 += n;
+            }
+        }
+    });
+    true
+}
+
+/// Query heads of one key-value head, taken together.
+struct Heads<'a> {
+    /// The heads' queries, scaled and f16-rounded, `hd` each.
+    qh: &'a [f32],
+    kvh: usize,
+    span: [usize; 3],
+    score_scale: f32,
+}
+
+impl Heads<'_> {
+    /// Scores, softmax and value sums of `H` heads, their outputs written to `out`
+    /// (`H · hd`).
+    ///
+    /// # Safety
+    /// AVX-512F/DQ, F16C, AVX2 and FMA; `hd` a multiple of 32; at least sixteen positions
+    /// in the span, all in the row's cache; `probs` holds `H · len`, `lanes` `H · 32 · hd`.
+    #[target_feature(enable = "avx512f,avx512dq,avx2,fma,f16c")]
+    unsafe fn run<const H: usize>(
+        &self,
+        r: &AttentionRow,
+        probs: &mut [f32],
+        lanes: &mut [f32],
+        out: &mut [f32],
+    ) {
+        let hd = r.s.head_dim;
+        let [first, start, end] = self.span;
+        let len = end - first;
+        let at = [r.kv_width, self.kvh * hd];
+        // SAFETY: as this function's (caller).
+        unsafe {
+            match r.k16 {
+                Some(k) => wide::x86::one_token_scores::<u16, H>(
+                    self.qh,
+                    k,
+                    at,
+                    hd,
+                    self.span,
+                    self.score_scale,
+                    probs,
+                ),
+                None => wide::x86::one_token_scores::<f32, H>(
+                    self.qh,
+                    r.k,
+                    at,
+                    hd,
+                    self.span,
+                    self.score_scale,
+                    probs,
+                ),
+            }
+        }
+        for p in probs.chunks_exact_mut(len).take(H) {
+            scores::softmax_in_place(p, first, start);
+        }
+        let mut probs = probs.chunks_exact(len);
+        let ps: [&[f32]; H] = std::array::from_fn(|_| probs.next().unwrap_or_default());
+        let mut slots = lanes.chunks_exact_mut(32 * hd);
+        let ls: [&mut [f32]; H] = std::array::from_fn(|_| slots.next().unwrap_or_default());
+        // SAFETY: as this function's (caller); `first` is a multiple of 8.
+        unsafe {
+            match r.v16 {
+                Some(v) => {
+                    wide::x86::one_token_sums::<u16, H>(v, at, hd, ps, first, [start, end], ls)
+                }
+                None => {
+                    wide::x86::one_token_sums::<f32, H>(r.v, at, hd, ps, first, [start, end], ls)
+                }
+            }
+        }
+        for (h, out) in out.chunks_exact_mut(hd).take(H).enumerate() {
+            // SAFETY: AVX-512F; hd is a multiple of 16; head h's slots hold 32 · hd sums.
+            unsafe { wide::x86::reduce_slots32(&lanes[h * 32 * hd..(h + 1) * 32 * hd], hd, out) };
+        }
+    }
+}

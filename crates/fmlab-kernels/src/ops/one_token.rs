@@ -10,13 +10,13 @@
 use super::{f16_round_all, scores, wide, AttentionRow};
 
 thread_local! {
-    /// The queries, scores and value-sum slots of the heads in hand, kept between calls
+    /// The queries and probabilities of the heads in hand, kept between calls
     /// (a decoding step makes one call per layer and sequence).
     static BUFFERS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// The most query heads taken together: their value sums (8 slots × 16 features each)
-/// fill 24 of the 32 vector registers.
+/// The most query heads taken together: the value sums keep four partial sums and four
+/// slots in registers per head (sixteen features each), 24 of the 32 vector registers.
 const MOST: usize = 3;
 
 /// [`super::attention_row`] for one token where the kernels suit the shapes (AVX-512, a
@@ -60,12 +60,12 @@ pub(super) fn attention(r: &AttentionRow, out_row: &mut [f32]) -> bool {
     };
     BUFFERS.with(|cell| {
         let mut buffers = cell.borrow_mut();
-        let need = MOST * (hd + len + 32 * hd);
+        let need = MOST * (hd + len);
         if buffers.len() < need {
             buffers.resize(need, 0.0);
         }
         let (qh, rest) = buffers.split_at_mut(MOST * hd);
-        let (probs, lanes) = rest.split_at_mut(MOST * len);
+        let probs = &mut rest[..MOST * len];
         for kvh in 0..s.n_kv_heads {
             let heads_end = (kvh + 1) * group;
             let mut h0 = kvh * group;
@@ -88,12 +88,12 @@ pub(super) fn attention(r: &AttentionRow, out_row: &mut [f32]) -> bool {
                 };
                 let out = &mut out_row[h0 * hd..(h0 + n) * hd];
                 // SAFETY: AVX-512F/DQ, F16C, AVX2 and FMA (`wide::available`); the shapes
-                // were checked above; `probs` holds MOST · len and `lanes` MOST · 32 · hd.
+                // were checked above; `probs` holds MOST · len and `out` n · hd.
                 unsafe {
                     match n {
-                        1 => heads.run::<1>(r, probs, lanes, out),
-                        2 => heads.run::<2>(r, probs, lanes, out),
-                        _ => heads.run::<3>(r, probs, lanes, out),
+                        1 => heads.run::<1>(r, probs, out),
+                        2 => heads.run::<2>(r, probs, out),
+                        _ => heads.run::<3>(r, probs, out),
                     }
                 }
                 h0 += n;
@@ -118,15 +118,9 @@ impl Heads<'_> {
     ///
     /// # Safety
     /// AVX-512F/DQ, F16C, AVX2 and FMA; `hd` a multiple of 32; at least sixteen positions
-    /// in the span, all in the row's cache; `probs` holds `H · len`, `lanes` `H · 32 · hd`.
+    /// in the span, all in the row's cache; `probs` holds `H · len`, `out` `H · hd`.
     #[target_feature(enable = "avx512f,avx512dq,avx2,fma,f16c")]
-    unsafe fn run<const H: usize>(
-        &self,
-        r: &AttentionRow,
-        probs: &mut [f32],
-        lanes: &mut [f32],
-        out: &mut [f32],
-    ) {
+    unsafe fn run<const H: usize>(&self, r: &AttentionRow, probs: &mut [f32], out: &mut [f32]) {
         let hd = r.s.head_dim;
         let [first, start, end] = self.span;
         let len = end - first;
@@ -159,22 +153,17 @@ impl Heads<'_> {
         }
         let mut probs = probs.chunks_exact(len);
         let ps: [&[f32]; H] = std::array::from_fn(|_| probs.next().unwrap_or_default());
-        let mut slots = lanes.chunks_exact_mut(32 * hd);
-        let ls: [&mut [f32]; H] = std::array::from_fn(|_| slots.next().unwrap_or_default());
-        // SAFETY: as this function's (caller); `first` is a multiple of 8.
+        // SAFETY: as this function's (caller); `first` is a multiple of 8, `out` holds
+        // H · hd.
         unsafe {
             match r.v16 {
                 Some(v) => {
-                    wide::x86::one_token_sums::<u16, H>(v, at, hd, ps, first, [start, end], ls)
+                    wide::x86::one_token_values::<u16, H>(v, at, hd, ps, first, [start, end], out)
                 }
                 None => {
-                    wide::x86::one_token_sums::<f32, H>(r.v, at, hd, ps, first, [start, end], ls)
+                    wide::x86::one_token_values::<f32, H>(r.v, at, hd, ps, first, [start, end], out)
                 }
             }
-        }
-        for (h, out) in out.chunks_exact_mut(hd).take(H).enumerate() {
-            // SAFETY: AVX-512F; hd is a multiple of 16; head h's slots hold 32 · hd sums.
-            unsafe { wide::x86::reduce_slots32(&lanes[h * 32 * hd..(h + 1) * 32 * hd], hd, out) };
         }
     }
 }

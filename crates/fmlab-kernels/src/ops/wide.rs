@@ -295,52 +295,81 @@ pub(super) mod x86 {
         _mm512_add_ps(u, _mm512_permute_ps::<0b01_00_11_10>(u))
     }
 
-    /// One-token attention's value sums of `H` query heads that share a key-value head:
-    /// head `h`'s 32 slots (`lanes[h]`, slot `i`'s features at `i · hd`), slot `kp mod
-    /// 32` summing `ps[h][kp − first] · v[kp]` by FMA in position order from zero over
-    /// `start..end`, as [`weigh32`] sums with 32 slots. Sixteen features and eight slots
-    /// per pass, every head's sums in registers, so that one conversion of a position's
-    /// features serves all `H` heads.
+    /// One-token attention's outputs of `H` query heads that share a key-value head,
+    /// written to `out` (`H · hd`): 32 slots of value sums per feature (slot `kp mod 32`
+    /// summing `ps[h][kp − first] · v[kp]` by FMA in position order from zero over
+    /// `start..end`, as [`weigh32`] sums with 32 slots) reduced as [`reduce_slots32`]
+    /// reduces them, without the slots going through memory: over a context of a few
+    /// times 32 positions each slot sums only a few positions, so storing every slot and
+    /// loading it back was a large part of the work (an 8-sequence SmolLM2 step took 1.01×
+    /// as long that way, 7 rounds in one process, and one sequence 1.02×). For each
+    /// sixteen features, the slots are formed four at a time, in the order
+    /// the reduction adds them (`x_i = (s_i + s_{16+i}) + (s_{8+i} + s_{24+i})`, then
+    /// `t_i = x_i + x_{i+4}`, then `(t_0 + t_1) + (t_2 + t_3)`), each slot by FMA in
+    /// position order from zero; every position is still loaded and widened once per
+    /// sixteen features for all `H` heads.
     ///
     /// # Safety
     /// AVX-512F and F16C; `H ≤ 3`; `hd` a multiple of 16, `first` a multiple of 8 and
     /// `first ≤ start`; each `ps[h]` holds `end − first` weights; features `0..hd` of
-    /// position `kp` are at `kp · rs + off` in `v` for every `kp < end`; each `lanes[h]`
-    /// holds `32 · hd`.
-    #[allow(clippy::too_many_arguments)]
+    /// position `kp` are at `kp · rs + off` in `v` for every `kp < end`; `out.len() ≥ H · hd`.
+    #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
     #[target_feature(enable = "avx512f,avx2,fma,f16c")]
-    pub(in super::super) unsafe fn one_token_sums<T: Feature, const H: usize>(
+    pub(in super::super) unsafe fn one_token_values<T: Feature, const H: usize>(
         v: &[T],
         [rs, off]: [usize; 2],
         hd: usize,
         ps: [&[f32]; H],
         first: usize,
         [start, end]: [usize; 2],
-        mut lanes: [&mut [f32]; H],
+        out: &mut [f32],
     ) {
         let vp = v.as_ptr();
         let pp: [*const f32; H] = std::array::from_fn(|h| ps[h].as_ptr());
-        for c in (0..hd).step_by(16) {
-            for m in 0..4 {
-                let mut acc = [[_mm512_setzero_ps(); 8]; H];
-                let g0 = first / 32 * 32 + 8 * m;
-                super::super::walk_runs(g0, 32, [start, end], |i, kp| {
-                    // SAFETY: positions in start..end lie in `v` and each `ps[h]` (caller).
+        let base = first / 32 * 32;
+        // Slot `s`'s sums of features c..c + 16 for every head.
+        let slot = |s: usize, c: usize| {
+            let mut acc = [_mm512_setzero_ps(); H];
+            let mut kp = base + s;
+            while kp < end {
+                if kp >= start {
+                    // SAFETY: start ≤ kp < end lies in `v` and each `ps[h]` (caller).
                     unsafe {
                         let x = load16(vp.add(kp * rs + off + c));
                         for (h, a) in acc.iter_mut().enumerate() {
                             let w = _mm512_set1_ps(*pp[h].add(kp - first));
-                            a[i] = _mm512_fmadd_ps(w, x, a[i]);
+                            *a = _mm512_fmadd_ps(w, x, *a);
                         }
                     }
-                });
-                for (a, out) in acc.iter().zip(lanes.iter_mut()) {
-                    for (i, sum) in a.iter().enumerate() {
-                        let slot = 8 * m + i;
-                        // SAFETY: slot < 32 and c + 16 ≤ hd, inside `lanes[h]` (caller).
-                        unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(slot * hd + c), *sum) };
-                    }
                 }
+                kp += 32;
+            }
+            acc
+        };
+        // x_i of every head.
+        let x = |i: usize, c: usize| {
+            let (a, b, d, e) = (slot(i, c), slot(16 + i, c), slot(8 + i, c), slot(24 + i, c));
+            let mut x = [_mm512_setzero_ps(); H];
+            for h in 0..H {
+                x[h] = _mm512_add_ps(_mm512_add_ps(a[h], b[h]), _mm512_add_ps(d[h], e[h]));
+            }
+            x
+        };
+        for c in (0..hd).step_by(16) {
+            let mut t = [[_mm512_setzero_ps(); H]; 4];
+            for (i, ti) in t.iter_mut().enumerate() {
+                let (lo, hi) = (x(i, c), x(i + 4, c));
+                for h in 0..H {
+                    ti[h] = _mm512_add_ps(lo[h], hi[h]);
+                }
+            }
+            for h in 0..H {
+                let r = _mm512_add_ps(
+                    _mm512_add_ps(t[0][h], t[1][h]),
+                    _mm512_add_ps(t[2][h], t[3][h]),
+                );
+                // SAFETY: head h's features c..c + 16 lie in `out` (caller).
+                unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(h * hd + c), r) };
             }
         }
     }

@@ -32,26 +32,6 @@ pub use quant::{dequantize_block, dequantize_row, dot_row, f16_to_f32, f32_to_f1
 pub use quantize::{f32_to_bf16, quantize_q8_0, quantize_row, quantize_row_into};
 pub use repack::{repack_available, Repacked};
 
-/// Asks the CPU to bring the `bytes` bytes from address `start` into its second-level
-/// cache, one request per 64-byte line, and returns at once. A hint only: nothing is read
-/// or written and no address can fault, so a stale or foreign one merely wastes the
-/// requests (which is why this takes an address rather than a slice: a caller may name
-/// memory another thread is writing). Does nothing off x86-64.
-#[inline]
-pub fn prefetch(start: usize, bytes: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
-        for line in (start & !63..start.saturating_add(bytes)).step_by(64) {
-            // SAFETY: a prefetch reads nothing and cannot fault, whatever the address (SSE,
-            // which every x86-64 CPU has).
-            unsafe { _mm_prefetch::<_MM_HINT_T1>(line as *const i8) };
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (start, bytes);
-}
-
 /// Errors: shapes that do not fit the buffers they describe, formats without a kernel.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Error {

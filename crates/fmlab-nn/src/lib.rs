@@ -553,26 +553,6 @@ impl Transformer {
                     // Sequences attend to their own caches: several at once in parallel
                     // (a decode step's single rows would otherwise run one after another).
                     if segments.len() > 1 {
-                        // Where each sequence's cache of this layer lies. A task asks for
-                        // the cache of the sequence its thread likely takes next (tasks are
-                        // claimed in turn), so that those keys and values arrive from the
-                        // shared cache while this one computes: a step's caches (12 MB for
-                        // SmolLM2 at 8 sequences and 64 positions) do not stay in a core's
-                        // own cache from one step to the next, and the one-token kernels
-                        // waited on their loads (an 8-sequence SmolLM2 step took 1.015× as
-                        // long without this, 7 rounds in one process). Addresses only: the
-                        // other task may be
-                        // appending to its cache meanwhile, and a stale address merely
-                        // wastes the requests.
-                        let ahead = fmlab_kernels::pool::threads();
-                        let caches: Vec<[(usize, usize); 2]> = segments
-                            .iter()
-                            .map(|seg| {
-                                let (k, v) = (&seg.cache.keys[layer], &seg.cache.values[layer]);
-                                let bytes = |x: &Vec<u16>| (x.as_ptr() as usize, 2 * x.len());
-                                [bytes(k), bytes(v)]
-                            })
-                            .collect();
                         // One task per sequence (each lock is taken once, by its task).
                         let work: Vec<_> = segments
                             .iter_mut()
@@ -580,9 +560,6 @@ impl Transformer {
                             .map(std::sync::Mutex::new)
                             .collect();
                         fmlab_kernels::pool::for_each(work.len(), |i| {
-                            for &(at, bytes) in caches.get(i + ahead).into_iter().flatten() {
-                                fmlab_kernels::prefetch(at, bytes);
-                            }
                             if let Ok(mut w) = work[i].lock() {
                                 let (seg, out) = &mut *w;
                                 one(seg, out, &spans[i]);

@@ -1,7 +1,8 @@
 //! One token's attention (a decoding step's row) on the AVX-512 kernels, the query heads
 //! that share a key-value head taken together: each key and value is loaded and widened
-//! from the cache's f16 once for up to three heads instead of once per head, and the
-//! row's buffers are kept per thread rather than allocated per call. Every score,
+//! from the cache's f16 once for up to three heads instead of once per head, the row's
+//! cache is first read in order (see [`attention`]), and the row's buffers are kept per
+//! thread rather than allocated per call. Every score,
 //! probability and sum is the one the head-by-head loop of `attention_row` forms (same
 //! operations in the same order, lane by lane), so the results are the same bits; the
 //! head-by-head loop stays for other CPUs, head sizes and contexts under sixteen
@@ -52,6 +53,26 @@ pub(super) fn attention(r: &AttentionRow, out_row: &mut [f32]) -> bool {
         || out_row.len() < s.n_heads * hd
     {
         return false;
+    }
+    // The row's keys and values are read first in order, one value per 64-byte line: a
+    // decoding step's cache of a layer has left the core's own caches since the last step
+    // (the weights stream through them in between), and the kernels' reads hop between
+    // positions and heads, so the lines came one by one. Read in order, they arrive
+    // together and then hit in L1/L2. On the 2-core AMD EPYC (Zen 4) here, one 64-position
+    // SmolLM2 row took 4 µs with its cache in L1/L2, 13 µs cold, 7 µs cold with this
+    // (`attn_hot` scratch measurement), and 10 µs cold with software prefetches of the
+    // same lines instead; an 8-sequence step 1.04× faster than with such prefetches
+    // (7 rounds, in one process), one sequence 1.04×.
+    let bytes = end * r.kv_width;
+    match (r.k16, r.v16) {
+        (Some(k), Some(v)) => {
+            touch(&k[..bytes]);
+            touch(&v[..bytes]);
+        }
+        _ => {
+            touch(&r.k[..bytes]);
+            touch(&r.v[..bytes]);
+        }
     }
     let (q_scale, score_scale) = if s.scale_queries {
         (s.scale, 1.0)
@@ -166,4 +187,15 @@ impl Heads<'_> {
             }
         }
     }
+}
+
+/// Reads one value of every 64-byte line of `xs`, in order (the values are discarded).
+#[inline(always)]
+fn touch<T: Copy + Default>(xs: &[T]) {
+    let step = (64 / std::mem::size_of::<T>()).max(1);
+    let mut last = T::default();
+    for x in xs.iter().step_by(step) {
+        last = std::hint::black_box(*x);
+    }
+    std::hint::black_box(last);
 }

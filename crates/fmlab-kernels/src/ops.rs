@@ -558,6 +558,31 @@ struct AttentionRow<'a> {
     v16: Option<&'a [u16]>,
 }
 
+impl AttentionRow<'_> {
+    /// The positions this row sees, `[first, start, end]`: `start..end` (its window, or all
+    /// before it and itself), and `first`, `start` rounded down to a multiple of 8, from
+    /// which positions are indexed so that lanes and groups line up with llama.cpp's full
+    /// rows.
+    fn span(&self) -> [usize; 3] {
+        let end = (self.pos + 1).min(self.kv_len);
+        let start = match self.s.window {
+            Some(w) => end.saturating_sub(w),
+            None => 0,
+        };
+        [start / 8 * 8, start, end]
+    }
+
+    /// The factors of the queries and of the products `q · k`: one of them is the shape's
+    /// scale (see [`AttentionShape::scale_queries`]), the other 1.
+    fn scales(&self) -> (f32, f32) {
+        if self.s.scale_queries {
+            (self.s.scale, 1.0)
+        } else {
+            (1.0, self.s.scale)
+        }
+    }
+}
+
 fn simd_attention() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -625,25 +650,14 @@ fn attention_row(r: &AttentionRow, out_row: &mut [f32]) {
     }
     let s = r.s;
     let hd = s.head_dim;
-    let end = (r.pos + 1).min(r.kv_len);
-    let start = match s.window {
-        Some(w) => end.saturating_sub(w),
-        None => 0,
-    };
-    // Positions are indexed from `first`, the start of the window rounded down to a multiple
-    // of 8, so that lanes and groups line up with llama.cpp's full rows.
-    let first = start / 8 * 8;
+    let [first, start, end] = r.span();
+    let (q_scale, score_scale) = r.scales();
     let mut scores = vec![0f32; end - first];
     let mut qh = vec![0f32; hd];
     // Accumulators of the weighted values, one per slot (see below) and feature.
     let mut lanes = vec![0f32; 32 * hd];
     for h in 0..s.n_heads {
         let kvh = h / r.group;
-        let (q_scale, score_scale) = if s.scale_queries {
-            (s.scale, 1.0)
-        } else {
-            (1.0, s.scale)
-        };
         for (dst, &src) in qh.iter_mut().zip(&r.q_row[h * hd..(h + 1) * hd]) {
             *dst = src * q_scale;
         }
@@ -703,18 +717,9 @@ fn attention_row_grouped(r: &AttentionRow, kt: &[f32], vt: &[f32], out_row: &mut
     if !wide::available() || !hd.is_multiple_of(16) || group == 0 {
         return false;
     }
-    let end = (r.pos + 1).min(r.kv_len);
-    let start = match s.window {
-        Some(w) => end.saturating_sub(w),
-        None => 0,
-    };
-    let first = start / 8 * 8;
+    let [first, start, end] = r.span();
     let len = end - first;
-    let (q_scale, score_scale) = if s.scale_queries {
-        (s.scale, 1.0)
-    } else {
-        (1.0, s.scale)
-    };
+    let (q_scale, score_scale) = r.scales();
     let mut qh = vec![0f32; group * hd];
     let mut scores = vec![0f32; group * len];
     let mut lanes = vec![0f32; group * 8 * hd];

@@ -27,13 +27,7 @@ const MOST: usize = 3;
 pub(super) fn attention(r: &AttentionRow, out_row: &mut [f32]) -> bool {
     let s = r.s;
     let (hd, group) = (s.head_dim, r.group);
-    let end = (r.pos + 1).min(r.kv_len);
-    let start = match s.window {
-        Some(w) => end.saturating_sub(w),
-        None => 0,
-    };
-    // As the head-by-head loop: positions from the window's start rounded down to 8.
-    let first = start / 8 * 8;
+    let [first, start, end] = r.span();
     let len = end - first;
     let keys_in_cache = match (r.k16, r.v16) {
         (Some(k), Some(v)) => k.len().min(v.len()) >= end * r.kv_width,
@@ -74,11 +68,7 @@ pub(super) fn attention(r: &AttentionRow, out_row: &mut [f32]) -> bool {
             touch(&r.v[..bytes]);
         }
     }
-    let (q_scale, score_scale) = if s.scale_queries {
-        (s.scale, 1.0)
-    } else {
-        (1.0, s.scale)
-    };
+    let (q_scale, score_scale) = r.scales();
     BUFFERS.with(|cell| {
         let mut buffers = cell.borrow_mut();
         let need = MOST * (hd + len);

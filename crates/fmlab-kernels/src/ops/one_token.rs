@@ -2,11 +2,10 @@
 //! that share a key-value head taken together: each key and value is loaded and widened
 //! from the cache's f16 once for up to three heads instead of once per head, the row's
 //! cache is first read in order (see [`attention`]), and the row's buffers are kept per
-//! thread rather than allocated per call. Every score,
-//! probability and sum is the one the head-by-head loop of `attention_row` forms (same
-//! operations in the same order, lane by lane), so the results are the same bits; the
-//! head-by-head loop stays for other CPUs, head sizes and contexts under sixteen
-//! positions.
+//! thread rather than allocated per call. Every score, probability and sum is the one the
+//! head-by-head loop of `attention_row` forms (same operations in the same order, lane by
+//! lane), so the results are the same bits; the head-by-head loop stays for other CPUs,
+//! head sizes and contexts under sixteen positions.
 
 use super::{f16_round_all, scores, wide, AttentionRow};
 
@@ -53,10 +52,10 @@ pub(super) fn attention(r: &AttentionRow, out_row: &mut [f32]) -> bool {
     // (the weights stream through them in between), and the kernels' reads hop between
     // positions and heads, so the lines came one by one. Read in order, they arrive
     // together and then hit in L1/L2. On the 2-core AMD EPYC (Zen 4) here, one 64-position
-    // SmolLM2 row took 4 µs with its cache in L1/L2, 13 µs cold, 7 µs cold with this
-    // (`attn_hot` scratch measurement), and 10 µs cold with software prefetches of the
-    // same lines instead; an 8-sequence step 1.04× faster than with such prefetches
-    // (7 rounds, in one process), one sequence 1.04×.
+    // SmolLM2 row took 3.3–4 µs with its cache in L1/L2, 13 µs cold, 6–7 µs cold with this,
+    // and 10 µs cold with software prefetches of the same lines instead (a standalone
+    // timing of 240 rows' caches, not kept); in the model, an 8-sequence step ran 1.04×
+    // faster than with such prefetches (7 rounds, in one process), one sequence 1.04×.
     let bytes = end * r.kv_width;
     match (r.k16, r.v16) {
         (Some(k), Some(v)) => {

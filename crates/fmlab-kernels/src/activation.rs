@@ -241,15 +241,7 @@ fn avx512_available() -> bool {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    /// `x` rounded to the nearest f16 by F16C: [`crate::ops::f16_round`]'s result, without
-    /// its branches (two per block here; see the rounding test in `ops::scores`).
-    #[inline]
-    #[target_feature(enable = "f16c")]
-    fn f16_round(x: f32) -> f32 {
-        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(
-            _mm_set_ss(x),
-        )))
-    }
+    use crate::ops::f16c;
 
     /// See [`super::quantize_q8_32_into`].
     ///
@@ -286,9 +278,9 @@ mod avx512 {
                 _mm_storeu_si128(q.cast(), _mm512_cvtepi32_epi8(qlo));
                 _mm_storeu_si128(q.add(16).cast(), _mm512_cvtepi32_epi8(qhi));
                 let sum = _mm512_reduce_add_epi32(_mm512_add_epi32(qlo, qhi));
-                d[b] = f16_round(scale);
+                d[b] = f16c::round(scale);
                 if !s.is_empty() {
-                    s[b] = f16_round(scale * sum as f32);
+                    s[b] = f16c::round(scale * sum as f32);
                 }
                 sums[b] = sum;
             }

@@ -787,43 +787,9 @@ fn scalar_scores_softmax(
 ) {
     let hd = qh.len();
     let mut max = f32::NEG_INFINITY;
-    // One token's scores sixteen keys at a time on AVX-512 (the same sums as `dot32`'s),
-    // the rest one by one.
-    let mut done = 0;
-    #[cfg(target_arch = "x86_64")]
-    if r.single && r.simd && wide::available() && hd.is_multiple_of(32) {
-        while done < scores.len() && scores.len() >= 16 {
-            // The last run of sixteen ends at the last position and overlaps the run
-            // before it: each key's sum is its own, so the overlap is only computed twice.
-            let from = done.min(scores.len() - 16);
-            // SAFETY: AVX-512F/DQ (checked); hd is a multiple of 32 and `qh` holds it;
-            // positions first + from .. + 16 ≤ end lie in the cache.
-            let at = [r.kv_width, kvh * hd];
-            let sums = unsafe {
-                match r.k16 {
-                    Some(k) => wide::x86::dots16_single(qh, k, at, first + from, hd),
-                    None => wide::x86::dots16_single(qh, r.k, at, first + from, hd),
-                }
-            };
-            // Positions before the window weigh nothing (−∞). The largest score by halves:
-            // one `max` after another was a chain through all of them, most of this loop's
-            // time, and `max` (which passes over NaN) does not depend on the order.
-            let mut run = [f32::NEG_INFINITY; 16];
-            for (i, (score, sum)) in run.iter_mut().zip(sums).enumerate() {
-                if first + from + i >= start {
-                    *score = sum * score_scale;
-                }
-            }
-            scores[done..from + 16].copy_from_slice(&run[done - from..]);
-            let m8: [f32; 8] = std::array::from_fn(|i| run[i].max(run[i + 8]));
-            let m4: [f32; 4] = std::array::from_fn(|i| m8[i].max(m8[i + 4]));
-            max = max.max(m4[0].max(m4[2]).max(m4[1].max(m4[3])));
-            done = from + 16;
-        }
-    }
-    // A key of the f16 cache as f32, for the positions left to one-by-one products.
+    // A key of the f16 cache as f32, widened for its product.
     let mut widened: Vec<f32> = Vec::new();
-    for (j, score) in scores.iter_mut().enumerate().skip(done) {
+    for (j, score) in scores.iter_mut().enumerate() {
         let kp = first + j;
         if kp < start {
             *score = f32::NEG_INFINITY;
@@ -1284,8 +1250,19 @@ pub fn f16_to_f32_all(src: &[u16], dst: &mut [f32]) {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod f16c {
+pub(crate) mod f16c {
     use std::arch::x86_64::*;
+
+    /// `x` rounded to the nearest f16 by F16C: [`super::f16_round`]'s result (the same
+    /// bits for every number; see the rounding test in `scores`), without its branches and
+    /// its 256 KB table, whose lookups miss the cache in hot loops.
+    #[inline]
+    #[target_feature(enable = "f16c")]
+    pub(crate) fn round(x: f32) -> f32 {
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(
+            _mm_set_ss(x),
+        )))
+    }
 
     /// [`super::f32_to_f16_all`] over the whole runs of eight of equally long slices;
     /// returns how many it converted.

@@ -13,6 +13,10 @@
 //! Written for this project: llama.cpp reaches these sums through tinyBLAS, whose AVX-512
 //! build sums in other orders; these keep the AVX2 orders that fmlab's reference outputs
 //! were recorded with.
+//!
+//! One token's row (a decoding step) has its own kernels here, driven by `one_token`:
+//! [`x86::one_token_scores`] in `vec_dot_f16`'s order and [`x86::one_token_values`] in
+//! its 32 slots' order, each serving up to three query heads of a key-value head.
 
 /// Whether the CPU has AVX-512F and DQ (and AVX2, FMA, F16C) for these kernels.
 pub(super) fn available() -> bool {
@@ -65,23 +69,6 @@ pub(super) mod x86 {
     }
     impl Feature for u16 {
         const HALF: bool = true;
-    }
-
-    /// Eight features from `at`, as f32.
-    ///
-    /// # Safety
-    /// AVX2 and F16C; eight values of `T` at `at`.
-    #[inline]
-    #[target_feature(enable = "avx2,f16c")]
-    unsafe fn load8<T: Feature>(at: *const T) -> __m256 {
-        // SAFETY: eight values at `at` (caller); `T` is u16 exactly when HALF.
-        unsafe {
-            if T::HALF {
-                _mm256_cvtph_ps(_mm_loadu_si128(at.cast()))
-            } else {
-                _mm256_loadu_ps(at.cast())
-            }
-        }
     }
 
     /// Sixteen features from `at`, as f32.
@@ -149,56 +136,10 @@ pub(super) mod x86 {
         [reduce16(&acc[0]), reduce16(&acc[1])]
     }
 
-    /// `q · k` of one query head with the sixteen keys at positions `p0..p0 + 16` of the
-    /// row-major cache `k` (position `kp`'s features at `kp · rs + off`), each summed as
-    /// ggml's one-token `vec_dot_f16` sums it ([`super::super::dot32`]: four accumulators
-    /// of eight lanes by feature `mod 32`, FMA from zero in feature order, then
-    /// `(v0 + v2) + (v1 + v3)`, halves, two horizontal adds). One register holds two keys'
-    /// accumulators side by side, so each FMA serves both; the query's eight features
-    /// are broadcast from memory to both halves.
-    ///
-    /// # Safety
-    /// AVX-512F, DQ and F16C; `hd` a multiple of 32 and `q.len() ≥ hd`; positions `p0..p0 + 16`
-    /// hold `hd` features each in `k` from `kp · rs + off`.
-    #[inline]
-    #[allow(clippy::needless_range_loop)]
-    #[target_feature(enable = "avx512f,avx512dq,avx2,fma,f16c")]
-    pub(in super::super) unsafe fn dots16_single<T: Feature>(
-        q: &[f32],
-        k: &[T],
-        [rs, off]: [usize; 2],
-        p0: usize,
-        hd: usize,
-    ) -> [f32; 16] {
-        let mut x = [_mm512_setzero_ps(); 8];
-        // SAFETY: every position read lies in `k`, every feature in `q` (caller).
-        unsafe {
-            let qp = q.as_ptr();
-            for (pair, xp) in x.iter_mut().enumerate() {
-                let ka = k.as_ptr().add((p0 + 2 * pair) * rs + off);
-                let kb = ka.add(rs);
-                let mut acc = [_mm512_setzero_ps(); 4];
-                for c in (0..hd).step_by(32) {
-                    for j in 0..4 {
-                        let f = c + 8 * j;
-                        let qv = _mm512_broadcast_f32x8(_mm256_loadu_ps(qp.add(f)));
-                        let kv = _mm512_insertf32x8::<1>(
-                            _mm512_castps256_ps512(load8(ka.add(f))),
-                            load8(kb.add(f)),
-                        );
-                        acc[j] = _mm512_fmadd_ps(qv, kv, acc[j]);
-                    }
-                }
-                *xp = _mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3]));
-            }
-        }
-        reduce16_single(&x)
-    }
-
     /// One-token attention's scores of `H` query heads that share a key-value head, over
     /// positions `first..end` (at least sixteen): `scores[h · len + j]` is head `h`'s
     /// `q · k` of position `first + j` times `score_scale`, −∞ before `start`. Each sum is
-    /// the one [`dots16_single`] forms (ggml's `vec_dot_f16`: four accumulators of eight
+    /// the one `dot32` forms (ggml's `vec_dot_f16`: four accumulators of eight
     /// lanes by feature mod 32, FMA from zero in feature order, `(v0 + v2) + (v1 + v3)`,
     /// halves, two horizontal adds), laid out so that one conversion of a key's sixteen
     /// features serves all `H` heads: a register holds features `f..f + 16` of one key,
@@ -274,7 +215,8 @@ pub(super) mod x86 {
 
     /// Four keys' sums of [`one_token_scores`] from their accumulators (`a[j]`: key `j`'s
     /// ggml accumulators 0 and 1, then 2 and 3, side by side): key `j`'s sum in lane
-    /// `4j`, reduced as [`reduce16_single`] reduces.
+    /// `4j`. Per key, t = x[0..4] + x[4..8], then (t0 + t1) + (t2 + t3)
+    /// (`reduce_vec_dot_f16`), one key per 128-bit lane.
     #[inline]
     #[target_feature(enable = "avx512f")]
     fn reduce4_single(a: &[[__m512; 2]; 4]) -> __m512 {
@@ -399,29 +341,6 @@ pub(super) mod x86 {
                 _mm512_storeu_ps(out.as_mut_ptr().add(d), r);
             }
         }
-    }
-
-    /// [`dots16_single`]'s sixteen sums: per key, t = x[0..4] + x[4..8], then
-    /// (t0 + t1) + (t2 + t3) (`reduce_vec_dot_f16`), one key per 128-bit lane.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn reduce16_single(x: &[__m512; 8]) -> [f32; 16] {
-        let mut out = [0f32; 16];
-        for m in 0..4 {
-            let (a, b) = (x[2 * m], x[2 * m + 1]);
-            let lo = _mm512_shuffle_f32x4::<0b10_00_10_00>(a, b);
-            let hi = _mm512_shuffle_f32x4::<0b11_01_11_01>(a, b);
-            let t = _mm512_add_ps(lo, hi);
-            let u = _mm512_add_ps(t, _mm512_permute_ps::<0b10_11_00_01>(t));
-            let r = _mm512_add_ps(u, _mm512_permute_ps::<0b01_00_11_10>(u));
-            let mut lanes = [0f32; 16];
-            // SAFETY: `lanes` is sixteen f32.
-            unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), r) };
-            for k in 0..4 {
-                out[4 * m + k] = lanes[4 * k];
-            }
-        }
-        out
     }
 
     /// The sixteen keys' sums of [`dots16`]'s registers: four keys per two registers, their

@@ -241,7 +241,7 @@ fn avx512_available() -> bool {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use crate::ops::f16c;
+    use crate::quant::f16c_round;
 
     /// See [`super::quantize_q8_32_into`].
     ///
@@ -278,9 +278,9 @@ mod avx512 {
                 _mm_storeu_si128(q.cast(), _mm512_cvtepi32_epi8(qlo));
                 _mm_storeu_si128(q.add(16).cast(), _mm512_cvtepi32_epi8(qhi));
                 let sum = _mm512_reduce_add_epi32(_mm512_add_epi32(qlo, qhi));
-                d[b] = f16c::round(scale);
+                d[b] = f16c_round(scale);
                 if !s.is_empty() {
-                    s[b] = f16c::round(scale * sum as f32);
+                    s[b] = f16c_round(scale * sum as f32);
                 }
                 sums[b] = sum;
             }

@@ -1250,19 +1250,8 @@ pub fn f16_to_f32_all(src: &[u16], dst: &mut [f32]) {
 }
 
 #[cfg(target_arch = "x86_64")]
-pub(crate) mod f16c {
+mod f16c {
     use std::arch::x86_64::*;
-
-    /// `x` rounded to the nearest f16 by F16C: [`super::f16_round`]'s result (the same
-    /// bits for every number; see the rounding test in `scores`), without its branches and
-    /// its 256 KB table, whose lookups miss the cache in hot loops.
-    #[inline]
-    #[target_feature(enable = "f16c")]
-    pub(crate) fn round(x: f32) -> f32 {
-        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(
-            _mm_set_ss(x),
-        )))
-    }
 
     /// [`super::f32_to_f16_all`] over the whole runs of eight of equally long slices;
     /// returns how many it converted.

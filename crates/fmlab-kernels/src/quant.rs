@@ -84,6 +84,19 @@ pub fn f16_to_f32(bits: u16) -> f32 {
     table[bits as usize]
 }
 
+/// `x` rounded to the nearest f16 by F16C: `f16_to_f32(f32_to_f16(x))` (the same bits for
+/// every number; see the rounding test in `ops::scores`), without the software rounding's
+/// branches and its 256 KB table, whose lookups miss the cache in hot loops.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "f16c")]
+pub(crate) fn f16c_round(x: f32) -> f32 {
+    use std::arch::x86_64::*;
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(
+        _mm_set_ss(x),
+    )))
+}
+
 /// IEEE half precision to f32, computed.
 pub fn f16_to_f32_exact(bits: u16) -> f32 {
     let sign = ((bits >> 15) as u32) << 31;

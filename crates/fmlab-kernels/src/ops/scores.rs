@@ -293,7 +293,7 @@ mod avx2 {
                 if first + j >= start {
                     // By F16C too: the software rounding's table misses were a third of
                     // this function's time in decoding, where every head's row has a tail.
-                    scores[j] = super::super::f16c::round(scores[j] * inv);
+                    scores[j] = crate::quant::f16c_round(scores[j] * inv);
                 }
                 j += 1;
             }

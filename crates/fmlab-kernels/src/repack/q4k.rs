@@ -101,18 +101,14 @@ impl Q4K {
         self.q.len() + 2 * (self.d.len() + self.dmin.len()) + self.sc.len() + self.mn.len()
     }
 
-    /// Asks the cache for super-block `b` of group `g`; nothing past the last group.
+    /// Asks the cache for super-block `b` of group `g`'s values; nothing past the last
+    /// group. Only the values (see [`fetch_lines`]).
     #[inline]
     fn fetch(&self, g: usize, b: usize) {
         if g >= self.groups {
             return;
         }
-        let at = g * self.supers + b;
-        fetch_lines(&self.q, at * Q_BYTES, Q_BYTES);
-        fetch_lines(&self.d, at * LANES, LANES);
-        fetch_lines(&self.dmin, at * LANES, LANES);
-        fetch_lines(&self.sc, at * SUBS * LANES, SUBS * LANES);
-        fetch_lines(&self.mn, at * SUBS * LANES, SUBS * LANES);
+        fetch_lines(&self.q, (g * self.supers + b) * Q_BYTES, Q_BYTES);
     }
 
     /// Activation rows quantized for this kernel, in the order `Matrix` gives a batch

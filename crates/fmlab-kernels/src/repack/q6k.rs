@@ -95,16 +95,14 @@ impl Q6K {
         self.q.len() + 2 * self.d.len() + self.sc.len()
     }
 
-    /// Asks the cache for super-block `b` of group `g`; nothing past the last group.
+    /// Asks the cache for super-block `b` of group `g`'s values; nothing past the last
+    /// group. Only the values (see [`fetch_lines`]).
     #[inline]
     fn fetch(&self, g: usize, b: usize) {
         if g >= self.groups {
             return;
         }
-        let at = g * self.supers + b;
-        fetch_lines(&self.q, at * Q_BYTES, Q_BYTES);
-        fetch_lines(&self.d, at * LANES, LANES);
-        fetch_lines(&self.sc, at * SUBS * LANES, SUBS * LANES);
+        fetch_lines(&self.q, (g * self.supers + b) * Q_BYTES, Q_BYTES);
     }
 
     /// Whether the kernel takes a batch of `n` rows: ggml's tiled order starts at

@@ -517,11 +517,13 @@ impl Block32 {
 /// Only the values are named, not the scales, minimums and sub-block scales beside them
 /// (arrays of at most an eighth of the values' size each, also read in order). Requests
 /// are not free: each is an instruction, and it waits for a slot among the core's
-/// outstanding misses. On the 2-core AMD EPYC (Zen 4), without the scales' requests
-/// SmolLM2's decode ran 1.07–1.10× as fast for one sequence and 1.03–1.04× for eight
-/// (medians of 7 rounds in one process, two runs; rounds 1.04–1.14 and 1.01–1.06), and
-/// Gemma's 1.02× and 1.01×. Naming only the first lines of each 4 KB page (the hardware
-/// prefetcher's own streams stop at page boundaries) was slower: 0.93× and 0.82×.
+/// outstanding misses. On the 2-core AMD EPYC (Zen 4), with the scales' requests too,
+/// SmolLM2's decode ran 0.94× as fast for one sequence and 0.98× for eight (medians of 7
+/// rounds in one process, rounds 0.91–0.96 and 0.96–0.99); Gemma's ran 1.02× and 1.01× as
+/// fast without them (one and eight sequences taking turns). Naming only the first lines
+/// of each 4 KB page (the hardware prefetcher's own streams stop at page boundaries) was
+/// slower still: 0.93× and 0.82× against every line. Other hints than T1 gave, for eight
+/// sequences, 0.95× (T0) and 0.99× (T2); for one, 1.00× both.
 #[inline]
 pub(crate) fn fetch_lines<T>(items: &[T], first: usize, count: usize) {
     #[cfg(target_arch = "x86_64")]

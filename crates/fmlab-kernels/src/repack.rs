@@ -522,8 +522,10 @@ impl Block32 {
 /// rounds in one process, rounds 0.91–0.96 and 0.96–0.99); Gemma's ran 1.02× and 1.01× as
 /// fast without them (one and eight sequences taking turns). Naming only the first lines
 /// of each 4 KB page (the hardware prefetcher's own streams stop at page boundaries) was
-/// slower still: 0.93× and 0.82× against every line. Other hints than T1 gave, for eight
-/// sequences, 0.95× (T0) and 0.99× (T2); for one, 1.00× both.
+/// slower still: 0.93× and 0.82× against every line (the sizes taking turns). Other
+/// hints than T1 gave, for eight sequences, 0.95× (T0) and 0.99× (T2); for one, 1.00×
+/// both. At 2 threads the scales' requests gave 0.99× for one sequence and 1.02× for
+/// eight: about even there.
 #[inline]
 pub(crate) fn fetch_lines<T>(items: &[T], first: usize, count: usize) {
     #[cfg(target_arch = "x86_64")]

@@ -506,8 +506,8 @@ impl Block32 {
     }
 }
 
-/// Asks the cache for `items[first..first + count]` (a hint: nothing is read or written,
-/// and any range may be named). The kernels name the next group's weights while they compute
+/// Asks the cache for bytes `items[first..first + count]` (a hint: nothing is read or
+/// written, and any range may be named). The kernels name the next group's weights while they compute
 /// the current one's: a batch's product is as much arithmetic as memory traffic, and the
 /// hardware's own prefetcher, which follows only short streams, left the two in turn.
 /// Into the second-level cache (T1): Gemma's decode, which streams 220 MB of weights per
@@ -527,13 +527,12 @@ impl Block32 {
 /// both. At 2 threads the scales' requests gave 0.99× for one sequence and 1.02× for
 /// eight: about even there.
 #[inline]
-pub(crate) fn fetch_lines<T>(items: &[T], first: usize, count: usize) {
+pub(crate) fn fetch_lines(items: &[u8], first: usize, count: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
-        let size = std::mem::size_of::<T>();
-        let start = items.as_ptr() as usize + first * size;
-        for line in (start & !63..start + count * size).step_by(64) {
+        let start = items.as_ptr() as usize + first;
+        for line in (start & !63..start + count).step_by(64) {
             // SAFETY: a prefetch reads nothing and cannot fault, whatever the address (SSE,
             // which every x86-64 CPU has).
             unsafe { _mm_prefetch::<_MM_HINT_T1>(line as *const i8) };

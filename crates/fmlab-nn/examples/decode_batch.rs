@@ -4,9 +4,11 @@
 //! Each sequence first reads its own 32-token prompt, then 64 steps decode every sequence
 //! together; the line per batch size gives the aggregate tokens per second (median of nine
 //! runs) and its ratio to one sequence (the median of the nine rounds' ratios). Within a
-//! round the batch sizes take turns step by step, so that a machine whose speed drifts (a
-//! shared host's does, from one second to the next) weighs on every size alike.
-//! bench/inference.sh calls it.
+//! round each batch size runs its 64 steps alone, as a server under that load would; the
+//! sizes' order reverses from round to round, so that a host whose speed drifts weighs on
+//! every size alike. Sizes taking turns step by step (as this example did until stop 35)
+//! evict each other's working sets, which slowed one sequence by 3–30% and so flattered
+//! the ratio. bench/inference.sh calls it.
 
 use std::time::Instant;
 
@@ -45,7 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         logits: Vec<f32>,
         seconds: f64,
     }
-    for _ in 0..RUNS {
+    for round in 0..RUNS {
         let mut runs = Vec::with_capacity(batches.len());
         for &batch in &batches {
             let mut caches: Vec<KvCache> = (0..batch)
@@ -66,11 +68,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 seconds: 0.0,
             });
         }
-        // The batch sizes take turns step by step, each step timed on its own: a host
-        // whose speed swings from one second to the next (this one's does, by up to 2×)
-        // then weighs on every size alike, which whole runs one after another did not.
-        for _ in 0..STEPS {
-            for run in runs.iter_mut() {
+        // Each size's steps as one block; even rounds run the sizes in the order given,
+        // odd rounds in reverse, so that neither end of a round is always the same size.
+        let mut order: Vec<usize> = (0..runs.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for &r in &order {
+            let run = &mut runs[r];
+            for _ in 0..STEPS {
                 let start = Instant::now();
                 let mut segments: Vec<Segment<'_>> = run
                     .next

@@ -100,14 +100,42 @@ fi
 # --- several sequences decoded together --------------------------------------------------
 # The server's continuous batching: aggregate decode tokens/s at 1, 8 and 32 sequences
 # (crates/fmlab-nn/examples/decode_batch.rs: 32-token prompts, then 64 steps of every
-# sequence together; batch sizes taking turns in each of nine rounds, medians), and each
-# batch's ratio to one sequence (median of the rounds' ratios).
+# sequence together; each batch size's steps run as one block, the sizes' order reversing
+# between nine rounds; medians), each batch's ratio to one sequence (median of the rounds'
+# ratios), and beside it llama.cpp's llama-batched-bench on the same shape (its own prompt
+# per sequence, 64 generated tokens each; medians of REPS runs).
 cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p fmlab-nn --example decode_batch
+batched_bin="${LLAMA_BATCHED_BENCH:-$(llamacpp_bin llama-batched-bench)}"
+llama_batched() { # model threads -> "1:tokens/s 8:tokens/s 32:tokens/s" (medians of REPS)
+  for _ in $(seq "$REPS"); do
+    "$batched_bin" -m "$1" -t "$2" -c 4096 -b 2048 -ub 512 -npp 32 -ntg 64 -npl 1,8,32 \
+      --output-format jsonl 2> /dev/null
+  done | "$PY" -c '
+import json, statistics, sys
+rates = {}
+for line in sys.stdin:
+    if line.startswith("{"):
+        row = json.loads(line)
+        rates.setdefault(row["pl"], []).append(row["speed_tg"])
+print(" ".join(f"{pl}:{statistics.median(v):.1f}" for pl, v in sorted(rates.items())))'
+}
 echo
-echo "batched decode (fmlab; aggregate tokens/s, ratio to one sequence)"
+echo "batched decode (aggregate tokens/s; ratio to one sequence)"
 for file in SmolLM2-135M-Instruct.Q4_1.gguf gemma-3-270m-q4_k_m.gguf; do
   for threads in 1 2; do
     echo "$file, $threads thread(s):"
-    "$CARGO_TARGET_DIR/release/examples/decode_batch" "$models/$file" "$threads" 1 8 32 | sed 's/^/  /'
+    ours="$("$CARGO_TARGET_DIR/release/examples/decode_batch" "$models/$file" "$threads" 1 8 32)"
+    sed 's/^/  fmlab /' <<< "$ours"
+    theirs="$(llama_batched "$models/$file" "$threads")"
+    "$PY" - "$theirs" "$ours" <<'PY'
+import re, sys
+theirs = dict(kv.split(":") for kv in sys.argv[1].split())
+ours = {m[0]: float(m[1]) for m in re.findall(r"batch +(\d+): +([\d.]+) tokens/s", sys.argv[2])}
+one = float(theirs["1"])
+print("  llama.cpp (llama-batched-bench): " + ", ".join(
+    f"batch {pl}: {float(v):.1f} ({float(v) / one:.2f}×)" for pl, v in theirs.items()))
+print("  fmlab ÷ llama.cpp: " + ", ".join(
+    f"batch {pl}: {ours[pl] / float(v):.2f}" for pl, v in theirs.items() if pl in ours))
+PY
   done
 done

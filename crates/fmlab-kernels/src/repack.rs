@@ -18,7 +18,9 @@
 //!
 //! Formats: Q4_0, Q4_1, Q5_0, Q8_0 here; Q4_K (`q4k.rs`) and Q6_K (`q6k.rs`, batches of 8
 //! rows or more) in their own files, with their own float orders. The 4-bit formats keep
-//! two values per byte; scales (and Q4_1's minimums) stay f16.
+//! two values per byte, and Q5_0 its low four bits so, beside a plane of fifth bits (one
+//! mask bit per register byte, added by a masked byte add): every format is read at its
+//! stored size; scales (and Q4_1's minimums) stay f16.
 //!
 //! Kernels, chosen at run time ([`best_kernel`]): 512-bit VNNI; on CPUs with AVX2 (and
 //! FMA, F16C) but not AVX-512 VNNI, 256-bit kernels over the same layouts, each group's 16
@@ -42,6 +44,8 @@ const LANES: usize = 16;
 const BLOCK: usize = 32;
 /// Groups of four elements per block: ggml's eight accumulator lanes.
 const QUADS: usize = 8;
+/// Bytes of Q5_0's fifth bits per group and block: one bit per value.
+const HIGH: usize = LANES * BLOCK / 8;
 /// 1.5 · 2²³, whose bit pattern plus a small integer k (|k| < 2²²) is the bit pattern of
 /// 1.5 · 2²³ + k exactly. Each lane's integer sum starts from these bits, so that the
 /// float `sum bits − 1.5 · 2²³` (one exact subtraction, on either vector port) is the
@@ -362,7 +366,7 @@ struct Block32 {
     rows: usize,
     cols: usize,
     blocks: usize,
-    /// Two values per byte (Q4_0, Q4_1).
+    /// Two values per byte (Q4_0, Q4_1, and Q5_0's low four bits).
     nibbles: bool,
     /// What is added to every stored value to make it unsigned.
     offset: i32,
@@ -377,6 +381,13 @@ struct Block32 {
     d: Vec<u16>,
     /// Per group, per block: the 16 rows' minimums (Q4_1; empty otherwise).
     m: Vec<u16>,
+    /// Q5_0's fifth bits (empty for the other formats), per group and block 64 bytes: the
+    /// little-endian u64 at `8 · j` has bit `4 · r + i` set when row r's element
+    /// `4 · j + i` (offset included) is 16 or more: one mask bit per byte of the register
+    /// that quad j's values fill. Kept apart from the nibbles so that the matrix is read
+    /// at its stored size, 22 bytes per 32 values, instead of one byte per value (34):
+    /// a single sequence's decoding reads every weight byte once per token.
+    high: Vec<u8>,
 }
 
 impl std::fmt::Debug for Repacked {
@@ -393,7 +404,7 @@ impl Block32 {
             QuantType::Q4_0 => (true, 8, false),
             // The one format with a minimum has no offset (the SIMD kernel relies on it).
             QuantType::Q4_1 => (true, 0, true),
-            QuantType::Q5_0 => (false, 16, false),
+            QuantType::Q5_0 => (true, 16, false),
             QuantType::Q8_0 => (false, 128, false),
             _ => return None,
         };
@@ -404,17 +415,24 @@ impl Block32 {
         let blocks = cols / BLOCK;
         let groups = rows.div_ceil(LANES);
         let per_block = LANES * BLOCK / if nibbles { 2 } else { 1 };
+        let with_high = format == QuantType::Q5_0;
         let mut q = vec![0u8; groups * blocks * per_block];
         let mut d = vec![0u16; groups * blocks * LANES];
         let mut m = vec![0u16; if with_min { groups * blocks * LANES } else { 0 }];
-        let min_chunk = if with_min { blocks * LANES } else { usize::MAX };
-        let mut ms: Vec<&mut [u16]> = m.chunks_mut(min_chunk).collect();
-        ms.resize_with(groups, || &mut []);
+        let mut high = vec![0u8; if with_high { groups * blocks * HIGH } else { 0 }];
+        // Per group: its minimums and fifth bits, or nothing where the format has none.
+        fn per_group<T>(v: &mut [T], chunk: usize, groups: usize) -> Vec<&mut [T]> {
+            let mut parts: Vec<&mut [T]> = v.chunks_mut(chunk.max(1)).collect();
+            parts.resize_with(groups, || &mut []);
+            parts
+        }
+        let ms = per_group(&mut m, blocks * LANES, groups);
+        let hs = per_group(&mut high, blocks * HIGH, groups);
         q.par_chunks_mut(blocks * per_block)
             .zip(d.par_chunks_mut(blocks * LANES))
-            .zip(ms.into_par_iter())
+            .zip(ms.into_par_iter().zip(hs.into_par_iter()))
             .enumerate()
-            .for_each(|(g, ((q, d), m))| {
+            .for_each(|(g, ((q, d), (m, h)))| {
                 let mut u = vec![0u8; cols];
                 let mut du = vec![0u16; blocks];
                 let mut mu = vec![0u16; blocks];
@@ -435,11 +453,18 @@ impl Block32 {
                         let qb = &mut q[b * per_block..(b + 1) * per_block];
                         let ub = &u[b * BLOCK..(b + 1) * BLOCK];
                         for (j, four) in ub.chunks_exact(4).enumerate() {
-                            if nibbles && j >= QUADS / 2 {
-                                let dst = &mut qb[64 * (j - QUADS / 2) + 4 * r..][..4];
-                                dst.iter_mut().zip(four).for_each(|(d, &v)| *d |= v << 4);
-                            } else {
-                                qb[64 * j + 4 * r..][..4].copy_from_slice(four);
+                            for (i, &v) in four.iter().enumerate() {
+                                if with_high && v >= 16 {
+                                    let bit = 4 * r + i;
+                                    h[b * HIGH + 8 * j + bit / 8] |= 1 << (bit % 8);
+                                }
+                                if !nibbles {
+                                    qb[64 * j + 4 * r + i] = v;
+                                } else if j < QUADS / 2 {
+                                    qb[64 * j + 4 * r + i] |= v & 0x0f;
+                                } else {
+                                    qb[64 * (j - QUADS / 2) + 4 * r + i] |= (v & 0x0f) << 4;
+                                }
                             }
                         }
                     }
@@ -457,11 +482,12 @@ impl Block32 {
             q,
             d,
             m,
+            high,
         })
     }
 
     fn bytes(&self) -> usize {
-        self.q.len() + 2 * (self.d.len() + self.m.len())
+        self.q.len() + 2 * (self.d.len() + self.m.len()) + self.high.len()
     }
 
     /// Asks the cache for block `b` of group `g`'s values; nothing past the last group.
@@ -744,11 +770,16 @@ unsafe fn portable_group(w: &Block32, x: &Inputs, g: usize, t0: usize, take: usi
                 for (j, a) in acc.iter_mut().enumerate() {
                     let mut sum = x.start[(t * w.blocks + b) * QUADS + j] - MAGIC_BITS;
                     for i in 0..4 {
-                        let v = if w.nibbles {
+                        let mut v = if w.nibbles {
                             (qb[64 * (j % 4) + 4 * r + i] >> (4 * (j / 4))) & 0x0f
                         } else {
                             qb[64 * j + 4 * r + i]
                         };
+                        if !w.high.is_empty() {
+                            let bit = 4 * r + i;
+                            let hb = w.high[(g * w.blocks + b) * HIGH + 8 * j + bit / 8];
+                            v |= ((hb >> (bit % 8)) & 1) << 4;
+                        }
                         sum += v as i32 * xb[4 * j + i] as i32;
                     }
                     *a = (sum as f32).mul_add(scale, *a);
@@ -811,7 +842,7 @@ mod avx2;
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{Block32, Inputs, BLOCK, LANES, MAGIC, MAGIC_BITS, QUADS};
+    use super::{Block32, Inputs, BLOCK, HIGH, LANES, MAGIC, MAGIC_BITS, QUADS};
 
     /// [`super::quad_sums`], sixteen sums per instruction: `vpdpbusd` of ones and the bytes.
     ///
@@ -854,13 +885,15 @@ mod avx512 {
         };
         // SAFETY: the caller's contract, passed on.
         unsafe {
-            match (take, w.nibbles, w.with_min) {
-                (2, true, true) => rows::<2, true, true>(w, x, g, t0, y, fetch),
-                (2, true, false) => rows::<2, true, false>(w, x, g, t0, y, fetch),
-                (2, false, _) => rows::<2, false, false>(w, x, g, t0, y, fetch),
-                (_, true, true) => rows::<1, true, true>(w, x, g, t0, y, fetch),
-                (_, true, false) => rows::<1, true, false>(w, x, g, t0, y, fetch),
-                (_, false, _) => rows::<1, false, false>(w, x, g, t0, y, fetch),
+            match (take, w.nibbles, !w.high.is_empty(), w.with_min) {
+                (2, true, false, true) => rows::<2, true, false, true>(w, x, g, t0, y, fetch),
+                (2, true, false, false) => rows::<2, true, false, false>(w, x, g, t0, y, fetch),
+                (2, true, true, _) => rows::<2, true, true, false>(w, x, g, t0, y, fetch),
+                (2, false, _, _) => rows::<2, false, false, false>(w, x, g, t0, y, fetch),
+                (_, true, false, true) => rows::<1, true, false, true>(w, x, g, t0, y, fetch),
+                (_, true, false, false) => rows::<1, true, false, false>(w, x, g, t0, y, fetch),
+                (_, true, true, _) => rows::<1, true, true, false>(w, x, g, t0, y, fetch),
+                (_, false, _, _) => rows::<1, false, false, false>(w, x, g, t0, y, fetch),
             }
         }
     }
@@ -876,8 +909,8 @@ mod avx512 {
 
     /// Group `g` times all `n` activation rows, for batches of more than two tiles: what
     /// every tile reads is prepared once per group, in this thread's scratch, by the first
-    /// tile as it computes. A 4-bit format's values are unpacked to one per byte, so that
-    /// the other tiles skip the nibble splitting; every format's scales (and Q4_1's
+    /// tile as it computes. A 4- or 5-bit format's values are unpacked to one per byte, so
+    /// that the other tiles skip the nibble splitting (and Q5_0's fifth bits); every format's scales (and Q4_1's
     /// minimums) are widened to f32, so that they load them instead of each converting
     /// them again (a conversion is two vector operations on the ports the products use,
     /// two of about 28 per 16 rows, block and activation row). The same values go into the
@@ -929,7 +962,20 @@ mod avx512 {
                 // it: `q` holds the group's values one per byte, `wide` its scales.
                 unsafe {
                     match (t0 == 0, take, w.nibbles, w.with_min) {
-                        (true, _, true, true) => rows_of::<2, true, true, true>(
+                        (true, _, true, false) if !w.high.is_empty() => {
+                            rows_of::<2, true, true, false, true>(
+                                w,
+                                packed,
+                                Scales::Stored,
+                                save,
+                                x,
+                                g,
+                                t0,
+                                y,
+                                fetch,
+                            )
+                        }
+                        (true, _, true, true) => rows_of::<2, true, false, true, true>(
                             w,
                             packed,
                             Scales::Stored,
@@ -940,7 +986,7 @@ mod avx512 {
                             y,
                             fetch,
                         ),
-                        (true, _, true, false) => rows_of::<2, true, false, true>(
+                        (true, _, true, false) => rows_of::<2, true, false, false, true>(
                             w,
                             packed,
                             Scales::Stored,
@@ -951,7 +997,7 @@ mod avx512 {
                             y,
                             fetch,
                         ),
-                        (true, _, false, _) => rows_of::<2, false, false, true>(
+                        (true, _, false, _) => rows_of::<2, false, false, false, true>(
                             w,
                             packed,
                             Scales::Stored,
@@ -962,16 +1008,16 @@ mod avx512 {
                             y,
                             fetch,
                         ),
-                        (false, 2, _, true) => rows_of::<2, false, true, false>(
+                        (false, 2, _, true) => rows_of::<2, false, false, true, false>(
                             w, q, wide, NO_SAVE, x, g, t0, y, fetch,
                         ),
-                        (false, 2, _, false) => rows_of::<2, false, false, false>(
+                        (false, 2, _, false) => rows_of::<2, false, false, false, false>(
                             w, q, wide, NO_SAVE, x, g, t0, y, fetch,
                         ),
-                        (false, _, _, true) => rows_of::<1, false, true, false>(
+                        (false, _, _, true) => rows_of::<1, false, false, true, false>(
                             w, q, wide, NO_SAVE, x, g, t0, y, fetch,
                         ),
-                        (false, _, _, false) => rows_of::<1, false, false, false>(
+                        (false, _, _, false) => rows_of::<1, false, false, false, false>(
                             w, q, wide, NO_SAVE, x, g, t0, y, fetch,
                         ),
                     }
@@ -1002,7 +1048,7 @@ mod avx512 {
     /// AVX-512 F/BW/VNNI; as [`super::portable_group`] with `take = R`.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    unsafe fn rows<const R: usize, const NIB: bool, const MIN: bool>(
+    unsafe fn rows<const R: usize, const NIB: bool, const HI: bool, const MIN: bool>(
         w: &Block32,
         x: &Inputs,
         g: usize,
@@ -1013,7 +1059,9 @@ mod avx512 {
         let per_block = LANES * BLOCK / if NIB { 2 } else { 1 };
         let q = w.q.as_ptr().wrapping_add(g * w.blocks * per_block);
         // SAFETY: the caller's contract; `q` is group g's stored values.
-        unsafe { rows_of::<R, NIB, MIN, false>(w, q, Scales::Stored, NO_SAVE, x, g, t0, y, fetch) }
+        unsafe {
+            rows_of::<R, NIB, HI, MIN, false>(w, q, Scales::Stored, NO_SAVE, x, g, t0, y, fetch)
+        }
     }
 
     /// [`rows`] with group g's values read from `q`: as stored, or (`NIB` false for a
@@ -1029,7 +1077,13 @@ mod avx512 {
     #[allow(clippy::too_many_arguments)]
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    unsafe fn rows_of<const R: usize, const NIB: bool, const MIN: bool, const SAVE: bool>(
+    unsafe fn rows_of<
+        const R: usize,
+        const NIB: bool,
+        const HI: bool,
+        const MIN: bool,
+        const SAVE: bool,
+    >(
         w: &Block32,
         q: *const u8,
         scales: Scales,
@@ -1043,7 +1097,7 @@ mod avx512 {
         let per_block = LANES * BLOCK / if NIB { 2 } else { 1 };
         let mut acc = [[_mm512_setzero_ps(); QUADS]; R];
         let mut mins = [_mm512_setzero_ps(); R];
-        let low = _mm512_set1_epi8(0x0f);
+        let (low, sixteen) = (_mm512_set1_epi8(0x0f), _mm512_set1_epi8(16));
         let (magic, magic_bits) = (_mm512_set1_ps(MAGIC), _mm512_set1_epi32(MAGIC_BITS));
         let d = w.d.as_ptr().wrapping_add(g * w.blocks * LANES);
         let m = w.m.as_ptr().wrapping_add(g * w.blocks * LANES);
@@ -1069,6 +1123,14 @@ mod avx512 {
                         let bytes = _mm512_loadu_si512(qb.add(64 * j).cast());
                         v[j] = _mm512_and_si512(bytes, low);
                         v[j + QUADS / 2] = _mm512_and_si512(_mm512_srli_epi16::<4>(bytes), low);
+                    }
+                    if HI {
+                        // Q5_0's fifth bits: 16 added to each byte whose mask bit is set.
+                        let hb = w.high.as_ptr().add((g * w.blocks + b) * HIGH);
+                        for (j, vj) in v.iter_mut().enumerate() {
+                            let k: __mmask64 = hb.add(8 * j).cast::<u64>().read_unaligned();
+                            *vj = _mm512_mask_add_epi8(*vj, k, *vj, sixteen);
+                        }
                     }
                 } else {
                     for (j, vj) in v.iter_mut().enumerate() {

@@ -7,7 +7,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Block32, Inputs, BLOCK, LANES, MAGIC, MAGIC_BITS, QUADS};
+use super::{Block32, Inputs, BLOCK, HIGH, LANES, MAGIC, MAGIC_BITS, QUADS};
 use crate::quant::QuantType;
 
 /// Group `g` times activation rows `t0..t0 + take`.
@@ -27,11 +27,23 @@ pub(super) unsafe fn group(w: &Block32, x: &Inputs, g: usize, t0: usize, take: u
             let fetch = t == 0 && half == 0;
             // SAFETY: the caller's contract, passed on; rows first.. of this half.
             unsafe {
-                match (w.nibbles, w.with_min, signed) {
-                    (true, true, _) => eight::<true, true, false>(w, x, g, t, half, y, fetch),
-                    (true, false, _) => eight::<true, false, false>(w, x, g, t, half, y, fetch),
-                    (false, _, true) => eight::<false, false, true>(w, x, g, t, half, y, fetch),
-                    (false, _, false) => eight::<false, false, false>(w, x, g, t, half, y, fetch),
+                let high = !w.high.is_empty();
+                match (w.nibbles, high, w.with_min, signed) {
+                    (true, false, true, _) => {
+                        eight::<true, false, true, false>(w, x, g, t, half, y, fetch)
+                    }
+                    (true, false, false, _) => {
+                        eight::<true, false, false, false>(w, x, g, t, half, y, fetch)
+                    }
+                    (true, true, _, _) => {
+                        eight::<true, true, false, false>(w, x, g, t, half, y, fetch)
+                    }
+                    (false, _, _, true) => {
+                        eight::<false, false, false, true>(w, x, g, t, half, y, fetch)
+                    }
+                    (false, _, _, false) => {
+                        eight::<false, false, false, false>(w, x, g, t, half, y, fetch)
+                    }
                 }
             }
         }
@@ -41,12 +53,13 @@ pub(super) unsafe fn group(w: &Block32, x: &Inputs, g: usize, t0: usize, take: u
 /// Activation row `t` times rows `8 · half .. 8 · half + 8` of group `g`: per block and
 /// group of four elements j, the integer sums from the lane's start, converted (see
 /// MAGIC) and added with FMA into accumulator j; at the end ggml's horizontal order.
+/// With `HI` (Q5_0), each value's fifth bit comes from the group's mask bits.
 ///
 /// # Safety
 /// As [`group`]; the half's first row exists.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn eight<const NIB: bool, const MIN: bool, const SIGNED: bool>(
+unsafe fn eight<const NIB: bool, const HI: bool, const MIN: bool, const SIGNED: bool>(
     w: &Block32,
     x: &Inputs,
     g: usize,
@@ -62,6 +75,14 @@ unsafe fn eight<const NIB: bool, const MIN: bool, const SIGNED: bool>(
     let ones = _mm256_set1_epi16(1);
     let flip = _mm256_set1_epi8(-128);
     let magic = _mm256_set1_ps(MAGIC);
+    // Mask bits to bytes: byte k of the half takes mask byte k / 8 (the shuffle works
+    // within 128-bit lanes, each holding all four mask bytes) and tests its bit k mod 8.
+    let spread = _mm256_setr_epi8(
+        0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3,
+        3, 3,
+    );
+    let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    let sixteen = _mm256_set1_epi8(16);
     let q =
         w.q.as_ptr()
             .wrapping_add(g * w.blocks * per_block + 32 * half);
@@ -85,10 +106,23 @@ unsafe fn eight<const NIB: bool, const MIN: bool, const SIGNED: bool>(
             for (j, a) in acc.iter_mut().enumerate() {
                 let wv = if NIB {
                     let bytes = _mm256_loadu_si256(qb.add(64 * (j % 4)).cast());
-                    if j < QUADS / 2 {
+                    let wv = if j < QUADS / 2 {
                         _mm256_and_si256(bytes, low)
                     } else {
                         _mm256_and_si256(_mm256_srli_epi16::<4>(bytes), low)
+                    };
+                    if HI {
+                        // This half's 32 mask bits of quad j (rows 8 · half ..).
+                        let hb = w
+                            .high
+                            .as_ptr()
+                            .add((g * w.blocks + b) * HIGH + 8 * j + 4 * half);
+                        let mask = _mm256_set1_epi32(hb.cast::<i32>().read_unaligned());
+                        let set = _mm256_and_si256(_mm256_shuffle_epi8(mask, spread), bit);
+                        let set = _mm256_cmpeq_epi8(set, bit);
+                        _mm256_or_si256(wv, _mm256_and_si256(set, sixteen))
+                    } else {
+                        wv
                     }
                 } else {
                     _mm256_loadu_si256(qb.add(64 * j).cast())

@@ -910,9 +910,9 @@ mod avx512 {
     /// Group `g` times all `n` activation rows, for batches of more than two tiles: what
     /// every tile reads is prepared once per group, in this thread's scratch, by the first
     /// tile as it computes. A 4- or 5-bit format's values are unpacked to one per byte, so
-    /// that the other tiles skip the nibble splitting (and Q5_0's fifth bits); every format's scales (and Q4_1's
-    /// minimums) are widened to f32, so that they load them instead of each converting
-    /// them again (a conversion is two vector operations on the ports the products use,
+    /// that the other tiles skip the nibble splitting (and Q5_0's fifth bits); every
+    /// format's scales (and Q4_1's minimums) are widened to f32, so that they load them
+    /// instead of each converting them again (a conversion is two vector operations on the ports the products use,
     /// two of about 28 per 16 rows, block and activation row). The same values go into the
     /// same operations.
     ///
@@ -1064,16 +1064,17 @@ mod avx512 {
         }
     }
 
-    /// [`rows`] with group g's values read from `q`: as stored, or (`NIB` false for a
-    /// 4-bit format) unpacked one value per byte by [`group_batched`]; its scales as
-    /// `scales` says. With `SAVE`, each block's values as the products use them (4-bit
-    /// formats: one per byte) and its scales (and minimums) as f32 are also written to
-    /// `save`, in the layout the other two read.
+    /// [`rows`] with group g's values read from `q`: as stored (with `HI`, Q5_0's fifth
+    /// bits from the matrix's plane), or (`NIB` false for a 4- or 5-bit format) unpacked
+    /// one value per byte by [`group_batched`]; its scales as `scales` says. With `SAVE`,
+    /// each block's values as the products use them (4- and 5-bit formats: one per byte)
+    /// and its scales (and minimums) as f32 are also written to `save`, in the layout the
+    /// other two read.
     ///
     /// # Safety
     /// As [`rows`]; `q` holds the group's `blocks` blocks in the layout `NIB` says, and
     /// `scales` (where widened) its `blocks` blocks of scales and minimums; with `SAVE`,
-    /// `save` holds 8 · 64 bytes (4-bit formats) and 2 · 16 floats per block.
+    /// `save` holds 8 · 64 bytes (4- and 5-bit formats) and 2 · 16 floats per block.
     #[allow(clippy::too_many_arguments)]
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]

@@ -11,11 +11,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let format = match args.first().map(String::as_str).unwrap_or("Q4_1") {
         "Q4_0" => QuantType::Q4_0,
+        "Q5_0" => QuantType::Q5_0,
         "Q4_1" => QuantType::Q4_1,
         "Q8_0" => QuantType::Q8_0,
         "Q4_K" => QuantType::Q4_K,
         "Q6_K" => QuantType::Q6_K,
-        other => return Err(format!("format {other}: one of Q4_0 Q4_1 Q8_0 Q4_K Q6_K").into()),
+        other => {
+            return Err(format!("format {other}: one of Q4_0 Q4_1 Q5_0 Q8_0 Q4_K Q6_K").into())
+        }
     };
     let rows: usize = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(1536);
     let cols: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(576);

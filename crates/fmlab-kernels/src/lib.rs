@@ -26,7 +26,7 @@ pub use activation::{
 };
 pub use matrix::{Matrix, MatrixData};
 pub use ops::*;
-pub use peak::{measure_peak_flops, peak_flops, Peak, PeakSource};
+pub use peak::{measure_peak_flops, peak_flops, peak_flops_at_least, Peak, PeakSource};
 pub use q8::{dot_batch, dot_quantized, dot_quantized_portable, Batch};
 pub use quant::{dequantize_block, dequantize_row, dot_row, f16_to_f32, f32_to_f16, QuantType};
 pub use quantize::{f32_to_bf16, quantize_q8_0, quantize_row, quantize_row_into};

@@ -115,7 +115,7 @@ pub fn pretrain(
     let spec = t.spec().clone();
     let config = t.config().clone();
     let params = spec.params();
-    let mfu_of = |tps: f64| {
+    let mfu_at = |tps: f64, peak_flops: f64| {
         fmlab_scaling::mfu(
             tps,
             params.non_embedding as f64,
@@ -127,6 +127,7 @@ pub fn pretrain(
         )
         .unwrap_or(0.0)
     };
+    let mfu_of = |tps: f64| mfu_at(tps, peak_flops);
     let total = config.steps;
     on(Progress::Start {
         step: t.step_count(),
@@ -155,6 +156,12 @@ pub fn pretrain(
     let run = t.run_dir().to_path_buf();
     let metrics = metrics::read(&run)?;
     let tps = session_tokens as f64 / session_seconds.max(1e-9);
+    // Above 100% the peak was measured while the cores were shared: measured again now.
+    let peak_flops = if mfu_of(tps) > 1.0 {
+        fmlab_kernels::peak_flops_at_least(mfu_of(tps) * peak_flops).flops
+    } else {
+        peak_flops
+    };
     let checkpoint = match seen.last_ckpt {
         Some(d) => d,
         None => checkpoint::list(&run)
@@ -173,7 +180,7 @@ pub fn pretrain(
         final_val_loss: seen.last_val.or(metrics.val.last().map(|p| p.1)),
         final_train_loss: metrics.train.last().map(|p| p.1),
         tokens_per_second: tps,
-        mfu: mfu_of(tps),
+        mfu: mfu_at(tps, peak_flops),
         peak_flops,
         train_seconds: session_seconds,
         interrupted: outcome == Outcome::Interrupted,

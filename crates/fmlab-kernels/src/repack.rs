@@ -453,18 +453,22 @@ impl Block32 {
                         let qb = &mut q[b * per_block..(b + 1) * per_block];
                         let ub = &u[b * BLOCK..(b + 1) * BLOCK];
                         for (j, four) in ub.chunks_exact(4).enumerate() {
-                            for (i, &v) in four.iter().enumerate() {
-                                if with_high && v >= 16 {
-                                    let bit = 4 * r + i;
-                                    h[b * HIGH + 8 * j + bit / 8] |= 1 << (bit % 8);
-                                }
-                                if !nibbles {
-                                    qb[64 * j + 4 * r + i] = v;
-                                } else if j < QUADS / 2 {
-                                    qb[64 * j + 4 * r + i] |= v & 0x0f;
-                                } else {
-                                    qb[64 * (j - QUADS / 2) + 4 * r + i] |= (v & 0x0f) << 4;
-                                }
+                            if with_high {
+                                // Row r's four fifth bits: bits 4r..4r + 4, in one byte.
+                                let bits = four
+                                    .iter()
+                                    .enumerate()
+                                    .fold(0u8, |a, (i, &v)| a | ((v >> 4) << i));
+                                h[b * HIGH + 8 * j + r / 2] |= bits << (4 * (r % 2));
+                            }
+                            if !nibbles {
+                                qb[64 * j + 4 * r..][..4].copy_from_slice(four);
+                            } else {
+                                let (at, shift) = (64 * (j % 4) + 4 * r, 4 * (j / 4));
+                                let dst = &mut qb[at..][..4];
+                                dst.iter_mut()
+                                    .zip(four)
+                                    .for_each(|(d, &v)| *d |= (v & 0x0f) << shift);
                             }
                         }
                     }

@@ -86,9 +86,7 @@ pub fn peak_flops() -> Peak {
         };
     }
     let key = format!("{cpu}\t{threads}");
-    let file = cache_file();
-    let cached = file
-        .as_ref()
+    let cached = cache_file()
         .and_then(|f| std::fs::read_to_string(f).ok())
         .unwrap_or_default();
     let found = cached.lines().find_map(|line| {
@@ -105,12 +103,7 @@ pub fn peak_flops() -> Peak {
         };
     }
     let flops = measure_peak_flops();
-    if let Some(f) = &file {
-        // One line per CPU and thread count; a failed write is harmless.
-        let line = format!("{key}\t{flops}\n");
-        let _ = f.parent().map(std::fs::create_dir_all);
-        let _ = std::fs::write(f, cached + &line);
-    }
+    store(&key, flops);
     let source = PeakSource::Measured;
     Peak {
         flops,
@@ -130,23 +123,30 @@ pub fn peak_flops_at_least(achieved: f64) -> Peak {
         return peak;
     }
     let flops = measure_peak_flops().max(peak.flops);
-    if let Some(f) = cache_file() {
-        let key = format!("{}\t{}", peak.cpu, peak.threads);
-        let cached = std::fs::read_to_string(&f).unwrap_or_default();
-        let mut lines: Vec<String> = cached
-            .lines()
-            .filter(|line| line.rsplit_once('\t').is_none_or(|(k, _)| k != key))
-            .map(str::to_string)
-            .collect();
-        lines.push(format!("{key}\t{flops}"));
-        // A failed write is harmless: the next run measures again.
-        let _ = std::fs::write(&f, lines.join("\n") + "\n");
-    }
+    store(&format!("{}\t{}", peak.cpu, peak.threads), flops);
     Peak {
         flops,
         source: PeakSource::Measured,
         ..peak
     }
+}
+
+/// Writes `flops` as the cache's line for `key` (CPU and thread count), replacing any
+/// earlier one and keeping the other CPUs' lines. A failed write is harmless: the next run
+/// measures again.
+fn store(key: &str, flops: f64) {
+    let Some(file) = cache_file() else {
+        return;
+    };
+    let cached = std::fs::read_to_string(&file).unwrap_or_default();
+    let mut text: String = cached
+        .lines()
+        .filter(|line| line.rsplit_once('\t').is_none_or(|(k, _)| k != key))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    text += &format!("{key}\t{flops}\n");
+    let _ = file.parent().map(std::fs::create_dir_all);
+    let _ = std::fs::write(&file, text);
 }
 
 fn cache_file() -> Option<PathBuf> {
